@@ -1,0 +1,319 @@
+//! Data contracts: one declarative description per dataset (`contracts/<name>.toml`) that drives
+//! CSV header binding, row validation, the Parquet schema and partition layout. Adding a dataset
+//! means adding a contract file, not a code path.
+
+mod domains;
+mod spec;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use regex::Regex;
+
+pub use domains::Domain;
+
+/// Errors in a contract file itself (not in the data it describes).
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error("contract is not valid TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("contract `{contract}`: {message}")]
+    Invalid { contract: String, message: String },
+}
+
+/// How a string value is normalised before it is checked and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Case {
+    Lower,
+    Upper,
+}
+
+/// A numeric bound in the column's own units (cents for a decimal of scale 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub value: i64,
+    pub inclusive: bool,
+    /// The bound as written in the contract, for error messages.
+    pub text: String,
+}
+
+/// The logical type of a column together with the rules that apply to it.
+#[derive(Debug, Clone)]
+pub enum ColumnKind {
+    String {
+        case: Option<Case>,
+        pattern: Option<Regex>,
+        domain: Option<Domain>,
+    },
+    /// A closed set of values, matched case-insensitively and stored as spelled in the contract.
+    Enum {
+        values: Vec<String>,
+    },
+    Date,
+    /// Stored as UTC microseconds.
+    Timestamp,
+    /// Exact fixed-point, stored as an integer scaled by `10^scale`.
+    Decimal {
+        precision: u8,
+        scale: u8,
+        min: Option<Bound>,
+        max: Option<Bound>,
+    },
+    Int32 {
+        min: Option<Bound>,
+        max: Option<Bound>,
+    },
+}
+
+impl ColumnKind {
+    /// The type name used in contracts and error messages.
+    pub fn type_name(&self) -> String {
+        match self {
+            ColumnKind::String { .. } => "string".into(),
+            ColumnKind::Enum { .. } => "enum".into(),
+            ColumnKind::Date => "date".into(),
+            ColumnKind::Timestamp => "timestamp".into(),
+            ColumnKind::Decimal {
+                precision, scale, ..
+            } => format!("decimal({precision},{scale})"),
+            ColumnKind::Int32 { .. } => "int32".into(),
+        }
+    }
+
+    /// How values of this kind are held in memory and in Parquet.
+    pub fn physical(&self) -> Physical {
+        match self {
+            ColumnKind::String { .. } | ColumnKind::Enum { .. } => Physical::Utf8,
+            ColumnKind::Date | ColumnKind::Int32 { .. } => Physical::Int32,
+            ColumnKind::Timestamp | ColumnKind::Decimal { .. } => Physical::Int64,
+        }
+    }
+}
+
+/// In-memory representation of a column's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Physical {
+    Utf8,
+    Int32,
+    Int64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub kind: ColumnKind,
+    pub required: bool,
+    /// Personal data: never echoed in rejection reasons, logs or alerts.
+    pub pii: bool,
+}
+
+/// How a partition value is derived from its source column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionTransform {
+    /// The (normalised) value itself.
+    Identity,
+    /// The UTC calendar date of a timestamp, `YYYY-MM-DD`.
+    UtcDate,
+}
+
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// Name of the hive partition key (`order_date` in `order_date=2026-11-21`).
+    pub name: String,
+    /// Index into [`Contract::columns`] of the column it is derived from.
+    pub source: usize,
+    pub transform: PartitionTransform,
+}
+
+/// A validated, ready-to-use data contract.
+#[derive(Debug, Clone)]
+pub struct Contract {
+    pub name: String,
+    pub description: String,
+    pub columns: Vec<Column>,
+    /// Index of the key column (unique after deduplication).
+    pub key: usize,
+    /// Index of the timestamp column whose latest value wins among rows with the same key.
+    pub version: usize,
+    pub partitions: Vec<Partition>,
+}
+
+impl Contract {
+    /// Parses and checks a contract. Every inconsistency is reported, not just the first.
+    pub fn from_toml(text: &str) -> Result<Self, ContractError> {
+        spec::ContractSpec::parse(text)?.compile()
+    }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    pub fn key_column(&self) -> &Column {
+        &self.columns[self.key]
+    }
+
+    /// True when the column's values live only in the partition path, not in the Parquet file.
+    pub fn is_path_only(&self, column: usize) -> bool {
+        self.partitions
+            .iter()
+            .any(|p| p.source == column && p.transform == PartitionTransform::Identity)
+    }
+
+    /// Columns written into Parquet files, in contract order (partition columns excluded).
+    pub fn file_columns(&self) -> impl Iterator<Item = (usize, &Column)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.is_path_only(*i))
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+const BUILTIN: &[(&str, &str)] = &[
+    ("customers", include_str!("../../contracts/customers.toml")),
+    ("orders", include_str!("../../contracts/orders.toml")),
+    ("payments", include_str!("../../contracts/payments.toml")),
+];
+
+/// The set of datasets this pipeline knows, by name.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    contracts: BTreeMap<String, Contract>,
+}
+
+impl Registry {
+    /// The contracts shipped in `contracts/`, compiled into the binary.
+    pub fn builtin() -> Self {
+        let contracts = BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                // The shipped contracts are checked by tests; a broken one is a build defect.
+                let contract = Contract::from_toml(text)
+                    .unwrap_or_else(|e| panic!("built-in contract {name} is invalid: {e}"));
+                (contract.name.clone(), contract)
+            })
+            .collect();
+        Registry { contracts }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Contract> {
+        self.contracts.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.contracts.keys().map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Contract> {
+        self.contracts.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_contracts_compile_and_match_the_issue() {
+        let reg = Registry::builtin();
+        assert_eq!(
+            reg.names().collect::<Vec<_>>(),
+            ["customers", "orders", "payments"]
+        );
+        let orders = reg.get("orders").unwrap();
+        assert_eq!(orders.key_column().name, "order_id");
+        assert_eq!(orders.columns[orders.version].name, "updated_at");
+        let parts: Vec<_> = orders.partitions.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(parts, ["order_date", "customer_region"]);
+        assert_eq!(orders.partitions[0].transform, PartitionTransform::UtcDate);
+        let file_cols: Vec<_> = orders
+            .file_columns()
+            .map(|(_, c)| c.name.as_str())
+            .collect();
+        assert_eq!(
+            file_cols,
+            [
+                "order_id",
+                "customer_id",
+                "order_ts",
+                "status",
+                "currency",
+                "total_amount",
+                "item_count",
+                "updated_at"
+            ]
+        );
+        let customers = reg.get("customers").unwrap();
+        assert!(customers.columns.iter().filter(|c| c.pii).count() == 3);
+        let payments = reg.get("payments").unwrap();
+        let amount = &payments.columns[payments.column_index("amount").unwrap()];
+        match &amount.kind {
+            ColumnKind::Decimal { min, .. } => {
+                assert_eq!(
+                    min.as_ref().map(|b| (b.value, b.inclusive)),
+                    Some((0, false))
+                )
+            }
+            other => panic!("amount is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inconsistent_contracts_are_rejected_with_every_problem_named() {
+        let text = r#"
+            name = "bad"
+            key = "id"
+            version_column = "nope"
+            partition_by = [{ name = "d", source = "missing", transform = "utc_date" }]
+            [[columns]]
+            name = "id"
+            type = "string"
+            [[columns]]
+            name = "amount"
+            type = "decimal"
+            precision = 30
+            scale = 2
+            [[columns]]
+            name = "fee"
+            type = "decimal"
+            minimum = "abc"
+            [[columns]]
+            name = "email"
+            type = "string"
+            pattern = "(["
+        "#;
+        let err = Contract::from_toml(text).unwrap_err().to_string();
+        for needle in [
+            "key column `id` must be required",
+            "version column `nope`",
+            "partition `d`",
+            "precision 30",
+            "minimum `abc`",
+            "pattern",
+        ] {
+            assert!(err.contains(needle), "{needle:?} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_in_a_contract_are_errors_not_silently_ignored() {
+        let text = r#"
+            name = "x"
+            key = "id"
+            version_column = "ts"
+            [[columns]]
+            name = "id"
+            type = "string"
+            required = true
+            requird = true
+        "#;
+        let err = Contract::from_toml(text).unwrap_err().to_string();
+        assert!(err.contains("requird"), "{err}");
+    }
+}

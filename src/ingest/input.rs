@@ -1,0 +1,329 @@
+//! Turns a byte stream into CSV records: transparent gzip (detected by its magic bytes, not the
+//! name), RFC 4180 quoting, CRLF, LF or CR line ends, and a leading UTF-8 byte-order mark.
+//!
+//! Built on `csv-core` rather than `csv::Reader` because rejected rows must carry the physical
+//! source line they start on, and `csv::Reader` miscounts lines after CRLF and blank lines.
+
+use std::io::{self, Cursor, Read};
+
+use csv_core::ReadRecordResult;
+use flate2::read::MultiGzDecoder;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// One parsed record, borrowed from the reader until the next call.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    /// Physical line (1-based) the record starts on.
+    pub line: u64,
+    data: &'a [u8],
+    ends: &'a [usize],
+}
+
+impl<'a> RawRecord<'a> {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn field(&self, i: usize) -> &'a [u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.len()).map(|i| self.field(i))
+    }
+
+    /// All field bytes concatenated (for a single UTF-8 check).
+    pub fn concatenated(&self) -> &'a [u8] {
+        &self.data[..self.ends.last().copied().unwrap_or(0)]
+    }
+}
+
+/// An owned record, for building records outside a reader (tests, generated input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub line: u64,
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl OwnedRecord {
+    pub fn new<F: AsRef<[u8]>>(line: u64, fields: &[F]) -> Self {
+        let (mut data, mut ends) = (Vec::new(), Vec::new());
+        for f in fields {
+            data.extend_from_slice(f.as_ref());
+            ends.push(data.len());
+        }
+        OwnedRecord { line, data, ends }
+    }
+
+    pub fn as_raw(&self) -> RawRecord<'_> {
+        RawRecord {
+            line: self.line,
+            data: &self.data,
+            ends: &self.ends,
+        }
+    }
+}
+
+/// Counts physical lines: `\n`, `\r\n` and a lone `\r` each end one.
+#[derive(Debug, Default)]
+struct LineCounter {
+    line: u64,
+    prev_cr: bool,
+}
+
+impl LineCounter {
+    fn advance(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\n' if self.prev_cr => self.prev_cr = false,
+                b'\n' => self.line += 1,
+                b'\r' => {
+                    self.line += 1;
+                    self.prev_cr = true;
+                }
+                _ => self.prev_cr = false,
+            }
+        }
+    }
+}
+
+/// A streaming CSV record reader that tracks source lines.
+pub struct RecordReader<R> {
+    inner: R,
+    core: csv_core::Reader,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    eof: bool,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    lines: LineCounter,
+    first: bool,
+}
+
+impl<R: Read> RecordReader<R> {
+    pub fn new(inner: R) -> Self {
+        RecordReader {
+            inner,
+            core: csv_core::Reader::new(),
+            buf: vec![0; READ_BUFFER_BYTES],
+            pos: 0,
+            len: 0,
+            eof: false,
+            out: vec![0; 4096],
+            ends: vec![0; 64],
+            lines: LineCounter {
+                line: 1,
+                prev_cr: false,
+            },
+            first: true,
+        }
+    }
+
+    fn refill(&mut self) -> io::Result<()> {
+        if self.pos < self.len || self.eof {
+            return Ok(());
+        }
+        // A full buffer (short only at end of input) also guarantees a whole BOM is visible.
+        let n = read_up_to(&mut self.inner, &mut self.buf)?;
+        self.pos = 0;
+        self.len = n;
+        self.eof = n < self.buf.len();
+        Ok(())
+    }
+
+    /// The next record, or `None` at the end of input. A UTF-8 BOM before the first record is dropped.
+    pub fn next_record(&mut self) -> io::Result<Option<RawRecord<'_>>> {
+        let (mut out_len, mut n_ends) = (0, 0);
+        let mut start_line = None;
+        loop {
+            self.refill()?;
+            if start_line.is_none() {
+                // Skip blank lines ourselves so the record's first line is known exactly.
+                let input = &self.buf[self.pos..self.len];
+                let mut skip = input
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                if self.first && skip == 0 && input.starts_with(UTF8_BOM) {
+                    skip = UTF8_BOM.len();
+                } else {
+                    self.lines.advance(&input[..skip]);
+                }
+                self.pos += skip;
+                if self.pos == self.len && !self.eof {
+                    continue;
+                }
+                self.first = false;
+                start_line = Some(self.lines.line);
+            }
+            let input = &self.buf[self.pos..self.len];
+            let (result, n_in, n_out, n_end) =
+                self.core
+                    .read_record(input, &mut self.out[out_len..], &mut self.ends[n_ends..]);
+            self.lines.advance(&input[..n_in]);
+            self.pos += n_in;
+            out_len += n_out;
+            n_ends += n_end;
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => self.out.resize(self.out.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                ReadRecordResult::Record => {
+                    return Ok(Some(RawRecord {
+                        line: start_line.unwrap_or(self.lines.line),
+                        data: &self.out[..out_len],
+                        ends: &self.ends[..n_ends],
+                    }));
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Reads up to `buf.len()` bytes, fewer only at end of input.
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A record reader over `input`, decompressing it when it is gzip. Returns whether it was.
+pub fn csv_reader<'a>(
+    mut input: impl Read + Send + 'a,
+) -> io::Result<(RecordReader<Box<dyn Read + Send + 'a>>, bool)> {
+    let mut magic = [0u8; 2];
+    let n = read_up_to(&mut input, &mut magic)?;
+    let rejoined = Cursor::new(magic[..n].to_vec()).chain(input);
+    let gzip = magic[..n] == GZIP_MAGIC;
+    let decoded: Box<dyn Read + Send + 'a> = if gzip {
+        Box::new(MultiGzDecoder::new(io::BufReader::with_capacity(
+            READ_BUFFER_BYTES,
+            rejoined,
+        )))
+    } else {
+        Box::new(rejoined)
+    };
+    Ok((RecordReader::new(decoded), gzip))
+}
+
+/// Whether a read error means the content itself is broken (bad input, not worth a retry).
+pub fn is_corrupt_input(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn records(bytes: &[u8]) -> Vec<(u64, Vec<String>)> {
+        let (mut r, _) = csv_reader(bytes).unwrap();
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            out.push((
+                rec.line,
+                rec.fields()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect(),
+            ));
+        }
+        out
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn quoting_line_endings_blank_lines_and_bom() {
+        let want = vec![
+            (1, s(&["id", "note"])),
+            (2, s(&["1", "a, \"quoted\"\nvalue"])),
+            (4, s(&["2", "plain"])),
+            (6, s(&["3", ""])),
+            (7, s(&["4", "last"])),
+        ];
+        let lf = b"\xEF\xBB\xBFid,note\n1,\"a, \"\"quoted\"\"\nvalue\"\n2,plain\n\n3,\"\"\n4,last";
+        assert_eq!(records(lf), want);
+        let crlf: Vec<u8> = String::from_utf8_lossy(lf)
+            .replace('\n', "\r\n")
+            .into_bytes();
+        let got = records(&crlf);
+        assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 4, 6, 7]);
+        assert_eq!(got[1].1[1], "a, \"quoted\"\r\nvalue");
+        let cr: Vec<u8> = String::from_utf8_lossy(lf).replace('\n', "\r").into_bytes();
+        assert_eq!(
+            records(&cr).iter().map(|r| r.0).collect::<Vec<_>>(),
+            [1, 2, 4, 6, 7]
+        );
+    }
+
+    #[test]
+    fn line_numbers_survive_buffer_boundaries() {
+        let mut data = b"h\r\n".to_vec();
+        for i in 0..100_000 {
+            data.extend_from_slice(format!("{i}\r\n").as_bytes());
+        }
+        let got = records(&data);
+        assert_eq!(got.len(), 100_001);
+        assert!(got.iter().enumerate().all(|(i, r)| r.0 == i as u64 + 1));
+    }
+
+    #[test]
+    fn empty_and_header_only_inputs() {
+        assert!(records(b"").is_empty());
+        assert!(records(b"\r\n\n").is_empty());
+        assert_eq!(records(b"a,b\r\n"), vec![(1, s(&["a", "b"]))]);
+    }
+
+    #[test]
+    fn gzip_is_detected_by_content() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"a,b\n1,2\n").unwrap();
+        let bytes = gz.finish().unwrap();
+        assert!(csv_reader(bytes.as_slice()).unwrap().1);
+        assert_eq!(
+            records(&bytes),
+            vec![(1, s(&["a", "b"])), (2, s(&["1", "2"]))]
+        );
+        assert!(!csv_reader(&b"a"[..]).unwrap().1);
+        assert!(!csv_reader(&b""[..]).unwrap().1);
+    }
+
+    #[test]
+    fn truncated_gzip_is_corrupt_input() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&b"a,b\n1,2\n".repeat(1000)).unwrap();
+        let bytes = gz.finish().unwrap();
+        let (mut r, _) = csv_reader(&bytes[..bytes.len() / 2]).unwrap();
+        let err = loop {
+            match r.next_record() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("truncation not noticed"),
+                Err(e) => break e,
+            }
+        };
+        assert!(is_corrupt_input(&err), "{err:?}");
+    }
+}

@@ -1,0 +1,474 @@
+//! Ingest: one bronze object (`raw/<dataset>/…`) becomes silver Parquet, a quarantine file and a
+//! manifest. Used unchanged by the `ingest` Lambda (S3) and `lake ingest` (a local directory).
+//!
+//! Idempotency: outputs are named from the batch id (derived from the object's URI and ETag), and
+//! the manifest is written last. A redelivered event finds the manifest and replays it; a retry
+//! after a crash rewrites the same names and deletes whatever the crashed attempt left behind.
+
+mod dedup;
+mod input;
+mod process;
+mod quarantine;
+pub mod silver;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tokio_util::io::SyncIoBridge;
+use tracing::{info, warn};
+
+pub use dedup::latest_wins;
+pub use input::{OwnedRecord, RawRecord, RecordReader};
+pub use process::{
+    FileJob, FileOutcome, ProcessError, ProcessedFile, RejectedFile, plan_buckets, process_file,
+};
+pub use quarantine::{LINE_COLUMN, REASON_COLUMN};
+
+use crate::contract::Registry;
+use crate::layout;
+use crate::manifest::{BatchStatus, MANIFEST_VERSION, Manifest, PendingOutputs, SourceObject};
+use crate::storage::{ObjectMeta, ObjectStore, StorageError};
+use crate::validate::SchemaDrift;
+use crate::values;
+
+/// Default memory budget per file when none is configured.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = 512 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Upper bound for rows held in memory per file; larger files spill to `work_dir`.
+    pub memory_budget_bytes: usize,
+    /// Where spill and staged files go (`/tmp` in Lambda); the system temp dir when `None`.
+    pub work_dir: Option<PathBuf>,
+    /// Re-process a source even when its manifest says it is done.
+    pub force: bool,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
+            work_dir: None,
+            force: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(
+        "{key}: not a bronze key; sources must be under raw/<dataset>/ (known datasets: {known})"
+    )]
+    UnknownPrefix { key: String, known: String },
+    #[error(
+        "{key}: no data contract for dataset `{dataset}` (known datasets: {known}); add contracts/{dataset}.toml or fix the upload path"
+    )]
+    UnknownDataset {
+        key: String,
+        dataset: String,
+        known: String,
+    },
+    #[error(
+        "source object {uri} does not exist (was it deleted or renamed after the event was sent?)"
+    )]
+    SourceMissing { uri: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("processing {uri}: {source}")]
+    Process {
+        uri: String,
+        #[source]
+        source: ProcessError,
+    },
+    #[error("work directory: {0}")]
+    WorkDir(#[source] std::io::Error),
+    #[error("{key} is not a readable record: {source}")]
+    CorruptRecord {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("ingest of {uri} stopped unexpectedly: {message}")]
+    Task { uri: String, message: String },
+    #[error(
+        "internal error, nothing was committed for {uri}: rows_read {read} != written {written} + rejected {rejected} + duplicates {duplicates}"
+    )]
+    Accounting {
+        uri: String,
+        read: u64,
+        written: u64,
+        rejected: u64,
+        duplicates: u64,
+    },
+}
+
+impl IngestError {
+    /// Whether another attempt can succeed (transient infrastructure trouble), as opposed to a
+    /// problem with the input or the configuration that a retry would only repeat.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IngestError::Storage(e) => e.is_retryable(),
+            IngestError::Process { source, .. } => !matches!(source, ProcessError::Parquet(_)),
+            IngestError::WorkDir(_) | IngestError::Task { .. } => true,
+            IngestError::UnknownPrefix { .. }
+            | IngestError::UnknownDataset { .. }
+            | IngestError::SourceMissing { .. }
+            | IngestError::CorruptRecord { .. }
+            | IngestError::Accounting { .. } => false,
+        }
+    }
+}
+
+/// The result of ingesting one object.
+#[derive(Debug, Clone)]
+pub struct IngestOutcome {
+    pub manifest: Manifest,
+    /// The object had been ingested before; nothing was written this time.
+    pub replayed: bool,
+}
+
+/// Ingests bronze objects of one store.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    store: Arc<dyn ObjectStore>,
+    registry: Arc<Registry>,
+    settings: IngestSettings,
+}
+
+async fn read_json<T: DeserializeOwned>(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> Result<Option<T>, IngestError> {
+    match store.get(key).await? {
+        None => Ok(None),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| IngestError::CorruptRecord {
+                    key: key.to_owned(),
+                    source,
+                })
+        }
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec_pretty(value).expect("manifest types serialise"))
+}
+
+impl Ingestor {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        registry: Arc<Registry>,
+        settings: IngestSettings,
+    ) -> Self {
+        Ingestor {
+            store,
+            registry,
+            settings,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn known(&self) -> String {
+        self.registry.names().collect::<Vec<_>>().join(", ")
+    }
+
+    /// Ingests the bronze object at `key`.
+    #[tracing::instrument(skip(self), fields(dataset, batch_id))]
+    pub async fn ingest(&self, key: &str) -> Result<IngestOutcome, IngestError> {
+        let dataset =
+            layout::dataset_of_raw_key(key).ok_or_else(|| IngestError::UnknownPrefix {
+                key: key.to_owned(),
+                known: self.known(),
+            })?;
+        let contract = self
+            .registry
+            .get(dataset)
+            .ok_or_else(|| IngestError::UnknownDataset {
+                key: key.to_owned(),
+                dataset: dataset.to_owned(),
+                known: self.known(),
+            })?;
+        let uri = self.store.uri(key);
+        let meta = self
+            .store
+            .head(key)
+            .await?
+            .ok_or_else(|| IngestError::SourceMissing { uri: uri.clone() })?;
+        let batch_id = layout::batch_id(&uri, &meta);
+        tracing::Span::current()
+            .record("dataset", dataset)
+            .record("batch_id", batch_id.as_str());
+
+        let manifest_key = layout::manifest_key(dataset, &batch_id);
+        let pending_key = layout::pending_key(dataset, &batch_id);
+        let previous: Option<Manifest> = read_json(self.store.as_ref(), &manifest_key).await?;
+        if let Some(manifest) = previous.as_ref().filter(|_| !self.settings.force) {
+            info!(status = ?manifest.status, "source already ingested; replaying its manifest");
+            return Ok(IngestOutcome {
+                manifest: manifest.clone(),
+                replayed: true,
+            });
+        }
+        let pending: Option<PendingRecord> = read_json(self.store.as_ref(), &pending_key).await?;
+        // Keep the first ingestion time so a re-run reproduces its files byte for byte.
+        let ingested_at_micros = previous
+            .as_ref()
+            .map(|m| m.ingested_at.as_str())
+            .or(pending.as_ref().map(|p| p.ingested_at.as_str()))
+            .and_then(|t| values::parse_timestamp(t).ok())
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+
+        let work_root = self
+            .settings
+            .work_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&work_root).map_err(IngestError::WorkDir)?;
+        let work = tempfile::Builder::new()
+            .prefix("ingest-")
+            .tempdir_in(&work_root)
+            .map_err(IngestError::WorkDir)?;
+
+        let reader = self.store.reader(key).await.map_err(|e| match e {
+            StorageError::NotFound { .. } => IngestError::SourceMissing { uri: uri.clone() },
+            other => other.into(),
+        })?;
+        let outcome = {
+            let bridge = SyncIoBridge::new(reader);
+            let contract = contract.clone();
+            let (batch_id, source_uri) = (batch_id.clone(), uri.clone());
+            let (budget, size, work_dir) = (
+                self.settings.memory_budget_bytes,
+                meta.size,
+                work.path().to_owned(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let job = FileJob {
+                    contract: &contract,
+                    batch_id: &batch_id,
+                    source_uri: &source_uri,
+                    ingested_at_micros,
+                    input_bytes: size,
+                    memory_budget_bytes: budget,
+                    work_dir: &work_dir,
+                };
+                process_file(bridge, &job)
+            })
+            .await
+            .map_err(|e| IngestError::Task {
+                uri: uri.clone(),
+                message: e.to_string(),
+            })?
+            .map_err(|source| IngestError::Process {
+                uri: uri.clone(),
+                source,
+            })?
+        };
+
+        let base = ManifestBase {
+            batch_id: &batch_id,
+            dataset,
+            meta: &meta,
+            uri: &uri,
+            ingested_at_micros,
+        };
+        let manifest = match outcome {
+            FileOutcome::Processed(processed) => base.processed(processed),
+            FileOutcome::Rejected(rejected) => base.rejected(rejected),
+        };
+        if !manifest.0.accounting_holds() {
+            let m = &manifest.0;
+            return Err(IngestError::Accounting {
+                uri,
+                read: m.rows_read,
+                written: m.rows_written,
+                rejected: m.rows_rejected,
+                duplicates: m.duplicates_dropped,
+            });
+        }
+        let (manifest, uploads) = manifest;
+        self.commit(
+            key,
+            &manifest,
+            uploads,
+            previous.as_ref(),
+            pending,
+            &manifest_key,
+            &pending_key,
+        )
+        .await?;
+        drop(work);
+
+        match manifest.status {
+            BatchStatus::Succeeded => info!(
+                rows_read = manifest.rows_read,
+                rows_written = manifest.rows_written,
+                rows_rejected = manifest.rows_rejected,
+                duplicates_dropped = manifest.duplicates_dropped,
+                partitions = manifest.partitions.len(),
+                files = manifest.files.len(),
+                schema_drift = !manifest.schema_drift.is_empty(),
+                "batch ingested"
+            ),
+            BatchStatus::Rejected => warn!(
+                rows_read = manifest.rows_read,
+                error = manifest.error.as_deref().unwrap_or_default(),
+                quarantined = manifest.quarantined_source.as_deref().unwrap_or_default(),
+                "file rejected whole"
+            ),
+        }
+        Ok(IngestOutcome {
+            manifest,
+            replayed: false,
+        })
+    }
+
+    /// Uploads outputs, removes what an earlier attempt left that this one does not rewrite,
+    /// then writes the manifest (the commit point) and clears the pending record.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        source_key: &str,
+        manifest: &Manifest,
+        uploads: Vec<Upload>,
+        previous: Option<&Manifest>,
+        pending: Option<PendingRecord>,
+        manifest_key: &str,
+        pending_key: &str,
+    ) -> Result<(), IngestError> {
+        let new_keys: BTreeSet<String> = output_keys(manifest).collect();
+        let mut stale: BTreeSet<String> = previous.map(output_keys).into_iter().flatten().collect();
+        stale.extend(pending.into_iter().flat_map(|p| p.outputs.keys));
+        let record = PendingRecord {
+            ingested_at: manifest.ingested_at.clone(),
+            outputs: PendingOutputs {
+                keys: new_keys.iter().cloned().collect(),
+            },
+        };
+        self.store.put(pending_key, to_json(&record)).await?;
+        for upload in uploads {
+            match upload {
+                Upload::File { key, path } => self.store.put_file(&key, &path).await?,
+                Upload::CopySource { key } => self.store.copy(source_key, &key).await?,
+            }
+        }
+        for key in stale.difference(&new_keys) {
+            self.store.delete(key).await?;
+        }
+        self.store.put(manifest_key, to_json(manifest)).await?;
+        self.store.delete(pending_key).await?;
+        Ok(())
+    }
+}
+
+/// What `manifests/<dataset>/_pending/<batch_id>.json` holds while an ingest is committing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PendingRecord {
+    ingested_at: String,
+    outputs: PendingOutputs,
+}
+
+fn output_keys(m: &Manifest) -> impl Iterator<Item = String> + '_ {
+    m.files
+        .iter()
+        .map(|f| f.key.clone())
+        .chain(m.rejects_file.clone())
+        .chain(m.quarantined_source.clone())
+}
+
+enum Upload {
+    File { key: String, path: PathBuf },
+    CopySource { key: String },
+}
+
+struct ManifestBase<'a> {
+    batch_id: &'a str,
+    dataset: &'a str,
+    meta: &'a ObjectMeta,
+    uri: &'a str,
+    ingested_at_micros: i64,
+}
+
+impl ManifestBase<'_> {
+    fn manifest(&self, status: BatchStatus) -> Manifest {
+        Manifest {
+            manifest_version: MANIFEST_VERSION,
+            batch_id: self.batch_id.to_owned(),
+            dataset: self.dataset.to_owned(),
+            status,
+            error: None,
+            source: SourceObject {
+                uri: self.uri.to_owned(),
+                key: self.meta.key.clone(),
+                etag: self.meta.etag.clone(),
+                version_id: self.meta.version_id.clone(),
+                size: self.meta.size,
+                last_modified: self
+                    .meta
+                    .last_modified
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            },
+            ingested_at: values::format_timestamp(self.ingested_at_micros),
+            rows_read: 0,
+            rows_written: 0,
+            rows_rejected: 0,
+            duplicates_dropped: 0,
+            partitions: vec![],
+            files: vec![],
+            rejects_file: None,
+            quarantined_source: None,
+            source_columns: vec![],
+            schema_drift: SchemaDrift::default(),
+            column_stats: Default::default(),
+        }
+    }
+
+    fn processed(&self, p: ProcessedFile) -> (Manifest, Vec<Upload>) {
+        let mut m = self.manifest(BatchStatus::Succeeded);
+        let mut uploads: Vec<Upload> = p
+            .files
+            .iter()
+            .map(|f| Upload::File {
+                key: f.file.key.clone(),
+                path: f.path.clone(),
+            })
+            .collect();
+        if let Some((path, _)) = &p.rejects {
+            let key = layout::rejected_rows_key(self.dataset, self.batch_id);
+            uploads.push(Upload::File {
+                key: key.clone(),
+                path: path.clone(),
+            });
+            m.rejects_file = Some(key);
+        }
+        m.rows_read = p.rows_read;
+        m.rows_written = p.rows_written;
+        m.rows_rejected = p.rows_rejected;
+        m.duplicates_dropped = p.duplicates_dropped;
+        m.files = p.files.into_iter().map(|f| f.file).collect();
+        m.partitions = p.partitions;
+        m.source_columns = p.source_columns;
+        m.schema_drift = p.drift;
+        m.column_stats = p.stats;
+        (m, uploads)
+    }
+
+    fn rejected(&self, r: RejectedFile) -> (Manifest, Vec<Upload>) {
+        let mut m = self.manifest(BatchStatus::Rejected);
+        let key = layout::quarantined_source_key(self.dataset, self.batch_id, &self.meta.key);
+        m.error = Some(r.reason);
+        m.rows_read = r.rows_read;
+        m.rows_rejected = r.rows_read;
+        m.source_columns = r.source_columns;
+        m.quarantined_source = Some(key.clone());
+        (m, vec![Upload::CopySource { key }])
+    }
+}

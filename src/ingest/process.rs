@@ -1,0 +1,522 @@
+//! The synchronous core of ingest: one source stream in, staged silver files and a quarantine
+//! file out, with every row accounted for.
+//!
+//! Memory stays bounded by the budget, not the file: valid rows are hash-partitioned by key
+//! into buckets sized to fit the budget (spilled to the work directory when there is more than
+//! one), then each bucket is deduplicated and written on its own. All rows of a key land in the
+//! same bucket, so latest-wins needs no global state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::dedup;
+use super::input::{self, RecordReader, csv_reader};
+use super::quarantine::QuarantineWriter;
+use super::silver::{self, Lineage};
+use crate::columns::Batch;
+use crate::contract::{ColumnKind, Contract, PartitionTransform};
+use crate::layout;
+use crate::manifest::{ColumnStats, PartitionSummary, WrittenFile};
+use crate::partition::hive_partition_path;
+use crate::validate::{RowValidator, SchemaDrift};
+use crate::values;
+
+/// Assumed expansion of gzip input when sizing buckets (CSV typically compresses 5-10x).
+const GZIP_EXPANSION: u64 = 10;
+/// Most buckets one file is split into.
+const MAX_BUCKETS: u64 = 4096;
+
+/// Everything the processor needs to know about one source file.
+#[derive(Debug, Clone)]
+pub struct FileJob<'a> {
+    pub contract: &'a Contract,
+    pub batch_id: &'a str,
+    pub source_uri: &'a str,
+    pub ingested_at_micros: i64,
+    /// Stored size of the source; with the budget it decides the number of buckets.
+    pub input_bytes: u64,
+    pub memory_budget_bytes: usize,
+    /// Scratch space for spill, staged Parquet and the quarantine file.
+    pub work_dir: &'a Path,
+}
+
+/// A Parquet file staged in the work directory, ready to upload to `file.key`.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    pub path: PathBuf,
+    pub file: WrittenFile,
+}
+
+#[derive(Debug)]
+pub struct ProcessedFile {
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    pub duplicates_dropped: u64,
+    pub files: Vec<StagedFile>,
+    pub partitions: Vec<PartitionSummary>,
+    /// Staged rejected-rows CSV and its row count.
+    pub rejects: Option<(PathBuf, u64)>,
+    pub drift: SchemaDrift,
+    pub source_columns: Vec<String>,
+    pub stats: ColumnStats,
+    pub buckets: usize,
+}
+
+/// The file cannot be used at all; it is quarantined as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedFile {
+    pub reason: String,
+    /// Records seen (all of them count as rejected).
+    pub rows_read: u64,
+    pub source_columns: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum FileOutcome {
+    Processed(ProcessedFile),
+    Rejected(RejectedFile),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("reading the source failed: {0}")]
+    Read(#[source] io::Error),
+    #[error("writing {path} in the work directory failed: {source}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing Parquet failed: {0}")]
+    Parquet(#[from] polars::error::PolarsError),
+}
+
+fn work_err(path: &Path) -> impl FnOnce(io::Error) -> ProcessError + '_ {
+    move |source| ProcessError::WorkDir {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// How many hash buckets keep one bucket's rows within a third of the memory budget
+/// (the rest is for the dedup index and the Parquet encoder).
+pub fn plan_buckets(input_bytes: u64, gzip: bool, memory_budget_bytes: usize) -> usize {
+    let csv_bytes = input_bytes.saturating_mul(if gzip { GZIP_EXPANSION } else { 1 });
+    // Columnar rows take about 1.5x their CSV size.
+    let in_memory = csv_bytes.saturating_mul(3) / 2;
+    let per_bucket = (memory_budget_bytes as u64 / 3).max(1);
+    in_memory.div_ceil(per_bucket).clamp(1, MAX_BUCKETS) as usize
+}
+
+/// FNV-1a: stable across builds and platforms, so bucket numbers (and file names) are too.
+fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Rows of one bucket: in memory, plus a spill file once it outgrows its share of the budget.
+struct Bucket {
+    rows: Batch,
+    spill: Option<(PathBuf, BufWriter<File>)>,
+}
+
+struct Buckets<'a> {
+    list: Vec<Bucket>,
+    flush_bytes: usize,
+    work_dir: &'a Path,
+}
+
+impl<'a> Buckets<'a> {
+    fn new(
+        contract: &Contract,
+        count: usize,
+        memory_budget_bytes: usize,
+        work_dir: &'a Path,
+    ) -> Self {
+        Buckets {
+            list: (0..count)
+                .map(|_| Bucket {
+                    rows: Batch::new(contract),
+                    spill: None,
+                })
+                .collect(),
+            // With one bucket everything stays in memory (it was sized to fit).
+            flush_bytes: if count == 1 {
+                usize::MAX
+            } else {
+                (memory_budget_bytes / 3 / count).max(256 * 1024)
+            },
+            work_dir,
+        }
+    }
+
+    fn bucket_of(&self, key: &str) -> usize {
+        (stable_hash(key.as_bytes()) % self.list.len() as u64) as usize
+    }
+
+    /// Moves a bucket's in-memory rows to its spill file when they outgrew their share.
+    fn maybe_spill(&mut self, index: usize) -> Result<(), ProcessError> {
+        let bucket = &mut self.list[index];
+        if bucket.rows.heap_bytes() < self.flush_bytes {
+            return Ok(());
+        }
+        if bucket.spill.is_none() {
+            let path = self.work_dir.join(format!("spill-{index:04}.bin"));
+            let file = File::create(&path).map_err(work_err(&path))?;
+            bucket.spill = Some((path, BufWriter::new(file)));
+        }
+        let (path, writer) = bucket.spill.as_mut().expect("created above");
+        bucket.rows.write_chunk(writer).map_err(work_err(path))?;
+        bucket.rows.clear();
+        Ok(())
+    }
+
+    /// All rows of a bucket, in file order: spilled chunks first, then what is still in memory.
+    fn take(&mut self, index: usize, contract: &Contract) -> Result<Batch, ProcessError> {
+        let bucket = &mut self.list[index];
+        let in_memory = std::mem::replace(&mut bucket.rows, Batch::new(contract));
+        let Some((path, mut writer)) = bucket.spill.take() else {
+            return Ok(in_memory);
+        };
+        in_memory
+            .write_chunk(&mut writer)
+            .map_err(work_err(&path))?;
+        writer.flush().map_err(work_err(&path))?;
+        drop(writer);
+        let mut all = Batch::new(contract);
+        let mut reader = BufReader::new(File::open(&path).map_err(work_err(&path))?);
+        while all.read_chunk(&mut reader).map_err(work_err(&path))? {}
+        std::fs::remove_file(&path).map_err(work_err(&path))?;
+        Ok(all)
+    }
+}
+
+/// Why reading stopped early: the content is broken (reject the file) or the read failed.
+enum ReadFailure {
+    Corrupt(String),
+    Io(io::Error),
+}
+
+fn classify(e: io::Error) -> ReadFailure {
+    if input::is_corrupt_input(&e) {
+        ReadFailure::Corrupt(format!("the file cannot be decoded: {e}"))
+    } else {
+        ReadFailure::Io(e)
+    }
+}
+
+/// Counts the remaining records of a file that is being rejected whole.
+fn count_rest(reader: &mut RecordReader<impl Read>, mut seen: u64) -> Result<u64, ProcessError> {
+    loop {
+        match reader.next_record() {
+            Ok(Some(_)) => seen += 1,
+            Ok(None) => return Ok(seen),
+            Err(e) => match classify(e) {
+                ReadFailure::Corrupt(_) => return Ok(seen),
+                ReadFailure::Io(e) => return Err(ProcessError::Read(e)),
+            },
+        }
+    }
+}
+
+/// Processes one source stream. A bad row never fails the file; a file that cannot be used at
+/// all comes back as [`FileOutcome::Rejected`]; only infrastructure failures are errors.
+pub fn process_file(
+    source: impl Read + Send,
+    job: &FileJob<'_>,
+) -> Result<FileOutcome, ProcessError> {
+    let contract = job.contract;
+    let (mut reader, gzip) = match csv_reader(source) {
+        Ok(r) => r,
+        Err(e) if input::is_corrupt_input(&e) => {
+            return Ok(rejected(
+                format!("the file cannot be decoded: {e}"),
+                0,
+                vec![],
+            ));
+        }
+        Err(e) => return Err(ProcessError::Read(e)),
+    };
+    let (validator, mut quarantine) = match reader.next_record() {
+        Ok(Some(header)) => {
+            let quarantine = QuarantineWriter::new(job.work_dir.join("rejected_rows.csv"), &header);
+            match RowValidator::bind(contract, &header) {
+                Ok(v) => (v, quarantine),
+                Err(e) => {
+                    let names = header
+                        .fields()
+                        .map(|f| String::from_utf8_lossy(f).trim().to_lowercase())
+                        .collect();
+                    let rows = count_rest(&mut reader, 0)?;
+                    return Ok(rejected(e.to_string(), rows, names));
+                }
+            }
+        }
+        Ok(None) => {
+            return Ok(rejected(
+                "the file is empty: it has no header row".into(),
+                0,
+                vec![],
+            ));
+        }
+        Err(e) => match classify(e) {
+            ReadFailure::Corrupt(reason) => return Ok(rejected(reason, 0, vec![])),
+            ReadFailure::Io(e) => return Err(ProcessError::Read(e)),
+        },
+    };
+
+    let bucket_count = plan_buckets(job.input_bytes, gzip, job.memory_budget_bytes);
+    let mut buckets = Buckets::new(
+        contract,
+        bucket_count,
+        job.memory_budget_bytes,
+        job.work_dir,
+    );
+    let mut rows_read = 0u64;
+    let mut scratch = Batch::new(contract);
+    loop {
+        let record = match reader.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(e) => match classify(e) {
+                ReadFailure::Corrupt(reason) => {
+                    let rows = count_rest(&mut reader, rows_read)?;
+                    return Ok(rejected(reason, rows, validator.source_columns.clone()));
+                }
+                ReadFailure::Io(e) => return Err(ProcessError::Read(e)),
+            },
+        };
+        rows_read += 1;
+        // With several buckets, validate into a one-row scratch batch first: the bucket
+        // depends on the normalised key.
+        let single = bucket_count == 1;
+        let target = if single {
+            &mut buckets.list[0].rows
+        } else {
+            &mut scratch
+        };
+        match validator.validate_into(&record, target) {
+            Ok(()) if single => {}
+            Ok(()) => {
+                let key = scratch.str(contract.key, 0).unwrap_or_default();
+                let index = buckets.bucket_of(key);
+                buckets.list[index].rows.append_row(&scratch, 0);
+                scratch.clear();
+                buckets.maybe_spill(index)?;
+            }
+            Err(reasons) => quarantine
+                .reject(&reasons, &record)
+                .map_err(work_err(quarantine.path()))?,
+        }
+    }
+    let quarantine_path = quarantine.path().to_owned();
+    let rejects = quarantine.finish().map_err(work_err(&quarantine_path))?;
+
+    let lineage = Lineage {
+        ingested_at_micros: job.ingested_at_micros,
+        source_uri: job.source_uri,
+        batch_id: job.batch_id,
+    };
+    let mut out = Outputs::new(contract);
+    let mut duplicates_dropped = 0;
+    for index in 0..bucket_count {
+        let batch = buckets.take(index, contract)?;
+        if batch.is_empty() {
+            continue;
+        }
+        let (winners, dropped) = dedup::latest_wins(&batch, contract.key, contract.version);
+        duplicates_dropped += dropped;
+        out.write_bucket(contract, &batch, &winners, index, &lineage, job)?;
+    }
+    let rows_written = out.files.iter().map(|f| f.file.rows).sum();
+    Ok(FileOutcome::Processed(ProcessedFile {
+        rows_read,
+        rows_written,
+        rows_rejected: rejects.as_ref().map_or(0, |(_, n)| *n),
+        duplicates_dropped,
+        files: out.files,
+        partitions: out.partitions.into_values().collect(),
+        rejects,
+        drift: validator.drift.clone(),
+        source_columns: validator.source_columns.clone(),
+        stats: out.stats,
+        buckets: bucket_count,
+    }))
+}
+
+fn rejected(reason: String, rows_read: u64, source_columns: Vec<String>) -> FileOutcome {
+    FileOutcome::Rejected(RejectedFile {
+        reason,
+        rows_read,
+        source_columns,
+    })
+}
+
+/// A row's partition, compared without formatting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PartValue<'a> {
+    Str(Option<&'a str>),
+    Day(Option<i32>),
+}
+
+impl PartValue<'_> {
+    fn render(self) -> Option<String> {
+        match self {
+            PartValue::Str(s) => s.map(str::to_owned),
+            PartValue::Day(d) => d.map(values::format_date),
+        }
+    }
+}
+
+/// Accumulates staged files, partition summaries and column statistics across buckets.
+struct Outputs {
+    files: Vec<StagedFile>,
+    partitions: BTreeMap<String, PartitionSummary>,
+    stats: ColumnStats,
+    max_version: Option<i64>,
+}
+
+impl Outputs {
+    fn new(contract: &Contract) -> Self {
+        let mut stats = ColumnStats::default();
+        for (_, c) in contract.file_columns().filter(|(_, c)| !c.required) {
+            stats.null_counts.insert(c.name.clone(), 0);
+        }
+        Outputs {
+            files: Vec::new(),
+            partitions: BTreeMap::new(),
+            stats,
+            max_version: None,
+        }
+    }
+
+    fn write_bucket(
+        &mut self,
+        contract: &Contract,
+        batch: &Batch,
+        winners: &[u32],
+        bucket: usize,
+        lineage: &Lineage<'_>,
+        job: &FileJob<'_>,
+    ) -> Result<(), ProcessError> {
+        self.collect_stats(contract, batch, winners);
+        let mut groups: HashMap<Vec<PartValue<'_>>, Vec<u32>> = HashMap::new();
+        for &row in winners {
+            let r = row as usize;
+            let key = contract
+                .partitions
+                .iter()
+                .map(|p| match p.transform {
+                    PartitionTransform::Identity => PartValue::Str(batch.str(p.source, r)),
+                    PartitionTransform::UtcDate => {
+                        PartValue::Day(batch.i64(p.source, r).map(values::utc_day_of))
+                    }
+                })
+                .collect();
+            groups.entry(key).or_default().push(row);
+        }
+        let mut groups: Vec<(BTreeMap<String, String>, String, Vec<u32>)> = groups
+            .into_iter()
+            .map(|(key, rows)| {
+                let values: Vec<Option<String>> = key.into_iter().map(PartValue::render).collect();
+                let path = hive_partition_path(
+                    contract
+                        .partitions
+                        .iter()
+                        .zip(&values)
+                        .map(|(p, v)| (p.name.as_str(), v.as_deref())),
+                );
+                let named = contract
+                    .partitions
+                    .iter()
+                    .zip(values)
+                    .map(|(p, v)| (p.name.clone(), v.unwrap_or_default()))
+                    .collect();
+                (named, path, rows)
+            })
+            .collect();
+        groups.sort_by(|a, b| a.1.cmp(&b.1));
+        for (values, path, rows) in groups {
+            let key = layout::silver_key(&contract.name, &path, job.batch_id, bucket);
+            let staged = job.work_dir.join("silver").join(&key);
+            let mut df = silver::to_dataframe(contract, batch, &rows, lineage)?;
+            let bytes = silver::write_parquet(&mut df, &staged)?;
+            let summary = self
+                .partitions
+                .entry(path.clone())
+                .or_insert_with(|| PartitionSummary {
+                    path: path.clone(),
+                    values,
+                    rows: 0,
+                });
+            summary.rows += rows.len() as u64;
+            self.files.push(StagedFile {
+                path: staged,
+                file: WrittenFile {
+                    key,
+                    partition: path,
+                    rows: rows.len() as u64,
+                    bytes,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    fn collect_stats(&mut self, contract: &Contract, batch: &Batch, winners: &[u32]) {
+        for (idx, column) in contract.columns.iter().enumerate() {
+            if let Some(nulls) = self.stats.null_counts.get_mut(&column.name) {
+                *nulls += winners
+                    .iter()
+                    .filter(|&&r| batch.is_null(idx, r as usize))
+                    .count() as u64;
+            }
+            if let ColumnKind::Enum { .. } = column.kind {
+                let counts = self
+                    .stats
+                    .value_counts
+                    .entry(column.name.clone())
+                    .or_default();
+                for &r in winners {
+                    if let Some(v) = batch.str(idx, r as usize) {
+                        *counts.entry(v.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let newest = winners
+            .iter()
+            .filter_map(|&r| batch.i64(contract.version, r as usize))
+            .max();
+        self.max_version = self.max_version.max(newest);
+        self.stats.max_version = self.max_version.map(values::format_timestamp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_plans_follow_size_and_budget() {
+        const MB: u64 = 1024 * 1024;
+        assert_eq!(plan_buckets(10 * MB, false, 512 * MB as usize), 1);
+        assert_eq!(plan_buckets(0, false, 1), 1);
+        // 850 MB of CSV under a 256 MB budget: about 1.3 GB of rows in ~85 MB buckets.
+        assert_eq!(plan_buckets(850 * MB, false, 256 * MB as usize), 15);
+        assert_eq!(plan_buckets(85 * MB, true, 256 * MB as usize), 15);
+        assert_eq!(plan_buckets(u64::MAX, false, 1), MAX_BUCKETS as usize);
+    }
+
+    #[test]
+    fn the_bucket_hash_is_stable() {
+        // Changing it would rename every silver file of a re-ingested source.
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash(b"o-1"), stable_hash(b"o-1"));
+        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

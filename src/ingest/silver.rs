@@ -1,0 +1,155 @@
+//! Writes silver Parquet: the contract's columns minus those that live in the partition path,
+//! plus lineage columns, zstd-compressed, money as decimal(p,s), timestamps as UTC microseconds.
+
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::columns::Batch;
+use crate::contract::{ColumnKind, Contract};
+
+pub const INGESTED_AT: &str = "_ingested_at";
+pub const SOURCE_FILE: &str = "_source_file";
+pub const BATCH_ID: &str = "_batch_id";
+
+/// Lineage written into every row of a batch.
+#[derive(Debug, Clone)]
+pub struct Lineage<'a> {
+    pub ingested_at_micros: i64,
+    pub source_uri: &'a str,
+    pub batch_id: &'a str,
+}
+
+fn utc_datetime(ca: Int64Chunked) -> Series {
+    ca.into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+        .into_series()
+}
+
+/// The selected rows of `batch` as a DataFrame with the silver schema.
+pub fn to_dataframe(
+    contract: &Contract,
+    batch: &Batch,
+    rows: &[u32],
+    lineage: &Lineage<'_>,
+) -> PolarsResult<DataFrame> {
+    let n = rows.len();
+    let mut columns: Vec<Column> = Vec::new();
+    for (idx, column) in contract.file_columns() {
+        let name = PlSmallStr::from(column.name.as_str());
+        let pick = rows.iter().map(|&r| r as usize);
+        let series = match &column.kind {
+            ColumnKind::String { .. } | ColumnKind::Enum { .. } => {
+                StringChunked::from_iter_options(name, pick.map(|r| batch.str(idx, r)))
+                    .into_series()
+            }
+            ColumnKind::Int32 { .. } => {
+                Int32Chunked::from_iter_options(name, pick.map(|r| batch.i32(idx, r))).into_series()
+            }
+            ColumnKind::Date => {
+                Int32Chunked::from_iter_options(name, pick.map(|r| batch.i32(idx, r)))
+                    .into_date()
+                    .into_series()
+            }
+            ColumnKind::Timestamp => utc_datetime(Int64Chunked::from_iter_options(
+                name,
+                pick.map(|r| batch.i64(idx, r)),
+            )),
+            ColumnKind::Decimal {
+                precision, scale, ..
+            } => Int128Chunked::from_iter_options(
+                name,
+                pick.map(|r| batch.i64(idx, r).map(i128::from)),
+            )
+            .into_decimal(usize::from(*precision), usize::from(*scale))?
+            .into_series(),
+        };
+        columns.push(series.into_column());
+    }
+    columns.push(
+        utc_datetime(Int64Chunked::full(
+            INGESTED_AT.into(),
+            lineage.ingested_at_micros,
+            n,
+        ))
+        .into_column(),
+    );
+    columns.push(
+        StringChunked::full(SOURCE_FILE.into(), lineage.source_uri, n)
+            .into_series()
+            .into_column(),
+    );
+    columns.push(
+        StringChunked::full(BATCH_ID.into(), lineage.batch_id, n)
+            .into_series()
+            .into_column(),
+    );
+    DataFrame::new(n, columns)
+}
+
+/// Writes `df` as a zstd Parquet file; returns its size in bytes.
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> PolarsResult<u64> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = File::create(path)?;
+    ParquetWriter::new(file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
+        .finish(df)
+}
+
+/// The Parquet schema of a dataset's silver files, for catalogs and warehouse DDL.
+pub fn silver_schema(contract: &Contract) -> PolarsResult<Schema> {
+    let empty = Batch::new(contract);
+    let lineage = Lineage {
+        ingested_at_micros: 0,
+        source_uri: "",
+        batch_id: "",
+    };
+    Ok(to_dataframe(contract, &empty, &[], &lineage)?
+        .schema()
+        .as_ref()
+        .clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Registry;
+
+    #[test]
+    fn silver_schema_has_exact_types_and_no_partition_columns() {
+        let reg = Registry::builtin();
+        let schema = silver_schema(reg.get("orders").unwrap()).unwrap();
+        let got: Vec<(String, String)> = schema
+            .iter()
+            .map(|(n, t)| (n.to_string(), format!("{t:?}")))
+            .collect();
+        let want = [
+            ("order_id", "String"),
+            ("customer_id", "String"),
+            ("order_ts", "Datetime('μs', 'UTC')"),
+            ("status", "String"),
+            ("currency", "String"),
+            ("total_amount", "Decimal(18, 2)"),
+            ("item_count", "Int32"),
+            ("updated_at", "Datetime('μs', 'UTC')"),
+            ("_ingested_at", "Datetime('μs', 'UTC')"),
+            ("_source_file", "String"),
+            ("_batch_id", "String"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        let customers = silver_schema(reg.get("customers").unwrap()).unwrap();
+        assert!(customers.get("customer_region").is_none());
+        assert!(
+            customers
+                .get("signup_date")
+                .is_some_and(|t| *t == DataType::Date)
+        );
+    }
+}

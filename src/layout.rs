@@ -1,0 +1,157 @@
+//! Where everything lives in the lake (an S3 bucket or a local directory with the same keys).
+//! Every key the pipeline writes is built here, so the layout is defined in one place.
+//!
+//! ```text
+//! raw/<dataset>/…                                            bronze: the exports as delivered
+//! processed/<dataset>/<k>=<v>/…/part-<batch_id>-<n>.parquet  silver: typed, deduplicated
+//! quarantine/<dataset>/<batch_id>/rejected_rows.csv          rows that broke the contract
+//! quarantine/<dataset>/<batch_id>/<source file name>         whole files that could not be read
+//! manifests/<dataset>/<batch_id>.json                        one per ingested source object
+//! manifests/<dataset>/_pending/<batch_id>.json               outputs of an ingest in progress
+//! ```
+
+use sha2::{Digest, Sha256};
+
+use crate::storage::ObjectMeta;
+
+pub const RAW: &str = "raw";
+pub const PROCESSED: &str = "processed";
+pub const QUARANTINE: &str = "quarantine";
+pub const MANIFESTS: &str = "manifests";
+
+/// The dataset named by a bronze key `raw/<dataset>/<file>`, if the key has that shape.
+pub fn dataset_of_raw_key(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(RAW)?.strip_prefix('/')?;
+    let (dataset, file) = rest.split_once('/')?;
+    (!dataset.is_empty() && !file.is_empty() && !file.ends_with('/')).then_some(dataset)
+}
+
+/// The last path segment of a key.
+pub fn file_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
+pub fn raw_key(dataset: &str, file_name: &str) -> String {
+    format!("{RAW}/{dataset}/{file_name}")
+}
+
+pub fn processed_prefix(dataset: &str) -> String {
+    format!("{PROCESSED}/{dataset}/")
+}
+
+/// A silver file. `bucket` numbers the hash buckets of one source (0 for files that fit memory).
+pub fn silver_key(dataset: &str, partition_path: &str, batch_id: &str, bucket: usize) -> String {
+    format!("{PROCESSED}/{dataset}/{partition_path}/part-{batch_id}-{bucket:04}.parquet")
+}
+
+pub fn rejected_rows_key(dataset: &str, batch_id: &str) -> String {
+    format!("{QUARANTINE}/{dataset}/{batch_id}/rejected_rows.csv")
+}
+
+pub fn quarantined_source_key(dataset: &str, batch_id: &str, source_key: &str) -> String {
+    format!(
+        "{QUARANTINE}/{dataset}/{batch_id}/{}",
+        file_name(source_key)
+    )
+}
+
+pub fn manifest_prefix(dataset: &str) -> String {
+    format!("{MANIFESTS}/{dataset}/")
+}
+
+pub fn manifest_key(dataset: &str, batch_id: &str) -> String {
+    format!("{MANIFESTS}/{dataset}/{batch_id}.json")
+}
+
+pub fn pending_key(dataset: &str, batch_id: &str) -> String {
+    format!("{MANIFESTS}/{dataset}/_pending/{batch_id}.json")
+}
+
+/// The dataset and batch of a manifest key `manifests/<dataset>/<batch_id>.json` (not `_pending`).
+pub fn parse_manifest_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(MANIFESTS)?.strip_prefix('/')?;
+    let (dataset, file) = rest.split_once('/')?;
+    let batch = file.strip_suffix(".json")?;
+    (!dataset.is_empty() && !batch.is_empty() && !batch.contains('/')).then_some((dataset, batch))
+}
+
+/// The batch id of a source object: its modification time (sortable) and a digest of its URI
+/// and ETag or version. The same object version always gets the same id, so a redelivered
+/// event or a retried invocation rewrites its own outputs; a rewritten object gets a new one.
+pub fn batch_id(source_uri: &str, meta: &ObjectMeta) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(source_uri.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(meta.version_id.as_deref().unwrap_or(&meta.etag).as_bytes());
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", meta.last_modified.format("%Y%m%dT%H%M%SZ"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn datasets_come_from_the_raw_prefix() {
+        assert_eq!(
+            dataset_of_raw_key("raw/orders/2026-11-21.csv"),
+            Some("orders")
+        );
+        assert_eq!(
+            dataset_of_raw_key("raw/orders/sub/dir/x.csv.gz"),
+            Some("orders")
+        );
+        for bad in [
+            "raw/orders/",
+            "raw/x.csv",
+            "raw//x.csv",
+            "processed/orders/x.csv",
+            "rawx/orders/a.csv",
+            "raw",
+        ] {
+            assert_eq!(dataset_of_raw_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn manifest_keys_round_trip_and_pending_records_are_not_manifests() {
+        let key = manifest_key("orders", "20261121T100000Z-abc");
+        assert_eq!(
+            parse_manifest_key(&key),
+            Some(("orders", "20261121T100000Z-abc"))
+        );
+        assert_eq!(parse_manifest_key(&pending_key("orders", "b")), None);
+        assert_eq!(parse_manifest_key("manifests/orders/b.txt"), None);
+    }
+
+    #[test]
+    fn batch_ids_are_stable_per_object_version() {
+        let meta = |etag: &str| ObjectMeta {
+            key: "raw/orders/a.csv".into(),
+            size: 1,
+            etag: etag.into(),
+            version_id: None,
+            last_modified: Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap(),
+        };
+        use chrono::Utc;
+        let a = batch_id("s3://b/raw/orders/a.csv", &meta("e1"));
+        assert_eq!(a, batch_id("s3://b/raw/orders/a.csv", &meta("e1")));
+        assert!(a.starts_with("20261121T100000Z-") && a.len() == 29, "{a}");
+        assert_ne!(a, batch_id("s3://b/raw/orders/a.csv", &meta("e2")));
+        assert_ne!(a, batch_id("s3://b/raw/orders/b.csv", &meta("e1")));
+    }
+
+    #[test]
+    fn silver_and_quarantine_keys() {
+        assert_eq!(
+            silver_key("orders", "order_date=2026-11-21/customer_region=EU", "B", 3),
+            "processed/orders/order_date=2026-11-21/customer_region=EU/part-B-0003.parquet"
+        );
+        assert_eq!(
+            quarantined_source_key("orders", "B", "raw/orders/x y.csv"),
+            "quarantine/orders/B/x y.csv"
+        );
+    }
+}

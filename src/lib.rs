@@ -1,0 +1,15 @@
+//! shoplake: a contract-driven e-commerce analytics pipeline. Daily CSV exports become a
+//! quarantined, deduplicated, hive-partitioned Parquet lake.
+//!
+//! The library holds all logic; the Lambda binaries under `functions/` and the `lake` CLI only
+//! translate events and arguments into calls here.
+
+pub mod columns;
+pub mod contract;
+pub mod ingest;
+pub mod layout;
+pub mod manifest;
+pub mod partition;
+pub mod storage;
+pub mod validate;
+pub mod values;

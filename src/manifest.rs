@@ -1,0 +1,102 @@
+//! The manifest: the record of one ingested source object, written last so its presence means
+//! the batch is complete. The quality gate, the loader and on-call read it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::SchemaDrift;
+
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    /// Rows were written, rejected or dropped as duplicates, as counted.
+    Succeeded,
+    /// The whole file was quarantined unread (e.g. a required column is missing).
+    Rejected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceObject {
+    pub uri: String,
+    pub key: String,
+    pub etag: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version_id: Option<String>,
+    pub size: u64,
+    pub last_modified: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrittenFile {
+    pub key: String,
+    /// The hive partition path, e.g. `order_date=2026-11-21/customer_region=EU`.
+    pub partition: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSummary {
+    pub path: String,
+    pub values: BTreeMap<String, String>,
+    pub rows: u64,
+}
+
+/// Per-column facts about the written rows, so quality checks need not re-read the Parquet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnStats {
+    /// Nulls per optional column.
+    pub null_counts: BTreeMap<String, u64>,
+    /// Rows per value of each enum column.
+    pub value_counts: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Newest value of the version column (RFC 3339, UTC).
+    pub max_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub batch_id: String,
+    pub dataset: String,
+    pub status: BatchStatus,
+    /// Why the file was rejected whole; null on success.
+    pub error: Option<String>,
+    pub source: SourceObject,
+    /// When this batch was first ingested (kept on re-runs so outputs are reproducible).
+    pub ingested_at: String,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    pub duplicates_dropped: u64,
+    pub partitions: Vec<PartitionSummary>,
+    pub files: Vec<WrittenFile>,
+    /// `quarantine/…/rejected_rows.csv` when rows were rejected.
+    pub rejects_file: Option<String>,
+    /// `quarantine/…/<file>` when the whole file was quarantined.
+    pub quarantined_source: Option<String>,
+    /// Source header as normalised for matching (empty when it could not be read).
+    pub source_columns: Vec<String>,
+    pub schema_drift: SchemaDrift,
+    pub column_stats: ColumnStats,
+}
+
+impl Manifest {
+    /// `rows_read = rows_written + rows_rejected + duplicates_dropped`: no row is unaccounted for.
+    pub fn accounting_holds(&self) -> bool {
+        self.rows_read == self.rows_written + self.rows_rejected + self.duplicates_dropped
+    }
+
+    pub fn partition_paths(&self) -> Vec<&str> {
+        self.partitions.iter().map(|p| p.path.as_str()).collect()
+    }
+}
+
+/// Files an ingest is about to write, recorded before the first upload so that a retry after a
+/// crash can remove whatever the crashed attempt left that the retry does not rewrite.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingOutputs {
+    pub keys: Vec<String>,
+}

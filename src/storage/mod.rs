@@ -1,0 +1,109 @@
+//! The object-store port: everything the pipeline needs from S3, behind a small trait with an
+//! S3 adapter ([`S3Store`]) and a local-directory adapter ([`LocalStore`]) that share one
+//! conformance suite (`tests/support/store_suite.rs`).
+
+mod local;
+mod s3;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncRead;
+
+pub use local::LocalStore;
+pub use s3::S3Store;
+
+/// What the pipeline knows about a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Changes whenever the content is rewritten (S3 ETag; size and mtime locally).
+    pub etag: String,
+    pub version_id: Option<String>,
+    pub last_modified: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object {key} does not exist")]
+    NotFound { key: String },
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("{operation} {key}: {source}")]
+    Io {
+        operation: &'static str,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("S3 {operation} s3://{bucket}/{key} failed: {message}")]
+    S3 {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+        /// Throttling, timeouts and 5xx: worth another attempt.
+        retryable: bool,
+    },
+}
+
+impl StorageError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StorageError::S3 { retryable, .. } => *retryable,
+            StorageError::Io { .. } => true,
+            StorageError::NotFound { .. } | StorageError::InvalidKey { .. } => false,
+        }
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// A streaming reader of an object's content.
+pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The operations the pipeline performs on its bucket. Keys are `/`-separated and relative.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// Metadata, or `None` when the object does not exist.
+    async fn head(&self, key: &str) -> StorageResult<Option<ObjectMeta>>;
+    /// Whole content of a small object (manifests, reports), or `None` when absent.
+    async fn get(&self, key: &str) -> StorageResult<Option<Bytes>>;
+    /// Streams an object without holding it in memory.
+    async fn reader(&self, key: &str) -> StorageResult<ObjectReader>;
+    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()>;
+    /// Uploads a local file, in parts when it is large, without reading it whole.
+    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<()>;
+    async fn copy(&self, from: &str, to: &str) -> StorageResult<()>;
+    /// Deleting a missing object succeeds.
+    async fn delete(&self, key: &str) -> StorageResult<()>;
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>>;
+    /// How to point a person or another system at the object (`s3://…` or `file://…`).
+    fn uri(&self, key: &str) -> String;
+}
+
+/// Rejects keys that could escape the store's root or are not plain relative paths.
+pub fn check_key(key: &str) -> StorageResult<()> {
+    let reason = if key.is_empty() {
+        Some("empty")
+    } else if key.starts_with('/') {
+        Some("must be relative")
+    } else if key.split('/').any(|part| part == ".." || part == ".") {
+        Some("must not contain . or .. segments")
+    } else if key.contains('\0') {
+        Some("must not contain NUL")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StorageError::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
