@@ -4,12 +4,18 @@
 //! The library holds all logic; the Lambda binaries under `functions/` and the `lake` CLI only
 //! translate events and arguments into calls here.
 
+pub mod aws;
 pub mod columns;
+pub mod config;
 pub mod contract;
+pub mod generate;
+pub mod handlers;
 pub mod ingest;
 pub mod layout;
+pub mod local;
 pub mod manifest;
 pub mod partition;
 pub mod storage;
+pub mod telemetry;
 pub mod validate;
 pub mod values;

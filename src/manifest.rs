@@ -100,3 +100,46 @@ impl Manifest {
 pub struct PendingOutputs {
     pub keys: Vec<String>,
 }
+
+/// The short form of a manifest that `lake ingest` prints and the ingest Lambda returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSummary {
+    pub source: String,
+    pub dataset: String,
+    pub batch_id: String,
+    pub status: BatchStatus,
+    pub rows_read: u64,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    pub duplicates_dropped: u64,
+    pub partitions: Vec<String>,
+    pub files: usize,
+    pub rejects_file: Option<String>,
+    pub quarantined_source: Option<String>,
+    pub error: Option<String>,
+    pub schema_drift: SchemaDrift,
+    /// True when the source had been ingested already and nothing was rewritten.
+    pub replayed: bool,
+}
+
+impl BatchSummary {
+    pub fn new(m: &Manifest, replayed: bool) -> Self {
+        BatchSummary {
+            source: m.source.uri.clone(),
+            dataset: m.dataset.clone(),
+            batch_id: m.batch_id.clone(),
+            status: m.status,
+            rows_read: m.rows_read,
+            rows_written: m.rows_written,
+            rows_rejected: m.rows_rejected,
+            duplicates_dropped: m.duplicates_dropped,
+            partitions: m.partitions.iter().map(|p| p.path.clone()).collect(),
+            files: m.files.len(),
+            rejects_file: m.rejects_file.clone(),
+            quarantined_source: m.quarantined_source.clone(),
+            error: m.error.clone(),
+            schema_drift: m.schema_drift.clone(),
+            replayed,
+        }
+    }
+}

@@ -63,7 +63,8 @@ mod tests {
 
     #[test]
     fn partition_paths() {
-        let cases: &[(&[(&str, Option<&str>)], &str)] = &[
+        type Pairs<'a> = &'a [(&'a str, Option<&'a str>)];
+        let cases: &[(Pairs, &str)] = &[
             (
                 &[
                     ("order_date", Some("2026-11-21")),

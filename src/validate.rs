@@ -200,25 +200,25 @@ fn check_bounds(
     min: &Option<Bound>,
     max: &Option<Bound>,
 ) -> Result<(), String> {
-    if let Some(b) = min {
-        if value < b.value || (!b.inclusive && value == b.value) {
-            return Err(format!(
-                "{}: {} {}",
-                column.name,
-                quoted(column, raw),
-                describe_bound(b, true)
-            ));
-        }
+    if let Some(b) = min
+        && (value < b.value || (!b.inclusive && value == b.value))
+    {
+        return Err(format!(
+            "{}: {} {}",
+            column.name,
+            quoted(column, raw),
+            describe_bound(b, true)
+        ));
     }
-    if let Some(b) = max {
-        if value > b.value || (!b.inclusive && value == b.value) {
-            return Err(format!(
-                "{}: {} {}",
-                column.name,
-                quoted(column, raw),
-                describe_bound(b, false)
-            ));
-        }
+    if let Some(b) = max
+        && (value > b.value || (!b.inclusive && value == b.value))
+    {
+        return Err(format!(
+            "{}: {} {}",
+            column.name,
+            quoted(column, raw),
+            describe_bound(b, false)
+        ));
     }
     Ok(())
 }
@@ -248,25 +248,25 @@ fn check_value<'a>(column: &'a Column, raw: &'a str) -> Result<Value<'a>, String
             domain,
         } => {
             let value = normalise_case(raw, *case);
-            if let Some(re) = pattern {
-                if !re.is_match(&value) {
-                    return Err(format!(
-                        "{}: {} does not match {}",
-                        column.name,
-                        quoted(column, raw),
-                        re.as_str()
-                    ));
-                }
+            if let Some(re) = pattern
+                && !re.is_match(&value)
+            {
+                return Err(format!(
+                    "{}: {} does not match {}",
+                    column.name,
+                    quoted(column, raw),
+                    re.as_str()
+                ));
             }
-            if let Some(d) = domain {
-                if !d.contains(&value) {
-                    return Err(format!(
-                        "{}: {} is not {}",
-                        column.name,
-                        quoted(column, raw),
-                        d.description()
-                    ));
-                }
+            if let Some(d) = domain
+                && !d.contains(&value)
+            {
+                return Err(format!(
+                    "{}: {} is not {}",
+                    column.name,
+                    quoted(column, raw),
+                    d.description()
+                ));
             }
             Ok(Value::Str(value))
         }
@@ -433,7 +433,8 @@ mod tests {
 
     #[test]
     fn every_rule_rejects_with_a_reason_naming_the_column() {
-        let cases: Vec<(Box<dyn FnOnce(&mut Vec<&'static str>)>, &str)> = vec![
+        type Change = Box<dyn FnOnce(&mut Vec<&'static str>)>;
+        let cases: Vec<(Change, &str)> = vec![
             (
                 Box::new(|r| r[0] = "  "),
                 "order_id: required value is missing",

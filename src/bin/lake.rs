@@ -1,1 +1,162 @@
-fn main() {}
+//! `lake`: the pipeline on a local directory, no AWS needed. Same code paths as the Lambdas.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use shoplake::generate::{GenerateOptions, generate};
+use shoplake::manifest::{BatchStatus, BatchSummary};
+use shoplake::storage::LocalStore;
+
+#[derive(Parser)]
+#[command(
+    name = "lake",
+    version,
+    about = "Contract-driven e-commerce lake, run locally"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write customers.csv, orders.csv and payments.csv with realistic values (and defects).
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 5_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of rows (0 to 1) given a defect, duplicate or newer version.
+        #[arg(long, default_value_t = 0.0)]
+        defect_rate: f64,
+        /// Last day of the export window, YYYY-MM-DD (default: today, UTC).
+        #[arg(long)]
+        end_date: Option<NaiveDate>,
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+    /// Ingest CSV exports of one dataset into the lake directory; one JSON line per file.
+    Ingest {
+        #[arg(long)]
+        lake: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        /// Re-process files whose batch was ingested before.
+        #[arg(long)]
+        force: bool,
+        /// Memory budget per file in MiB (default: LAKE_MEMORY_BUDGET_MB, else 512).
+        #[arg(long)]
+        memory_budget_mb: Option<usize>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print batches, the silver partition tree and sample quarantined rows.
+    Show {
+        #[arg(long)]
+        lake: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        rejects: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shoplake::telemetry::init_cli();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Generate {
+            out,
+            customers,
+            orders,
+            seed,
+            defect_rate,
+            end_date,
+            days,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&defect_rate),
+                "--defect-rate must be between 0 and 1"
+            );
+            let end_date = end_date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let opts = GenerateOptions {
+                customers,
+                orders,
+                seed,
+                defect_rate,
+                end_date,
+                days,
+            };
+            for file in
+                generate(&out, &opts).with_context(|| format!("writing to {}", out.display()))?
+            {
+                println!("{}", serde_json::to_string(&file)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest {
+            lake,
+            dataset,
+            force,
+            memory_budget_mb,
+            files,
+        } => {
+            let mut settings = shoplake::config::ingest_settings_from_env()?;
+            settings.force = force;
+            if let Some(mb) = memory_budget_mb {
+                settings.memory_budget_bytes = mb * 1024 * 1024;
+            }
+            let mut failed = false;
+            let outcomes = shoplake::local::ingest_files(&lake, &dataset, &files, settings).await?;
+            for (file, outcome) in files.iter().zip(outcomes) {
+                match outcome {
+                    Ok(o) => {
+                        println!(
+                            "{}",
+                            serde_json::to_string(&BatchSummary::new(&o.manifest, o.replayed))?
+                        );
+                        if o.manifest.status == BatchStatus::Rejected {
+                            failed = true;
+                            eprintln!(
+                                "error: {} rejected whole: {} (quarantined as {})",
+                                file.display(),
+                                o.manifest.error.as_deref().unwrap_or("unknown reason"),
+                                o.manifest.quarantined_source.as_deref().unwrap_or("-")
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("error: {}: {e}", file.display());
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Show { lake, rejects } => {
+            let store =
+                LocalStore::new(&lake).with_context(|| format!("opening {}", lake.display()))?;
+            print!("{}", shoplake::local::overview(&store, rejects).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -281,7 +281,7 @@ impl Ingestor {
             ingested_at_micros,
         };
         let manifest = match outcome {
-            FileOutcome::Processed(processed) => base.processed(processed),
+            FileOutcome::Processed(processed) => base.processed(*processed),
             FileOutcome::Rejected(rejected) => base.rejected(rejected),
         };
         if !manifest.0.accounting_holds() {

@@ -76,7 +76,7 @@ pub struct RejectedFile {
 
 #[derive(Debug)]
 pub enum FileOutcome {
-    Processed(ProcessedFile),
+    Processed(Box<ProcessedFile>),
     Rejected(RejectedFile),
 }
 
@@ -333,7 +333,7 @@ pub fn process_file(
         out.write_bucket(contract, &batch, &winners, index, &lineage, job)?;
     }
     let rows_written = out.files.iter().map(|f| f.file.rows).sum();
-    Ok(FileOutcome::Processed(ProcessedFile {
+    Ok(FileOutcome::Processed(Box::new(ProcessedFile {
         rows_read,
         rows_written,
         rows_rejected: rejects.as_ref().map_or(0, |(_, n)| *n),
@@ -345,7 +345,7 @@ pub fn process_file(
         source_columns: validator.source_columns.clone(),
         stats: out.stats,
         buckets: bucket_count,
-    }))
+    })))
 }
 
 fn rejected(reason: String, rows_read: u64, source_columns: Vec<String>) -> FileOutcome {

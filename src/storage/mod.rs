@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
 pub use local::LocalStore;
-pub use s3::S3Store;
+pub use s3::{MULTIPART_PART_BYTES, S3Store};
 
 /// What the pipeline knows about a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]

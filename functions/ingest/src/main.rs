@@ -1,1 +1,33 @@
-fn main() {}
+//! The ingest Lambda: S3 ObjectCreated events under `raw/` → `shoplake::handlers::ingest`.
+//! Configuration: see `shoplake::config` (LAKE_MEMORY_BUDGET_MB, LAKE_WORK_DIR) and the
+//! standard AWS variables (AWS_REGION, AWS_ENDPOINT_URL).
+
+use aws_lambda_events::s3::S3Event;
+use lambda_runtime::{Diagnostic, LambdaEvent, run, service_fn};
+use shoplake::handlers::ingest::IngestHandler;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shoplake::telemetry::init_lambda();
+    let settings = shoplake::config::ingest_settings_from_env()?;
+    let sdk = shoplake::aws::sdk_config().await;
+    let handler = IngestHandler::for_s3(shoplake::aws::s3_client(&sdk), settings);
+    let handler = &handler;
+    run(service_fn(move |event: LambdaEvent<S3Event>| async move {
+        handler
+            .handle(&event.payload)
+            .await
+            .map_err(|e| Diagnostic {
+                // Lets alarms and the failure destination tell input problems from outages.
+                error_type: if e.is_retryable() {
+                    "IngestRetryable"
+                } else {
+                    "IngestInputError"
+                }
+                .into(),
+                error_message: e.to_string(),
+            })
+    }))
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+}

@@ -1,0 +1,16 @@
+//! AWS clients from the standard configuration chain (credentials, `AWS_REGION`,
+//! `AWS_ENDPOINT_URL`). With an endpoint override (a local emulator) S3 uses path-style
+//! addressing, since emulators do not serve virtual-hosted bucket names.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Loads the shared SDK configuration once per process.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let builder =
+        aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
+    aws_sdk_s3::Client::from_conf(builder.build())
+}

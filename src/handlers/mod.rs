@@ -1,0 +1,5 @@
+//! What each Lambda does with its event, free of the runtime itself: the binaries in
+//! `functions/` deserialize the event, call a handler here and serialize its response.
+
+pub mod ingest;
+pub mod s3_event;

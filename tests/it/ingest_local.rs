@@ -1,0 +1,297 @@
+//! `lake` on a local directory: the CLI contract, bounded-memory equivalence, and that DuckDB
+//! and pyarrow read the lake as it is.
+
+use std::path::Path;
+use std::process::Command;
+
+use polars::prelude::DataType;
+use serde_json::Value;
+
+use crate::support::read_parquet;
+
+fn lake(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .args(args)
+        .output()
+        .expect("run lake");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+fn generate(dir: &Path, orders: &str, defects: &str) -> Vec<Value> {
+    let out = dir.to_str().unwrap();
+    let (ok, stdout, stderr) = lake(&[
+        "generate",
+        "--out",
+        out,
+        "--customers",
+        "300",
+        "--orders",
+        orders,
+        "--seed",
+        "5",
+        "--defect-rate",
+        defects,
+        "--end-date",
+        "2026-11-21",
+        "--days",
+        "4",
+    ]);
+    assert!(ok, "{stderr}");
+    json_lines(&stdout)
+}
+
+#[test]
+fn the_cli_ingests_prints_one_json_object_per_file_and_fails_on_rejected_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let lake_dir = dir.path().join("lake");
+    let expected = generate(&input, "800", "0.1");
+    let lake_arg = lake_dir.to_str().unwrap();
+
+    let files: Vec<String> = ["customers", "orders", "payments"]
+        .iter()
+        .map(|d| input.join(format!("{d}.csv")).display().to_string())
+        .collect();
+    for (i, dataset) in ["customers", "orders", "payments"].iter().enumerate() {
+        let (ok, stdout, stderr) = lake(&[
+            "ingest",
+            "--lake",
+            lake_arg,
+            "--dataset",
+            dataset,
+            &files[i],
+        ]);
+        assert!(ok, "{stderr}");
+        let out = &json_lines(&stdout)[0];
+        for field in [
+            "source",
+            "dataset",
+            "batch_id",
+            "rows_read",
+            "rows_written",
+            "rows_rejected",
+            "duplicates_dropped",
+            "partitions",
+        ] {
+            assert!(out.get(field).is_some(), "missing {field} in {out}");
+        }
+        let e = &expected[i]["expected"];
+        assert_eq!(out["rows_read"], e["rows"]);
+        assert_eq!(out["rows_written"], e["written"]);
+        assert_eq!(out["rows_rejected"], e["rejected"]);
+        assert_eq!(out["duplicates_dropped"], e["duplicates"]);
+    }
+
+    // Ingesting the same file again replays; nothing new lands in silver.
+    let before = walk(&lake_dir.join("processed"));
+    let (ok, stdout, _) = lake(&[
+        "ingest",
+        "--lake",
+        lake_arg,
+        "--dataset",
+        "orders",
+        &files[1],
+    ]);
+    assert!(ok);
+    assert_eq!(json_lines(&stdout)[0]["replayed"], Value::Bool(true));
+    assert_eq!(walk(&lake_dir.join("processed")), before);
+
+    // A file missing required columns: non-zero exit, the reason on stderr, the file quarantined.
+    let broken = dir.path().join("orders-broken.csv");
+    std::fs::write(&broken, "order_id,status\no1,paid\n").unwrap();
+    let (ok, stdout, stderr) = lake(&[
+        "ingest",
+        "--lake",
+        lake_arg,
+        "--dataset",
+        "orders",
+        broken.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("missing required column(s): customer_id, order_ts"),
+        "{stderr}"
+    );
+    assert_eq!(json_lines(&stdout)[0]["status"], "rejected");
+    assert!(
+        walk(&lake_dir.join("quarantine/orders"))
+            .iter()
+            .any(|p| p.ends_with("orders-broken.csv"))
+    );
+
+    let (ok, _, stderr) = lake(&[
+        "ingest",
+        "--lake",
+        lake_arg,
+        "--dataset",
+        "refunds",
+        &files[1],
+    ]);
+    assert!(
+        !ok && stderr.contains("unknown dataset `refunds`"),
+        "{stderr}"
+    );
+
+    let (ok, stdout, _) = lake(&["show", "--lake", lake_arg]);
+    assert!(ok && stdout.contains("processed/orders/") && stdout.contains("Quarantined rows"));
+    assert!(
+        !stdout.contains("@example.com"),
+        "the overview never prints personal data"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// All silver rows of a dataset, sorted, as text (partition values included).
+fn silver_rows(lake_dir: &Path, dataset: &str) -> Vec<String> {
+    let mut rows = Vec::new();
+    for file in walk(&lake_dir.join("processed").join(dataset)) {
+        let df =
+            read_parquet(Path::new(&file)).drop_many(["_ingested_at", "_source_file", "_batch_id"]);
+        let partition = file
+            .split('/')
+            .filter(|p| p.contains('='))
+            .collect::<Vec<_>>()
+            .join("/");
+        for i in 0..df.height() {
+            // Datetimes as raw microseconds: formatting a zoned datetime needs polars' tz database.
+            let row: Vec<String> = df
+                .columns()
+                .iter()
+                .map(|c| match c.dtype() {
+                    DataType::Datetime(..) => c
+                        .cast(&DataType::Int64)
+                        .unwrap()
+                        .get(i)
+                        .unwrap()
+                        .to_string(),
+                    _ => c.get(i).unwrap().to_string(),
+                })
+                .collect();
+            rows.push(format!("{partition} {}", row.join("|")));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn a_tiny_memory_budget_spills_but_writes_exactly_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), "4000", "0.1");
+    let file = dir.path().join("orders.csv");
+    let roomy = dir.path().join("roomy");
+    let tight = dir.path().join("tight");
+    let settings = |budget| shoplake::ingest::IngestSettings {
+        memory_budget_bytes: budget,
+        ..Default::default()
+    };
+
+    let a = shoplake::local::ingest_files(&roomy, "orders", &[&file], settings(512 << 20))
+        .await
+        .unwrap();
+    let b = shoplake::local::ingest_files(&tight, "orders", &[&file], settings(96 << 10))
+        .await
+        .unwrap();
+    let (a, b) = (a[0].as_ref().unwrap(), b[0].as_ref().unwrap());
+    let counts = |m: &shoplake::manifest::Manifest| {
+        (
+            m.rows_read,
+            m.rows_written,
+            m.rows_rejected,
+            m.duplicates_dropped,
+        )
+    };
+    assert_eq!(counts(&a.manifest), counts(&b.manifest));
+    assert!(
+        b.manifest.files.len() > a.manifest.files.len() * 4,
+        "the tight budget split the file into buckets"
+    );
+    assert_eq!(silver_rows(&roomy, "orders"), silver_rows(&tight, "orders"));
+}
+
+#[test]
+fn duckdb_and_pyarrow_read_the_lake_with_hive_partitioning_and_no_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    generate(&input, "500", "0.05");
+    let lake_dir = dir.path().join("lake");
+    for dataset in ["customers", "orders", "payments"] {
+        let file = input.join(format!("{dataset}.csv"));
+        let (ok, _, stderr) = lake(&[
+            "ingest",
+            "--lake",
+            lake_dir.to_str().unwrap(),
+            "--dataset",
+            dataset,
+            file.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+    }
+    let python = std::env::var("MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/it/read_lake.py"
+        ))
+        .arg(&lake_dir)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "read_lake.py failed (run `make test` to install duckdb and pyarrow):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written: u64 = walk(&lake_dir.join("manifests/orders"))
+        .iter()
+        .filter(|p| p.ends_with(".json"))
+        .map(|p| {
+            serde_json::from_slice::<Value>(&std::fs::read(p).unwrap()).unwrap()["rows_written"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(report["duckdb"]["orders"]["rows"].as_u64(), Some(written));
+    assert_eq!(report["pyarrow"]["orders"]["rows"].as_u64(), Some(written));
+    assert_eq!(report["duckdb"]["orders"]["total_amount"], "DECIMAL(18,2)");
+    assert_eq!(
+        report["duckdb"]["orders"]["order_ts"],
+        "TIMESTAMP WITH TIME ZONE"
+    );
+    assert_eq!(report["duckdb"]["orders"]["order_date"], "DATE");
+    assert_eq!(
+        report["pyarrow"]["orders"]["total_amount"],
+        "decimal128(18, 2)"
+    );
+    assert_eq!(
+        report["pyarrow"]["customers"]["regions"],
+        serde_json::json!(["APAC", "EU", "LATAM", "MEA", "NA"])
+    );
+}

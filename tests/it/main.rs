@@ -1,0 +1,9 @@
+//! Integration tests, in one binary so polars and the AWS SDKs are linked once.
+//! AWS paths run against a real moto server on 127.0.0.1 that the harness starts and stops.
+
+mod support;
+
+mod ingest_local;
+mod ingest_s3;
+mod properties;
+mod store_conformance;

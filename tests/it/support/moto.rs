@@ -1,0 +1,92 @@
+//! A moto server on 127.0.0.1, shared by the tests of this binary. A shell watchdog stops it
+//! when the test process exits (statics are never dropped), so no server outlives the run.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+
+pub struct Moto {
+    pub endpoint: String,
+}
+
+static SERVER: OnceLock<Moto> = OnceLock::new();
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn python() -> String {
+    std::env::var("MOTO_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The shared server, started on first use.
+pub fn server() -> &'static Moto {
+    SERVER.get_or_init(|| {
+        let check = Command::new(python()).args(["-c", "import moto.server, flask"]).output();
+        if !check.map(|o| o.status.success()).unwrap_or(false) {
+            panic!("moto is not installed for {}: run `make test` (it installs it) or `pip install 'moto[server]'`", python());
+        }
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("moto-{port}.log"));
+        let script = r#"
+            "$PY" -m moto.server -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
+            moto=$!
+            trap 'kill $moto 2>/dev/null' EXIT INT TERM
+            while kill -0 "$OWNER" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 0.5; done
+        "#;
+        // Not waited on by design: the watchdog outlives this call and exits with the test process.
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", script])
+            .env("PY", python())
+            .env("PORT", port.to_string())
+            .env("LOG", &log)
+            .env("OWNER", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto watchdog");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not start; see {}", log.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    })
+}
+
+impl Moto {
+    /// SDK configuration pointed at this server, with dummy credentials.
+    pub fn sdk_config(&self) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                Credentials::new("testing", "testing", None, None, "moto"),
+            ))
+            .build()
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        shoplake::aws::s3_client(&self.sdk_config())
+    }
+
+    /// A fresh bucket.
+    pub async fn bucket(&self, name: &str) -> aws_sdk_s3::Client {
+        let s3 = self.s3();
+        s3.create_bucket().bucket(name).send().await.unwrap();
+        s3
+    }
+}

@@ -1,0 +1,163 @@
+//! One behavioural suite for every `ObjectStore` implementation: the local directory and S3
+//! (against moto) must agree, or the embedded default would not be the same pipeline.
+
+use bytes::Bytes;
+use shoplake::storage::{ObjectStore, S3Store, StorageError};
+use tokio::io::AsyncReadExt;
+
+pub async fn run(store: &dyn ObjectStore) {
+    missing_objects(store).await;
+    put_get_head_list_delete(store).await;
+    large_files_and_copies(store).await;
+    keys_with_spaces_and_unicode(store).await;
+    unsafe_keys_are_refused(store).await;
+}
+
+async fn missing_objects(store: &dyn ObjectStore) {
+    assert!(store.head("nope/missing.csv").await.unwrap().is_none());
+    assert!(store.get("nope/missing.csv").await.unwrap().is_none());
+    assert!(matches!(
+        store.reader("nope/missing.csv").await,
+        Err(StorageError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.copy("nope/missing.csv", "nope/x").await,
+        Err(StorageError::NotFound { .. })
+    ));
+    store
+        .delete("nope/missing.csv")
+        .await
+        .expect("deleting a missing object succeeds");
+    assert!(store.list("nope/").await.unwrap().is_empty());
+}
+
+async fn put_get_head_list_delete(store: &dyn ObjectStore) {
+    store
+        .put("a/one.txt", Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    store
+        .put("a/sub/two.txt", Bytes::from_static(b"second"))
+        .await
+        .unwrap();
+    store
+        .put("ab/other.txt", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("a/one.txt").await.unwrap().unwrap(),
+        Bytes::from_static(b"first")
+    );
+    let meta = store.head("a/one.txt").await.unwrap().unwrap();
+    assert_eq!((meta.key.as_str(), meta.size), ("a/one.txt", 5));
+    assert!(!meta.etag.is_empty());
+
+    store
+        .put("a/one.txt", Bytes::from_static(b"rewritten"))
+        .await
+        .unwrap();
+    let rewritten = store.head("a/one.txt").await.unwrap().unwrap();
+    assert_ne!(
+        rewritten.etag, meta.etag,
+        "a rewrite must change the etag (batch ids depend on it)"
+    );
+
+    let keys: Vec<String> = store
+        .list("a/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(keys, ["a/one.txt", "a/sub/two.txt"]);
+    let keys: Vec<String> = store
+        .list("a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(keys, ["a/one.txt", "a/sub/two.txt", "ab/other.txt"]);
+
+    let mut body = String::new();
+    store
+        .reader("a/sub/two.txt")
+        .await
+        .unwrap()
+        .read_to_string(&mut body)
+        .await
+        .unwrap();
+    assert_eq!(body, "second");
+
+    store.delete("a/one.txt").await.unwrap();
+    assert!(store.head("a/one.txt").await.unwrap().is_none());
+    assert_eq!(store.list("a/").await.unwrap().len(), 1);
+}
+
+async fn large_files_and_copies(store: &dyn ObjectStore) {
+    // Larger than one multipart part, so S3 takes the multipart path.
+    let size = shoplake::storage::MULTIPART_PART_BYTES + 1_234_567;
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    store.put_file("big/file.bin", &path).await.unwrap();
+    assert_eq!(
+        store.head("big/file.bin").await.unwrap().unwrap().size,
+        size as u64
+    );
+    let mut back = Vec::new();
+    store
+        .reader("big/file.bin")
+        .await
+        .unwrap()
+        .read_to_end(&mut back)
+        .await
+        .unwrap();
+    assert!(back == data, "multipart upload round-trips byte for byte");
+
+    store.copy("big/file.bin", "big/copy.bin").await.unwrap();
+    assert_eq!(
+        store.get("big/copy.bin").await.unwrap().unwrap().len(),
+        size
+    );
+}
+
+async fn keys_with_spaces_and_unicode(store: &dyn ObjectStore) {
+    let key = "raw/orders/Happy Face+1 café 日本.csv";
+    store.put(key, Bytes::from_static(b"id\n")).await.unwrap();
+    assert!(store.head(key).await.unwrap().is_some());
+    store
+        .copy(key, "raw/orders/copy of café.csv")
+        .await
+        .unwrap();
+    let keys: Vec<String> = store
+        .list("raw/orders/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert!(
+        keys.contains(&key.to_owned()) && keys.contains(&"raw/orders/copy of café.csv".to_owned()),
+        "{keys:?}"
+    );
+}
+
+async fn unsafe_keys_are_refused(store: &dyn ObjectStore) {
+    for key in ["../escape.txt", "/abs.txt", "a/./b", ""] {
+        assert!(
+            matches!(
+                store.put(key, Bytes::new()).await,
+                Err(StorageError::InvalidKey { .. })
+            ),
+            "{key:?} accepted"
+        );
+    }
+}
+
+/// The S3 adapter on a fresh moto bucket.
+pub async fn s3_store(bucket: &str) -> S3Store {
+    let s3 = super::moto::server().bucket(bucket).await;
+    S3Store::new(s3, bucket)
+}
