@@ -110,7 +110,7 @@ pub async fn ingest_files(
     Ok(outcomes)
 }
 
-/// Every manifest in the store, oldest batch first.
+/// Every manifest in the store, by dataset, oldest batch first.
 pub async fn manifests(store: &dyn ObjectStore) -> Result<Vec<Manifest>, LocalError> {
     let mut out = Vec::new();
     for meta in store.list(&format!("{}/", layout::MANIFESTS)).await? {

@@ -1,5 +1,6 @@
 //! `lake`: the pipeline on a local directory, no AWS needed. Same code paths as the Lambdas.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,7 +37,8 @@ enum Command {
         /// Share of rows (0 to 1) given a defect, duplicate or newer version.
         #[arg(long, default_value_t = 0.0)]
         defect_rate: f64,
-        /// Last day of the export window, YYYY-MM-DD (default: today, UTC).
+        /// Last day of the export window, YYYY-MM-DD (default: yesterday, UTC: a daily export
+        /// covers finished days).
         #[arg(long)]
         end_date: Option<NaiveDate>,
         #[arg(long, default_value_t = 7)]
@@ -71,11 +73,23 @@ async fn main() -> ExitCode {
     shoplake::telemetry::init_cli();
     match run(Cli::parse()).await {
         Ok(code) => code,
+        // A closed pipe (`lake … | head`) is the reader's choice, not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes one line to stdout, reporting a closed pipe as an error instead of panicking.
+fn emit(line: impl std::fmt::Display) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -93,7 +107,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (0.0..=1.0).contains(&defect_rate),
                 "--defect-rate must be between 0 and 1"
             );
-            let end_date = end_date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let end_date = end_date
+                .unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Duration::days(1));
             let opts = GenerateOptions {
                 customers,
                 orders,
@@ -105,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for file in
                 generate(&out, &opts).with_context(|| format!("writing to {}", out.display()))?
             {
-                println!("{}", serde_json::to_string(&file)?);
+                emit(serde_json::to_string(&file)?)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -155,7 +170,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show { lake, rejects } => {
             let store =
                 LocalStore::new(&lake).with_context(|| format!("opening {}", lake.display()))?;
-            print!("{}", shoplake::local::overview(&store, rejects).await?);
+            write!(
+                std::io::stdout().lock(),
+                "{}",
+                shoplake::local::overview(&store, rejects).await?
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,0 +1,78 @@
+"""Helpers for `make demo`: S3 on the local emulator (boto3 ships with moto) and summaries.
+
+  demo_tools.py ENDPOINT create-bucket BUCKET
+  demo_tools.py ENDPOINT upload BUCKET KEY FILE
+  demo_tools.py ENDPOINT event TEMPLATE BUCKET KEY OUT   sample event rewritten to an uploaded key
+  demo_tools.py ENDPOINT tree BUCKET                     silver partitions, batches, quarantine
+  demo_tools.py - expected < `lake generate` output      what a correct ingest must report
+  demo_tools.py - batch FILE [--replayed]                one line of an ingest Lambda response
+"""
+import json
+import sys
+import urllib.parse
+from collections import defaultdict
+
+import boto3
+
+endpoint, command, *args = sys.argv[1:]
+s3 = None if endpoint == "-" else boto3.client(
+    "s3", endpoint_url=endpoint, region_name="us-east-1",
+    aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def keys(bucket, prefix):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
+
+
+if command == "create-bucket":
+    s3.create_bucket(Bucket=args[0])
+elif command == "upload":
+    bucket, key, path = args
+    s3.upload_file(path, bucket, key)
+elif command == "event":
+    template, bucket, key, out = args
+    head = s3.head_object(Bucket=bucket, Key=key)
+    event = json.load(open(template))
+    record = event["Records"][0]
+    record["s3"]["bucket"]["name"] = bucket
+    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+    # S3 sends keys form-encoded: a space arrives as "+".
+    record["s3"]["object"].update(key=urllib.parse.quote_plus(key, safe="/"),
+                                  size=head["ContentLength"], eTag=head["ETag"].strip('"'))
+    json.dump(event, open(out, "w"), indent=2)
+elif command == "tree":
+    bucket = args[0]
+    partitions = defaultdict(lambda: [0, 0])
+    for m in keys(bucket, "manifests/"):
+        if "/_pending/" in m["Key"]:
+            continue
+        manifest = json.load(s3.get_object(Bucket=bucket, Key=m["Key"])["Body"])
+        print(f"  {manifest['dataset']:<9} {manifest['batch_id']}  {manifest['status']:<9} "
+              f"read {manifest['rows_read']:>6}  written {manifest['rows_written']:>6}  "
+              f"rejected {manifest['rows_rejected']:>4}  duplicates {manifest['duplicates_dropped']:>4}")
+        for f in manifest["files"]:
+            p = partitions[(manifest["dataset"], f["partition"])]
+            p[0] += f["rows"]
+            p[1] += 1
+    print(f"\n  s3://{bucket}/processed/")
+    for (dataset, partition), (rows, files) in sorted(partitions.items()):
+        print(f"    {dataset}/{partition:<48} {rows:>6} rows  {files} file(s)")
+    print(f"\n  s3://{bucket}/quarantine/")
+    for q in keys(bucket, "quarantine/"):
+        print(f"    {q['Key']}  ({q['Size']} bytes)")
+elif command == "expected":
+    for line in sys.stdin:
+        f = json.loads(line)
+        e = f["expected"]
+        print(f"  {f['dataset']:<9} {e['rows']:>6} rows: a correct ingest writes {e['written']}, "
+              f"rejects {e['rejected']}, drops {e['duplicates']} duplicates")
+elif command == "batch":
+    batch = json.load(open(args[0]))["batches"][0]
+    if "--replayed" in args and not batch["replayed"]:
+        sys.exit("the redelivered event was not recognised as a replay")
+    fields = ("dataset", "batch_id", "status", "rows_read", "rows_written", "rows_rejected",
+              "duplicates_dropped", "replayed")
+    print("   ", json.dumps({k: batch[k] for k in fields}))
+else:
+    sys.exit(f"unknown command {command}")
