@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
+use crate::contract::Registry;
+
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     pub customers: usize,
@@ -228,22 +230,25 @@ struct DatasetWriter {
 }
 
 impl DatasetWriter {
+    /// A writer for `dataset`, with the contract's columns as header (rows are built in that order).
     fn create(
         dir: &Path,
+        registry: &Registry,
         dataset: &'static str,
-        header: &[&str],
-        version_column: usize,
     ) -> io::Result<(Self, PathBuf)> {
+        let contract = registry
+            .get(dataset)
+            .expect("the generator writes built-in datasets");
         let path = dir.join(format!("{dataset}.csv"));
         let mut writer = csv::WriterBuilder::new()
             .flexible(true)
             .from_writer(BufWriter::new(File::create(&path)?));
-        writer.write_record(header)?;
+        writer.write_record(contract.columns.iter().map(|c| c.name.as_str()))?;
         let w = DatasetWriter {
             dataset,
             writer,
             expected: Expected::default(),
-            version_column,
+            version_column: contract.version,
         };
         Ok((w, path))
     }
@@ -307,6 +312,7 @@ impl DatasetWriter {
 /// Writes the three exports into `dir`.
 pub fn generate(dir: &Path, opts: &GenerateOptions) -> io::Result<Vec<GeneratedFile>> {
     std::fs::create_dir_all(dir)?;
+    let registry = Registry::builtin();
     let mut rng = Rng(opts.seed);
     let start = opts.end_date - Duration::days(i64::from(opts.days.max(1)) - 1);
     let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight exists");
@@ -314,21 +320,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> io::Result<Vec<GeneratedF
     let orphan_rate = opts.defect_rate / 4.0;
 
     // customers
-    let (mut out, path) = DatasetWriter::create(
-        dir,
-        "customers",
-        &[
-            "customer_id",
-            "email",
-            "first_name",
-            "last_name",
-            "customer_region",
-            "country",
-            "signup_date",
-            "updated_at",
-        ],
-        7,
-    )?;
+    let (mut out, path) = DatasetWriter::create(dir, &registry, "customers")?;
     let mut regions = Vec::with_capacity(opts.customers);
     for i in 0..opts.customers {
         let (region, countries, _) = *rng.pick(REGIONS);
@@ -364,22 +356,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> io::Result<Vec<GeneratedF
     let mut files = vec![out.finish(path)?];
 
     // orders
-    let (mut out, path) = DatasetWriter::create(
-        dir,
-        "orders",
-        &[
-            "order_id",
-            "customer_id",
-            "order_ts",
-            "status",
-            "customer_region",
-            "currency",
-            "total_amount",
-            "item_count",
-            "updated_at",
-        ],
-        8,
-    )?;
+    let (mut out, path) = DatasetWriter::create(dir, &registry, "orders")?;
     struct Order {
         id: String,
         ts: NaiveDateTime,
@@ -439,21 +416,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> io::Result<Vec<GeneratedF
     files.push(out.finish(path)?);
 
     // payments
-    let (mut out, path) = DatasetWriter::create(
-        dir,
-        "payments",
-        &[
-            "payment_id",
-            "order_id",
-            "payment_ts",
-            "method",
-            "status",
-            "amount",
-            "currency",
-            "updated_at",
-        ],
-        7,
-    )?;
+    let (mut out, path) = DatasetWriter::create(dir, &registry, "payments")?;
     let mut next_payment = 0u64;
     let mut pay = |rng: &mut Rng,
                    out: &mut DatasetWriter,

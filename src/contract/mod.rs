@@ -302,6 +302,34 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_contract_column() {
+        let readme = include_str!("../../README.md");
+        for contract in Registry::builtin().iter() {
+            let section = readme
+                .split(&format!(
+                    "**{}**: key `{}`",
+                    contract.name,
+                    contract.key_column().name
+                ))
+                .nth(1)
+                .unwrap_or_else(|| panic!("README has no table for {}", contract.name));
+            let table: String = section
+                .lines()
+                .skip(1)
+                .take_while(|l| l.is_empty() || l.starts_with('|'))
+                .collect();
+            for column in &contract.columns {
+                assert!(
+                    table.contains(&column.name),
+                    "README table of {} lacks {}",
+                    contract.name,
+                    column.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn unknown_fields_in_a_contract_are_errors_not_silently_ignored() {
         let text = r#"
             name = "x"

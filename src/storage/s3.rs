@@ -6,6 +6,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -87,6 +88,17 @@ impl S3Store {
             key: key.to_owned(),
             message: DisplayErrorContext(&err).to_string(),
             retryable,
+        }
+    }
+
+    /// `GetObject`, or `None` when the key does not exist.
+    async fn get_object(&self, key: &str) -> StorageResult<Option<GetObjectOutput>> {
+        check_key(key)?;
+        let request = self.client.get_object().bucket(&self.bucket).key(key);
+        match request.send().await {
+            Ok(out) => Ok(Some(out)),
+            Err(SdkError::ServiceError(se)) if se.err().is_no_such_key() => Ok(None),
+            Err(e) => Err(self.error("GetObject", key, e)),
         }
     }
 
@@ -201,47 +213,25 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
-        check_key(key)?;
-        match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let data = out.body.collect().await.map_err(|e| StorageError::S3 {
-                    operation: "GetObject body",
-                    bucket: self.bucket.clone(),
-                    key: key.to_owned(),
-                    message: e.to_string(),
-                    retryable: true,
-                })?;
-                Ok(Some(data.into_bytes()))
-            }
-            Err(SdkError::ServiceError(se)) if se.err().is_no_such_key() => Ok(None),
-            Err(e) => Err(self.error("GetObject", key, e)),
-        }
+        let Some(out) = self.get_object(key).await? else {
+            return Ok(None);
+        };
+        let data = out.body.collect().await.map_err(|e| StorageError::S3 {
+            operation: "GetObject body",
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            message: e.to_string(),
+            retryable: true,
+        })?;
+        Ok(Some(data.into_bytes()))
     }
 
     async fn reader(&self, key: &str) -> StorageResult<ObjectReader> {
-        check_key(key)?;
-        match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Box::new(out.body.into_async_read())),
-            Err(SdkError::ServiceError(se)) if se.err().is_no_such_key() => {
-                Err(StorageError::NotFound {
-                    key: key.to_owned(),
-                })
-            }
-            Err(e) => Err(self.error("GetObject", key, e)),
+        match self.get_object(key).await? {
+            Some(out) => Ok(Box::new(out.body.into_async_read())),
+            None => Err(StorageError::NotFound {
+                key: key.to_owned(),
+            }),
         }
     }
 
