@@ -39,7 +39,8 @@ pub fn decode_key(raw: &str) -> Option<String> {
 }
 
 /// Objects created according to the event, in record order. Records of other event types
-/// (a removal, the `s3:TestEvent` sent when notifications are configured) are skipped.
+/// (a removal, the `s3:TestEvent` sent when notifications are configured) and folder markers
+/// are skipped.
 pub fn created_objects(event: &S3Event) -> Vec<Result<ObjectRef, EventError>> {
     event
         .records
@@ -50,6 +51,8 @@ pub fn created_objects(event: &S3Event) -> Vec<Result<ObjectRef, EventError>> {
                 .as_deref()
                 .is_none_or(|n| n.starts_with("ObjectCreated:"))
         })
+        // Folder markers ("Create folder" in the console) are zero-byte keys ending in '/'.
+        .filter(|(_, r)| !r.s3.object.key.as_deref().is_some_and(|k| k.ends_with('/')))
         .map(|(index, r)| {
             let (Some(bucket), Some(raw)) =
                 (r.s3.bucket.name.as_deref(), r.s3.object.key.as_deref())
@@ -110,6 +113,8 @@ mod tests {
                  "s3": {"bucket": {"name": "lake"}, "object": {"key": "raw/orders/gone.csv"}}},
                 {"eventName": "ObjectCreated:CompleteMultipartUpload", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
                  "s3": {"bucket": {"name": "lake"}, "object": {"key": "raw/orders/%E2"}}},
+                {"eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
+                 "s3": {"bucket": {"name": "lake"}, "object": {"key": "raw/orders/"}}},
                 {"eventName": "ObjectCreated:Copy", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
                  "s3": {"bucket": {}, "object": {"key": "raw/orders/x.csv"}}}
             ]
@@ -127,7 +132,7 @@ mod tests {
                     index: 2,
                     raw: "raw/orders/%E2".into()
                 }),
-                Err(EventError::Incomplete { index: 3 }),
+                Err(EventError::Incomplete { index: 4 }),
             ]
         );
     }
