@@ -8,6 +8,10 @@
 //! quarantine/<dataset>/<batch_id>/<source file name>         whole files that could not be read
 //! manifests/<dataset>/<batch_id>.json                        one per ingested source object
 //! manifests/<dataset>/_pending/<batch_id>.json               outputs of an ingest in progress
+//! quality/<dataset>/<batch_id>.json                          the quality gate's report
+//! alerts/…                                                   alert deduplication and digest state
+//! outbox/…                                                   alerts "sent" by the local notifier
+//! runs/load/<date>.json                                      a successful load of a day (SLA check)
 //! ```
 
 use sha2::{Digest, Sha256};
@@ -18,6 +22,23 @@ pub const RAW: &str = "raw";
 pub const PROCESSED: &str = "processed";
 pub const QUARANTINE: &str = "quarantine";
 pub const MANIFESTS: &str = "manifests";
+pub const QUALITY: &str = "quality";
+pub const ALERTS: &str = "alerts";
+pub const OUTBOX: &str = "outbox";
+
+/// When an alert with this deduplication key was last sent.
+pub fn alert_sent_key(dedup_key: &str) -> String {
+    format!("{ALERTS}/sent/{dedup_key}.json")
+}
+
+/// Recent send times (storm detection) and alerts held back for a digest.
+pub const ALERT_RECENT_KEY: &str = "alerts/recent.json";
+pub const ALERT_DIGEST_KEY: &str = "alerts/digest.json";
+
+/// Written by the load stage when a day's load succeeded; read by the SLA check.
+pub fn load_run_key(date: &str) -> String {
+    format!("runs/load/{date}.json")
+}
 
 /// The dataset named by a bronze key `raw/<dataset>/<file>`, if the key has that shape.
 pub fn dataset_of_raw_key(key: &str) -> Option<&str> {
@@ -65,6 +86,10 @@ pub fn manifest_key(dataset: &str, batch_id: &str) -> String {
 
 pub fn pending_key(dataset: &str, batch_id: &str) -> String {
     format!("{MANIFESTS}/{dataset}/_pending/{batch_id}.json")
+}
+
+pub fn quality_report_key(dataset: &str, batch_id: &str) -> String {
+    format!("{QUALITY}/{dataset}/{batch_id}.json")
 }
 
 /// The dataset and batch of a manifest key `manifests/<dataset>/<batch_id>.json` (not `_pending`).

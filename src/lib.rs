@@ -4,6 +4,7 @@
 //! The library holds all logic; the Lambda binaries under `functions/` and the `lake` CLI only
 //! translate events and arguments into calls here.
 
+pub mod alert;
 pub mod aws;
 pub mod columns;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod layout;
 pub mod local;
 pub mod manifest;
 pub mod partition;
+pub mod quality;
 pub mod storage;
 pub mod telemetry;
 pub mod validate;

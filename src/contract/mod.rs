@@ -3,6 +3,7 @@
 //! means adding a contract file, not a code path.
 
 mod domains;
+pub mod quality;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::fmt;
 use regex::Regex;
 
 pub use domains::Domain;
+pub use quality::{QualityRules, Severity};
 
 /// Errors in a contract file itself (not in the data it describes).
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +139,7 @@ pub struct Contract {
     /// Index of the timestamp column whose latest value wins among rows with the same key.
     pub version: usize,
     pub partitions: Vec<Partition>,
+    pub quality: QualityRules,
 }
 
 impl Contract {
@@ -199,7 +202,30 @@ impl Registry {
                 (contract.name.clone(), contract)
             })
             .collect();
-        Registry { contracts }
+        let registry = Registry { contracts };
+        let problems = registry.reference_problems();
+        assert!(
+            problems.is_empty(),
+            "built-in contracts: {}",
+            problems.join("; ")
+        );
+        registry
+    }
+
+    /// References between contracts that do not resolve (`quality.references`).
+    pub fn reference_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in self.contracts.values() {
+            for r in &c.quality.references {
+                if !self.contracts.contains_key(&r.dataset) {
+                    out.push(format!(
+                        "{}: quality.references names unknown dataset `{}`",
+                        c.name, r.dataset
+                    ));
+                }
+            }
+        }
+        out
     }
 
     pub fn get(&self, name: &str) -> Option<&Contract> {

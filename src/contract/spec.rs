@@ -3,6 +3,7 @@
 use regex::Regex;
 use serde::Deserialize;
 
+use super::quality::QualityRules;
 use super::{
     Bound, Case, Column, ColumnKind, Contract, ContractError, Domain, Partition, PartitionTransform,
 };
@@ -19,6 +20,8 @@ pub(super) struct ContractSpec {
     #[serde(default)]
     partition_by: Vec<PartitionSpec>,
     columns: Vec<ColumnSpec>,
+    #[serde(default)]
+    quality: QualityRules,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +197,10 @@ impl ContractSpec {
             });
         }
 
+        for p in self.quality.problems(&columns) {
+            problems.add(p);
+        }
+
         if !problems.list.is_empty() {
             return Err(ContractError::Invalid {
                 contract: problems.contract,
@@ -207,6 +214,7 @@ impl ContractSpec {
             key: key.expect("checked above"),
             version: version.expect("checked above"),
             partitions,
+            quality: self.quality,
         })
     }
 }

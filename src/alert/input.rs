@@ -1,0 +1,195 @@
+//! What the alert Lambda can receive, recognised from its shape: a quality report (directly or
+//! as the quality function's on-success destination record), any function's on-failure
+//! destination record, the SLA check and the digest flush from the schedules.
+
+use chrono::NaiveDate;
+use serde_json::Value;
+
+use super::message::FailedInvocation;
+use crate::handlers::s3_event::decode_key;
+use crate::layout;
+use crate::quality::QualityReport;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertRequest {
+    Quality(Box<QualityReport>),
+    Failure(FailedInvocation),
+    /// `{"sla_check": {}}` or `{"sla_check": {"date": "2026-11-21"}}` (default: today, UTC).
+    SlaCheck {
+        date: Option<NaiveDate>,
+    },
+    /// `{"flush_digest": true}`: send alerts held back for a digest.
+    FlushDigest,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unrecognised alert input ({0}); expected a quality report, a Lambda destination record, {{\"sla_check\": {{}}}} or {{\"flush_digest\": true}}"
+)]
+pub struct InputError(String);
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The dataset an object key belongs to (`raw/<dataset>/…` or `manifests/<dataset>/…`).
+fn dataset_of(key: &str) -> Option<String> {
+    layout::dataset_of_raw_key(key)
+        .or_else(|| layout::parse_manifest_key(key).map(|(d, _)| d))
+        .map(str::to_owned)
+}
+
+fn failure(record: &Value) -> FailedInvocation {
+    let arn = str_at(record, &["requestContext", "functionArn"]);
+    // arn:aws:lambda:region:account:function:NAME[:qualifier]
+    let function = arn.split(':').nth(6).unwrap_or(arn).to_owned();
+    let payload = &record["responsePayload"];
+    let objects: Vec<(String, String)> = record["requestPayload"]["Records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let bucket = r["s3"]["bucket"]["name"].as_str()?;
+            let raw = r["s3"]["object"]["key"].as_str()?;
+            Some((
+                bucket.to_owned(),
+                decode_key(raw).unwrap_or_else(|| raw.to_owned()),
+            ))
+        })
+        .collect();
+    let datasets: std::collections::BTreeSet<String> =
+        objects.iter().filter_map(|(_, k)| dataset_of(k)).collect();
+    let dataset = match datasets.len() {
+        0 => "all".to_owned(),
+        1 => datasets.into_iter().next().unwrap_or_default(),
+        _ => "multiple".to_owned(),
+    };
+    let error_type = [
+        str_at(payload, &["errorType"]),
+        str_at(record, &["responseContext", "functionError"]),
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty())
+    .unwrap_or("UnknownError")
+    .to_owned();
+    FailedInvocation {
+        function,
+        request_id: str_at(record, &["requestContext", "requestId"]).to_owned(),
+        condition: str_at(record, &["requestContext", "condition"]).to_owned(),
+        attempts: record["requestContext"]["approximateInvokeCount"]
+            .as_u64()
+            .unwrap_or(1) as u32,
+        error_type,
+        error_message: str_at(payload, &["errorMessage"]).to_owned(),
+        objects: objects
+            .into_iter()
+            .map(|(b, k)| format!("s3://{b}/{k}"))
+            .collect(),
+        dataset,
+        date: str_at(record, &["timestamp"])
+            .get(..10)
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+pub fn parse(value: &Value) -> Result<AlertRequest, InputError> {
+    if let Some(check) = value.get("sla_check") {
+        let date = match check.get("date").and_then(Value::as_str) {
+            Some(d) => Some(
+                d.parse()
+                    .map_err(|_| InputError(format!("sla_check.date {d:?} is not YYYY-MM-DD")))?,
+            ),
+            None => None,
+        };
+        return Ok(AlertRequest::SlaCheck { date });
+    }
+    if value.get("flush_digest").and_then(Value::as_bool) == Some(true) {
+        return Ok(AlertRequest::FlushDigest);
+    }
+    if value.get("requestContext").is_some() && value.get("responsePayload").is_some() {
+        let succeeded = str_at(value, &["requestContext", "condition"]) == "Success"
+            && value["responseContext"].get("functionError").is_none();
+        if succeeded {
+            return serde_json::from_value::<QualityReport>(value["responsePayload"].clone())
+                .map(|r| AlertRequest::Quality(Box::new(r)))
+                .map_err(|e| {
+                    InputError(format!(
+                        "a success record whose payload is not a quality report: {e}"
+                    ))
+                });
+        }
+        return Ok(AlertRequest::Failure(failure(value)));
+    }
+    if value.get("verdict").is_some() && value.get("checks").is_some() {
+        return serde_json::from_value::<QualityReport>(value.clone())
+            .map(|r| AlertRequest::Quality(Box::new(r)))
+            .map_err(|e| InputError(format!("not a valid quality report: {e}")));
+    }
+    Err(InputError("no known fields".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_failure_destination_record_names_the_function_objects_and_error() {
+        let record = json!({
+            "version": "1.0",
+            "timestamp": "2026-11-21T02:03:04.567Z",
+            "requestContext": {
+                "requestId": "e1b9c7a2-0000-4c4f-9d33-5f0e5e0a1111",
+                "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:shoplake-prod-ingest:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3
+            },
+            "requestPayload": {"Records": [{"s3": {"bucket": {"name": "lake"}, "object": {"key": "raw/orders/daily+export.csv"}}}]},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorType": "IngestRetryable", "errorMessage": "1 of 1 object(s) failed: S3 throttled"}
+        });
+        let AlertRequest::Failure(f) = parse(&record).unwrap() else {
+            panic!("not a failure")
+        };
+        assert_eq!(f.function, "shoplake-prod-ingest");
+        assert_eq!(
+            (
+                f.attempts,
+                f.error_type.as_str(),
+                f.dataset.as_str(),
+                f.date.as_str()
+            ),
+            (3, "IngestRetryable", "orders", "2026-11-21")
+        );
+        assert_eq!(f.objects, ["s3://lake/raw/orders/daily export.csv"]);
+    }
+
+    #[test]
+    fn schedules_and_junk() {
+        assert_eq!(
+            parse(&json!({"sla_check": {}})).unwrap(),
+            AlertRequest::SlaCheck { date: None }
+        );
+        assert_eq!(
+            parse(&json!({"sla_check": {"date": "2026-11-21"}})).unwrap(),
+            AlertRequest::SlaCheck {
+                date: NaiveDate::from_ymd_opt(2026, 11, 21)
+            }
+        );
+        assert_eq!(
+            parse(&json!({"flush_digest": true})).unwrap(),
+            AlertRequest::FlushDigest
+        );
+        assert!(parse(&json!({"sla_check": {"date": "yesterday"}})).is_err());
+        assert!(
+            parse(&json!({"hello": 1}))
+                .unwrap_err()
+                .to_string()
+                .contains("unrecognised alert input")
+        );
+    }
+}

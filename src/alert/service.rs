@@ -1,0 +1,287 @@
+//! Decides what to send: the same alert (type, dataset, date) goes out once per deduplication
+//! window, and when alerts arrive in a burst the extra ones are held and sent as one digest.
+//! State lives next to the data (`alerts/` in the bucket), so the Lambda stays stateless.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::input::AlertRequest;
+use super::message::{self, Message};
+use super::notifier::{Notifier, NotifyError};
+use crate::layout;
+use crate::storage::{ObjectStore, StorageError};
+
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// The same alert for the same dataset and date is sent once per this window.
+    pub dedup_window: Duration,
+    /// Alerts within this window count towards a burst...
+    pub digest_window: Duration,
+    /// ...and once this many were sent in it, further ones wait for a digest.
+    pub digest_threshold: usize,
+    /// Hour (UTC) by which a day's load must have succeeded.
+    pub sla_hour: u32,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            dedup_window: Duration::hours(6),
+            digest_window: Duration::minutes(5),
+            digest_threshold: 3,
+            sla_hour: 4,
+        }
+    }
+}
+
+/// What happened to one alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AlertOutcome {
+    Sent {
+        alert_type: String,
+        subject: String,
+    },
+    /// Sent recently already.
+    Suppressed {
+        alert_type: String,
+        dedup_key: String,
+    },
+    /// Held back for a digest (a burst is under way).
+    Queued {
+        alert_type: String,
+        subject: String,
+    },
+    DigestSent {
+        alerts: usize,
+        subject: String,
+    },
+    /// Nothing to say (a passing batch, an SLA that holds).
+    NothingToSend {
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("alert state {key} is not readable: {source}")]
+    State {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SentRecord {
+    sent_at: DateTime<Utc>,
+    suppressed: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Recent {
+    sent: Vec<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Digest {
+    queued: Vec<(DateTime<Utc>, Message)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertService {
+    state: Arc<dyn ObjectStore>,
+    notifier: Arc<dyn Notifier>,
+    settings: AlertSettings,
+}
+
+impl AlertService {
+    /// `state` holds the deduplication ledger and reads SLA run records.
+    pub fn new(
+        state: Arc<dyn ObjectStore>,
+        notifier: Arc<dyn Notifier>,
+        settings: AlertSettings,
+    ) -> Self {
+        AlertService {
+            state,
+            notifier,
+            settings,
+        }
+    }
+
+    async fn load<T: Default + for<'de> Deserialize<'de>>(
+        &self,
+        key: &str,
+    ) -> Result<T, AlertError> {
+        match self.state.get(key).await? {
+            None => Ok(T::default()),
+            Some(b) => serde_json::from_slice(&b).map_err(|source| AlertError::State {
+                key: key.into(),
+                source,
+            }),
+        }
+    }
+
+    async fn save(&self, key: &str, value: &impl Serialize) -> Result<(), AlertError> {
+        let body = serde_json::to_vec(value).expect("alert state serialises");
+        self.state.put(key, Bytes::from(body)).await?;
+        Ok(())
+    }
+
+    pub async fn handle(
+        &self,
+        request: AlertRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AlertOutcome>, AlertError> {
+        let mut outcomes = Vec::new();
+        let message = match request {
+            AlertRequest::Quality(report) => match message::quality_alert(&report) {
+                Some(m) => Some(m),
+                None => {
+                    outcomes.push(AlertOutcome::NothingToSend {
+                        reason: format!("{} {} passed", report.dataset, report.batch_id),
+                    });
+                    None
+                }
+            },
+            AlertRequest::Failure(f) => Some(message::failure_alert(&f)),
+            AlertRequest::SlaCheck { date } => {
+                self.sla(date.unwrap_or(now.date_naive()), now, &mut outcomes)
+                    .await?
+            }
+            AlertRequest::FlushDigest => None,
+        };
+        if let Some(m) = message {
+            outcomes.push(self.offer(m, now).await?);
+        }
+        if let Some(digest) = self.flush_due(now).await? {
+            outcomes.push(digest);
+        }
+        Ok(outcomes)
+    }
+
+    async fn sla(
+        &self,
+        date: NaiveDate,
+        now: DateTime<Utc>,
+        outcomes: &mut Vec<AlertOutcome>,
+    ) -> Result<Option<Message>, AlertError> {
+        let deadline = date
+            .and_hms_opt(self.settings.sla_hour, 0, 0)
+            .expect("valid hour")
+            .and_utc();
+        let day = date.format("%Y-%m-%d").to_string();
+        if now < deadline {
+            outcomes.push(AlertOutcome::NothingToSend {
+                reason: format!("the SLA for {day} runs until {deadline}"),
+            });
+            return Ok(None);
+        }
+        if self
+            .state
+            .head(&layout::load_run_key(&day))
+            .await?
+            .is_some()
+        {
+            outcomes.push(AlertOutcome::NothingToSend {
+                reason: format!("{day} was loaded"),
+            });
+            return Ok(None);
+        }
+        let runs = self.state.list("runs/load/").await?;
+        let last = runs.last().map(|m| {
+            layout::file_name(&m.key)
+                .trim_end_matches(".json")
+                .to_owned()
+        });
+        let deadline_text = format!("{:02}:00 UTC", self.settings.sla_hour);
+        Ok(Some(message::sla_alert(
+            &day,
+            &deadline_text,
+            &self.state.uri("runs/load/"),
+            last.as_deref(),
+        )))
+    }
+
+    /// Sends, suppresses as a repeat, or queues for a digest.
+    async fn offer(&self, m: Message, now: DateTime<Utc>) -> Result<AlertOutcome, AlertError> {
+        let sent_key = layout::alert_sent_key(&m.dedup_key());
+        let mut record: SentRecord = self.load(&sent_key).await?;
+        // A missing record reads as sent at the epoch: never a repeat.
+        if now - record.sent_at < self.settings.dedup_window {
+            record.suppressed += 1;
+            self.save(&sent_key, &record).await?;
+            info!(dedup_key = %m.dedup_key(), "repeat alert suppressed");
+            return Ok(AlertOutcome::Suppressed {
+                alert_type: m.alert_type.name().into(),
+                dedup_key: m.dedup_key(),
+            });
+        }
+        let mut recent: Recent = self.load(layout::ALERT_RECENT_KEY).await?;
+        recent
+            .sent
+            .retain(|t| now - *t < self.settings.digest_window);
+        let outcome = if recent.sent.len() >= self.settings.digest_threshold {
+            let mut digest: Digest = self.load(layout::ALERT_DIGEST_KEY).await?;
+            let subject = m.subject.clone();
+            let alert_type = m.alert_type.name().to_owned();
+            digest.queued.push((now, m));
+            self.save(layout::ALERT_DIGEST_KEY, &digest).await?;
+            info!(queued = digest.queued.len(), "alert held for a digest");
+            AlertOutcome::Queued {
+                alert_type,
+                subject,
+            }
+        } else {
+            // Publish first: if it fails nothing is recorded and a retry sends it.
+            self.notifier.publish(&m).await?;
+            recent.sent.push(now);
+            self.save(layout::ALERT_RECENT_KEY, &recent).await?;
+            info!(alert_type = m.alert_type.name(), dataset = %m.dataset, "alert sent");
+            AlertOutcome::Sent {
+                alert_type: m.alert_type.name().into(),
+                subject: m.subject.clone(),
+            }
+        };
+        self.save(
+            &sent_key,
+            &SentRecord {
+                sent_at: now,
+                suppressed: 0,
+            },
+        )
+        .await?;
+        Ok(outcome)
+    }
+
+    /// Sends the held alerts as one digest once the oldest has waited a whole window.
+    async fn flush_due(&self, now: DateTime<Utc>) -> Result<Option<AlertOutcome>, AlertError> {
+        let digest: Digest = self.load(layout::ALERT_DIGEST_KEY).await?;
+        let Some((oldest, _)) = digest.queued.first() else {
+            return Ok(None);
+        };
+        if now - *oldest < self.settings.digest_window {
+            return Ok(None);
+        }
+        let messages: Vec<Message> = digest.queued.into_iter().map(|(_, m)| m).collect();
+        let d = message::digest(&messages);
+        self.notifier.publish(&d).await?;
+        self.state.delete(layout::ALERT_DIGEST_KEY).await?;
+        info!(alerts = messages.len(), "digest sent");
+        Ok(Some(AlertOutcome::DigestSent {
+            alerts: messages.len(),
+            subject: d.subject,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;
