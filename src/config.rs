@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::alert::AlertSettings;
 use crate::ingest::{DEFAULT_MEMORY_BUDGET_BYTES, IngestSettings};
 
 /// Memory budget per ingested file, in MiB (default: 40% of the Lambda's memory, else 512).
@@ -11,6 +12,19 @@ pub const MEMORY_BUDGET_MB: &str = "LAKE_MEMORY_BUDGET_MB";
 pub const WORK_DIR: &str = "LAKE_WORK_DIR";
 /// Set by Lambda: the function's memory size in MiB.
 pub const LAMBDA_MEMORY_MB: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+
+/// SNS topic the alert function publishes to (required by the alert function).
+pub const ALERT_TOPIC_ARN: &str = "ALERT_TOPIC_ARN";
+/// The data bucket: alert deduplication state and load run records live there.
+pub const LAKE_BUCKET: &str = "LAKE_BUCKET";
+/// The same alert for the same dataset and date is sent once per this many minutes (360).
+pub const ALERT_DEDUP_WINDOW_MINUTES: &str = "ALERT_DEDUP_WINDOW_MINUTES";
+/// Window, in minutes, in which a burst of alerts is grouped into a digest (5).
+pub const ALERT_DIGEST_WINDOW_MINUTES: &str = "ALERT_DIGEST_WINDOW_MINUTES";
+/// Alerts sent within the digest window before further ones are held for a digest (3).
+pub const ALERT_DIGEST_THRESHOLD: &str = "ALERT_DIGEST_THRESHOLD";
+/// Hour (UTC) by which a day's load must have succeeded (4).
+pub const SLA_HOUR_UTC: &str = "SLA_HOUR_UTC";
 
 /// Share of a Lambda's memory given to the row budget; the rest is runtime, encoder and I/O.
 const LAMBDA_BUDGET_PERCENT: usize = 40;
@@ -57,6 +71,74 @@ pub fn ingest_settings(
     })
 }
 
+/// Everything the alert function needs.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    pub topic_arn: String,
+    pub bucket: String,
+    pub settings: AlertSettings,
+}
+
+fn parse_number(
+    name: &str,
+    value: Option<String>,
+    problems: &mut Vec<String>,
+    valid: impl Fn(i64) -> bool,
+) -> Option<i64> {
+    let value = value?;
+    match value.trim().parse::<i64>() {
+        Ok(n) if valid(n) => Some(n),
+        _ => {
+            problems.push(format!(
+                "{name} is out of range or not a whole number: {value:?}"
+            ));
+            None
+        }
+    }
+}
+
+/// Alert function configuration from environment variables looked up through `var`.
+pub fn alert_config(var: impl Fn(&str) -> Option<String>) -> Result<AlertConfig, ConfigError> {
+    let mut problems = Vec::new();
+    let mut required = |name: &str| match var(name).filter(|v| !v.trim().is_empty()) {
+        Some(v) => v,
+        None => {
+            problems.push(format!("{name} is required"));
+            String::new()
+        }
+    };
+    let (topic_arn, bucket) = (required(ALERT_TOPIC_ARN), required(LAKE_BUCKET));
+    let defaults = AlertSettings::default();
+    let minutes = |name, problems: &mut Vec<String>| {
+        parse_number(name, var(name), problems, |n| n > 0).map(chrono::Duration::minutes)
+    };
+    let settings = AlertSettings {
+        dedup_window: minutes(ALERT_DEDUP_WINDOW_MINUTES, &mut problems)
+            .unwrap_or(defaults.dedup_window),
+        digest_window: minutes(ALERT_DIGEST_WINDOW_MINUTES, &mut problems)
+            .unwrap_or(defaults.digest_window),
+        digest_threshold: parse_number(
+            ALERT_DIGEST_THRESHOLD,
+            var(ALERT_DIGEST_THRESHOLD),
+            &mut problems,
+            |n| n > 0,
+        )
+        .map_or(defaults.digest_threshold, |n| n as usize),
+        sla_hour: parse_number(SLA_HOUR_UTC, var(SLA_HOUR_UTC), &mut problems, |n| {
+            (0..24).contains(&n)
+        })
+        .map_or(defaults.sla_hour, |n| n as u32),
+    };
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    Ok(AlertConfig {
+        topic_arn,
+        bucket,
+        settings,
+    })
+}
+
 /// [`ingest_settings`] from the process environment.
 pub fn ingest_settings_from_env() -> Result<IngestSettings, ConfigError> {
     ingest_settings(|name| std::env::var(name).ok())
@@ -91,6 +173,21 @@ mod tests {
         .unwrap();
         assert_eq!(s.memory_budget_bytes, 256 * MIB);
         assert_eq!(s.work_dir, Some(PathBuf::from("/scratch")));
+    }
+
+    #[test]
+    fn alert_config_requires_topic_and_bucket_and_checks_numbers() {
+        let err =
+            alert_config(env(&[(ALERT_DIGEST_THRESHOLD, "0"), (SLA_HOUR_UTC, "25")])).unwrap_err();
+        assert_eq!(err.problems.len(), 4, "{err}");
+        let ok = alert_config(env(&[
+            (ALERT_TOPIC_ARN, "arn:t"),
+            (LAKE_BUCKET, "b"),
+            (ALERT_DEDUP_WINDOW_MINUTES, "60"),
+        ]))
+        .unwrap();
+        assert_eq!(ok.settings.dedup_window, chrono::Duration::minutes(60));
+        assert_eq!((ok.settings.digest_threshold, ok.settings.sla_hour), (3, 4));
     }
 
     #[test]

@@ -6,10 +6,16 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
+use crate::alert::{
+    AlertError, AlertOutcome, AlertRequest, AlertService, AlertSettings, OutboxNotifier,
+};
 use crate::contract::Registry;
 use crate::ingest::{IngestError, IngestOutcome, IngestSettings, Ingestor};
 use crate::layout;
 use crate::manifest::{BatchStatus, Manifest};
+use crate::quality::{QualityError, QualityGate, QualityReport};
 use crate::storage::{LocalStore, ObjectStore, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +34,12 @@ pub enum LocalError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Quality(#[from] QualityError),
+    #[error(transparent)]
+    Alert(#[from] AlertError),
+    #[error("no batch {0} in the lake (see `lake show`)")]
+    UnknownBatch(String),
     #[error("{key} is not a readable manifest: {source}")]
     Manifest {
         key: String,
@@ -220,4 +232,101 @@ pub async fn overview(
         );
     }
     Ok(s)
+}
+
+/// One checked batch and what its verdict caused.
+#[derive(Debug, Clone)]
+pub struct QualityRun {
+    pub report: QualityReport,
+    pub alerts: Vec<AlertOutcome>,
+    /// The text of every message the outbox received (as the email would read).
+    pub emails: Vec<String>,
+}
+
+fn open_store(lake_dir: &Path) -> Result<Arc<LocalStore>, LocalError> {
+    Ok(Arc::new(
+        LocalStore::new(lake_dir).map_err(io_err(lake_dir))?,
+    ))
+}
+
+async fn dataset_of_batch(
+    store: &LocalStore,
+    registry: &Registry,
+    batch: &str,
+) -> Result<String, LocalError> {
+    for dataset in registry.names() {
+        if store
+            .head(&layout::manifest_key(dataset, batch))
+            .await?
+            .is_some()
+        {
+            return Ok(dataset.to_owned());
+        }
+    }
+    Err(LocalError::UnknownBatch(batch.to_owned()))
+}
+
+/// Checks `batch` (or every batch without a report) and sends the alerts its verdict calls for
+/// to `outbox/` in the lake, as the quality and alert functions do in AWS.
+pub async fn quality(
+    lake_dir: &Path,
+    batch: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<QualityRun>, LocalError> {
+    let registry = Arc::new(Registry::builtin());
+    let store = open_store(lake_dir)?;
+    let gate = QualityGate::new(store.clone(), registry.clone());
+    let batches = match batch {
+        Some(b) => vec![(dataset_of_batch(&store, &registry, b).await?, b.to_owned())],
+        None => gate.unchecked_batches().await?,
+    };
+    let alerts = AlertService::new(
+        store.clone(),
+        Arc::new(OutboxNotifier::new(store.clone())),
+        AlertSettings::default(),
+    );
+    let outbox = format!("{}/", layout::OUTBOX);
+    let mut runs = Vec::new();
+    for (dataset, batch) in batches {
+        let report = gate.evaluate(&dataset, &batch, now).await?;
+        let before: std::collections::BTreeSet<String> = store
+            .list(&outbox)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        let outcomes = alerts
+            .handle(AlertRequest::Quality(Box::new(report.clone())), now)
+            .await?;
+        let mut emails = Vec::new();
+        for meta in store.list(&outbox).await? {
+            if !before.contains(&meta.key)
+                && let Some(text) = store.get(&meta.key).await?
+            {
+                emails.push(String::from_utf8_lossy(&text).into_owned());
+            }
+        }
+        runs.push(QualityRun {
+            report,
+            alerts: outcomes,
+            emails,
+        });
+    }
+    Ok(runs)
+}
+
+/// Records a person's decision to load a failed batch anyway.
+pub async fn override_batch(
+    lake_dir: &Path,
+    batch: &str,
+    by: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<QualityReport, LocalError> {
+    let registry = Arc::new(Registry::builtin());
+    let store = open_store(lake_dir)?;
+    let dataset = dataset_of_batch(&store, &registry, batch).await?;
+    Ok(QualityGate::new(store, registry)
+        .override_batch(&dataset, batch, by, reason, now)
+        .await?)
 }

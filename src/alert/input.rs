@@ -96,7 +96,21 @@ fn failure(record: &Value) -> FailedInvocation {
     }
 }
 
-pub fn parse(value: &Value) -> Result<AlertRequest, InputError> {
+/// Quality reports in a payload: one report, or the quality function's `{"reports": [...]}`.
+fn reports(payload: &Value) -> Result<Vec<AlertRequest>, InputError> {
+    let one = |v: &Value| {
+        serde_json::from_value::<QualityReport>(v.clone())
+            .map(|r| AlertRequest::Quality(Box::new(r)))
+            .map_err(|e| InputError(format!("not a valid quality report: {e}")))
+    };
+    match payload.get("reports").and_then(Value::as_array) {
+        Some(list) => list.iter().map(one).collect(),
+        None => one(payload).map(|r| vec![r]),
+    }
+}
+
+/// The requests in one alert Lambda input.
+pub fn parse(value: &Value) -> Result<Vec<AlertRequest>, InputError> {
     if let Some(check) = value.get("sla_check") {
         let date = match check.get("date").and_then(Value::as_str) {
             Some(d) => Some(
@@ -105,29 +119,23 @@ pub fn parse(value: &Value) -> Result<AlertRequest, InputError> {
             ),
             None => None,
         };
-        return Ok(AlertRequest::SlaCheck { date });
+        return Ok(vec![AlertRequest::SlaCheck { date }]);
     }
     if value.get("flush_digest").and_then(Value::as_bool) == Some(true) {
-        return Ok(AlertRequest::FlushDigest);
+        return Ok(vec![AlertRequest::FlushDigest]);
     }
     if value.get("requestContext").is_some() && value.get("responsePayload").is_some() {
         let succeeded = str_at(value, &["requestContext", "condition"]) == "Success"
             && value["responseContext"].get("functionError").is_none();
         if succeeded {
-            return serde_json::from_value::<QualityReport>(value["responsePayload"].clone())
-                .map(|r| AlertRequest::Quality(Box::new(r)))
-                .map_err(|e| {
-                    InputError(format!(
-                        "a success record whose payload is not a quality report: {e}"
-                    ))
-                });
+            return reports(&value["responsePayload"]);
         }
-        return Ok(AlertRequest::Failure(failure(value)));
+        return Ok(vec![AlertRequest::Failure(failure(value))]);
     }
-    if value.get("verdict").is_some() && value.get("checks").is_some() {
-        return serde_json::from_value::<QualityReport>(value.clone())
-            .map(|r| AlertRequest::Quality(Box::new(r)))
-            .map_err(|e| InputError(format!("not a valid quality report: {e}")));
+    if value.get("reports").is_some()
+        || (value.get("verdict").is_some() && value.get("checks").is_some())
+    {
+        return reports(value);
     }
     Err(InputError("no known fields".into()))
 }
@@ -152,8 +160,8 @@ mod tests {
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "responsePayload": {"errorType": "IngestRetryable", "errorMessage": "1 of 1 object(s) failed: S3 throttled"}
         });
-        let AlertRequest::Failure(f) = parse(&record).unwrap() else {
-            panic!("not a failure")
+        let [AlertRequest::Failure(f)] = &parse(&record).unwrap()[..] else {
+            panic!("not one failure")
         };
         assert_eq!(f.function, "shoplake-prod-ingest");
         assert_eq!(
@@ -172,18 +180,19 @@ mod tests {
     fn schedules_and_junk() {
         assert_eq!(
             parse(&json!({"sla_check": {}})).unwrap(),
-            AlertRequest::SlaCheck { date: None }
+            [AlertRequest::SlaCheck { date: None }]
         );
         assert_eq!(
             parse(&json!({"sla_check": {"date": "2026-11-21"}})).unwrap(),
-            AlertRequest::SlaCheck {
+            [AlertRequest::SlaCheck {
                 date: NaiveDate::from_ymd_opt(2026, 11, 21)
-            }
+            }]
         );
         assert_eq!(
             parse(&json!({"flush_digest": true})).unwrap(),
-            AlertRequest::FlushDigest
+            [AlertRequest::FlushDigest]
         );
+        assert!(parse(&json!({"reports": []})).unwrap().is_empty());
         assert!(parse(&json!({"sla_check": {"date": "yesterday"}})).is_err());
         assert!(
             parse(&json!({"hello": 1}))

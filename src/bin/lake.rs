@@ -59,6 +59,24 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Check batches against their quality rules; alerts go to outbox/ in the lake.
+    Quality {
+        #[arg(long)]
+        lake: PathBuf,
+        /// Check this batch (default: every batch without a report yet).
+        #[arg(long)]
+        batch: Option<String>,
+        /// Let a failed batch be loaded anyway; needs --batch, --by and --reason.
+        #[arg(long, requires_all = ["batch", "by", "reason"])]
+        r#override: bool,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the reports as JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print batches, the silver partition tree and sample quarantined rows.
     Show {
         #[arg(long)]
@@ -166,6 +184,67 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Quality {
+            lake,
+            batch,
+            r#override,
+            by,
+            reason,
+            json,
+        } => {
+            let now = chrono::Utc::now();
+            if r#override {
+                let (batch, by, reason) = (
+                    batch.unwrap_or_default(),
+                    by.unwrap_or_default(),
+                    reason.unwrap_or_default(),
+                );
+                let report =
+                    shoplake::local::override_batch(&lake, &batch, &by, &reason, now).await?;
+                emit(format!(
+                    "{} {} {}: overridden by {by}; loadable: {}",
+                    report.verdict.label(),
+                    report.dataset,
+                    report.batch_id,
+                    report.loadable
+                ))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for run in shoplake::local::quality(&lake, batch.as_deref(), now).await? {
+                let r = &run.report;
+                if json {
+                    emit(serde_json::to_string(r)?)?;
+                    continue;
+                }
+                emit(format!(
+                    "{:<4} {:<9} {}  {}",
+                    r.verdict.label(),
+                    r.dataset,
+                    r.batch_id,
+                    r.summary
+                ))?;
+                for c in r
+                    .checks
+                    .iter()
+                    .filter(|c| !matches!(c.status, shoplake::quality::CheckStatus::Pass))
+                {
+                    emit(format!(
+                        "       {:<7} {:<40} {:<28} {}",
+                        format!("{:?}", c.status).to_lowercase(),
+                        c.display_name(),
+                        c.observed_text,
+                        c.threshold
+                    ))?;
+                }
+                for email in &run.emails {
+                    emit(format!(
+                        "\n  --- alert email (outbox) ---\n  {}\n",
+                        email.trim_end().replace('\n', "\n  ")
+                    ))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Show { lake, rejects } => {
             let store =

@@ -265,7 +265,7 @@ fn referential_integrity(m: &Manifest, facts: &ReferenceFacts) -> CheckResult {
     }
     let rate = ratio(facts.orphans, facts.checked);
     let message = format!(
-        "{} of {} rows of batch {} refer to a {} absent from {}",
+        "{} of {} rows of batch {} reference a {} value missing from {}",
         facts.orphans, facts.checked, m.batch_id, rule.column, rule.dataset
     );
     let mut r = c.result(

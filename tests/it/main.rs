@@ -6,4 +6,5 @@ mod support;
 mod ingest_local;
 mod ingest_s3;
 mod properties;
+mod quality_alert;
 mod store_conformance;
