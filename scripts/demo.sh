@@ -30,7 +30,16 @@ step "1. Embedded: generate a week of exports with 5% defects, ingest them into 
 for ds in customers orders payments; do
   "$LAKE" ingest --lake "$DEMO/lake" --dataset "$ds" "$DEMO/exports/$ds.csv" > "$DEMO/ingest-$ds.json"
 done
+echo "  and a late orders export whose job dropped the total_amount column:"
+head -50 "$DEMO/exports/orders.csv" | cut -d, -f1-6,8- > "$DEMO/exports/orders-late.csv"
+if "$LAKE" ingest --lake "$DEMO/lake" --dataset orders "$DEMO/exports/orders-late.csv" > /dev/null 2> "$DEMO/late.err"; then
+  echo "  the broken export was accepted: this is a bug" >&2; exit 1
+fi
+sed 's/^/  /' "$DEMO/late.err"
 "$LAKE" show --lake "$DEMO/lake"
+
+step "Quality gate: a verdict per batch, and the alert emails it caused (outbox/ in the lake)"
+"$LAKE" quality --lake "$DEMO/lake"
 
 step "2. Lambda: ingest through cargo lambda against S3 on moto (127.0.0.1)"
 MOTO_PORT=$(free_port)
@@ -47,11 +56,14 @@ for ds in customers orders payments; do
   echo "  uploaded s3://$BUCKET/$key"
 done
 
+TOPIC=$($S3 create-topic shoplake-alerts)
+
 INVOKE_PORT=$(free_port)
 (
   export AWS_ENDPOINT_URL="$ENDPOINT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
   exec cargo lambda watch --quiet --timeout 300 --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" \
-    --env-var "AWS_ENDPOINT_URL=$ENDPOINT,AWS_REGION=us-east-1,AWS_ACCESS_KEY_ID=testing,AWS_SECRET_ACCESS_KEY=testing,RUST_LOG=info"
+    --env-var "AWS_ENDPOINT_URL=$ENDPOINT,AWS_REGION=us-east-1,AWS_ACCESS_KEY_ID=testing,AWS_SECRET_ACCESS_KEY=testing,RUST_LOG=info" \
+    --env-var "ALERT_TOPIC_ARN=$TOPIC,LAKE_BUCKET=$BUCKET"
 ) > "$DEMO/watch.log" 2>&1 &
 PIDS+=($!)
 wait_port "$INVOKE_PORT"
@@ -65,6 +77,18 @@ echo "  redelivering the orders event (S3 delivers at least once):"
 timeout 320 cargo lambda invoke ingest --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" \
   --data-file "$DEMO/events/ingest-orders.json" > "$DEMO/invoke-orders-again.json"
 python3 scripts/demo_tools.py - batch "$DEMO/invoke-orders-again.json" --replayed
+
+invoke() { timeout 320 cargo lambda invoke "$1" --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" --data-file "$2" > "$3"; }
+echo "  quality function on each manifest, alert function on its on-success destination record:"
+for ds in customers orders payments; do
+  python3 scripts/demo_tools.py - manifest-event events/quality-orders.json "$BUCKET" "$DEMO/invoke-$ds.json" "$DEMO/events/quality-$ds.json"
+  invoke quality "$DEMO/events/quality-$ds.json" "$DEMO/quality-$ds.json"
+  python3 scripts/demo_tools.py - destination "$DEMO/quality-$ds.json" "$DEMO/events/alert-$ds.json"
+  invoke alert "$DEMO/events/alert-$ds.json" "$DEMO/alert-$ds.json"
+done
+
+step "Alert emails published to SNS (moto)"
+$S3 emails "$TOPIC"
 
 step "Lake in s3://$BUCKET (moto)"
 $S3 tree "$BUCKET"

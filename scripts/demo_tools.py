@@ -4,6 +4,11 @@
   demo_tools.py ENDPOINT upload BUCKET KEY FILE
   demo_tools.py ENDPOINT event TEMPLATE BUCKET KEY OUT   sample event rewritten to an uploaded key
   demo_tools.py ENDPOINT tree BUCKET                     silver partitions, batches, quarantine
+  demo_tools.py ENDPOINT create-topic NAME               prints the topic ARN
+  demo_tools.py ENDPOINT emails TOPIC_ARN                the messages SNS received, as email text
+  demo_tools.py - manifest-event TEMPLATE BUCKET INVOKE_RESPONSE OUT
+                                                         quality event for the batch an ingest made
+  demo_tools.py - destination QUALITY_RESPONSE OUT       the quality function's on-success record
   demo_tools.py - expected < `lake generate` output      what a correct ingest must report
   demo_tools.py - batch FILE [--replayed]                one line of an ingest Lambda response
 """
@@ -61,6 +66,35 @@ elif command == "tree":
     print(f"\n  s3://{bucket}/quarantine/")
     for q in keys(bucket, "quarantine/"):
         print(f"    {q['Key']}  ({q['Size']} bytes)")
+elif command == "create-topic":
+    sns = boto3.client("sns", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    print(sns.create_topic(Name=args[0])["TopicArn"])
+elif command == "emails":
+    import urllib.request
+    data = json.load(urllib.request.urlopen(f"{endpoint}/moto-api/data.json"))
+    sent = [n for t in data["sns"]["Topic"] if t["arn"] == args[0] for n in t["sent_notifications"]]
+    print(f"  {len(sent)} message(s) published to {args[0]}")
+    for _, message, subject, attributes, _ in sent:
+        attrs = ", ".join(f"{k}={v['Value']}" for k, v in sorted((attributes or {}).items()))
+        print(f"\n  Subject: {subject}\n  Attributes: {attrs}\n")
+        print("\n".join("  " + line for line in message.splitlines()))
+elif command == "manifest-event":
+    template, bucket, response, out = args
+    batch = json.load(open(response))["batches"][0]
+    event = json.load(open(template))
+    record = event["Records"][0]
+    record["s3"]["bucket"]["name"] = bucket
+    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+    record["s3"]["object"]["key"] = f"manifests/{batch['dataset']}/{batch['batch_id']}.json"
+    json.dump(event, open(out, "w"), indent=2)
+elif command == "destination":
+    response, out = args
+    record = json.load(open("events/alert-quality-fail.json"))
+    record["responsePayload"] = json.load(open(response))
+    json.dump(record, open(out, "w"), indent=2)
+    for r in record["responsePayload"]["reports"]:
+        print(f"    {r['verdict'].upper():<4} {r['dataset']:<9} {r['batch_id']}  {r['summary']}")
 elif command == "expected":
     for line in sys.stdin:
         f = json.loads(line)

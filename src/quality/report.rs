@@ -125,7 +125,11 @@ impl QualityReport {
             judged
                 .iter()
                 .find(|c| c.status == s)
-                .map(|c| format!(" ({} {})", c.spoken_name(), c.observed_text))
+                .map(|c| match c.check.as_str() {
+                    // "file rejected" says nothing alone: the reason is the useful part.
+                    "file_rejected" => format!(" (file rejected: {})", c.message),
+                    _ => format!(" ({} {})", c.spoken_name(), c.observed_text),
+                })
                 .unwrap_or_default()
         };
         let n = judged.len();

@@ -295,3 +295,87 @@ fn duckdb_and_pyarrow_read_the_lake_with_hive_partitioning_and_no_options() {
         serde_json::json!(["APAC", "EU", "LATAM", "MEA", "NA"])
     );
 }
+
+#[test]
+fn lake_quality_reports_each_batch_and_an_override_makes_a_failed_batch_loadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    let lake_arg = lake_dir.to_str().unwrap();
+    let orders = dir.path().join("orders.csv");
+    let mut csv = String::from(
+        "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+    );
+    for i in 0..20 {
+        let status = if i < 4 { "lost" } else { "paid" };
+        csv +=
+            &format!("O{i},C1,2026-11-21T09:00:00Z,{status},EU,EUR,1.00,1,2026-11-21T09:00:00Z\n");
+    }
+    std::fs::write(&orders, csv).unwrap();
+    let (ok, stdout, stderr) = lake(&[
+        "ingest",
+        "--lake",
+        lake_arg,
+        "--dataset",
+        "orders",
+        orders.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let batch = json_lines(&stdout)[0]["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (ok, stdout, stderr) = lake(&["quality", "--lake", lake_arg]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.starts_with(&format!("FAIL orders    {batch}  ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Subject: [FAIL] orders") && stdout.contains("20.0%"),
+        "the alert email is shown: {stdout}"
+    );
+    assert!(
+        walk(&lake_dir.join("outbox")).len() == 1,
+        "the email went to the outbox"
+    );
+    // Checked batches are not checked again unless asked for.
+    let (_, stdout, _) = lake(&["quality", "--lake", lake_arg]);
+    assert!(stdout.is_empty(), "{stdout}");
+
+    let (ok, _, stderr) = lake(&["quality", "--lake", lake_arg, "--override"]);
+    assert!(
+        !ok && stderr.contains("--batch"),
+        "override needs a batch, a name and a reason: {stderr}"
+    );
+    let (ok, stdout, stderr) = lake(&[
+        "quality",
+        "--lake",
+        lake_arg,
+        "--batch",
+        &batch,
+        "--override",
+        "--by",
+        "dana",
+        "--reason",
+        "statuses fixed upstream",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("overridden by dana; loadable: true"),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(lake_dir.join(format!("quality/orders/{batch}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["verdict"], "fail");
+    assert_eq!(report["loadable"], true);
+    assert_eq!(report["override"]["by"], "dana");
+    assert_eq!(report["override"]["reason"], "statuses fixed upstream");
+
+    // Re-checking keeps the human decision.
+    let (ok, stdout, _) = lake(&["quality", "--lake", lake_arg, "--batch", &batch, "--json"]);
+    assert!(ok);
+    assert_eq!(json_lines(&stdout)[0]["override"]["by"], "dana");
+}

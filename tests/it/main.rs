@@ -7,4 +7,5 @@ mod ingest_local;
 mod ingest_s3;
 mod properties;
 mod quality_alert;
+mod sample_events;
 mod store_conformance;
