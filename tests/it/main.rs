@@ -5,6 +5,7 @@ mod support;
 
 mod ingest_local;
 mod ingest_s3;
+mod notifier_faults;
 mod properties;
 mod quality_alert;
 mod sample_events;
