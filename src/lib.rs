@@ -10,6 +10,7 @@ pub mod columns;
 pub mod config;
 pub mod contract;
 pub mod generate;
+pub mod gold;
 pub mod handlers;
 pub mod ingest;
 pub mod layout;

@@ -1,0 +1,225 @@
+//! `daily_kpis`: one row per (kpi_date, customer_region, currency), computed with polars from
+//! the latest version of every key across all silver files.
+
+use polars::prelude::*;
+
+/// Order statuses that count as revenue.
+const REVENUE_STATUSES: [&str; 3] = ["paid", "shipped", "delivered"];
+/// A payment's region when its order is not in silver.
+pub const UNKNOWN_REGION: &str = "UNKNOWN";
+const KEYS: [&str; 3] = ["kpi_date", "customer_region", "currency"];
+
+/// The gold table's columns, in order.
+pub const COLUMNS: [&str; 16] = [
+    "kpi_date",
+    "customer_region",
+    "currency",
+    "orders_placed",
+    "orders_cancelled",
+    "revenue",
+    "avg_order_value",
+    "active_customers",
+    "new_customers",
+    "returning_customers",
+    "retention_rate",
+    "payments_attempted",
+    "payments_succeeded",
+    "payments_failed",
+    "payment_success_rate",
+    "refunded_amount",
+];
+
+fn any_of(column: &str, values: &[&str]) -> Expr {
+    values
+        .iter()
+        .map(|v| col(column).eq(lit(*v)))
+        .reduce(|a, b| a.or(b))
+        .expect("at least one value")
+}
+
+/// Latest version of every key: greatest `updated_at`, then the later ingestion.
+fn latest(silver: LazyFrame, key: &str) -> LazyFrame {
+    silver
+        .sort_by_exprs(
+            [col("updated_at"), col("_ingested_at"), col("_batch_id")],
+            SortMultipleOptions::default(),
+        )
+        .unique_stable(Some(cols([key])), UniqueKeepStrategy::Last)
+}
+
+fn count(e: Expr) -> Expr {
+    e.cast(DataType::Int64).sum()
+}
+
+/// Per-day order measures (money still as summed decimals).
+fn order_measures(orders: LazyFrame) -> LazyFrame {
+    let not_cancelled = col("status").neq(lit("cancelled"));
+    // Each customer's first day with a non-cancelled order, over all of silver.
+    let first = orders
+        .clone()
+        .filter(not_cancelled.clone())
+        .group_by([col("customer_id")])
+        .agg([col("order_date").min().alias("first_order_date")]);
+    orders
+        .join(
+            first,
+            [col("customer_id")],
+            [col("customer_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("order_date").alias("kpi_date"))
+        .group_by(KEYS.map(col))
+        .agg([
+            len().cast(DataType::Int64).alias("orders_placed"),
+            count(col("status").eq(lit("cancelled"))).alias("orders_cancelled"),
+            col("total_amount")
+                .filter(any_of("status", &REVENUE_STATUSES))
+                .sum()
+                .alias("revenue"),
+            count(any_of("status", &REVENUE_STATUSES)).alias("revenue_orders"),
+            col("customer_id")
+                .filter(not_cancelled.clone())
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("active_customers"),
+            col("customer_id")
+                .filter(not_cancelled.and(col("order_date").eq(col("first_order_date"))))
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("new_customers"),
+        ])
+}
+
+/// Per-day payment measures; a payment's region is its order's, or UNKNOWN.
+fn payment_measures(payments: LazyFrame, orders: LazyFrame) -> LazyFrame {
+    let regions = orders.select([col("order_id"), col("customer_region")]);
+    payments
+        .join(
+            regions,
+            [col("order_id")],
+            [col("order_id")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            col("payment_date").alias("kpi_date"),
+            col("customer_region").fill_null(lit(UNKNOWN_REGION)),
+        ])
+        .group_by(KEYS.map(col))
+        .agg([
+            count(any_of("status", &["succeeded", "failed"])).alias("payments_attempted"),
+            count(col("status").eq(lit("succeeded"))).alias("payments_succeeded"),
+            count(col("status").eq(lit("failed"))).alias("payments_failed"),
+            col("amount")
+                .filter(col("status").eq(lit("refunded")))
+                .sum()
+                .alias("refunded_amount"),
+        ])
+}
+
+/// Scaled integer values of a decimal column, nulls as 0.
+fn cents(df: &DataFrame, name: &str) -> PolarsResult<Vec<i128>> {
+    let column = df.column(name)?;
+    let scaled = match column.dtype() {
+        DataType::Decimal(_, 2) => column.decimal()?.physical().clone(),
+        other => polars_bail!(ComputeError: "{name} is {other:?}, expected decimal(_, 2)"),
+    };
+    Ok((0..scaled.len())
+        .map(|i| scaled.get(i).unwrap_or(0))
+        .collect())
+}
+
+fn decimal_column(name: &str, values: impl Iterator<Item = Option<i128>>) -> PolarsResult<Column> {
+    Ok(Int128Chunked::from_iter_options(name.into(), values)
+        .into_decimal(18, 2)?
+        .into_series()
+        .into_column())
+}
+
+/// `numerator / denominator` rounded half away from zero, in hundredths.
+pub fn divide_half_away(numerator: i128, denominator: i128) -> Option<i128> {
+    if denominator == 0 {
+        return None;
+    }
+    let (q, r) = (numerator / denominator, numerator % denominator);
+    let round_up = 2 * r.abs() >= denominator.abs();
+    Some(if round_up {
+        q + numerator.signum() * denominator.signum()
+    } else {
+        q
+    })
+}
+
+/// Computes `daily_kpis` from silver orders and payments (all files, all versions; partition
+/// columns `order_date`, `customer_region`, `payment_date` included).
+pub fn daily_kpis(orders: LazyFrame, payments: LazyFrame) -> PolarsResult<DataFrame> {
+    let orders = latest(orders, "order_id");
+    let payments = latest(payments, "payment_id");
+    let joined = order_measures(orders.clone())
+        .join(
+            payment_measures(payments, orders),
+            KEYS.map(col),
+            KEYS.map(col),
+            JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
+        )
+        .sort(KEYS, SortMultipleOptions::default())
+        .collect()?;
+
+    let n = joined.height();
+    let int = |name: &str| -> PolarsResult<Vec<i64>> {
+        let c = joined.column(name)?.i64()?.clone();
+        Ok((0..n).map(|i| c.get(i).unwrap_or(0)).collect())
+    };
+    let revenue = cents(&joined, "revenue")?;
+    let refunded = cents(&joined, "refunded_amount")?;
+    let revenue_orders = int("revenue_orders")?;
+    let active = int("active_customers")?;
+    let new = int("new_customers")?;
+    let attempted = int("payments_attempted")?;
+    let succeeded = int("payments_succeeded")?;
+    let rate = |num: i64, den: i64| (den > 0).then(|| num as f64 / den as f64);
+    let ints = |name: &str, v: Vec<i64>| Series::new(name.into(), v).into_column();
+
+    let mut columns: Vec<Column> = KEYS
+        .iter()
+        .map(|k| joined.column(k).cloned())
+        .collect::<PolarsResult<_>>()?;
+    columns.push(ints("orders_placed", int("orders_placed")?));
+    columns.push(ints("orders_cancelled", int("orders_cancelled")?));
+    columns.push(decimal_column("revenue", revenue.iter().map(|&r| Some(r)))?);
+    columns.push(decimal_column(
+        "avg_order_value",
+        revenue
+            .iter()
+            .zip(&revenue_orders)
+            .map(|(&r, &n)| divide_half_away(r, i128::from(n))),
+    )?);
+    columns.push(ints("active_customers", active.clone()));
+    columns.push(ints("new_customers", new.clone()));
+    columns.push(ints(
+        "returning_customers",
+        active.iter().zip(&new).map(|(a, n)| a - n).collect(),
+    ));
+    let retention: Vec<Option<f64>> = active
+        .iter()
+        .zip(&new)
+        .map(|(&a, &n)| rate(a - n, a))
+        .collect();
+    columns.push(Series::new("retention_rate".into(), retention).into_column());
+    columns.push(ints("payments_attempted", attempted.clone()));
+    columns.push(ints("payments_succeeded", succeeded.clone()));
+    columns.push(ints("payments_failed", int("payments_failed")?));
+    let success: Vec<Option<f64>> = succeeded
+        .iter()
+        .zip(&attempted)
+        .map(|(&s, &a)| rate(s, a))
+        .collect();
+    columns.push(Series::new("payment_success_rate".into(), success).into_column());
+    columns.push(decimal_column(
+        "refunded_amount",
+        refunded.iter().map(|&r| Some(r)),
+    )?);
+    DataFrame::new(n, columns)
+}
+
+#[cfg(test)]
+mod tests;
