@@ -12,6 +12,8 @@ use crate::alert::{
     AlertError, AlertOutcome, AlertRequest, AlertService, AlertSettings, OutboxNotifier,
 };
 use crate::contract::Registry;
+use crate::contract::{Contract, PartitionTransform};
+use crate::gold::{self, GoldError};
 use crate::ingest::{IngestError, IngestOutcome, IngestSettings, Ingestor};
 use crate::layout;
 use crate::manifest::{BatchStatus, Manifest};
@@ -37,9 +39,13 @@ pub enum LocalError {
     #[error(transparent)]
     Quality(#[from] QualityError),
     #[error(transparent)]
+    Gold(#[from] GoldError),
+    #[error(transparent)]
     Alert(#[from] AlertError),
     #[error("no batch {0} in the lake (see `lake show`)")]
     UnknownBatch(String),
+    #[error("reading silver: {0}")]
+    Polars(#[from] polars::error::PolarsError),
     #[error("{key} is not a readable manifest: {source}")]
     Manifest {
         key: String,
@@ -329,4 +335,75 @@ pub async fn override_batch(
     Ok(QualityGate::new(store, registry)
         .override_batch(&dataset, batch, by, reason, now)
         .await?)
+}
+
+/// The partition columns of a dataset as hive paths carry them, typed by the contract.
+fn partition_schema(contract: &Contract) -> polars::prelude::Schema {
+    use polars::prelude::DataType;
+    contract
+        .partitions
+        .iter()
+        .map(|p| {
+            let dtype = match p.transform {
+                PartitionTransform::UtcDate => DataType::Date,
+                PartitionTransform::Identity => DataType::String,
+            };
+            (p.name.as_str().into(), dtype)
+        })
+        .collect()
+}
+
+/// All silver files of a dataset in a local lake, with partition columns from the paths.
+pub fn silver_frame(
+    lake_dir: &Path,
+    contract: &Contract,
+) -> Result<polars::prelude::LazyFrame, LocalError> {
+    use polars::prelude::*;
+    let dir = lake_dir.join(layout::processed_prefix(&contract.name));
+    let has_files = std::fs::read_dir(&dir).is_ok();
+    let partitions = partition_schema(contract);
+    if !has_files {
+        // An empty frame with the silver schema, so the KPI plan still type-checks.
+        let mut schema = crate::ingest::silver::silver_schema(contract)?;
+        for (name, dtype) in partitions.iter() {
+            schema.with_column(name.clone(), dtype.clone());
+        }
+        return Ok(DataFrame::empty_with_schema(&schema).lazy());
+    }
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions {
+            schema: Some(Arc::new(partitions)),
+            ..HiveOptions::new_enabled()
+        },
+        ..Default::default()
+    };
+    let glob = format!("{}/**/*.parquet", dir.display());
+    Ok(LazyFrame::scan_parquet(PlRefPath::new(glob), args)?)
+}
+
+/// Recomputes `daily_kpis` from the local lake's silver and writes the months in `[from, to]`
+/// (all months when unbounded). Returns the KPI table and the months written.
+pub async fn aggregate(
+    lake_dir: &Path,
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+) -> Result<(polars::prelude::DataFrame, Vec<String>), LocalError> {
+    let registry = Registry::builtin();
+    let contract = |name: &str| {
+        registry
+            .get(name)
+            .ok_or_else(|| LocalError::UnknownDataset(name.into()))
+    };
+    let orders = silver_frame(lake_dir, contract("orders")?)?;
+    let payments = silver_frame(lake_dir, contract("payments")?)?;
+    let kpis = gold::daily_kpis(orders, payments).map_err(GoldError::from)?;
+    let store = open_store(lake_dir)?;
+    let (lo, hi) = (
+        from.map(|d| d.format("%Y-%m").to_string()),
+        to.map(|d| d.format("%Y-%m").to_string()),
+    );
+    let keep =
+        |m: &str| lo.as_deref().is_none_or(|lo| m >= lo) && hi.as_deref().is_none_or(|hi| m <= hi);
+    let months = gold::write_months(store.as_ref(), &kpis, keep).await?;
+    Ok((kpis, months))
 }

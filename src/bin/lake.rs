@@ -77,6 +77,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Recompute daily KPIs from silver into gold/daily_kpis/month=YYYY-MM/ and print them.
+    Aggregate {
+        #[arg(long)]
+        lake: PathBuf,
+        /// Only write months from this date's month on (default: every month).
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Only write months up to this date's month.
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        /// How many recent days to print.
+        #[arg(long, default_value_t = 3)]
+        days: usize,
+    },
+    /// The whole pipeline locally: ingest every export in INPUT_DIR (dataset from the file
+    /// name: customers*, orders*, payments*), check quality, aggregate, print recent KPIs.
+    Run {
+        #[arg(long)]
+        lake: PathBuf,
+        input_dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        days: usize,
+    },
     /// Print batches, the silver partition tree and sample quarantined rows.
     Show {
         #[arg(long)]
@@ -245,6 +268,92 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Aggregate {
+            lake,
+            from,
+            to,
+            days,
+        } => {
+            let (kpis, months) = shoplake::local::aggregate(&lake, from, to).await?;
+            emit(format!(
+                "gold/daily_kpis: {} row(s); months written: {}",
+                kpis.height(),
+                months.join(", ")
+            ))?;
+            emit(shoplake::gold::kpis::format_recent(&kpis, days)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            lake,
+            input_dir,
+            days,
+        } => {
+            let settings = shoplake::config::ingest_settings_from_env()?;
+            let mut failed = false;
+            // Parents first, so references resolve in the quality gate.
+            for dataset in ["customers", "orders", "payments"] {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&input_dir)
+                    .with_context(|| format!("reading {}", input_dir.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_file()
+                            && p.file_name()
+                                .and_then(|n| n.to_str())
+                                .is_some_and(|n| n.starts_with(dataset))
+                    })
+                    .collect();
+                files.sort();
+                for (file, outcome) in files.iter().zip(
+                    shoplake::local::ingest_files(&lake, dataset, &files, settings.clone()).await?,
+                ) {
+                    match outcome {
+                        Ok(o) => {
+                            let m = &o.manifest;
+                            emit(format!(
+                                "ingest  {dataset:<9} {:<40} read {:>7} written {:>7} rejected {:>6} duplicates {:>5}{}",
+                                file.file_name()
+                                    .and_then(|n| n.to_str())
+                                    .unwrap_or_default(),
+                                m.rows_read,
+                                m.rows_written,
+                                m.rows_rejected,
+                                m.duplicates_dropped,
+                                m.error
+                                    .as_deref()
+                                    .map(|e| format!("  REJECTED: {e}"))
+                                    .unwrap_or_default()
+                            ))?;
+                        }
+                        Err(e) => {
+                            failed = true;
+                            eprintln!("error: {}: {e}", file.display());
+                        }
+                    }
+                }
+            }
+            for run in shoplake::local::quality(&lake, None, chrono::Utc::now()).await? {
+                let r = &run.report;
+                emit(format!(
+                    "quality {:<9} {} {:<4} {}",
+                    r.dataset,
+                    r.batch_id,
+                    r.verdict.label(),
+                    r.summary
+                ))?;
+            }
+            let (kpis, months) = shoplake::local::aggregate(&lake, None, None).await?;
+            emit(format!(
+                "\ngold/daily_kpis: {} row(s) in month(s) {}; the last {days} day(s):",
+                kpis.height(),
+                months.join(", ")
+            ))?;
+            emit(shoplake::gold::kpis::format_recent(&kpis, days)?)?;
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Show { lake, rejects } => {
             let store =

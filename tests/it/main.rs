@@ -3,6 +3,7 @@
 
 mod support;
 
+mod gold_local;
 mod ingest_local;
 mod ingest_s3;
 mod notifier_faults;
