@@ -232,12 +232,9 @@ pub fn format_recent(kpis: &DataFrame, days: usize) -> PolarsResult<String> {
     distinct.sort_unstable();
     distinct.dedup();
     let since = distinct
-        .iter()
-        .rev()
-        .take(days)
-        .last()
+        .get(distinct.len().saturating_sub(days))
         .copied()
-        .unwrap_or(i32::MIN);
+        .unwrap_or(i32::MAX);
     let text = |name: &str, i: usize| -> PolarsResult<String> {
         let c = kpis.column(name)?;
         Ok(match c.dtype() {
