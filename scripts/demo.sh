@@ -41,6 +41,9 @@ sed 's/^/  /' "$DEMO/late.err"
 step "Quality gate: a verdict per batch, and the alert emails it caused (outbox/ in the lake)"
 "$LAKE" quality --lake "$DEMO/lake"
 
+step "Gold: daily KPIs recomputed from silver (latest version of every key), last 3 days"
+"$LAKE" aggregate --lake "$DEMO/lake" --days 3
+
 step "2. Lambda: ingest through cargo lambda against S3 on moto (127.0.0.1)"
 MOTO_PORT=$(free_port)
 python3 -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" > "$DEMO/moto.log" 2>&1 &
