@@ -22,3 +22,4 @@ pub mod storage;
 pub mod telemetry;
 pub mod validate;
 pub mod values;
+pub mod warehouse;
