@@ -18,3 +18,7 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
 pub fn sns_client(config: &SdkConfig) -> aws_sdk_sns::Client {
     aws_sdk_sns::Client::new(config)
 }
+
+pub fn glue_client(config: &SdkConfig) -> aws_sdk_glue::Client {
+    aws_sdk_glue::Client::new(config)
+}

@@ -13,6 +13,8 @@ pub const WORK_DIR: &str = "LAKE_WORK_DIR";
 /// Set by Lambda: the function's memory size in MiB.
 pub const LAMBDA_MEMORY_MB: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
 
+/// Glue database the ingest function registers partitions in (none: no registration).
+pub const GLUE_DATABASE: &str = "GLUE_DATABASE";
 /// SNS topic the alert function publishes to (required by the alert function).
 pub const ALERT_TOPIC_ARN: &str = "ALERT_TOPIC_ARN";
 /// The data bucket: alert deduplication state and load run records live there.

@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod aws;
+pub mod catalog;
 pub mod columns;
 pub mod config;
 pub mod contract;

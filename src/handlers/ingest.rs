@@ -8,6 +8,7 @@ use serde::Serialize;
 use tracing::{error, info};
 
 use super::s3_event::{EventError, created_objects};
+use crate::catalog::{self, Catalog, CatalogError};
 use crate::contract::Registry;
 use crate::ingest::{IngestError, IngestSettings, Ingestor};
 use crate::manifest::BatchSummary;
@@ -33,6 +34,8 @@ pub enum FailureCause {
     Event(#[from] EventError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error("ingested, but registering its partitions failed: {0}")]
+    Catalog(#[from] CatalogError),
 }
 
 /// Some objects of the event failed (the others were ingested and are idempotent on retry).
@@ -64,6 +67,8 @@ pub struct IngestHandler {
     store_for_bucket: StoreFactory,
     registry: Arc<Registry>,
     settings: IngestSettings,
+    catalog: Option<Arc<dyn Catalog>>,
+    tables_ready: tokio::sync::OnceCell<()>,
 }
 
 impl IngestHandler {
@@ -76,7 +81,44 @@ impl IngestHandler {
             store_for_bucket: Box::new(store_for_bucket),
             registry: Arc::new(Registry::builtin()),
             settings,
+            catalog: None,
+            tables_ready: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Registers each batch's partitions in `catalog` (tables are created on first use).
+    pub fn with_catalog(mut self, catalog: Arc<dyn Catalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// Makes the batch's partitions queryable. Also run for replays: a failed registration
+    /// fails the invocation, and its retry finds the manifest and registers again.
+    async fn register(
+        &self,
+        bucket: &str,
+        manifest: &crate::manifest::Manifest,
+    ) -> Result<usize, CatalogError> {
+        let Some(cat) = &self.catalog else {
+            return Ok(0);
+        };
+        let root = format!("s3://{bucket}");
+        self.tables_ready
+            .get_or_try_init(|| async {
+                let mut tables: Vec<_> = self
+                    .registry
+                    .iter()
+                    .map(|c| catalog::silver_table(c, &root))
+                    .collect();
+                tables.push(catalog::daily_kpis_table(&root));
+                cat.ensure_tables(&tables).await
+            })
+            .await?;
+        cat.add_partitions(
+            &manifest.dataset,
+            &catalog::manifest_partitions(manifest, &root),
+        )
+        .await
     }
 
     /// A handler reading and writing the event's bucket through S3.
@@ -107,7 +149,19 @@ impl IngestHandler {
             let store = (self.store_for_bucket)(&object.bucket);
             let ingestor =
                 Ingestor::new(store.clone(), self.registry.clone(), self.settings.clone());
-            match ingestor.ingest(&object.key).await {
+            let ingested = match ingestor.ingest(&object.key).await {
+                Ok(outcome) => match self.register(&object.bucket, &outcome.manifest).await {
+                    Ok(added) => {
+                        if added > 0 {
+                            info!(dataset = %outcome.manifest.dataset, added, "partitions registered");
+                        }
+                        Ok(outcome)
+                    }
+                    Err(e) => Err(FailureCause::from(e)),
+                },
+                Err(e) => Err(FailureCause::from(e)),
+            };
+            match ingested {
                 Ok(outcome) => {
                     let summary = BatchSummary::new(&outcome.manifest, outcome.replayed);
                     info!(
@@ -126,10 +180,10 @@ impl IngestHandler {
                 }
                 Err(e) => {
                     let uri = store.uri(&object.key);
-                    error!(source = %uri, error = %e, retryable = e.is_retryable(), "ingest failed");
+                    error!(source = %uri, error = %e, "ingest failed");
                     failures.push(FailedObject {
                         object: uri,
-                        error: e.into(),
+                        error: e,
                     });
                 }
             }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod catalog;
 mod gold_local;
 mod ingest_local;
 mod ingest_s3;
