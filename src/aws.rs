@@ -22,3 +22,7 @@ pub fn sns_client(config: &SdkConfig) -> aws_sdk_sns::Client {
 pub fn glue_client(config: &SdkConfig) -> aws_sdk_glue::Client {
     aws_sdk_glue::Client::new(config)
 }
+
+pub fn redshift_data_client(config: &SdkConfig) -> aws_sdk_redshiftdata::Client {
+    aws_sdk_redshiftdata::Client::new(config)
+}

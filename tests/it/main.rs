@@ -8,6 +8,7 @@ mod data_api_faults;
 mod gold_local;
 mod ingest_local;
 mod ingest_s3;
+mod load_redshift;
 mod notifier_faults;
 mod properties;
 mod quality_alert;

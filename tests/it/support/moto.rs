@@ -11,6 +11,8 @@ use aws_sdk_s3::config::Credentials;
 
 pub struct Moto {
     pub endpoint: String,
+    /// JSON lines of every redshift-data statement (see `moto_launcher.py`).
+    pub redshift_log: std::path::PathBuf,
 }
 
 static SERVER: OnceLock<Moto> = OnceLock::new();
@@ -36,8 +38,10 @@ pub fn server() -> &'static Moto {
         }
         let port = free_port();
         let log = std::env::temp_dir().join(format!("moto-{port}.log"));
+        let redshift_log = std::env::temp_dir().join(format!("moto-{port}-redshift.jsonl"));
+        // moto's redshift-data needs small fixes for the Rust SDK; the launcher applies them.
         let script = r#"
-            "$PY" -m moto.server -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
+            "$PY" "$LAUNCHER" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
             moto=$!
             trap 'kill $moto 2>/dev/null' EXIT INT TERM
             while kill -0 "$OWNER" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do sleep 0.5; done
@@ -48,6 +52,8 @@ pub fn server() -> &'static Moto {
             .args(["-c", script])
             .env("PY", python())
             .env("PORT", port.to_string())
+            .env("LAUNCHER", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/moto_launcher.py"))
+            .env("MOTO_REDSHIFT_LOG", &redshift_log)
             .env("LOG", &log)
             .env("OWNER", std::process::id().to_string())
             .stdin(Stdio::null())
@@ -62,6 +68,7 @@ pub fn server() -> &'static Moto {
         }
         Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
+            redshift_log,
         }
     })
 }
