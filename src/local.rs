@@ -41,6 +41,8 @@ pub enum LocalError {
     #[error(transparent)]
     Gold(#[from] GoldError),
     #[error(transparent)]
+    Aggregate(Box<crate::gold::AggregateError>),
+    #[error(transparent)]
     Alert(#[from] AlertError),
     #[error("no batch {0} in the lake (see `lake show`)")]
     UnknownBatch(String),
@@ -388,15 +390,9 @@ pub async fn aggregate(
     from: Option<chrono::NaiveDate>,
     to: Option<chrono::NaiveDate>,
 ) -> Result<(polars::prelude::DataFrame, Vec<String>), LocalError> {
-    let registry = Registry::builtin();
-    let contract = |name: &str| {
-        registry
-            .get(name)
-            .ok_or_else(|| LocalError::UnknownDataset(name.into()))
-    };
-    let orders = silver_frame(lake_dir, contract("orders")?)?;
-    let payments = silver_frame(lake_dir, contract("payments")?)?;
-    let kpis = gold::daily_kpis(orders, payments).map_err(GoldError::from)?;
+    let kpis = gold::aggregate::kpis_from_local_silver(lake_dir.to_owned(), Registry::builtin())
+        .await
+        .map_err(|e| LocalError::Aggregate(Box::new(e)))?;
     let store = open_store(lake_dir)?;
     let (lo, hi) = (
         from.map(|d| d.format("%Y-%m").to_string()),

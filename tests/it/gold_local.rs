@@ -93,3 +93,97 @@ fn lake_run_builds_gold_that_matches_an_independent_sql_implementation() {
     assert_eq!(types["retention_rate"], "DOUBLE");
     assert_eq!(types["kpi_date"], "DATE");
 }
+
+#[tokio::test]
+async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
+    use shoplake::gold::{AggregateRequest, Aggregator};
+    use shoplake::storage::{ObjectStore, S3Store};
+    use std::sync::Arc;
+
+    let server = crate::support::moto::server();
+    let bucket = crate::support::bucket_name("aggregate");
+    let s3 = server.bucket(&bucket).await;
+    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.clone(), &bucket));
+    let ingest = shoplake::handlers::ingest::IngestHandler::for_s3(s3, Default::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = lake(&[
+        "generate",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--customers",
+        "50",
+        "--orders",
+        "300",
+        "--end-date",
+        "2026-11-03",
+        "--days",
+        "6",
+    ]);
+    assert!(ok, "{stderr}");
+    for ds in ["customers", "orders", "payments"] {
+        let key = format!("raw/{ds}/{ds}.csv");
+        store
+            .put(
+                &key,
+                std::fs::read(dir.path().join(format!("{ds}.csv")))
+                    .unwrap()
+                    .into(),
+            )
+            .await
+            .unwrap();
+        let event: aws_lambda_events::s3::S3Event = serde_json::from_value(serde_json::json!({"Records": [{
+            "eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]}))
+        .unwrap();
+        ingest.handle(&event).await.unwrap();
+    }
+    let glue = shoplake::aws::glue_client(&server.sdk_config());
+    let catalog = Arc::new(shoplake::catalog::GlueCatalog::new(
+        glue,
+        format!("{bucket}-db"),
+    ));
+    let work = tempfile::tempdir().unwrap();
+    let aggregator = Aggregator::new(store.clone(), work.path())
+        .with_catalog(catalog.clone(), format!("s3://{bucket}"));
+
+    let first = aggregator
+        .run(AggregateRequest::Scheduled {})
+        .await
+        .unwrap();
+    assert_eq!(first.months_written, ["2026-10", "2026-11"], "{first:?}");
+    assert_eq!(first.new_batches, 2, "orders and payments");
+    assert!(
+        store
+            .head("gold/daily_kpis/month=2026-11/daily_kpis.parquet")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    use shoplake::catalog::Catalog;
+    assert_eq!(
+        catalog.partitions("daily_kpis").await.unwrap(),
+        [vec!["2026-10".to_owned()], vec!["2026-11".to_owned()]]
+    );
+
+    let again = aggregator
+        .run(AggregateRequest::Scheduled {})
+        .await
+        .unwrap();
+    assert!(
+        again.months_written.is_empty() && again.new_batches == 0,
+        "nothing new since the last run: {again:?}"
+    );
+    let d = |s: &str| s.parse().unwrap();
+    let backfill = aggregator
+        .run(AggregateRequest::Range {
+            from: d("2026-11-01"),
+            to: d("2026-11-30"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(backfill.months_written, ["2026-11"]);
+    assert_eq!(
+        backfill.kpi_rows, first.kpi_rows,
+        "the same silver gives the same KPIs"
+    );
+}
