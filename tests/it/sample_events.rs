@@ -18,7 +18,7 @@ fn every_sample_event_is_accepted_by_its_function() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert!(names.len() >= 8, "{names:?}");
+    assert!(names.len() >= 11, "{names:?}");
     for name in names {
         let value = load(&name);
         match name.split('-').next().unwrap() {
@@ -57,6 +57,14 @@ fn every_sample_event_is_accepted_by_its_function() {
                 };
                 assert!(ok, "{name}: {requests:?}");
             }
+            "aggregate" => {
+                let request = shoplake::gold::AggregateRequest::from_event(&value)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let backfill = matches!(request, shoplake::gold::AggregateRequest::Range { .. });
+                assert_eq!(backfill, name.contains("backfill"), "{name}");
+            }
+            // The load function runs on schedule and reads nothing from its event.
+            "load" => assert_eq!(value["detail-type"], "Scheduled Event", "{name}"),
             other => panic!("{name}: no function named {other}"),
         }
     }
