@@ -9,6 +9,9 @@
 //! manifests/<dataset>/<batch_id>.json                        one per ingested source object
 //! manifests/<dataset>/_pending/<batch_id>.json               outputs of an ingest in progress
 //! quality/<dataset>/<batch_id>.json                          the quality gate's report
+//! gold/daily_kpis/month=YYYY-MM/daily_kpis.parquet           gold, one object per month
+//! loads/<dataset>/<batch_id>/<n>.manifest                    COPY manifests of a Redshift load
+//! runs/loaded/…, runs/aggregate/…                            load and aggregate state
 //! alerts/…                                                   alert deduplication and digest state
 //! outbox/…                                                   alerts "sent" by the local notifier
 //! runs/load/<date>.json                                      a successful load of a day (SLA check)
