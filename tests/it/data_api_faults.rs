@@ -185,3 +185,49 @@ async fn a_ledger_lookup_reads_one_integer() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn a_failed_load_reaches_on_call_with_the_redshift_error() {
+    let submit = submitted();
+    let poll = mock!(Client::describe_statement).then_output(|| {
+        DescribeStatementOutput::builder()
+            .id("stmt-1")
+            .status(StatusString::Failed)
+            .error("ERROR: permission denied for relation orders")
+            .build()
+            .unwrap()
+    });
+    let err = executor(&[&submit, &poll], Duration::from_secs(5))
+        .execute_batch(&sqls())
+        .await
+        .unwrap_err();
+    // What Lambda sends the failure destination when the load function returns this error.
+    let record = serde_json::json!({
+        "version": "1.0", "timestamp": "2026-11-22T02:07:00.000Z",
+        "requestContext": {"requestId": "r-9", "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:shoplake-load", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": {"detail-type": "Scheduled Event"},
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "LoadFailed", "errorMessage": err.to_string()}
+    });
+    let [shoplake::alert::AlertRequest::Failure(f)] = &shoplake::alert::parse(&record).unwrap()[..]
+    else {
+        panic!("not a failure")
+    };
+    let message = shoplake::alert::message::failure_alert(f);
+    assert_eq!(
+        message.subject,
+        "[FAIL] shoplake-load 2026-11-22: function failed after 3 attempt(s) (LoadFailed)"
+    );
+    assert!(
+        message
+            .body
+            .contains("permission denied for relation orders"),
+        "{}",
+        message.body
+    );
+    assert!(
+        message.body.contains("statement:"),
+        "the failing SQL is named: {}",
+        message.body
+    );
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod catalog;
 mod data_api_faults;
+mod glue_faults;
 mod gold_local;
 mod ingest_local;
 mod ingest_s3;
