@@ -46,7 +46,8 @@ step "Gold: daily KPIs recomputed from silver (latest version of every key), las
 
 step "2. Lambda: ingest through cargo lambda against S3 on moto (127.0.0.1)"
 MOTO_PORT=$(free_port)
-python3 -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" > "$DEMO/moto.log" 2>&1 &
+# The launcher corrects moto's redshift-data for the Rust SDK and logs every statement.
+MOTO_REDSHIFT_LOG="$DEMO/redshift.jsonl" python3 tests/it/support/moto_launcher.py -H 127.0.0.1 -p "$MOTO_PORT" > "$DEMO/moto.log" 2>&1 &
 PIDS+=($!)
 wait_port "$MOTO_PORT"
 ENDPOINT="http://127.0.0.1:$MOTO_PORT"
@@ -66,7 +67,8 @@ INVOKE_PORT=$(free_port)
   export AWS_ENDPOINT_URL="$ENDPOINT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
   exec cargo lambda watch --quiet --timeout 300 --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" \
     --env-var "AWS_ENDPOINT_URL=$ENDPOINT,AWS_REGION=us-east-1,AWS_ACCESS_KEY_ID=testing,AWS_SECRET_ACCESS_KEY=testing,RUST_LOG=info" \
-    --env-var "ALERT_TOPIC_ARN=$TOPIC,LAKE_BUCKET=$BUCKET"
+    --env-var "ALERT_TOPIC_ARN=$TOPIC,LAKE_BUCKET=$BUCKET,GLUE_DATABASE=shoplake_demo,LAKE_WORK_DIR=$DEMO/work" \
+    --env-var "REDSHIFT_WORKGROUP=shoplake,REDSHIFT_DATABASE=dev,REDSHIFT_COPY_ROLE_ARN=arn:aws:iam::123456789012:role/shoplake-copy"
 ) > "$DEMO/watch.log" 2>&1 &
 PIDS+=($!)
 wait_port "$INVOKE_PORT"
@@ -89,6 +91,12 @@ for ds in customers orders payments; do
   python3 scripts/demo_tools.py - destination "$DEMO/quality-$ds.json" "$DEMO/events/alert-$ds.json"
   invoke alert "$DEMO/events/alert-$ds.json" "$DEMO/alert-$ds.json"
 done
+
+echo "  the 02:00 UTC schedule: aggregate, then load into Redshift (Data API):"
+invoke aggregate events/aggregate-schedule.json "$DEMO/aggregate.json"
+python3 scripts/demo_tools.py - show-json "$DEMO/aggregate.json"
+invoke load events/load-schedule.json "$DEMO/load.json"
+python3 scripts/demo_tools.py - show-load "$DEMO/load.json" "$DEMO/redshift.jsonl"
 
 step "Alert emails published to SNS (moto)"
 $S3 emails "$TOPIC"

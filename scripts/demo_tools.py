@@ -9,6 +9,8 @@
   demo_tools.py - manifest-event TEMPLATE BUCKET INVOKE_RESPONSE OUT
                                                          quality event for the batch an ingest made
   demo_tools.py - destination QUALITY_RESPONSE OUT       the quality function's on-success record
+  demo_tools.py - show-json FILE                         a function's response, compactly
+  demo_tools.py - show-load LOAD_RESPONSE REDSHIFT_LOG   loaded batches and the SQL issued
   demo_tools.py - expected < `lake generate` output      what a correct ingest must report
   demo_tools.py - batch FILE [--replayed]                one line of an ingest Lambda response
 """
@@ -95,6 +97,24 @@ elif command == "destination":
     json.dump(record, open(out, "w"), indent=2)
     for r in record["responsePayload"]["reports"]:
         print(f"    {r['verdict'].upper():<4} {r['dataset']:<9} {r['batch_id']}  {r['summary']}")
+elif command == "show-json":
+    print("   ", json.dumps(json.load(open(args[0]))))
+elif command == "show-load":
+    report = json.load(open(args[0]))
+    for b in report["batches"]:
+        what = f"{b.get('rows')} rows in {b.get('statements')} statements" if b["outcome"] == "loaded" else b.get("reason")
+        print(f"    {b['outcome']:<8} {b['dataset']:<9} {b['batch_id']}  {what}")
+    print(f"    gold months replaced: {', '.join(report['months']) or 'none'}")
+    statements = [json.loads(line) for line in open(args[1])]
+    print(f"\n  Redshift statements issued ({len(statements)}), the first of each kind:")
+    seen = set()
+    for st in statements:
+        kind = " ".join(st["sql"].split()[:3])
+        if kind in seen:
+            continue
+        seen.add(kind)
+        sql = st["sql"] if len(st["sql"]) <= 160 else st["sql"][:157] + "..."
+        print(f"    [{st['status']}] {sql}")
 elif command == "expected":
     for line in sys.stdin:
         f = json.loads(line)
