@@ -161,6 +161,17 @@ impl DataApiExecutor {
         DataApiExecutor { client, settings }
     }
 
+    /// Workgroup, cluster and database user, as the Data API's request fields.
+    fn target_fields(&self) -> (Option<String>, Option<String>, Option<String>) {
+        match &self.settings.target {
+            Target::Workgroup(w) => (Some(w.clone()), None, None),
+            Target::Cluster {
+                identifier,
+                db_user,
+            } => (None, Some(identifier.clone()), db_user.clone()),
+        }
+    }
+
     /// Polls until the statement ends; returns an error for anything but FINISHED.
     async fn wait(&self, id: &str, sqls: &[String]) -> Result<(), WarehouseError> {
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
@@ -220,13 +231,7 @@ impl DataApiExecutor {
 impl SqlExecutor for DataApiExecutor {
     async fn execute_batch(&self, sqls: &[String]) -> Result<(), WarehouseError> {
         let s = &self.settings;
-        let (workgroup, cluster, db_user) = match &s.target {
-            Target::Workgroup(w) => (Some(w.clone()), None, None),
-            Target::Cluster {
-                identifier,
-                db_user,
-            } => (None, Some(identifier.clone()), db_user.clone()),
-        };
+        let (workgroup, cluster, db_user) = self.target_fields();
         let out = with_retries!(
             self,
             "BatchExecuteStatement",
@@ -247,13 +252,7 @@ impl SqlExecutor for DataApiExecutor {
 
     async fn query_i64(&self, sql: &str) -> Result<i64, WarehouseError> {
         let s = &self.settings;
-        let (workgroup, cluster, db_user) = match &s.target {
-            Target::Workgroup(w) => (Some(w.clone()), None, None),
-            Target::Cluster {
-                identifier,
-                db_user,
-            } => (None, Some(identifier.clone()), db_user.clone()),
-        };
+        let (workgroup, cluster, db_user) = self.target_fields();
         let out = with_retries!(
             self,
             "ExecuteStatement",
