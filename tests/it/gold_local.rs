@@ -1,21 +1,7 @@
 //! `lake run` end to end on generated exports, and the gold table checked against an
 //! independent DuckDB SQL implementation of the KPI definitions.
 
-use std::process::Command;
-
-use serde_json::Value;
-
-fn lake(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lake"))
-        .args(args)
-        .output()
-        .expect("run lake");
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use crate::support::{lake, python_report};
 
 #[test]
 fn lake_run_builds_gold_that_matches_an_independent_sql_implementation() {
@@ -67,21 +53,7 @@ fn lake_run_builds_gold_that_matches_an_independent_sql_implementation() {
         assert_eq!(files, 1, "{month}");
     }
 
-    let python = std::env::var("MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/it/kpi_crosscheck.py"
-        ))
-        .arg(&lake_dir)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = python_report("kpi_crosscheck.py", &lake_dir);
     assert!(report["gold_rows"].as_u64().unwrap() > 100, "{report}");
     assert_eq!(report["gold_rows"], report["expected_rows"], "{report}");
     assert_eq!(report["order_mismatches"], 0, "{report}");

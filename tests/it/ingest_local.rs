@@ -2,24 +2,11 @@
 //! and pyarrow read the lake as it is.
 
 use std::path::Path;
-use std::process::Command;
 
 use polars::prelude::DataType;
 use serde_json::Value;
 
-use crate::support::read_parquet;
-
-fn lake(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lake"))
-        .args(args)
-        .output()
-        .expect("run lake");
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use crate::support::{lake, python_report, read_parquet};
 
 fn json_lines(stdout: &str) -> Vec<Value> {
     stdout
@@ -253,22 +240,7 @@ fn duckdb_and_pyarrow_read_the_lake_with_hive_partitioning_and_no_options() {
         ]);
         assert!(ok, "{stderr}");
     }
-    let python = std::env::var("MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/it/read_lake.py"
-        ))
-        .arg(&lake_dir)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "read_lake.py failed (run `make test` to install duckdb and pyarrow):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = python_report("read_lake.py", &lake_dir);
     let written: u64 = walk(&lake_dir.join("manifests/orders"))
         .iter()
         .filter(|p| p.ends_with(".json"))

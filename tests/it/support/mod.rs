@@ -4,6 +4,7 @@ pub mod moto;
 pub mod store_suite;
 
 use std::path::Path;
+use std::process::Command;
 
 use polars::prelude::*;
 
@@ -23,4 +24,36 @@ pub fn read_parquet_bytes(bytes: &[u8]) -> DataFrame {
 /// A bucket name unique to one test.
 pub fn bucket_name(test: &str) -> String {
     format!("{}-{}", test.replace('_', "-"), std::process::id())
+}
+
+/// Runs the `lake` binary: (success, stdout, stderr).
+pub fn lake(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .args(args)
+        .output()
+        .expect("run lake");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// Runs a Python script of `tests/it/` (with the Python `make test` set up) on a lake directory
+/// and parses the JSON it prints.
+pub fn python_report(script: &str, lake_dir: &Path) -> serde_json::Value {
+    let python = std::env::var("MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = format!("{}/tests/it/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python)
+        .arg(&path)
+        .arg(lake_dir)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{script} failed (run `make test` to install duckdb and pyarrow):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
