@@ -231,7 +231,13 @@ impl Aggregator {
                 .await?
             }
             AggregateRequest::Scheduled {} => {
-                write_months(self.store.as_ref(), &kpis, |m| touched.contains(m)).await?
+                // A late order can make a customer "new" earlier and so change later months'
+                // new/returning counts: rewrite every month from the earliest one touched.
+                let earliest = touched.first().cloned();
+                write_months(self.store.as_ref(), &kpis, |m| {
+                    earliest.as_deref().is_some_and(|e| m >= e)
+                })
+                .await?
             }
         };
         if let Some((cat, root)) = &self.catalog {

@@ -158,4 +158,24 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
         backfill.kpi_rows, first.kpi_rows,
         "the same silver gives the same KPIs"
     );
+
+    // A late October order: October changes, and so may November (who counts as new), so
+    // every month from October on is rewritten.
+    let late = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n\
+                LATE1,C0000001,2026-10-02T10:00:00Z,paid,EU,EUR,10.00,1,2026-10-02T10:00:00Z\n";
+    store
+        .put("raw/orders/late.csv", late.as_bytes().to_vec().into())
+        .await
+        .unwrap();
+    let event: aws_lambda_events::s3::S3Event = serde_json::from_value(serde_json::json!({"Records": [{
+        "eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
+        "s3": {"bucket": {"name": bucket}, "object": {"key": "raw/orders/late.csv"}}}]}))
+    .unwrap();
+    ingest.handle(&event).await.unwrap();
+    let after_late = aggregator
+        .run(AggregateRequest::Scheduled {})
+        .await
+        .unwrap();
+    assert_eq!(after_late.new_batches, 1);
+    assert_eq!(after_late.months_written, ["2026-10", "2026-11"]);
 }
