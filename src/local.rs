@@ -93,7 +93,8 @@ pub fn stage_into_raw(
     if !unchanged {
         std::fs::create_dir_all(target.parent().expect("keys have a parent"))
             .map_err(io_err(&target))?;
-        let temp = target.with_extension("staging");
+        // Hidden from listings until the rename, like every write to a local store.
+        let temp = target.with_file_name(format!("{}stage-{name}", crate::storage::TEMP_PREFIX));
         std::fs::copy(file, &temp).map_err(io_err(file))?;
         let f = std::fs::File::options()
             .write(true)

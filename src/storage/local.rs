@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::{ObjectMeta, ObjectReader, ObjectStore, StorageError, StorageResult, check_key};
 
 /// Marks in-progress writes; such files are invisible to `list`.
-const TEMP_PREFIX: &str = ".tmp-";
+pub const TEMP_PREFIX: &str = ".tmp-";
 
 #[derive(Debug)]
 pub struct LocalStore {

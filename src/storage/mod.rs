@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
-pub use local::LocalStore;
+pub use local::{LocalStore, TEMP_PREFIX};
 pub use s3::{MULTIPART_PART_BYTES, S3Store};
 
 /// What the pipeline knows about a stored object.
