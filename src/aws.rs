@@ -3,6 +3,8 @@
 //! addressing, since emulators do not serve virtual-hosted bucket names.
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 /// Loads the shared SDK configuration once per process.
 pub async fn sdk_config() -> SdkConfig {
@@ -25,4 +27,37 @@ pub fn glue_client(config: &SdkConfig) -> aws_sdk_glue::Client {
 
 pub fn redshift_data_client(config: &SdkConfig) -> aws_sdk_redshiftdata::Client {
     aws_sdk_redshiftdata::Client::new(config)
+}
+
+/// Error codes that mean "try again later" in the services the pipeline calls.
+const TRANSIENT_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "SlowDown",
+    "RequestTimeout",
+    "InternalServerException",
+    "ConcurrentModificationException",
+    "ActiveStatementsExceededException",
+    "ActiveSessionsExceededException",
+];
+
+/// Whether an SDK error is transient (timeouts, connection failures, throttling, 5xx) and so
+/// worth another attempt. Every aws-sdk crate shares these error types, so one rule serves all.
+pub fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            status >= 500
+                || status == 429
+                || se
+                    .err()
+                    .code()
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c))
+        }
+        _ => false,
+    }
 }

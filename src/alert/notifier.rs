@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sns::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sns::error::DisplayErrorContext;
 use aws_sdk_sns::types::MessageAttributeValue;
 use bytes::Bytes;
 use tracing::warn;
@@ -80,7 +80,7 @@ impl Notifier for SnsNotifier {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     // Bad requests (a wrong topic, an invalid subject) do not get better by waiting.
-                    let retryable = !matches!(&e, SdkError::ServiceError(se) if se.raw().status().as_u16() < 500 && se.raw().status().as_u16() != 429);
+                    let retryable = crate::aws::is_transient(&e);
                     last = DisplayErrorContext(&e).to_string();
                     warn!(attempt, retryable, error = %last, alert_type = m.alert_type.name(), "SNS publish failed");
                     if !retryable {

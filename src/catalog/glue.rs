@@ -35,19 +35,7 @@ fn glue_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(se) => {
-            se.raw().status().as_u16() >= 500
-                || matches!(
-                    se.err().code(),
-                    Some("ThrottlingException" | "ConcurrentModificationException")
-                )
-        }
-        _ => false,
-    };
+    let retryable = crate::aws::is_transient(&err);
     CatalogError::Glue {
         operation,
         target: target.to_owned(),

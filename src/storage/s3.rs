@@ -67,21 +67,7 @@ impl S3Store {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let retryable = match &err {
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => true,
-            SdkError::ServiceError(se) => {
-                let status = se.raw().status().as_u16();
-                status >= 500
-                    || status == 429
-                    || matches!(
-                        se.err().code(),
-                        Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout")
-                    )
-            }
-            _ => false,
-        };
+        let retryable = crate::aws::is_transient(&err);
         StorageError::S3 {
             operation,
             bucket: self.bucket.clone(),

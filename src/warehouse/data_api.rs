@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_redshiftdata::Client;
-use aws_sdk_redshiftdata::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_redshiftdata::error::DisplayErrorContext;
 use aws_sdk_redshiftdata::types::{Field, StatementStatusString, StatusString};
 use tracing::{info, warn};
 
@@ -105,31 +105,6 @@ pub struct DataApiExecutor {
     settings: DataApiSettings,
 }
 
-fn transient<E: ProvideErrorMetadata>(
-    err: &SdkError<E, aws_sdk_redshiftdata::config::http::HttpResponse>,
-) -> bool {
-    match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            status >= 500
-                || status == 429
-                || matches!(
-                    se.err().code(),
-                    Some(
-                        "ThrottlingException"
-                            | "ActiveStatementsExceededException"
-                            | "ActiveSessionsExceededException"
-                            | "InternalServerException"
-                    )
-                )
-        }
-        _ => false,
-    }
-}
-
 /// Runs an API call, retrying transient errors with exponential backoff.
 macro_rules! with_retries {
     ($self:ident, $operation:literal, $call:expr) => {{
@@ -139,7 +114,7 @@ macro_rules! with_retries {
             match $call.await {
                 Ok(out) => break Ok(out),
                 Err(e) => {
-                    let retryable = transient(&e);
+                    let retryable = crate::aws::is_transient(&e);
                     if !retryable || attempt >= $self.settings.attempts {
                         break Err(WarehouseError::Api {
                             operation: $operation,
