@@ -4,8 +4,13 @@ VENV  := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The integration tests start moto (and read the lake with DuckDB/pyarrow) with this Python.
 export MOTO_PYTHON := $(CURDIR)/$(VENV)/bin/python
+# cfn-lint and SAM need a region even offline.
+export AWS_DEFAULT_REGION ?= us-east-1
+TEMPLATE  := infra/template.yaml
+FUNCTIONS := $(notdir $(wildcard functions/*))
+STAGE     ?= prod
 
-.PHONY: setup test lint demo clean
+.PHONY: setup build test infra-check lint bench demo deploy clean $(addprefix invoke-,$(FUNCTIONS))
 
 setup: $(VENV)/.installed
 
@@ -13,20 +18,46 @@ $(VENV)/.installed: requirements-dev.txt scripts/setup.sh
 	bash scripts/setup.sh
 	touch $@
 
-## Unit, property and integration tests (moto on 127.0.0.1, started and stopped by the tests).
+## Release zips for Lambda (Graviton): target/lambda/<function>/bootstrap.zip
+build: setup
+	cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
+
+## Unit, property and integration tests (moto on 127.0.0.1, started and stopped by the tests),
+## then the template checks.
 test: setup
 	cargo test --workspace
+	$(MAKE) --no-print-directory infra-check
 
-## Formatting and lints, warnings as errors.
+## cfn-lint (zero errors and warnings) and checkov (no failed checks; skips are inline, with reasons).
+infra-check: setup
+	cfn-lint $(TEMPLATE)
+	checkov --skip-download --quiet --compact --framework cloudformation -f $(TEMPLATE)
+
+## Formatting and lints, warnings as errors; the template checks.
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory infra-check
 
-## The pipeline end to end: `lake` on a local directory, then the ingest Lambda through
-## `cargo lambda watch` + `cargo lambda invoke` against S3 on a local moto server.
+## Ingest throughput and memory against DuckDB, binary sizes and cold-start time (release build).
+bench: setup
+	bash scripts/bench.sh
+
+## The pipeline end to end: `lake` on a local directory, then every Lambda through
+## `cargo lambda watch` + `cargo lambda invoke` against S3, SNS, Glue and Redshift on moto.
 demo: setup
 	bash scripts/demo.sh
 
+## One function with its sample event from events/ (upstream functions run first to give it data).
+$(addprefix invoke-,$(FUNCTIONS)): invoke-%: setup
+	bash scripts/demo.sh --invoke $*
+
+## Build with SAM (cargo-lambda) and deploy; the first run asks for the parameters (--guided).
+deploy: setup
+	pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+	sam build --beta-features --template-file $(TEMPLATE)
+	if [ -f samconfig.toml ]; then sam deploy; else sam deploy --guided --capabilities CAPABILITY_NAMED_IAM --parameter-overrides StageName=$(STAGE); fi
+
 clean:
 	cargo clean
-	rm -rf $(VENV) "$${TMPDIR:-/tmp}/shoplake-demo"
+	rm -rf $(VENV) .aws-sam "$${TMPDIR:-/tmp}/shoplake-demo" "$${TMPDIR:-/tmp}/shoplake-bench"

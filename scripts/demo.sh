@@ -4,10 +4,22 @@
 #   2. the ingest Lambda: `cargo lambda watch` + `cargo lambda invoke` with the events in events/,
 #      reading and writing S3 on a moto server on 127.0.0.1.
 # Exits non-zero if any stage fails; the emulator and the watcher are stopped in every case.
+#
+# `demo.sh --invoke FUNCTION` (`make invoke-FUNCTION`) runs only the Lambda part, up to FUNCTION:
+# what it needs upstream is invoked first, then FUNCTION with its sample event, whose response is
+# printed in full.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ONLY=""
+if [ "${1:-}" = "--invoke" ]; then
+  ONLY="${2:?usage: demo.sh --invoke ingest|quality|alert|aggregate|load}"
+  [ -d "functions/$ONLY" ] || { echo "no function crate functions/$ONLY" >&2; exit 2; }
+fi
 DEMO="${TMPDIR:-/tmp}/shoplake-demo"   # outside the watched crates: writes there trigger no rebuilds
-BUCKET=shoplake-demo
+# The names infra/template.yaml gives with StageName=demo in moto's account and region.
+STAGE=demo
+BUCKET="shoplake-$STAGE-data-123456789012-us-east-1"
+GLUE_DATABASE="shoplake_$STAGE"
 TODAY=$(date -u +%F)
 rm -rf "$DEMO" && mkdir -p "$DEMO/events"
 export CARGO_TERM_QUIET=true
@@ -20,13 +32,14 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-step "Building (debug)"
-cargo build -p shoplake --bin lake && cargo build -p ingest
+step "Building (debug): the lake CLI and every function"
+cargo build --workspace --bins
 LAKE=${CARGO_TARGET_DIR:-target}/debug/lake
 
 step "1. Embedded: generate a week of exports with 5% defects, ingest them into $DEMO/lake"
 "$LAKE" generate --out "$DEMO/exports" --customers 400 --orders 3000 --defect-rate 0.05 --days 7 \
   | python3 scripts/demo_tools.py - expected
+if [ -z "$ONLY" ]; then
 for ds in customers orders payments; do
   "$LAKE" ingest --lake "$DEMO/lake" --dataset "$ds" "$DEMO/exports/$ds.csv" > "$DEMO/ingest-$ds.json"
 done
@@ -43,6 +56,7 @@ step "Quality gate: a verdict per batch, and the alert emails it caused (outbox/
 
 step "Gold: daily KPIs recomputed from silver (latest version of every key), last 3 days"
 "$LAKE" aggregate --lake "$DEMO/lake" --days 3
+fi
 
 step "2. Lambda: ingest through cargo lambda against S3 on moto (127.0.0.1)"
 MOTO_PORT=$(free_port)
@@ -53,6 +67,7 @@ wait_port "$MOTO_PORT"
 ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 S3="python3 scripts/demo_tools.py $ENDPOINT"
 $S3 create-bucket "$BUCKET"
+$S3 create-glue-database "$GLUE_DATABASE"
 for ds in customers orders payments; do
   key="raw/$ds/$TODAY/$ds export.csv"
   $S3 upload "$BUCKET" "$key" "$DEMO/exports/$ds.csv"
@@ -60,43 +75,63 @@ for ds in customers orders payments; do
   echo "  uploaded s3://$BUCKET/$key"
 done
 
-TOPIC=$($S3 create-topic shoplake-alerts)
+TOPIC=$($S3 create-topic "shoplake-$STAGE-alerts")
+echo "  bucket $BUCKET, topic $TOPIC, Glue database $GLUE_DATABASE"
 
 INVOKE_PORT=$(free_port)
 (
   export AWS_ENDPOINT_URL="$ENDPOINT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
   exec cargo lambda watch --quiet --timeout 300 --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" \
     --env-var "AWS_ENDPOINT_URL=$ENDPOINT,AWS_REGION=us-east-1,AWS_ACCESS_KEY_ID=testing,AWS_SECRET_ACCESS_KEY=testing,RUST_LOG=info" \
-    --env-var "ALERT_TOPIC_ARN=$TOPIC,LAKE_BUCKET=$BUCKET,GLUE_DATABASE=shoplake_demo,LAKE_WORK_DIR=$DEMO/work" \
+    --env-var "ALERT_TOPIC_ARN=$TOPIC,LAKE_BUCKET=$BUCKET,GLUE_DATABASE=$GLUE_DATABASE,LAKE_WORK_DIR=$DEMO/work" \
     --env-var "REDSHIFT_WORKGROUP=shoplake,REDSHIFT_DATABASE=dev,REDSHIFT_COPY_ROLE_ARN=arn:aws:iam::123456789012:role/shoplake-copy"
 ) > "$DEMO/watch.log" 2>&1 &
 PIDS+=($!)
 wait_port "$INVOKE_PORT"
+invoke() { timeout 320 cargo lambda invoke "$1" --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" --data-file "$2" > "$3"; }
+# With --invoke FUNCTION: after FUNCTION has run, print its response and stop.
+done_if() {
+  if [ "$ONLY" = "$1" ]; then
+    step "Response of $1 to $2"
+    python3 -m json.tool "$3"
+    exit 0
+  fi
+}
 for ds in customers orders payments; do
   echo "  \$ cargo lambda invoke ingest --data-file events/ingest-$ds.json   (rewritten to the uploaded key)"
-  timeout 320 cargo lambda invoke ingest --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" \
-    --data-file "$DEMO/events/ingest-$ds.json" > "$DEMO/invoke-$ds.json"
+  invoke ingest "$DEMO/events/ingest-$ds.json" "$DEMO/invoke-$ds.json"
   python3 scripts/demo_tools.py - batch "$DEMO/invoke-$ds.json"
 done
+done_if ingest events/ingest-payments.json "$DEMO/invoke-payments.json"
 echo "  redelivering the orders event (S3 delivers at least once):"
 timeout 320 cargo lambda invoke ingest --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" \
   --data-file "$DEMO/events/ingest-orders.json" > "$DEMO/invoke-orders-again.json"
 python3 scripts/demo_tools.py - batch "$DEMO/invoke-orders-again.json" --replayed
 
-invoke() { timeout 320 cargo lambda invoke "$1" --invoke-address 127.0.0.1 --invoke-port "$INVOKE_PORT" --data-file "$2" > "$3"; }
 echo "  quality function on each manifest, alert function on its on-success destination record:"
 for ds in customers orders payments; do
   python3 scripts/demo_tools.py - manifest-event events/quality-orders.json "$BUCKET" "$DEMO/invoke-$ds.json" "$DEMO/events/quality-$ds.json"
   invoke quality "$DEMO/events/quality-$ds.json" "$DEMO/quality-$ds.json"
   python3 scripts/demo_tools.py - destination "$DEMO/quality-$ds.json" "$DEMO/events/alert-$ds.json"
+  done_if quality events/quality-orders.json "$DEMO/quality-$ds.json"
   invoke alert "$DEMO/events/alert-$ds.json" "$DEMO/alert-$ds.json"
 done
+done_if alert "the quality function's destination record" "$DEMO/alert-payments.json"
 
 echo "  the 02:00 UTC schedule: aggregate, then load into Redshift (Data API):"
 invoke aggregate events/aggregate-schedule.json "$DEMO/aggregate.json"
 python3 scripts/demo_tools.py - show-json "$DEMO/aggregate.json"
+done_if aggregate events/aggregate-schedule.json "$DEMO/aggregate.json"
+$S3 kpis "$BUCKET" 3
 invoke load events/load-schedule.json "$DEMO/load.json"
 python3 scripts/demo_tools.py - show-load "$DEMO/load.json" "$DEMO/redshift.jsonl"
+done_if load events/load-schedule.json "$DEMO/load.json"
+
+echo "  the 04:00 UTC SLA check (the load above recorded its run) and the 5-minute digest flush:"
+invoke alert events/alert-sla-check.json "$DEMO/alert-sla.json"
+python3 scripts/demo_tools.py - show-json "$DEMO/alert-sla.json"
+invoke alert events/alert-flush-digest.json "$DEMO/alert-flush.json"
+python3 scripts/demo_tools.py - show-json "$DEMO/alert-flush.json"
 
 step "Alert emails published to SNS (moto)"
 $S3 emails "$TOPIC"

@@ -5,6 +5,8 @@
   demo_tools.py ENDPOINT event TEMPLATE BUCKET KEY OUT   sample event rewritten to an uploaded key
   demo_tools.py ENDPOINT tree BUCKET                     silver partitions, batches, quarantine
   demo_tools.py ENDPOINT create-topic NAME               prints the topic ARN
+  demo_tools.py ENDPOINT create-glue-database NAME
+  demo_tools.py ENDPOINT kpis BUCKET DAYS                the last DAYS days of gold daily_kpis
   demo_tools.py ENDPOINT emails TOPIC_ARN                the messages SNS received, as email text
   demo_tools.py - manifest-event TEMPLATE BUCKET INVOKE_RESPONSE OUT
                                                          quality event for the batch an ingest made
@@ -72,6 +74,30 @@ elif command == "create-topic":
     sns = boto3.client("sns", endpoint_url=endpoint, region_name="us-east-1",
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     print(sns.create_topic(Name=args[0])["TopicArn"])
+elif command == "create-glue-database":
+    glue = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    glue.create_database(DatabaseInput={"Name": args[0]})
+elif command == "kpis":
+    import io
+    import pyarrow.parquet as pq
+    bucket, days = args[0], int(args[1])
+    rows = []
+    for m in keys(bucket, "gold/daily_kpis/"):
+        body = s3.get_object(Bucket=bucket, Key=m["Key"])["Body"].read()
+        rows += pq.read_table(io.BytesIO(body)).to_pylist()
+    rows.sort(key=lambda r: (str(r["kpi_date"]), str(r.get("customer_region"))))
+    last = sorted({str(r["kpi_date"]) for r in rows})[-days:]
+    rows = [r for r in rows if str(r["kpi_date"]) in last]
+    print(f"\n  gold/daily_kpis in s3://{bucket} (last {days} days, {len(rows)} rows):")
+    shown = {"kpi_date": "date", "customer_region": "region", "currency": "cur",
+             "orders_placed": "orders", "revenue": "revenue", "avg_order_value": "aov",
+             "new_customers": "new", "returning_customers": "returning",
+             "retention_rate": "retention", "payment_success_rate": "pay ok"}
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    print("    " + " ".join(f"{h:>10}" for h in shown.values()))
+    for r in rows:
+        print("    " + " ".join(f"{cell(r.get(c)):>10}" for c in shown))
 elif command == "emails":
     import urllib.request
     data = json.load(urllib.request.urlopen(f"{endpoint}/moto-api/data.json"))

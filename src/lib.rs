@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod layout;
 pub mod local;
 pub mod manifest;
+pub mod metrics;
 pub mod partition;
 pub mod quality;
 pub mod storage;

@@ -7,8 +7,10 @@ fn filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// JSON logs to stdout, as Lambda expects; `RUST_LOG` overrides the level.
+/// JSON logs to stdout, as Lambda expects; `RUST_LOG` overrides the level. Also turns on the
+/// EMF metric lines ([`crate::metrics`]).
 pub fn init_lambda() {
+    crate::metrics::enable();
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter())

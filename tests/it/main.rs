@@ -6,6 +6,7 @@ mod support;
 mod catalog;
 mod data_api_faults;
 mod glue_faults;
+mod infra;
 mod gold_local;
 mod ingest_local;
 mod ingest_s3;

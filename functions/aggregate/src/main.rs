@@ -29,7 +29,11 @@ async fn main() -> anyhow::Result<()> {
                 error_message: message,
             };
             let request = AggregateRequest::from_event(&event.payload).map_err(input_error)?;
-            aggregator.run(request).await.map_err(|e| Diagnostic {
+            aggregator
+                .run(request)
+                .await
+                .inspect(|r| shoplake::metrics::emit(&shoplake::metrics::for_aggregate(r)))
+                .map_err(|e| Diagnostic {
                 error_type: "AggregateError".into(),
                 error_message: e.to_string(),
             })

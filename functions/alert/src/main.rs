@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         move |event: LambdaEvent<serde_json::Value>| async move {
             shoplake::handlers::alert::handle(service, &event.payload, chrono::Utc::now())
                 .await
+                .inspect(|r| shoplake::metrics::emit(&shoplake::metrics::for_alert(r)))
                 .map_err(|e| Diagnostic {
                     error_type: "AlertError".into(),
                     error_message: e.to_string(),

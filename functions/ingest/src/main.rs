@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         handler
             .handle(&event.payload)
             .await
+            .inspect(|r| shoplake::metrics::emit(&shoplake::metrics::for_ingest(r)))
             .map_err(|e| Diagnostic {
                 // Lets alarms and the failure destination tell input problems from outages.
                 error_type: if e.is_retryable() {

@@ -32,7 +32,11 @@ async fn main() -> anyhow::Result<()> {
                 error_message: e.to_string(),
             };
             loader.ensure_schema().await.map_err(fail)?;
-            loader.load_pending(chrono::Utc::now()).await.map_err(fail)
+            loader
+                .load_pending(chrono::Utc::now())
+                .await
+                .inspect(|r| shoplake::metrics::emit(&shoplake::metrics::for_load(r)))
+                .map_err(fail)
         },
     ))
     .await

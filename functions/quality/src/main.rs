@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
         handler
             .handle(&event.payload, chrono::Utc::now())
             .await
+            .inspect(|r| shoplake::metrics::emit(&shoplake::metrics::for_quality(r)))
             .map_err(|e| Diagnostic {
                 error_type: if e.is_retryable() {
                     "QualityRetryable"

@@ -1,0 +1,180 @@
+//! The SAM template against the workspace: every function crate is deployed, every deployed
+//! function is built from a crate that exists, and each is wired the way the pipeline needs.
+//! (cfn-lint and checkov check the template itself; `make test` runs them.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Resources of the template: name → its lines (the template keeps one property per line, two
+/// spaces per level, which is all this reader relies on).
+fn resources(template: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut in_resources = false;
+    let mut current: Option<String> = None;
+    for line in template.lines() {
+        if !line.starts_with(' ') && !line.trim().is_empty() && !line.starts_with('#') {
+            in_resources = line.trim_end() == "Resources:";
+            current = None;
+            continue;
+        }
+        if !in_resources {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if indent == 2 && text.ends_with(':') && !text.starts_with('#') {
+            let name = text.trim_end_matches(':').to_owned();
+            out.insert(name.clone(), Vec::new());
+            current = Some(name);
+        } else if let Some(name) = &current {
+            out.get_mut(name).expect("inserted").push(text.to_owned());
+        }
+    }
+    out
+}
+
+fn value<'a>(lines: &'a [String], key: &str) -> Option<&'a str> {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
+}
+
+fn function_crates() -> BTreeSet<String> {
+    std::fs::read_dir(root().join("functions"))
+        .expect("functions/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.join("Cargo.toml").is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn template() -> String {
+    std::fs::read_to_string(root().join("infra/template.yaml")).expect("infra/template.yaml")
+}
+
+#[test]
+fn every_function_crate_is_deployed_and_every_function_has_a_crate() {
+    let template = template();
+    let resources = resources(&template);
+    let functions: BTreeMap<&String, &Vec<String>> = resources
+        .iter()
+        .filter(|(_, lines)| value(lines, "Type") == Some("AWS::Serverless::Function"))
+        .collect();
+    assert!(!functions.is_empty(), "no AWS::Serverless::Function in the template");
+
+    let mut deployed = BTreeSet::new();
+    for (name, lines) in &functions {
+        let code_uri = value(lines, "CodeUri").unwrap_or_else(|| panic!("{name} has no CodeUri"));
+        let dir = root().join("infra").join(code_uri);
+        assert!(
+            dir.join("Cargo.toml").is_file(),
+            "{name}: CodeUri {code_uri} is not a crate ({} has no Cargo.toml)",
+            dir.display()
+        );
+        let crate_name = Path::new(code_uri)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(
+            value(lines, "BuildMethod"),
+            Some("rust-cargolambda"),
+            "{name} must be built by cargo-lambda"
+        );
+        assert_eq!(
+            value(lines, "BuildProperties"),
+            Some(format!("{{ Binary: {crate_name} }}").as_str()),
+            "{name} must build the binary of its crate"
+        );
+        assert!(
+            lines.iter().any(|l| l == "MaximumRetryAttempts: 2"),
+            "{name}: async invocations retry at most twice"
+        );
+        assert!(
+            lines.iter().any(|l| l == "OnFailure:"),
+            "{name}: failures need a destination"
+        );
+        assert!(
+            deployed.insert(crate_name.clone()),
+            "two functions build {crate_name}"
+        );
+    }
+    assert_eq!(
+        deployed,
+        function_crates(),
+        "template functions and crates under functions/ differ"
+    );
+
+    for global in ["Runtime: provided.al2023", "Architectures: [arm64]", "Handler: bootstrap"] {
+        assert!(
+            template.lines().any(|l| l.trim() == global),
+            "Globals must set {global}"
+        );
+    }
+}
+
+/// What the schedules send is what the functions are tested with (the files in `events/`).
+#[test]
+fn scheduled_inputs_match_the_sample_events() {
+    let template = template();
+    let resources = resources(&template);
+    let alert = &resources["AlertFunction"];
+    let inputs: Vec<serde_json::Value> = alert
+        .iter()
+        .filter_map(|l| l.strip_prefix("Input: "))
+        .map(|i| serde_json::from_str(i.trim_matches('\'')).expect("Input is JSON"))
+        .collect();
+    for sample in ["alert-sla-check.json", "alert-flush-digest.json"] {
+        let text = std::fs::read_to_string(root().join("events").join(sample)).expect(sample);
+        let event: serde_json::Value = serde_json::from_str(&text).expect(sample);
+        assert!(
+            inputs.contains(&event),
+            "no alert schedule sends events/{sample}: {inputs:?}"
+        );
+    }
+    for (function, cron) in [
+        ("AggregateFunction", "cron(0 2 * * ? *)"),
+        ("LoadFunction", "cron(0 2 * * ? *)"),
+        ("AlertFunction", "cron(0 4 * * ? *)"),
+    ] {
+        assert!(
+            resources[function]
+                .iter()
+                .any(|l| l == &format!("ScheduleExpression: {cron}")),
+            "{function} must run at {cron}"
+        );
+    }
+}
+
+/// The function roles grant only what their stage touches: no action or resource wildcards
+/// outside the two Data API calls that take no resource.
+#[test]
+fn roles_name_their_actions_and_resources() {
+    let template = template();
+    let mut effect = "";
+    for (n, line) in template.lines().enumerate() {
+        let t = line.trim().trim_start_matches("- ");
+        if let Some(e) = t.strip_prefix("Effect:") {
+            effect = e.trim();
+        }
+        // Deny-all-without-TLS and the key policy's grant to the account are wildcards by design.
+        let wildcard = t.starts_with("Action:") && t.contains(":*") && t != "Action: kms:*";
+        assert!(
+            !(wildcard && effect == "Allow"),
+            "line {}: wildcard action: {t}",
+            n + 1
+        );
+    }
+    let star_resources: Vec<usize> = template
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == "Resource: \"*\"")
+        .map(|(n, _)| n + 1)
+        .collect();
+    // The KMS key policy (its own key, by definition "*") has three; the Data API one.
+    assert_eq!(star_resources.len(), 4, "unexpected Resource \"*\" at lines {star_resources:?}");
+}
