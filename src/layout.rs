@@ -63,9 +63,9 @@ pub fn processed_prefix(dataset: &str) -> String {
     format!("{PROCESSED}/{dataset}/")
 }
 
-/// A silver file. `bucket` numbers the hash buckets of one source (0 for files that fit memory).
-pub fn silver_key(dataset: &str, partition_path: &str, batch_id: &str, bucket: usize) -> String {
-    format!("{PROCESSED}/{dataset}/{partition_path}/part-{batch_id}-{bucket:04}.parquet")
+/// A batch's silver file in one partition (one per partition, whatever the number of buckets).
+pub fn silver_key(dataset: &str, partition_path: &str, batch_id: &str) -> String {
+    format!("{PROCESSED}/{dataset}/{partition_path}/part-{batch_id}.parquet")
 }
 
 pub fn rejected_rows_key(dataset: &str, batch_id: &str) -> String {
@@ -174,8 +174,8 @@ mod tests {
     #[test]
     fn silver_and_quarantine_keys() {
         assert_eq!(
-            silver_key("orders", "order_date=2026-11-21/customer_region=EU", "B", 3),
-            "processed/orders/order_date=2026-11-21/customer_region=EU/part-B-0003.parquet"
+            silver_key("orders", "order_date=2026-11-21/customer_region=EU", "B"),
+            "processed/orders/order_date=2026-11-21/customer_region=EU/part-B.parquet"
         );
         assert_eq!(
             quarantined_source_key("orders", "B", "raw/orders/x y.csv"),

@@ -330,20 +330,21 @@ pub fn process_file(
         }
         let (winners, dropped) = dedup::latest_wins(&batch, contract.key, contract.version);
         duplicates_dropped += dropped;
-        out.write_bucket(contract, &batch, &winners, index, &lineage, job)?;
+        out.write_bucket(contract, &batch, &winners, &lineage, job)?;
     }
-    let rows_written = out.files.iter().map(|f| f.file.rows).sum();
+    let (files, partitions, stats) = out.finish()?;
+    let rows_written = files.iter().map(|f| f.file.rows).sum();
     Ok(FileOutcome::Processed(Box::new(ProcessedFile {
         rows_read,
         rows_written,
         rows_rejected: rejects.as_ref().map_or(0, |(_, n)| *n),
         duplicates_dropped,
-        files: out.files,
-        partitions: out.partitions.into_values().collect(),
+        files,
+        partitions,
         rejects,
         drift: validator.drift.clone(),
         source_columns: validator.source_columns.clone(),
-        stats: out.stats,
+        stats,
         buckets: bucket_count,
     })))
 }
@@ -372,9 +373,16 @@ impl PartValue<'_> {
     }
 }
 
-/// Accumulates staged files, partition summaries and column statistics across buckets.
+/// A partition file still being written, with what it will be uploaded as.
+struct OpenPartition {
+    file: silver::PartitionFile,
+    staged: PathBuf,
+    key: String,
+}
+
+/// Accumulates partition files, summaries and column statistics across buckets.
 struct Outputs {
-    files: Vec<StagedFile>,
+    open: BTreeMap<String, OpenPartition>,
     partitions: BTreeMap<String, PartitionSummary>,
     stats: ColumnStats,
     max_version: Option<i64>,
@@ -387,7 +395,7 @@ impl Outputs {
             stats.null_counts.insert(c.name.clone(), 0);
         }
         Outputs {
-            files: Vec::new(),
+            open: BTreeMap::new(),
             partitions: BTreeMap::new(),
             stats,
             max_version: None,
@@ -399,7 +407,6 @@ impl Outputs {
         contract: &Contract,
         batch: &Batch,
         winners: &[u32],
-        bucket: usize,
         lineage: &Lineage<'_>,
         job: &FileJob<'_>,
     ) -> Result<(), ProcessError> {
@@ -419,7 +426,7 @@ impl Outputs {
                 .collect();
             groups.entry(key).or_default().push(row);
         }
-        let mut groups: Vec<(BTreeMap<String, String>, String, Vec<u32>)> = groups
+        let groups: Vec<(BTreeMap<String, String>, String, Vec<u32>)> = groups
             .into_iter()
             .map(|(key, rows)| {
                 let values: Vec<Option<String>> = key.into_iter().map(PartValue::render).collect();
@@ -439,12 +446,18 @@ impl Outputs {
                 (named, path, rows)
             })
             .collect();
-        groups.sort_by(|a, b| a.1.cmp(&b.1));
         for (values, path, rows) in groups {
-            let key = layout::silver_key(&contract.name, &path, job.batch_id, bucket);
-            let staged = job.work_dir.join("silver").join(&key);
             let mut df = silver::to_dataframe(contract, batch, &rows, lineage)?;
-            let bytes = silver::write_parquet(&mut df, &staged)?;
+            let open = match self.open.entry(path.clone()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let key = layout::silver_key(&contract.name, &path, job.batch_id);
+                    let staged = job.work_dir.join("silver").join(&key);
+                    let file = silver::PartitionFile::create(&staged, df.schema())?;
+                    e.insert(OpenPartition { file, staged, key })
+                }
+            };
+            open.file.write(&mut df)?;
             let summary = self
                 .partitions
                 .entry(path.clone())
@@ -454,17 +467,26 @@ impl Outputs {
                     rows: 0,
                 });
             summary.rows += rows.len() as u64;
-            self.files.push(StagedFile {
-                path: staged,
+        }
+        Ok(())
+    }
+
+    /// Closes every partition file; in partition order, so manifests are reproducible.
+    fn finish(self) -> Result<(Vec<StagedFile>, Vec<PartitionSummary>, ColumnStats), ProcessError> {
+        let mut files = Vec::with_capacity(self.open.len());
+        for (path, open) in self.open {
+            let bytes = open.file.finish()?;
+            files.push(StagedFile {
+                path: open.staged,
                 file: WrittenFile {
-                    key,
+                    key: open.key,
+                    rows: self.partitions[&path].rows,
                     partition: path,
-                    rows: rows.len() as u64,
                     bytes,
                 },
             });
         }
-        Ok(())
+        Ok((files, self.partitions.into_values().collect(), self.stats))
     }
 
     fn collect_stats(&mut self, contract: &Contract, batch: &Batch, winners: &[u32]) {

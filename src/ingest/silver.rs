@@ -87,16 +87,33 @@ pub fn to_dataframe(
     DataFrame::new(n, columns)
 }
 
-/// Writes `df` as a zstd Parquet file; returns its size in bytes.
-pub fn write_parquet(df: &mut DataFrame, path: &Path) -> PolarsResult<u64> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+/// One partition's zstd Parquet file, written a row group per bucket: a batch leaves one file
+/// per partition however many buckets its memory budget needed.
+pub struct PartitionFile {
+    writer: polars::io::parquet::write::BatchedWriter<File>,
+}
+
+impl PartitionFile {
+    pub fn create(path: &Path, schema: &Schema) -> PolarsResult<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let writer = ParquetWriter::new(File::create(path)?)
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_statistics(StatisticsOptions::full())
+            .batched(schema)?;
+        Ok(Self { writer })
     }
-    let file = File::create(path)?;
-    ParquetWriter::new(file)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(StatisticsOptions::full())
-        .finish(df)
+
+    pub fn write(&mut self, df: &mut DataFrame) -> PolarsResult<()> {
+        df.rechunk_mut();
+        self.writer.write_batch(df)
+    }
+
+    /// Writes the footer; returns the file's size in bytes.
+    pub fn finish(self) -> PolarsResult<u64> {
+        self.writer.finish()
+    }
 }
 
 /// The Parquet schema of a dataset's silver files, for catalogs and warehouse DDL.
