@@ -10,8 +10,8 @@ FUNCTIONS=$(for d in functions/*/; do [ -f "$d/Cargo.toml" ] && basename "$d"; d
 PACKAGES=$(for f in $FUNCTIONS; do printf -- '-p %s ' "$f"; done)
 
 echo "== release build (native, for the timed runs and the init measurement)"
-# shellcheck disable=SC2086
-cargo build --release -p shoplake --bin lake $PACKAGES
+# --workspace: the same feature set as every other build of the workspace, so nothing rebuilds twice.
+cargo build --release --workspace --bins
 echo "== release build (arm64 zips, as deployed)"
 # shellcheck disable=SC2086
 cargo lambda build --release --arm64 --output-format zip $PACKAGES

@@ -237,7 +237,10 @@ mod tests {
         assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000_i64);
         for dims in meta["Dimensions"].as_array().unwrap() {
             for d in dims.as_array().unwrap() {
-                assert!(doc.get(d.as_str().unwrap()).is_some(), "dimension {d} has no value");
+                assert!(
+                    doc.get(d.as_str().unwrap()).is_some(),
+                    "dimension {d} has no value"
+                );
             }
         }
         let names: Vec<&str> = meta["Metrics"]
@@ -280,12 +283,13 @@ mod tests {
         let sets = for_load(&report);
         assert_eq!(
             sets[0].values,
-            [("BatchesLoaded", 2), ("BatchesSkipped", 1), ("RowsLoaded", 12)]
+            [
+                ("BatchesLoaded", 2),
+                ("BatchesSkipped", 1),
+                ("RowsLoaded", 12)
+            ]
         );
-        assert_eq!(
-            sets[1].values,
-            [("LoadSucceeded", 1), ("MonthsLoaded", 1)]
-        );
+        assert_eq!(sets[1].values, [("LoadSucceeded", 1), ("MonthsLoaded", 1)]);
     }
 
     #[test]

@@ -64,7 +64,10 @@ fn every_function_crate_is_deployed_and_every_function_has_a_crate() {
         .iter()
         .filter(|(_, lines)| value(lines, "Type") == Some("AWS::Serverless::Function"))
         .collect();
-    assert!(!functions.is_empty(), "no AWS::Serverless::Function in the template");
+    assert!(
+        !functions.is_empty(),
+        "no AWS::Serverless::Function in the template"
+    );
 
     let mut deployed = BTreeSet::new();
     for (name, lines) in &functions {
@@ -109,7 +112,11 @@ fn every_function_crate_is_deployed_and_every_function_has_a_crate() {
         "template functions and crates under functions/ differ"
     );
 
-    for global in ["Runtime: provided.al2023", "Architectures: [arm64]", "Handler: bootstrap"] {
+    for global in [
+        "Runtime: provided.al2023",
+        "Architectures: [arm64]",
+        "Handler: bootstrap",
+    ] {
         assert!(
             template.lines().any(|l| l.trim() == global),
             "Globals must set {global}"
@@ -176,5 +183,9 @@ fn roles_name_their_actions_and_resources() {
         .map(|(n, _)| n + 1)
         .collect();
     // The KMS key policy (its own key, by definition "*") has three; the Data API one.
-    assert_eq!(star_resources.len(), 4, "unexpected Resource \"*\" at lines {star_resources:?}");
+    assert_eq!(
+        star_resources.len(),
+        4,
+        "unexpected Resource \"*\" at lines {star_resources:?}"
+    );
 }

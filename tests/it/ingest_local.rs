@@ -221,8 +221,16 @@ async fn a_tiny_memory_budget_spills_but_writes_exactly_the_same_rows() {
         "the tight budget splits the file into buckets"
     );
     assert_eq!(
-        a.manifest.files.iter().map(|f| &f.partition).collect::<Vec<_>>(),
-        b.manifest.files.iter().map(|f| &f.partition).collect::<Vec<_>>(),
+        a.manifest
+            .files
+            .iter()
+            .map(|f| &f.partition)
+            .collect::<Vec<_>>(),
+        b.manifest
+            .files
+            .iter()
+            .map(|f| &f.partition)
+            .collect::<Vec<_>>(),
         "one file per partition, however many buckets"
     );
     assert_eq!(silver_rows(&roomy, "orders"), silver_rows(&tight, "orders"));

@@ -34,9 +34,9 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .inspect(|r| shoplake::metrics::emit(&shoplake::metrics::for_aggregate(r)))
                 .map_err(|e| Diagnostic {
-                error_type: "AggregateError".into(),
-                error_message: e.to_string(),
-            })
+                    error_type: "AggregateError".into(),
+                    error_message: e.to_string(),
+                })
         },
     ))
     .await

@@ -42,11 +42,16 @@ pub fn lake(args: &[&str]) -> (bool, String, String) {
 /// Runs a Python script of `tests/it/` (with the Python `make test` set up) on a lake directory
 /// and parses the JSON it prints.
 pub fn python_report(script: &str, lake_dir: &Path) -> serde_json::Value {
+    python_json(script, &[lake_dir.as_os_str()])
+}
+
+/// Runs a Python script of `tests/it/` with `args` and parses the JSON it prints.
+pub fn python_json(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
     let python = std::env::var("MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
     let path = format!("{}/tests/it/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(python)
         .arg(&path)
-        .arg(lake_dir)
+        .args(args)
         .output()
         .expect("run python3");
     assert!(
