@@ -18,9 +18,10 @@ $(VENV)/.installed: requirements-dev.txt scripts/setup.sh
 	bash scripts/setup.sh
 	touch $@
 
-## Release zips for Lambda (Graviton): target/lambda/<function>/bootstrap.zip
+## Release zips for Lambda (Graviton): target/arm64/lambda/<function>/bootstrap.zip. A target dir
+## of its own, so the cross build neither waits for nor invalidates the native one.
 build: setup
-	cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
+	CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target}/arm64 cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
 
 ## Unit, property and integration tests (moto on 127.0.0.1, started and stopped by the tests),
 ## then the template checks.

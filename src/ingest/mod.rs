@@ -354,11 +354,24 @@ impl Ingestor {
             },
         };
         self.store.put(pending_key, to_json(&record)).await?;
+        // One file per partition: uploaded several at a time, as S3 latency, not bandwidth,
+        // bounds many small PUTs. A failure drops (and so aborts) the others; the pending record
+        // lets the retry clean up.
+        let mut in_flight = tokio::task::JoinSet::new();
         for upload in uploads {
             match upload {
-                Upload::File { key, path } => self.store.put_file(&key, &path).await?,
+                Upload::File { key, path } => {
+                    if in_flight.len() >= CONCURRENT_UPLOADS {
+                        join_upload(&mut in_flight, manifest).await?;
+                    }
+                    let store = self.store.clone();
+                    in_flight.spawn(async move { store.put_file(&key, &path).await });
+                }
                 Upload::CopySource { key } => self.store.copy(source_key, &key).await?,
             }
+        }
+        while !in_flight.is_empty() {
+            join_upload(&mut in_flight, manifest).await?;
         }
         for key in stale.difference(&new_keys) {
             self.store.delete(key).await?;
@@ -366,6 +379,23 @@ impl Ingestor {
         self.store.put(manifest_key, to_json(manifest)).await?;
         self.store.delete(pending_key).await?;
         Ok(())
+    }
+}
+
+/// Silver files uploaded at once by one ingest.
+const CONCURRENT_UPLOADS: usize = 8;
+
+async fn join_upload(
+    in_flight: &mut tokio::task::JoinSet<Result<(), StorageError>>,
+    manifest: &Manifest,
+) -> Result<(), IngestError> {
+    match in_flight.join_next().await {
+        Some(Ok(result)) => Ok(result?),
+        Some(Err(e)) => Err(IngestError::Task {
+            uri: manifest.source.uri.clone(),
+            message: e.to_string(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::dedup;
 use super::input::{self, RecordReader, csv_reader};
@@ -269,6 +270,7 @@ pub fn process_file(
         },
     };
 
+    let started = std::time::Instant::now();
     let bucket_count = plan_buckets(job.input_bytes, gzip, job.memory_budget_bytes);
     let mut buckets = Buckets::new(
         contract,
@@ -323,16 +325,33 @@ pub fn process_file(
     };
     let mut out = Outputs::new(contract);
     let mut duplicates_dropped = 0;
+    let read = started.elapsed();
+    let (mut load, mut dedup, mut write) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for index in 0..bucket_count {
+        let t = std::time::Instant::now();
         let batch = buckets.take(index, contract)?;
+        load += t.elapsed();
         if batch.is_empty() {
             continue;
         }
+        let t = std::time::Instant::now();
         let (winners, dropped) = dedup::latest_wins(&batch, contract.key, contract.version);
+        dedup += t.elapsed();
         duplicates_dropped += dropped;
+        let t = std::time::Instant::now();
         out.write_bucket(contract, &batch, &winners, &lineage, job)?;
+        write += t.elapsed();
     }
     let (files, partitions, stats) = out.finish()?;
+    tracing::debug!(
+        buckets = bucket_count,
+        read_validate_ms = read.as_millis() as u64,
+        bucket_load_ms = load.as_millis() as u64,
+        dedup_ms = dedup.as_millis() as u64,
+        parquet_ms = write.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "file processed"
+    );
     let rows_written = files.iter().map(|f| f.file.rows).sum();
     Ok(FileOutcome::Processed(Box::new(ProcessedFile {
         rows_read,
