@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use super::dedup;
@@ -293,22 +295,31 @@ pub fn process_file(
             },
         };
         rows_read += 1;
-        // With several buckets, validate into a one-row scratch batch first: the bucket
-        // depends on the normalised key.
-        let single = bucket_count == 1;
-        let target = if single {
-            &mut buckets.list[0].rows
-        } else {
-            &mut scratch
+        // The bucket depends on the normalised key: read it from the record when it is a
+        // string, else validate into a one-row scratch batch first.
+        let direct = match bucket_count {
+            1 => Some(0),
+            _ => validator.key_text(&record).map(|k| buckets.bucket_of(&k)),
+        };
+        let target = match direct {
+            Some(index) => &mut buckets.list[index].rows,
+            None => &mut scratch,
         };
         match validator.validate_into(&record, target) {
-            Ok(()) if single => {}
             Ok(()) => {
-                let key = scratch.str(contract.key, 0).unwrap_or_default();
-                let index = buckets.bucket_of(key);
-                buckets.list[index].rows.append_row(&scratch, 0);
-                scratch.clear();
-                buckets.maybe_spill(index)?;
+                let index = match direct {
+                    Some(index) => index,
+                    None => {
+                        let key = scratch.str(contract.key, 0).unwrap_or_default();
+                        let index = buckets.bucket_of(key);
+                        buckets.list[index].rows.append_row(&scratch, 0);
+                        scratch.clear();
+                        index
+                    }
+                };
+                if bucket_count > 1 {
+                    buckets.maybe_spill(index)?;
+                }
             }
             Err(reasons) => quarantine
                 .reject(&reasons, &record)
@@ -323,7 +334,7 @@ pub fn process_file(
         source_uri: job.source_uri,
         batch_id: job.batch_id,
     };
-    let mut out = Outputs::new(contract);
+    let mut out = Outputs::new(contract)?;
     let mut duplicates_dropped = 0;
     let read = started.elapsed();
     let (mut load, mut dedup, mut write) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -401,6 +412,7 @@ struct OpenPartition {
 
 /// Accumulates partition files, summaries and column statistics across buckets.
 struct Outputs {
+    schema: polars::prelude::Schema,
     open: BTreeMap<String, OpenPartition>,
     partitions: BTreeMap<String, PartitionSummary>,
     stats: ColumnStats,
@@ -408,17 +420,18 @@ struct Outputs {
 }
 
 impl Outputs {
-    fn new(contract: &Contract) -> Self {
+    fn new(contract: &Contract) -> Result<Self, ProcessError> {
         let mut stats = ColumnStats::default();
         for (_, c) in contract.file_columns().filter(|(_, c)| !c.required) {
             stats.null_counts.insert(c.name.clone(), 0);
         }
-        Outputs {
+        Ok(Outputs {
+            schema: silver::silver_schema(contract)?,
             open: BTreeMap::new(),
             partitions: BTreeMap::new(),
             stats,
             max_version: None,
-        }
+        })
     }
 
     fn write_bucket(
@@ -465,18 +478,17 @@ impl Outputs {
                 (named, path, rows)
             })
             .collect();
+        // Files are opened and counted in order; encoding, most of the time, runs on every core
+        // (each partition has its own file, so the writers never share anything).
+        let mut rows_of: HashMap<String, Vec<u32>> = HashMap::with_capacity(groups.len());
         for (values, path, rows) in groups {
-            let mut df = silver::to_dataframe(contract, batch, &rows, lineage)?;
-            let open = match self.open.entry(path.clone()) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let key = layout::silver_key(&contract.name, &path, job.batch_id);
-                    let staged = job.work_dir.join("silver").join(&key);
-                    let file = silver::PartitionFile::create(&staged, df.schema())?;
-                    e.insert(OpenPartition { file, staged, key })
-                }
-            };
-            open.file.write(&mut df)?;
+            if !self.open.contains_key(&path) {
+                let key = layout::silver_key(&contract.name, &path, job.batch_id);
+                let staged = job.work_dir.join("silver").join(&key);
+                let file = silver::PartitionFile::create(&staged, &self.schema)?;
+                self.open
+                    .insert(path.clone(), OpenPartition { file, staged, key });
+            }
             let summary = self
                 .partitions
                 .entry(path.clone())
@@ -486,8 +498,39 @@ impl Outputs {
                     rows: 0,
                 });
             summary.rows += rows.len() as u64;
+            rows_of.insert(path, rows);
         }
-        Ok(())
+        let mut targets: Vec<(Mutex<&mut OpenPartition>, &[u32])> = self
+            .open
+            .iter_mut()
+            .filter_map(|(path, open)| Some((Mutex::new(open), rows_of.get(path)?.as_slice())))
+            .collect();
+        // Largest first, so the last partition to finish is a small one.
+        targets.sort_by_key(|(_, rows)| std::cmp::Reverse(rows.len()));
+        let next = AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(targets.len())
+            .max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> Result<(), ProcessError> {
+                        while let Some((target, rows)) =
+                            targets.get(next.fetch_add(1, Ordering::Relaxed))
+                        {
+                            let mut df = silver::to_dataframe(contract, batch, rows, lineage)?;
+                            let mut open = target.lock().unwrap_or_else(PoisonError::into_inner);
+                            open.file.write(&mut df)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })
     }
 
     /// Closes every partition file; in partition order, so manifests are reproducible.

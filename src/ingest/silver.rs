@@ -100,7 +100,8 @@ impl PartitionFile {
         }
         let writer = ParquetWriter::new(File::create(path)?)
             .with_compression(ParquetCompression::Zstd(None))
-            .with_statistics(StatisticsOptions::full())
+            // min, max and nulls: what readers prune with (distinct counts cost a hash per value).
+            .with_statistics(StatisticsOptions::default())
             .batched(schema)?;
         Ok(Self { writer })
     }
