@@ -191,7 +191,7 @@ def main():
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--budget-mb", type=int, default=256)
+    ap.add_argument("--budget-mb", type=int, default=819)
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--work-dir", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
