@@ -5,6 +5,7 @@
 //! Dimensions are `Stage` and `Dataset` (each metric is also rolled up by `Stage` alone). Values
 //! are counts only; row contents never appear here.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -152,30 +153,27 @@ pub fn for_aggregate(report: &AggregateReport) -> Vec<MetricSet> {
 /// Per dataset: batches loaded and skipped and rows loaded; `LoadSucceeded` backs the
 /// "no successful load today" alarm.
 pub fn for_load(report: &LoadReport) -> Vec<MetricSet> {
-    let mut sets: Vec<MetricSet> = Vec::new();
+    // dataset → (batches loaded, batches skipped, rows loaded)
+    let mut per_dataset: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
     for load in &report.batches {
-        let (dataset, loaded, skipped, rows) = match load {
-            BatchLoad::Loaded { dataset, rows, .. } => (dataset, 1, 0, *rows),
-            BatchLoad::Skipped { dataset, .. } => (dataset, 0, 1, 0),
-        };
-        match sets.iter_mut().find(|s| &s.dataset == dataset) {
-            Some(set) => {
-                for (name, value) in &mut set.values {
-                    *value += match *name {
-                        "BatchesLoaded" => loaded,
-                        "BatchesSkipped" => skipped,
-                        _ => rows,
-                    };
-                }
+        match load {
+            BatchLoad::Loaded { dataset, rows, .. } => {
+                let entry = per_dataset.entry(dataset).or_default();
+                entry.0 += 1;
+                entry.2 += rows;
             }
-            None => sets.push(
-                MetricSet::new("load", dataset.as_str())
-                    .with("BatchesLoaded", loaded)
-                    .with("BatchesSkipped", skipped)
-                    .with("RowsLoaded", rows),
-            ),
+            BatchLoad::Skipped { dataset, .. } => per_dataset.entry(dataset).or_default().1 += 1,
         }
     }
+    let mut sets: Vec<MetricSet> = per_dataset
+        .into_iter()
+        .map(|(dataset, (loaded, skipped, rows))| {
+            MetricSet::new("load", dataset)
+                .with("BatchesLoaded", loaded)
+                .with("BatchesSkipped", skipped)
+                .with("RowsLoaded", rows)
+        })
+        .collect();
     sets.push(
         MetricSet::new("load", "all")
             .with("LoadSucceeded", 1)

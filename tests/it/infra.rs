@@ -189,3 +189,57 @@ fn roles_name_their_actions_and_resources() {
         "unexpected Resource \"*\" at lines {star_resources:?}"
     );
 }
+
+fn has(lines: &[String], wanted: &str) -> bool {
+    lines.iter().any(|l| l == wanted)
+}
+
+/// The wiring the pipeline depends on: what triggers what, ordering, retention.
+#[test]
+fn triggers_destinations_and_retention_are_as_the_pipeline_needs() {
+    let template = template();
+    let r = resources(&template);
+    for (function, prefix, suffix) in [
+        ("IngestFunction", "raw/", ".csv"),
+        ("IngestFunction", "raw/", ".csv.gz"),
+        ("QualityFunction", "manifests/", ".json"),
+    ] {
+        let rule = format!(
+            "Rules: [{{ Name: prefix, Value: {prefix} }}, {{ Name: suffix, Value: {suffix} }}]"
+        );
+        assert!(
+            has(&r[function], &rule),
+            "{function} must fire on {prefix}*{suffix}"
+        );
+    }
+    // Quality verdicts reach on-call through the alert function.
+    let quality = &r["QualityFunction"];
+    let on_success = quality
+        .iter()
+        .position(|l| l == "OnSuccess:")
+        .expect("OnSuccess");
+    assert_eq!(
+        quality[on_success + 2],
+        "Destination: !GetAtt AlertFunction.Arn"
+    );
+    // Ordered, read-modify-write stages run one at a time.
+    for function in ["LoadFunction", "AlertFunction", "AggregateFunction"] {
+        assert!(
+            has(&r[function], "ReservedConcurrentExecutions: 1"),
+            "{function} must not run concurrently"
+        );
+    }
+    // The alert function cannot report its own failures to itself.
+    assert!(has(&r["AlertFunction"], "Type: SQS"));
+    let bucket = &r["DataBucket"];
+    for rule in [
+        "- { Id: raw-30-days, Status: Enabled, Prefix: raw/, ExpirationInDays: 30 }",
+        "- { Id: processed-365-days, Status: Enabled, Prefix: processed/, ExpirationInDays: 365 }",
+        "- { Id: gold-5-years, Status: Enabled, Prefix: gold/, ExpirationInDays: 1827 }",
+        "- { Id: quarantine-90-days, Status: Enabled, Prefix: quarantine/, ExpirationInDays: 90 }",
+        "SSEAlgorithm: aws:kms",
+        "VersioningConfiguration: { Status: Enabled }",
+    ] {
+        assert!(has(bucket, rule), "the data bucket lacks: {rule}");
+    }
+}
