@@ -403,6 +403,9 @@ impl PartValue<'_> {
     }
 }
 
+/// Memory one Parquet encoder thread is allowed from the budget.
+const ENCODER_BYTES: usize = 32 * 1024 * 1024;
+
 /// A partition file still being written, with what it will be uploaded as.
 struct OpenPartition {
     file: silver::PartitionFile,
@@ -508,8 +511,11 @@ impl Outputs {
         // Largest first, so the last partition to finish is a small one.
         targets.sort_by_key(|(_, rows)| std::cmp::Reverse(rows.len()));
         let next = AtomicUsize::new(0);
+        // Each extra encoder holds a partition's DataFrame, a zstd context and an allocator
+        // arena of its own: the budget decides how many may run, not only the cores.
         let threads = std::thread::available_parallelism()
             .map_or(1, usize::from)
+            .min(job.memory_budget_bytes / ENCODER_BYTES)
             .min(targets.len())
             .max(1);
         std::thread::scope(|scope| {
