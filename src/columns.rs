@@ -205,6 +205,53 @@ impl Batch {
         self.lines.push(other.lines[row]);
     }
 
+    /// Appends every row of `other` (a batch of the same contract).
+    pub fn append(&mut self, other: &Batch) {
+        for (dst, src) in self.columns.iter_mut().zip(&other.columns) {
+            match (dst, src) {
+                (
+                    ColumnBuffer::Utf8 {
+                        bytes,
+                        offsets,
+                        valid,
+                    },
+                    ColumnBuffer::Utf8 {
+                        bytes: b,
+                        offsets: o,
+                        valid: v,
+                    },
+                ) => {
+                    let base = bytes.len();
+                    bytes.extend_from_slice(b);
+                    offsets.extend(o[1..].iter().map(|end| base + end));
+                    valid.extend_from_slice(v);
+                }
+                (
+                    ColumnBuffer::Int32 { values, valid },
+                    ColumnBuffer::Int32 {
+                        values: x,
+                        valid: v,
+                    },
+                ) => {
+                    values.extend_from_slice(x);
+                    valid.extend_from_slice(v);
+                }
+                (
+                    ColumnBuffer::Int64 { values, valid },
+                    ColumnBuffer::Int64 {
+                        values: x,
+                        valid: v,
+                    },
+                ) => {
+                    values.extend_from_slice(x);
+                    valid.extend_from_slice(v);
+                }
+                _ => unreachable!("batches of one contract have the same column types"),
+            }
+        }
+        self.lines.extend_from_slice(&other.lines);
+    }
+
     pub fn is_null(&self, column: usize, row: usize) -> bool {
         !self.columns[column].valid()[row]
     }
@@ -393,6 +440,23 @@ mod tests {
         assert!(b.is_null(6, 1));
         assert_eq!(b.i64(6, 2), Some(-5));
         assert_eq!(b.i32(7, 2), Some(2));
+    }
+
+    #[test]
+    fn appending_a_batch_equals_appending_its_rows() {
+        let reg = Registry::builtin();
+        let orders = reg.get("orders").unwrap();
+        let mut other = Batch::new(orders);
+        other.push_row(4, &row("o-2", None));
+        other.push_row(5, &row("o-ü3", Some(7)));
+        let mut bulk = Batch::new(orders);
+        bulk.push_row(2, &row("o-1", Some(1)));
+        let mut by_row = bulk.clone();
+        bulk.append(&other);
+        (0..other.len()).for_each(|r| by_row.append_row(&other, r));
+        assert_eq!(format!("{bulk:?}"), format!("{by_row:?}"));
+        assert_eq!(bulk.str(0, 2), Some("o-ü3"));
+        assert!(bulk.is_null(6, 1));
     }
 
     #[test]

@@ -117,19 +117,6 @@ impl<'c> RowValidator<'c> {
 
     /// Validates one record. On success the typed row is appended to `out`; otherwise the
     /// returned reasons name every offending column (no value of a personal-data column is quoted).
-    /// The key as it will be stored (trimmed, case-normalised), read straight from the record,
-    /// so rows can be routed to a hash bucket before they are validated. `None` when the key is
-    /// not a string column or the field is not valid UTF-8.
-    pub fn key_text<'r>(&self, record: &'r RawRecord<'_>) -> Option<Cow<'r, str>> {
-        let column = &self.contract.columns[self.contract.key];
-        let ColumnKind::String { case, .. } = &column.kind else {
-            return None;
-        };
-        let field = self.bindings[self.contract.key]?;
-        let raw = std::str::from_utf8(record.field(field)).ok()?.trim();
-        Some(normalise_case(raw, *case))
-    }
-
     pub fn validate_into(
         &self,
         record: &RawRecord<'_>,

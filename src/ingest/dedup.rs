@@ -8,7 +8,8 @@ use crate::columns::Batch;
 
 /// The surviving rows (indices into `batch`, in file order) and how many rows were dropped.
 pub fn latest_wins(batch: &Batch, key: usize, version: usize) -> (Vec<u32>, u64) {
-    let mut winner: HashMap<&str, u32> = HashMap::with_capacity(batch.len());
+    let mut winner: HashMap<&str, u32, foldhash::fast::FixedState> =
+        HashMap::with_capacity_and_hasher(batch.len(), Default::default());
     let mut dropped = 0u64;
     // Rows are in file order, so a later row replaces an earlier one on equal versions.
     for row in 0..batch.len() {

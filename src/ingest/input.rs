@@ -73,6 +73,57 @@ impl OwnedRecord {
     }
 }
 
+/// Records copied out of a reader, so they can be validated on another thread.
+#[derive(Debug, Default)]
+pub struct RecordChunk {
+    data: Vec<u8>,
+    /// Field ends of every record, each relative to its record's start (as in [`RawRecord`]).
+    ends: Vec<usize>,
+    /// Per record: source line, end of its bytes in `data`, end of its fields in `ends`.
+    records: Vec<(u64, usize, usize)>,
+}
+
+impl RecordChunk {
+    pub fn push(&mut self, record: &RawRecord<'_>) {
+        self.data.extend_from_slice(record.data);
+        self.ends.extend_from_slice(record.ends);
+        self.records
+            .push((record.line, self.data.len(), self.ends.len()));
+    }
+
+    pub fn get(&self, i: usize) -> RawRecord<'_> {
+        let (data_start, ends_start) = match i {
+            0 => (0, 0),
+            _ => (self.records[i - 1].1, self.records[i - 1].2),
+        };
+        let (line, data_end, ends_end) = self.records[i];
+        RawRecord {
+            line,
+            data: &self.data[data_start..data_end],
+            ends: &self.ends[ends_start..ends_end],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes of record data held.
+    pub fn data_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+        self.records.clear();
+    }
+}
+
 /// Counts physical lines: `\n`, `\r\n` and a lone `\r` each end one.
 #[derive(Debug, Default)]
 struct LineCounter {
@@ -277,6 +328,27 @@ mod tests {
             records(&cr).iter().map(|r| r.0).collect::<Vec<_>>(),
             [1, 2, 4, 6, 7]
         );
+    }
+
+    #[test]
+    fn a_chunk_gives_back_the_records_it_was_given() {
+        let input = b"id,note\n1,\"a\nb\"\n\n2,\n,\n";
+        let (mut r, _) = csv_reader(&input[..]).unwrap();
+        let mut chunk = RecordChunk::default();
+        while let Some(rec) = r.next_record().unwrap() {
+            chunk.push(&rec);
+        }
+        let got: Vec<(u64, Vec<String>)> = (0..chunk.len())
+            .map(|i| {
+                let rec = chunk.get(i);
+                let fields = rec.fields().map(|f| String::from_utf8_lossy(f).into_owned());
+                (rec.line, fields.collect())
+            })
+            .collect();
+        assert_eq!(got, records(input));
+        assert_eq!(chunk.len(), 4);
+        chunk.clear();
+        assert!(chunk.is_empty() && chunk.data_bytes() == 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod input;
 mod process;
 mod quarantine;
 pub mod silver;
+mod validation;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -18,6 +18,7 @@ use super::dedup;
 use super::input::{self, RecordReader, csv_reader};
 use super::quarantine::QuarantineWriter;
 use super::silver::{self, Lineage};
+use super::validation::{Plan, Stop, validate_records};
 use crate::columns::Batch;
 use crate::contract::{ColumnKind, Contract, PartitionTransform};
 use crate::layout;
@@ -25,6 +26,9 @@ use crate::manifest::{ColumnStats, PartitionSummary, WrittenFile};
 use crate::partition::hive_partition_path;
 use crate::validate::{RowValidator, SchemaDrift};
 use crate::values;
+
+/// A fixed-seed hasher: fast on short keys, and the same on every run.
+type FastHash = foldhash::fast::FixedState;
 
 /// Assumed expansion of gzip input when sizing buckets (CSV typically compresses 5-10x).
 const GZIP_EXPANSION: u64 = 10;
@@ -121,16 +125,22 @@ fn stable_hash(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Buffer for reading a spill file back (one bucket at a time).
+const SPILL_IO_BYTES: usize = 1024 * 1024;
+
 /// Rows of one bucket: in memory, plus a spill file once it outgrows its share of the budget.
 struct Bucket {
     rows: Batch,
-    spill: Option<(PathBuf, BufWriter<File>)>,
+    spill: Option<(PathBuf, File)>,
 }
 
 struct Buckets<'a> {
     list: Vec<Bucket>,
     flush_bytes: usize,
     work_dir: &'a Path,
+    /// A chunk is encoded here and written with one call: one buffer for all buckets, where a
+    /// buffered writer per bucket would cost its buffer times thousands of buckets.
+    encoded: Vec<u8>,
 }
 
 impl<'a> Buckets<'a> {
@@ -154,11 +164,8 @@ impl<'a> Buckets<'a> {
                 (memory_budget_bytes / 3 / count).max(256 * 1024)
             },
             work_dir,
+            encoded: Vec::new(),
         }
-    }
-
-    fn bucket_of(&self, key: &str) -> usize {
-        (stable_hash(key.as_bytes()) % self.list.len() as u64) as usize
     }
 
     /// Moves a bucket's in-memory rows to its spill file when they outgrew their share.
@@ -170,10 +177,12 @@ impl<'a> Buckets<'a> {
         if bucket.spill.is_none() {
             let path = self.work_dir.join(format!("spill-{index:04}.bin"));
             let file = File::create(&path).map_err(work_err(&path))?;
-            bucket.spill = Some((path, BufWriter::new(file)));
+            bucket.spill = Some((path, file));
         }
-        let (path, writer) = bucket.spill.as_mut().expect("created above");
-        bucket.rows.write_chunk(writer).map_err(work_err(path))?;
+        let (path, file) = bucket.spill.as_mut().expect("created above");
+        self.encoded.clear();
+        bucket.rows.write_chunk(&mut self.encoded).map_err(work_err(path))?;
+        file.write_all(&self.encoded).map_err(work_err(path))?;
         bucket.rows.clear();
         Ok(())
     }
@@ -182,16 +191,18 @@ impl<'a> Buckets<'a> {
     fn take(&mut self, index: usize, contract: &Contract) -> Result<Batch, ProcessError> {
         let bucket = &mut self.list[index];
         let in_memory = std::mem::replace(&mut bucket.rows, Batch::new(contract));
-        let Some((path, mut writer)) = bucket.spill.take() else {
+        let Some((path, mut file)) = bucket.spill.take() else {
             return Ok(in_memory);
         };
+        self.encoded.clear();
         in_memory
-            .write_chunk(&mut writer)
+            .write_chunk(&mut self.encoded)
             .map_err(work_err(&path))?;
-        writer.flush().map_err(work_err(&path))?;
-        drop(writer);
+        file.write_all(&self.encoded).map_err(work_err(&path))?;
+        drop(file);
         let mut all = Batch::new(contract);
-        let mut reader = BufReader::new(File::open(&path).map_err(work_err(&path))?);
+        let file = File::open(&path).map_err(work_err(&path))?;
+        let mut reader = BufReader::with_capacity(SPILL_IO_BYTES, file);
         while all.read_chunk(&mut reader).map_err(work_err(&path))? {}
         std::fs::remove_file(&path).map_err(work_err(&path))?;
         Ok(all)
@@ -281,50 +292,43 @@ pub fn process_file(
         job.work_dir,
     );
     let mut rows_read = 0u64;
-    let mut scratch = Batch::new(contract);
-    loop {
-        let record = match reader.next_record() {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(e) => match classify(e) {
-                ReadFailure::Corrupt(reason) => {
-                    let rows = count_rest(&mut reader, rows_read)?;
-                    return Ok(rejected(reason, rows, validator.source_columns.clone()));
-                }
-                ReadFailure::Io(e) => return Err(ProcessError::Read(e)),
-            },
-        };
-        rows_read += 1;
-        // The bucket depends on the normalised key: read it from the record when it is a
-        // string, else validate into a one-row scratch batch first.
-        let direct = match bucket_count {
-            1 => Some(0),
-            _ => validator.key_text(&record).map(|k| buckets.bucket_of(&k)),
-        };
-        let target = match direct {
-            Some(index) => &mut buckets.list[index].rows,
-            None => &mut scratch,
-        };
-        match validator.validate_into(&record, target) {
-            Ok(()) => {
-                let index = match direct {
-                    Some(index) => index,
-                    None => {
-                        let key = scratch.str(contract.key, 0).unwrap_or_default();
-                        let index = buckets.bucket_of(key);
-                        buckets.list[index].rows.append_row(&scratch, 0);
-                        scratch.clear();
-                        index
-                    }
-                };
-                if bucket_count > 1 {
-                    buckets.maybe_spill(index)?;
-                }
-            }
-            Err(reasons) => quarantine
-                .reject(&reasons, &record)
-                .map_err(work_err(quarantine.path()))?,
+    let key = contract.key;
+    let route = |rows: &Batch, row: usize| match bucket_count {
+        1 => 0,
+        n => (stable_hash(rows.str(key, row).unwrap_or_default().as_bytes()) % n as u64) as u32,
+    };
+    let plan = Plan {
+        validator: &validator,
+        route: &route,
+        workers: validation_workers(job.memory_budget_bytes),
+        chunk_bytes: (job.memory_budget_bytes / 256).clamp(64 * 1024, 1024 * 1024),
+    };
+    let merged = validate_records(&mut reader, &plan, &mut rows_read, |done| {
+        for (i, reasons) in &done.rejects {
+            quarantine
+                .reject(reasons, &done.chunk.get(*i as usize))
+                .map_err(work_err(quarantine.path()))?;
         }
+        if bucket_count == 1 {
+            buckets.list[0].rows.append(&done.rows);
+            return Ok(());
+        }
+        for (row, &index) in done.buckets.iter().enumerate() {
+            buckets.list[index as usize].rows.append_row(&done.rows, row);
+            buckets.maybe_spill(index as usize)?;
+        }
+        Ok(())
+    });
+    match merged {
+        Ok(()) => {}
+        Err(Stop::Merge(e)) => return Err(e),
+        Err(Stop::Read(e)) => match classify(e) {
+            ReadFailure::Corrupt(reason) => {
+                let rows = count_rest(&mut reader, rows_read)?;
+                return Ok(rejected(reason, rows, validator.source_columns.clone()));
+            }
+            ReadFailure::Io(e) => return Err(ProcessError::Read(e)),
+        },
     }
     let quarantine_path = quarantine.path().to_owned();
     let rejects = quarantine.finish().map_err(work_err(&quarantine_path))?;
@@ -403,6 +407,20 @@ impl PartValue<'_> {
     }
 }
 
+/// Memory one validation worker is allowed from the budget (the chunks it has out).
+const VALIDATOR_BYTES: usize = 16 * 1024 * 1024;
+
+/// Validation workers for a budget: one per core, none (validate inline) on one core or when
+/// the budget is too small to keep chunks in flight.
+fn validation_workers(memory_budget_bytes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 2 || memory_budget_bytes < 2 * VALIDATOR_BYTES {
+        0
+    } else {
+        cores.min(memory_budget_bytes / VALIDATOR_BYTES)
+    }
+}
+
 /// Memory one Parquet encoder thread is allowed from the budget.
 const ENCODER_BYTES: usize = 32 * 1024 * 1024;
 
@@ -446,23 +464,33 @@ impl Outputs {
         job: &FileJob<'_>,
     ) -> Result<(), ProcessError> {
         self.collect_stats(contract, batch, winners);
-        let mut groups: HashMap<Vec<PartValue<'_>>, Vec<u32>> = HashMap::new();
+        // Each row's partition key is built in one reused buffer: a key is allocated per
+        // partition, not per row.
+        let mut group_of: HashMap<Vec<PartValue<'_>>, usize, FastHash> = HashMap::default();
+        let mut grouped: Vec<Vec<u32>> = Vec::new();
+        let mut key = Vec::with_capacity(contract.partitions.len());
         for &row in winners {
             let r = row as usize;
-            let key = contract
-                .partitions
-                .iter()
-                .map(|p| match p.transform {
-                    PartitionTransform::Identity => PartValue::Str(batch.str(p.source, r)),
-                    PartitionTransform::UtcDate => {
-                        PartValue::Day(batch.i64(p.source, r).map(values::utc_day_of))
-                    }
-                })
-                .collect();
-            groups.entry(key).or_default().push(row);
+            key.clear();
+            key.extend(contract.partitions.iter().map(|p| match p.transform {
+                PartitionTransform::Identity => PartValue::Str(batch.str(p.source, r)),
+                PartitionTransform::UtcDate => {
+                    PartValue::Day(batch.i64(p.source, r).map(values::utc_day_of))
+                }
+            }));
+            let group = match group_of.get(key.as_slice()) {
+                Some(&group) => group,
+                None => {
+                    group_of.insert(key.clone(), grouped.len());
+                    grouped.push(Vec::new());
+                    grouped.len() - 1
+                }
+            };
+            grouped[group].push(row);
         }
-        let groups: Vec<(BTreeMap<String, String>, String, Vec<u32>)> = groups
+        let groups: Vec<(BTreeMap<String, String>, String, Vec<u32>)> = group_of
             .into_iter()
+            .map(|(key, group)| (key, std::mem::take(&mut grouped[group])))
             .map(|(key, rows)| {
                 let values: Vec<Option<String>> = key.into_iter().map(PartValue::render).collect();
                 let path = hive_partition_path(
@@ -572,8 +600,15 @@ impl Outputs {
                     .entry(column.name.clone())
                     .or_default();
                 for &r in winners {
-                    if let Some(v) = batch.str(idx, r as usize) {
-                        *counts.entry(v.to_owned()).or_default() += 1;
+                    let Some(v) = batch.str(idx, r as usize) else {
+                        continue;
+                    };
+                    // An enum has a handful of values: allocate a name once, not once per row.
+                    match counts.get_mut(v) {
+                        Some(n) => *n += 1,
+                        None => {
+                            counts.insert(v.to_owned(), 1);
+                        }
                     }
                 }
             }

@@ -102,6 +102,9 @@ impl PartitionFile {
             .with_compression(ParquetCompression::Zstd(None))
             // min, max and nulls: what readers prune with (distinct counts cost a hash per value).
             .with_statistics(StatisticsOptions::default())
+            // Ingest already encodes one partition per core; polars' own column parallelism
+            // would only hand each column to its thread pool and back.
+            .set_parallel(false)
             .batched(schema)?;
         Ok(Self { writer })
     }

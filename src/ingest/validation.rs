@@ -1,0 +1,270 @@
+//! Validation of a file's records in chunks: parsed on the calling thread, validated on worker
+//! threads, and handed back in source order, so the result is the same as validating inline.
+//!
+//! Parsing is sequential (a quoted field may hide any number of line ends), but validation is
+//! most of the per-row work and needs nothing but the record, so it spreads over the cores.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
+
+use super::input::{RecordChunk, RecordReader};
+use super::process::ProcessError;
+use crate::columns::Batch;
+use crate::validate::RowValidator;
+
+/// A chunk's records after validation.
+pub struct Validated {
+    /// The records themselves (rejected rows are quarantined with their raw fields).
+    pub chunk: RecordChunk,
+    /// Valid rows, in record order.
+    pub rows: Batch,
+    /// For each row of `rows`, the bucket it belongs to.
+    pub buckets: Vec<u32>,
+    /// Rejected records: index in `chunk` and the reasons.
+    pub rejects: Vec<(u32, Vec<String>)>,
+}
+
+/// How records are validated and grouped.
+pub struct Plan<'a, 'c> {
+    pub validator: &'a RowValidator<'c>,
+    /// Bucket of row `row` of a validated batch.
+    pub route: &'a (dyn Fn(&Batch, usize) -> u32 + Sync),
+    /// Worker threads; 0 validates on the calling thread.
+    pub workers: usize,
+    /// Record bytes per chunk.
+    pub chunk_bytes: usize,
+}
+
+/// Why reading stopped before the end of the input.
+pub enum Stop {
+    /// The source could not be read or decoded; the caller decides which.
+    Read(io::Error),
+    /// Handing a chunk on failed.
+    Merge(ProcessError),
+}
+
+fn validate_chunk(plan: &Plan<'_, '_>, chunk: RecordChunk, mut rows: Batch) -> Validated {
+    rows.clear();
+    let (mut buckets, mut rejects) = (Vec::with_capacity(chunk.len()), Vec::new());
+    for i in 0..chunk.len() {
+        match plan.validator.validate_into(&chunk.get(i), &mut rows) {
+            Ok(()) => buckets.push((plan.route)(&rows, rows.len() - 1)),
+            Err(reasons) => rejects.push((i as u32, reasons)),
+        }
+    }
+    Validated {
+        chunk,
+        rows,
+        buckets,
+        rejects,
+    }
+}
+
+/// Fills `chunk` with the next records; returns whether the input has more.
+fn fill(
+    reader: &mut RecordReader<impl Read>,
+    chunk: &mut RecordChunk,
+    chunk_bytes: usize,
+    rows_read: &mut u64,
+) -> io::Result<bool> {
+    chunk.clear();
+    while chunk.data_bytes() < chunk_bytes {
+        match reader.next_record()? {
+            Some(record) => {
+                chunk.push(&record);
+                *rows_read += 1;
+            }
+            None => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// Reads every remaining record of `reader`, validates it and passes the results to `merge`,
+/// chunk by chunk in source order. `rows_read` counts the records parsed, also when it stops early.
+pub fn validate_records<R: Read>(
+    reader: &mut RecordReader<R>,
+    plan: &Plan<'_, '_>,
+    rows_read: &mut u64,
+    mut merge: impl FnMut(&Validated) -> Result<(), ProcessError>,
+) -> Result<(), Stop> {
+    if plan.workers == 0 {
+        let (mut chunk, mut rows) = (RecordChunk::default(), None);
+        loop {
+            let more = fill(reader, &mut chunk, plan.chunk_bytes, rows_read).map_err(Stop::Read)?;
+            let batch = rows.take().unwrap_or_else(|| Batch::new(plan.validator.contract()));
+            let done = validate_chunk(plan, chunk, batch);
+            merge(&done).map_err(Stop::Merge)?;
+            (chunk, rows) = (done.chunk, Some(done.rows));
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+    // Results come back in any order; at most `limit` chunks are out at once, which bounds memory.
+    let limit = plan.workers * 2;
+    let (work_tx, work_rx) = mpsc::channel::<(u64, RecordChunk, Batch)>();
+    let work_rx = Mutex::new(work_rx);
+    std::thread::scope(|scope| {
+        // Owned by this closure: however it returns, the workers see the channel close and stop.
+        let work_tx = work_tx;
+        let (done_tx, done_rx) = mpsc::channel();
+        for _ in 0..plan.workers {
+            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    let job = work_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok((seq, chunk, rows)) = job else { return };
+                    // A panic is passed to the reader, which would otherwise wait for it forever.
+                    let done =
+                        panic::catch_unwind(AssertUnwindSafe(|| validate_chunk(plan, chunk, rows)));
+                    if done_tx.send((seq, done)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut spare: Vec<(RecordChunk, Batch)> = Vec::new();
+        let mut waiting = BTreeMap::new();
+        let (mut sent, mut merged) = (0u64, 0u64);
+        let mut more = true;
+        while more || merged < sent {
+            if more && sent - merged < limit as u64 {
+                let (mut chunk, rows) = spare.pop().unwrap_or_else(|| {
+                    let rows = Batch::new(plan.validator.contract());
+                    (RecordChunk::default(), rows)
+                });
+                more = fill(reader, &mut chunk, plan.chunk_bytes, rows_read).map_err(Stop::Read)?;
+                if !chunk.is_empty() {
+                    work_tx
+                        .send((sent, chunk, rows))
+                        .expect("workers wait for work until the sender is dropped");
+                    sent += 1;
+                }
+                continue;
+            }
+            let (seq, done) = done_rx
+                .recv()
+                .expect("a worker answers every chunk it takes");
+            let done = done.unwrap_or_else(|payload| panic::resume_unwind(payload));
+            waiting.insert(seq, done);
+            while let Some(done) = waiting.remove(&merged) {
+                merge(&done).map_err(Stop::Merge)?;
+                spare.push((done.chunk, done.rows));
+                merged += 1;
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Registry;
+    use crate::ingest::input::csv_reader;
+
+    const HEADER: &str = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
+
+    fn export(rows: usize) -> String {
+        let mut csv = HEADER.to_owned();
+        for i in 0..rows {
+            // Every seventh row breaks a rule, every fifth has a quoted line end in its id.
+            let amount = if i % 7 == 3 { "-1" } else { "9.99" };
+            let id = if i % 5 == 0 { format!("\"o\n{i}\"") } else { format!("o{i}") };
+            csv.push_str(&format!(
+                "{id},c{},2026-11-21T10:00:00Z,paid,EU,EUR,{amount},1,2026-11-21T10:00:00Z\n",
+                i % 13
+            ));
+        }
+        csv
+    }
+
+    /// What `merge` saw: (line, bucket) per valid row and (line, reasons) per reject, in order.
+    type Seen = (Vec<(u64, u32)>, Vec<(u64, String)>);
+
+    fn run(
+        csv: &[u8],
+        workers: usize,
+        fail_at_chunk: Option<usize>,
+    ) -> (Result<(), String>, Seen, u64) {
+        let registry = Registry::builtin();
+        let contract = registry.get("orders").unwrap();
+        let (mut reader, _) = csv_reader(csv).unwrap();
+        let header = reader.next_record().unwrap().unwrap();
+        let validator = RowValidator::bind(contract, &header).unwrap();
+        let route = |rows: &Batch, row: usize| rows.str(0, row).unwrap().len() as u32 % 3;
+        let plan = Plan {
+            validator: &validator,
+            route: &route,
+            workers,
+            chunk_bytes: 200,
+        };
+        let (mut seen, mut chunks, mut rows_read): (Seen, usize, u64) = Default::default();
+        let result = validate_records(&mut reader, &plan, &mut rows_read, |done| {
+            if Some(chunks) == fail_at_chunk {
+                return Err(ProcessError::Read(io::Error::other("merge failed")));
+            }
+            chunks += 1;
+            for (row, bucket) in done.buckets.iter().enumerate() {
+                seen.0.push((done.rows.lines[row], *bucket));
+            }
+            for (i, reasons) in &done.rejects {
+                seen.1.push((done.chunk.get(*i as usize).line, reasons.join("; ")));
+            }
+            Ok(())
+        });
+        let result = result.map_err(|stop| match stop {
+            Stop::Read(e) => format!("read: {e}"),
+            Stop::Merge(e) => format!("merge: {e}"),
+        });
+        (result, seen, rows_read)
+    }
+
+    #[test]
+    fn workers_give_the_same_result_in_the_same_order_as_inline() {
+        let csv = export(500);
+        let (result, inline, read) = run(csv.as_bytes(), 0, None);
+        assert!(result.is_ok());
+        assert_eq!(read, 500);
+        assert_eq!(inline.0.len() + inline.1.len(), 500);
+        assert_eq!(inline.1.len(), (0..500).filter(|i| i % 7 == 3).count());
+        assert!(inline.1[0].1.contains("total_amount"), "{:?}", inline.1[0]);
+        assert!(inline.0.windows(2).all(|w| w[0].0 < w[1].0));
+        for workers in [1, 2, 5] {
+            let (result, threaded, read) = run(csv.as_bytes(), workers, None);
+            assert!(result.is_ok());
+            assert_eq!(read, 500);
+            assert_eq!(threaded, inline, "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn a_failed_merge_stops_the_workers_and_is_returned() {
+        let csv = export(300);
+        for workers in [0, 2] {
+            let (result, seen, read) = run(csv.as_bytes(), workers, Some(2));
+            assert_eq!(result, Err("merge: reading the source failed: merge failed".into()));
+            assert!(read < 300 && !seen.0.is_empty(), "{workers} workers, {read} read");
+        }
+    }
+
+    #[test]
+    fn a_read_failure_keeps_the_count_of_records_parsed() {
+        // Larger than the reader's buffer, so the header is read before the stream breaks off.
+        let csv = export(6000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let truncated = &gz[..gz.len() * 2 / 3];
+        for workers in [0, 2] {
+            let (result, _, read) = run(truncated, workers, None);
+            assert!(result.unwrap_err().starts_with("read: "));
+            assert!(read > 0 && read < 6000, "{workers} workers, {read} read");
+        }
+    }
+}
