@@ -96,7 +96,17 @@ def duckdb_peer(csv, work, threads):
 
 
 def same_rows(ours_dir, duck_dir):
-    """Both outputs hold exactly the same rows (values compared, partition columns included)."""
+    """Both outputs hold exactly the same rows (values compared, partition columns included).
+
+    Compared in a child process: on Linux a child's peak RSS starts from its parent's RSS at
+    fork, so a comparison run here would inflate every measurement that follows it."""
+    out = subprocess.run([sys.executable, __file__, "--same-rows", ours_dir, duck_dir],
+                         check=True, capture_output=True, text=True).stdout
+    r = json.loads(out)
+    return r["equal"], r["only_ours"], r["only_duckdb"]
+
+
+def compare_outputs(ours_dir, duck_dir):
     import duckdb
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -108,7 +118,8 @@ def same_rows(ours_dir, duck_dir):
     b = f"SELECT {projection} FROM read_parquet('{duck_dir}/**/*.parquet', hive_partitioning = true)"
     only_ours = con.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})").fetchone()[0]
     only_duck = con.execute(f"SELECT count(*) FROM ({b} EXCEPT ALL {a})").fetchone()[0]
-    return only_ours == 0 and only_duck == 0, only_ours, only_duck
+    print(json.dumps({"equal": only_ours == 0 and only_duck == 0, "only_ours": only_ours,
+                      "only_duckdb": only_duck}))
 
 
 def summarize(runs):
@@ -184,6 +195,8 @@ def machine():
 
 
 def main():
+    if sys.argv[1:2] == ["--same-rows"]:
+        return compare_outputs(*sys.argv[2:4])
     ap = argparse.ArgumentParser()
     ap.add_argument("--lake", required=True, type=Path)
     ap.add_argument("--functions-dir", required=True, type=Path)
@@ -198,11 +211,12 @@ def main():
     args = ap.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    import duckdb
+    # Not imported: this process must stay small (see same_rows).
+    from importlib.metadata import version
 
     report = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "threads": args.threads,
-              "memory_budget_mib": args.budget_mb, "duckdb_version": duckdb.__version__,
+              "memory_budget_mib": args.budget_mb, "duckdb_version": version("duckdb"),
               "runs_per_size": args.runs, "sizes": []}
     for rows in [int(s) for s in args.sizes.split(",")]:
         csv = ensure_export(args.lake, args.data_dir, rows)

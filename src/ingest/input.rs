@@ -133,16 +133,19 @@ struct LineCounter {
 
 impl LineCounter {
     fn advance(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            match b {
-                b'\n' if self.prev_cr => self.prev_cr = false,
-                b'\n' => self.line += 1,
-                b'\r' => {
-                    self.line += 1;
-                    self.prev_cr = true;
-                }
-                _ => self.prev_cr = false,
+        // Every byte of the input passes through here: jump between line ends, not byte by byte.
+        let mut after_cr = self.prev_cr;
+        let mut next = 0;
+        for i in memchr::memchr2_iter(b'\n', b'\r', bytes) {
+            let crlf = bytes[i] == b'\n' && after_cr && i == next;
+            if !crlf {
+                self.line += 1;
             }
+            after_cr = bytes[i] == b'\r';
+            next = i + 1;
+        }
+        if let Some(&last) = bytes.last() {
+            self.prev_cr = last == b'\r';
         }
     }
 }
@@ -349,6 +352,29 @@ mod tests {
         assert_eq!(chunk.len(), 4);
         chunk.clear();
         assert!(chunk.is_empty() && chunk.data_bytes() == 0);
+    }
+
+    #[test]
+    fn line_counting_matches_a_byte_by_byte_count_however_the_input_is_split() {
+        // \n, \r\n and a lone \r each end a line; a \r\n split across calls ends one.
+        let naive = |bytes: &[u8]| {
+            let (mut lines, mut prev_cr) = (1u64, false);
+            for &b in bytes {
+                lines += u64::from(b == b'\r' || (b == b'\n' && !prev_cr));
+                prev_cr = b == b'\r';
+            }
+            lines
+        };
+        let input = b"a\r\nb\n\rc\r\r\n\n\rd\r";
+        for split in 0..=input.len() {
+            for second in split..=input.len() {
+                let mut counter = LineCounter { line: 1, prev_cr: false };
+                counter.advance(&input[..split]);
+                counter.advance(&input[split..second]);
+                counter.advance(&input[second..]);
+                assert_eq!(counter.line, naive(input), "split at {split} and {second}");
+            }
+        }
     }
 
     #[test]

@@ -84,8 +84,8 @@ fn fill(
 }
 
 /// Reads every remaining record of `reader`, validates it and passes the results to `merge`,
-/// chunk by chunk in source order. `rows_read` counts the records parsed, also when it stops early.
-pub fn validate_records<R: Read>(
+/// chunk by chunk in source order. `rows_read` counts the records parsed, also when reading fails.
+pub fn validate_records<R: Read + Send>(
     reader: &mut RecordReader<R>,
     plan: &Plan<'_, '_>,
     rows_read: &mut u64,
@@ -104,62 +104,108 @@ pub fn validate_records<R: Read>(
             }
         }
     }
-    // Results come back in any order; at most `limit` chunks are out at once, which bounds memory.
-    let limit = plan.workers * 2;
+    // Three stages run at once: this thread parses, workers validate, and the calling thread
+    // merges (routing rows to buckets costs as much as parsing, so neither can take the other's
+    // place). A fixed set of chunk buffers circulates between them, which bounds memory.
+    let (free_tx, free_rx) = mpsc::channel::<(RecordChunk, Batch)>();
+    for _ in 0..plan.workers * 2 {
+        let rows = Batch::new(plan.validator.contract());
+        free_tx.send((RecordChunk::default(), rows)).expect("receiver held here");
+    }
     let (work_tx, work_rx) = mpsc::channel::<(u64, RecordChunk, Batch)>();
     let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::channel::<Message>();
     std::thread::scope(|scope| {
-        // Owned by this closure: however it returns, the workers see the channel close and stop.
-        let work_tx = work_tx;
-        let (done_tx, done_rx) = mpsc::channel();
         for _ in 0..plan.workers {
             let (work_rx, done_tx) = (&work_rx, done_tx.clone());
             scope.spawn(move || {
                 loop {
                     let job = work_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
                     let Ok((seq, chunk, rows)) = job else { return };
-                    // A panic is passed to the reader, which would otherwise wait for it forever.
+                    // A panic is passed on to the merger, which would otherwise wait for it forever.
                     let done =
                         panic::catch_unwind(AssertUnwindSafe(|| validate_chunk(plan, chunk, rows)));
-                    if done_tx.send((seq, done)).is_err() {
+                    if done_tx.send(Message::Chunk(seq, done)).is_err() {
                         return;
                     }
                 }
             });
         }
-        drop(done_tx);
-        let mut spare: Vec<(RecordChunk, Batch)> = Vec::new();
-        let mut waiting = BTreeMap::new();
-        let (mut sent, mut merged) = (0u64, 0u64);
-        let mut more = true;
-        while more || merged < sent {
-            if more && sent - merged < limit as u64 {
-                let (mut chunk, rows) = spare.pop().unwrap_or_else(|| {
-                    let rows = Batch::new(plan.validator.contract());
-                    (RecordChunk::default(), rows)
-                });
-                more = fill(reader, &mut chunk, plan.chunk_bytes, rows_read).map_err(Stop::Read)?;
+        let reader_done = done_tx.clone();
+        scope.spawn(move || {
+            // Owned here: when reading ends, however it ends, the workers see the channel close.
+            let work_tx = work_tx;
+            let (mut sent, mut rows) = (0u64, 0u64);
+            let result = loop {
+                // No free buffer ever again means the merger has stopped.
+                let Ok((mut chunk, batch)) = free_rx.recv() else {
+                    break Ok(());
+                };
+                let more = match fill(reader, &mut chunk, plan.chunk_bytes, &mut rows) {
+                    Ok(more) => more,
+                    Err(e) => break Err(e),
+                };
                 if !chunk.is_empty() {
-                    work_tx
-                        .send((sent, chunk, rows))
-                        .expect("workers wait for work until the sender is dropped");
+                    if work_tx.send((sent, chunk, batch)).is_err() {
+                        break Ok(());
+                    }
                     sent += 1;
                 }
-                continue;
+                if !more {
+                    break Ok(());
+                }
+            };
+            let _ = reader_done.send(Message::End {
+                chunks: sent,
+                rows_read: rows,
+                result,
+            });
+        });
+        drop(done_tx);
+        // Owned here: if merging stops early, the reader and the workers see their channels close.
+        let (done_rx, free_tx) = (done_rx, free_tx);
+        let mut waiting = BTreeMap::new();
+        let mut merged = 0u64;
+        let mut end = None;
+        loop {
+            if let Some(chunks) = end
+                && merged == chunks
+            {
+                return Ok(());
             }
-            let (seq, done) = done_rx
-                .recv()
-                .expect("a worker answers every chunk it takes");
-            let done = done.unwrap_or_else(|payload| panic::resume_unwind(payload));
-            waiting.insert(seq, done);
-            while let Some(done) = waiting.remove(&merged) {
-                merge(&done).map_err(Stop::Merge)?;
-                spare.push((done.chunk, done.rows));
-                merged += 1;
+            match done_rx.recv().expect("the reader reports its end before it stops") {
+                Message::End {
+                    chunks,
+                    rows_read: rows,
+                    result,
+                } => {
+                    *rows_read += rows;
+                    result.map_err(Stop::Read)?;
+                    end = Some(chunks);
+                }
+                Message::Chunk(seq, done) => {
+                    let done = done.unwrap_or_else(|payload| panic::resume_unwind(payload));
+                    waiting.insert(seq, done);
+                    while let Some(done) = waiting.remove(&merged) {
+                        merge(&done).map_err(Stop::Merge)?;
+                        // The reader may have finished and gone; then nobody needs the buffers.
+                        let _ = free_tx.send((done.chunk, done.rows));
+                        merged += 1;
+                    }
+                }
             }
         }
-        Ok(())
     })
+}
+
+/// What the merger hears from the reader and the workers.
+enum Message {
+    Chunk(u64, std::thread::Result<Validated>),
+    End {
+        chunks: u64,
+        rows_read: u64,
+        result: io::Result<()>,
+    },
 }
 
 #[cfg(test)]
