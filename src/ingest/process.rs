@@ -125,6 +125,9 @@ fn stable_hash(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Smallest chunk a bucket spills at once.
+const MIN_SPILL_BYTES: usize = 32 * 1024;
+
 /// Buffer for reading a spill file back (one bucket at a time).
 const SPILL_IO_BYTES: usize = 1024 * 1024;
 
@@ -157,11 +160,13 @@ impl<'a> Buckets<'a> {
                     spill: None,
                 })
                 .collect(),
-            // With one bucket everything stays in memory (it was sized to fit).
+            // With one bucket everything stays in memory (it was sized to fit). Otherwise the
+            // buckets share a third of the budget; the floor only keeps spill writes from
+            // becoming tiny, and is low because every bucket may hold that much at once.
             flush_bytes: if count == 1 {
                 usize::MAX
             } else {
-                (memory_budget_bytes / 3 / count).max(256 * 1024)
+                (memory_budget_bytes / 3 / count).max(MIN_SPILL_BYTES)
             },
             work_dir,
             encoded: Vec::new(),
