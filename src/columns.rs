@@ -3,6 +3,7 @@
 //! (days, microseconds, scaled integers) so nothing is re-parsed after validation.
 
 use std::io::{self, Read, Write};
+use std::ops::Range;
 
 use crate::contract::{Contract, Physical};
 
@@ -77,6 +78,54 @@ impl ColumnBuffer {
                 values.push(if let Value::I64(x) = v { *x } else { 0 });
                 valid.push(matches!(v, Value::I64(_)));
             }
+        }
+    }
+
+    /// Appends rows `rows` of `src`, a column of the same type.
+    fn extend_from(&mut self, src: &ColumnBuffer, rows: Range<usize>) {
+        match (self, src) {
+            (
+                ColumnBuffer::Utf8 {
+                    bytes,
+                    offsets,
+                    valid,
+                },
+                ColumnBuffer::Utf8 {
+                    bytes: b,
+                    offsets: o,
+                    valid: v,
+                },
+            ) => {
+                let (first, last, base) = (o[rows.start], o[rows.end], bytes.len());
+                bytes.extend_from_slice(&b[first..last]);
+                offsets.extend(
+                    o[rows.start + 1..=rows.end]
+                        .iter()
+                        .map(|end| base + end - first),
+                );
+                valid.extend_from_slice(&v[rows]);
+            }
+            (
+                ColumnBuffer::Int32 { values, valid },
+                ColumnBuffer::Int32 {
+                    values: x,
+                    valid: v,
+                },
+            ) => {
+                values.extend_from_slice(&x[rows.clone()]);
+                valid.extend_from_slice(&v[rows]);
+            }
+            (
+                ColumnBuffer::Int64 { values, valid },
+                ColumnBuffer::Int64 {
+                    values: x,
+                    valid: v,
+                },
+            ) => {
+                values.extend_from_slice(&x[rows.clone()]);
+                valid.extend_from_slice(&v[rows]);
+            }
+            _ => unreachable!("batches of one contract have the same column types"),
         }
     }
 
@@ -161,95 +210,19 @@ impl Batch {
 
     /// Appends row `row` of `other` (a batch of the same contract).
     pub fn append_row(&mut self, other: &Batch, row: usize) {
-        for (dst, src) in self.columns.iter_mut().zip(&other.columns) {
-            match (dst, src) {
-                (
-                    ColumnBuffer::Utf8 {
-                        bytes,
-                        offsets,
-                        valid,
-                    },
-                    ColumnBuffer::Utf8 {
-                        bytes: b,
-                        offsets: o,
-                        valid: v,
-                    },
-                ) => {
-                    bytes.extend_from_slice(&b[o[row]..o[row + 1]]);
-                    offsets.push(bytes.len());
-                    valid.push(v[row]);
-                }
-                (
-                    ColumnBuffer::Int32 { values, valid },
-                    ColumnBuffer::Int32 {
-                        values: x,
-                        valid: v,
-                    },
-                ) => {
-                    values.push(x[row]);
-                    valid.push(v[row]);
-                }
-                (
-                    ColumnBuffer::Int64 { values, valid },
-                    ColumnBuffer::Int64 {
-                        values: x,
-                        valid: v,
-                    },
-                ) => {
-                    values.push(x[row]);
-                    valid.push(v[row]);
-                }
-                _ => unreachable!("batches of one contract have the same column types"),
-            }
-        }
-        self.lines.push(other.lines[row]);
+        self.append_rows(other, row..row + 1);
     }
 
     /// Appends every row of `other` (a batch of the same contract).
     pub fn append(&mut self, other: &Batch) {
+        self.append_rows(other, 0..other.len());
+    }
+
+    fn append_rows(&mut self, other: &Batch, rows: Range<usize>) {
         for (dst, src) in self.columns.iter_mut().zip(&other.columns) {
-            match (dst, src) {
-                (
-                    ColumnBuffer::Utf8 {
-                        bytes,
-                        offsets,
-                        valid,
-                    },
-                    ColumnBuffer::Utf8 {
-                        bytes: b,
-                        offsets: o,
-                        valid: v,
-                    },
-                ) => {
-                    let base = bytes.len();
-                    bytes.extend_from_slice(b);
-                    offsets.extend(o[1..].iter().map(|end| base + end));
-                    valid.extend_from_slice(v);
-                }
-                (
-                    ColumnBuffer::Int32 { values, valid },
-                    ColumnBuffer::Int32 {
-                        values: x,
-                        valid: v,
-                    },
-                ) => {
-                    values.extend_from_slice(x);
-                    valid.extend_from_slice(v);
-                }
-                (
-                    ColumnBuffer::Int64 { values, valid },
-                    ColumnBuffer::Int64 {
-                        values: x,
-                        valid: v,
-                    },
-                ) => {
-                    values.extend_from_slice(x);
-                    valid.extend_from_slice(v);
-                }
-                _ => unreachable!("batches of one contract have the same column types"),
-            }
+            dst.extend_from(src, rows.clone());
         }
-        self.lines.extend_from_slice(&other.lines);
+        self.lines.extend_from_slice(&other.lines[rows]);
     }
 
     pub fn is_null(&self, column: usize, row: usize) -> bool {

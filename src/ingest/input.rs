@@ -344,7 +344,9 @@ mod tests {
         let got: Vec<(u64, Vec<String>)> = (0..chunk.len())
             .map(|i| {
                 let rec = chunk.get(i);
-                let fields = rec.fields().map(|f| String::from_utf8_lossy(f).into_owned());
+                let fields = rec
+                    .fields()
+                    .map(|f| String::from_utf8_lossy(f).into_owned());
                 (rec.line, fields.collect())
             })
             .collect();
@@ -368,7 +370,10 @@ mod tests {
         let input = b"a\r\nb\n\rc\r\r\n\n\rd\r";
         for split in 0..=input.len() {
             for second in split..=input.len() {
-                let mut counter = LineCounter { line: 1, prev_cr: false };
+                let mut counter = LineCounter {
+                    line: 1,
+                    prev_cr: false,
+                };
                 counter.advance(&input[..split]);
                 counter.advance(&input[split..second]);
                 counter.advance(&input[second..]);

@@ -186,7 +186,10 @@ impl<'a> Buckets<'a> {
         }
         let (path, file) = bucket.spill.as_mut().expect("created above");
         self.encoded.clear();
-        bucket.rows.write_chunk(&mut self.encoded).map_err(work_err(path))?;
+        bucket
+            .rows
+            .write_chunk(&mut self.encoded)
+            .map_err(work_err(path))?;
         file.write_all(&self.encoded).map_err(work_err(path))?;
         bucket.rows.clear();
         Ok(())
@@ -319,7 +322,9 @@ pub fn process_file(
             return Ok(());
         }
         for (row, &index) in done.buckets.iter().enumerate() {
-            buckets.list[index as usize].rows.append_row(&done.rows, row);
+            buckets.list[index as usize]
+                .rows
+                .append_row(&done.rows, row);
             buckets.maybe_spill(index as usize)?;
         }
         Ok(())

@@ -95,7 +95,9 @@ pub fn validate_records<R: Read + Send>(
         let (mut chunk, mut rows) = (RecordChunk::default(), None);
         loop {
             let more = fill(reader, &mut chunk, plan.chunk_bytes, rows_read).map_err(Stop::Read)?;
-            let batch = rows.take().unwrap_or_else(|| Batch::new(plan.validator.contract()));
+            let batch = rows
+                .take()
+                .unwrap_or_else(|| Batch::new(plan.validator.contract()));
             let done = validate_chunk(plan, chunk, batch);
             merge(&done).map_err(Stop::Merge)?;
             (chunk, rows) = (done.chunk, Some(done.rows));
@@ -110,7 +112,9 @@ pub fn validate_records<R: Read + Send>(
     let (free_tx, free_rx) = mpsc::channel::<(RecordChunk, Batch)>();
     for _ in 0..plan.workers * 2 {
         let rows = Batch::new(plan.validator.contract());
-        free_tx.send((RecordChunk::default(), rows)).expect("receiver held here");
+        free_tx
+            .send((RecordChunk::default(), rows))
+            .expect("receiver held here");
     }
     let (work_tx, work_rx) = mpsc::channel::<(u64, RecordChunk, Batch)>();
     let work_rx = Mutex::new(work_rx);
@@ -120,7 +124,10 @@ pub fn validate_records<R: Read + Send>(
             let (work_rx, done_tx) = (&work_rx, done_tx.clone());
             scope.spawn(move || {
                 loop {
-                    let job = work_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let job = work_rx
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .recv();
                     let Ok((seq, chunk, rows)) = job else { return };
                     // A panic is passed on to the merger, which would otherwise wait for it forever.
                     let done =
@@ -173,7 +180,10 @@ pub fn validate_records<R: Read + Send>(
             {
                 return Ok(());
             }
-            match done_rx.recv().expect("the reader reports its end before it stops") {
+            match done_rx
+                .recv()
+                .expect("the reader reports its end before it stops")
+            {
                 Message::End {
                     chunks,
                     rows_read: rows,
@@ -221,7 +231,11 @@ mod tests {
         for i in 0..rows {
             // Every seventh row breaks a rule, every fifth has a quoted line end in its id.
             let amount = if i % 7 == 3 { "-1" } else { "9.99" };
-            let id = if i % 5 == 0 { format!("\"o\n{i}\"") } else { format!("o{i}") };
+            let id = if i % 5 == 0 {
+                format!("\"o\n{i}\"")
+            } else {
+                format!("o{i}")
+            };
             csv.push_str(&format!(
                 "{id},c{},2026-11-21T10:00:00Z,paid,EU,EUR,{amount},1,2026-11-21T10:00:00Z\n",
                 i % 13
@@ -260,7 +274,8 @@ mod tests {
                 seen.0.push((done.rows.lines[row], *bucket));
             }
             for (i, reasons) in &done.rejects {
-                seen.1.push((done.chunk.get(*i as usize).line, reasons.join("; ")));
+                seen.1
+                    .push((done.chunk.get(*i as usize).line, reasons.join("; ")));
             }
             Ok(())
         });
@@ -294,8 +309,14 @@ mod tests {
         let csv = export(300);
         for workers in [0, 2] {
             let (result, seen, read) = run(csv.as_bytes(), workers, Some(2));
-            assert_eq!(result, Err("merge: reading the source failed: merge failed".into()));
-            assert!(read < 300 && !seen.0.is_empty(), "{workers} workers, {read} read");
+            assert_eq!(
+                result,
+                Err("merge: reading the source failed: merge failed".into())
+            );
+            assert!(
+                read < 300 && !seen.0.is_empty(),
+                "{workers} workers, {read} read"
+            );
         }
     }
 
