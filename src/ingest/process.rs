@@ -199,20 +199,17 @@ impl<'a> Buckets<'a> {
     fn take(&mut self, index: usize, contract: &Contract) -> Result<Batch, ProcessError> {
         let bucket = &mut self.list[index];
         let in_memory = std::mem::replace(&mut bucket.rows, Batch::new(contract));
-        let Some((path, mut file)) = bucket.spill.take() else {
+        let Some((path, file)) = bucket.spill.take() else {
             return Ok(in_memory);
         };
-        self.encoded.clear();
-        in_memory
-            .write_chunk(&mut self.encoded)
-            .map_err(work_err(&path))?;
-        file.write_all(&self.encoded).map_err(work_err(&path))?;
         drop(file);
         let mut all = Batch::new(contract);
         let file = File::open(&path).map_err(work_err(&path))?;
         let mut reader = BufReader::with_capacity(SPILL_IO_BYTES, file);
         while all.read_chunk(&mut reader).map_err(work_err(&path))? {}
         std::fs::remove_file(&path).map_err(work_err(&path))?;
+        // The rows still in memory come last in file order: appended, not spilled and read back.
+        all.append(&in_memory);
         Ok(all)
     }
 }
