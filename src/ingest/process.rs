@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use super::dedup;
@@ -131,79 +131,56 @@ const MIN_SPILL_BYTES: usize = 32 * 1024;
 /// Buffer for reading a spill file back (one bucket at a time).
 const SPILL_IO_BYTES: usize = 1024 * 1024;
 
-/// Rows of one bucket: in memory, plus a spill file once it outgrows its share of the budget.
-struct Bucket {
-    rows: Batch,
-    spill: Option<(PathBuf, File)>,
-}
+/// Batches being spilled at once besides the buckets themselves: one queued, one being written,
+/// one emptied and on its way back.
+const SPILLS_IN_FLIGHT: usize = 3;
 
-struct Buckets<'a> {
-    list: Vec<Bucket>,
+/// Rows of every bucket: in memory, plus a spill file for each bucket that outgrew its share of
+/// the budget.
+struct Buckets {
+    rows: Vec<Batch>,
+    /// Each bucket's spill file, if it has one; known once the spill writer is done.
+    spilled: Vec<Option<PathBuf>>,
     flush_bytes: usize,
-    work_dir: &'a Path,
-    /// A chunk is encoded here and written with one call: one buffer for all buckets, where a
-    /// buffered writer per bucket would cost its buffer times thousands of buckets.
-    encoded: Vec<u8>,
 }
 
-impl<'a> Buckets<'a> {
-    fn new(
-        contract: &Contract,
-        count: usize,
-        memory_budget_bytes: usize,
-        work_dir: &'a Path,
-    ) -> Self {
+impl Buckets {
+    fn new(contract: &Contract, count: usize, memory_budget_bytes: usize) -> Self {
         Buckets {
-            list: (0..count)
-                .map(|_| Bucket {
-                    rows: Batch::new(contract),
-                    spill: None,
-                })
-                .collect(),
+            rows: (0..count).map(|_| Batch::new(contract)).collect(),
+            spilled: vec![None; count],
             // With one bucket everything stays in memory (it was sized to fit). Otherwise the
-            // buckets share a third of the budget; the floor only keeps spill writes from
-            // becoming tiny, and is low because every bucket may hold that much at once.
+            // buckets and the batches on their way to disk share a third of the budget; the
+            // floor only keeps spill writes from becoming tiny, and is low because every bucket
+            // may hold that much at once.
             flush_bytes: if count == 1 {
                 usize::MAX
             } else {
-                (memory_budget_bytes / 3 / count).max(MIN_SPILL_BYTES)
+                (memory_budget_bytes / 3 / (count + SPILLS_IN_FLIGHT)).max(MIN_SPILL_BYTES)
             },
-            work_dir,
-            encoded: Vec::new(),
         }
     }
 
-    /// Moves a bucket's in-memory rows to its spill file when they outgrew their share.
-    fn maybe_spill(&mut self, index: usize) -> Result<(), ProcessError> {
-        let bucket = &mut self.list[index];
-        if bucket.rows.heap_bytes() < self.flush_bytes {
-            return Ok(());
+    /// The bucket's rows when they outgrew their share, for the spill writer; an empty batch
+    /// (a reused one from `free` if there is one) takes their place.
+    fn full(&mut self, index: usize, free: &mpsc::Receiver<Batch>) -> Option<Batch> {
+        if self.rows[index].heap_bytes() < self.flush_bytes {
+            return None;
         }
-        if bucket.spill.is_none() {
-            let path = self.work_dir.join(format!("spill-{index:04}.bin"));
-            let file = File::create(&path).map_err(work_err(&path))?;
-            bucket.spill = Some((path, file));
-        }
-        let (path, file) = bucket.spill.as_mut().expect("created above");
-        self.encoded.clear();
-        bucket
-            .rows
-            .write_chunk(&mut self.encoded)
-            .map_err(work_err(path))?;
-        file.write_all(&self.encoded).map_err(work_err(path))?;
-        bucket.rows.clear();
-        Ok(())
+        let empty = free
+            .try_recv()
+            .unwrap_or_else(|_| self.rows[index].empty_like());
+        Some(std::mem::replace(&mut self.rows[index], empty))
     }
 
     /// All rows of a bucket, in file order: spilled chunks first, then what is still in memory.
-    fn take(&mut self, index: usize, contract: &Contract) -> Result<Batch, ProcessError> {
-        let bucket = &mut self.list[index];
-        let in_memory = std::mem::replace(&mut bucket.rows, Batch::new(contract));
-        let Some((path, file)) = bucket.spill.take() else {
+    fn take(&mut self, index: usize) -> Result<Batch, ProcessError> {
+        let empty = self.rows[index].empty_like();
+        let in_memory = std::mem::replace(&mut self.rows[index], empty);
+        let Some(path) = self.spilled[index].take() else {
             return Ok(in_memory);
         };
-        drop(file);
-        let mut all = Batch::new(contract);
+        let mut all = in_memory.empty_like();
         let file = File::open(&path).map_err(work_err(&path))?;
         let mut reader = BufReader::with_capacity(SPILL_IO_BYTES, file);
         while all.read_chunk(&mut reader).map_err(work_err(&path))? {}
@@ -212,6 +189,38 @@ impl<'a> Buckets<'a> {
         all.append(&in_memory);
         Ok(all)
     }
+}
+
+/// Appends full buckets to their spill files. It runs on a thread of its own, so the merging
+/// thread hands a bucket over and goes on instead of waiting for the disk. Emptied batches go
+/// back through `free` to be filled again.
+fn write_spills(
+    jobs: mpsc::Receiver<(usize, Batch)>,
+    free: mpsc::Sender<Batch>,
+    work_dir: &Path,
+    count: usize,
+) -> Result<Vec<Option<PathBuf>>, ProcessError> {
+    let mut files: Vec<Option<(PathBuf, File)>> = (0..count).map(|_| None).collect();
+    // A chunk is encoded here and written with one call: one buffer for all buckets, where a
+    // buffered writer per bucket would cost its buffer times thousands of buckets.
+    let mut encoded = Vec::new();
+    for (index, mut rows) in jobs {
+        let (path, file) = match &mut files[index] {
+            Some(open) => open,
+            slot @ None => {
+                let path = work_dir.join(format!("spill-{index:04}.bin"));
+                let file = File::create(&path).map_err(work_err(&path))?;
+                slot.insert((path, file))
+            }
+        };
+        encoded.clear();
+        rows.write_chunk(&mut encoded).map_err(work_err(path))?;
+        file.write_all(&encoded).map_err(work_err(path))?;
+        rows.clear();
+        // The merger may be done and gone.
+        let _ = free.send(rows);
+    }
+    Ok(files.into_iter().map(|f| f.map(|(path, _)| path)).collect())
 }
 
 /// Why reading stopped early: the content is broken (reject the file) or the read failed.
@@ -290,12 +299,7 @@ pub fn process_file(
 
     let started = std::time::Instant::now();
     let bucket_count = plan_buckets(job.input_bytes, gzip, job.memory_budget_bytes);
-    let mut buckets = Buckets::new(
-        contract,
-        bucket_count,
-        job.memory_budget_bytes,
-        job.work_dir,
-    );
+    let mut buckets = Buckets::new(contract, bucket_count, job.memory_budget_bytes);
     let mut rows_read = 0u64;
     let key = contract.key;
     let route = |rows: &Batch, row: usize| match bucket_count {
@@ -305,31 +309,43 @@ pub fn process_file(
     let plan = Plan {
         validator: &validator,
         route: &route,
+        buckets: bucket_count,
         workers: validation_workers(job.memory_budget_bytes),
         chunk_bytes: (job.memory_budget_bytes / 256).clamp(64 * 1024, 1024 * 1024),
     };
-    let merged = validate_records(&mut reader, &plan, &mut rows_read, |done| {
-        for (i, reasons) in &done.rejects {
-            quarantine
-                .reject(reasons, &done.chunk.get(*i as usize))
-                .map_err(work_err(quarantine.path()))?;
-        }
-        if bucket_count == 1 {
-            buckets.list[0].rows.append(&done.rows);
-            return Ok(());
-        }
-        for (row, &index) in done.buckets.iter().enumerate() {
-            buckets.list[index as usize]
-                .rows
-                .append_row(&done.rows, row);
-            buckets.maybe_spill(index as usize)?;
-        }
-        Ok(())
+    let (merged, spilled) = std::thread::scope(|scope| {
+        let (spill_tx, spill_rx) = mpsc::sync_channel::<(usize, Batch)>(1);
+        let (free_tx, free_rx) = mpsc::channel::<Batch>();
+        let writer = scope.spawn(|| write_spills(spill_rx, free_tx, job.work_dir, bucket_count));
+        let merged = validate_records(&mut reader, &plan, &mut rows_read, |done| {
+            for (i, reasons) in &done.rejects {
+                quarantine
+                    .reject(reasons, &done.chunk.get(*i as usize))
+                    .map_err(work_err(quarantine.path()))?;
+            }
+            for (index, rows) in &done.runs {
+                let index = *index as usize;
+                buckets.rows[index].append_rows(&done.rows, rows.clone());
+                if let Some(full) = buckets.full(index, &free_rx)
+                    && spill_tx.send((index, full)).is_err()
+                {
+                    // The writer stopped on an error; it is the one reported below.
+                    return Err(work_err(job.work_dir)(io::Error::other("spilling stopped")));
+                }
+            }
+            Ok(())
+        });
+        drop(spill_tx);
+        let spilled = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (merged, spilled)
     });
-    match merged {
-        Ok(()) => {}
-        Err(Stop::Merge(e)) => return Err(e),
-        Err(Stop::Read(e)) => match classify(e) {
+    match (merged, spilled) {
+        (_, Err(e)) => return Err(e),
+        (Ok(()), Ok(spilled)) => buckets.spilled = spilled,
+        (Err(Stop::Merge(e)), _) => return Err(e),
+        (Err(Stop::Read(e)), _) => match classify(e) {
             ReadFailure::Corrupt(reason) => {
                 let rows = count_rest(&mut reader, rows_read)?;
                 return Ok(rejected(reason, rows, validator.source_columns.clone()));
@@ -351,7 +367,7 @@ pub fn process_file(
     let (mut load, mut dedup, mut write) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for index in 0..bucket_count {
         let t = std::time::Instant::now();
-        let batch = buckets.take(index, contract)?;
+        let batch = buckets.take(index)?;
         load += t.elapsed();
         if batch.is_empty() {
             continue;

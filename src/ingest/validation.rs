@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
+use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::{Mutex, PoisonError};
@@ -19,19 +20,51 @@ use crate::validate::RowValidator;
 pub struct Validated {
     /// The records themselves (rejected rows are quarantined with their raw fields).
     pub chunk: RecordChunk,
-    /// Valid rows, in record order.
+    /// Valid rows grouped by bucket, in record order within a bucket.
     pub rows: Batch,
-    /// For each row of `rows`, the bucket it belongs to.
-    pub buckets: Vec<u32>,
+    /// The bucket of each run of `rows`, in bucket order. Grouping here, on the workers, leaves
+    /// the merger one bulk append per bucket instead of one per row.
+    pub runs: Vec<(u32, Range<usize>)>,
     /// Rejected records: index in `chunk` and the reasons.
     pub rejects: Vec<(u32, Vec<String>)>,
+    /// The other row buffer, travelling along to be reused.
+    spare: Batch,
+}
+
+impl Validated {
+    fn into_buffers(self) -> Buffers {
+        Buffers {
+            chunk: self.chunk,
+            valid: self.spare,
+            grouped: self.rows,
+        }
+    }
+}
+
+/// The buffers one chunk needs, reused from chunk to chunk.
+pub struct Buffers {
+    chunk: RecordChunk,
+    /// Valid rows in record order, before grouping.
+    valid: Batch,
+    grouped: Batch,
+}
+
+impl Buffers {
+    fn new(plan: &Plan<'_, '_>) -> Self {
+        Buffers {
+            chunk: RecordChunk::default(),
+            valid: Batch::new(plan.validator.contract()),
+            grouped: Batch::new(plan.validator.contract()),
+        }
+    }
 }
 
 /// How records are validated and grouped.
 pub struct Plan<'a, 'c> {
     pub validator: &'a RowValidator<'c>,
-    /// Bucket of row `row` of a validated batch.
+    /// Bucket of row `row` of a validated batch: below `buckets`.
     pub route: &'a (dyn Fn(&Batch, usize) -> u32 + Sync),
+    pub buckets: usize,
     /// Worker threads; 0 validates on the calling thread.
     pub workers: usize,
     /// Record bytes per chunk.
@@ -46,20 +79,53 @@ pub enum Stop {
     Merge(ProcessError),
 }
 
-fn validate_chunk(plan: &Plan<'_, '_>, chunk: RecordChunk, mut rows: Batch) -> Validated {
-    rows.clear();
-    let (mut buckets, mut rejects) = (Vec::with_capacity(chunk.len()), Vec::new());
+fn validate_chunk(plan: &Plan<'_, '_>, buffers: Buffers) -> Validated {
+    let Buffers {
+        chunk,
+        mut valid,
+        mut grouped,
+    } = buffers;
+    valid.clear();
+    let (mut bucket_of, mut rejects) = (Vec::with_capacity(chunk.len()), Vec::new());
     for i in 0..chunk.len() {
-        match plan.validator.validate_into(&chunk.get(i), &mut rows) {
-            Ok(()) => buckets.push((plan.route)(&rows, rows.len() - 1)),
+        match plan.validator.validate_into(&chunk.get(i), &mut valid) {
+            Ok(()) => bucket_of.push((plan.route)(&valid, valid.len() - 1)),
             Err(reasons) => rejects.push((i as u32, reasons)),
         }
     }
+    // A counting sort: stable, so each bucket keeps the rows in record order.
+    let mut starts = vec![0usize; plan.buckets + 1];
+    for &b in &bucket_of {
+        starts[b as usize + 1] += 1;
+    }
+    for b in 0..plan.buckets {
+        starts[b + 1] += starts[b];
+    }
+    let runs: Vec<(u32, Range<usize>)> = (0..plan.buckets)
+        .filter(|&b| starts[b] < starts[b + 1])
+        .map(|b| (b as u32, starts[b]..starts[b + 1]))
+        .collect();
+    let rows = if runs.len() <= 1 {
+        // Already grouped: hand the rows on as they are.
+        std::mem::swap(&mut valid, &mut grouped);
+        grouped
+    } else {
+        let mut order = vec![0u32; bucket_of.len()];
+        let mut next = starts;
+        for (row, &b) in bucket_of.iter().enumerate() {
+            order[next[b as usize]] = row as u32;
+            next[b as usize] += 1;
+        }
+        grouped.clear();
+        grouped.gather(&valid, &order);
+        grouped
+    };
     Validated {
         chunk,
         rows,
-        buckets,
+        runs,
         rejects,
+        spare: valid,
     }
 }
 
@@ -92,15 +158,13 @@ pub fn validate_records<R: Read + Send>(
     mut merge: impl FnMut(&Validated) -> Result<(), ProcessError>,
 ) -> Result<(), Stop> {
     if plan.workers == 0 {
-        let (mut chunk, mut rows) = (RecordChunk::default(), None);
+        let mut buffers = Buffers::new(plan);
         loop {
-            let more = fill(reader, &mut chunk, plan.chunk_bytes, rows_read).map_err(Stop::Read)?;
-            let batch = rows
-                .take()
-                .unwrap_or_else(|| Batch::new(plan.validator.contract()));
-            let done = validate_chunk(plan, chunk, batch);
+            let more = fill(reader, &mut buffers.chunk, plan.chunk_bytes, rows_read)
+                .map_err(Stop::Read)?;
+            let done = validate_chunk(plan, buffers);
             merge(&done).map_err(Stop::Merge)?;
-            (chunk, rows) = (done.chunk, Some(done.rows));
+            buffers = done.into_buffers();
             if !more {
                 return Ok(());
             }
@@ -109,14 +173,13 @@ pub fn validate_records<R: Read + Send>(
     // Three stages run at once: this thread parses, workers validate, and the calling thread
     // merges (routing rows to buckets costs as much as parsing, so neither can take the other's
     // place). A fixed set of chunk buffers circulates between them, which bounds memory.
-    let (free_tx, free_rx) = mpsc::channel::<(RecordChunk, Batch)>();
+    let (free_tx, free_rx) = mpsc::channel::<Buffers>();
     for _ in 0..plan.workers * 2 {
-        let rows = Batch::new(plan.validator.contract());
         free_tx
-            .send((RecordChunk::default(), rows))
+            .send(Buffers::new(plan))
             .expect("receiver held here");
     }
-    let (work_tx, work_rx) = mpsc::channel::<(u64, RecordChunk, Batch)>();
+    let (work_tx, work_rx) = mpsc::channel::<(u64, Buffers)>();
     let work_rx = Mutex::new(work_rx);
     let (done_tx, done_rx) = mpsc::channel::<Message>();
     std::thread::scope(|scope| {
@@ -128,10 +191,10 @@ pub fn validate_records<R: Read + Send>(
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .recv();
-                    let Ok((seq, chunk, rows)) = job else { return };
+                    let Ok((seq, buffers)) = job else { return };
                     // A panic is passed on to the merger, which would otherwise wait for it forever.
                     let done =
-                        panic::catch_unwind(AssertUnwindSafe(|| validate_chunk(plan, chunk, rows)));
+                        panic::catch_unwind(AssertUnwindSafe(|| validate_chunk(plan, buffers)));
                     if done_tx.send(Message::Chunk(seq, done)).is_err() {
                         return;
                     }
@@ -145,15 +208,15 @@ pub fn validate_records<R: Read + Send>(
             let (mut sent, mut rows) = (0u64, 0u64);
             let result = loop {
                 // No free buffer ever again means the merger has stopped.
-                let Ok((mut chunk, batch)) = free_rx.recv() else {
+                let Ok(mut buffers) = free_rx.recv() else {
                     break Ok(());
                 };
-                let more = match fill(reader, &mut chunk, plan.chunk_bytes, &mut rows) {
+                let more = match fill(reader, &mut buffers.chunk, plan.chunk_bytes, &mut rows) {
                     Ok(more) => more,
                     Err(e) => break Err(e),
                 };
-                if !chunk.is_empty() {
-                    if work_tx.send((sent, chunk, batch)).is_err() {
+                if !buffers.chunk.is_empty() {
+                    if work_tx.send((sent, buffers)).is_err() {
                         break Ok(());
                     }
                     sent += 1;
@@ -199,7 +262,7 @@ pub fn validate_records<R: Read + Send>(
                     while let Some(done) = waiting.remove(&merged) {
                         merge(&done).map_err(Stop::Merge)?;
                         // The reader may have finished and gone; then nobody needs the buffers.
-                        let _ = free_tx.send((done.chunk, done.rows));
+                        let _ = free_tx.send(done.into_buffers());
                         merged += 1;
                     }
                 }
@@ -261,6 +324,7 @@ mod tests {
         let plan = Plan {
             validator: &validator,
             route: &route,
+            buckets: 3,
             workers,
             chunk_bytes: 200,
         };
@@ -270,8 +334,11 @@ mod tests {
                 return Err(ProcessError::Read(io::Error::other("merge failed")));
             }
             chunks += 1;
-            for (row, bucket) in done.buckets.iter().enumerate() {
-                seen.0.push((done.rows.lines[row], *bucket));
+            for (bucket, rows) in &done.runs {
+                for row in rows.clone() {
+                    assert_eq!(route(&done.rows, row), *bucket);
+                    seen.0.push((done.rows.lines[row], *bucket));
+                }
             }
             for (i, reasons) in &done.rejects {
                 seen.1
@@ -295,7 +362,15 @@ mod tests {
         assert_eq!(inline.0.len() + inline.1.len(), 500);
         assert_eq!(inline.1.len(), (0..500).filter(|i| i % 7 == 3).count());
         assert!(inline.1[0].1.contains("total_amount"), "{:?}", inline.1[0]);
-        assert!(inline.0.windows(2).all(|w| w[0].0 < w[1].0));
+        for bucket in 0..3 {
+            let lines: Vec<u64> = inline
+                .0
+                .iter()
+                .filter(|r| r.1 == bucket)
+                .map(|r| r.0)
+                .collect();
+            assert!(!lines.is_empty() && lines.is_sorted(), "bucket {bucket}");
+        }
         for workers in [1, 2, 5] {
             let (result, threaded, read) = run(csv.as_bytes(), workers, None);
             assert!(result.is_ok());
