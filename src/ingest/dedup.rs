@@ -6,22 +6,23 @@ use std::collections::HashMap;
 
 use crate::columns::Batch;
 
-/// The surviving rows (indices into `batch`, in file order) and how many rows were dropped.
+/// The surviving rows (indices into `batch`, in batch order) and how many rows were dropped.
 pub fn latest_wins(batch: &Batch, key: usize, version: usize) -> (Vec<u32>, u64) {
     let mut winner: HashMap<&str, u32, foldhash::fast::FixedState> =
         HashMap::with_capacity_and_hasher(batch.len(), Default::default());
     let mut dropped = 0u64;
-    // Rows are in file order, so a later row replaces an earlier one on equal versions.
+    // Ties go by source line, not batch position: a batch keeps file order only within a
+    // partition, and one key's versions may lie in different partitions.
+    let rank = |row: usize| (batch.i64(version, row), batch.lines[row]);
     for row in 0..batch.len() {
         let k = batch.str(key, row).unwrap_or_default();
-        let v = batch.i64(version, row);
         match winner.entry(k) {
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(row as u32);
             }
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 dropped += 1;
-                if v >= batch.i64(version, *e.get() as usize) {
+                if rank(row) > rank(*e.get() as usize) {
                     e.insert(row as u32);
                 }
             }
@@ -78,6 +79,15 @@ mod tests {
         assert_eq!(rows, [2, 5, 6]);
         assert_eq!(dropped, 4);
         assert_eq!(rows.len() as u64 + dropped, b.len() as u64);
+    }
+
+    #[test]
+    fn ties_go_to_the_later_source_line_whatever_the_batch_order() {
+        // Grouped by partition, the batch holds line 9 before line 4.
+        let mut b = payments(&[("a", 3), ("a", 3), ("a", 2)]);
+        b.lines = vec![9, 4, 12];
+        let (rows, dropped) = latest_wins(&b, 0, 7);
+        assert_eq!((rows, dropped), (vec![0], 2));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -173,7 +174,8 @@ impl Buckets {
         Some(std::mem::replace(&mut self.rows[index], empty))
     }
 
-    /// All rows of a bucket, in file order: spilled chunks first, then what is still in memory.
+    /// All rows of a bucket, chunk by chunk in file order: spilled chunks first, then what is
+    /// still in memory.
     fn take(&mut self, index: usize) -> Result<Batch, ProcessError> {
         let empty = self.rows[index].empty_like();
         let in_memory = std::mem::replace(&mut self.rows[index], empty);
@@ -185,7 +187,7 @@ impl Buckets {
         let mut reader = BufReader::with_capacity(SPILL_IO_BYTES, file);
         while all.read_chunk(&mut reader).map_err(work_err(&path))? {}
         std::fs::remove_file(&path).map_err(work_err(&path))?;
-        // The rows still in memory come last in file order: appended, not spilled and read back.
+        // The rows still in memory came last: appended, not spilled and read back.
         all.append(&in_memory);
         Ok(all)
     }
@@ -306,10 +308,15 @@ pub fn process_file(
         1 => 0,
         n => (stable_hash(rows.str(key, row).unwrap_or_default().as_bytes()) % n as u64) as u32,
     };
+    let partition = |rows: &Batch, row: usize| {
+        let mut key = Vec::with_capacity(contract.partitions.len());
+        partition_key(contract, rows, row, &mut key);
+        FastHash::default().hash_one(&key)
+    };
     let plan = Plan {
         validator: &validator,
         route: &route,
-        buckets: bucket_count,
+        partition: &partition,
         workers: validation_workers(job.memory_budget_bytes),
         chunk_bytes: (job.memory_budget_bytes / 256).clamp(64 * 1024, 1024 * 1024),
     };
@@ -430,6 +437,22 @@ impl PartValue<'_> {
     }
 }
 
+/// The partition of row `row`, into `key`.
+fn partition_key<'b>(
+    contract: &Contract,
+    batch: &'b Batch,
+    row: usize,
+    key: &mut Vec<PartValue<'b>>,
+) {
+    key.clear();
+    key.extend(contract.partitions.iter().map(|p| match p.transform {
+        PartitionTransform::Identity => PartValue::Str(batch.str(p.source, row)),
+        PartitionTransform::UtcDate => {
+            PartValue::Day(batch.i64(p.source, row).map(values::utc_day_of))
+        }
+    }));
+}
+
 /// Memory one validation worker is allowed from the budget (the chunks it has out).
 const VALIDATOR_BYTES: usize = 16 * 1024 * 1024;
 
@@ -493,14 +516,7 @@ impl Outputs {
         let mut grouped: Vec<Vec<u32>> = Vec::new();
         let mut key = Vec::with_capacity(contract.partitions.len());
         for &row in winners {
-            let r = row as usize;
-            key.clear();
-            key.extend(contract.partitions.iter().map(|p| match p.transform {
-                PartitionTransform::Identity => PartValue::Str(batch.str(p.source, r)),
-                PartitionTransform::UtcDate => {
-                    PartValue::Day(batch.i64(p.source, r).map(values::utc_day_of))
-                }
-            }));
+            partition_key(contract, batch, row as usize, &mut key);
             let group = match group_of.get(key.as_slice()) {
                 Some(&group) => group,
                 None => {

@@ -20,7 +20,8 @@ use crate::validate::RowValidator;
 pub struct Validated {
     /// The records themselves (rejected rows are quarantined with their raw fields).
     pub chunk: RecordChunk,
-    /// Valid rows grouped by bucket, in record order within a bucket.
+    /// Valid rows grouped by bucket and, within a bucket, by partition; in record order within
+    /// a partition.
     pub rows: Batch,
     /// The bucket of each run of `rows`, in bucket order. Grouping here, on the workers, leaves
     /// the merger one bulk append per bucket instead of one per row.
@@ -62,9 +63,12 @@ impl Buffers {
 /// How records are validated and grouped.
 pub struct Plan<'a, 'c> {
     pub validator: &'a RowValidator<'c>,
-    /// Bucket of row `row` of a validated batch: below `buckets`.
+    /// Bucket of row `row` of a validated batch.
     pub route: &'a (dyn Fn(&Batch, usize) -> u32 + Sync),
-    pub buckets: usize,
+    /// A hash of the partition of row `row`. Rows of a partition are kept together, so the
+    /// Parquet writer, which builds one partition at a time, reads runs of rows instead of
+    /// single rows scattered over the whole bucket.
+    pub partition: &'a (dyn Fn(&Batch, usize) -> u64 + Sync),
     /// Worker threads; 0 validates on the calling thread.
     pub workers: usize,
     /// Record bytes per chunk.
@@ -86,36 +90,35 @@ fn validate_chunk(plan: &Plan<'_, '_>, buffers: Buffers) -> Validated {
         mut grouped,
     } = buffers;
     valid.clear();
-    let (mut bucket_of, mut rejects) = (Vec::with_capacity(chunk.len()), Vec::new());
+    let (mut order, mut rejects) = (Vec::with_capacity(chunk.len()), Vec::new());
     for i in 0..chunk.len() {
         match plan.validator.validate_into(&chunk.get(i), &mut valid) {
-            Ok(()) => bucket_of.push((plan.route)(&valid, valid.len() - 1)),
+            Ok(()) => {
+                let row = valid.len() - 1;
+                let bucket = (plan.route)(&valid, row);
+                order.push((bucket, (plan.partition)(&valid, row), row as u32));
+            }
             Err(reasons) => rejects.push((i as u32, reasons)),
         }
     }
-    // A counting sort: stable, so each bucket keeps the rows in record order.
-    let mut starts = vec![0usize; plan.buckets + 1];
-    for &b in &bucket_of {
-        starts[b as usize + 1] += 1;
+    // The row index last: sorted, a partition keeps its rows in record order.
+    let grouped_already = order.is_sorted();
+    if !grouped_already {
+        order.sort_unstable();
     }
-    for b in 0..plan.buckets {
-        starts[b + 1] += starts[b];
+    let mut runs: Vec<(u32, Range<usize>)> = Vec::new();
+    for (at, &(bucket, _, _)) in order.iter().enumerate() {
+        match runs.last_mut() {
+            Some((b, rows)) if *b == bucket => rows.end = at + 1,
+            _ => runs.push((bucket, at..at + 1)),
+        }
     }
-    let runs: Vec<(u32, Range<usize>)> = (0..plan.buckets)
-        .filter(|&b| starts[b] < starts[b + 1])
-        .map(|b| (b as u32, starts[b]..starts[b + 1]))
-        .collect();
-    let rows = if runs.len() <= 1 {
-        // Already grouped: hand the rows on as they are.
+    let rows = if grouped_already {
+        // Hand the rows on as they are.
         std::mem::swap(&mut valid, &mut grouped);
         grouped
     } else {
-        let mut order = vec![0u32; bucket_of.len()];
-        let mut next = starts;
-        for (row, &b) in bucket_of.iter().enumerate() {
-            order[next[b as usize]] = row as u32;
-            next[b as usize] += 1;
-        }
+        let order: Vec<u32> = order.iter().map(|&(_, _, row)| row).collect();
         grouped.clear();
         grouped.gather(&valid, &order);
         grouped
@@ -307,8 +310,9 @@ mod tests {
         csv
     }
 
-    /// What `merge` saw: (line, bucket) per valid row and (line, reasons) per reject, in order.
-    type Seen = (Vec<(u64, u32)>, Vec<(u64, String)>);
+    /// What `merge` saw: (line, bucket, partition) per valid row and (line, reasons) per reject,
+    /// in order.
+    type Seen = (Vec<(u64, u32, u64)>, Vec<(u64, String)>);
 
     fn run(
         csv: &[u8],
@@ -321,10 +325,12 @@ mod tests {
         let header = reader.next_record().unwrap().unwrap();
         let validator = RowValidator::bind(contract, &header).unwrap();
         let route = |rows: &Batch, row: usize| rows.str(0, row).unwrap().len() as u32 % 3;
+        // Partitions by the customer (the second column).
+        let partition = |rows: &Batch, row: usize| rows.str(1, row).unwrap().len() as u64;
         let plan = Plan {
             validator: &validator,
             route: &route,
-            buckets: 3,
+            partition: &partition,
             workers,
             chunk_bytes: 200,
         };
@@ -335,9 +341,15 @@ mod tests {
             }
             chunks += 1;
             for (bucket, rows) in &done.runs {
+                let partitions: Vec<u64> = rows.clone().map(|r| partition(&done.rows, r)).collect();
+                assert!(
+                    partitions.is_sorted(),
+                    "a run keeps each partition together"
+                );
                 for row in rows.clone() {
                     assert_eq!(route(&done.rows, row), *bucket);
-                    seen.0.push((done.rows.lines[row], *bucket));
+                    seen.0
+                        .push((done.rows.lines[row], *bucket, partition(&done.rows, row)));
                 }
             }
             for (i, reasons) in &done.rejects {
@@ -362,14 +374,18 @@ mod tests {
         assert_eq!(inline.0.len() + inline.1.len(), 500);
         assert_eq!(inline.1.len(), (0..500).filter(|i| i % 7 == 3).count());
         assert!(inline.1[0].1.contains("total_amount"), "{:?}", inline.1[0]);
-        for bucket in 0..3 {
+        // Record order within a partition of a bucket.
+        let groups: std::collections::BTreeSet<(u32, u64)> =
+            inline.0.iter().map(|r| (r.1, r.2)).collect();
+        assert!(groups.len() > 3, "{groups:?}");
+        for (bucket, part) in groups {
             let lines: Vec<u64> = inline
                 .0
                 .iter()
-                .filter(|r| r.1 == bucket)
+                .filter(|r| (r.1, r.2) == (bucket, part))
                 .map(|r| r.0)
                 .collect();
-            assert!(!lines.is_empty() && lines.is_sorted(), "bucket {bucket}");
+            assert!(lines.is_sorted(), "bucket {bucket}, partition {part}");
         }
         for workers in [1, 2, 5] {
             let (result, threaded, read) = run(csv.as_bytes(), workers, None);
