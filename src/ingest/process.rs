@@ -142,6 +142,7 @@ struct Buckets {
     rows: Vec<Batch>,
     /// Each bucket's spill file, if it has one; known once the spill writer is done.
     spilled: Vec<Option<PathBuf>>,
+    spilled_bytes: u64,
     flush_bytes: usize,
 }
 
@@ -150,6 +151,7 @@ impl Buckets {
         Buckets {
             rows: (0..count).map(|_| Batch::new(contract)).collect(),
             spilled: vec![None; count],
+            spilled_bytes: 0,
             // With one bucket everything stays in memory (it was sized to fit). Otherwise the
             // buckets and the batches on their way to disk share a third of the budget; the
             // floor only keeps spill writes from becoming tiny, and is low because every bucket
@@ -201,7 +203,8 @@ fn write_spills(
     free: mpsc::Sender<Batch>,
     work_dir: &Path,
     count: usize,
-) -> Result<Vec<Option<PathBuf>>, ProcessError> {
+) -> Result<(Vec<Option<PathBuf>>, u64), ProcessError> {
+    let mut written = 0u64;
     let mut files: Vec<Option<(PathBuf, File)>> = (0..count).map(|_| None).collect();
     // A chunk is encoded here and written with one call: one buffer for all buckets, where a
     // buffered writer per bucket would cost its buffer times thousands of buckets.
@@ -218,11 +221,13 @@ fn write_spills(
         encoded.clear();
         rows.write_chunk(&mut encoded).map_err(work_err(path))?;
         file.write_all(&encoded).map_err(work_err(path))?;
+        written += encoded.len() as u64;
         rows.clear();
         // The merger may be done and gone.
         let _ = free.send(rows);
     }
-    Ok(files.into_iter().map(|f| f.map(|(path, _)| path)).collect())
+    let paths = files.into_iter().map(|f| f.map(|(path, _)| path)).collect();
+    Ok((paths, written))
 }
 
 /// Why reading stopped early: the content is broken (reject the file) or the read failed.
@@ -350,7 +355,7 @@ pub fn process_file(
     });
     match (merged, spilled) {
         (_, Err(e)) => return Err(e),
-        (Ok(()), Ok(spilled)) => buckets.spilled = spilled,
+        (Ok(()), Ok((paths, bytes))) => (buckets.spilled, buckets.spilled_bytes) = (paths, bytes),
         (Err(Stop::Merge(e)), _) => return Err(e),
         (Err(Stop::Read(e)), _) => match classify(e) {
             ReadFailure::Corrupt(reason) => {
@@ -390,6 +395,7 @@ pub fn process_file(
     let (files, partitions, stats) = out.finish()?;
     tracing::debug!(
         buckets = bucket_count,
+        spilled_mib = buckets.spilled_bytes >> 20,
         read_validate_ms = read.as_millis() as u64,
         bucket_load_ms = load.as_millis() as u64,
         dedup_ms = dedup.as_millis() as u64,
@@ -674,6 +680,38 @@ mod tests {
         assert_eq!(plan_buckets(850 * MB, false, 256 * MB as usize), 15);
         assert_eq!(plan_buckets(85 * MB, true, 256 * MB as usize), 15);
         assert_eq!(plan_buckets(u64::MAX, false, 1), MAX_BUCKETS as usize);
+    }
+
+    #[test]
+    fn a_spill_that_cannot_be_written_is_the_error_reported() {
+        let registry = crate::contract::Registry::builtin();
+        let mut csv = String::from(
+            "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+        );
+        for i in 0..20_000 {
+            csv.push_str(&format!(
+                "o{i},c{},2026-11-21T10:00:00Z,paid,EU,EUR,9.99,1,2026-11-21T10:00:00Z\n",
+                i % 97
+            ));
+        }
+        let work = tempfile::tempdir().unwrap();
+        let missing = work.path().join("gone");
+        let job = FileJob {
+            contract: registry.get("orders").unwrap(),
+            batch_id: "b",
+            source_uri: "mem://test",
+            ingested_at_micros: 0,
+            input_bytes: csv.len() as u64,
+            memory_budget_bytes: 1024 * 1024,
+            work_dir: &missing,
+        };
+        assert!(plan_buckets(job.input_bytes, false, job.memory_budget_bytes) > 1);
+        match process_file(csv.as_bytes(), &job) {
+            Err(ProcessError::WorkDir { path, .. }) => {
+                assert!(path.starts_with(&missing) && path.to_string_lossy().contains("spill-"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
