@@ -7,25 +7,25 @@ use std::ops::Range;
 
 use crate::contract::{Contract, Physical};
 
-/// One column's values; `valid[i] == false` means null.
+/// One column: its values, and for each row whether it has one (`false` means null).
 #[derive(Debug, Clone)]
-enum ColumnBuffer {
+struct ColumnBuffer {
+    valid: Vec<bool>,
+    values: Values,
+}
+
+/// A column's values in their physical type; a null row holds an empty string or 0.
+#[derive(Debug, Clone)]
+enum Values {
     Utf8 {
         /// Every row's text, concatenated. A `String`, so reading a row back is a slice, not a
         /// second UTF-8 validation (that re-check was an eighth of ingest's CPU time).
         bytes: String,
         /// `offsets[i]..offsets[i + 1]` is row i; starts with 0. Always on char boundaries.
         offsets: Vec<usize>,
-        valid: Vec<bool>,
     },
-    Int32 {
-        values: Vec<i32>,
-        valid: Vec<bool>,
-    },
-    Int64 {
-        values: Vec<i64>,
-        valid: Vec<bool>,
-    },
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
 }
 
 /// A value ready to be appended to a [`ColumnBuffer`].
@@ -39,71 +39,66 @@ pub enum Value<'a> {
 
 impl ColumnBuffer {
     fn new(physical: Physical) -> Self {
-        match physical {
-            Physical::Utf8 => ColumnBuffer::Utf8 {
+        let values = match physical {
+            Physical::Utf8 => Values::Utf8 {
                 bytes: String::new(),
                 offsets: vec![0],
-                valid: Vec::new(),
             },
-            Physical::Int32 => ColumnBuffer::Int32 {
-                values: Vec::new(),
-                valid: Vec::new(),
-            },
-            Physical::Int64 => ColumnBuffer::Int64 {
-                values: Vec::new(),
-                valid: Vec::new(),
-            },
+            Physical::Int32 => Values::Int32(Vec::new()),
+            Physical::Int64 => Values::Int64(Vec::new()),
+        };
+        ColumnBuffer {
+            valid: Vec::new(),
+            values,
         }
     }
 
     fn empty_like(&self) -> Self {
-        ColumnBuffer::new(match self {
-            ColumnBuffer::Utf8 { .. } => Physical::Utf8,
-            ColumnBuffer::Int32 { .. } => Physical::Int32,
-            ColumnBuffer::Int64 { .. } => Physical::Int64,
+        ColumnBuffer::new(match self.values {
+            Values::Utf8 { .. } => Physical::Utf8,
+            Values::Int32(_) => Physical::Int32,
+            Values::Int64(_) => Physical::Int64,
         })
     }
 
     fn push(&mut self, value: &Value<'_>) {
-        match (self, value) {
-            (
-                ColumnBuffer::Utf8 {
-                    bytes,
-                    offsets,
-                    valid,
-                },
-                v,
-            ) => {
+        let present = match (&mut self.values, value) {
+            (Values::Utf8 { bytes, offsets }, v) => {
                 if let Value::Str(s) = v {
                     bytes.push_str(s);
                 }
                 offsets.push(bytes.len());
-                valid.push(matches!(v, Value::Str(_)));
+                matches!(v, Value::Str(_))
             }
-            (ColumnBuffer::Int32 { values, valid }, v) => {
-                values.push(if let Value::I32(x) = v { *x } else { 0 });
-                valid.push(matches!(v, Value::I32(_)));
+            (Values::Int32(x), Value::I32(v)) => {
+                x.push(*v);
+                true
             }
-            (ColumnBuffer::Int64 { values, valid }, v) => {
-                values.push(if let Value::I64(x) = v { *x } else { 0 });
-                valid.push(matches!(v, Value::I64(_)));
+            (Values::Int64(x), Value::I64(v)) => {
+                x.push(*v);
+                true
             }
-        }
+            (Values::Int32(x), _) => {
+                x.push(0);
+                false
+            }
+            (Values::Int64(x), _) => {
+                x.push(0);
+                false
+            }
+        };
+        self.valid.push(present);
     }
 
     /// Appends rows `rows` of `src`, a column of the same type.
     fn extend_from(&mut self, src: &ColumnBuffer, rows: Range<usize>) {
-        match (self, src) {
+        self.valid.extend_from_slice(&src.valid[rows.clone()]);
+        match (&mut self.values, &src.values) {
             (
-                ColumnBuffer::Utf8 {
-                    bytes,
-                    offsets,
-                    valid,
-                },
-                ColumnBuffer::Utf8 {
+                Values::Utf8 { bytes, offsets },
+                Values::Utf8 {
                     bytes: b,
                     offsets: o,
-                    valid: v,
                 },
             ) => {
                 let (first, last, base) = (o[rows.start], o[rows.end], bytes.len());
@@ -113,123 +108,59 @@ impl ColumnBuffer {
                         .iter()
                         .map(|end| base + end - first),
                 );
-                valid.extend_from_slice(&v[rows]);
             }
-            (
-                ColumnBuffer::Int32 { values, valid },
-                ColumnBuffer::Int32 {
-                    values: x,
-                    valid: v,
-                },
-            ) => {
-                values.extend_from_slice(&x[rows.clone()]);
-                valid.extend_from_slice(&v[rows]);
-            }
-            (
-                ColumnBuffer::Int64 { values, valid },
-                ColumnBuffer::Int64 {
-                    values: x,
-                    valid: v,
-                },
-            ) => {
-                values.extend_from_slice(&x[rows.clone()]);
-                valid.extend_from_slice(&v[rows]);
-            }
+            (Values::Int32(x), Values::Int32(y)) => x.extend_from_slice(&y[rows]),
+            (Values::Int64(x), Values::Int64(y)) => x.extend_from_slice(&y[rows]),
             _ => unreachable!("batches of one contract have the same column types"),
         }
     }
 
     /// Appends the rows of `src` (a column of the same type) named by `rows`, in that order.
     fn gather(&mut self, src: &ColumnBuffer, rows: &[u32]) {
-        let pick = |v: &[bool]| rows.iter().map(|&r| v[r as usize]).collect::<Vec<_>>();
-        match (self, src) {
+        let rows = rows.iter().map(|&r| r as usize);
+        self.valid.extend(rows.clone().map(|r| src.valid[r]));
+        match (&mut self.values, &src.values) {
             (
-                ColumnBuffer::Utf8 {
-                    bytes,
-                    offsets,
-                    valid,
-                },
-                ColumnBuffer::Utf8 {
+                Values::Utf8 { bytes, offsets },
+                Values::Utf8 {
                     bytes: b,
                     offsets: o,
-                    valid: v,
                 },
             ) => {
-                for &r in rows {
-                    let r = r as usize;
+                for r in rows {
                     bytes.push_str(&b[o[r]..o[r + 1]]);
                     offsets.push(bytes.len());
                 }
-                valid.extend(pick(v));
             }
-            (
-                ColumnBuffer::Int32 { values, valid },
-                ColumnBuffer::Int32 {
-                    values: x,
-                    valid: v,
-                },
-            ) => {
-                values.extend(rows.iter().map(|&r| x[r as usize]));
-                valid.extend(pick(v));
-            }
-            (
-                ColumnBuffer::Int64 { values, valid },
-                ColumnBuffer::Int64 {
-                    values: x,
-                    valid: v,
-                },
-            ) => {
-                values.extend(rows.iter().map(|&r| x[r as usize]));
-                valid.extend(pick(v));
-            }
+            (Values::Int32(x), Values::Int32(y)) => x.extend(rows.map(|r| y[r])),
+            (Values::Int64(x), Values::Int64(y)) => x.extend(rows.map(|r| y[r])),
             _ => unreachable!("batches of one contract have the same column types"),
         }
     }
 
-    fn valid(&self) -> &[bool] {
-        match self {
-            ColumnBuffer::Utf8 { valid, .. }
-            | ColumnBuffer::Int32 { valid, .. }
-            | ColumnBuffer::Int64 { valid, .. } => valid,
-        }
-    }
-
     fn heap_bytes(&self) -> usize {
-        match self {
-            ColumnBuffer::Utf8 {
-                bytes,
-                offsets,
-                valid,
-            } => bytes.len() + offsets.len() * 8 + valid.len(),
-            ColumnBuffer::Int32 { values, .. } => values.len() * 5,
-            ColumnBuffer::Int64 { values, .. } => values.len() * 9,
-        }
+        self.valid.len()
+            + match &self.values {
+                Values::Utf8 { bytes, offsets } => bytes.len() + offsets.len() * 8,
+                Values::Int32(x) => x.len() * 4,
+                Values::Int64(x) => x.len() * 8,
+            }
     }
 
     fn clear(&mut self) {
-        match self {
-            ColumnBuffer::Utf8 {
-                bytes,
-                offsets,
-                valid,
-            } => {
+        self.valid.clear();
+        match &mut self.values {
+            Values::Utf8 { bytes, offsets } => {
                 bytes.clear();
                 offsets.truncate(1);
-                valid.clear();
             }
-            ColumnBuffer::Int32 { values, valid } => {
-                values.clear();
-                valid.clear();
-            }
-            ColumnBuffer::Int64 { values, valid } => {
-                values.clear();
-                valid.clear();
-            }
+            Values::Int32(x) => x.clear(),
+            Values::Int64(x) => x.clear(),
         }
     }
 }
 
-/// Validated rows of one dataset, in source order, with the source line each came from.
+/// Validated rows of one dataset, with the source line each came from.
 #[derive(Debug, Clone)]
 pub struct Batch {
     columns: Vec<ColumnBuffer>,
@@ -296,30 +227,31 @@ impl Batch {
     }
 
     pub fn is_null(&self, column: usize, row: usize) -> bool {
-        !self.columns[column].valid()[row]
+        !self.columns[column].valid[row]
     }
 
     pub fn str(&self, column: usize, row: usize) -> Option<&str> {
-        match &self.columns[column] {
-            ColumnBuffer::Utf8 {
-                bytes,
-                offsets,
-                valid,
-            } if valid[row] => bytes.get(offsets[row]..offsets[row + 1]),
+        let c = &self.columns[column];
+        match &c.values {
+            Values::Utf8 { bytes, offsets } if c.valid[row] => {
+                bytes.get(offsets[row]..offsets[row + 1])
+            }
             _ => None,
         }
     }
 
     pub fn i32(&self, column: usize, row: usize) -> Option<i32> {
-        match &self.columns[column] {
-            ColumnBuffer::Int32 { values, valid } if valid[row] => Some(values[row]),
+        let c = &self.columns[column];
+        match &c.values {
+            Values::Int32(x) if c.valid[row] => Some(x[row]),
             _ => None,
         }
     }
 
     pub fn i64(&self, column: usize, row: usize) -> Option<i64> {
-        match &self.columns[column] {
-            ColumnBuffer::Int64 { values, valid } if valid[row] => Some(values[row]),
+        let c = &self.columns[column];
+        match &c.values {
+            Values::Int64(x) if c.valid[row] => Some(x[row]),
             _ => None,
         }
     }
@@ -347,26 +279,18 @@ impl Batch {
             w.write_all(&line.to_le_bytes())?;
         }
         for column in &self.columns {
-            let valid: Vec<u8> = column.valid().iter().map(|&v| u8::from(v)).collect();
+            let valid: Vec<u8> = column.valid.iter().map(|&v| u8::from(v)).collect();
             w.write_all(&valid)?;
-            match column {
-                ColumnBuffer::Utf8 { bytes, offsets, .. } => {
+            match &column.values {
+                Values::Utf8 { bytes, offsets } => {
                     for pair in offsets.windows(2) {
                         w.write_all(&((pair[1] - pair[0]) as u32).to_le_bytes())?;
                     }
                     w.write_all(&(bytes.len() as u64).to_le_bytes())?;
                     w.write_all(bytes.as_bytes())?;
                 }
-                ColumnBuffer::Int32 { values, .. } => {
-                    for v in values {
-                        w.write_all(&v.to_le_bytes())?;
-                    }
-                }
-                ColumnBuffer::Int64 { values, .. } => {
-                    for v in values {
-                        w.write_all(&v.to_le_bytes())?;
-                    }
-                }
+                Values::Int32(x) => x.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?,
+                Values::Int64(x) => x.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))?,
             }
         }
         Ok(())
@@ -389,14 +313,9 @@ impl Batch {
         let mut text = Vec::new();
         for column in &mut self.columns {
             r.read_exact(&mut flags)?;
-            let flags_iter = flags.iter().map(|&f| f != 0);
-            match column {
-                ColumnBuffer::Utf8 {
-                    bytes,
-                    offsets,
-                    valid,
-                } => {
-                    valid.extend(flags_iter);
+            column.valid.extend(flags.iter().map(|&f| f != 0));
+            match &mut column.values {
+                Values::Utf8 { bytes, offsets } => {
                     let mut len = [0u8; 4];
                     let base = bytes.len();
                     let mut end = base;
@@ -421,19 +340,17 @@ impl Batch {
                         return Err(corrupt());
                     }
                 }
-                ColumnBuffer::Int32 { values, valid } => {
-                    valid.extend(flags_iter);
+                Values::Int32(x) => {
                     let mut b = [0u8; 4];
                     for _ in 0..n {
                         r.read_exact(&mut b)?;
-                        values.push(i32::from_le_bytes(b));
+                        x.push(i32::from_le_bytes(b));
                     }
                 }
-                ColumnBuffer::Int64 { values, valid } => {
-                    valid.extend(flags_iter);
+                Values::Int64(x) => {
                     for _ in 0..n {
                         r.read_exact(&mut word)?;
-                        values.push(i64::from_le_bytes(word));
+                        x.push(i64::from_le_bytes(word));
                     }
                 }
             }
