@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +21,7 @@ use super::quarantine::QuarantineWriter;
 use super::silver::{self, Lineage};
 use super::validation::{Plan, Stop, validate_records};
 use crate::columns::Batch;
-use crate::contract::{ColumnKind, Contract, PartitionTransform};
+use crate::contract::{ColumnKind, Contract, Partition, PartitionTransform};
 use crate::layout;
 use crate::manifest::{ColumnStats, PartitionSummary, WrittenFile};
 use crate::partition::hive_partition_path;
@@ -313,10 +313,13 @@ pub fn process_file(
         1 => 0,
         n => (stable_hash(rows.str(key, row).unwrap_or_default().as_bytes()) % n as u64) as u32,
     };
+    // Hashed value by value: no key is built per row.
     let partition = |rows: &Batch, row: usize| {
-        let mut key = Vec::with_capacity(contract.partitions.len());
-        partition_key(contract, rows, row, &mut key);
-        FastHash::default().hash_one(&key)
+        let mut hasher = FastHash::default().build_hasher();
+        for p in &contract.partitions {
+            part_value(p, rows, row).hash(&mut hasher);
+        }
+        hasher.finish()
     };
     let plan = Plan {
         validator: &validator,
@@ -451,12 +454,22 @@ fn partition_key<'b>(
     key: &mut Vec<PartValue<'b>>,
 ) {
     key.clear();
-    key.extend(contract.partitions.iter().map(|p| match p.transform {
+    key.extend(
+        contract
+            .partitions
+            .iter()
+            .map(|p| part_value(p, batch, row)),
+    );
+}
+
+/// Row `row`'s value of partition `p`.
+fn part_value<'b>(p: &Partition, batch: &'b Batch, row: usize) -> PartValue<'b> {
+    match p.transform {
         PartitionTransform::Identity => PartValue::Str(batch.str(p.source, row)),
         PartitionTransform::UtcDate => {
             PartValue::Day(batch.i64(p.source, row).map(values::utc_day_of))
         }
-    }));
+    }
 }
 
 /// Memory one validation worker is allowed from the budget (the chunks it has out).
