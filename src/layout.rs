@@ -11,10 +11,13 @@
 //! quality/<dataset>/<batch_id>.json                          the quality gate's report
 //! gold/daily_kpis/month=YYYY-MM/daily_kpis.parquet           gold, one object per month
 //! loads/<dataset>/<batch_id>/<n>.manifest                    COPY manifests of a Redshift load
-//! runs/loaded/…, runs/aggregate/…                            load and aggregate state
-//! alerts/…                                                   alert deduplication and digest state
-//! outbox/…                                                   alerts "sent" by the local notifier
+//! runs/loaded/<dataset>/<batch_id>                           a batch is in the warehouse
+//! runs/loaded/gold_months.json                               gold months loaded, by ETag
+//! runs/aggregate/seen_batches.json                           batches folded into gold
 //! runs/load/<date>.json                                      a successful load of a day (SLA check)
+//! alerts/…                                                   alert deduplication and digest state
+//! outbox/<n>-<type>-<dataset>.txt                            alerts "sent" by the local notifier
+//! catalog/<database>/<table>.json                            the local catalog
 //! ```
 
 use sha2::{Digest, Sha256};
@@ -28,6 +31,56 @@ pub const MANIFESTS: &str = "manifests";
 pub const QUALITY: &str = "quality";
 pub const ALERTS: &str = "alerts";
 pub const OUTBOX: &str = "outbox";
+pub const GOLD: &str = "gold";
+pub const LOADS: &str = "loads";
+pub const RUNS: &str = "runs";
+pub const CATALOG: &str = "catalog";
+
+/// The gold KPI table and its one object per month.
+pub const DAILY_KPIS: &str = "daily_kpis";
+
+pub fn gold_prefix(table: &str) -> String {
+    format!("{GOLD}/{table}/")
+}
+
+/// The object holding one month (`YYYY-MM`) of a gold table.
+pub fn gold_month_key(table: &str, month: &str) -> String {
+    format!("{GOLD}/{table}/month={month}/{table}.parquet")
+}
+
+/// The month (`YYYY-MM`) of a gold object key.
+pub fn month_of_gold_key(key: &str) -> Option<&str> {
+    key.split('/').find_map(|p| p.strip_prefix("month="))
+}
+
+/// A COPY manifest of one group of a batch's files.
+pub fn copy_manifest_key(dataset: &str, batch_id: &str, group: usize) -> String {
+    format!("{LOADS}/{dataset}/{batch_id}/{group:03}.manifest")
+}
+
+/// Present once a batch is in the warehouse (or has nothing to load).
+pub fn loaded_marker_key(dataset: &str, batch_id: &str) -> String {
+    format!("{RUNS}/loaded/{dataset}/{batch_id}")
+}
+
+/// The ETag of each gold month as last loaded into the warehouse.
+pub const LOADED_GOLD_MONTHS_KEY: &str = "runs/loaded/gold_months.json";
+
+/// Batches whose dates the aggregate stage has folded into gold.
+pub const AGGREGATE_STATE_KEY: &str = "runs/aggregate/seen_batches.json";
+
+/// Where the load stage records each day's successful run.
+pub const LOAD_RUNS_PREFIX: &str = "runs/load/";
+
+/// One message of the local notifier (`n` counts up, so the outbox lists in send order).
+pub fn outbox_key(n: usize, alert_type: &str, dataset: &str) -> String {
+    format!("{OUTBOX}/{n:05}-{alert_type}-{dataset}.txt")
+}
+
+/// A table of the local catalog.
+pub fn catalog_table_key(database: &str, table: &str) -> String {
+    format!("{CATALOG}/{database}/{table}.json")
+}
 
 /// When an alert with this deduplication key was last sent.
 pub fn alert_sent_key(dedup_key: &str) -> String {
@@ -40,7 +93,7 @@ pub const ALERT_DIGEST_KEY: &str = "alerts/digest.json";
 
 /// Written by the load stage when a day's load succeeded; read by the SLA check.
 pub fn load_run_key(date: &str) -> String {
-    format!("runs/load/{date}.json")
+    format!("{LOAD_RUNS_PREFIX}{date}.json")
 }
 
 /// The dataset named by a bronze key `raw/<dataset>/<file>`, if the key has that shape.
@@ -181,5 +234,13 @@ mod tests {
             quarantined_source_key("orders", "B", "raw/orders/x y.csv"),
             "quarantine/orders/B/x y.csv"
         );
+        let month = gold_month_key(DAILY_KPIS, "2026-11");
+        assert_eq!(month, "gold/daily_kpis/month=2026-11/daily_kpis.parquet");
+        assert_eq!(month_of_gold_key(&month), Some("2026-11"));
+        assert_eq!(
+            copy_manifest_key("orders", "B", 7),
+            "loads/orders/B/007.manifest"
+        );
+        assert_eq!(outbox_key(3, "quality_fail", "orders"), "outbox/00003-quality_fail-orders.txt");
     }
 }

@@ -3,25 +3,33 @@
 //!
 //! The library holds all logic; the Lambda binaries under `functions/` and the `lake` CLI only
 //! translate events and arguments into calls here.
+//!
+//! The kernel (contracts, values, columns, partitions, layout, manifests, lake state, silver,
+//! and the storage, catalog, notifier and warehouse ports) never imports a stage; the stages
+//! (`stages::{ingest, quality, alert, aggregate, load}`) use the kernel and the engines
+//! (`ingest`, `quality`, `gold`, `alert`, `warehouse`).
 
 pub mod alert;
 pub mod aws;
 pub mod catalog;
 pub mod columns;
 pub mod config;
+pub mod error;
 pub mod contract;
 pub mod generate;
 pub mod gold;
-pub mod handlers;
 pub mod ingest;
 pub mod layout;
-pub mod local;
 pub mod manifest;
 pub mod metrics;
 pub mod partition;
+pub mod silver;
+pub mod state;
 pub mod quality;
+pub mod stages;
 pub mod storage;
 pub mod telemetry;
-pub mod validate;
 pub mod values;
 pub mod warehouse;
+
+pub use error::Retryable;

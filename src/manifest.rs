@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::SchemaDrift;
 
 pub const MANIFEST_VERSION: u32 = 1;
 
@@ -141,5 +140,20 @@ impl BatchSummary {
             schema_drift: m.schema_drift.clone(),
             replayed,
         }
+    }
+}
+
+/// How the source header differs from the contract without being fatal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaDrift {
+    /// Source columns the contract does not know (ignored).
+    pub extra_columns: Vec<String>,
+    /// Optional contract columns absent from the source (stored as null).
+    pub missing_columns: Vec<String>,
+}
+
+impl SchemaDrift {
+    pub fn is_empty(&self) -> bool {
+        self.extra_columns.is_empty() && self.missing_columns.is_empty()
     }
 }

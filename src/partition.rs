@@ -29,6 +29,44 @@ pub fn escape_value(value: &str) -> String {
     out
 }
 
+/// Reverses [`escape_value`]: `%XX` becomes the byte it encodes. A value that is not valid
+/// escaping of UTF-8 (a path written by something else) is returned as it is.
+pub fn unescape_value(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| value.to_owned())
+}
+
+/// The `(name, value)` pairs of a hive partition path, values unescaped; Hive's null partition
+/// is `None`. Segments without `=` are not partitions and are skipped.
+pub fn parse_partition_path(path: &str) -> Vec<(String, Option<String>)> {
+    path.split('/')
+        .filter_map(|segment| segment.split_once('='))
+        .map(|(name, value)| {
+            let value = (value != HIVE_NULL).then(|| unescape_value(value));
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
 /// `name=value/name=value` for the given pairs, values escaped, null as Hive's default partition.
 pub fn hive_partition_path<'a>(
     pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
@@ -86,5 +124,21 @@ mod tests {
         for (pairs, want) in cases {
             assert_eq!(hive_partition_path(pairs.iter().copied()), *want);
         }
+    }
+
+    #[test]
+    fn partition_paths_parse_back_to_their_values() {
+        for value in ["EU", "a/b=c", "50%:x", "São Paulo", "tab\there", "100%", "x+y"] {
+            let path = hive_partition_path([("k", Some(value)), ("d", None)]);
+            assert_eq!(
+                parse_partition_path(&path),
+                [("k".to_owned(), Some(value.to_owned())), ("d".to_owned(), None)],
+                "{path}"
+            );
+        }
+        // Not our escaping: kept as written rather than guessed at.
+        assert_eq!(unescape_value("bad%zz"), "bad%zz");
+        assert_eq!(unescape_value("%FF"), "%FF");
+        assert_eq!(parse_partition_path("part-x.parquet"), []);
     }
 }

@@ -1,12 +1,9 @@
-//! Alerting: one place owns the words of every page (quality verdicts, function failures, SLA
-//! breaches), decides what is worth sending, and sends it through a [`Notifier`].
+//! The words of every page (quality verdicts, function failures, SLA breaches) and the notifier
+//! port that sends them (SNS, or the lake's outbox). What is worth sending, and when, is the
+//! alert stage's business (`stages::alert`).
 
-pub mod input;
 pub mod message;
 pub mod notifier;
-mod service;
 
-pub use input::{AlertRequest, parse};
 pub use message::{AlertType, Message};
 pub use notifier::{Notifier, NotifyError, OutboxNotifier, SnsNotifier};
-pub use service::{AlertError, AlertOutcome, AlertService, AlertSettings};

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tracing::warn;
 
 use super::message::Message;
+use crate::error::Retryable;
 use crate::layout;
 use crate::storage::{ObjectStore, StorageError};
 
@@ -23,6 +24,16 @@ pub enum NotifyError {
     },
     #[error(transparent)]
     Outbox(#[from] StorageError),
+}
+
+impl Retryable for NotifyError {
+    /// SNS gave up after its own retries: an outage that a later attempt may outlast.
+    fn is_retryable(&self) -> bool {
+        match self {
+            NotifyError::Sns { .. } => true,
+            NotifyError::Outbox(e) => e.is_retryable(),
+        }
+    }
 }
 
 #[async_trait]
@@ -139,13 +150,7 @@ impl Notifier for OutboxNotifier {
             .list(&format!("{}/", layout::OUTBOX))
             .await?
             .len();
-        let key = format!(
-            "{}/{:05}-{}-{}.txt",
-            layout::OUTBOX,
-            n + 1,
-            m.alert_type.name(),
-            m.dataset
-        );
+        let key = layout::outbox_key(n + 1, m.alert_type.name(), &m.dataset);
         self.store.put(&key, Bytes::from(Self::render(m))).await?;
         Ok(())
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{ColumnKind, Contract, PartitionTransform};
 use crate::gold::kpis::COLUMNS as KPI_COLUMNS;
-use crate::ingest::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
+use crate::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
 use crate::layout;
 use crate::manifest::Manifest;
 
@@ -104,9 +104,9 @@ pub fn daily_kpis_table(root: &str) -> TableDef {
         })
         .collect();
     TableDef {
-        name: "daily_kpis".into(),
+        name: layout::DAILY_KPIS.into(),
         description: "Daily KPIs per day, region and currency (gold).".into(),
-        location: format!("{root}/{}/", crate::gold::DAILY_KPIS_PREFIX),
+        location: format!("{root}/{}", layout::gold_prefix(layout::DAILY_KPIS)),
         columns,
         partition_keys: vec![col("month", "string")],
     }
@@ -136,7 +136,7 @@ pub fn manifest_partitions(manifest: &Manifest, root: &str) -> Vec<PartitionDef>
 pub fn month_partition(month: &str, root: &str) -> PartitionDef {
     PartitionDef {
         values: vec![month.to_owned()],
-        location: format!("{root}/{}/month={month}/", crate::gold::DAILY_KPIS_PREFIX),
+        location: format!("{root}/{}month={month}/", layout::gold_prefix(layout::DAILY_KPIS)),
     }
 }
 
@@ -150,7 +150,7 @@ mod tests {
         let reg = Registry::builtin();
         let orders = silver_table(reg.get("orders").unwrap(), "s3://lake");
         assert_eq!(orders.location, "s3://lake/processed/orders/");
-        let parquet = crate::ingest::silver::silver_schema(reg.get("orders").unwrap()).unwrap();
+        let parquet = crate::silver::silver_schema(reg.get("orders").unwrap()).unwrap();
         let names: Vec<String> = parquet.iter_names().map(|n| n.to_string()).collect();
         assert_eq!(
             orders

@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{Catalog, CatalogError, PartitionDef, TableDef};
+use crate::state::LakeState;
 use crate::storage::ObjectStore;
 
 #[derive(Debug, Clone)]
 pub struct LocalCatalog {
-    store: Arc<dyn ObjectStore>,
+    state: LakeState,
     database: String,
 }
 
@@ -25,31 +25,21 @@ struct TableFile {
 impl LocalCatalog {
     pub fn new(store: Arc<dyn ObjectStore>, database: impl Into<String>) -> Self {
         LocalCatalog {
-            store,
+            state: LakeState::new(store),
             database: database.into(),
         }
     }
 
     fn key(&self, table: &str) -> String {
-        format!("catalog/{}/{table}.json", self.database)
+        crate::layout::catalog_table_key(&self.database, table)
     }
 
     async fn load(&self, table: &str) -> Result<Option<TableFile>, CatalogError> {
-        let key = self.key(table);
-        match self.store.get(&key).await? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|source| CatalogError::Corrupt { key, source }),
-        }
+        Ok(self.state.get_json(&self.key(table)).await?)
     }
 
     async fn save(&self, file: &TableFile) -> Result<(), CatalogError> {
-        let body = serde_json::to_vec_pretty(file).expect("catalog files serialise");
-        self.store
-            .put(&self.key(&file.table.name), Bytes::from(body))
-            .await?;
-        Ok(())
+        Ok(self.state.put_json(&self.key(&file.table.name), file).await?)
     }
 }
 

@@ -6,6 +6,7 @@ mod glue;
 mod local;
 
 use async_trait::async_trait;
+use crate::error::Retryable;
 
 pub use defs::{
     ColumnDef, PartitionDef, TableDef, daily_kpis_table, manifest_partitions, month_partition,
@@ -31,21 +32,17 @@ pub enum CatalogError {
     },
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
-    #[error("catalog file {key} is not readable: {source}")]
-    Corrupt {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
-impl CatalogError {
-    pub fn is_retryable(&self) -> bool {
+impl Retryable for CatalogError {
+    fn is_retryable(&self) -> bool {
         match self {
             CatalogError::Glue { retryable, .. } => *retryable,
             CatalogError::Partitions { .. } => true,
             CatalogError::Storage(e) => e.is_retryable(),
-            CatalogError::Corrupt { .. } => false,
+            CatalogError::State(e) => e.is_retryable(),
         }
     }
 }

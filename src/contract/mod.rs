@@ -4,15 +4,16 @@
 
 mod domains;
 pub mod quality;
+mod registry;
 mod spec;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use regex::Regex;
 
 pub use domains::Domain;
 pub use quality::{QualityRules, Severity};
+pub use registry::{CONTRACTS_DIR_VAR, Registry};
 
 /// Errors in a contract file itself (not in the data it describes).
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,20 @@ pub enum ContractError {
     Toml(#[from] toml::de::Error),
     #[error("contract `{contract}`: {message}")]
     Invalid { contract: String, message: String },
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: Box<ContractError>,
+    },
+    #[error("contracts do not fit together: {}", .0.join("; "))]
+    Registry(Vec<String>),
 }
 
 /// How a string value is normalised before it is checked and stored.
@@ -156,6 +171,14 @@ impl Contract {
         &self.columns[self.key]
     }
 
+    /// The partition holding a row's UTC date (`order_date`), if the dataset has one: what
+    /// daily aggregates and date-bounded reads prune on.
+    pub fn date_partition(&self) -> Option<&Partition> {
+        self.partitions
+            .iter()
+            .find(|p| p.transform == PartitionTransform::UtcDate)
+    }
+
     /// True when the column's values live only in the partition path, not in the Parquet file.
     pub fn is_path_only(&self, column: usize) -> bool {
         self.partitions
@@ -175,69 +198,6 @@ impl Contract {
 impl fmt::Display for Contract {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
-    }
-}
-
-const BUILTIN: &[(&str, &str)] = &[
-    ("customers", include_str!("../../contracts/customers.toml")),
-    ("orders", include_str!("../../contracts/orders.toml")),
-    ("payments", include_str!("../../contracts/payments.toml")),
-];
-
-/// The set of datasets this pipeline knows, by name.
-#[derive(Debug, Clone)]
-pub struct Registry {
-    contracts: BTreeMap<String, Contract>,
-}
-
-impl Registry {
-    /// The contracts shipped in `contracts/`, compiled into the binary.
-    pub fn builtin() -> Self {
-        let contracts = BUILTIN
-            .iter()
-            .map(|(name, text)| {
-                // The shipped contracts are checked by tests; a broken one is a build defect.
-                let contract = Contract::from_toml(text)
-                    .unwrap_or_else(|e| panic!("built-in contract {name} is invalid: {e}"));
-                (contract.name.clone(), contract)
-            })
-            .collect();
-        let registry = Registry { contracts };
-        let problems = registry.reference_problems();
-        assert!(
-            problems.is_empty(),
-            "built-in contracts: {}",
-            problems.join("; ")
-        );
-        registry
-    }
-
-    /// References between contracts that do not resolve (`quality.references`).
-    pub fn reference_problems(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for c in self.contracts.values() {
-            for r in &c.quality.references {
-                if !self.contracts.contains_key(&r.dataset) {
-                    out.push(format!(
-                        "{}: quality.references names unknown dataset `{}`",
-                        c.name, r.dataset
-                    ));
-                }
-            }
-        }
-        out
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Contract> {
-        self.contracts.get(name)
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.contracts.keys().map(String::as_str)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Contract> {
-        self.contracts.values()
     }
 }
 

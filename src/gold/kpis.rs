@@ -3,6 +3,10 @@
 
 use polars::prelude::*;
 
+/// The datasets the KPI definitions read: orders (by `order_date`) and payments (by
+/// `payment_date`), as their contracts name them.
+pub const INPUTS: [&str; 2] = ["orders", "payments"];
+
 /// Order statuses that count as revenue.
 const REVENUE_STATUSES: [&str; 3] = ["paid", "shipped", "delivered"];
 /// A payment's region when its order is not in silver.
@@ -223,65 +227,3 @@ pub fn daily_kpis(orders: LazyFrame, payments: LazyFrame) -> PolarsResult<DataFr
 
 #[cfg(test)]
 mod tests;
-
-/// The KPI rows of the `days` most recent dates as a text table.
-pub fn format_recent(kpis: &DataFrame, days: usize) -> PolarsResult<String> {
-    use std::fmt::Write as _;
-    let dates = kpis.column("kpi_date")?.date()?.physical().clone();
-    let mut distinct: Vec<i32> = (0..dates.len()).filter_map(|i| dates.get(i)).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let since = distinct
-        .get(distinct.len().saturating_sub(days))
-        .copied()
-        .unwrap_or(i32::MAX);
-    let text = |name: &str, i: usize| -> PolarsResult<String> {
-        let c = kpis.column(name)?;
-        Ok(match c.dtype() {
-            DataType::Decimal(_, s) => {
-                let scale = u8::try_from(*s).unwrap_or(2);
-                c.decimal()?.physical().get(i).map_or("-".into(), |v| {
-                    crate::values::format_decimal(v as i64, scale)
-                })
-            }
-            DataType::Float64 => c
-                .f64()?
-                .get(i)
-                .map_or("-".into(), |v| format!("{:.1}%", v * 100.0)),
-            DataType::Int64 => c.i64()?.get(i).map_or("-".into(), |v| v.to_string()),
-            DataType::Date => c
-                .date()?
-                .physical()
-                .get(i)
-                .map_or("-".into(), crate::values::format_date),
-            _ => c.str()?.get(i).unwrap_or("-").to_owned(),
-        })
-    };
-    let shown = [
-        ("kpi_date", "date", 10),
-        ("customer_region", "region", 7),
-        ("currency", "cur", 4),
-        ("orders_placed", "orders", 7),
-        ("orders_cancelled", "cancel", 7),
-        ("revenue", "revenue", 12),
-        ("avg_order_value", "aov", 8),
-        ("active_customers", "active", 7),
-        ("new_customers", "new", 5),
-        ("retention_rate", "retain", 7),
-        ("payments_attempted", "pay_try", 8),
-        ("payment_success_rate", "pay_ok", 7),
-        ("refunded_amount", "refunded", 10),
-    ];
-    let mut out = String::new();
-    for (_, title, width) in shown {
-        let _ = write!(out, "{title:>width$} ");
-    }
-    out.push('\n');
-    for i in (0..kpis.height()).filter(|&i| dates.get(i).is_some_and(|d| d >= since)) {
-        for (name, _, width) in shown {
-            let _ = write!(out, "{:>width$} ", text(name, i)?);
-        }
-        out.push('\n');
-    }
-    Ok(out)
-}

@@ -1,9 +1,8 @@
-//! Gold: business KPIs computed from silver, written one object per month.
+//! Gold: business KPIs computed from silver, written one object per month. The stage that
+//! runs them is `stages::aggregate`.
 
-pub mod aggregate;
 pub mod kpis;
 pub mod writer;
 
-pub use aggregate::{AggregateError, AggregateReport, AggregateRequest, Aggregator};
 pub use kpis::{UNKNOWN_REGION, daily_kpis};
-pub use writer::{DAILY_KPIS_PREFIX, GoldError, month_key, write_months};
+pub use writer::{GoldError, write_months};

@@ -7,15 +7,10 @@ use std::io::Cursor;
 use bytes::Bytes;
 use polars::prelude::*;
 
+use crate::layout;
 use crate::storage::{ObjectStore, StorageError};
 use crate::values;
 
-pub const DAILY_KPIS_PREFIX: &str = "gold/daily_kpis";
-
-/// The object holding one month of `daily_kpis`.
-pub fn month_key(month: &str) -> String {
-    format!("{DAILY_KPIS_PREFIX}/month={month}/daily_kpis.parquet")
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GoldError {
@@ -47,7 +42,11 @@ pub async fn write_months(
         ParquetWriter::new(Cursor::new(&mut buffer))
             .with_compression(ParquetCompression::Zstd(None))
             .finish(&mut part)?;
-        store.put(&month_key(&month), Bytes::from(buffer)).await?;
+        store
+            .put(
+                &layout::gold_month_key(layout::DAILY_KPIS, &month),
+                Bytes::from(buffer),
+            ).await?;
         written.push(month);
     }
     Ok(written)

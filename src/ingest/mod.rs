@@ -9,17 +9,17 @@ mod dedup;
 mod input;
 mod process;
 mod quarantine;
-pub mod silver;
-mod validation;
+mod writer;
+mod parallel;
+pub mod row_validator;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use tokio_util::io::SyncIoBridge;
 use tracing::{info, warn};
+use crate::error::Retryable;
 
 pub use dedup::latest_wins;
 pub use input::{OwnedRecord, RawRecord, RecordReader};
@@ -31,8 +31,9 @@ pub use quarantine::{LINE_COLUMN, REASON_COLUMN};
 use crate::contract::Registry;
 use crate::layout;
 use crate::manifest::{BatchStatus, MANIFEST_VERSION, Manifest, PendingOutputs, SourceObject};
+use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectMeta, ObjectStore, StorageError};
-use crate::validate::SchemaDrift;
+use crate::manifest::SchemaDrift;
 use crate::values;
 
 /// Default memory budget per file when none is configured.
@@ -86,12 +87,8 @@ pub enum IngestError {
     },
     #[error("work directory: {0}")]
     WorkDir(#[source] std::io::Error),
-    #[error("{key} is not a readable record: {source}")]
-    CorruptRecord {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("ingest of {uri} stopped unexpectedly: {message}")]
     Task { uri: String, message: String },
     #[error(
@@ -106,18 +103,18 @@ pub enum IngestError {
     },
 }
 
-impl IngestError {
+impl Retryable for IngestError {
     /// Whether another attempt can succeed (transient infrastructure trouble), as opposed to a
     /// problem with the input or the configuration that a retry would only repeat.
-    pub fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         match self {
             IngestError::Storage(e) => e.is_retryable(),
+            IngestError::State(e) => e.is_retryable(),
             IngestError::Process { source, .. } => !matches!(source, ProcessError::Parquet(_)),
             IngestError::WorkDir(_) | IngestError::Task { .. } => true,
             IngestError::UnknownPrefix { .. }
             | IngestError::UnknownDataset { .. }
             | IngestError::SourceMissing { .. }
-            | IngestError::CorruptRecord { .. }
             | IngestError::Accounting { .. } => false,
         }
     }
@@ -135,29 +132,9 @@ pub struct IngestOutcome {
 #[derive(Debug, Clone)]
 pub struct Ingestor {
     store: Arc<dyn ObjectStore>,
+    state: LakeState,
     registry: Arc<Registry>,
     settings: IngestSettings,
-}
-
-async fn read_json<T: DeserializeOwned>(
-    store: &dyn ObjectStore,
-    key: &str,
-) -> Result<Option<T>, IngestError> {
-    match store.get(key).await? {
-        None => Ok(None),
-        Some(bytes) => {
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| IngestError::CorruptRecord {
-                    key: key.to_owned(),
-                    source,
-                })
-        }
-    }
-}
-
-fn to_json(value: &impl serde::Serialize) -> Bytes {
-    Bytes::from(serde_json::to_vec_pretty(value).expect("manifest types serialise"))
 }
 
 impl Ingestor {
@@ -167,6 +144,7 @@ impl Ingestor {
         settings: IngestSettings,
     ) -> Self {
         Ingestor {
+            state: LakeState::new(store.clone()),
             store,
             registry,
             settings,
@@ -178,7 +156,7 @@ impl Ingestor {
     }
 
     fn known(&self) -> String {
-        self.registry.names().collect::<Vec<_>>().join(", ")
+        self.registry.known()
     }
 
     /// Ingests the bronze object at `key`.
@@ -210,7 +188,7 @@ impl Ingestor {
 
         let manifest_key = layout::manifest_key(dataset, &batch_id);
         let pending_key = layout::pending_key(dataset, &batch_id);
-        let previous: Option<Manifest> = read_json(self.store.as_ref(), &manifest_key).await?;
+        let previous: Option<Manifest> = self.state.get_json(&manifest_key).await?;
         if let Some(manifest) = previous.as_ref().filter(|_| !self.settings.force) {
             info!(status = ?manifest.status, "source already ingested; replaying its manifest");
             return Ok(IngestOutcome {
@@ -218,7 +196,7 @@ impl Ingestor {
                 replayed: true,
             });
         }
-        let pending: Option<PendingRecord> = read_json(self.store.as_ref(), &pending_key).await?;
+        let pending: Option<PendingRecord> = self.state.get_json(&pending_key).await?;
         // Keep the first ingestion time so a re-run reproduces its files byte for byte.
         let ingested_at_micros = previous
             .as_ref()
@@ -354,7 +332,7 @@ impl Ingestor {
                 keys: new_keys.iter().cloned().collect(),
             },
         };
-        self.store.put(pending_key, to_json(&record)).await?;
+        self.state.put_json(pending_key, &record).await?;
         // One file per partition: uploaded several at a time, as S3 latency, not bandwidth,
         // bounds many small PUTs. A failure drops (and so aborts) the others; the pending record
         // lets the retry clean up.
@@ -377,7 +355,7 @@ impl Ingestor {
         for key in stale.difference(&new_keys) {
             self.store.delete(key).await?;
         }
-        self.store.put(manifest_key, to_json(manifest)).await?;
+        self.state.put_json(manifest_key, manifest).await?;
         self.store.delete(pending_key).await?;
         Ok(())
     }

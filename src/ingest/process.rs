@@ -18,14 +18,16 @@ use std::time::Duration;
 use super::dedup;
 use super::input::{self, RecordReader, csv_reader};
 use super::quarantine::QuarantineWriter;
-use super::silver::{self, Lineage};
-use super::validation::{Plan, Stop, validate_records};
+use super::writer::PartitionFile;
+use crate::silver::{self, Lineage};
+use super::parallel::{Plan, Stop, validate_records};
 use crate::columns::Batch;
 use crate::contract::{ColumnKind, Contract, Partition, PartitionTransform};
 use crate::layout;
 use crate::manifest::{ColumnStats, PartitionSummary, WrittenFile};
 use crate::partition::hive_partition_path;
-use crate::validate::{RowValidator, SchemaDrift};
+use super::row_validator::RowValidator;
+use crate::manifest::SchemaDrift;
 use crate::values;
 
 /// A fixed-seed hasher: fast on short keys, and the same on every run.
@@ -491,7 +493,7 @@ const ENCODER_BYTES: usize = 32 * 1024 * 1024;
 
 /// A partition file still being written, with what it will be uploaded as.
 struct OpenPartition {
-    file: silver::PartitionFile,
+    file: PartitionFile,
     staged: PathBuf,
     key: String,
 }
@@ -574,7 +576,7 @@ impl Outputs {
             if !self.open.contains_key(&path) {
                 let key = layout::silver_key(&contract.name, &path, job.batch_id);
                 let staged = job.work_dir.join("silver").join(&key);
-                let file = silver::PartitionFile::create(&staged, &self.schema)?;
+                let file = PartitionFile::create(&staged, &self.schema)?;
                 self.open
                     .insert(path.clone(), OpenPartition { file, staged, key });
             }

@@ -3,12 +3,9 @@
 //! manifest arrival) and by `lake quality`.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Cursor;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use polars::prelude::*;
 use tracing::info;
 
 use super::checks::{self, Facts, ReferenceFacts};
@@ -16,8 +13,11 @@ use super::report::{MAX_OFFENDING_KEYS, Override, QualityReport, REPORT_VERSION}
 use crate::contract::{Contract, Registry};
 use crate::layout;
 use crate::manifest::{BatchStatus, Manifest};
+use crate::silver::read::{self, ReadError};
+use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError};
 use crate::values;
+use crate::error::Retryable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QualityError {
@@ -29,108 +29,47 @@ pub enum QualityError {
     NotAManifest { key: String },
     #[error("no data contract for dataset `{0}`")]
     UnknownDataset(String),
-    #[error("{key} is not readable JSON: {source}")]
-    Corrupt {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("reading {key}: {source}")]
-    Parquet {
-        key: String,
-        #[source]
-        source: PolarsError,
-    },
+    #[error("no batch {0} in the lake (see `lake show`)")]
+    UnknownBatch(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
-impl QualityError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, QualityError::Storage(e) if e.is_retryable())
+impl Retryable for QualityError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            QualityError::State(e) => e.is_retryable(),
+            QualityError::Read(e) => e.is_retryable(),
+            QualityError::Storage(e) => e.is_retryable(),
+            _ => false,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct QualityGate {
     store: Arc<dyn ObjectStore>,
+    state: LakeState,
     registry: Arc<Registry>,
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(
-    store: &dyn ObjectStore,
-    key: &str,
-) -> Result<Option<T>, QualityError> {
-    match store.get(key).await? {
-        None => Ok(None),
-        Some(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|source| QualityError::Corrupt {
-                key: key.to_owned(),
-                source,
-            }),
-    }
-}
-
-/// The named string columns of a silver file.
-async fn read_columns(
-    store: &dyn ObjectStore,
-    key: &str,
-    columns: &[&str],
-) -> Result<DataFrame, QualityError> {
-    let bytes: Bytes = store
-        .get(key)
-        .await?
-        .ok_or_else(|| StorageError::NotFound {
-            key: key.to_owned(),
-        })?;
-    let parquet_err = |source| QualityError::Parquet {
-        key: key.to_owned(),
-        source,
-    };
-    ParquetReader::new(Cursor::new(bytes))
-        .with_columns(Some(columns.iter().map(|c| c.to_string()).collect()))
-        .finish()
-        .map_err(parquet_err)
-}
-
-fn strings(df: &DataFrame, column: &str, key: &str) -> Result<Vec<Option<String>>, QualityError> {
-    let parquet_err = |source| QualityError::Parquet {
-        key: key.to_owned(),
-        source,
-    };
-    let ca = df
-        .column(column)
-        .and_then(|c| c.str().cloned())
-        .map_err(parquet_err)?;
-    Ok((0..ca.len())
-        .map(|i| ca.get(i).map(str::to_owned))
-        .collect())
 }
 
 impl QualityGate {
     pub fn new(store: Arc<dyn ObjectStore>, registry: Arc<Registry>) -> Self {
-        QualityGate { store, registry }
+        QualityGate {
+            state: LakeState::new(store.clone()),
+            store,
+            registry,
+        }
     }
 
     fn contract(&self, dataset: &str) -> Result<&Contract, QualityError> {
         self.registry
             .get(dataset)
             .ok_or_else(|| QualityError::UnknownDataset(dataset.to_owned()))
-    }
-
-    /// Manifests of a dataset, oldest batch first.
-    async fn manifests(&self, dataset: &str) -> Result<Vec<Manifest>, QualityError> {
-        let mut out = Vec::new();
-        for meta in self.store.list(&layout::manifest_prefix(dataset)).await? {
-            if layout::parse_manifest_key(&meta.key).is_some()
-                && let Some(m) = read_json::<Manifest>(self.store.as_ref(), &meta.key).await?
-            {
-                out.push(m);
-            }
-        }
-        out.sort_by(|a, b| a.batch_id.cmp(&b.batch_id));
-        Ok(out)
     }
 
     /// Keys appearing more than once across the batch's silver files.
@@ -143,8 +82,8 @@ impl QualityGate {
         let mut seen = HashSet::new();
         let mut dups = Vec::new();
         for f in &m.files {
-            let df = read_columns(self.store.as_ref(), &f.key, &[key]).await?;
-            for k in strings(&df, key, &f.key)?.into_iter().flatten() {
+            let df = read::read_columns(self.store.as_ref(), &f.key, &[key]).await?;
+            for k in read::strings(&df, key, &f.key)?.into_iter().flatten() {
                 if !seen.insert(k.clone()) {
                     dups.push(k);
                 }
@@ -159,8 +98,8 @@ impl QualityGate {
         let mut keys = HashSet::new();
         for meta in self.store.list(&layout::processed_prefix(dataset)).await? {
             if meta.key.ends_with(".parquet") {
-                let df = read_columns(self.store.as_ref(), &meta.key, &[&key]).await?;
-                keys.extend(strings(&df, &key, &meta.key)?.into_iter().flatten());
+                let df = read::read_columns(self.store.as_ref(), &meta.key, &[&key]).await?;
+                keys.extend(read::strings(&df, &key, &meta.key)?.into_iter().flatten());
             }
         }
         Ok(keys)
@@ -186,10 +125,10 @@ impl QualityGate {
                 sample: vec![],
             };
             for f in &m.files {
-                let df = read_columns(self.store.as_ref(), &f.key, &[key, &rule.column]).await?;
+                let df = read::read_columns(self.store.as_ref(), &f.key, &[key, &rule.column]).await?;
                 let (keys, refs) = (
-                    strings(&df, key, &f.key)?,
-                    strings(&df, &rule.column, &f.key)?,
+                    read::strings(&df, key, &f.key)?,
+                    read::strings(&df, &rule.column, &f.key)?,
                 );
                 for (k, r) in keys.into_iter().zip(refs) {
                     facts.checked += 1;
@@ -229,12 +168,13 @@ impl QualityGate {
     ) -> Result<QualityReport, QualityError> {
         let contract = self.contract(dataset)?;
         let manifest_key = layout::manifest_key(dataset, batch_id);
-        let manifest: Manifest = read_json(self.store.as_ref(), &manifest_key)
+        let manifest: Manifest = self.state.get_json(&manifest_key)
             .await?
             .ok_or_else(|| QualityError::ManifestMissing {
                 key: manifest_key.clone(),
             })?;
         let history: Vec<Manifest> = self
+            .state
             .manifests(dataset)
             .await?
             .into_iter()
@@ -260,7 +200,7 @@ impl QualityGate {
         let checks = checks::evaluate(&facts);
         let (verdict, summary) = QualityReport::verdict_of(&checks);
         let report_key = layout::quality_report_key(dataset, batch_id);
-        let previous: Option<QualityReport> = read_json(self.store.as_ref(), &report_key).await?;
+        let previous: Option<QualityReport> = self.state.get_json(&report_key).await?;
         let override_ = previous.and_then(|p| p.override_);
         let report = QualityReport {
             report_version: REPORT_VERSION,
@@ -296,9 +236,7 @@ impl QualityGate {
     }
 
     async fn write(&self, key: &str, report: &QualityReport) -> Result<(), QualityError> {
-        let body = serde_json::to_vec_pretty(report).expect("reports serialise");
-        self.store.put(key, Bytes::from(body)).await?;
-        Ok(())
+        Ok(self.state.put_json(key, report).await?)
     }
 
     pub async fn report(
@@ -306,11 +244,10 @@ impl QualityGate {
         dataset: &str,
         batch_id: &str,
     ) -> Result<Option<QualityReport>, QualityError> {
-        read_json(
-            self.store.as_ref(),
-            &layout::quality_report_key(dataset, batch_id),
-        )
-        .await
+        Ok(self
+            .state
+            .get_json(&layout::quality_report_key(dataset, batch_id))
+            .await?)
     }
 
     /// Records a person's decision to load a failed batch anyway.
@@ -338,21 +275,33 @@ impl QualityGate {
         Ok(report)
     }
 
-    /// Batches with a manifest but no report yet, oldest first.
+    /// Batches with a manifest but no report yet: parents' datasets first (so references
+    /// resolve), oldest batch first within a dataset.
     pub async fn unchecked_batches(&self) -> Result<Vec<(String, String)>, QualityError> {
         let mut out = Vec::new();
-        for dataset in self.registry.names() {
-            for m in self.manifests(dataset).await? {
-                if self
-                    .store
-                    .head(&layout::quality_report_key(dataset, &m.batch_id))
-                    .await?
-                    .is_none()
-                {
-                    out.push((dataset.to_owned(), m.batch_id));
+        for contract in self.registry.load_order() {
+            let dataset = contract.name.as_str();
+            for batch in self.state.batch_ids(dataset).await? {
+                let report = layout::quality_report_key(dataset, &batch);
+                if !self.state.exists(&report).await? {
+                    out.push((dataset.to_owned(), batch));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The dataset that has a manifest for `batch_id`.
+    pub async fn dataset_of_batch(&self, batch_id: &str) -> Result<String, QualityError> {
+        for dataset in self.registry.names() {
+            if self
+                .state
+                .exists(&layout::manifest_key(dataset, batch_id))
+                .await?
+            {
+                return Ok(dataset.to_owned());
+            }
+        }
+        Err(QualityError::UnknownBatch(batch_id.to_owned()))
     }
 }

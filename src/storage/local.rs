@@ -241,4 +241,8 @@ impl ObjectStore for LocalStore {
     fn uri(&self, key: &str) -> String {
         format!("file://{}", self.root.join(key).display())
     }
+
+    fn local_root(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
 }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
+use crate::error::Retryable;
 
 pub use local::{LocalStore, TEMP_PREFIX};
 pub use s3::{MULTIPART_PART_BYTES, S3Store};
@@ -50,8 +51,8 @@ pub enum StorageError {
     },
 }
 
-impl StorageError {
-    pub fn is_retryable(&self) -> bool {
+impl Retryable for StorageError {
+    fn is_retryable(&self) -> bool {
         match self {
             StorageError::S3 { retryable, .. } => *retryable,
             StorageError::Io { .. } => true,
@@ -84,6 +85,17 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>>;
     /// How to point a person or another system at the object (`s3://…` or `file://…`).
     fn uri(&self, key: &str) -> String;
+    /// The directory holding the objects when they are plain local files (readers can then
+    /// scan them in place instead of downloading them).
+    fn local_root(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// The URI of the store's root, without a trailing `/` (`s3://bucket`, `file:///lake`): what
+/// catalog locations are built on.
+pub fn root_uri(store: &dyn ObjectStore) -> String {
+    store.uri("").trim_end_matches('/').to_owned()
 }
 
 /// Rejects keys that could escape the store's root or are not plain relative paths.

@@ -9,6 +9,7 @@ use aws_sdk_redshiftdata::Client;
 use aws_sdk_redshiftdata::error::DisplayErrorContext;
 use aws_sdk_redshiftdata::types::{Field, StatementStatusString, StatusString};
 use tracing::{info, warn};
+use crate::error::Retryable;
 
 /// Where the SQL runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +76,8 @@ pub enum WarehouseError {
     Result { sql: String, detail: String },
 }
 
-impl WarehouseError {
-    pub fn is_retryable(&self) -> bool {
+impl Retryable for WarehouseError {
+    fn is_retryable(&self) -> bool {
         matches!(
             self,
             WarehouseError::Timeout { .. } | WarehouseError::Aborted { .. }

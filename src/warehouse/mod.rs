@@ -1,9 +1,10 @@
-//! The Redshift warehouse: SQL generated from the contracts, run through the Data API.
+//! The warehouse port: Redshift SQL generated from the contracts (`sql`), run through the Data
+//! API (`data_api`) or only recorded (`recording`). The stage that loads is `stages::load`.
 
 pub mod data_api;
-pub mod loader;
+pub mod recording;
 pub mod sql;
 
 pub use data_api::{DataApiExecutor, DataApiSettings, SqlExecutor, Target, WarehouseError};
-pub use loader::{BatchLoad, LoadError, LoadReport, Loader};
+pub use recording::RecordingExecutor;
 pub use sql::{CopyGroup, Warehouse, copy_manifest};

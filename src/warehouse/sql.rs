@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::contract::{ColumnKind, Contract, PartitionTransform, Registry};
 use crate::gold::kpis::COLUMNS as KPI_COLUMNS;
-use crate::ingest::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
+use crate::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
 
 pub const LEDGER_TABLE: &str = "load_ledger";
 pub const KPI_TABLE: &str = "daily_kpis";

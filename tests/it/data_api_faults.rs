@@ -11,6 +11,7 @@ use aws_sdk_redshiftdata::operation::execute_statement::ExecuteStatementOutput;
 use aws_sdk_redshiftdata::operation::get_statement_result::GetStatementResultOutput;
 use aws_sdk_redshiftdata::types::{Field, StatementStatusString, StatusString, SubStatementData};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use shoplake::Retryable;
 use shoplake::warehouse::{DataApiExecutor, DataApiSettings, SqlExecutor, Target, WarehouseError};
 
 fn executor(rules: &[&Rule], timeout: Duration) -> DataApiExecutor {
@@ -209,7 +210,7 @@ async fn a_failed_load_reaches_on_call_with_the_redshift_error() {
         "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
         "responsePayload": {"errorType": "LoadFailed", "errorMessage": err.to_string()}
     });
-    let [shoplake::alert::AlertRequest::Failure(f)] = &shoplake::alert::parse(&record).unwrap()[..]
+    let [shoplake::stages::alert::AlertRequest::Failure(f)] = &shoplake::stages::alert::parse(&record).unwrap()[..]
     else {
         panic!("not a failure")
     };

@@ -5,6 +5,7 @@ use aws_sdk_glue::config::retry::RetryConfig;
 use aws_sdk_glue::operation::batch_create_partition::BatchCreatePartitionOutput;
 use aws_sdk_glue::types::{ErrorDetail, PartitionError};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use shoplake::Retryable;
 use shoplake::catalog::{Catalog, GlueCatalog, PartitionDef};
 
 fn partition(day: &str) -> PartitionDef {

@@ -68,7 +68,7 @@ fn lake_run_builds_gold_that_matches_an_independent_sql_implementation() {
 
 #[tokio::test]
 async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
-    use shoplake::gold::{AggregateRequest, Aggregator};
+    use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
     use shoplake::storage::{ObjectStore, S3Store};
     use std::sync::Arc;
 
@@ -76,7 +76,7 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
     let bucket = crate::support::bucket_name("aggregate");
     let s3 = server.bucket(&bucket).await;
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.clone(), &bucket));
-    let ingest = shoplake::handlers::ingest::IngestHandler::for_s3(s3, Default::default());
+    let ingest = shoplake::stages::ingest::IngestService::for_s3(s3, std::sync::Arc::new(shoplake::contract::Registry::builtin()), Default::default());
     let dir = tempfile::tempdir().unwrap();
     let (ok, _, stderr) = lake(&[
         "generate",
@@ -107,7 +107,7 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
             "eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
             "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]}))
         .unwrap();
-        ingest.handle(&event).await.unwrap();
+        ingest.handle(shoplake::stages::ingest::IngestRequest::from_s3(&event)).await.unwrap();
     }
     let glue = shoplake::aws::glue_client(&server.sdk_config());
     let catalog = Arc::new(shoplake::catalog::GlueCatalog::new(
@@ -115,13 +115,18 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
         format!("{bucket}-db"),
     ));
     let work = tempfile::tempdir().unwrap();
-    let aggregator = Aggregator::new(store.clone(), work.path())
-        .with_catalog(catalog.clone(), format!("s3://{bucket}"));
+    let aggregator = Aggregator::new(
+        store.clone(),
+        Arc::new(shoplake::contract::Registry::builtin()),
+        work.path(),
+    )
+    .with_catalog(catalog.clone());
 
     let first = aggregator
-        .run(AggregateRequest::Scheduled {})
+        .aggregate(AggregateRequest::Scheduled {})
         .await
-        .unwrap();
+        .unwrap()
+        .report;
     assert_eq!(first.months_written, ["2026-10", "2026-11"], "{first:?}");
     assert_eq!(first.new_batches, 2, "orders and payments");
     assert!(
@@ -138,21 +143,23 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
     );
 
     let again = aggregator
-        .run(AggregateRequest::Scheduled {})
+        .aggregate(AggregateRequest::Scheduled {})
         .await
-        .unwrap();
+        .unwrap()
+        .report;
     assert!(
         again.months_written.is_empty() && again.new_batches == 0,
         "nothing new since the last run: {again:?}"
     );
     let d = |s: &str| s.parse().unwrap();
     let backfill = aggregator
-        .run(AggregateRequest::Range {
+        .aggregate(AggregateRequest::Range {
             from: d("2026-11-01"),
             to: d("2026-11-30"),
         })
         .await
-        .unwrap();
+        .unwrap()
+        .report;
     assert_eq!(backfill.months_written, ["2026-11"]);
     assert_eq!(
         backfill.kpi_rows, first.kpi_rows,
@@ -171,11 +178,12 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
         "eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
         "s3": {"bucket": {"name": bucket}, "object": {"key": "raw/orders/late.csv"}}}]}))
     .unwrap();
-    ingest.handle(&event).await.unwrap();
+    ingest.handle(shoplake::stages::ingest::IngestRequest::from_s3(&event)).await.unwrap();
     let after_late = aggregator
-        .run(AggregateRequest::Scheduled {})
+        .aggregate(AggregateRequest::Scheduled {})
         .await
-        .unwrap();
+        .unwrap()
+        .report;
     assert_eq!(after_late.new_batches, 1);
     assert_eq!(after_late.months_written, ["2026-10", "2026-11"]);
 }

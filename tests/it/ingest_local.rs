@@ -199,13 +199,9 @@ async fn a_tiny_memory_budget_spills_but_writes_exactly_the_same_rows() {
         ..Default::default()
     };
 
-    let a = shoplake::local::ingest_files(&roomy, "orders", &[&file], settings(512 << 20))
-        .await
-        .unwrap();
-    let b = shoplake::local::ingest_files(&tight, "orders", &[&file], settings(96 << 10))
-        .await
-        .unwrap();
-    let (a, b) = (a[0].as_ref().unwrap(), b[0].as_ref().unwrap());
+    let a = ingest_into(&roomy, &file, settings(512 << 20)).await;
+    let b = ingest_into(&tight, &file, settings(96 << 10)).await;
+    let (a, b) = (&a, &b);
     let counts = |m: &shoplake::manifest::Manifest| {
         (
             m.rows_read,
@@ -364,4 +360,30 @@ fn lake_quality_reports_each_batch_and_an_override_makes_a_failed_batch_loadable
     let (ok, stdout, _) = lake(&["quality", "--lake", lake_arg, "--batch", &batch, "--json"]);
     assert!(ok);
     assert_eq!(json_lines(&stdout)[0]["override"]["by"], "dana");
+}
+
+/// Ingests `file` as orders into the lake at `lake` through the ingest stage, as `lake ingest`
+/// does (copied under raw/ first).
+async fn ingest_into(
+    lake: &Path,
+    file: &Path,
+    settings: shoplake::ingest::IngestSettings,
+) -> shoplake::ingest::IngestOutcome {
+    use shoplake::stages::ingest::{IngestRequest, IngestService};
+    use std::sync::Arc;
+    let raw = lake.join("raw/orders");
+    std::fs::create_dir_all(&raw).unwrap();
+    std::fs::copy(file, raw.join("orders.csv")).unwrap();
+    let store: Arc<dyn shoplake::storage::ObjectStore> =
+        Arc::new(shoplake::storage::LocalStore::new(lake).unwrap());
+    let service = IngestService::new(
+        Arc::new(move |_| store.clone()),
+        Arc::new(shoplake::contract::Registry::builtin()),
+        settings,
+    );
+    service
+        .ingest(IngestRequest::object("lake", "raw/orders/orders.csv"))
+        .await
+        .unwrap()
+        .remove(0)
 }

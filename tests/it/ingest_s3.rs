@@ -7,8 +7,9 @@ use aws_lambda_events::s3::S3Event;
 use bytes::Bytes;
 use chrono::NaiveDate;
 use polars::prelude::*;
+use shoplake::Retryable;
 use shoplake::generate::{GenerateOptions, GeneratedFile, generate};
-use shoplake::handlers::ingest::IngestHandler;
+use shoplake::stages::ingest::{IngestRequest, IngestService};
 use shoplake::ingest::IngestSettings;
 use shoplake::manifest::{BatchStatus, BatchSummary, Manifest};
 use shoplake::storage::{ObjectStore, S3Store};
@@ -52,7 +53,7 @@ fn s3_event(bucket: &str, keys: &[&str]) -> S3Event {
 struct Env {
     bucket: String,
     store: S3Store,
-    handler: IngestHandler,
+    handler: IngestService,
 }
 
 async fn env(test: &str, settings: IngestSettings) -> Env {
@@ -60,7 +61,7 @@ async fn env(test: &str, settings: IngestSettings) -> Env {
     let s3 = moto::server().bucket(&bucket).await;
     Env {
         store: S3Store::new(s3.clone(), &bucket),
-        handler: IngestHandler::for_s3(s3, settings),
+        handler: IngestService::for_s3(s3, std::sync::Arc::new(shoplake::contract::Registry::builtin()), settings),
         bucket,
     }
 }
@@ -72,7 +73,7 @@ impl Env {
 
     async fn ingest(&self, keys: &[&str]) -> Vec<BatchSummary> {
         self.handler
-            .handle(&s3_event(&self.bucket, keys))
+            .handle(IngestRequest::from_s3(&s3_event(&self.bucket, keys)))
             .await
             .expect("ingest succeeds")
             .batches
@@ -362,15 +363,16 @@ async fn a_redelivered_event_or_a_forced_retry_never_duplicates_silver() {
     assert_eq!(again[0].batch_id, first[0].batch_id);
     assert_eq!(env.silver().await, silver, "redelivery writes nothing");
 
-    let forced = IngestHandler::for_s3(
+    let forced = IngestService::for_s3(
         moto::server().s3(),
+        std::sync::Arc::new(shoplake::contract::Registry::builtin()),
         IngestSettings {
             force: true,
             ..Default::default()
         },
     );
     let redo = forced
-        .handle(&s3_event(&env.bucket, &[&keys[0]]))
+        .handle(IngestRequest::from_s3(&s3_event(&env.bucket, &[&keys[0]])))
         .await
         .unwrap();
     assert!(!redo.batches[0].replayed);
@@ -387,8 +389,9 @@ async fn a_redelivered_event_or_a_forced_retry_never_duplicates_silver() {
 
     // A budget small enough to split the source into hash buckets writes the same files (one
     // per partition, a row group per bucket) with the same rows.
-    let tight = IngestHandler::for_s3(
+    let tight = IngestService::for_s3(
         moto::server().s3(),
+        std::sync::Arc::new(shoplake::contract::Registry::builtin()),
         IngestSettings {
             force: true,
             memory_budget_bytes: 64 * 1024,
@@ -396,7 +399,7 @@ async fn a_redelivered_event_or_a_forced_retry_never_duplicates_silver() {
         },
     );
     tight
-        .handle(&s3_event(&env.bucket, &[&keys[0]]))
+        .handle(IngestRequest::from_s3(&s3_event(&env.bucket, &[&keys[0]])))
         .await
         .unwrap();
     let resplit = env.silver().await;
@@ -500,7 +503,7 @@ async fn unknown_prefixes_and_missing_objects_are_clear_errors() {
             "raw/orders/good.csv",
         ],
     );
-    let err = env.handler.handle(&event).await.unwrap_err();
+    let err = env.handler.handle(IngestRequest::from_s3(&event)).await.unwrap_err();
     assert_eq!((err.attempted, err.failures.len()), (4, 3));
     assert!(!err.is_retryable(), "input problems are not retried");
     let text = err.to_string();

@@ -7,10 +7,11 @@ use aws_lambda_events::s3::S3Event;
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
 use shoplake::contract::Registry;
-use shoplake::handlers::ingest::IngestHandler;
+use shoplake::stages::ingest::{IngestRequest, IngestService};
 use shoplake::quality::QualityGate;
 use shoplake::storage::{ObjectStore, S3Store};
-use shoplake::warehouse::{BatchLoad, DataApiExecutor, DataApiSettings, Loader, Target, Warehouse};
+use shoplake::stages::load::{BatchLoad, Loader, SkipReason};
+use shoplake::warehouse::{DataApiExecutor, DataApiSettings, Target, Warehouse};
 
 use crate::support::{bucket_name, moto};
 
@@ -37,7 +38,7 @@ async fn gated_batches_are_loaded_once_through_the_data_api() {
     let bucket = bucket_name("load");
     let s3 = server.bucket(&bucket).await;
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.clone(), &bucket));
-    let ingest = IngestHandler::for_s3(s3.clone(), Default::default());
+    let ingest = IngestService::for_s3(s3.clone(), std::sync::Arc::new(shoplake::contract::Registry::builtin()), Default::default());
     let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
     let gate = QualityGate::new(store.clone(), Arc::new(Registry::builtin()));
 
@@ -54,7 +55,7 @@ async fn gated_batches_are_loaded_once_through_the_data_api() {
             .await
             .unwrap();
         let s = ingest
-            .handle(&event(&bucket, key))
+            .handle(IngestRequest::from_s3(&event(&bucket, key)))
             .await
             .unwrap()
             .batches
@@ -74,7 +75,12 @@ async fn gated_batches_are_loaded_once_through_the_data_api() {
         schema: "shoplake".into(),
         copy_role_arn: "arn:aws:iam::123456789012:role/copy".into(),
     };
-    let loader = Loader::new(store.clone(), Arc::new(executor), warehouse);
+    let loader = Loader::new(
+        store.clone(),
+        Arc::new(executor),
+        warehouse,
+        Arc::new(Registry::builtin()),
+    );
     loader.ensure_schema().await.unwrap();
     let report = loader.load_pending(now).await.unwrap();
 
@@ -86,7 +92,7 @@ async fn gated_batches_are_loaded_once_through_the_data_api() {
         "{report:?}"
     );
     assert!(
-        report.batches.iter().any(|b| matches!(b, BatchLoad::Skipped { reason, .. } if reason.contains("quality verdict is fail"))),
+        report.batches.iter().any(|b| matches!(b, BatchLoad::Skipped { reason, .. } if reason.to_string().contains("quality verdict is fail"))),
         "the failed batch is held back: {report:?}"
     );
     let sql = statements(&database);
@@ -158,8 +164,12 @@ async fn gated_batches_are_loaded_once_through_the_data_api() {
         BatchLoad::Skipped {
             dataset: "orders".into(),
             batch_id: good_batch.clone(),
-            reason: "already loaded (in the load ledger)".into()
+            reason: SkipReason::AlreadyLoaded
         }
+    );
+    assert_eq!(
+        SkipReason::AlreadyLoaded.to_string(),
+        "already loaded (in the load ledger)"
     );
     loader.load_pending(now).await.unwrap();
     assert_eq!(

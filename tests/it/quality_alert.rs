@@ -8,9 +8,10 @@ use std::sync::Arc;
 use aws_lambda_events::s3::S3Event;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
-use shoplake::alert::{AlertOutcome, AlertService, AlertSettings, SnsNotifier};
-use shoplake::handlers::ingest::IngestHandler;
-use shoplake::handlers::quality::QualityHandler;
+use shoplake::alert::SnsNotifier;
+use shoplake::stages::alert::{AlertOutcome, AlertService, AlertSettings};
+use shoplake::stages::ingest::{IngestRequest, IngestService};
+use shoplake::stages::quality::{QualityRequest, QualityService};
 use shoplake::ingest::IngestSettings;
 use shoplake::quality::{QualityReport, Verdict};
 use shoplake::storage::{ObjectStore, S3Store};
@@ -74,8 +75,8 @@ struct Env {
     bucket: String,
     store: S3Store,
     topic: String,
-    ingest: IngestHandler,
-    quality: QualityHandler,
+    ingest: IngestService,
+    quality: QualityService,
     alerts: AlertService,
 }
 
@@ -102,8 +103,8 @@ async fn env(test: &str) -> Env {
             Arc::new(notifier),
             AlertSettings::default(),
         ),
-        ingest: IngestHandler::for_s3(s3.clone(), IngestSettings::default()),
-        quality: QualityHandler::for_s3(s3),
+        ingest: IngestService::for_s3(s3.clone(), std::sync::Arc::new(shoplake::contract::Registry::builtin()), IngestSettings::default()),
+        quality: QualityService::for_s3(s3, std::sync::Arc::new(shoplake::contract::Registry::builtin())),
         store,
         topic,
         bucket,
@@ -116,7 +117,7 @@ impl Env {
         self.store.put(key, csv.into()).await.unwrap();
         let summary = self
             .ingest
-            .handle(&event(&self.bucket, key))
+            .handle(IngestRequest::from_s3(&event(&self.bucket, key)))
             .await
             .unwrap()
             .batches
@@ -124,7 +125,7 @@ impl Env {
         let manifest = format!("manifests/{}/{}.json", summary.dataset, summary.batch_id);
         let mut response = self
             .quality
-            .handle(&event(&self.bucket, &manifest), now())
+            .handle(QualityRequest::from_s3(&event(&self.bucket, &manifest)), now())
             .await
             .unwrap();
         assert_eq!(response.reports.len(), 1);
@@ -141,7 +142,9 @@ impl Env {
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
             "responsePayload": {"reports": [report]}
         });
-        shoplake::handlers::alert::handle(&self.alerts, &record, now())
+        let requests = shoplake::stages::alert::parse(&record).unwrap();
+        self.alerts
+            .handle_all(requests, now())
             .await
             .unwrap()
             .outcomes
@@ -313,7 +316,7 @@ async fn a_failing_sns_publish_is_an_error_and_the_report_survives() {
         ),
         AlertSettings::default(),
     );
-    let request = shoplake::alert::AlertRequest::Quality(Box::new(report.clone()));
+    let request = shoplake::stages::alert::AlertRequest::Quality(Box::new(report.clone()));
     let err = broken.handle(request, now()).await.unwrap_err();
     assert!(err.to_string().contains("SNS publish"), "{err}");
     assert!(

@@ -2,8 +2,8 @@
 //! function really accepts.
 
 use aws_lambda_events::s3::S3Event;
-use shoplake::alert::{self, AlertRequest};
-use shoplake::handlers::s3_event::created_objects;
+use shoplake::stages::alert::{self as alert, AlertRequest};
+use shoplake::stages::created_objects;
 
 fn load(name: &str) -> serde_json::Value {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -58,13 +58,20 @@ fn every_sample_event_is_accepted_by_its_function() {
                 assert!(ok, "{name}: {requests:?}");
             }
             "aggregate" => {
-                let request = shoplake::gold::AggregateRequest::from_event(&value)
+                let request = shoplake::stages::aggregate::AggregateRequest::from_event(&value)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
-                let backfill = matches!(request, shoplake::gold::AggregateRequest::Range { .. });
+                let backfill = matches!(request, shoplake::stages::aggregate::AggregateRequest::Range { .. });
                 assert_eq!(backfill, name.contains("backfill"), "{name}");
             }
-            // The load function runs on schedule and reads nothing from its event.
-            "load" => assert_eq!(value["detail-type"], "Scheduled Event", "{name}"),
+            // The load function runs on schedule and loads whatever is pending.
+            "load" => {
+                assert_eq!(value["detail-type"], "Scheduled Event", "{name}");
+                assert_eq!(
+                    shoplake::stages::load::LoadRequest::from_event(&value),
+                    Ok(shoplake::stages::load::LoadRequest::Pending),
+                    "{name}"
+                );
+            }
             other => panic!("{name}: no function named {other}"),
         }
     }

@@ -1,31 +1,30 @@
-//! The quality Lambda: a manifest landed under `manifests/` → `shoplake::handlers::quality`.
-//! Its response goes to the alert function through the on-success destination.
+//! The quality Lambda: a manifest landed under `manifests/` → the batch checked and its report written;
+//! the response goes to the alert function through the on-success destination.
+//! Configuration: `shoplake::stages::quality::config`. Every function's entry point has this
+//! shape; the work is `shoplake::stages::quality`.
 
-use aws_lambda_events::s3::S3Event;
+use std::sync::Arc;
+
 use lambda_runtime::{Diagnostic, LambdaEvent, run, service_fn};
-use shoplake::handlers::quality::QualityHandler;
+use shoplake::contract::Registry;
+use shoplake::stages::quality::QualityService as Service;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shoplake::telemetry::init_lambda();
-    let sdk = shoplake::aws::sdk_config().await;
-    let handler = QualityHandler::for_s3(shoplake::aws::s3_client(&sdk));
-    let handler = &handler;
-    run(service_fn(move |event: LambdaEvent<S3Event>| async move {
-        handler
-            .handle(&event.payload, chrono::Utc::now())
-            .await
-            .inspect(|r| shoplake::metrics::emit(&shoplake::metrics::for_quality(r)))
-            .map_err(|e| Diagnostic {
-                error_type: if e.is_retryable() {
-                    "QualityRetryable"
-                } else {
-                    "QualityInputError"
-                }
-                .into(),
-                error_message: e.to_string(),
-            })
-    }))
+    let registry = Arc::new(Registry::from_env()?);
+    let service = Service::from_env(&shoplake::aws::sdk_config().await, registry)?;
+    let service = &service;
+    run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            shoplake::stages::invoke(service, event.payload, chrono::Utc::now())
+                .await
+                .map_err(|f| Diagnostic {
+                    error_type: f.error_type,
+                    error_message: f.error_message,
+                })
+        },
+    ))
     .await
     .map_err(|e| anyhow::anyhow!(e))
 }

@@ -6,7 +6,7 @@ use super::*;
 use crate::contract::Registry;
 use crate::manifest::{ColumnStats, MANIFEST_VERSION, SourceObject};
 use crate::quality::report::{QualityReport, Verdict};
-use crate::validate::SchemaDrift;
+use crate::manifest::SchemaDrift;
 
 fn manifest(batch: &str, read: u64, written: u64, rejected: u64) -> Manifest {
     Manifest {

@@ -89,7 +89,7 @@ fn the_staging_table_matches_the_parquet_files_column_for_column() {
     // COPY from Parquet maps by position: the raw staging table must be the file schema.
     let reg = Registry::builtin();
     for contract in reg.iter() {
-        let schema = crate::ingest::silver::silver_schema(contract).unwrap();
+        let schema = crate::silver::silver_schema(contract).unwrap();
         let files: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
         let staged: Vec<String> = file_columns(contract).into_iter().map(|c| c.name).collect();
         assert_eq!(staged, files, "{}", contract.name);

@@ -5,9 +5,9 @@
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::message::FailedInvocation;
-use crate::handlers::s3_event::decode_key;
+use crate::alert::message::FailedInvocation;
 use crate::layout;
+use crate::stages::decode_key;
 use crate::quality::QualityReport;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use crate::ingest::RawRecord;
+use super::input::RawRecord;
+use crate::manifest::SchemaDrift;
 
 use crate::columns::{Batch, Value};
 use crate::contract::{Bound, Case, Column, ColumnKind, Contract};
@@ -23,21 +24,6 @@ pub enum HeaderError {
     MissingColumns(Vec<String>),
     #[error("column(s) appear more than once in the header: {}", .0.join(", "))]
     DuplicateColumns(Vec<String>),
-}
-
-/// How the source header differs from the contract without being fatal.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SchemaDrift {
-    /// Source columns the contract does not know (ignored).
-    pub extra_columns: Vec<String>,
-    /// Optional contract columns absent from the source (stored as null).
-    pub missing_columns: Vec<String>,
-}
-
-impl SchemaDrift {
-    pub fn is_empty(&self) -> bool {
-        self.extra_columns.is_empty() && self.missing_columns.is_empty()
-    }
 }
 
 /// A contract bound to one file's header.

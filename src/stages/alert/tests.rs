@@ -5,8 +5,12 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::alert::message::FailedInvocation;
+use crate::alert::{Message, Notifier, NotifyError};
 use crate::quality::{CheckResult, CheckStatus, QualityReport, Verdict};
-use crate::storage::LocalStore;
+use crate::layout;
+use crate::stages::Stage;
+use crate::storage::{LocalStore, ObjectStore};
+use bytes::Bytes;
 
 #[derive(Debug, Default)]
 struct Recorder(Mutex<Vec<Message>>);
@@ -178,7 +182,8 @@ async fn the_sla_check_pages_only_after_the_deadline_without_a_load() {
 
     let dir = tempfile::tempdir().unwrap();
     let (svc, sent) = service(&dir);
-    svc.state
+    LocalStore::new(dir.path())
+        .unwrap()
         .put(
             &layout::load_run_key("2026-11-21"),
             Bytes::from_static(b"{}"),
@@ -223,4 +228,30 @@ async fn a_function_failure_names_the_request_and_objects() {
     ] {
         assert!(m.body.contains(needle), "{needle} missing from {}", m.body);
     }
+}
+
+#[test]
+fn sla_breaches_count_even_when_the_email_is_suppressed() {
+    let response = AlertResponse {
+        outcomes: vec![
+            AlertOutcome::Suppressed {
+                alert_type: "sla_breach".into(),
+                dedup_key: "k".into(),
+            },
+            AlertOutcome::Sent {
+                alert_type: "quality_fail".into(),
+                subject: "s".into(),
+            },
+        ],
+    };
+    let set = &<AlertService as Stage>::metrics(&response)[0];
+    assert_eq!(
+        set.values,
+        [
+            ("AlertsSent", 1),
+            ("AlertsSuppressed", 1),
+            ("AlertsQueued", 0),
+            ("SlaBreaches", 1)
+        ]
+    );
 }

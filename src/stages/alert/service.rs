@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::input::AlertRequest;
-use super::message::{self, Message};
-use super::notifier::{Notifier, NotifyError};
+use super::request::AlertRequest;
+use crate::alert::message::{self, Message};
+use crate::alert::notifier::{Notifier, NotifyError};
 use crate::layout;
+use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError};
 
 #[derive(Debug, Clone)]
@@ -72,12 +72,8 @@ pub enum AlertError {
     Notify(#[from] NotifyError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("alert state {key} is not readable: {source}")]
-    State {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -96,9 +92,16 @@ struct Digest {
     queued: Vec<(DateTime<Utc>, Message)>,
 }
 
+/// What one invocation did with each alert it was given.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertResponse {
+    pub outcomes: Vec<AlertOutcome>,
+}
+
 #[derive(Debug, Clone)]
 pub struct AlertService {
     state: Arc<dyn ObjectStore>,
+    records: LakeState,
     notifier: Arc<dyn Notifier>,
     settings: AlertSettings,
 }
@@ -111,6 +114,7 @@ impl AlertService {
         settings: AlertSettings,
     ) -> Self {
         AlertService {
+            records: LakeState::new(state.clone()),
             state,
             notifier,
             settings,
@@ -121,19 +125,24 @@ impl AlertService {
         &self,
         key: &str,
     ) -> Result<T, AlertError> {
-        match self.state.get(key).await? {
-            None => Ok(T::default()),
-            Some(b) => serde_json::from_slice(&b).map_err(|source| AlertError::State {
-                key: key.into(),
-                source,
-            }),
-        }
+        Ok(self.records.get_json_or_default(key).await?)
     }
 
     async fn save(&self, key: &str, value: &impl Serialize) -> Result<(), AlertError> {
-        let body = serde_json::to_vec(value).expect("alert state serialises");
-        self.state.put(key, Bytes::from(body)).await?;
-        Ok(())
+        Ok(self.records.put_json(key, value).await?)
+    }
+
+    /// Handles every request of one invocation in turn.
+    pub async fn handle_all(
+        &self,
+        requests: Vec<AlertRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<AlertResponse, AlertError> {
+        let mut outcomes = Vec::new();
+        for request in requests {
+            outcomes.extend(self.handle(request, now).await?);
+        }
+        Ok(AlertResponse { outcomes })
     }
 
     pub async fn handle(
@@ -196,7 +205,7 @@ impl AlertService {
             });
             return Ok(None);
         }
-        let runs = self.state.list("runs/load/").await?;
+        let runs = self.state.list(layout::LOAD_RUNS_PREFIX).await?;
         let last = runs.last().map(|m| {
             layout::file_name(&m.key)
                 .trim_end_matches(".json")
@@ -206,7 +215,7 @@ impl AlertService {
         Ok(Some(message::sla_alert(
             &day,
             &deadline_text,
-            &self.state.uri("runs/load/"),
+            &self.state.uri(layout::LOAD_RUNS_PREFIX),
             last.as_deref(),
         )))
     }
@@ -283,5 +292,3 @@ impl AlertService {
     }
 }
 
-#[cfg(test)]
-mod tests;

@@ -1,7 +1,8 @@
-//! Loads silver batches and gold months into Redshift: only batches the quality gate let
+//! Loads silver batches and gold months into the warehouse: only batches the quality gate let
 //! through, each exactly once (the ledger), each in one transaction.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -9,13 +10,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::info;
 
-use super::data_api::{SqlExecutor, WarehouseError};
-use super::sql::{CopyGroup, Warehouse, copy_manifest};
 use crate::contract::{PartitionTransform, Registry};
+use crate::error::Retryable;
 use crate::layout;
 use crate::manifest::{BatchStatus, Manifest};
+use crate::partition::parse_partition_path;
 use crate::quality::QualityReport;
+use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError};
+use crate::warehouse::{CopyGroup, SqlExecutor, Warehouse, WarehouseError, copy_manifest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -23,23 +26,58 @@ pub enum LoadError {
     Warehouse(#[from] WarehouseError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("{key} is not readable: {source}")]
-    Corrupt {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("no manifest {0}")]
     ManifestMissing(String),
 }
 
-impl LoadError {
-    pub fn is_retryable(&self) -> bool {
+impl Retryable for LoadError {
+    fn is_retryable(&self) -> bool {
         match self {
             LoadError::Warehouse(e) => e.is_retryable(),
             LoadError::Storage(e) => e.is_retryable(),
-            _ => false,
+            LoadError::State(e) => e.is_retryable(),
+            LoadError::ManifestMissing(_) => false,
         }
+    }
+}
+
+/// Why a batch was not loaded this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The dataset has no contract in this process's registry.
+    NoContract,
+    /// The quality gate has not written its report yet.
+    NotChecked,
+    /// The verdict is fail and nobody overrode it.
+    HeldBack,
+    /// The file was rejected whole, or no row was written.
+    NothingToLoad,
+    /// The ledger says an earlier run loaded it.
+    AlreadyLoaded,
+}
+
+impl SkipReason {
+    /// Whether the batch is done with: nothing will ever need loading, so it is not looked at
+    /// again. The others may change (a report lands, a verdict is overridden).
+    pub fn is_final(self) -> bool {
+        matches!(self, SkipReason::NothingToLoad | SkipReason::AlreadyLoaded)
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SkipReason::NoContract => "no contract for this dataset",
+            SkipReason::NotChecked => "not checked by the quality gate yet",
+            SkipReason::HeldBack => {
+                "held back: the quality verdict is fail (lake quality --override to load it)"
+            }
+            SkipReason::NothingToLoad => "nothing to load: no rows were written",
+            SkipReason::AlreadyLoaded => "already loaded (in the load ledger)",
+        })
     }
 }
 
@@ -56,7 +94,7 @@ pub enum BatchLoad {
     Skipped {
         dataset: String,
         batch_id: String,
-        reason: String,
+        reason: SkipReason,
     },
 }
 
@@ -69,15 +107,11 @@ pub struct LoadReport {
 #[derive(Debug, Clone)]
 pub struct Loader {
     store: Arc<dyn ObjectStore>,
+    state: LakeState,
     executor: Arc<dyn SqlExecutor>,
     warehouse: Warehouse,
     registry: Arc<Registry>,
-}
-
-/// Decodes a hive partition value (`%2F` → `/`).
-fn unescape(value: &str) -> String {
-    crate::handlers::s3_event::decode_key(&value.replace('+', "%2B"))
-        .unwrap_or_else(|| value.to_owned())
+    dry_run: bool,
 }
 
 impl Loader {
@@ -85,28 +119,37 @@ impl Loader {
         store: Arc<dyn ObjectStore>,
         executor: Arc<dyn SqlExecutor>,
         warehouse: Warehouse,
+        registry: Arc<Registry>,
     ) -> Self {
         Loader {
+            state: LakeState::new(store.clone()),
             store,
             executor,
             warehouse,
-            registry: Arc::new(Registry::builtin()),
+            registry,
+            dry_run: false,
         }
     }
 
-    async fn read<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, LoadError> {
-        match self.store.get(key).await? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|source| LoadError::Corrupt {
-                    key: key.into(),
-                    source,
-                }),
+    /// Issues the statements but writes nothing to the lake (no COPY manifests, markers or run
+    /// records): with a recording executor, the SQL a load would send.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<(), LoadError> {
+        if !self.dry_run {
+            self.store.put(key, body).await?;
         }
+        Ok(())
+    }
+
+    async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<(), LoadError> {
+        if !self.dry_run {
+            self.state.put_json(key, value).await?;
+        }
+        Ok(())
     }
 
     /// Creates schema, tables, ledger and views (idempotent).
@@ -119,33 +162,31 @@ impl Loader {
 
     /// Loads one batch unless the gate holds it back or the ledger has it already.
     pub async fn load_batch(&self, dataset: &str, batch_id: &str) -> Result<BatchLoad, LoadError> {
-        let skip = |reason: &str| BatchLoad::Skipped {
+        let skip = |reason: SkipReason| BatchLoad::Skipped {
             dataset: dataset.into(),
             batch_id: batch_id.into(),
-            reason: reason.into(),
+            reason,
         };
         let manifest_key = layout::manifest_key(dataset, batch_id);
         let manifest: Manifest = self
-            .read(&manifest_key)
+            .state
+            .get_json(&manifest_key)
             .await?
             .ok_or(LoadError::ManifestMissing(manifest_key))?;
         let Some(contract) = self.registry.get(dataset) else {
-            return Ok(skip("no contract for this dataset"));
+            return Ok(skip(SkipReason::NoContract));
         };
         let report: Option<QualityReport> = self
-            .read(&layout::quality_report_key(dataset, batch_id))
+            .state
+            .get_json(&layout::quality_report_key(dataset, batch_id))
             .await?;
         match report {
-            None => return Ok(skip("not checked by the quality gate yet")),
-            Some(r) if !r.loadable => {
-                return Ok(skip(
-                    "held back: the quality verdict is fail (lake quality --override to load it)",
-                ));
-            }
+            None => return Ok(skip(SkipReason::NotChecked)),
+            Some(r) if !r.loadable => return Ok(skip(SkipReason::HeldBack)),
             Some(_) => {}
         }
         if manifest.status == BatchStatus::Rejected || manifest.files.is_empty() {
-            return Ok(skip("nothing to load: no rows were written"));
+            return Ok(skip(SkipReason::NothingToLoad));
         }
         if self
             .executor
@@ -153,7 +194,7 @@ impl Loader {
             .await?
             > 0
         {
-            return Ok(skip("already loaded (in the load ledger)"));
+            return Ok(skip(SkipReason::AlreadyLoaded));
         }
         // One COPY per combination of identity-partition values: those values are not in the files.
         let identity: Vec<&str> = contract
@@ -164,12 +205,10 @@ impl Loader {
             .collect();
         let mut groups: BTreeMap<BTreeMap<String, String>, Vec<(String, u64)>> = BTreeMap::new();
         for f in &manifest.files {
-            let values: BTreeMap<String, String> = f
-                .partition
-                .split('/')
-                .filter_map(|kv| kv.split_once('='))
-                .filter(|(k, _)| identity.contains(k))
-                .map(|(k, v)| (k.to_owned(), unescape(v)))
+            let values: BTreeMap<String, String> = parse_partition_path(&f.partition)
+                .into_iter()
+                .filter(|(k, _)| identity.contains(&k.as_str()))
+                .map(|(k, v)| (k, v.unwrap_or_default()))
                 .collect();
             groups
                 .entry(values)
@@ -178,10 +217,8 @@ impl Loader {
         }
         let mut copy_groups = Vec::new();
         for (i, (values, files)) in groups.into_iter().enumerate() {
-            let key = format!("loads/{dataset}/{batch_id}/{i:03}.manifest");
-            self.store
-                .put(&key, Bytes::from(copy_manifest(&files)))
-                .await?;
+            let key = layout::copy_manifest_key(dataset, batch_id, i);
+            self.put(&key, Bytes::from(copy_manifest(&files))).await?;
             copy_groups.push(CopyGroup {
                 identity: values,
                 manifest_uri: self.store.uri(&key),
@@ -195,7 +232,7 @@ impl Loader {
             dataset,
             batch_id,
             rows = manifest.rows_written,
-            "batch loaded into Redshift"
+            "batch loaded into the warehouse"
         );
         Ok(BatchLoad::Loaded {
             dataset: dataset.into(),
@@ -209,51 +246,47 @@ impl Loader {
     /// changed since their last load, and records the run for the SLA check.
     pub async fn load_pending(&self, now: DateTime<Utc>) -> Result<LoadReport, LoadError> {
         let mut report = LoadReport::default();
-        for dataset in ["customers", "orders", "payments"] {
-            for meta in self.store.list(&layout::manifest_prefix(dataset)).await? {
-                let Some((_, batch)) = layout::parse_manifest_key(&meta.key) else {
-                    continue;
-                };
-                let marker = format!("runs/loaded/{dataset}/{batch}");
-                if self.store.head(&marker).await?.is_some() {
+        for contract in self.registry.load_order() {
+            let dataset = contract.name.as_str();
+            for batch in self.state.batch_ids(dataset).await? {
+                let marker = layout::loaded_marker_key(dataset, &batch);
+                if self.state.exists(&marker).await? {
                     continue;
                 }
-                let outcome = self.load_batch(dataset, batch).await?;
+                let outcome = self.load_batch(dataset, &batch).await?;
                 let done = match &outcome {
                     BatchLoad::Loaded { .. } => true,
-                    BatchLoad::Skipped { reason, .. } => {
-                        reason.starts_with("already loaded")
-                            || reason.starts_with("nothing to load")
-                    }
+                    BatchLoad::Skipped { reason, .. } => reason.is_final(),
                 };
                 if done {
-                    self.store.put(&marker, Bytes::new()).await?;
+                    self.put(&marker, Bytes::new()).await?;
                 }
                 report.batches.push(outcome);
             }
         }
         report.months = self.load_changed_months().await?;
         let record = serde_json::json!({ "loaded_at": now.to_rfc3339(), "report": &report });
-        self.store
-            .put(
-                &layout::load_run_key(&now.format("%Y-%m-%d").to_string()),
-                Bytes::from(record.to_string()),
-            )
-            .await?;
+        self.put_json(
+            &layout::load_run_key(&now.format("%Y-%m-%d").to_string()),
+            &record,
+        )
+        .await?;
         Ok(report)
     }
 
     /// Replaces the months of `daily_kpis` whose gold object changed since it was last loaded.
     pub async fn load_changed_months(&self) -> Result<Vec<String>, LoadError> {
-        const STATE: &str = "runs/loaded/gold_months.json";
-        let mut loaded: BTreeMap<String, String> = self.read(STATE).await?.unwrap_or_default();
+        let mut loaded: BTreeMap<String, String> = self
+            .state
+            .get_json_or_default(layout::LOADED_GOLD_MONTHS_KEY)
+            .await?;
         let mut months = Vec::new();
         for meta in self
             .store
-            .list(&format!("{}/", crate::gold::DAILY_KPIS_PREFIX))
+            .list(&layout::gold_prefix(layout::DAILY_KPIS))
             .await?
         {
-            let Some(month) = meta.key.split('/').find_map(|p| p.strip_prefix("month=")) else {
+            let Some(month) = layout::month_of_gold_key(&meta.key) else {
                 continue;
             };
             if loaded.get(month) == Some(&meta.etag) {
@@ -267,11 +300,7 @@ impl Loader {
                 )
                 .await?;
             loaded.insert(month.to_owned(), meta.etag.clone());
-            self.store
-                .put(
-                    STATE,
-                    Bytes::from(serde_json::to_vec(&loaded).expect("serialises")),
-                )
+            self.put_json(layout::LOADED_GOLD_MONTHS_KEY, &loaded)
                 .await?;
             months.push(month.to_owned());
         }

@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 use super::input::{RecordChunk, RecordReader};
 use super::process::ProcessError;
 use crate::columns::Batch;
-use crate::validate::RowValidator;
+use super::row_validator::RowValidator;
 
 /// A chunk's records after validation.
 pub struct Validated {

@@ -1,12 +1,30 @@
-//! S3 event notifications: which objects were created, with keys decoded.
+//! S3 event notifications: which objects were created, with keys decoded. The ingest and
+//! quality stages read their requests with this.
 
 use aws_lambda_events::s3::S3Event;
+
+use super::RequestError;
 
 /// An object named by an event record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRef {
     pub bucket: String,
     pub key: String,
+}
+
+impl ObjectRef {
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// The created objects of an S3 event notification (see [`created_objects`]).
+pub fn s3_records(
+    event: serde_json::Value,
+) -> Result<Vec<Result<ObjectRef, EventError>>, RequestError> {
+    let event: S3Event = serde_json::from_value(event)
+        .map_err(|e| RequestError(format!("not an S3 event notification: {e}")))?;
+    Ok(created_objects(&event))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

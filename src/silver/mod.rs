@@ -1,13 +1,13 @@
-//! Writes silver Parquet: the contract's columns minus those that live in the partition path,
-//! plus lineage columns, zstd-compressed, money as decimal(p,s), timestamps as UTC microseconds.
+//! Silver: the contract's columns minus those that live in the partition path, plus lineage
+//! columns; money as decimal(p,s), timestamps as UTC microseconds. Ingest builds its frames here
+//! and writes them; gold, quality and the catalogs read them through [`read`] and the schema.
 
-use std::fs::File;
-use std::path::Path;
+pub mod read;
 
 use polars::prelude::*;
 
 use crate::columns::Batch;
-use crate::contract::{ColumnKind, Contract};
+use crate::contract::{ColumnKind, Contract, PartitionTransform};
 
 pub const INGESTED_AT: &str = "_ingested_at";
 pub const SOURCE_FILE: &str = "_source_file";
@@ -87,39 +87,6 @@ pub fn to_dataframe(
     DataFrame::new(n, columns)
 }
 
-/// One partition's zstd Parquet file, written a row group per bucket: a batch leaves one file
-/// per partition however many buckets its memory budget needed.
-pub struct PartitionFile {
-    writer: polars::io::parquet::write::BatchedWriter<File>,
-}
-
-impl PartitionFile {
-    pub fn create(path: &Path, schema: &Schema) -> PolarsResult<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let writer = ParquetWriter::new(File::create(path)?)
-            .with_compression(ParquetCompression::Zstd(None))
-            // min, max and nulls: what readers prune with (distinct counts cost a hash per value).
-            .with_statistics(StatisticsOptions::default())
-            // Ingest already encodes one partition per core; polars' own column parallelism
-            // would only hand each column to its thread pool and back.
-            .set_parallel(false)
-            .batched(schema)?;
-        Ok(Self { writer })
-    }
-
-    pub fn write(&mut self, df: &mut DataFrame) -> PolarsResult<()> {
-        df.rechunk_mut();
-        self.writer.write_batch(df)
-    }
-
-    /// Writes the footer; returns the file's size in bytes.
-    pub fn finish(self) -> PolarsResult<u64> {
-        self.writer.finish()
-    }
-}
-
 /// The Parquet schema of a dataset's silver files, for catalogs and warehouse DDL.
 pub fn silver_schema(contract: &Contract) -> PolarsResult<Schema> {
     let empty = Batch::new(contract);
@@ -132,6 +99,21 @@ pub fn silver_schema(contract: &Contract) -> PolarsResult<Schema> {
         .schema()
         .as_ref()
         .clone())
+}
+
+/// The partition columns of a dataset as hive paths carry them, typed by the contract.
+pub fn partition_schema(contract: &Contract) -> Schema {
+    contract
+        .partitions
+        .iter()
+        .map(|p| {
+            let dtype = match p.transform {
+                PartitionTransform::UtcDate => DataType::Date,
+                PartitionTransform::Identity => DataType::String,
+            };
+            (p.name.as_str().into(), dtype)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,608 @@
+//! `lake`: the pipeline on a local directory laid out like the bucket, no AWS needed. Every
+//! command calls the same stage services as the Lambdas (`shoplake::stages`), with local
+//! adapters: the directory as the object store, JSON files as the catalog, `outbox/` as SNS,
+//! a recording SQL executor for `load --dry-run`.
+
+mod present;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use shoplake::alert::OutboxNotifier;
+use shoplake::catalog::LocalCatalog;
+use shoplake::contract::Registry;
+use shoplake::generate::{GenerateOptions, generate};
+use shoplake::layout;
+use shoplake::manifest::{BatchStatus, BatchSummary};
+use shoplake::quality::{CheckStatus, QualityReport};
+use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
+use shoplake::stages::alert::{AlertRequest, AlertService, AlertSettings};
+use shoplake::stages::ingest::{IngestRequest, IngestService, config::ingest_settings_from_env};
+use shoplake::stages::load::{LoadRequest, Loader};
+use shoplake::stages::quality::QualityService;
+use shoplake::stages::{Stage, StoreFactory};
+use shoplake::state::LakeState;
+use shoplake::storage::{LocalStore, ObjectStore};
+use shoplake::warehouse::{RecordingExecutor, Warehouse};
+
+/// The bucket name local stores answer to (the lake directory is the whole store).
+const LOCAL_BUCKET: &str = "lake";
+/// The local catalog's database (`catalog/shoplake/<table>.json`).
+const LOCAL_DATABASE: &str = "shoplake";
+
+#[derive(Parser)]
+#[command(
+    name = "lake",
+    version,
+    about = "Contract-driven e-commerce lake, run locally"
+)]
+struct Cli {
+    /// Directory of `*.toml` data contracts to use instead of the built-in ones (default:
+    /// LAKE_CONTRACTS_DIR, else the contracts built into `lake`).
+    #[arg(long, global = true)]
+    contracts: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write customers.csv, orders.csv and payments.csv with realistic values (and defects).
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 5_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of rows (0 to 1) given a defect, duplicate or newer version.
+        #[arg(long, default_value_t = 0.0)]
+        defect_rate: f64,
+        /// Last day of the export window, YYYY-MM-DD (default: yesterday, UTC: a daily export
+        /// covers finished days).
+        #[arg(long)]
+        end_date: Option<NaiveDate>,
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+    /// Ingest CSV exports of one dataset into the lake directory; one JSON line per file.
+    Ingest {
+        #[arg(long)]
+        lake: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        /// Re-process files whose batch was ingested before.
+        #[arg(long)]
+        force: bool,
+        /// Memory budget per file in MiB (default: LAKE_MEMORY_BUDGET_MB, else 512).
+        #[arg(long)]
+        memory_budget_mb: Option<usize>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check batches against their quality rules; alerts go to outbox/ in the lake.
+    Quality {
+        #[arg(long)]
+        lake: PathBuf,
+        /// Check this batch (default: every batch without a report yet).
+        #[arg(long)]
+        batch: Option<String>,
+        /// Let a failed batch be loaded anyway; needs --batch, --by and --reason.
+        #[arg(long, requires_all = ["batch", "by", "reason"])]
+        r#override: bool,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the reports as JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compute daily KPIs from silver into gold/daily_kpis/month=YYYY-MM/ and print them. Without
+    /// a range, what the nightly schedule does: the months touched since the last run.
+    Aggregate {
+        #[arg(long)]
+        lake: PathBuf,
+        /// Backfill: rewrite months from this date's month on.
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Backfill: rewrite months up to this date's month.
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        /// How many recent days to print.
+        #[arg(long, default_value_t = 3)]
+        days: usize,
+    },
+    /// Load every gated batch and the changed gold months into the warehouse. Locally only
+    /// `--dry-run` exists: it prints the SQL the load function would send to Redshift.
+    Load {
+        #[arg(long)]
+        lake: PathBuf,
+        /// Print the statements instead of running them; writes nothing to the lake.
+        #[arg(long)]
+        dry_run: bool,
+        /// Warehouse schema the statements name.
+        #[arg(long, default_value = "shoplake")]
+        schema: String,
+        /// IAM role the COPY statements name.
+        #[arg(long, default_value = "arn:aws:iam::000000000000:role/shoplake-redshift-copy")]
+        copy_role_arn: String,
+    },
+    /// The whole pipeline locally: ingest every export in INPUT_DIR (dataset from the file
+    /// name, e.g. orders*.csv), check quality, aggregate, print recent KPIs.
+    Run {
+        #[arg(long)]
+        lake: PathBuf,
+        input_dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        days: usize,
+    },
+    /// Print batches, the silver partition tree and sample quarantined rows.
+    Show {
+        #[arg(long)]
+        lake: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        rejects: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shoplake::telemetry::init_cli();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        // A closed pipe (`lake … | head`) is the reader's choice, not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes one line to stdout, reporting a closed pipe as an error instead of panicking.
+fn emit(line: impl std::fmt::Display) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}")
+}
+
+/// A local lake: the directory as the object store of every stage.
+struct Lake {
+    store: Arc<LocalStore>,
+    registry: Arc<Registry>,
+}
+
+impl Lake {
+    fn open(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<Self> {
+        let store = Arc::new(
+            LocalStore::new(dir).with_context(|| format!("opening lake {}", dir.display()))?,
+        );
+        Ok(Lake {
+            store,
+            registry,
+        })
+    }
+
+    fn stores(&self) -> StoreFactory {
+        let store = self.store.clone();
+        Arc::new(move |_| store.clone() as Arc<dyn ObjectStore>)
+    }
+
+    fn catalog(&self) -> Arc<LocalCatalog> {
+        Arc::new(LocalCatalog::new(self.store.clone(), LOCAL_DATABASE))
+    }
+
+    fn ingest(&self, settings: shoplake::ingest::IngestSettings) -> IngestService {
+        IngestService::new(self.stores(), self.registry.clone(), settings)
+            .with_catalog(self.catalog())
+    }
+
+    fn quality(&self) -> QualityService {
+        QualityService::new(self.stores(), self.registry.clone())
+    }
+
+    fn alerts(&self) -> AlertService {
+        AlertService::new(
+            self.store.clone(),
+            Arc::new(OutboxNotifier::new(self.store.clone())),
+            AlertSettings::default(),
+        )
+    }
+
+    fn aggregator(&self) -> Aggregator {
+        // A local lake is read in place; the work directory is only for a mirror of S3.
+        Aggregator::new(self.store.clone(), self.registry.clone(), std::env::temp_dir())
+            .with_catalog(self.catalog())
+    }
+
+    /// Brings `file` into `raw/<dataset>/` (unless it is there already) and ingests it.
+    async fn ingest_file(
+        &self,
+        service: &IngestService,
+        dataset: &str,
+        file: &Path,
+    ) -> anyhow::Result<shoplake::ingest::IngestOutcome> {
+        let key = stage_into_raw(&self.store, dataset, file)?;
+        let mut outcomes = service
+            .ingest(IngestRequest::object(LOCAL_BUCKET, &key))
+            .await?;
+        Ok(outcomes.remove(0))
+    }
+
+    /// Checks `batch` (or every batch without a report) and sends the alerts the verdicts
+    /// call for to `outbox/`, as the quality and alert functions do in AWS. Returns each
+    /// report with the text of the emails it caused.
+    async fn check(
+        &self,
+        batch: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<(QualityReport, Vec<String>)>> {
+        let quality = self.quality();
+        let reports = match batch {
+            Some(b) => vec![quality.check_batch(LOCAL_BUCKET, b, now).await?],
+            None => quality.check_unchecked(LOCAL_BUCKET, now).await?,
+        };
+        let alerts = self.alerts();
+        let mut out = Vec::new();
+        for report in reports {
+            let before = self.store.list(&format!("{}/", layout::OUTBOX)).await?;
+            alerts
+                .handle_all(vec![AlertRequest::Quality(Box::new(report.clone()))], now)
+                .await?;
+            let mut emails = Vec::new();
+            for meta in self.store.list(&format!("{}/", layout::OUTBOX)).await? {
+                if !before.iter().any(|b| b.key == meta.key)
+                    && let Some(text) = self.store.get(&meta.key).await?
+                {
+                    emails.push(String::from_utf8_lossy(&text).into_owned());
+                }
+            }
+            out.push((report, emails));
+        }
+        Ok(out)
+    }
+}
+
+/// Brings a file into `raw/<dataset>/` (unless it is there already) and returns its key. The
+/// copy keeps the source's modification time, so the same file always gets the same batch id.
+fn stage_into_raw(store: &LocalStore, dataset: &str, file: &Path) -> anyhow::Result<String> {
+    let md = std::fs::metadata(file).with_context(|| file.display().to_string())?;
+    if let Some(key) = store.key_of(file) {
+        return match layout::dataset_of_raw_key(&key) {
+            Some(d) if d == dataset => Ok(key),
+            _ => anyhow::bail!(
+                "{} is inside the lake but not under raw/{dataset}/",
+                file.display()
+            ),
+        };
+    }
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("export.csv");
+    let key = layout::raw_key(dataset, name);
+    let target = store.path_of(&key)?;
+    let modified = md.modified().with_context(|| file.display().to_string())?;
+    let unchanged = std::fs::metadata(&target)
+        .map(|t| t.len() == md.len() && t.modified().ok() == Some(modified))
+        .unwrap_or(false);
+    if !unchanged {
+        let io = |p: &Path| p.display().to_string();
+        std::fs::create_dir_all(target.parent().expect("keys have a parent"))
+            .with_context(|| io(&target))?;
+        // Hidden from listings until the rename, like every write to a local store.
+        let temp = target.with_file_name(format!("{}stage-{name}", shoplake::storage::TEMP_PREFIX));
+        std::fs::copy(file, &temp).with_context(|| io(file))?;
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&temp)
+            .with_context(|| io(&temp))?;
+        f.set_modified(modified).with_context(|| io(&temp))?;
+        drop(f);
+        std::fs::rename(&temp, &target).with_context(|| io(&target))?;
+    }
+    Ok(key)
+}
+
+/// The dataset an export belongs to by its file name: the longest dataset name it starts with.
+fn dataset_of_file<'r>(registry: &'r Registry, file: &Path) -> Option<&'r str> {
+    let name = file.file_name()?.to_str()?;
+    registry
+        .names()
+        .filter(|d| name.starts_with(d))
+        .max_by_key(|d| d.len())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let registry = Arc::new(match &cli.contracts {
+        Some(dir) => Registry::from_dir(dir)?,
+        None => Registry::from_env()?,
+    });
+    match cli.command {
+        Command::Generate {
+            out,
+            customers,
+            orders,
+            seed,
+            defect_rate,
+            end_date,
+            days,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&defect_rate),
+                "--defect-rate must be between 0 and 1"
+            );
+            let end_date = end_date
+                .unwrap_or_else(|| chrono::Utc::now().date_naive() - chrono::Duration::days(1));
+            let opts = GenerateOptions {
+                customers,
+                orders,
+                seed,
+                defect_rate,
+                end_date,
+                days,
+            };
+            for file in
+                generate(&out, &opts).with_context(|| format!("writing to {}", out.display()))?
+            {
+                emit(serde_json::to_string(&file)?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest {
+            lake,
+            dataset,
+            force,
+            memory_budget_mb,
+            files,
+        } => {
+            anyhow::ensure!(
+                registry.get(&dataset).is_some(),
+                "unknown dataset `{dataset}` (known: {})",
+                registry.known()
+            );
+            let lake = Lake::open(&lake, registry)?;
+            let mut settings = ingest_settings_from_env()?;
+            settings.force = force;
+            if let Some(mb) = memory_budget_mb {
+                settings.memory_budget_bytes = mb * 1024 * 1024;
+            }
+            let service = lake.ingest(settings);
+            let mut failed = false;
+            for file in &files {
+                match lake.ingest_file(&service, &dataset, file).await {
+                    Ok(o) => {
+                        emit(serde_json::to_string(&BatchSummary::new(
+                            &o.manifest,
+                            o.replayed,
+                        ))?)?;
+                        if o.manifest.status == BatchStatus::Rejected {
+                            failed = true;
+                            eprintln!(
+                                "error: {} rejected whole: {} (quarantined as {})",
+                                file.display(),
+                                o.manifest.error.as_deref().unwrap_or("unknown reason"),
+                                o.manifest.quarantined_source.as_deref().unwrap_or("-")
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("error: {}: {e:#}", file.display());
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Quality {
+            lake,
+            batch,
+            r#override,
+            by,
+            reason,
+            json,
+        } => {
+            let lake = Lake::open(&lake, registry)?;
+            let now = chrono::Utc::now();
+            if r#override {
+                let (batch, by, reason) = (
+                    batch.unwrap_or_default(),
+                    by.unwrap_or_default(),
+                    reason.unwrap_or_default(),
+                );
+                let report = lake
+                    .quality()
+                    .override_batch(LOCAL_BUCKET, &batch, &by, &reason, now)
+                    .await?;
+                emit(format!(
+                    "{} {} {}: overridden by {by}; loadable: {}",
+                    report.verdict.label(),
+                    report.dataset,
+                    report.batch_id,
+                    report.loadable
+                ))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for (r, emails) in lake.check(batch.as_deref(), now).await? {
+                if json {
+                    emit(serde_json::to_string(&r)?)?;
+                    continue;
+                }
+                emit(format!(
+                    "{:<4} {:<9} {}  {}",
+                    r.verdict.label(),
+                    r.dataset,
+                    r.batch_id,
+                    r.summary
+                ))?;
+                for c in r.checks.iter().filter(|c| c.status != CheckStatus::Pass) {
+                    emit(format!(
+                        "       {:<7} {:<40} {:<28} {}",
+                        format!("{:?}", c.status).to_lowercase(),
+                        c.display_name(),
+                        c.observed_text,
+                        c.threshold
+                    ))?;
+                }
+                for email in &emails {
+                    emit(format!(
+                        "\n  --- alert email (outbox) ---\n  {}\n",
+                        email.trim_end().replace('\n', "\n  ")
+                    ))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Aggregate {
+            lake,
+            from,
+            to,
+            days,
+        } => {
+            let lake = Lake::open(&lake, registry)?;
+            let request = match (from, to) {
+                (None, None) => AggregateRequest::Scheduled {},
+                (from, to) => AggregateRequest::Range {
+                    from: from.unwrap_or(NaiveDate::MIN),
+                    to: to.unwrap_or(NaiveDate::MAX),
+                },
+            };
+            let run = lake.aggregator().aggregate(request).await?;
+            emit(format!(
+                "gold/daily_kpis: {} row(s); months written: {}",
+                run.report.kpi_rows,
+                run.report.months_written.join(", ")
+            ))?;
+            emit(present::recent_kpis(&run.kpis, days)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Load {
+            lake,
+            dry_run,
+            schema,
+            copy_role_arn,
+        } => {
+            anyhow::ensure!(
+                dry_run,
+                "a local lake has no warehouse to load into yet; use --dry-run to print the SQL the load function would send"
+            );
+            let lake = Lake::open(&lake, registry.clone())?;
+            let executor = Arc::new(RecordingExecutor::new());
+            let warehouse = Warehouse {
+                schema,
+                copy_role_arn,
+            };
+            let loader =
+                Loader::new(lake.store.clone(), executor.clone(), warehouse, registry).dry_run();
+            let report = loader
+                .run(LoadRequest::Pending, chrono::Utc::now())
+                .await?;
+            for (i, batch) in executor.batches().iter().enumerate() {
+                emit(format!("-- transaction {}", i + 1))?;
+                for sql in batch {
+                    emit(format!("{sql};"))?;
+                }
+            }
+            for b in &report.batches {
+                emit(format!("-- {}", serde_json::to_string(b)?))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            lake,
+            input_dir,
+            days,
+        } => {
+            let lake = Lake::open(&lake, registry.clone())?;
+            let service = lake.ingest(ingest_settings_from_env()?);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&input_dir)
+                .with_context(|| format!("reading {}", input_dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            let mut failed = false;
+            // Parents first, so references resolve in the quality gate.
+            for contract in registry.load_order() {
+                let dataset = contract.name.as_str();
+                for file in files
+                    .iter()
+                    .filter(|f| dataset_of_file(&registry, f) == Some(dataset))
+                {
+                    match lake.ingest_file(&service, dataset, file).await {
+                        Ok(o) => {
+                            let m = &o.manifest;
+                            emit(format!(
+                                "ingest  {dataset:<9} {:<40} read {:>7} written {:>7} rejected {:>6} duplicates {:>5}{}",
+                                file.file_name()
+                                    .and_then(|n| n.to_str())
+                                    .unwrap_or_default(),
+                                m.rows_read,
+                                m.rows_written,
+                                m.rows_rejected,
+                                m.duplicates_dropped,
+                                m.error
+                                    .as_deref()
+                                    .map(|e| format!("  REJECTED: {e}"))
+                                    .unwrap_or_default()
+                            ))?;
+                        }
+                        Err(e) => {
+                            failed = true;
+                            eprintln!("error: {}: {e:#}", file.display());
+                        }
+                    }
+                }
+            }
+            for (r, _) in lake.check(None, chrono::Utc::now()).await? {
+                emit(format!(
+                    "quality {:<9} {} {:<4} {}",
+                    r.dataset,
+                    r.batch_id,
+                    r.verdict.label(),
+                    r.summary
+                ))?;
+            }
+            let run = lake
+                .aggregator()
+                .aggregate(AggregateRequest::Scheduled {})
+                .await?;
+            emit(format!(
+                "\ngold/daily_kpis: {} row(s) in month(s) {}; the last {days} day(s):",
+                run.report.kpi_rows,
+                run.report.months_written.join(", ")
+            ))?;
+            emit(present::recent_kpis(&run.kpis, days)?)?;
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Show { lake, rejects } => {
+            let lake = Lake::open(&lake, registry.clone())?;
+            let state = LakeState::new(lake.store.clone());
+            write!(
+                std::io::stdout().lock(),
+                "{}",
+                present::overview(&state, &registry, rejects).await?
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

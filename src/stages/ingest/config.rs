@@ -1,0 +1,91 @@
+//! The ingest function's environment.
+
+use std::path::PathBuf;
+
+use crate::config::{ConfigError, LAMBDA_MEMORY_MB, parse_mib};
+use crate::ingest::{DEFAULT_MEMORY_BUDGET_BYTES, IngestSettings};
+
+/// Memory budget per ingested file, in MiB (default: 40% of the Lambda's memory, else 512).
+pub const MEMORY_BUDGET_MB: &str = "LAKE_MEMORY_BUDGET_MB";
+/// Scratch directory for spill and staged files (default: the system temp dir, `/tmp` in Lambda).
+pub const WORK_DIR: &str = "LAKE_WORK_DIR";
+/// Glue database the ingest function registers partitions in (none: no registration).
+pub const GLUE_DATABASE: &str = "GLUE_DATABASE";
+
+/// Share of a Lambda's memory given to the row budget; the rest is runtime, encoder and I/O.
+const LAMBDA_BUDGET_PERCENT: usize = 40;
+const MIB: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub settings: IngestSettings,
+    pub glue_database: Option<String>,
+}
+
+impl IngestConfig {
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(IngestConfig {
+            settings: ingest_settings(&var)?,
+            glue_database: var(GLUE_DATABASE).filter(|d| !d.trim().is_empty()),
+        })
+    }
+}
+
+/// Ingest settings from environment variables looked up through `var`.
+pub fn ingest_settings(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<IngestSettings, ConfigError> {
+    let mut problems = Vec::new();
+    let budget = parse_mib(MEMORY_BUDGET_MB, var(MEMORY_BUDGET_MB), &mut problems);
+    let lambda_memory = parse_mib(LAMBDA_MEMORY_MB, var(LAMBDA_MEMORY_MB), &mut problems);
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    let memory_budget_bytes = match (budget, lambda_memory) {
+        (Some(mb), _) => mb * MIB,
+        (None, Some(mb)) => mb * MIB * LAMBDA_BUDGET_PERCENT / 100,
+        (None, None) => DEFAULT_MEMORY_BUDGET_BYTES,
+    };
+    Ok(IngestSettings {
+        memory_budget_bytes,
+        work_dir: var(WORK_DIR).filter(|v| !v.is_empty()).map(PathBuf::from),
+        force: false,
+    })
+}
+
+/// [`ingest_settings`] from the process environment (what `lake ingest` starts from).
+pub fn ingest_settings_from_env() -> Result<IngestSettings, ConfigError> {
+    ingest_settings(|name| std::env::var(name).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::env;
+
+    #[test]
+    fn budget_defaults_follow_the_lambda_size() {
+        assert_eq!(
+            ingest_settings(env(&[])).unwrap().memory_budget_bytes,
+            512 * MIB
+        );
+        let s = ingest_settings(env(&[(LAMBDA_MEMORY_MB, "1024")])).unwrap();
+        assert_eq!(s.memory_budget_bytes, 1024 * MIB * 40 / 100);
+        let s = ingest_settings(env(&[
+            (LAMBDA_MEMORY_MB, "1024"),
+            (MEMORY_BUDGET_MB, "256"),
+            (WORK_DIR, "/scratch"),
+        ]))
+        .unwrap();
+        assert_eq!(s.memory_budget_bytes, 256 * MIB);
+        assert_eq!(s.work_dir, Some(PathBuf::from("/scratch")));
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_at_once() {
+        let err = ingest_settings(env(&[(MEMORY_BUDGET_MB, "lots"), (LAMBDA_MEMORY_MB, "0")]))
+            .unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(err.to_string().contains(MEMORY_BUDGET_MB));
+    }
+}

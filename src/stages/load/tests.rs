@@ -1,0 +1,80 @@
+use super::*;
+
+#[test]
+fn load_metrics_add_up_per_dataset() {
+    let report = LoadReport {
+        batches: vec![
+            BatchLoad::Loaded {
+                dataset: "orders".into(),
+                batch_id: "a".into(),
+                rows: 5,
+                statements: 3,
+            },
+            BatchLoad::Loaded {
+                dataset: "orders".into(),
+                batch_id: "b".into(),
+                rows: 7,
+                statements: 3,
+            },
+            BatchLoad::Skipped {
+                dataset: "orders".into(),
+                batch_id: "c".into(),
+                reason: SkipReason::HeldBack,
+            },
+        ],
+        months: vec!["2026-11".into()],
+    };
+    let sets = Loader::metrics(&report);
+    assert_eq!(
+        sets[0].values,
+        [
+            ("BatchesLoaded", 2),
+            ("BatchesSkipped", 1),
+            ("RowsLoaded", 12)
+        ]
+    );
+    assert_eq!(sets[1].values, [("LoadSucceeded", 1), ("MonthsLoaded", 1)]);
+}
+
+#[test]
+fn only_batches_with_nothing_left_to_load_are_done_with() {
+    for (reason, last) in [
+        (SkipReason::NoContract, false),
+        (SkipReason::NotChecked, false),
+        (SkipReason::HeldBack, false),
+        (SkipReason::NothingToLoad, true),
+        (SkipReason::AlreadyLoaded, true),
+    ] {
+        assert_eq!(reason.is_final(), last, "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_records_the_sql_and_writes_nothing_to_the_lake() {
+    use crate::warehouse::{RecordingExecutor, Warehouse};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(crate::storage::LocalStore::new(dir.path()).unwrap());
+    let executor = Arc::new(RecordingExecutor::new());
+    let warehouse = Warehouse {
+        schema: "shoplake".into(),
+        copy_role_arn: "arn:aws:iam::1:role/copy".into(),
+    };
+    let loader = Loader::new(
+        store.clone(),
+        executor.clone(),
+        warehouse,
+        Arc::new(Registry::builtin()),
+    )
+    .dry_run();
+    let report = loader
+        .run(LoadRequest::Pending, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(report.batches.is_empty());
+    let batches = executor.batches();
+    assert!(batches[0][0].starts_with("CREATE SCHEMA"), "{batches:?}");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}

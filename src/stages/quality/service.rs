@@ -1,0 +1,91 @@
+//! The quality stage: each landed manifest's batch is checked against its contract's rules and
+//! its report written. The response (`{"reports": [...]}`) goes to the alert stage (in AWS
+//! through the on-success destination).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::request::QualityRequest;
+use crate::contract::Registry;
+use crate::quality::{QualityError, QualityGate, QualityReport};
+use crate::stages::{ObjectsError, StoreFactory, each_object};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QualityResponse {
+    pub reports: Vec<QualityReport>,
+}
+
+pub type QualityEventError = ObjectsError<QualityError>;
+
+pub struct QualityService {
+    stores: StoreFactory,
+    registry: Arc<Registry>,
+}
+
+impl QualityService {
+    pub fn new(stores: StoreFactory, registry: Arc<Registry>) -> Self {
+        QualityService { stores, registry }
+    }
+
+    /// The gate over one bucket's lake.
+    pub fn gate(&self, bucket: &str) -> QualityGate {
+        QualityGate::new((self.stores)(bucket), self.registry.clone())
+    }
+
+    pub async fn handle(
+        &self,
+        request: QualityRequest,
+        now: DateTime<Utc>,
+    ) -> Result<QualityResponse, QualityEventError> {
+        let reports = each_object(request.manifests, |object| async move {
+            self.gate(&object.bucket)
+                .evaluate_manifest_key(&object.key, now)
+                .await
+                .map(Some)
+        })
+        .await?;
+        Ok(QualityResponse { reports })
+    }
+
+    /// Checks one batch of `bucket`, found by its id.
+    pub async fn check_batch(
+        &self,
+        bucket: &str,
+        batch_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<QualityReport, QualityError> {
+        let gate = self.gate(bucket);
+        let dataset = gate.dataset_of_batch(batch_id).await?;
+        gate.evaluate(&dataset, batch_id, now).await
+    }
+
+    /// Checks every batch of `bucket` that has no report yet, parents' datasets first.
+    pub async fn check_unchecked(
+        &self,
+        bucket: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<QualityReport>, QualityError> {
+        let gate = self.gate(bucket);
+        let mut reports = Vec::new();
+        for (dataset, batch) in gate.unchecked_batches().await? {
+            reports.push(gate.evaluate(&dataset, &batch, now).await?);
+        }
+        Ok(reports)
+    }
+
+    /// Records a person's decision to load a failed batch anyway.
+    pub async fn override_batch(
+        &self,
+        bucket: &str,
+        batch_id: &str,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<QualityReport, QualityError> {
+        let gate = self.gate(bucket);
+        let dataset = gate.dataset_of_batch(batch_id).await?;
+        gate.override_batch(&dataset, batch_id, by, reason, now).await
+    }
+}
