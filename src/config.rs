@@ -6,6 +6,11 @@
 pub const LAMBDA_MEMORY_MB: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
 /// The data bucket of the stages that are not told it by an event (aggregate, load, alert).
 pub const LAKE_BUCKET: &str = "LAKE_BUCKET";
+/// Scratch directory for spill, staged and mirrored files (default: the system temp dir,
+/// `/tmp` in Lambda).
+pub const WORK_DIR: &str = "LAKE_WORK_DIR";
+/// Glue database partitions are registered in (none: no registration).
+pub const GLUE_DATABASE: &str = "GLUE_DATABASE";
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {}", .problems.join("; "))]

@@ -241,6 +241,9 @@ mod tests {
             copy_manifest_key("orders", "B", 7),
             "loads/orders/B/007.manifest"
         );
-        assert_eq!(outbox_key(3, "quality_fail", "orders"), "outbox/00003-quality_fail-orders.txt");
+        assert_eq!(
+            outbox_key(3, "quality_fail", "orders"),
+            "outbox/00003-quality_fail-orders.txt"
+        );
     }
 }

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value, json};
 
-
 /// CloudWatch namespace of the metrics (default `shoplake`); the template sets one per stage.
 pub const NAMESPACE_VAR: &str = "LAKE_METRICS_NAMESPACE";
 const DEFAULT_NAMESPACE: &str = "shoplake";

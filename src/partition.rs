@@ -128,11 +128,22 @@ mod tests {
 
     #[test]
     fn partition_paths_parse_back_to_their_values() {
-        for value in ["EU", "a/b=c", "50%:x", "São Paulo", "tab\there", "100%", "x+y"] {
+        for value in [
+            "EU",
+            "a/b=c",
+            "50%:x",
+            "São Paulo",
+            "tab\there",
+            "100%",
+            "x+y",
+        ] {
             let path = hive_partition_path([("k", Some(value)), ("d", None)]);
             assert_eq!(
                 parse_partition_path(&path),
-                [("k".to_owned(), Some(value.to_owned())), ("d".to_owned(), None)],
+                [
+                    ("k".to_owned(), Some(value.to_owned())),
+                    ("d".to_owned(), None)
+                ],
                 "{path}"
             );
         }

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::error::Retryable;
 use crate::layout;
 use crate::manifest::Manifest;
 use crate::storage::{ObjectStore, StorageError};
-use crate::error::Retryable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -55,12 +55,14 @@ impl LakeState {
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> StateResult<Option<T>> {
         match self.store.get(key).await? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StateError::Corrupt {
-                    key: key.to_owned(),
-                    source,
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|source| StateError::Corrupt {
+                        key: key.to_owned(),
+                        source,
+                    })
+            }
         }
     }
 
@@ -130,7 +132,10 @@ mod tests {
     async fn records_round_trip_and_corruption_names_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let state = LakeState::new(Arc::new(LocalStore::new(dir.path()).unwrap()));
-        assert_eq!(state.get_json::<Vec<u32>>("runs/x.json").await.unwrap(), None);
+        assert_eq!(
+            state.get_json::<Vec<u32>>("runs/x.json").await.unwrap(),
+            None
+        );
         state.put_json("runs/x.json", &vec![1u32, 2]).await.unwrap();
         assert_eq!(
             state.get_json::<Vec<u32>>("runs/x.json").await.unwrap(),

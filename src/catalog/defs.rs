@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{ColumnKind, Contract, PartitionTransform};
 use crate::gold::kpis::COLUMNS as KPI_COLUMNS;
-use crate::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
 use crate::layout;
 use crate::manifest::Manifest;
+use crate::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
 
 pub const PARQUET_INPUT_FORMAT: &str =
     "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
@@ -136,7 +136,10 @@ pub fn manifest_partitions(manifest: &Manifest, root: &str) -> Vec<PartitionDef>
 pub fn month_partition(month: &str, root: &str) -> PartitionDef {
     PartitionDef {
         values: vec![month.to_owned()],
-        location: format!("{root}/{}month={month}/", layout::gold_prefix(layout::DAILY_KPIS)),
+        location: format!(
+            "{root}/{}month={month}/",
+            layout::gold_prefix(layout::DAILY_KPIS)
+        ),
     }
 }
 

@@ -39,7 +39,10 @@ impl LocalCatalog {
     }
 
     async fn save(&self, file: &TableFile) -> Result<(), CatalogError> {
-        Ok(self.state.put_json(&self.key(&file.table.name), file).await?)
+        Ok(self
+            .state
+            .put_json(&self.key(&file.table.name), file)
+            .await?)
     }
 }
 

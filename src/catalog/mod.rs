@@ -5,8 +5,8 @@ pub mod defs;
 mod glue;
 mod local;
 
-use async_trait::async_trait;
 use crate::error::Retryable;
+use async_trait::async_trait;
 
 pub use defs::{
     ColumnDef, PartitionDef, TableDef, daily_kpis_table, manifest_partitions, month_partition,

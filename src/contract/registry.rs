@@ -66,7 +66,9 @@ impl Registry {
         Self::load(dir.as_deref().map(Path::new))
     }
 
-    fn from_texts(files: impl IntoIterator<Item = (String, String)>) -> Result<Self, ContractError> {
+    fn from_texts(
+        files: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ContractError> {
         let mut contracts = BTreeMap::new();
         let mut problems = Vec::new();
         for (path, text) in files {
@@ -75,7 +77,10 @@ impl Registry {
                 source: Box::new(source),
             })?;
             if let Some(other) = contracts.insert(contract.name.clone(), contract) {
-                problems.push(format!("dataset `{}` is defined twice ({path})", other.name));
+                problems.push(format!(
+                    "dataset `{}` is defined twice ({path})",
+                    other.name
+                ));
             }
         }
         let registry = Registry { contracts };
@@ -229,7 +234,11 @@ mod tests {
     fn a_directory_of_contracts_is_a_registry() {
         let dir = tempfile::tempdir().unwrap();
         for (name, refs) in [("p", vec!["q"]), ("q", vec![])] {
-            std::fs::write(dir.path().join(format!("{name}.toml")), contract(name, &refs)).unwrap();
+            std::fs::write(
+                dir.path().join(format!("{name}.toml")),
+                contract(name, &refs),
+            )
+            .unwrap();
         }
         std::fs::write(dir.path().join("README.md"), "not a contract").unwrap();
         let reg = Registry::from_dir(dir.path()).unwrap();

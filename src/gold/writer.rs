@@ -11,7 +11,6 @@ use crate::layout;
 use crate::storage::{ObjectStore, StorageError};
 use crate::values;
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum GoldError {
     #[error("computing or encoding gold: {0}")]
@@ -46,7 +45,8 @@ pub async fn write_months(
             .put(
                 &layout::gold_month_key(layout::DAILY_KPIS, &month),
                 Bytes::from(buffer),
-            ).await?;
+            )
+            .await?;
         written.push(month);
     }
     Ok(written)

@@ -7,19 +7,19 @@
 
 mod dedup;
 mod input;
+mod parallel;
 mod process;
 mod quarantine;
-mod writer;
-mod parallel;
 pub mod row_validator;
+mod writer;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::error::Retryable;
 use tokio_util::io::SyncIoBridge;
 use tracing::{info, warn};
-use crate::error::Retryable;
 
 pub use dedup::latest_wins;
 pub use input::{OwnedRecord, RawRecord, RecordReader};
@@ -30,10 +30,10 @@ pub use quarantine::{LINE_COLUMN, REASON_COLUMN};
 
 use crate::contract::Registry;
 use crate::layout;
+use crate::manifest::SchemaDrift;
 use crate::manifest::{BatchStatus, MANIFEST_VERSION, Manifest, PendingOutputs, SourceObject};
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectMeta, ObjectStore, StorageError};
-use crate::manifest::SchemaDrift;
 use crate::values;
 
 /// Default memory budget per file when none is configured.

@@ -13,8 +13,8 @@ use std::sync::{Mutex, PoisonError};
 
 use super::input::{RecordChunk, RecordReader};
 use super::process::ProcessError;
-use crate::columns::Batch;
 use super::row_validator::RowValidator;
+use crate::columns::Batch;
 
 /// A chunk's records after validation.
 pub struct Validated {

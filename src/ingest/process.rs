@@ -17,17 +17,17 @@ use std::time::Duration;
 
 use super::dedup;
 use super::input::{self, RecordReader, csv_reader};
-use super::quarantine::QuarantineWriter;
-use super::writer::PartitionFile;
-use crate::silver::{self, Lineage};
 use super::parallel::{Plan, Stop, validate_records};
+use super::quarantine::QuarantineWriter;
+use super::row_validator::RowValidator;
+use super::writer::PartitionFile;
 use crate::columns::Batch;
 use crate::contract::{ColumnKind, Contract, Partition, PartitionTransform};
 use crate::layout;
+use crate::manifest::SchemaDrift;
 use crate::manifest::{ColumnStats, PartitionSummary, WrittenFile};
 use crate::partition::hive_partition_path;
-use super::row_validator::RowValidator;
-use crate::manifest::SchemaDrift;
+use crate::silver::{self, Lineage};
 use crate::values;
 
 /// A fixed-seed hasher: fast on short keys, and the same on every run.

@@ -11,13 +11,13 @@ use tracing::info;
 use super::checks::{self, Facts, ReferenceFacts};
 use super::report::{MAX_OFFENDING_KEYS, Override, QualityReport, REPORT_VERSION};
 use crate::contract::{Contract, Registry};
+use crate::error::Retryable;
 use crate::layout;
 use crate::manifest::{BatchStatus, Manifest};
 use crate::silver::read::{self, ReadError};
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError};
 use crate::values;
-use crate::error::Retryable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QualityError {
@@ -125,7 +125,8 @@ impl QualityGate {
                 sample: vec![],
             };
             for f in &m.files {
-                let df = read::read_columns(self.store.as_ref(), &f.key, &[key, &rule.column]).await?;
+                let df =
+                    read::read_columns(self.store.as_ref(), &f.key, &[key, &rule.column]).await?;
                 let (keys, refs) = (
                     read::strings(&df, key, &f.key)?,
                     read::strings(&df, &rule.column, &f.key)?,
@@ -168,11 +169,11 @@ impl QualityGate {
     ) -> Result<QualityReport, QualityError> {
         let contract = self.contract(dataset)?;
         let manifest_key = layout::manifest_key(dataset, batch_id);
-        let manifest: Manifest = self.state.get_json(&manifest_key)
-            .await?
-            .ok_or_else(|| QualityError::ManifestMissing {
+        let manifest: Manifest = self.state.get_json(&manifest_key).await?.ok_or_else(|| {
+            QualityError::ManifestMissing {
                 key: manifest_key.clone(),
-            })?;
+            }
+        })?;
         let history: Vec<Manifest> = self
             .state
             .manifests(dataset)

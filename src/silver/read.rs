@@ -9,9 +9,9 @@ use polars::prelude::*;
 
 use super::{partition_schema, silver_schema};
 use crate::contract::Contract;
+use crate::error::Retryable;
 use crate::layout;
 use crate::storage::{ObjectStore, StorageError};
-use crate::error::Retryable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

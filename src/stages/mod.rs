@@ -33,6 +33,11 @@ use crate::storage::ObjectStore;
 /// The store holding a bucket's objects (S3 in Lambda; one local directory in `lake`).
 pub type StoreFactory = Arc<dyn Fn(&str) -> Arc<dyn ObjectStore> + Send + Sync>;
 
+/// Each event's bucket through one S3 client.
+pub fn s3_stores(client: aws_sdk_s3::Client) -> StoreFactory {
+    Arc::new(move |bucket| Arc::new(crate::storage::S3Store::new(client.clone(), bucket)))
+}
+
 /// An input a stage cannot use at all (as opposed to one of its records failing).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

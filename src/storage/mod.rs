@@ -7,11 +7,11 @@ mod s3;
 
 use std::path::Path;
 
+use crate::error::Retryable;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
-use crate::error::Retryable;
 
 pub use local::{LocalStore, TEMP_PREFIX};
 pub use s3::{MULTIPART_PART_BYTES, S3Store};

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
+use crate::error::Retryable;
 use async_trait::async_trait;
 use aws_sdk_redshiftdata::Client;
 use aws_sdk_redshiftdata::error::DisplayErrorContext;
 use aws_sdk_redshiftdata::types::{Field, StatementStatusString, StatusString};
 use tracing::{info, warn};
-use crate::error::Retryable;
 
 /// Where the SQL runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

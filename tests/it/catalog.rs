@@ -114,8 +114,12 @@ async fn ingest_registers_the_batch_partitions_in_glue_even_on_redelivery() {
     let s3 = server.bucket(&bucket).await;
     let glue = shoplake::aws::glue_client(&server.sdk_config());
     let database = format!("{bucket}-db");
-    let handler = shoplake::stages::ingest::IngestService::for_s3(s3.clone(), std::sync::Arc::new(shoplake::contract::Registry::builtin()), Default::default())
-        .with_catalog(Arc::new(GlueCatalog::new(glue, &database)));
+    let handler = shoplake::stages::ingest::IngestService::for_s3(
+        s3.clone(),
+        std::sync::Arc::new(shoplake::contract::Registry::builtin()),
+        Default::default(),
+    )
+    .with_catalog(Arc::new(GlueCatalog::new(glue, &database)));
     let csv = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n\
                o1,c1,2026-11-21T10:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T10:00:00Z\n\
                o2,c1,2026-11-21T23:30:00-05:00,paid,NA,USD,1.00,1,2026-11-21T10:00:00Z\n";
@@ -130,8 +134,18 @@ async fn ingest_registers_the_batch_partitions_in_glue_even_on_redelivery() {
         "eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
         "s3": {"bucket": {"name": bucket}, "object": {"key": "raw/orders/o.csv"}}}]}))
     .unwrap();
-    let summary = handler.handle(shoplake::stages::ingest::IngestRequest::from_s3(&event)).await.unwrap().batches.remove(0);
-    let again = handler.handle(shoplake::stages::ingest::IngestRequest::from_s3(&event)).await.unwrap().batches.remove(0);
+    let summary = handler
+        .handle(shoplake::stages::ingest::IngestRequest::from_s3(&event))
+        .await
+        .unwrap()
+        .batches
+        .remove(0);
+    let again = handler
+        .handle(shoplake::stages::ingest::IngestRequest::from_s3(&event))
+        .await
+        .unwrap()
+        .batches
+        .remove(0);
     assert!(again.replayed);
     let cat = GlueCatalog::new(shoplake::aws::glue_client(&server.sdk_config()), &database);
     let partitions = cat.partitions("orders").await.unwrap();

@@ -210,7 +210,8 @@ async fn a_failed_load_reaches_on_call_with_the_redshift_error() {
         "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
         "responsePayload": {"errorType": "LoadFailed", "errorMessage": err.to_string()}
     });
-    let [shoplake::stages::alert::AlertRequest::Failure(f)] = &shoplake::stages::alert::parse(&record).unwrap()[..]
+    let [shoplake::stages::alert::AlertRequest::Failure(f)] =
+        &shoplake::stages::alert::parse(&record).unwrap()[..]
     else {
         panic!("not a failure")
     };

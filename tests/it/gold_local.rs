@@ -76,7 +76,11 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
     let bucket = crate::support::bucket_name("aggregate");
     let s3 = server.bucket(&bucket).await;
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.clone(), &bucket));
-    let ingest = shoplake::stages::ingest::IngestService::for_s3(s3, std::sync::Arc::new(shoplake::contract::Registry::builtin()), Default::default());
+    let ingest = shoplake::stages::ingest::IngestService::for_s3(
+        s3,
+        std::sync::Arc::new(shoplake::contract::Registry::builtin()),
+        Default::default(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let (ok, _, stderr) = lake(&[
         "generate",
@@ -107,7 +111,10 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
             "eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
             "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]}))
         .unwrap();
-        ingest.handle(shoplake::stages::ingest::IngestRequest::from_s3(&event)).await.unwrap();
+        ingest
+            .handle(shoplake::stages::ingest::IngestRequest::from_s3(&event))
+            .await
+            .unwrap();
     }
     let glue = shoplake::aws::glue_client(&server.sdk_config());
     let catalog = Arc::new(shoplake::catalog::GlueCatalog::new(
@@ -178,7 +185,10 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
         "eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {},
         "s3": {"bucket": {"name": bucket}, "object": {"key": "raw/orders/late.csv"}}}]}))
     .unwrap();
-    ingest.handle(shoplake::stages::ingest::IngestRequest::from_s3(&event)).await.unwrap();
+    ingest
+        .handle(shoplake::stages::ingest::IngestRequest::from_s3(&event))
+        .await
+        .unwrap();
     let after_late = aggregator
         .aggregate(AggregateRequest::Scheduled {})
         .await

@@ -9,9 +9,9 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 use shoplake::Retryable;
 use shoplake::generate::{GenerateOptions, GeneratedFile, generate};
-use shoplake::stages::ingest::{IngestRequest, IngestService};
 use shoplake::ingest::IngestSettings;
 use shoplake::manifest::{BatchStatus, BatchSummary, Manifest};
+use shoplake::stages::ingest::{IngestRequest, IngestService};
 use shoplake::storage::{ObjectStore, S3Store};
 
 use crate::support::{bucket_name, moto, read_parquet_bytes};
@@ -61,7 +61,11 @@ async fn env(test: &str, settings: IngestSettings) -> Env {
     let s3 = moto::server().bucket(&bucket).await;
     Env {
         store: S3Store::new(s3.clone(), &bucket),
-        handler: IngestService::for_s3(s3, std::sync::Arc::new(shoplake::contract::Registry::builtin()), settings),
+        handler: IngestService::for_s3(
+            s3,
+            std::sync::Arc::new(shoplake::contract::Registry::builtin()),
+            settings,
+        ),
         bucket,
     }
 }
@@ -503,7 +507,11 @@ async fn unknown_prefixes_and_missing_objects_are_clear_errors() {
             "raw/orders/good.csv",
         ],
     );
-    let err = env.handler.handle(IngestRequest::from_s3(&event)).await.unwrap_err();
+    let err = env
+        .handler
+        .handle(IngestRequest::from_s3(&event))
+        .await
+        .unwrap_err();
     assert_eq!((err.attempted, err.failures.len()), (4, 3));
     assert!(!err.is_retryable(), "input problems are not retried");
     let text = err.to_string();

@@ -7,10 +7,10 @@ use aws_lambda_events::s3::S3Event;
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
 use shoplake::contract::Registry;
-use shoplake::stages::ingest::{IngestRequest, IngestService};
 use shoplake::quality::QualityGate;
-use shoplake::storage::{ObjectStore, S3Store};
+use shoplake::stages::ingest::{IngestRequest, IngestService};
 use shoplake::stages::load::{BatchLoad, Loader, SkipReason};
+use shoplake::storage::{ObjectStore, S3Store};
 use shoplake::warehouse::{DataApiExecutor, DataApiSettings, Target, Warehouse};
 
 use crate::support::{bucket_name, moto};
@@ -38,7 +38,11 @@ async fn gated_batches_are_loaded_once_through_the_data_api() {
     let bucket = bucket_name("load");
     let s3 = server.bucket(&bucket).await;
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.clone(), &bucket));
-    let ingest = IngestService::for_s3(s3.clone(), std::sync::Arc::new(shoplake::contract::Registry::builtin()), Default::default());
+    let ingest = IngestService::for_s3(
+        s3.clone(),
+        std::sync::Arc::new(shoplake::contract::Registry::builtin()),
+        Default::default(),
+    );
     let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
     let gate = QualityGate::new(store.clone(), Arc::new(Registry::builtin()));
 

@@ -12,6 +12,7 @@ mod ingest_local;
 mod ingest_s3;
 mod load_redshift;
 mod memory_bound;
+mod new_dataset;
 mod notifier_faults;
 mod properties;
 mod quality_alert;

@@ -9,11 +9,11 @@ use aws_lambda_events::s3::S3Event;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use shoplake::alert::SnsNotifier;
+use shoplake::ingest::IngestSettings;
+use shoplake::quality::{QualityReport, Verdict};
 use shoplake::stages::alert::{AlertOutcome, AlertService, AlertSettings};
 use shoplake::stages::ingest::{IngestRequest, IngestService};
 use shoplake::stages::quality::{QualityRequest, QualityService};
-use shoplake::ingest::IngestSettings;
-use shoplake::quality::{QualityReport, Verdict};
 use shoplake::storage::{ObjectStore, S3Store};
 
 use crate::support::{bucket_name, moto};
@@ -103,8 +103,15 @@ async fn env(test: &str) -> Env {
             Arc::new(notifier),
             AlertSettings::default(),
         ),
-        ingest: IngestService::for_s3(s3.clone(), std::sync::Arc::new(shoplake::contract::Registry::builtin()), IngestSettings::default()),
-        quality: QualityService::for_s3(s3, std::sync::Arc::new(shoplake::contract::Registry::builtin())),
+        ingest: IngestService::for_s3(
+            s3.clone(),
+            std::sync::Arc::new(shoplake::contract::Registry::builtin()),
+            IngestSettings::default(),
+        ),
+        quality: QualityService::for_s3(
+            s3,
+            std::sync::Arc::new(shoplake::contract::Registry::builtin()),
+        ),
         store,
         topic,
         bucket,
@@ -125,7 +132,10 @@ impl Env {
         let manifest = format!("manifests/{}/{}.json", summary.dataset, summary.batch_id);
         let mut response = self
             .quality
-            .handle(QualityRequest::from_s3(&event(&self.bucket, &manifest)), now())
+            .handle(
+                QualityRequest::from_s3(&event(&self.bucket, &manifest)),
+                now(),
+            )
             .await
             .unwrap();
         assert_eq!(response.reports.len(), 1);

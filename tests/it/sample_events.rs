@@ -60,7 +60,10 @@ fn every_sample_event_is_accepted_by_its_function() {
             "aggregate" => {
                 let request = shoplake::stages::aggregate::AggregateRequest::from_event(&value)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
-                let backfill = matches!(request, shoplake::stages::aggregate::AggregateRequest::Range { .. });
+                let backfill = matches!(
+                    request,
+                    shoplake::stages::aggregate::AggregateRequest::Range { .. }
+                );
                 assert_eq!(backfill, name.contains("backfill"), "{name}");
             }
             // The load function runs on schedule and loads whatever is pending.

@@ -132,7 +132,10 @@ enum Command {
         #[arg(long, default_value = "shoplake")]
         schema: String,
         /// IAM role the COPY statements name.
-        #[arg(long, default_value = "arn:aws:iam::000000000000:role/shoplake-redshift-copy")]
+        #[arg(
+            long,
+            default_value = "arn:aws:iam::000000000000:role/shoplake-redshift-copy"
+        )]
         copy_role_arn: String,
     },
     /// The whole pipeline locally: ingest every export in INPUT_DIR (dataset from the file
@@ -188,10 +191,7 @@ impl Lake {
         let store = Arc::new(
             LocalStore::new(dir).with_context(|| format!("opening lake {}", dir.display()))?,
         );
-        Ok(Lake {
-            store,
-            registry,
-        })
+        Ok(Lake { store, registry })
     }
 
     fn stores(&self) -> StoreFactory {
@@ -222,8 +222,12 @@ impl Lake {
 
     fn aggregator(&self) -> Aggregator {
         // A local lake is read in place; the work directory is only for a mirror of S3.
-        Aggregator::new(self.store.clone(), self.registry.clone(), std::env::temp_dir())
-            .with_catalog(self.catalog())
+        Aggregator::new(
+            self.store.clone(),
+            self.registry.clone(),
+            std::env::temp_dir(),
+        )
+        .with_catalog(self.catalog())
     }
 
     /// Brings `file` into `raw/<dataset>/` (unless it is there already) and ingests it.
@@ -509,9 +513,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let loader =
                 Loader::new(lake.store.clone(), executor.clone(), warehouse, registry).dry_run();
-            let report = loader
-                .run(LoadRequest::Pending, chrono::Utc::now())
-                .await?;
+            let report = loader.run(LoadRequest::Pending, chrono::Utc::now()).await?;
             for (i, batch) in executor.batches().iter().enumerate() {
                 emit(format!("-- transaction {}", i + 1))?;
                 for sql in batch {

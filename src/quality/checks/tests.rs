@@ -4,9 +4,9 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::contract::Registry;
+use crate::manifest::SchemaDrift;
 use crate::manifest::{ColumnStats, MANIFEST_VERSION, SourceObject};
 use crate::quality::report::{QualityReport, Verdict};
-use crate::manifest::SchemaDrift;
 
 fn manifest(batch: &str, read: u64, written: u64, rejected: u64) -> Manifest {
     Manifest {

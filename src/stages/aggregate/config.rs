@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{ConfigError, LAKE_BUCKET, optional, required};
-use crate::stages::ingest::config::{GLUE_DATABASE, WORK_DIR};
+use crate::config::{ConfigError, GLUE_DATABASE, LAKE_BUCKET, WORK_DIR, optional, required};
 
 #[derive(Debug, Clone)]
 pub struct AggregateConfig {
@@ -38,7 +37,8 @@ mod tests {
     #[test]
     fn the_bucket_is_required_and_the_mirror_sits_in_the_work_dir() {
         assert!(AggregateConfig::from_env(env(&[])).is_err());
-        let c = AggregateConfig::from_env(env(&[(LAKE_BUCKET, "b"), (GLUE_DATABASE, " ")])).unwrap();
+        let c =
+            AggregateConfig::from_env(env(&[(LAKE_BUCKET, "b"), (GLUE_DATABASE, " ")])).unwrap();
         assert_eq!((c.bucket.as_str(), c.glue_database), ("b", None));
         assert_eq!(c.work_dir, PathBuf::from("/tmp/silver"));
     }

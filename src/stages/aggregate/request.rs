@@ -40,7 +40,6 @@ impl AggregateRequest {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,9 +51,7 @@ pub enum AggregateError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "the KPIs read dataset `{0}`, which has no contract here; add contracts/{0}.toml"
-    )]
+    #[error("the KPIs read dataset `{0}`, which has no contract here; add contracts/{0}.toml")]
     MissingInput(String),
     #[error("the KPI computation stopped unexpectedly")]
     Worker,
@@ -222,7 +220,10 @@ impl Aggregator {
     }
 
     /// Computes the KPIs and writes the months the request calls for.
-    pub async fn aggregate(&self, request: AggregateRequest) -> Result<AggregateRun, AggregateError> {
+    pub async fn aggregate(
+        &self,
+        request: AggregateRequest,
+    ) -> Result<AggregateRun, AggregateError> {
         let root = self.silver_root().await?;
         let kpis = kpis_from_local_silver(root, self.registry.clone()).await?;
 

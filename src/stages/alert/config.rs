@@ -70,8 +70,9 @@ mod tests {
 
     #[test]
     fn alert_config_requires_topic_and_bucket_and_checks_numbers() {
-        let err = AlertConfig::from_env(env(&[(ALERT_DIGEST_THRESHOLD, "0"), (SLA_HOUR_UTC, "25")]))
-            .unwrap_err();
+        let err =
+            AlertConfig::from_env(env(&[(ALERT_DIGEST_THRESHOLD, "0"), (SLA_HOUR_UTC, "25")]))
+                .unwrap_err();
         assert_eq!(err.problems.len(), 4, "{err}");
         let ok = AlertConfig::from_env(env(&[
             (ALERT_TOPIC_ARN, "arn:t"),

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::alert::message::FailedInvocation;
 use crate::layout;
-use crate::stages::decode_key;
 use crate::quality::QualityReport;
+use crate::stages::decode_key;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlertRequest {

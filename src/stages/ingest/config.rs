@@ -3,14 +3,11 @@
 use std::path::PathBuf;
 
 use crate::config::{ConfigError, LAMBDA_MEMORY_MB, parse_mib};
+pub use crate::config::{GLUE_DATABASE, WORK_DIR};
 use crate::ingest::{DEFAULT_MEMORY_BUDGET_BYTES, IngestSettings};
 
 /// Memory budget per ingested file, in MiB (default: 40% of the Lambda's memory, else 512).
 pub const MEMORY_BUDGET_MB: &str = "LAKE_MEMORY_BUDGET_MB";
-/// Scratch directory for spill and staged files (default: the system temp dir, `/tmp` in Lambda).
-pub const WORK_DIR: &str = "LAKE_WORK_DIR";
-/// Glue database the ingest function registers partitions in (none: no registration).
-pub const GLUE_DATABASE: &str = "GLUE_DATABASE";
 
 /// Share of a Lambda's memory given to the row budget; the rest is runtime, encoder and I/O.
 const LAMBDA_BUDGET_PERCENT: usize = 40;

@@ -21,8 +21,7 @@ use crate::config::ConfigError;
 use crate::contract::Registry;
 use crate::manifest::BatchStatus;
 use crate::metrics::{MetricSet, flag};
-use crate::stages::{RequestError, Stage};
-use crate::storage::S3Store;
+use crate::stages::{RequestError, Stage, s3_stores};
 
 impl IngestService {
     /// The Lambda's service: the event's bucket through S3, partitions into Glue when
@@ -32,7 +31,8 @@ impl IngestService {
         registry: Arc<Registry>,
     ) -> Result<Self, ConfigError> {
         let config = IngestConfig::from_env(|name| std::env::var(name).ok())?;
-        let mut service = IngestService::for_s3(crate::aws::s3_client(sdk), registry, config.settings);
+        let mut service =
+            IngestService::for_s3(crate::aws::s3_client(sdk), registry, config.settings);
         if let Some(database) = config.glue_database {
             let glue = GlueCatalog::new(crate::aws::glue_client(sdk), database);
             service = service.with_catalog(Arc::new(glue));
@@ -48,11 +48,7 @@ impl IngestService {
         registry: Arc<Registry>,
         settings: crate::ingest::IngestSettings,
     ) -> Self {
-        IngestService::new(
-            Arc::new(move |bucket| Arc::new(S3Store::new(client.clone(), bucket))),
-            registry,
-            settings,
-        )
+        IngestService::new(s3_stores(client), registry, settings)
     }
 }
 

@@ -101,7 +101,9 @@ impl IngestService {
         let store = (self.stores)(&object.bucket);
         let ingestor = Ingestor::new(store.clone(), self.registry.clone(), self.settings.clone());
         let outcome = ingestor.ingest(&object.key).await?;
-        let added = self.register(&root_uri(store.as_ref()), &outcome.manifest).await?;
+        let added = self
+            .register(&root_uri(store.as_ref()), &outcome.manifest)
+            .await?;
         if added > 0 {
             info!(dataset = %outcome.manifest.dataset, added, "partitions registered");
         }

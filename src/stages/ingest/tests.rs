@@ -27,8 +27,8 @@ async fn a_broken_record_is_a_failed_object_and_the_others_are_still_ingested() 
     )
     .unwrap();
     let event = json!({"Records": [
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "lake"}, "object": {"key": "raw/customers/%E2"}}},
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "lake"}, "object": {"key": "raw/customers/c.csv"}}}
+        {"eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {}, "s3": {"bucket": {"name": "lake"}, "object": {"key": "raw/customers/%E2"}}},
+        {"eventName": "ObjectCreated:Put", "eventTime": "2026-11-21T02:00:00.000Z", "userIdentity": {}, "requestParameters": {}, "s3": {"bucket": {"name": "lake"}, "object": {"key": "raw/customers/c.csv"}}}
     ]});
     let service = service(dir.path());
     let err = service
@@ -41,11 +41,16 @@ async fn a_broken_record_is_a_failed_object_and_the_others_are_still_ingested() 
     assert!(dir.path().join("manifests/customers").is_dir());
 
     // The entry point reports it as a failure a retry would only repeat.
-    let failure = invoke(&service, event, chrono::Utc::now()).await.unwrap_err();
+    let failure = invoke(&service, event, chrono::Utc::now())
+        .await
+        .unwrap_err();
     assert_eq!(failure.error_type, "IngestFailed");
     let failure = invoke(&service, json!({"not": "s3"}), chrono::Utc::now())
         .await
         .unwrap_err();
     assert_eq!(failure.error_type, "IngestFailed");
-    assert!(failure.error_message.contains("not an S3 event"), "{failure}");
+    assert!(
+        failure.error_message.contains("not an S3 event"),
+        "{failure}"
+    );
 }

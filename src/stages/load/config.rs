@@ -25,64 +25,64 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
-/// Load function configuration: exactly one Redshift target, the COPY role, the bucket.
-pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<LoadConfig, ConfigError> {
-    use crate::warehouse::{DataApiSettings, Target, Warehouse};
-    let mut problems = Vec::new();
-    let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    let target = match (get(REDSHIFT_WORKGROUP), get(REDSHIFT_CLUSTER_ID)) {
-        (Some(w), None) => Some(Target::Workgroup(w)),
-        (None, Some(c)) => Some(Target::Cluster {
-            identifier: c,
-            db_user: get(REDSHIFT_DB_USER),
-        }),
-        (Some(_), Some(_)) => {
-            problems.push(format!(
-                "give {REDSHIFT_WORKGROUP} or {REDSHIFT_CLUSTER_ID}, not both"
-            ));
-            None
+    /// Load function configuration: exactly one Redshift target, the COPY role, the bucket.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<LoadConfig, ConfigError> {
+        use crate::warehouse::{DataApiSettings, Target, Warehouse};
+        let mut problems = Vec::new();
+        let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let target = match (get(REDSHIFT_WORKGROUP), get(REDSHIFT_CLUSTER_ID)) {
+            (Some(w), None) => Some(Target::Workgroup(w)),
+            (None, Some(c)) => Some(Target::Cluster {
+                identifier: c,
+                db_user: get(REDSHIFT_DB_USER),
+            }),
+            (Some(_), Some(_)) => {
+                problems.push(format!(
+                    "give {REDSHIFT_WORKGROUP} or {REDSHIFT_CLUSTER_ID}, not both"
+                ));
+                None
+            }
+            (None, None) => {
+                problems.push(format!(
+                    "{REDSHIFT_WORKGROUP} or {REDSHIFT_CLUSTER_ID} is required"
+                ));
+                None
+            }
+        };
+        let bucket = get(LAKE_BUCKET).unwrap_or_else(|| {
+            problems.push(format!("{LAKE_BUCKET} is required"));
+            String::new()
+        });
+        let role = get(REDSHIFT_COPY_ROLE_ARN).unwrap_or_else(|| {
+            problems.push(format!("{REDSHIFT_COPY_ROLE_ARN} is required"));
+            String::new()
+        });
+        let timeout = parse_number(
+            REDSHIFT_STATEMENT_TIMEOUT_SECONDS,
+            var(REDSHIFT_STATEMENT_TIMEOUT_SECONDS),
+            &mut problems,
+            |n| n > 0,
+        );
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
         }
-        (None, None) => {
-            problems.push(format!(
-                "{REDSHIFT_WORKGROUP} or {REDSHIFT_CLUSTER_ID} is required"
-            ));
-            None
+        let mut data_api = DataApiSettings::new(
+            target.expect("checked above"),
+            get(REDSHIFT_DATABASE).unwrap_or_else(|| "dev".into()),
+        );
+        data_api.secret_arn = get(REDSHIFT_SECRET_ARN);
+        if let Some(t) = timeout {
+            data_api.timeout = std::time::Duration::from_secs(t as u64);
         }
-    };
-    let bucket = get(LAKE_BUCKET).unwrap_or_else(|| {
-        problems.push(format!("{LAKE_BUCKET} is required"));
-        String::new()
-    });
-    let role = get(REDSHIFT_COPY_ROLE_ARN).unwrap_or_else(|| {
-        problems.push(format!("{REDSHIFT_COPY_ROLE_ARN} is required"));
-        String::new()
-    });
-    let timeout = parse_number(
-        REDSHIFT_STATEMENT_TIMEOUT_SECONDS,
-        var(REDSHIFT_STATEMENT_TIMEOUT_SECONDS),
-        &mut problems,
-        |n| n > 0,
-    );
-    if !problems.is_empty() {
-        return Err(ConfigError { problems });
+        Ok(LoadConfig {
+            bucket,
+            warehouse: Warehouse {
+                schema: get(REDSHIFT_SCHEMA).unwrap_or_else(|| "shoplake".into()),
+                copy_role_arn: role,
+            },
+            data_api,
+        })
     }
-    let mut data_api = DataApiSettings::new(
-        target.expect("checked above"),
-        get(REDSHIFT_DATABASE).unwrap_or_else(|| "dev".into()),
-    );
-    data_api.secret_arn = get(REDSHIFT_SECRET_ARN);
-    if let Some(t) = timeout {
-        data_api.timeout = std::time::Duration::from_secs(t as u64);
-    }
-    Ok(LoadConfig {
-        bucket,
-        warehouse: Warehouse {
-            schema: get(REDSHIFT_SCHEMA).unwrap_or_else(|| "shoplake".into()),
-            copy_role_arn: role,
-        },
-        data_api,
-    })
-}
 }
 
 #[cfg(test)]

@@ -39,7 +39,11 @@ mod tests {
             json!({"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}),
             json!({"requestContext": {"condition": "Success"}, "responsePayload": {"kpi_rows": 3}}),
         ] {
-            assert_eq!(LoadRequest::from_event(&event), Ok(LoadRequest::Pending), "{event}");
+            assert_eq!(
+                LoadRequest::from_event(&event),
+                Ok(LoadRequest::Pending),
+                "{event}"
+            );
         }
         assert!(LoadRequest::from_event(&json!({"batch": "x"})).is_err());
     }

@@ -19,8 +19,7 @@ use crate::config::ConfigError;
 use crate::contract::Registry;
 use crate::metrics::{MetricSet, flag};
 use crate::quality::{CheckStatus, Verdict};
-use crate::stages::{RequestError, Stage};
-use crate::storage::S3Store;
+use crate::stages::{RequestError, Stage, s3_stores};
 
 impl QualityService {
     /// The Lambda's service: the event's bucket through S3.
@@ -34,10 +33,7 @@ impl QualityService {
 
     /// A service reading and writing each event's bucket through S3.
     pub fn for_s3(client: aws_sdk_s3::Client, registry: Arc<Registry>) -> Self {
-        QualityService::new(
-            Arc::new(move |bucket| Arc::new(S3Store::new(client.clone(), bucket))),
-            registry,
-        )
+        QualityService::new(s3_stores(client), registry)
     }
 }
 

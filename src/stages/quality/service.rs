@@ -86,6 +86,7 @@ impl QualityService {
     ) -> Result<QualityReport, QualityError> {
         let gate = self.gate(bucket);
         let dataset = gate.dataset_of_batch(batch_id).await?;
-        gate.override_batch(&dataset, batch_id, by, reason, now).await
+        gate.override_batch(&dataset, batch_id, by, reason, now)
+            .await
     }
 }

@@ -22,8 +22,14 @@ fn only_manifests_are_requests_and_broken_records_stay_in() {
     ]});
     let request = QualityRequest::from_event(event).unwrap();
     assert_eq!(request.manifests.len(), 2);
-    assert_eq!(request.manifests[0].as_ref().unwrap().key, "manifests/orders/B.json");
-    assert!(matches!(request.manifests[1], Err(EventError::BadKey { .. })));
+    assert_eq!(
+        request.manifests[0].as_ref().unwrap().key,
+        "manifests/orders/B.json"
+    );
+    assert!(matches!(
+        request.manifests[1],
+        Err(EventError::BadKey { .. })
+    ));
     assert!(QualityRequest::from_event(json!({"hello": 1})).is_err());
 }
 
@@ -33,9 +39,12 @@ async fn a_broken_record_fails_the_invocation_as_in_ingest_and_is_not_retried() 
     let store = Arc::new(LocalStore::new(dir.path()).unwrap());
     let stores: StoreFactory = Arc::new(move |_| store.clone());
     let service = QualityService::new(stores, Arc::new(crate::contract::Registry::builtin()));
-    let request = QualityRequest::from_event(json!({"Records": [record("manifests/orders/%E2")]}))
-        .unwrap();
-    let err = service.handle(request, chrono::Utc::now()).await.unwrap_err();
+    let request =
+        QualityRequest::from_event(json!({"Records": [record("manifests/orders/%E2")]})).unwrap();
+    let err = service
+        .handle(request, chrono::Utc::now())
+        .await
+        .unwrap_err();
     assert_eq!((err.attempted, err.failures.len()), (1, 1));
     assert!(matches!(err.failures[0].error, ObjectError::Event(_)));
     assert!(!err.is_retryable());
