@@ -18,6 +18,7 @@
 //! alerts/…                                                   alert deduplication and digest state
 //! outbox/<n>-<type>-<dataset>.txt                            alerts "sent" by the local notifier
 //! catalog/<database>/<table>.json                            the local catalog
+//! claims/…                                                   who is working on a batch or a stage's state
 //! ```
 
 use sha2::{Digest, Sha256};
@@ -72,6 +73,23 @@ pub const AGGREGATE_STATE_KEY: &str = "runs/aggregate/seen_batches.json";
 /// Where the load stage records each day's successful run.
 pub const LOAD_RUNS_PREFIX: &str = "runs/load/";
 
+pub const CLAIMS: &str = "claims";
+
+/// Held while a batch is being ingested.
+pub fn ingest_claim_key(dataset: &str, batch_id: &str) -> String {
+    format!("{CLAIMS}/ingest/{dataset}/{batch_id}.json")
+}
+
+/// Held while a batch's quality report is written (evaluation or override).
+pub fn quality_claim_key(dataset: &str, batch_id: &str) -> String {
+    format!("{CLAIMS}/quality/{dataset}/{batch_id}.json")
+}
+
+/// Held while a stage reads and rewrites its run state (`alerts`, `aggregate`, `load`).
+pub fn stage_claim_key(stage: &str) -> String {
+    format!("{CLAIMS}/{stage}.json")
+}
+
 /// One message of the local notifier (`n` counts up, so the outbox lists in send order).
 pub fn outbox_key(n: usize, alert_type: &str, dataset: &str) -> String {
     format!("{OUTBOX}/{n:05}-{alert_type}-{dataset}.txt")
@@ -110,6 +128,12 @@ pub fn file_name(key: &str) -> &str {
 
 pub fn raw_key(dataset: &str, file_name: &str) -> String {
     format!("{RAW}/{dataset}/{file_name}")
+}
+
+/// Where a local file is staged: named by a digest of its content, so two different files of
+/// the same name are two objects (two batches) and the same content is always one.
+pub fn staged_raw_key(dataset: &str, content_digest: &str, file_name: &str) -> String {
+    format!("{RAW}/{dataset}/{content_digest}/{file_name}")
 }
 
 pub fn processed_prefix(dataset: &str) -> String {

@@ -32,9 +32,27 @@ use crate::contract::Registry;
 use crate::layout;
 use crate::manifest::SchemaDrift;
 use crate::manifest::{BatchStatus, MANIFEST_VERSION, Manifest, PendingOutputs, SourceObject};
+use crate::scratch::Scratch;
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectMeta, ObjectStore, StorageError};
 use crate::values;
+
+/// How long an ingest's claim on its batch lasts: longer than a Lambda may run, so only a dead
+/// owner's claim ever expires.
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+
+/// The batch an ingest works on.
+struct Batch<'a> {
+    key: &'a str,
+    dataset: &'a str,
+    contract: &'a crate::contract::Contract,
+    uri: String,
+    meta: ObjectMeta,
+    batch_id: String,
+}
+
+/// Ingest's scratch directories in the work directory (spill, staged Parquet).
+const WORK_PREFIX: &str = "shoplake-ingest-";
 
 /// Default memory budget per file when none is configured.
 pub const DEFAULT_MEMORY_BUDGET_BYTES: usize = 512 * 1024 * 1024;
@@ -187,10 +205,48 @@ impl Ingestor {
             .record("batch_id", batch_id.as_str());
 
         let manifest_key = layout::manifest_key(dataset, &batch_id);
+        if !self.settings.force
+            && let Some(manifest) = self.state.get_json::<Manifest>(&manifest_key).await?
+        {
+            info!(status = ?manifest.status, "source already ingested; replaying its manifest");
+            return Ok(IngestOutcome {
+                manifest,
+                replayed: true,
+            });
+        }
+        // One ingest of a batch at a time: a second delivery of the same object waits here,
+        // then finds the manifest and replays it.
+        let claim = layout::ingest_claim_key(dataset, &batch_id);
+        let batch = Batch {
+            key,
+            dataset,
+            contract,
+            uri,
+            meta,
+            batch_id,
+        };
+        self.state
+            .with_claim(&claim, CLAIM_TTL, CLAIM_TTL, async || {
+                self.ingest_claimed(batch).await
+            })
+            .await
+    }
+
+    /// The ingest of one batch, under its claim.
+    async fn ingest_claimed(&self, batch: Batch<'_>) -> Result<IngestOutcome, IngestError> {
+        let Batch {
+            key,
+            dataset,
+            contract,
+            uri,
+            meta,
+            batch_id,
+        } = batch;
+        let manifest_key = layout::manifest_key(dataset, &batch_id);
         let pending_key = layout::pending_key(dataset, &batch_id);
         let previous: Option<Manifest> = self.state.get_json(&manifest_key).await?;
         if let Some(manifest) = previous.as_ref().filter(|_| !self.settings.force) {
-            info!(status = ?manifest.status, "source already ingested; replaying its manifest");
+            info!(status = ?manifest.status, "ingested meanwhile by another run; replaying its manifest");
             return Ok(IngestOutcome {
                 manifest: manifest.clone(),
                 replayed: true,
@@ -210,11 +266,8 @@ impl Ingestor {
             .work_dir
             .clone()
             .unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&work_root).map_err(IngestError::WorkDir)?;
-        let work = tempfile::Builder::new()
-            .prefix("ingest-")
-            .tempdir_in(&work_root)
-            .map_err(IngestError::WorkDir)?;
+        // Held (locked) while this ingest runs; what a killed ingest left is swept here.
+        let work = Scratch::create_in(&work_root, WORK_PREFIX).map_err(IngestError::WorkDir)?;
 
         let reader = self.store.reader(key).await.map_err(|e| match e {
             StorageError::NotFound { .. } => IngestError::SourceMissing { uri: uri.clone() },

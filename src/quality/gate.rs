@@ -50,6 +50,9 @@ impl Retryable for QualityError {
     }
 }
 
+/// How long a claim on a batch's report lasts (longer than an invocation may run).
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+
 #[derive(Debug, Clone)]
 pub struct QualityGate {
     store: Arc<dyn ObjectStore>,
@@ -167,6 +170,23 @@ impl QualityGate {
         batch_id: &str,
         now: DateTime<Utc>,
     ) -> Result<QualityReport, QualityError> {
+        // The report keeps an earlier override: read, then rewritten, by one run at a time.
+        self.state
+            .with_claim(
+                &layout::quality_claim_key(dataset, batch_id),
+                CLAIM_TTL,
+                CLAIM_TTL,
+                async || self.evaluate_claimed(dataset, batch_id, now).await,
+            )
+            .await
+    }
+
+    async fn evaluate_claimed(
+        &self,
+        dataset: &str,
+        batch_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<QualityReport, QualityError> {
         let contract = self.contract(dataset)?;
         let manifest_key = layout::manifest_key(dataset, batch_id);
         let manifest: Manifest = self.state.get_json(&manifest_key).await?.ok_or_else(|| {
@@ -253,6 +273,27 @@ impl QualityGate {
 
     /// Records a person's decision to load a failed batch anyway.
     pub async fn override_batch(
+        &self,
+        dataset: &str,
+        batch_id: &str,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<QualityReport, QualityError> {
+        self.state
+            .with_claim(
+                &layout::quality_claim_key(dataset, batch_id),
+                CLAIM_TTL,
+                CLAIM_TTL,
+                async || {
+                    self.override_claimed(dataset, batch_id, by, reason, now)
+                        .await
+                },
+            )
+            .await
+    }
+
+    async fn override_claimed(
         &self,
         dataset: &str,
         batch_id: &str,

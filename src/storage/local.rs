@@ -1,8 +1,11 @@
 //! [`ObjectStore`] on a local directory with the same key layout as the bucket: the embedded
 //! default behind the `lake` CLI. Writes go through a temporary file and a rename, so readers
-//! never see half an object.
+//! never see half an object. Temporary files live in a scratch directory of this store under
+//! `_tmp/` at the lake root, where no reader's glob over a dataset looks; a process killed
+//! mid-write leaves its scratch behind only until the next store on the lake sweeps it.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -10,15 +13,24 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::{ObjectMeta, ObjectReader, ObjectStore, StorageError, StorageResult, check_key};
+use super::{
+    ObjectMeta, ObjectReader, ObjectStore, Precondition, StorageError, StorageResult, check_key,
+};
+use crate::scratch::Scratch;
 
-/// Marks in-progress writes; such files are invisible to `list`.
+/// Marks in-progress writes of other tools; such files are invisible to `list`.
 pub const TEMP_PREFIX: &str = ".tmp-";
+/// The directory at the lake root that holds every store's scratch (never a key).
+pub const TEMP_DIR: &str = "_tmp";
+/// The one lock that makes conditional writes atomic across processes.
+const CAS_LOCK: &str = "cas.lock";
 
 #[derive(Debug)]
 pub struct LocalStore {
     root: PathBuf,
     temp_counter: AtomicU64,
+    /// Created on the first write, so a read-only `lake show` leaves nothing behind.
+    scratch: OnceLock<Scratch>,
 }
 
 fn io_err<'a>(
@@ -44,7 +56,52 @@ impl LocalStore {
         Ok(LocalStore {
             root: std::path::absolute(root)?,
             temp_counter: AtomicU64::new(0),
+            scratch: OnceLock::new(),
         })
+    }
+
+    /// This store's scratch directory (sweeping those of dead stores when it is first made).
+    fn scratch(&self) -> std::io::Result<&Path> {
+        if let Some(s) = self.scratch.get() {
+            return Ok(s.path());
+        }
+        let made = Scratch::create_in(&self.root.join(TEMP_DIR), "store-")?;
+        // Two threads may race to make one; the loser's is dropped (and removed) here.
+        Ok(self.scratch.get_or_init(|| made).path())
+    }
+
+    /// A fresh temporary path in this store's scratch directory.
+    fn temp_path(&self) -> std::io::Result<PathBuf> {
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        Ok(self.scratch()?.join(format!("{n}")))
+    }
+
+    /// Copies a local file into the store's scratch (a temporary path the caller renames or
+    /// links into place), returning the temporary path.
+    pub fn scratch_copy(
+        &self,
+        mut from: impl std::io::Read,
+        mut inspect: impl FnMut(&[u8]),
+    ) -> std::io::Result<PathBuf> {
+        use std::io::Write;
+        let temp = self.temp_path()?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&temp)?);
+        let mut buf = vec![0u8; 1 << 20];
+        let result = (|| loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => return out.flush(),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            inspect(&buf[..n]);
+            out.write_all(&buf[..n])?;
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        Ok(temp)
     }
 
     pub fn root(&self) -> &Path {
@@ -65,16 +122,56 @@ impl LocalStore {
         Some(parts?.join("/"))
     }
 
-    fn temp_path_for(&self, target: &Path) -> PathBuf {
-        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let name = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("object");
-        target.with_file_name(format!("{TEMP_PREFIX}{}-{n}-{name}", std::process::id()))
+    /// Brings a local file into the store under `key_for(content digest)`, unless an object
+    /// with that key is there already (then it holds the same content), and returns the key.
+    /// The copy keeps the source's modification time. Only regular files are accepted: a FIFO
+    /// or a device would block or never end.
+    pub fn import(
+        &self,
+        file: &Path,
+        key_for: impl FnOnce(&str) -> String,
+    ) -> StorageResult<String> {
+        use sha2::{Digest, Sha256};
+        let shown = file.display().to_string();
+        let err = |e| io_err("import", &shown)(e);
+        let md = std::fs::metadata(file).map_err(err)?;
+        if !md.is_file() {
+            return Err(StorageError::NotAFile { path: shown });
+        }
+        let modified = md.modified().map_err(err)?;
+        let mut hasher = Sha256::new();
+        let source = std::fs::File::open(file).map_err(err)?;
+        let temp = self
+            .scratch_copy(source, |chunk| hasher.update(chunk))
+            .map_err(err)?;
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let key = key_for(&digest);
+        let placed = (|| {
+            let target = self.path_of(&key)?;
+            let f = std::fs::File::options()
+                .write(true)
+                .open(&temp)
+                .map_err(err)?;
+            f.set_modified(modified).map_err(err)?;
+            drop(f);
+            std::fs::create_dir_all(target.parent().expect("keys have a parent")).map_err(err)?;
+            // Never replaces: whoever staged the same content first, its copy is the object.
+            match std::fs::hard_link(&temp, &target) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(err(e)),
+            }
+        })();
+        let _ = std::fs::remove_file(&temp);
+        placed.map(|()| key)
     }
 
-    /// Writes through a temporary file in the target's directory, then renames into place.
+    /// Writes through a temporary file in the store's scratch, then renames into place.
     async fn write_atomically<F, Fut>(
         &self,
         key: &str,
@@ -91,7 +188,7 @@ impl LocalStore {
                 .await
                 .map_err(io_err(operation, key))?;
         }
-        let temp = self.temp_path_for(&target);
+        let temp = self.temp_path().map_err(io_err(operation, key))?;
         let result = async {
             fill(temp.clone()).await?;
             tokio::fs::rename(&temp, &target).await
@@ -177,6 +274,38 @@ impl ObjectStore for LocalStore {
         .await
     }
 
+    async fn put_if(&self, key: &str, body: Bytes, condition: Precondition) -> StorageResult<bool> {
+        let target = self.path_of(key)?;
+        let err = |e| io_err("conditional put", key)(e);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(&err)?;
+        }
+        let temp = self.temp_path().map_err(&err)?;
+        tokio::fs::write(&temp, &body).await.map_err(&err)?;
+        let placed = match condition {
+            // A hard link never replaces an existing file: the check and the write are one.
+            Precondition::Absent => match std::fs::hard_link(&temp, &target) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            },
+            Precondition::Matches(etag) => {
+                // Compare and swap under one lock per lake, taken by every process.
+                let lock =
+                    std::fs::File::create(self.root.join(TEMP_DIR).join(CAS_LOCK)).map_err(&err)?;
+                lock.lock().map_err(&err)?;
+                let current = self.head(key).await?;
+                if current.is_some_and(|m| m.etag == etag) {
+                    std::fs::rename(&temp, &target).map(|()| true)
+                } else {
+                    Ok(false)
+                }
+            }
+        };
+        let _ = std::fs::remove_file(&temp);
+        placed.map_err(err)
+    }
+
     async fn copy(&self, from: &str, to: &str) -> StorageResult<()> {
         let source = self.path_of(from)?;
         if self.head(from).await?.is_none() {
@@ -207,19 +336,34 @@ impl ObjectStore for LocalStore {
         } else {
             self.path_of(dir_part)?
         };
+        let scratch = self.root.join(TEMP_DIR);
         let mut out = Vec::new();
         let mut pending = vec![start];
+        // Other processes write while we walk: a directory or file that vanishes between
+        // being named and being read was deleted or renamed, which is no error.
         while let Some(dir) = pending.pop() {
             let mut entries = match tokio::fs::read_dir(&dir).await {
                 Ok(e) => e,
                 Err(e) if not_found(&e) => continue,
                 Err(e) => return Err(io_err("list", prefix)(e)),
             };
-            while let Some(entry) = entries.next_entry().await.map_err(io_err("list", prefix))? {
+            loop {
+                let entry = match entries.next_entry().await {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => break,
+                    Err(e) if not_found(&e) => break,
+                    Err(e) => return Err(io_err("list", prefix)(e)),
+                };
                 let path = entry.path();
-                let md = entry.metadata().await.map_err(io_err("list", prefix))?;
+                let md = match entry.metadata().await {
+                    Ok(md) => md,
+                    Err(e) if not_found(&e) => continue,
+                    Err(e) => return Err(io_err("list", prefix)(e)),
+                };
                 if md.is_dir() {
-                    pending.push(path);
+                    if path != scratch {
+                        pending.push(path);
+                    }
                     continue;
                 }
                 let hidden = entry

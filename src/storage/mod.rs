@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
-pub use local::{LocalStore, TEMP_PREFIX};
+pub use local::{LocalStore, TEMP_DIR, TEMP_PREFIX};
 pub use s3::{MULTIPART_PART_BYTES, S3Store};
 
 /// What the pipeline knows about a stored object.
@@ -33,6 +33,10 @@ pub enum StorageError {
     NotFound { key: String },
     #[error("invalid object key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    #[error(
+        "{path} is not a regular file (a FIFO, device or directory); write the export to a file and ingest that"
+    )]
+    NotAFile { path: String },
     #[error("{operation} {key}: {source}")]
     Io {
         operation: &'static str,
@@ -56,12 +60,23 @@ impl Retryable for StorageError {
         match self {
             StorageError::S3 { retryable, .. } => *retryable,
             StorageError::Io { .. } => true,
-            StorageError::NotFound { .. } | StorageError::InvalidKey { .. } => false,
+            StorageError::NotFound { .. }
+            | StorageError::InvalidKey { .. }
+            | StorageError::NotAFile { .. } => false,
         }
     }
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;
+
+/// What must hold for a conditional write to happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No object has the key (S3 `If-None-Match: *`).
+    Absent,
+    /// The object exists with this ETag (S3 `If-Match`).
+    Matches(String),
+}
 
 /// A streaming reader of an object's content.
 pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
@@ -76,6 +91,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Streams an object without holding it in memory.
     async fn reader(&self, key: &str) -> StorageResult<ObjectReader>;
     async fn put(&self, key: &str, body: Bytes) -> StorageResult<()>;
+    /// Writes only when `condition` holds, atomically with the check; `false` when it did not
+    /// hold (nothing was written). Claims and compare-and-swap state are built on this.
+    async fn put_if(&self, key: &str, body: Bytes, condition: Precondition) -> StorageResult<bool>;
     /// Uploads a local file, in parts when it is large, without reading it whole.
     async fn put_file(&self, key: &str, path: &Path) -> StorageResult<()>;
     async fn copy(&self, from: &str, to: &str) -> StorageResult<()>;

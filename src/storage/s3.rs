@@ -13,7 +13,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncReadExt;
 
-use super::{ObjectMeta, ObjectReader, ObjectStore, StorageError, StorageResult, check_key};
+use super::{
+    ObjectMeta, ObjectReader, ObjectStore, Precondition, StorageError, StorageResult, check_key,
+};
 
 /// Objects up to this size are uploaded in one request; larger ones in parts of this size.
 pub const MULTIPART_PART_BYTES: usize = 16 * 1024 * 1024;
@@ -232,6 +234,31 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.error("PutObject", key, e))?;
         Ok(())
+    }
+
+    async fn put_if(&self, key: &str, body: Bytes, condition: Precondition) -> StorageResult<bool> {
+        check_key(key)?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body));
+        let request = match condition {
+            Precondition::Absent => request.if_none_match("*"),
+            Precondition::Matches(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            // 412: the condition does not hold; 409: a concurrent conditional write won; 404:
+            // the object to match is gone. In every case this write did not happen.
+            Err(SdkError::ServiceError(se))
+                if matches!(se.raw().status().as_u16(), 404 | 409 | 412) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.error("PutObject", key, e)),
+        }
     }
 
     async fn put_file(&self, key: &str, path: &Path) -> StorageResult<()> {

@@ -278,45 +278,33 @@ impl Lake {
     }
 }
 
-/// Brings a file into `raw/<dataset>/` (unless it is there already) and returns its key. The
-/// copy keeps the source's modification time, so the same file always gets the same batch id.
+/// The key of `file` in the lake: itself when it is already under `raw/<dataset>/`, else a
+/// copy staged under `raw/<dataset>/<content digest>/<name>` (so two different files of the same
+/// name are two batches, and the same file staged twice, even at once, is one).
 fn stage_into_raw(store: &LocalStore, dataset: &str, file: &Path) -> anyhow::Result<String> {
-    let md = std::fs::metadata(file).with_context(|| file.display().to_string())?;
     if let Some(key) = store.key_of(file) {
-        return match layout::dataset_of_raw_key(&key) {
-            Some(d) if d == dataset => Ok(key),
-            _ => anyhow::bail!(
-                "{} is inside the lake but not under raw/{dataset}/",
-                file.display()
-            ),
-        };
+        anyhow::ensure!(
+            layout::dataset_of_raw_key(&key) == Some(dataset),
+            "{} is inside the lake but not under raw/{dataset}/",
+            file.display()
+        );
+        let md = std::fs::metadata(file).with_context(|| file.display().to_string())?;
+        anyhow::ensure!(
+            md.is_file(),
+            shoplake::storage::StorageError::NotAFile {
+                path: file.display().to_string()
+            }
+        );
+        return Ok(key);
     }
     let name = file
         .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("export.csv");
-    let key = layout::raw_key(dataset, name);
-    let target = store.path_of(&key)?;
-    let modified = md.modified().with_context(|| file.display().to_string())?;
-    let unchanged = std::fs::metadata(&target)
-        .map(|t| t.len() == md.len() && t.modified().ok() == Some(modified))
-        .unwrap_or(false);
-    if !unchanged {
-        let io = |p: &Path| p.display().to_string();
-        std::fs::create_dir_all(target.parent().expect("keys have a parent"))
-            .with_context(|| io(&target))?;
-        // Hidden from listings until the rename, like every write to a local store.
-        let temp = target.with_file_name(format!("{}stage-{name}", shoplake::storage::TEMP_PREFIX));
-        std::fs::copy(file, &temp).with_context(|| io(file))?;
-        let f = std::fs::File::options()
-            .write(true)
-            .open(&temp)
-            .with_context(|| io(&temp))?;
-        f.set_modified(modified).with_context(|| io(&temp))?;
-        drop(f);
-        std::fs::rename(&temp, &target).with_context(|| io(&target))?;
-    }
-    Ok(key)
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "export.csv".into());
+    Ok(store.import(file, |digest| {
+        layout::staged_raw_key(dataset, digest, &name)
+    })?)
 }
 
 /// The dataset an export belongs to by its file name: the longest dataset name it starts with.

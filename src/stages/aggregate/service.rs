@@ -21,6 +21,9 @@ use crate::silver::read::scan_dataset;
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError, root_uri};
 
+/// How long a claim on the aggregate run lasts (longer than an invocation may run).
+const RUN_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AggregateReport {
     pub kpi_rows: usize,
@@ -219,8 +222,23 @@ impl Aggregator {
         Ok((months, seen, new))
     }
 
-    /// Computes the KPIs and writes the months the request calls for.
+    /// Computes the KPIs and writes the months the request calls for. One run at a time: a
+    /// second waits for the first, so the run state is never read by two and written by both.
     pub async fn aggregate(
+        &self,
+        request: AggregateRequest,
+    ) -> Result<AggregateRun, AggregateError> {
+        self.state
+            .with_claim(
+                &layout::stage_claim_key("aggregate"),
+                RUN_CLAIM_TTL,
+                RUN_CLAIM_TTL,
+                async || self.aggregate_claimed(request).await,
+            )
+            .await
+    }
+
+    async fn aggregate_claimed(
         &self,
         request: AggregateRequest,
     ) -> Result<AggregateRun, AggregateError> {

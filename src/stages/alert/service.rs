@@ -15,6 +15,9 @@ use crate::layout;
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError};
 
+/// How long a claim on the alert state lasts (longer than an invocation may run).
+const STATE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
     /// The same alert for the same dataset and date is sent once per this window.
@@ -145,7 +148,24 @@ impl AlertService {
         Ok(AlertResponse { outcomes })
     }
 
+    /// Handles one request. The deduplication ledger, the burst window and the digest are
+    /// read, changed and written back, so one alert invocation at a time holds them.
     pub async fn handle(
+        &self,
+        request: AlertRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AlertOutcome>, AlertError> {
+        self.records
+            .with_claim(
+                &layout::stage_claim_key("alerts"),
+                STATE_CLAIM_TTL,
+                STATE_CLAIM_TTL,
+                async || self.handle_claimed(request, now).await,
+            )
+            .await
+    }
+
+    async fn handle_claimed(
         &self,
         request: AlertRequest,
         now: DateTime<Utc>,

@@ -43,6 +43,9 @@ impl Retryable for LoadError {
     }
 }
 
+/// How long a claim on the load run lasts (longer than an invocation may run).
+const RUN_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+
 /// Why a batch was not loaded this time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -245,6 +248,21 @@ impl Loader {
     /// Loads every batch not loaded yet (parents first), then replaces the gold months that
     /// changed since their last load, and records the run for the SLA check.
     pub async fn load_pending(&self, now: DateTime<Utc>) -> Result<LoadReport, LoadError> {
+        if self.dry_run {
+            return self.load_pending_claimed(now).await;
+        }
+        // One load at a time: the markers and gold-month state are read, then written.
+        self.state
+            .with_claim(
+                &layout::stage_claim_key("load"),
+                RUN_CLAIM_TTL,
+                RUN_CLAIM_TTL,
+                async || self.load_pending_claimed(now).await,
+            )
+            .await
+    }
+
+    async fn load_pending_claimed(&self, now: DateTime<Utc>) -> Result<LoadReport, LoadError> {
         let mut report = LoadReport::default();
         for contract in self.registry.load_order() {
             let dataset = contract.name.as_str();

@@ -2,7 +2,7 @@
 //! (against moto) must agree, or the embedded default would not be the same pipeline.
 
 use bytes::Bytes;
-use shoplake::storage::{ObjectStore, S3Store, StorageError};
+use shoplake::storage::{ObjectStore, Precondition, S3Store, StorageError};
 use tokio::io::AsyncReadExt;
 
 pub async fn run(store: &dyn ObjectStore) {
@@ -11,6 +11,80 @@ pub async fn run(store: &dyn ObjectStore) {
     large_files_and_copies(store).await;
     keys_with_spaces_and_unicode(store).await;
     unsafe_keys_are_refused(store).await;
+    conditional_writes(store).await;
+}
+
+/// `put_if` is the compare-and-swap claims and state are built on: the check and the write are
+/// one step, and a write whose condition fails changes nothing.
+async fn conditional_writes(store: &dyn ObjectStore) {
+    let key = "claims/orders/B.json";
+    assert!(
+        store
+            .put_if(key, Bytes::from_static(b"first"), Precondition::Absent)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_if(key, Bytes::from_static(b"second"), Precondition::Absent)
+            .await
+            .unwrap(),
+        "an existing object is not replaced"
+    );
+    assert_eq!(
+        store.get(key).await.unwrap().unwrap(),
+        Bytes::from_static(b"first")
+    );
+    let first = store.head(key).await.unwrap().unwrap().etag;
+    assert!(
+        !store
+            .put_if(
+                key,
+                Bytes::from_static(b"third"),
+                Precondition::Matches("nope".into())
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_if(
+                key,
+                Bytes::from_static(b"fourth!"),
+                Precondition::Matches(first.clone())
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get(key).await.unwrap().unwrap(),
+        Bytes::from_static(b"fourth!")
+    );
+    assert!(
+        !store
+            .put_if(
+                key,
+                Bytes::from_static(b"fifth"),
+                Precondition::Matches(first)
+            )
+            .await
+            .unwrap(),
+        "the old ETag no longer matches"
+    );
+    store.delete(key).await.unwrap();
+    assert!(
+        !store
+            .put_if(
+                key,
+                Bytes::from_static(b"gone"),
+                Precondition::Matches("x".into())
+            )
+            .await
+            .unwrap(),
+        "nothing to match"
+    );
+    assert!(store.get(key).await.unwrap().is_none());
+    assert!(store.list("claims/").await.unwrap().is_empty());
 }
 
 async fn missing_objects(store: &dyn ObjectStore) {

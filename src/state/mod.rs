@@ -2,11 +2,15 @@
 //! alert and catalog state, all JSON under keys built in [`crate::layout`]. Every stage reads and
 //! writes them through here, so there is one codec and one "corrupt record" error.
 
+mod claim;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+pub use claim::{Claim, ClaimRecord, Claimed, Owner};
 
 use crate::error::Retryable;
 use crate::layout;
@@ -23,14 +27,26 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "{key} is held by {owner} until {until}: another run is working on it; retry after that (a claim whose owner died is taken over then)"
+    )]
+    Busy {
+        key: String,
+        owner: String,
+        until: String,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
 
 impl Retryable for StateError {
-    /// A store outage may pass; a corrupt record stays corrupt.
+    /// A store outage may pass, and so does a claim; a corrupt record stays corrupt.
     fn is_retryable(&self) -> bool {
-        matches!(self, StateError::Storage(e) if e.is_retryable())
+        match self {
+            StateError::Storage(e) => e.is_retryable(),
+            StateError::Busy { .. } => true,
+            StateError::Corrupt { .. } => false,
+        }
     }
 }
 
