@@ -105,6 +105,11 @@ pub fn alert_sent_key(dedup_key: &str) -> String {
     format!("{ALERTS}/sent/{dedup_key}.json")
 }
 
+/// Present once the alert stage has handled a batch's quality verdict.
+pub fn verdict_alerted_key(dataset: &str, batch_id: &str) -> String {
+    format!("{ALERTS}/verdicts/{dataset}/{batch_id}.json")
+}
+
 /// Recent send times (storm detection) and alerts held back for a digest.
 pub const ALERT_RECENT_KEY: &str = "alerts/recent.json";
 pub const ALERT_DIGEST_KEY: &str = "alerts/digest.json";

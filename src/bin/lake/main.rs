@@ -255,7 +255,12 @@ impl Lake {
         let quality = self.quality();
         let reports = match batch {
             Some(b) => vec![quality.check_batch(LOCAL_BUCKET, b, now).await?],
-            None => quality.check_unchecked(LOCAL_BUCKET, now).await?,
+            None => {
+                // A run killed after a report and before its alert left a verdict unsent.
+                let mut reports = quality.unalerted_reports(LOCAL_BUCKET).await?;
+                reports.extend(quality.check_unchecked(LOCAL_BUCKET, now).await?);
+                reports
+            }
         };
         let alerts = self.alerts();
         let mut out = Vec::new();

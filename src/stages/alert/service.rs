@@ -42,7 +42,7 @@ impl Default for AlertSettings {
 }
 
 /// What happened to one alert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum AlertOutcome {
     Sent {
@@ -83,6 +83,13 @@ pub enum AlertError {
 struct SentRecord {
     sent_at: DateTime<Utc>,
     suppressed: u64,
+}
+
+/// That a batch's verdict went through the alert service, and what came of it.
+#[derive(Debug, Serialize, Deserialize)]
+struct HandledVerdict {
+    handled_at: DateTime<Utc>,
+    outcomes: Vec<AlertOutcome>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -171,6 +178,12 @@ impl AlertService {
         now: DateTime<Utc>,
     ) -> Result<Vec<AlertOutcome>, AlertError> {
         let mut outcomes = Vec::new();
+        // Which batch's verdict this handles: recorded once the alert is offered, so a run
+        // killed in between sends it again (and deduplication keeps it to one email).
+        let verdict_of = match &request {
+            AlertRequest::Quality(r) => Some((r.dataset.clone(), r.batch_id.clone())),
+            _ => None,
+        };
         let message = match request {
             AlertRequest::Quality(report) => match message::quality_alert(&report) {
                 Some(m) => Some(m),
@@ -190,6 +203,14 @@ impl AlertService {
         };
         if let Some(m) = message {
             outcomes.push(self.offer(m, now).await?);
+        }
+        if let Some((dataset, batch_id)) = verdict_of {
+            let handled = HandledVerdict {
+                handled_at: now,
+                outcomes: outcomes.clone(),
+            };
+            self.save(&layout::verdict_alerted_key(&dataset, &batch_id), &handled)
+                .await?;
         }
         if let Some(digest) = self.flush_due(now).await? {
             outcomes.push(digest);

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use super::request::QualityRequest;
 use crate::contract::Registry;
+use crate::layout;
 use crate::quality::{QualityError, QualityGate, QualityReport};
+use crate::state::LakeState;
 use crate::stages::{ObjectsError, StoreFactory, each_object};
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +75,27 @@ impl QualityService {
             reports.push(gate.evaluate(&dataset, &batch, now).await?);
         }
         Ok(reports)
+    }
+
+    /// Reports whose verdict the alert stage has not handled (a run killed between writing
+    /// the report and alerting): what a re-run must still send. Parents' datasets first.
+    pub async fn unalerted_reports(&self, bucket: &str) -> Result<Vec<QualityReport>, QualityError> {
+        let state = LakeState::new((self.stores)(bucket));
+        let mut out = Vec::new();
+        for contract in self.registry.load_order() {
+            let dataset = contract.name.as_str();
+            for batch in state.batch_ids(dataset).await? {
+                let alerted = layout::verdict_alerted_key(dataset, &batch);
+                if state.exists(&alerted).await? {
+                    continue;
+                }
+                let report_key = layout::quality_report_key(dataset, &batch);
+                if let Some(report) = state.get_json::<QualityReport>(&report_key).await? {
+                    out.push(report);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Records a person's decision to load a failed batch anyway.
