@@ -207,7 +207,17 @@ impl Ingestor {
         let manifest_key = layout::manifest_key(dataset, &batch_id);
         if !self.settings.force
             && let Some(manifest) = self.state.get_json::<Manifest>(&manifest_key).await?
+            // A pending record beside a manifest: a commit stopped after its commit point.
+            && !self
+                .state
+                .exists(&layout::pending_key(dataset, &batch_id))
+                .await?
         {
+            // Claims of crashed ingests are swept whenever one claims; a redelivery claims
+            // nothing, so it sweeps here.
+            self.state
+                .sweep_claims(&format!("{}/ingest/", layout::CLAIMS))
+                .await?;
             info!(status = ?manifest.status, "source already ingested; replaying its manifest");
             return Ok(IngestOutcome {
                 manifest,
@@ -245,14 +255,23 @@ impl Ingestor {
         let manifest_key = layout::manifest_key(dataset, &batch_id);
         let pending_key = layout::pending_key(dataset, &batch_id);
         let previous: Option<Manifest> = self.state.get_json(&manifest_key).await?;
+        let pending: Option<PendingRecord> = self.state.get_json(&pending_key).await?;
         if let Some(manifest) = previous.as_ref().filter(|_| !self.settings.force) {
-            info!(status = ?manifest.status, "ingested meanwhile by another run; replaying its manifest");
+            if let Some(pending) = pending {
+                // The manifest is the commit point: finish what came after it.
+                let kept: BTreeSet<String> = output_keys(manifest).collect();
+                for key in pending.outputs.keys.iter().filter(|k| !kept.contains(*k)) {
+                    self.store.delete(key).await?;
+                }
+                self.state.delete(&pending_key).await?;
+                info!("finished the commit of an earlier run");
+            }
+            info!(status = ?manifest.status, "source already ingested; replaying its manifest");
             return Ok(IngestOutcome {
                 manifest: manifest.clone(),
                 replayed: true,
             });
         }
-        let pending: Option<PendingRecord> = self.state.get_json(&pending_key).await?;
         // Keep the first ingestion time so a re-run reproduces its files byte for byte.
         let ingested_at_micros = previous
             .as_ref()

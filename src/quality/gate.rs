@@ -320,6 +320,10 @@ impl QualityGate {
     /// Batches with a manifest but no report yet: parents' datasets first (so references
     /// resolve), oldest batch first within a dataset.
     pub async fn unchecked_batches(&self) -> Result<Vec<(String, String)>, QualityError> {
+        // Claims a crashed check left would otherwise stay until that batch is checked again.
+        self.state
+            .sweep_claims(&format!("{}/quality/", layout::CLAIMS))
+            .await?;
         let mut out = Vec::new();
         for contract in self.registry.load_order() {
             let dataset = contract.name.as_str();

@@ -5,7 +5,8 @@
 //! with a compare-and-swap on its ETag, so two takers cannot both win. Nobody waits on a dead
 //! owner for ever: at most until the claim expires.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,6 +70,12 @@ impl Owner {
         }
     }
 
+    /// This very process (any of its claims).
+    fn is_this_process(&self) -> bool {
+        let me = Owner::this_process();
+        (self.boot.as_str(), self.pid, self.started) == (me.boot.as_str(), me.pid, me.started)
+    }
+
     /// Known to be gone: a process of this boot of this machine that no longer runs (or whose
     /// pid now belongs to a later process). Owners elsewhere are never known to be gone.
     pub fn is_gone(&self) -> bool {
@@ -82,6 +89,59 @@ impl Owner {
             None => true,
             Some((_, started)) => started != self.started,
         }
+    }
+}
+
+/// Claims this process holds or is taking, by object URI (a count: tasks may race for one).
+/// A claim naming this process that is not here was leaked by an earlier attempt whose release
+/// failed or whose write's answer was lost (a warm Lambda's retry): it is taken over at once.
+fn held_here() -> &'static Mutex<HashMap<String, u32>> {
+    static HELD: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
+    HELD.get_or_init(Default::default)
+}
+
+fn hold(uri: &str) {
+    *held_here()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(uri.to_owned())
+        .or_default() += 1;
+}
+
+fn unhold(uri: &str) {
+    let mut held = held_here().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = held.get_mut(uri) {
+        *n -= 1;
+        if *n == 0 {
+            held.remove(uri);
+        }
+    }
+}
+
+/// How many tasks of this process hold or are taking the claim.
+fn holders_here(uri: &str) -> u32 {
+    held_here()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(uri)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Whether a claim can be taken over: expired, its owner gone, or leaked by this process
+/// (naming it while no task here holds it; `mine` counts the caller's own mark).
+fn is_stale(held: &ClaimRecord, uri: &str, mine: u32, now: DateTime<Utc>) -> bool {
+    let leaked = held.owner.is_this_process() && holders_here(uri) <= mine;
+    held.expires_at <= now || held.owner.is_gone() || leaked
+}
+
+/// The claims a sweep before taking `key` looks at: its family (`claims/ingest/` for a batch's
+/// ingest claim, the key itself for a stage's).
+fn family(key: &str) -> String {
+    let mut parts = key.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(b), Some(_)) => format!("{a}/{b}/"),
+        _ => key.to_owned(),
     }
 }
 
@@ -111,6 +171,17 @@ pub enum Claimed {
 impl LakeState {
     /// One attempt to take the claim at `key` for `ttl`.
     pub async fn try_claim(&self, key: &str, ttl: Duration) -> StateResult<Claimed> {
+        let uri = self.store.uri(key);
+        // Marked before the write, so a sibling task never mistakes our claim for a leak.
+        hold(&uri);
+        let outcome = self.try_claim_marked(key, &uri, ttl).await;
+        if !matches!(outcome, Ok(Claimed::Acquired(_))) {
+            unhold(&uri);
+        }
+        outcome
+    }
+
+    async fn try_claim_marked(&self, key: &str, uri: &str, ttl: Duration) -> StateResult<Claimed> {
         let now = Utc::now();
         let record = ClaimRecord {
             owner: Owner::this_process(),
@@ -133,8 +204,7 @@ impl LakeState {
             let Some(held) = self.get_json::<ClaimRecord>(key).await? else {
                 continue;
             };
-            let stale = held.expires_at <= now || held.owner.is_gone();
-            if !stale {
+            if !is_stale(&held, uri, 1, now) {
                 return Ok(Claimed::Held(held));
             }
             if self
@@ -171,8 +241,31 @@ impl LakeState {
         }))
     }
 
-    /// Takes the claim at `key`, waiting while a live owner holds it, at most `wait`.
+    /// Frees every stale claim under `prefix` (what crashed runs left): each is taken over
+    /// with a compare-and-swap, so a live claim is never removed, then released.
+    pub async fn sweep_claims(&self, prefix: &str) -> StateResult<usize> {
+        let mut freed = 0;
+        for meta in self.store.list(prefix).await? {
+            let Some(held) = self.get_json::<ClaimRecord>(&meta.key).await? else {
+                continue;
+            };
+            if !is_stale(&held, &self.store.uri(&meta.key), 0, Utc::now()) {
+                continue;
+            }
+            if let Claimed::Acquired(claim) =
+                self.try_claim(&meta.key, Duration::from_secs(60)).await?
+            {
+                self.release(claim).await?;
+                freed += 1;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Takes the claim at `key`, waiting while a live owner holds it, at most `wait`. Stale
+    /// claims of the same family are swept first, so a crash leaves none behind for long.
     pub async fn claim(&self, key: &str, ttl: Duration, wait: Duration) -> StateResult<Claim> {
+        self.sweep_claims(&family(key)).await?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(50);
         loop {
@@ -195,6 +288,7 @@ impl LakeState {
 
     /// Gives a claim back, unless it was taken over meanwhile (then it is not ours to delete).
     pub async fn release(&self, claim: Claim) -> StateResult<()> {
+        unhold(&self.store.uri(&claim.key));
         let current = self.store.head(&claim.key).await?;
         if current.is_some_and(|m| m.etag == claim.etag) {
             self.store.delete(&claim.key).await?;

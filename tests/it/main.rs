@@ -4,6 +4,7 @@
 mod support;
 
 mod catalog;
+mod chaos;
 mod data_api_faults;
 mod glue_faults;
 mod gold_local;

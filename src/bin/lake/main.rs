@@ -187,10 +187,14 @@ struct Lake {
 }
 
 impl Lake {
-    fn open(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<Self> {
+    async fn open(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<Self> {
         let store = Arc::new(
             LocalStore::new(dir).with_context(|| format!("opening lake {}", dir.display()))?,
         );
+        // Claims left by killed runs would otherwise wait for their family's next claim.
+        LakeState::new(store.clone())
+            .sweep_claims(&format!("{}/", layout::CLAIMS))
+            .await?;
         Ok(Lake { store, registry })
     }
 
@@ -369,7 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "unknown dataset `{dataset}` (known: {})",
                 registry.known()
             );
-            let lake = Lake::open(&lake, registry)?;
+            let lake = Lake::open(&lake, registry).await?;
             let mut settings = ingest_settings_from_env()?;
             settings.force = force;
             if let Some(mb) = memory_budget_mb {
@@ -414,7 +418,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reason,
             json,
         } => {
-            let lake = Lake::open(&lake, registry)?;
+            let lake = Lake::open(&lake, registry).await?;
             let now = chrono::Utc::now();
             if r#override {
                 let (batch, by, reason) = (
@@ -471,7 +475,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             days,
         } => {
-            let lake = Lake::open(&lake, registry)?;
+            let lake = Lake::open(&lake, registry).await?;
             let request = match (from, to) {
                 (None, None) => AggregateRequest::Scheduled {},
                 (from, to) => AggregateRequest::Range {
@@ -498,7 +502,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dry_run,
                 "a local lake has no warehouse to load into yet; use --dry-run to print the SQL the load function would send"
             );
-            let lake = Lake::open(&lake, registry.clone())?;
+            let lake = Lake::open(&lake, registry.clone()).await?;
             let executor = Arc::new(RecordingExecutor::new());
             let warehouse = Warehouse {
                 schema,
@@ -523,7 +527,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             input_dir,
             days,
         } => {
-            let lake = Lake::open(&lake, registry.clone())?;
+            let lake = Lake::open(&lake, registry.clone()).await?;
             let service = lake.ingest(ingest_settings_from_env()?);
             let mut files: Vec<PathBuf> = std::fs::read_dir(&input_dir)
                 .with_context(|| format!("reading {}", input_dir.display()))?
@@ -590,7 +594,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Show { lake, rejects } => {
-            let lake = Lake::open(&lake, registry.clone())?;
+            let lake = Lake::open(&lake, registry.clone()).await?;
             let state = LakeState::new(lake.store.clone());
             write!(
                 std::io::stdout().lock(),

@@ -279,37 +279,43 @@ impl AlertService {
         recent
             .sent
             .retain(|t| now - *t < self.settings.digest_window);
-        let outcome = if recent.sent.len() >= self.settings.digest_threshold {
+        let sent = SentRecord {
+            sent_at: now,
+            suppressed: 0,
+        };
+        // Each step is recorded before the next, so a crash anywhere sends the alert again on
+        // the retry rather than never: at worst twice (the publish done, its record not).
+        if recent.sent.len() >= self.settings.digest_threshold {
             let mut digest: Digest = self.load(layout::ALERT_DIGEST_KEY).await?;
             let subject = m.subject.clone();
             let alert_type = m.alert_type.name().to_owned();
-            digest.queued.push((now, m));
-            self.save(layout::ALERT_DIGEST_KEY, &digest).await?;
+            // A retry of a run that queued it already does not queue it twice.
+            if !digest
+                .queued
+                .iter()
+                .any(|(_, q)| q.dedup_key() == m.dedup_key())
+            {
+                digest.queued.push((now, m));
+                self.save(layout::ALERT_DIGEST_KEY, &digest).await?;
+            }
+            self.save(&sent_key, &sent).await?;
             info!(queued = digest.queued.len(), "alert held for a digest");
-            AlertOutcome::Queued {
+            Ok(AlertOutcome::Queued {
                 alert_type,
                 subject,
-            }
+            })
         } else {
             // Publish first: if it fails nothing is recorded and a retry sends it.
             self.notifier.publish(&m).await?;
+            self.save(&sent_key, &sent).await?;
             recent.sent.push(now);
             self.save(layout::ALERT_RECENT_KEY, &recent).await?;
             info!(alert_type = m.alert_type.name(), dataset = %m.dataset, "alert sent");
-            AlertOutcome::Sent {
+            Ok(AlertOutcome::Sent {
                 alert_type: m.alert_type.name().into(),
                 subject: m.subject.clone(),
-            }
-        };
-        self.save(
-            &sent_key,
-            &SentRecord {
-                sent_at: now,
-                suppressed: 0,
-            },
-        )
-        .await?;
-        Ok(outcome)
+            })
+        }
     }
 
     /// Sends the held alerts as one digest once the oldest has waited a whole window.

@@ -11,8 +11,8 @@ use super::request::QualityRequest;
 use crate::contract::Registry;
 use crate::layout;
 use crate::quality::{QualityError, QualityGate, QualityReport};
-use crate::state::LakeState;
 use crate::stages::{ObjectsError, StoreFactory, each_object};
+use crate::state::LakeState;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QualityResponse {
@@ -79,7 +79,10 @@ impl QualityService {
 
     /// Reports whose verdict the alert stage has not handled (a run killed between writing
     /// the report and alerting): what a re-run must still send. Parents' datasets first.
-    pub async fn unalerted_reports(&self, bucket: &str) -> Result<Vec<QualityReport>, QualityError> {
+    pub async fn unalerted_reports(
+        &self,
+        bucket: &str,
+    ) -> Result<Vec<QualityReport>, QualityError> {
         let state = LakeState::new((self.stores)(bucket));
         let mut out = Vec::new();
         for contract in self.registry.load_order() {

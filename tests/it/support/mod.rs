@@ -1,5 +1,6 @@
 //! Shared test support: the moto server, clients pointed at it, and helpers.
 
+pub mod faulty;
 pub mod moto;
 pub mod store_suite;
 

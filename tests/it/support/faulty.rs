@@ -1,0 +1,131 @@
+//! A fault-injecting `ObjectStore`: counts every write (put, upload, conditional put, copy,
+//! delete) and makes the Nth one fail. `Fail` refuses it (nothing happens, as when a request
+//! never arrives); `Abort` performs it and then reports an error (as when the process dies or
+//! the answer is lost right after the write). Both end the stage's run the way a crash does.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use shoplake::storage::{
+    ObjectMeta, ObjectReader, ObjectStore, Precondition, StorageError, StorageResult,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Fail,
+    Abort,
+}
+
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    writes: AtomicUsize,
+    fault: Option<(usize, Fault)>,
+    faulted: std::sync::Mutex<Option<String>>,
+}
+
+impl FaultyStore {
+    /// Counts writes and never fails.
+    pub fn counting(inner: Arc<dyn ObjectStore>) -> Self {
+        FaultyStore {
+            inner,
+            writes: AtomicUsize::new(0),
+            fault: None,
+            faulted: Default::default(),
+        }
+    }
+
+    /// Faults the `nth` write (1-based).
+    pub fn failing(inner: Arc<dyn ObjectStore>, nth: usize, fault: Fault) -> Self {
+        FaultyStore {
+            inner,
+            writes: AtomicUsize::new(0),
+            fault: Some((nth, fault)),
+            faulted: Default::default(),
+        }
+    }
+
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// The key of the write that was faulted, if one was.
+    pub fn faulted(&self) -> Option<String> {
+        self.faulted.lock().unwrap().clone()
+    }
+
+    fn injected(operation: &'static str, key: &str) -> StorageError {
+        StorageError::Io {
+            operation,
+            key: key.to_owned(),
+            source: std::io::Error::other("injected fault"),
+        }
+    }
+
+    /// Runs one write, faulting it if it is the chosen one.
+    async fn write<T>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        run: impl Future<Output = StorageResult<T>>,
+    ) -> StorageResult<T> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fault.is_some_and(|(nth, _)| nth == n) {
+            *self.faulted.lock().unwrap() = Some(key.to_owned());
+        }
+        match self.fault {
+            Some((nth, Fault::Fail)) if nth == n => Err(Self::injected(operation, key)),
+            Some((nth, Fault::Abort)) if nth == n => {
+                run.await?;
+                Err(Self::injected(operation, key))
+            }
+            _ => run.await,
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn head(&self, key: &str) -> StorageResult<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+    async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        self.inner.get(key).await
+    }
+    async fn reader(&self, key: &str) -> StorageResult<ObjectReader> {
+        self.inner.reader(key).await
+    }
+    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        self.write("put", key, self.inner.put(key, body)).await
+    }
+    async fn put_if(&self, key: &str, body: Bytes, condition: Precondition) -> StorageResult<bool> {
+        self.write(
+            "conditional put",
+            key,
+            self.inner.put_if(key, body, condition),
+        )
+        .await
+    }
+    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<()> {
+        self.write("upload", key, self.inner.put_file(key, path))
+            .await
+    }
+    async fn copy(&self, from: &str, to: &str) -> StorageResult<()> {
+        self.write("copy", to, self.inner.copy(from, to)).await
+    }
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        self.write("delete", key, self.inner.delete(key)).await
+    }
+    async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    fn uri(&self, key: &str) -> String {
+        self.inner.uri(key)
+    }
+    fn local_root(&self) -> Option<&Path> {
+        self.inner.local_root()
+    }
+}
