@@ -9,6 +9,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// Marks a scratch directory still being set up (renamed once its lock is held).
+const CREATING: &str = ".creating-";
 /// The lock file inside every scratch directory.
 const LOCK_FILE: &str = ".owner.lock";
 /// A directory without a lock file is being created right now, unless it is older than this.
@@ -27,12 +29,23 @@ impl Scratch {
     pub fn create_in(parent: &Path, prefix: &str) -> io::Result<Self> {
         std::fs::create_dir_all(parent)?;
         sweep(parent, prefix);
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
+        // Made under a name sweeps do not look at, locked, then renamed: a sweeper never sees
+        // one of ours without its lock held.
+        let hidden = format!("{CREATING}{prefix}");
+        let made = tempfile::Builder::new()
+            .prefix(&hidden)
             .tempdir_in(parent)?
             .keep();
-        let lock = File::create(dir.join(LOCK_FILE))?;
+        let lock = File::create(made.join(LOCK_FILE))?;
         lock.lock()?;
+        let name = made
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(CREATING))
+            .expect("made with that prefix")
+            .to_owned();
+        let dir = parent.join(name);
+        std::fs::rename(&made, &dir)?;
         Ok(Scratch { dir, _lock: lock })
     }
 
@@ -54,8 +67,17 @@ pub fn sweep(parent: &Path, prefix: &str) -> usize {
         return 0;
     };
     let mut removed = 0;
+    let creating = format!("{CREATING}{prefix}");
     for entry in entries.flatten() {
         let name = entry.file_name();
+        // One whose creation was cut short has no lock yet: only its age tells.
+        if name.to_str().is_some_and(|n| n.starts_with(&creating)) {
+            let dir = entry.path();
+            if older_than_grace(&dir) && std::fs::remove_dir_all(&dir).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
         let is_ours = name.to_str().is_some_and(|n| n.starts_with(prefix));
         if !is_ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
@@ -73,15 +95,17 @@ fn abandoned(dir: &Path) -> bool {
     match File::open(dir.join(LOCK_FILE)) {
         // The owner holds the lock while it lives; a lock we can take has no owner.
         Ok(f) => f.try_lock().is_ok(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let age = std::fs::metadata(dir)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok());
-            age.is_some_and(|a| a > CREATION_GRACE)
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => older_than_grace(dir),
         Err(_) => false,
     }
+}
+
+fn older_than_grace(dir: &Path) -> bool {
+    std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > CREATION_GRACE)
 }
 
 #[cfg(test)]

@@ -48,6 +48,26 @@ fn not_found(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound
 }
 
+/// Moves `temp` to `target` with `op` (a rename, or a hard link that never replaces), making
+/// the target's directory first. Another process's delete prunes directories it leaves empty,
+/// so the directory may vanish between our mkdir and our move: then it is made again.
+fn place(
+    temp: &Path,
+    target: &Path,
+    op: impl Fn(&Path, &Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let parent = target.parent().expect("keys have a parent");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let made = std::fs::create_dir_all(parent);
+        match made.and_then(|()| op(temp, target)) {
+            Err(e) if not_found(&e) && temp.exists() && attempt < 16 => continue,
+            other => return other,
+        }
+    }
+}
+
 impl LocalStore {
     /// A store rooted at `root`, created if missing.
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
@@ -159,9 +179,8 @@ impl LocalStore {
                 .map_err(err)?;
             f.set_modified(modified).map_err(err)?;
             drop(f);
-            std::fs::create_dir_all(target.parent().expect("keys have a parent")).map_err(err)?;
             // Never replaces: whoever staged the same content first, its copy is the object.
-            match std::fs::hard_link(&temp, &target) {
+            match place(&temp, &target, |f, t| std::fs::hard_link(f, t)) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
                 Err(e) => Err(err(e)),
@@ -183,15 +202,10 @@ impl LocalStore {
         Fut: std::future::Future<Output = std::io::Result<()>>,
     {
         let target = self.path_of(key)?;
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(io_err(operation, key))?;
-        }
         let temp = self.temp_path().map_err(io_err(operation, key))?;
         let result = async {
             fill(temp.clone()).await?;
-            tokio::fs::rename(&temp, &target).await
+            place(&temp, &target, |from, to| std::fs::rename(from, to))
         }
         .await;
         if result.is_err() {
@@ -277,14 +291,11 @@ impl ObjectStore for LocalStore {
     async fn put_if(&self, key: &str, body: Bytes, condition: Precondition) -> StorageResult<bool> {
         let target = self.path_of(key)?;
         let err = |e| io_err("conditional put", key)(e);
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(&err)?;
-        }
         let temp = self.temp_path().map_err(&err)?;
         tokio::fs::write(&temp, &body).await.map_err(&err)?;
         let placed = match condition {
             // A hard link never replaces an existing file: the check and the write are one.
-            Precondition::Absent => match std::fs::hard_link(&temp, &target) {
+            Precondition::Absent => match place(&temp, &target, |f, t| std::fs::hard_link(f, t)) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
                 Err(e) => Err(e),
@@ -296,7 +307,7 @@ impl ObjectStore for LocalStore {
                 lock.lock().map_err(&err)?;
                 let current = self.head(key).await?;
                 if current.is_some_and(|m| m.etag == etag) {
-                    std::fs::rename(&temp, &target).map(|()| true)
+                    place(&temp, &target, |f, t| std::fs::rename(f, t)).map(|()| true)
                 } else {
                     Ok(false)
                 }

@@ -5,6 +5,7 @@ mod support;
 
 mod catalog;
 mod chaos;
+mod chaos_processes;
 mod data_api_faults;
 mod glue_faults;
 mod gold_local;
