@@ -10,7 +10,7 @@ TEMPLATE  := infra/template.yaml
 FUNCTIONS := $(notdir $(wildcard functions/*))
 STAGE     ?= prod
 
-.PHONY: setup build test infra-check lint bench demo deploy clean $(addprefix invoke-,$(FUNCTIONS))
+.PHONY: setup build test infra-check lint bench demo deploy clean fuzz $(addprefix invoke-,$(FUNCTIONS))
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ build: setup
 test: setup
 	cargo test --workspace
 	$(MAKE) --no-print-directory infra-check
+
+## The parser/processor property tests with 100,000 cases each (release build; `make test` runs
+## 300): arbitrary bytes and mutated exports never panic and keep every row accounted for.
+fuzz: setup
+	SHOPLAKE_FUZZ_CASES=$${SHOPLAKE_FUZZ_CASES:-100000} cargo test --release --test it properties -- --nocapture
 
 ## cfn-lint (zero errors and warnings) and checkov (no failed checks; skips are inline, with reasons).
 infra-check: setup

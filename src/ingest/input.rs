@@ -13,6 +13,52 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const READ_BUFFER_BYTES: usize = 256 * 1024;
 
+/// What a hostile or broken file may cost before it is rejected whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    /// Longest record (its bytes and field ends); a longer one rejects the file. One endless
+    /// field (a file of zeros, a quote never closed) must not take the memory with it.
+    pub max_record_bytes: usize,
+    /// Most bytes a gzip may decompress to per byte it holds: CSV compresses 5 to 15 times, so
+    /// far more is a bomb, not an export.
+    pub max_gzip_expansion: u64,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits {
+            max_record_bytes: 1024 * 1024,
+            max_gzip_expansion: 100,
+        }
+    }
+}
+
+/// Decompressed gzip cut off, with an error, past `limit` bytes.
+struct Bounded<R> {
+    inner: R,
+    read: u64,
+    limit: u64,
+    expansion: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "it decompresses to more than {} MiB, over {} times its compressed size: a gzip bomb or a broken archive (raise LAKE_MAX_GZIP_EXPANSION if such exports are real)",
+                    self.limit >> 20,
+                    self.expansion
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
+
 /// One parsed record, borrowed from the reader until the next call.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRecord<'a> {
@@ -153,6 +199,7 @@ impl LineCounter {
 /// A streaming CSV record reader that tracks source lines.
 pub struct RecordReader<R> {
     inner: R,
+    max_record_bytes: usize,
     core: csv_core::Reader,
     buf: Vec<u8>,
     pos: usize,
@@ -168,6 +215,7 @@ impl<R: Read> RecordReader<R> {
     pub fn new(inner: R) -> Self {
         RecordReader {
             inner,
+            max_record_bytes: InputLimits::default().max_record_bytes,
             core: csv_core::Reader::new(),
             buf: vec![0; READ_BUFFER_BYTES],
             pos: 0,
@@ -181,6 +229,25 @@ impl<R: Read> RecordReader<R> {
             },
             first: true,
         }
+    }
+
+    fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max;
+        self
+    }
+
+    /// Grows a record buffer, or refuses when the record would pass the limit.
+    fn grow(&self, current: usize, unit: usize, line: u64) -> io::Result<usize> {
+        if current * unit >= self.max_record_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the record starting on line {line} is longer than {} KiB (a quote never closed, or no line ends at all); raise LAKE_MAX_RECORD_KB if such records are real",
+                    self.max_record_bytes >> 10
+                ),
+            ));
+        }
+        Ok(current * 2)
     }
 
     fn refill(&mut self) -> io::Result<()> {
@@ -230,8 +297,16 @@ impl<R: Read> RecordReader<R> {
             n_ends += n_end;
             match result {
                 ReadRecordResult::InputEmpty => {}
-                ReadRecordResult::OutputFull => self.out.resize(self.out.len() * 2, 0),
-                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                ReadRecordResult::OutputFull => {
+                    let line = start_line.unwrap_or(self.lines.line);
+                    let size = self.grow(self.out.len(), 1, line)?;
+                    self.out.resize(size, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let line = start_line.unwrap_or(self.lines.line);
+                    let size = self.grow(self.ends.len(), size_of::<usize>(), line)?;
+                    self.ends.resize(size, 0);
+                }
                 ReadRecordResult::Record => {
                     return Ok(Some(RawRecord {
                         line: start_line.unwrap_or(self.lines.line),
@@ -260,22 +335,40 @@ fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// A record reader over `input`, decompressing it when it is gzip. Returns whether it was.
-pub fn csv_reader<'a>(
+#[cfg(test)]
+pub(crate) fn csv_reader<'a>(
+    input: impl Read + Send + 'a,
+) -> io::Result<(RecordReader<Box<dyn Read + Send + 'a>>, bool)> {
+    limited_csv_reader(input, u64::MAX, InputLimits::default())
+}
+
+/// [`csv_reader`] for a source of `stored_bytes` under `limits`.
+pub fn limited_csv_reader<'a>(
     mut input: impl Read + Send + 'a,
+    stored_bytes: u64,
+    limits: InputLimits,
 ) -> io::Result<(RecordReader<Box<dyn Read + Send + 'a>>, bool)> {
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut input, &mut magic)?;
     let rejoined = Cursor::new(magic[..n].to_vec()).chain(input);
     let gzip = magic[..n] == GZIP_MAGIC;
     let decoded: Box<dyn Read + Send + 'a> = if gzip {
-        Box::new(MultiGzDecoder::new(io::BufReader::with_capacity(
-            READ_BUFFER_BYTES,
-            rejoined,
-        )))
+        let decoder =
+            MultiGzDecoder::new(io::BufReader::with_capacity(READ_BUFFER_BYTES, rejoined));
+        Box::new(Bounded {
+            inner: decoder,
+            read: 0,
+            // Small files may expand further without harm: the floor is 64 MiB.
+            limit: stored_bytes
+                .saturating_mul(limits.max_gzip_expansion)
+                .max(64 << 20),
+            expansion: limits.max_gzip_expansion,
+        })
     } else {
         Box::new(rejoined)
     };
-    Ok((RecordReader::new(decoded), gzip))
+    let reader = RecordReader::new(decoded).with_max_record_bytes(limits.max_record_bytes);
+    Ok((reader, gzip))
 }
 
 /// Whether a read error means the content itself is broken (bad input, not worth a retry).

@@ -22,7 +22,7 @@ use tokio_util::io::SyncIoBridge;
 use tracing::{info, warn};
 
 pub use dedup::latest_wins;
-pub use input::{OwnedRecord, RawRecord, RecordReader};
+pub use input::{InputLimits, OwnedRecord, RawRecord, RecordReader};
 pub use process::{
     FileJob, FileOutcome, ProcessError, ProcessedFile, RejectedFile, plan_buckets, process_file,
 };
@@ -65,6 +65,8 @@ pub struct IngestSettings {
     pub work_dir: Option<PathBuf>,
     /// Re-process a source even when its manifest says it is done.
     pub force: bool,
+    /// What a hostile file may cost before it is rejected whole.
+    pub limits: InputLimits,
 }
 
 impl Default for IngestSettings {
@@ -73,6 +75,7 @@ impl Default for IngestSettings {
             memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
             work_dir: None,
             force: false,
+            limits: InputLimits::default(),
         }
     }
 }
@@ -296,10 +299,11 @@ impl Ingestor {
             let bridge = SyncIoBridge::new(reader);
             let contract = contract.clone();
             let (batch_id, source_uri) = (batch_id.clone(), uri.clone());
-            let (budget, size, work_dir) = (
+            let (budget, size, work_dir, limits) = (
                 self.settings.memory_budget_bytes,
                 meta.size,
                 work.path().to_owned(),
+                self.settings.limits,
             );
             tokio::task::spawn_blocking(move || {
                 let job = FileJob {
@@ -310,6 +314,7 @@ impl Ingestor {
                     input_bytes: size,
                     memory_budget_bytes: budget,
                     work_dir: &work_dir,
+                    limits,
                 };
                 process_file(bridge, &job)
             })

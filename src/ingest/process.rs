@@ -16,7 +16,7 @@ use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use super::dedup;
-use super::input::{self, RecordReader, csv_reader};
+use super::input::{self, RecordReader};
 use super::parallel::{Plan, Stop, validate_records};
 use super::quarantine::QuarantineWriter;
 use super::row_validator::RowValidator;
@@ -50,6 +50,7 @@ pub struct FileJob<'a> {
     pub memory_budget_bytes: usize,
     /// Scratch space for spill, staged Parquet and the quarantine file.
     pub work_dir: &'a Path,
+    pub limits: input::InputLimits,
 }
 
 /// A Parquet file staged in the work directory, ready to upload to `file.key`.
@@ -146,29 +147,73 @@ struct Buckets {
     spilled: Vec<Option<PathBuf>>,
     spilled_bytes: u64,
     flush_bytes: usize,
+    /// The key and version columns: duplicates are dropped as they pile up, not only at the end.
+    key: usize,
+    version: usize,
+    /// Size at which each bucket's rows are next deduplicated in memory.
+    compact_at: Vec<usize>,
+    /// The first size at which that happens: a third of the budget, or the spill size.
+    compact_floor: usize,
+    /// Rows dropped by those early deduplications (the final one counts the rest).
+    dropped: u64,
+}
+
+/// Keeps only each key's latest version in `batch`, in batch order; returns the rows dropped.
+/// Latest-wins is decided by (version, source line), so dropping early picks the same winners
+/// as dropping at the end, and the rows left keep their order.
+fn compact(batch: &mut Batch, key: usize, version: usize) -> u64 {
+    let (winners, dropped) = dedup::latest_wins(batch, key, version);
+    if dropped > 0 {
+        let mut kept = batch.empty_like();
+        kept.gather(batch, &winners);
+        *batch = kept;
+    }
+    dropped
 }
 
 impl Buckets {
     fn new(contract: &Contract, count: usize, memory_budget_bytes: usize) -> Self {
+        // With one bucket everything stays in memory (it was sized to fit). Otherwise the
+        // buckets and the batches on their way to disk share a third of the budget; the floor
+        // only keeps spill writes from becoming tiny, and is low because every bucket may hold
+        // that much at once.
+        let flush_bytes = if count == 1 {
+            usize::MAX
+        } else {
+            (memory_budget_bytes / 3 / (count + SPILLS_IN_FLIGHT)).max(MIN_SPILL_BYTES)
+        };
+        let compact_floor = flush_bytes
+            .min(memory_budget_bytes / 3)
+            .max(MIN_SPILL_BYTES);
         Buckets {
             rows: (0..count).map(|_| Batch::new(contract)).collect(),
             spilled: vec![None; count],
             spilled_bytes: 0,
-            // With one bucket everything stays in memory (it was sized to fit). Otherwise the
-            // buckets and the batches on their way to disk share a third of the budget; the
-            // floor only keeps spill writes from becoming tiny, and is low because every bucket
-            // may hold that much at once.
-            flush_bytes: if count == 1 {
-                usize::MAX
-            } else {
-                (memory_budget_bytes / 3 / (count + SPILLS_IN_FLIGHT)).max(MIN_SPILL_BYTES)
-            },
+            flush_bytes,
+            key: contract.key,
+            version: contract.version,
+            compact_at: vec![compact_floor; count],
+            compact_floor,
+            dropped: 0,
         }
     }
 
     /// The bucket's rows when they outgrew their share, for the spill writer; an empty batch
     /// (a reused one from `free` if there is one) takes their place.
     fn full(&mut self, index: usize, free: &mpsc::Receiver<Batch>) -> Option<Batch> {
+        let bytes = self.rows[index].heap_bytes();
+        if bytes >= self.compact_at[index] {
+            // One key repeated a million times stays one row instead of outgrowing the budget.
+            // When few duplicates turn up, the next try waits until the rows have doubled, so
+            // unique data pays for this a logarithmic number of times.
+            self.dropped += compact(&mut self.rows[index], self.key, self.version);
+            let left = self.rows[index].heap_bytes();
+            self.compact_at[index] = if left * 2 <= bytes {
+                self.compact_floor
+            } else {
+                left.saturating_mul(2).max(self.compact_floor)
+            };
+        }
         if self.rows[index].heap_bytes() < self.flush_bytes {
             return None;
         }
@@ -189,7 +234,15 @@ impl Buckets {
         let mut all = in_memory.empty_like();
         let file = File::open(&path).map_err(work_err(&path))?;
         let mut reader = BufReader::with_capacity(SPILL_IO_BYTES, file);
-        while all.read_chunk(&mut reader).map_err(work_err(&path))? {}
+        // Deduplicated as it is read back, so many copies of few keys never fill the memory.
+        let mut compact_at = self.compact_floor.max(self.flush_bytes.saturating_mul(4));
+        while all.read_chunk(&mut reader).map_err(work_err(&path))? {
+            let bytes = all.heap_bytes();
+            if bytes >= compact_at {
+                self.dropped += compact(&mut all, self.key, self.version);
+                compact_at = all.heap_bytes().saturating_mul(2).max(compact_at);
+            }
+        }
         std::fs::remove_file(&path).map_err(work_err(&path))?;
         // The rows still in memory came last: appended, not spilled and read back.
         all.append(&in_memory);
@@ -267,7 +320,7 @@ pub fn process_file(
     job: &FileJob<'_>,
 ) -> Result<FileOutcome, ProcessError> {
     let contract = job.contract;
-    let (mut reader, gzip) = match csv_reader(source) {
+    let (mut reader, gzip) = match input::limited_csv_reader(source, job.input_bytes, job.limits) {
         Ok(r) => r,
         Err(e) if input::is_corrupt_input(&e) => {
             return Ok(rejected(
@@ -397,6 +450,8 @@ pub fn process_file(
         out.write_bucket(contract, &batch, &winners, &lineage, job)?;
         write += t.elapsed();
     }
+    // Those dropped early, as they piled up in memory or came back from disk.
+    duplicates_dropped += buckets.dropped;
     let (files, partitions, stats) = out.finish()?;
     tracing::debug!(
         buckets = bucket_count,
@@ -719,6 +774,7 @@ mod tests {
             input_bytes: csv.len() as u64,
             memory_budget_bytes: 1024 * 1024,
             work_dir: &missing,
+            limits: Default::default(),
         };
         assert!(plan_buckets(job.input_bytes, false, job.memory_budget_bytes) > 1);
         match process_file(csv.as_bytes(), &job) {

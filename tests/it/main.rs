@@ -9,6 +9,7 @@ mod chaos_processes;
 mod data_api_faults;
 mod glue_faults;
 mod gold_local;
+mod hostile_input;
 mod infra;
 mod ingest_local;
 mod ingest_s3;

@@ -16,6 +16,7 @@ fn run(bytes: &[u8], dataset: &str, budget: usize) -> FileOutcome {
         input_bytes: bytes.len() as u64,
         memory_budget_bytes: budget,
         work_dir: work.path(),
+        limits: Default::default(),
     };
     process_file(bytes, &job).expect("in-memory input never fails to read")
 }
@@ -39,8 +40,16 @@ o2,c2,\"2026-11-21 23:30:00\",shipped,na,usd,0.99,1,2026-11-21T23:30:00-05:00\n\
 o1,c1,2026-11-21T10:00:00Z,delivered,EU,EUR,12.50,2,2026-11-22T10:00:00Z\n\
 o3,c3,2026-11-20T10:00:00Z,cancelled,APAC,JPY,100,3,2026-11-20T10:00:00.5Z\n";
 
+/// Cases per property: 300 in `make test`; `make fuzz` sets SHOPLAKE_FUZZ_CASES=100000.
+fn cases() -> u32 {
+    std::env::var("SHOPLAKE_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {

@@ -2,12 +2,17 @@
 
 use std::path::PathBuf;
 
-use crate::config::{ConfigError, LAMBDA_MEMORY_MB, parse_mib};
+use crate::config::{ConfigError, LAMBDA_MEMORY_MB, parse_mib, parse_number};
 pub use crate::config::{GLUE_DATABASE, WORK_DIR};
-use crate::ingest::{DEFAULT_MEMORY_BUDGET_BYTES, IngestSettings};
+use crate::ingest::{DEFAULT_MEMORY_BUDGET_BYTES, IngestSettings, InputLimits};
 
 /// Memory budget per ingested file, in MiB (default: 40% of the Lambda's memory, else 512).
 pub const MEMORY_BUDGET_MB: &str = "LAKE_MEMORY_BUDGET_MB";
+
+/// Longest CSV record in KiB before a file is rejected whole (default 1024).
+pub const MAX_RECORD_KB: &str = "LAKE_MAX_RECORD_KB";
+/// Most a gzip export may expand, as a multiple of its compressed size (default 100).
+pub const MAX_GZIP_EXPANSION: &str = "LAKE_MAX_GZIP_EXPANSION";
 
 /// Share of a Lambda's memory given to the row budget; the rest is runtime, encoder and I/O.
 const LAMBDA_BUDGET_PERCENT: usize = 40;
@@ -35,6 +40,20 @@ pub fn ingest_settings(
     let mut problems = Vec::new();
     let budget = parse_mib(MEMORY_BUDGET_MB, var(MEMORY_BUDGET_MB), &mut problems);
     let lambda_memory = parse_mib(LAMBDA_MEMORY_MB, var(LAMBDA_MEMORY_MB), &mut problems);
+    let defaults = InputLimits::default();
+    let limits = InputLimits {
+        max_record_bytes: parse_number(MAX_RECORD_KB, var(MAX_RECORD_KB), &mut problems, |n| {
+            (1..=1 << 20).contains(&n)
+        })
+        .map_or(defaults.max_record_bytes, |kb| kb as usize * 1024),
+        max_gzip_expansion: parse_number(
+            MAX_GZIP_EXPANSION,
+            var(MAX_GZIP_EXPANSION),
+            &mut problems,
+            |n| n >= 2,
+        )
+        .map_or(defaults.max_gzip_expansion, |n| n as u64),
+    };
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
@@ -47,6 +66,7 @@ pub fn ingest_settings(
         memory_budget_bytes,
         work_dir: var(WORK_DIR).filter(|v| !v.is_empty()).map(PathBuf::from),
         force: false,
+        limits,
     })
 }
 
