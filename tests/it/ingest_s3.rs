@@ -530,3 +530,38 @@ async fn unknown_prefixes_and_missing_objects_are_clear_errors() {
     // The good record of the same event was still ingested.
     assert_eq!(env.store.list("manifests/orders/").await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn the_same_object_delivered_twice_at_once_is_ingested_once() {
+    let env = env("same-object-at-once", IngestSettings::default()).await;
+    let mut csv = String::from(
+        "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+    );
+    for i in 0..200 {
+        let region = ["EU", "NA", "APAC"][(i / 3) % 3];
+        csv += &format!(
+            "O{i},C{i},2026-11-2{}T10:00:00Z,paid,{region},EUR,{i}.25,1,2026-11-21T10:00:00Z\n",
+            i % 3
+        );
+    }
+    env.put("raw/orders/once.csv", csv.into_bytes()).await;
+    let request = || IngestRequest::from_s3(&s3_event(&env.bucket, &["raw/orders/once.csv"]));
+    // Two deliveries of one event, interleaved at every await: the claim lets one in.
+    let (a, b) = tokio::join!(env.handler.handle(request()), env.handler.handle(request()));
+    let (a, b) = (a.unwrap().batches.remove(0), b.unwrap().batches.remove(0));
+    assert_eq!(a.batch_id, b.batch_id);
+    assert_eq!(
+        u8::from(!a.replayed) + u8::from(!b.replayed),
+        1,
+        "written once, replayed once"
+    );
+    assert_eq!(env.store.list("manifests/orders/").await.unwrap().len(), 1);
+    assert!(env.store.list("claims/").await.unwrap().is_empty());
+    let files = env.store.list("processed/orders/").await.unwrap();
+    assert_eq!(files.len(), 9, "3 days x 3 regions, one file each");
+    let mut rows = 0;
+    for f in &files {
+        rows += env.parquet(&f.key).await.height();
+    }
+    assert_eq!(rows, 200);
+}
