@@ -631,7 +631,8 @@ impl Outputs {
             if !self.open.contains_key(&path) {
                 let key = layout::silver_key(&contract.name, &path, job.batch_id);
                 let staged = job.work_dir.join("silver").join(&key);
-                let file = PartitionFile::create(&staged, &self.schema)?;
+                let buffer = super::writer::buffer_bytes(job.memory_budget_bytes);
+                let file = PartitionFile::create(&staged, &self.schema, buffer)?;
                 self.open
                     .insert(path.clone(), OpenPartition { file, staged, key });
             }

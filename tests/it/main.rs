@@ -6,6 +6,7 @@ mod support;
 mod catalog;
 mod chaos;
 mod chaos_processes;
+mod byte_identical;
 mod data_api_faults;
 mod glue_faults;
 mod gold_local;
