@@ -21,6 +21,7 @@ use shoplake::storage::{LocalStore, ObjectStore};
 use shoplake::warehouse::{RecordingExecutor, Warehouse};
 
 use crate::support::faulty::{Fault, FaultyStore};
+use crate::support::files;
 
 const CUSTOMERS: &str = "customer_id,email,customer_region,signup_date,updated_at\n\
 C1,a@x.io,EU,2026-10-01,2026-11-20T00:00:00Z\n\
@@ -187,21 +188,6 @@ fn parquet_rows(path: &Path) -> String {
         .collect();
     rows.sort();
     format!("{:?} {}", df.get_column_names(), rows.join("\n"))
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// What the lake holds, by key, with clock fields and lineage times left out. `_tmp/` (scratch)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use polars::prelude::*;
 use serde_json::Value;
 
-use crate::support::{lake, python_report};
+use crate::support::{files, lake, python_report};
 
 fn lake_cmd(args: &[&str], work: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lake"));
@@ -20,6 +20,30 @@ fn lake_cmd(args: &[&str], work: &Path) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
+}
+
+/// `lake ingest --lake LAKE --dataset orders FILE`.
+fn ingest_orders(lake_dir: &Path, file: &Path) -> Vec<String> {
+    [
+        "ingest",
+        "--lake",
+        &lake_dir.display().to_string(),
+        "--dataset",
+        "orders",
+        &file.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Ingests `file` as orders in a separate lake, one at a time: what a concurrent run must equal.
+fn ingest_sequentially(lake_dir: &Path, file: &Path) {
+    let (ok, _, stderr) = lake(&strs(&ingest_orders(lake_dir, file)));
+    assert!(ok, "{stderr}");
 }
 
 fn generate(out: &Path, orders: usize, seed: u64, end_date: &str) -> Vec<Value> {
@@ -45,21 +69,6 @@ fn generate(out: &Path, orders: usize, seed: u64, end_date: &str) -> Vec<Value> 
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// The rows of a dataset's silver as sorted text: the contract's columns and the partition
@@ -141,16 +150,9 @@ fn eight_ingests_of_the_same_file_at_once_make_one_batch_exactly_once() {
     );
     generate(&input, 3000, 11, "2026-11-21");
     let file = input.join("orders.csv");
-    let args = [
-        "ingest",
-        "--lake",
-        lake_dir.to_str().unwrap(),
-        "--dataset",
-        "orders",
-        file.to_str().unwrap(),
-    ];
+    let args = ingest_orders(&lake_dir, &file);
     let children: Vec<Child> = (0..8)
-        .map(|_| lake_cmd(&args, &work).spawn().unwrap())
+        .map(|_| lake_cmd(&strs(&args), &work).spawn().unwrap())
         .collect();
     let mut fresh = 0;
     let mut batches = std::collections::BTreeSet::new();
@@ -168,15 +170,7 @@ fn eight_ingests_of_the_same_file_at_once_make_one_batch_exactly_once() {
     assert_eq!(files(&lake_dir.join("manifests/orders")).len(), 1);
 
     let sequential = dir.path().join("sequential");
-    let (ok, _, stderr) = lake(&[
-        "ingest",
-        "--lake",
-        sequential.to_str().unwrap(),
-        "--dataset",
-        "orders",
-        file.to_str().unwrap(),
-    ]);
-    assert!(ok, "{stderr}");
+    ingest_sequentially(&sequential, &file);
     assert_eq!(
         silver_rows(&lake_dir, "orders"),
         silver_rows(&sequential, "orders")
@@ -190,7 +184,7 @@ fn different_files_of_the_same_name_at_once_are_each_their_own_batch() {
     let (lake_dir, work) = (dir.path().join("lake"), dir.path().join("work"));
     let mut expected = BTreeMap::new();
     let mut paths = Vec::new();
-    for day in 0..6u64 {
+    for day in 0..8u64 {
         let input = dir.path().join(format!("day{day}"));
         let files = generate(
             &input,
@@ -206,15 +200,8 @@ fn different_files_of_the_same_name_at_once_are_each_their_own_batch() {
     let children: Vec<(u64, Child)> = paths
         .iter()
         .map(|(day, path)| {
-            let args = [
-                "ingest",
-                "--lake",
-                lake_dir.to_str().unwrap(),
-                "--dataset",
-                "orders",
-                path.to_str().unwrap(),
-            ];
-            (*day, lake_cmd(&args, &work).spawn().unwrap())
+            let args = ingest_orders(&lake_dir, path);
+            (*day, lake_cmd(&strs(&args), &work).spawn().unwrap())
         })
         .collect();
     let mut batches = std::collections::BTreeSet::new();
@@ -233,14 +220,14 @@ fn different_files_of_the_same_name_at_once_are_each_their_own_batch() {
         );
         batches.insert(s["batch_id"].as_str().unwrap().to_owned());
     }
-    assert_eq!(batches.len(), 6, "six files, six batches");
+    assert_eq!(batches.len(), 8, "eight files, eight batches");
     let manifests = files(&lake_dir.join("manifests/orders"));
-    assert_eq!(manifests.len(), 6, "{manifests:?}");
+    assert_eq!(manifests.len(), 8, "{manifests:?}");
     for m in manifests {
         let m: Value = serde_json::from_slice(&std::fs::read(&m).unwrap()).unwrap();
         assert!(expected.values().any(|&rows| m["rows_read"] == rows), "{m}");
     }
-    assert_clean(&lake_dir, &work, "same name ×6");
+    assert_clean(&lake_dir, &work, "same name ×8");
 }
 
 #[test]
@@ -279,15 +266,9 @@ fn eight_ingests_into_shared_partitions_while_quality_loops_equal_a_sequential_r
     let children: Vec<Child> = exports
         .iter()
         .map(|f| {
-            let args = [
-                "ingest",
-                "--lake",
-                lake_dir.to_str().unwrap(),
-                "--dataset",
-                "orders",
-                f.to_str().unwrap(),
-            ];
-            lake_cmd(&args, &work).spawn().unwrap()
+            lake_cmd(&strs(&ingest_orders(&lake_dir, f)), &work)
+                .spawn()
+                .unwrap()
         })
         .collect();
     for out in wait_all(children) {
@@ -300,15 +281,7 @@ fn eight_ingests_into_shared_partitions_while_quality_loops_equal_a_sequential_r
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(looping.join().unwrap() > 0);
     for f in &exports {
-        let (ok, _, stderr) = lake(&[
-            "ingest",
-            "--lake",
-            sequential.to_str().unwrap(),
-            "--dataset",
-            "orders",
-            f.to_str().unwrap(),
-        ]);
-        assert!(ok, "{stderr}");
+        ingest_sequentially(&sequential, f);
     }
     assert_eq!(
         silver_rows(&lake_dir, "orders"),

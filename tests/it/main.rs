@@ -3,10 +3,10 @@
 
 mod support;
 
+mod byte_identical;
 mod catalog;
 mod chaos;
 mod chaos_processes;
-mod byte_identical;
 mod data_api_faults;
 mod glue_faults;
 mod gold_local;

@@ -4,6 +4,8 @@
 pub mod config;
 pub mod request;
 pub mod service;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -1,0 +1,54 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::catalog::{Catalog, LocalCatalog};
+use crate::stages::invoke;
+use crate::storage::{LocalStore, ObjectStore};
+
+fn aggregator(dir: &std::path::Path) -> (Aggregator, Arc<LocalCatalog>) {
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir).unwrap());
+    let catalog = Arc::new(LocalCatalog::new(store.clone(), "test"));
+    let aggregator = Aggregator::new(store, Arc::new(Registry::builtin()), dir.join("work"))
+        .with_catalog(catalog.clone());
+    (aggregator, catalog)
+}
+
+#[tokio::test]
+async fn an_empty_lake_aggregates_to_nothing_and_records_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aggregator, catalog) = aggregator(dir.path());
+    let report = invoke(&aggregator, json!({}), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((report.kpi_rows, report.new_batches), (0, 0));
+    assert!(report.months_written.is_empty());
+    assert!(dir.path().join(layout::AGGREGATE_STATE_KEY).exists());
+    assert!(
+        catalog
+            .partitions(layout::DAILY_KPIS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !dir.path().join("claims/aggregate.json").exists(),
+        "claim released"
+    );
+}
+
+#[tokio::test]
+async fn a_mistyped_backfill_fails_without_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aggregator, _) = aggregator(dir.path());
+    let failure = invoke(
+        &aggregator,
+        json!({"from": "2026-11-01"}),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(failure.error_type, "AggregateFailed");
+    assert!(failure.error_message.contains("`to`"), "{failure}");
+}
