@@ -50,8 +50,9 @@ impl Retryable for QualityError {
     }
 }
 
-/// How long a claim on a batch's report lasts (longer than an invocation may run).
-const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+/// How long a claim on a batch's report lasts: longer than the quality function may run (300 s
+/// in the template).
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 60);
 
 #[derive(Debug, Clone)]
 pub struct QualityGate {

@@ -15,8 +15,9 @@ use crate::layout;
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError};
 
-/// How long a claim on the alert state lasts (longer than an invocation may run).
-const STATE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+/// How long a claim on the alert state lasts: longer than the alert function may run (60 s in
+/// the template), short enough that a crashed one holds up pages for two minutes at most.
+const STATE_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(2 * 60);
 
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
