@@ -1,11 +1,21 @@
-"""`make bench`: our ingest against DuckDB on the same orders exports, measured in one run.
+"""`make bench`: our ingest against DuckDB on the export shapes users send, in one run.
 
-For each size, runs alternate (ours, DuckDB, DuckDB, ours, ...) so drift on a shared machine
-hits both alike. Each run is a fresh process measured from outside: wall time, and peak RSS from
-wait4(2) of that very child. Reports medians and the ratios ours/DuckDB, checks that both wrote
-the same rows, then measures the Lambda zips and the cold start to the first runtime API poll.
+Shapes (rows scaled by --scale for a quick check of the script itself):
+  one-day      1 M orders of one day (5 partitions)
+  60-days      1 M orders over 60 days (300 partitions: a backfill, a monthly re-export)
+  30-days-10M  10 M orders over 30 days
+  one-day-gz   the one-day export gzip-compressed; DuckDB reads the same .gz
+  s3           the ingest Lambda's real path: the one-day export read from S3 and Parquet
+               written to S3 on a moto server on 127.0.0.1 (beside the local figure: it shows
+               what the S3 client costs, not a DuckDB ratio)
 
-  bench.py --lake BIN --functions-dir DIR --zips-dir DIR [--sizes 1000000,10000000] [--runs 3]
+For each shape, runs alternate (ours, DuckDB, DuckDB, ours, ...) so drift on a shared machine
+hits both alike. Each run is a fresh process measured from outside: wall time, user and system
+CPU and peak RSS from wait4(2) of that very child. Reports medians and the ratios ours/DuckDB,
+checks that both wrote the same rows, then measures the Lambda zips and the cold start to the
+first runtime API poll.
+
+  bench.py --lake BIN --functions-dir DIR --zips-dir DIR [--shapes one-day,...] [--runs 3]
 """
 import argparse
 import json
@@ -25,8 +35,12 @@ HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024
 
 
+LAST_CPU = {}
+
+
 def run_measured(cmd, env=None):
-    """Runs cmd; returns (wall seconds, peak RSS MiB, stdout). Fails loudly on a non-zero exit."""
+    """Runs cmd; returns (wall seconds, peak RSS MiB, stdout), and leaves its user and system
+    CPU seconds in LAST_CPU. Fails loudly on a non-zero exit."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out_chunks = []
@@ -40,6 +54,7 @@ def run_measured(cmd, env=None):
     for r in readers:
         r.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
+    LAST_CPU.update(user_s=usage.ru_utime, sys_s=usage.ru_stime)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n"
                  f"{b''.join(err_chunks).decode(errors='replace')[-3000:]}")
@@ -50,21 +65,39 @@ def tree_bytes(path):
     return sum(p.stat().st_size for p in Path(path).rglob("*.parquet"))
 
 
-def ensure_export(lake_bin, data_dir, rows):
-    """A clean orders export of `rows` rows, generated once and kept between runs."""
-    target = data_dir / f"orders-{rows}.csv"
-    if target.exists():
+SHAPES = {
+    "one-day": {"rows": 1_000_000, "days": 1, "gzip": False},
+    "60-days": {"rows": 1_000_000, "days": 60, "gzip": False},
+    "30-days-10M": {"rows": 10_000_000, "days": 30, "gzip": False},
+    "one-day-gz": {"rows": 1_000_000, "days": 1, "gzip": True},
+    "s3": {"rows": 1_000_000, "days": 1, "gzip": False},
+}
+
+
+def ensure_export(lake_bin, data_dir, rows, days, gzip):
+    """A clean orders export of `rows` rows over `days` days, generated once and kept."""
+    target = data_dir / f"orders-{rows}-{days}d.csv"
+    if not target.exists():
+        scratch = data_dir / f"gen-{rows}-{days}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(f"  generating {rows:,} orders over {days} day(s) (cached in {data_dir}) ...",
+              flush=True)
+        subprocess.run([lake_bin, "generate", "--out", scratch, "--orders", str(rows),
+                        "--customers", str(max(1000, rows // 20)), "--defect-rate", "0",
+                        "--days", str(days), "--end-date", "2026-11-21", "--seed", "7"],
+                       check=True, stdout=subprocess.DEVNULL)
+        (scratch / "orders.csv").rename(target)
+        shutil.rmtree(scratch)
+    if not gzip:
         return target
-    scratch = data_dir / f"gen-{rows}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    print(f"  generating {rows:,} orders (cached in {data_dir}) ...", flush=True)
-    subprocess.run([lake_bin, "generate", "--out", scratch, "--orders", str(rows),
-                    "--customers", str(max(1000, rows // 20)), "--defect-rate", "0",
-                    "--days", "30", "--end-date", "2026-11-21", "--seed", "7"],
-                   check=True, stdout=subprocess.DEVNULL)
-    (scratch / "orders.csv").rename(target)
-    shutil.rmtree(scratch)
-    return target
+    zipped = target.with_name(target.name + ".gz")
+    if not zipped.exists():
+        import gzip as gz
+        partial = zipped.with_name(zipped.name + ".partial")
+        with open(target, "rb") as src, gz.open(partial, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        partial.rename(zipped)
+    return zipped
 
 
 def ours(lake_bin, csv, work, budget_mb, threads):
@@ -81,7 +114,8 @@ def ours(lake_bin, csv, work, budget_mb, threads):
                                    "--memory-budget-mb", str(budget_mb), raw / csv.name], env)
     summary = json.loads(out.splitlines()[0])
     assert summary["status"] == "succeeded", summary
-    return {"wall_s": wall, "peak_rss_mib": rss, "rows_written": summary["rows_written"],
+    return {"wall_s": wall, "peak_rss_mib": rss, **LAST_CPU,
+            "rows_written": summary["rows_written"],
             "rows_rejected": summary["rows_rejected"],
             "output_bytes": tree_bytes(lake / "processed")}, lake / "processed" / "orders"
 
@@ -91,8 +125,117 @@ def duckdb_peer(csv, work, threads):
     shutil.rmtree(out, ignore_errors=True)
     wall, rss, stdout = run_measured([sys.executable, HERE / "bench_duckdb.py", csv, out,
                                       str(threads)])
-    return {"wall_s": wall, "peak_rss_mib": rss, "rows_written": json.loads(stdout)["rows_written"],
+    return {"wall_s": wall, "peak_rss_mib": rss, **LAST_CPU,
+            "rows_written": json.loads(stdout)["rows_written"],
             "output_bytes": tree_bytes(out)}, out
+
+
+class InvokeOnce(BaseHTTPRequestHandler):
+    """The Lambda runtime API for one invocation: hands out `event`, records the answer."""
+    event = b""
+    handed = False
+    answered = None  # (perf_counter, path, body)
+
+    def do_GET(self):
+        if not self.path.endswith("/runtime/invocation/next"):
+            self.send_error(404)
+            return
+        if InvokeOnce.handed:
+            time.sleep(60)  # one invocation only; the process is killed meanwhile
+            return
+        InvokeOnce.handed = True
+        deadline_ms = int((time.time() + 900) * 1000)
+        self.send_response(200)
+        for k, v in (("Lambda-Runtime-Aws-Request-Id", "bench-1"),
+                     ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
+                     ("Lambda-Runtime-Invoked-Function-Arn",
+                      "arn:aws:lambda:us-east-1:123456789012:function:ingest"),
+                     ("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000"),
+                     ("Content-Type", "application/json"),
+                     ("Content-Length", str(len(InvokeOnce.event)))):
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(InvokeOnce.event)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        InvokeOnce.answered = (time.perf_counter(), self.path, body)
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def s3_ingest(functions_dir, csv, work, budget_mb):
+    """The ingest function binary, on one S3 event, against a moto server on 127.0.0.1: the
+    export read from S3, Parquet uploaded to S3. Wall time from process start to its answer."""
+    import boto3
+    port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="bench", aws_secret_access_key="bench")
+        for _ in range(200):
+            try:
+                s3.list_buckets()
+                break
+            except Exception:  # noqa: BLE001 - moto still starting
+                time.sleep(0.05)
+        s3.create_bucket(Bucket="bench")
+        key = f"raw/orders/{csv.name}"
+        s3.upload_file(str(csv), "bench", key)
+        InvokeOnce.event = json.dumps({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventTime": "2026-11-22T00:00:00.000Z", "eventName": "ObjectCreated:Put",
+            "userIdentity": {}, "requestParameters": {}, "responseElements": {},
+            "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "bench"},
+                   "object": {"key": key, "size": csv.stat().st_size}}}]}).encode()
+        InvokeOnce.handed, InvokeOnce.answered = False, None
+        api = ThreadingHTTPServer(("127.0.0.1", 0), InvokeOnce)
+        api.daemon_threads = True
+        threading.Thread(target=api.serve_forever, daemon=True).start()
+        (work / "s3-spill").mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.server_address[1]}",
+                   AWS_LAMBDA_FUNCTION_NAME="ingest", AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+                   AWS_LAMBDA_FUNCTION_MEMORY_SIZE="2048", AWS_LAMBDA_LOG_STREAM_NAME="bench",
+                   AWS_LAMBDA_LOG_GROUP_NAME="bench", AWS_REGION="us-east-1",
+                   AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                   AWS_ENDPOINT_URL=endpoint, LAKE_MEMORY_BUDGET_MB=str(budget_mb),
+                   LAKE_WORK_DIR=str(work / "s3-spill"), RUST_LOG="error")
+        start = time.perf_counter()
+        proc = subprocess.Popen([functions_dir / "ingest"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        while InvokeOnce.answered is None and proc.poll() is None:
+            time.sleep(0.002)
+        proc.kill()
+        _, status, usage = os.wait4(proc.pid, 0)
+        api.shutdown()
+        if InvokeOnce.answered is None:
+            sys.exit(f"the ingest function exited without answering:\n"
+                     f"{proc.stderr.read().decode(errors='replace')[-3000:]}")
+        done, path, body = InvokeOnce.answered
+        if not path.endswith("/response"):
+            sys.exit(f"the ingest function failed: {body.decode(errors='replace')[:3000]}")
+        batch = json.loads(body)["batches"][0]
+        outputs = s3.list_objects_v2(Bucket="bench", Prefix="processed/")
+        return {"wall_s": done - start, "peak_rss_mib": usage.ru_maxrss / 1024,
+                "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+                "rows_written": batch["rows_written"],
+                "output_bytes": sum(o["Size"] for o in outputs.get("Contents", []))}
+    finally:
+        moto.kill()
+        moto.wait()
 
 
 def same_rows(ours_dir, duck_dir):
@@ -125,7 +268,12 @@ def compare_outputs(ours_dir, duck_dir):
 def summarize(runs):
     walls = [r["wall_s"] for r in runs]
     rss = [r["peak_rss_mib"] for r in runs]
+    cpu = [r["user_s"] + r["sys_s"] for r in runs]
+    sys_share = [r["sys_s"] / c if c else 0.0 for r, c in zip(runs, cpu)]
     return {"median_wall_s": statistics.median(walls), "walls_s": walls,
+            "median_user_s": statistics.median(r["user_s"] for r in runs),
+            "median_sys_s": statistics.median(r["sys_s"] for r in runs),
+            "max_sys_share": max(sys_share),
             "median_peak_rss_mib": statistics.median(rss), "max_peak_rss_mib": max(rss),
             "rows_written": runs[-1]["rows_written"], "output_bytes": runs[-1]["output_bytes"]}
 
@@ -201,7 +349,11 @@ def main():
     ap.add_argument("--lake", required=True, type=Path)
     ap.add_argument("--functions-dir", required=True, type=Path)
     ap.add_argument("--zips-dir", required=True, type=Path)
-    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="multiply every shape's rows (a quick check of the bench itself)")
+    ap.add_argument("--no-lambda", action="store_true",
+                    help="skip the zip sizes and cold starts (no arm64 build needed)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--budget-mb", type=int, default=819)
@@ -217,12 +369,27 @@ def main():
     report = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "threads": args.threads,
               "memory_budget_mib": args.budget_mb, "duckdb_version": version("duckdb"),
-              "runs_per_size": args.runs, "sizes": []}
-    for rows in [int(s) for s in args.sizes.split(",")]:
-        csv = ensure_export(args.lake, args.data_dir, rows)
+              "runs_per_shape": args.runs, "scale": args.scale, "shapes": []}
+    for name in args.shapes.split(","):
+        shape = SHAPES[name]
+        rows = max(1000, int(shape["rows"] * args.scale))
+        csv = ensure_export(args.lake, args.data_dir, rows, shape["days"], shape["gzip"])
         csv_mb = csv.stat().st_size / 1e6
-        print(f"\n{rows:,} rows, {csv_mb:.0f} MB of CSV: {args.runs} runs each, alternating",
+        print(f"\n{name}: {rows:,} rows over {shape['days']} day(s), {csv_mb:.0f} MB "
+              f"{'gzip' if shape['gzip'] else 'CSV'}: {args.runs} runs each, alternating",
               flush=True)
+        if name == "s3":
+            runs = []
+            for i in range(args.runs):
+                result = s3_ingest(args.functions_dir, csv, args.work_dir, args.budget_mb)
+                runs.append(result)
+                print(f"  run {i + 1} s3     {result['wall_s']:7.2f} s  "
+                      f"{result['peak_rss_mib']:7.0f} MiB", flush=True)
+            a = summarize(runs)
+            a["throughput_mb_s"] = csv_mb / a["median_wall_s"]
+            report["shapes"].append({"shape": name, "rows": rows, "days": shape["days"],
+                                     "input_bytes": csv.stat().st_size, "ours": a})
+            continue
         mine, theirs = [], []
         for i in range(args.runs):
             order = ("ours", "duckdb") if i % 2 == 0 else ("duckdb", "ours")
@@ -238,14 +405,19 @@ def main():
                       f"{result['peak_rss_mib']:7.0f} MiB", flush=True)
         equal, only_ours, only_duck = same_rows(ours_dir, duck_dir)
         a, b = summarize(mine), summarize(theirs)
-        for s in (a, b):
-            s["throughput_mb_s"] = csv_mb / s["median_wall_s"]
-        entry = {"rows": rows, "csv_bytes": csv.stat().st_size, "ours": a, "duckdb": b,
-                 "throughput_ratio_ours_over_duckdb": a["throughput_mb_s"] / b["throughput_mb_s"],
+        for x in (a, b):
+            x["throughput_mb_s"] = csv_mb / x["median_wall_s"]
+        # Per MB of CSV (a gzip counts the CSV it holds): comparable across shapes.
+        csv_bytes = ensure_export(args.lake, args.data_dir, rows, shape["days"], False).stat().st_size
+        a["csv_mb_s"] = csv_bytes / 1e6 / a["median_wall_s"]
+        entry = {"shape": name, "rows": rows, "days": shape["days"],
+                 "input_bytes": csv.stat().st_size, "csv_bytes": csv_bytes, "ours": a,
+                 "duckdb": b,
+                 "throughput_ratio_ours_over_duckdb": b["median_wall_s"] / a["median_wall_s"],
                  "peak_rss_ratio_ours_over_duckdb": a["max_peak_rss_mib"] / b["max_peak_rss_mib"],
                  "same_rows": equal, "rows_only_in_ours": only_ours,
                  "rows_only_in_duckdb": only_duck}
-        report["sizes"].append(entry)
+        report["shapes"].append(entry)
         shutil.rmtree(args.work_dir / "ours", ignore_errors=True)
         shutil.rmtree(args.work_dir / "duckdb", ignore_errors=True)
         if not equal:
@@ -253,40 +425,53 @@ def main():
 
     functions = sorted(p.name for p in (HERE.parent / "functions").iterdir()
                        if (p / "Cargo.toml").exists())
-    report["zips"] = {fn: (args.zips_dir / fn / "bootstrap.zip").stat().st_size
-                      for fn in functions}
-    report["init"] = init_times(args.functions_dir, functions, repeats=10)
+    if not args.no_lambda:
+        report["zips"] = {fn: (args.zips_dir / fn / "bootstrap.zip").stat().st_size
+                          for fn in functions}
+        report["init"] = init_times(args.functions_dir, functions, repeats=10)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
     print(f"\nwritten: {args.out}")
-    if not all(s["same_rows"] for s in report["sizes"]):
+    if not all(s.get("same_rows", True) for s in report["shapes"]):
         sys.exit("ours and DuckDB wrote different rows")
 
 
 def print_table(r):
     m = r["machine"]
-    print(f"\n== ingest, clean orders export: medians of {r['runs_per_size']} runs, "
-          f"{r['threads']} threads, memory budget {r['memory_budget_mib']} MiB")
+    print(f"\n== ingest by export shape: medians of {r['runs_per_shape']} runs, "
+          f"{r['threads']} threads, memory budget {r['memory_budget_mib']} MiB, {r['generated_at'][:10]}")
     print(f"   {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; DuckDB {r['duckdb_version']}")
-    head = (f"{'rows':>11} {'CSV MB':>7} | {'who':<6} {'wall s':>7} {'MB/s':>7} {'peak MiB':>9} "
-            f"{'out MB':>7} | {'speed ours/duck':>15} {'RSS ours/duck':>13} {'same rows':>9}")
+    head = (f"{'shape':<12} {'rows':>11} {'in MB':>6} | {'ours s':>7} {'duck s':>7} "
+            f"{'speed':>6} | {'ours MiB':>8} {'duck MiB':>8} {'RSS':>5} | {'sys %':>5} "
+            f"{'per MB vs 1-day':>15} | {'same rows':>9}")
     print(head)
     print("-" * len(head))
-    for s in r["sizes"]:
-        for who in ("ours", "duckdb"):
-            x = s[who]
-            tail = (f"{s['throughput_ratio_ours_over_duckdb']:>14.2f}x "
-                    f"{s['peak_rss_ratio_ours_over_duckdb']:>12.2f}x {str(s['same_rows']):>9}"
-                    if who == "ours" else "")
-            print(f"{s['rows']:>11,} {s['csv_bytes'] / 1e6:>7.0f} | {who:<6} "
-                  f"{x['median_wall_s']:>7.2f} {x['throughput_mb_s']:>7.1f} "
-                  f"{x['max_peak_rss_mib']:>9.0f} {x['output_bytes'] / 1e6:>7.1f} | {tail}")
-    print("\n== Lambda functions (release, arm64 zip; init = process start to first runtime "
-          "API poll, median of 10, x86_64 here)")
-    for fn, size in r["zips"].items():
-        print(f"   {fn:<10} zip {size / 1e6:6.1f} MB   init {r['init'][fn]['median_ms']:6.1f} ms")
+    base = next((s["ours"].get("csv_mb_s") for s in r["shapes"] if s["shape"] == "one-day"), None)
+    for s in r["shapes"]:
+        a = s["ours"]
+        sys_pct = 100 * a["max_sys_share"]
+        if s["shape"] == "s3":
+            local = next((x["ours"]["median_wall_s"] for x in r["shapes"]
+                          if x["shape"] == "one-day"), None)
+            beside = f"local {local:.2f} s" if local else ""
+            print(f"{'s3 (moto)':<12} {s['rows']:>11,} {s['input_bytes'] / 1e6:>6.0f} | "
+                  f"{a['median_wall_s']:>7.2f} {'-':>7} {'-':>6} | {a['max_peak_rss_mib']:>8.0f} "
+                  f"{'-':>8} {'-':>5} | {sys_pct:>5.1f} {beside:>15} | {'-':>9}")
+            continue
+        b = s["duckdb"]
+        per_mb = f"{a['csv_mb_s'] / base:.2f}x" if base else "-"
+        print(f"{s['shape']:<12} {s['rows']:>11,} {s['input_bytes'] / 1e6:>6.0f} | "
+              f"{a['median_wall_s']:>7.2f} {b['median_wall_s']:>7.2f} "
+              f"{s['throughput_ratio_ours_over_duckdb']:>5.2f}x | {a['max_peak_rss_mib']:>8.0f} "
+              f"{b['max_peak_rss_mib']:>8.0f} {s['peak_rss_ratio_ours_over_duckdb']:>4.2f}x | "
+              f"{sys_pct:>5.1f} {per_mb:>15} | {str(s['same_rows']):>9}")
+    if "zips" in r:
+        print("\n== Lambda functions (release, arm64 zip; init = process start to first runtime "
+              "API poll, median of 10, x86_64 here)")
+        for fn, size in r["zips"].items():
+            print(f"   {fn:<10} zip {size / 1e6:6.1f} MB   init {r['init'][fn]['median_ms']:6.1f} ms")
 
 
 if __name__ == "__main__":

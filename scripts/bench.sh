@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `make bench`: release builds, then scripts/bench.py (ours vs DuckDB, zips, init time).
-#   BENCH_SIZES=1000000,10000000  rows per export     BENCH_RUNS=3     runs per size and tool
+# `make bench`: release builds, then scripts/bench.py (ours vs DuckDB on five export shapes,
+# zips, init time).
+#   BENCH_SHAPES=one-day,60-days,30-days-10M,one-day-gz,s3   BENCH_RUNS=3   runs per shape and tool
+#   BENCH_SCALE=1                 rows multiplier (0.01: a quick check of the bench itself)
 #   BENCH_BUDGET_MB=819           our memory budget   BENCH_DATA=...   where exports are cached
 # The figures land in target/bench/ingest.json and ingest-budget-256.json (and on stdout).
 set -euo pipefail
@@ -29,9 +31,10 @@ run() {
 }
 # Speed and memory as deployed: the template gives ingest 2048 MB, and the budget defaults to
 # 40% of the function's memory.
-run --sizes "${BENCH_SIZES:-1000000,10000000}" --runs "${BENCH_RUNS:-3}" \
+run --shapes "${BENCH_SHAPES:-one-day,60-days,30-days-10M,one-day-gz,s3}" \
+  --scale "${BENCH_SCALE:-1}" --runs "${BENCH_RUNS:-3}" \
   --budget-mb "${BENCH_BUDGET_MB:-819}" --out "$TARGET/bench/ingest.json"
 # The memory bound: the 10M-row export under a 256 MiB budget (peak RSS should stay < ~400 MiB).
-run --sizes "${BENCH_BOUND_SIZES:-10000000}" --runs 1 --budget-mb 256 \
+run --shapes 30-days-10M --scale "${BENCH_SCALE:-1}" --runs 1 --budget-mb 256 --no-lambda \
   --out "$TARGET/bench/ingest-budget-256.json"
 rm -rf "$WORK"
