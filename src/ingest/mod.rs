@@ -259,7 +259,17 @@ impl Ingestor {
         let pending_key = layout::pending_key(dataset, &batch_id);
         let previous: Option<Manifest> = self.state.get_json(&manifest_key).await?;
         let pending: Option<PendingRecord> = self.state.get_json(&pending_key).await?;
-        if let Some(manifest) = previous.as_ref().filter(|_| !self.settings.force) {
+        // A pending record beside a manifest other than the one it commits: a forced rewrite
+        // died before its commit point, with some of the old files already replaced or gone.
+        // Replaying the old manifest would point at them; the batch is processed again.
+        let rewrite_cut_short = match (&previous, &pending) {
+            (Some(m), Some(p)) => p.manifest_sha256.as_deref() != Some(&manifest_digest(m)),
+            _ => false,
+        };
+        if let Some(manifest) = previous
+            .as_ref()
+            .filter(|_| !self.settings.force && !rewrite_cut_short)
+        {
             if let Some(pending) = pending {
                 // The manifest is the commit point: finish what came after it.
                 let kept: BTreeSet<String> = output_keys(manifest).collect();
@@ -408,6 +418,7 @@ impl Ingestor {
             outputs: PendingOutputs {
                 keys: new_keys.iter().cloned().collect(),
             },
+            manifest_sha256: Some(manifest_digest(manifest)),
         };
         self.state.put_json(pending_key, &record).await?;
         // One file per partition: uploaded several at a time, as S3 latency, not bandwidth,
@@ -460,6 +471,20 @@ async fn join_upload(
 struct PendingRecord {
     ingested_at: String,
     outputs: PendingOutputs,
+    /// The manifest this commit writes (its SHA-256): beside that manifest, the commit stopped
+    /// after its commit point; beside another one, before it. Absent in records of older
+    /// versions, which are treated as the latter.
+    #[serde(default)]
+    manifest_sha256: Option<String>,
+}
+
+/// The digest a pending record keeps of the manifest its commit writes.
+fn manifest_digest(m: &Manifest) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(crate::state::to_json(m))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn output_keys(m: &Manifest) -> impl Iterator<Item = String> + '_ {

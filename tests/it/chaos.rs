@@ -82,13 +82,51 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 }
 
 async fn ingest_all(store: Arc<dyn ObjectStore>) -> Result<(), String> {
+    ingest_with(store, false, registry()).await
+}
+
+/// The contracts after a change that moves files: orders partitioned by day only.
+fn repartitioned() -> Arc<Registry> {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["customers", "orders", "payments"] {
+        let path = format!("{}/contracts/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let mut text = std::fs::read_to_string(path).unwrap();
+        if name == "orders" {
+            let from = text.find("partition_by").unwrap();
+            // The list spans lines up to a `]` of its own.
+            let to = from + text[from..].find("\n]").unwrap() + 2;
+            text.replace_range(
+                from..to,
+                r#"partition_by = [{ name = "order_date", source = "order_ts", transform = "utc_date" }]"#,
+            );
+        }
+        std::fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
+    }
+    Arc::new(Registry::from_dir(dir.path()).unwrap())
+}
+
+/// After a contract change, `lake ingest --force`: every batch rewritten under other names.
+async fn ingest_forced(store: Arc<dyn ObjectStore>) -> Result<(), String> {
+    ingest_with(store, true, repartitioned()).await
+}
+
+/// After the same change, an ordinary delivery.
+async fn ingest_changed(store: Arc<dyn ObjectStore>) -> Result<(), String> {
+    ingest_with(store, false, repartitioned()).await
+}
+
+async fn ingest_with(
+    store: Arc<dyn ObjectStore>,
+    force: bool,
+    registry: Arc<Registry>,
+) -> Result<(), String> {
     let stores = store.clone();
-    let service = IngestService::new(
-        Arc::new(move |_| stores.clone()),
-        registry(),
-        Default::default(),
-    )
-    .with_catalog(Arc::new(LocalCatalog::new(store, "shoplake")));
+    let settings = shoplake::ingest::IngestSettings {
+        force,
+        ..Default::default()
+    };
+    let service = IngestService::new(Arc::new(move |_| stores.clone()), registry, settings)
+        .with_catalog(Arc::new(LocalCatalog::new(store, "shoplake")));
     for dataset in ["customers", "orders", "payments"] {
         let key = format!("raw/{dataset}/{dataset}.csv");
         service
@@ -263,6 +301,11 @@ type StageFn =
 /// Runs `setup` then `stage` cleanly for the baseline; then, for every write of the stage and
 /// both kinds of fault, `setup`, the faulted stage (which must fail), and a healthy retry.
 async fn crash_at_every_write(name: &str, setup: &[StageFn], stage: StageFn) {
+    crash_then(name, setup, stage, stage).await;
+}
+
+/// As [`crash_at_every_write`], with `retry` run after the crash instead of the stage itself.
+async fn crash_then(name: &str, setup: &[StageFn], stage: StageFn, retry: StageFn) {
     let root = tempfile::tempdir().unwrap();
     let lake = root.path().join("lake");
     let prepare = async |lake: &Path| {
@@ -297,7 +340,7 @@ async fn crash_at_every_write(name: &str, setup: &[StageFn], stage: StageFn) {
             let faulted = faulty.faulted().unwrap_or_default();
             drop(faulty);
             let healthy: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&lake).unwrap());
-            stage(healthy.clone())
+            retry(healthy.clone())
                 .await
                 .unwrap_or_else(|e| panic!("{what}: the retry failed: {e}"));
             drop(healthy);
@@ -332,6 +375,69 @@ macro_rules! stage {
 #[tokio::test]
 async fn ingest_crashed_at_any_write_then_retried_equals_an_uninterrupted_run() {
     crash_at_every_write("ingest", &[], stage!(ingest_all)).await;
+}
+
+/// A contract change, then a forced re-run that dies at any write, then an ordinary delivery.
+/// The delivery may replay the old batch (the rewrite had not begun) or finish the new one, but
+/// never replay a manifest whose files the rewrite already removed: every file a manifest names
+/// exists, and silver holds exactly the rows the manifests say.
+#[tokio::test]
+async fn a_forced_rewrite_crashed_at_any_write_then_delivered_again_loses_no_row() {
+    let root = tempfile::tempdir().unwrap();
+    let lake = root.path().join("lake");
+    let counting = || {
+        fresh_lake(&lake);
+        Arc::new(FaultyStore::counting(Arc::new(
+            LocalStore::new(&lake).unwrap(),
+        )))
+    };
+    let store = counting();
+    ingest_all(store.clone()).await.unwrap();
+    let before = store.writes();
+    ingest_forced(store.clone()).await.unwrap();
+    let writes = store.writes() - before;
+    for nth in 1..=writes {
+        for fault in [Fault::Fail, Fault::Abort] {
+            let what = format!("forced rewrite, {fault:?} at write {nth} of {writes}");
+            fresh_lake(&lake);
+            let healthy: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&lake).unwrap());
+            ingest_all(healthy.clone()).await.unwrap();
+            let faulty = Arc::new(FaultyStore::failing(healthy.clone(), nth, fault));
+            assert!(ingest_forced(faulty).await.is_err(), "{what}");
+            ingest_changed(healthy)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            for manifest in files(&lake.join("manifests")) {
+                assert!(
+                    !manifest.to_string_lossy().contains("_pending"),
+                    "{what}: {manifest:?}"
+                );
+                let m: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+                let mut rows = 0;
+                for f in m["files"].as_array().unwrap() {
+                    let path = lake.join(f["key"].as_str().unwrap());
+                    assert!(
+                        path.exists(),
+                        "{what}: the manifest names a missing {path:?}"
+                    );
+                    rows += f["rows"].as_u64().unwrap();
+                }
+                let dataset = m["dataset"].as_str().unwrap();
+                let in_silver: usize = files(&lake.join("processed").join(dataset))
+                    .iter()
+                    .map(|p| {
+                        ParquetReader::new(std::fs::File::open(p).unwrap())
+                            .finish()
+                            .unwrap()
+                            .height()
+                    })
+                    .sum();
+                assert_eq!(in_silver as u64, rows, "{what}: {dataset}");
+                assert_eq!(m["rows_written"].as_u64(), Some(rows), "{what}");
+            }
+            assert_clean(&lake, &what);
+        }
+    }
 }
 
 #[tokio::test]
