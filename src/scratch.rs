@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime};
 
 /// Marks a scratch directory still being set up (renamed once its lock is held).
 const CREATING: &str = ".creating-";
+/// Beside the scratch directories: held shared by creators, exclusively by a sweep.
+const CREATION_LOCK: &str = ".creation.lock";
 /// The lock file inside every scratch directory.
 const LOCK_FILE: &str = ".owner.lock";
 /// A directory without a lock file is being created right now, unless it is older than this.
@@ -32,6 +34,10 @@ impl Scratch {
         // Made under a name sweeps do not look at, locked, then renamed: a sweeper never sees
         // one of ours without its lock held.
         let hidden = format!("{CREATING}{prefix}");
+        // Held (shared) while ours is made: a sweep removes half-made directories only when it
+        // can hold this lock alone, so never one a live creator is making.
+        let creation = File::create(parent.join(CREATION_LOCK))?;
+        creation.lock_shared()?;
         let made = tempfile::Builder::new()
             .prefix(&hidden)
             .tempdir_in(parent)?
@@ -46,6 +52,7 @@ impl Scratch {
             .to_owned();
         let dir = parent.join(name);
         std::fs::rename(&made, &dir)?;
+        drop(creation);
         Ok(Scratch { dir, _lock: lock })
     }
 
@@ -68,12 +75,15 @@ pub fn sweep(parent: &Path, prefix: &str) -> usize {
     };
     let mut removed = 0;
     let creating = format!("{CREATING}{prefix}");
+    let creation = File::create(parent.join(CREATION_LOCK))
+        .ok()
+        .filter(|f| f.try_lock().is_ok());
     for entry in entries.flatten() {
         let name = entry.file_name();
-        // One whose creation was cut short has no lock yet: only its age tells.
+        // One whose creation was cut short: gone once no creator is at work (creators hold the
+        // creation lock shared while they make theirs; this sweep holds it exclusively).
         if name.to_str().is_some_and(|n| n.starts_with(&creating)) {
-            let dir = entry.path();
-            if older_than_grace(&dir) && std::fs::remove_dir_all(&dir).is_ok() {
+            if creation.is_some() && std::fs::remove_dir_all(entry.path()).is_ok() {
                 removed += 1;
             }
             continue;

@@ -17,11 +17,14 @@ use tracing::{info, warn};
 use super::{LakeState, StateError, StateResult, to_json};
 use crate::storage::Precondition;
 
-/// Who holds a claim: a process on a machine (`boot` is the kernel's boot id, so a pid is only
-/// compared with pids of the same boot of the same machine).
+/// Who holds a claim: a process on a machine. A pid only means something beside the kernel
+/// boot and the pid namespace it was read in (containers on one host share the boot, not the
+/// namespace), so liveness is judged only for owners of the same boot and namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     pub boot: String,
+    #[serde(default)]
+    pub pid_ns: String,
     pub pid: u32,
     /// The process's start time (clock ticks since boot), so a reused pid is not the owner.
     pub started: u64,
@@ -35,60 +38,66 @@ impl std::fmt::Display for Owner {
     }
 }
 
-/// `(boot id, start ticks)` of a process from /proc; `None` where there is no /proc.
-fn proc_identity(pid: &str) -> Option<(String, u64)> {
-    static BOOT: OnceLock<Option<String>> = OnceLock::new();
-    let boot = BOOT
-        .get_or_init(|| {
-            std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-                .ok()
-                .map(|b| b.trim().to_owned())
-        })
-        .clone()?;
+/// `(boot id, pid namespace)` of this process; `None` where /proc does not tell both.
+fn here() -> Option<&'static (String, String)> {
+    static HERE: OnceLock<Option<(String, String)>> = OnceLock::new();
+    HERE.get_or_init(|| {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let (boot, ns) = (boot.trim().to_owned(), ns.to_string_lossy().into_owned());
+        (!boot.is_empty() && !ns.is_empty()).then_some((boot, ns))
+    })
+    .as_ref()
+}
+
+/// The start time (clock ticks since boot) of process `pid` as seen here, if it runs.
+fn started_at(pid: &str) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields resume after the last ')'.
-    let started = stat
-        .rsplit_once(')')?
+    stat.rsplit_once(')')?
         .1
         .split_whitespace()
         .nth(19)?
         .parse()
-        .ok()?;
-    Some((boot, started))
+        .ok()
 }
 
 impl Owner {
     pub fn this_process() -> Owner {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NONCE: AtomicU64 = AtomicU64::new(0);
-        let (boot, started) = proc_identity("self").unwrap_or_default();
+        let (boot, pid_ns) = here().cloned().unwrap_or_default();
         Owner {
             boot,
+            pid_ns,
             pid: std::process::id(),
-            started,
+            started: started_at("self").unwrap_or_default(),
             nonce: NONCE.fetch_add(1, Ordering::Relaxed),
         }
     }
 
-    /// This very process (any of its claims).
-    fn is_this_process(&self) -> bool {
-        let me = Owner::this_process();
-        (self.boot.as_str(), self.pid, self.started) == (me.boot.as_str(), me.pid, me.started)
+    /// A process whose pid means the same thing here: same boot, same pid namespace.
+    fn is_local(&self) -> bool {
+        here().is_some_and(|(boot, ns)| *boot == self.boot && *ns == self.pid_ns)
     }
 
-    /// Known to be gone: a process of this boot of this machine that no longer runs (or whose
-    /// pid now belongs to a later process). Owners elsewhere are never known to be gone.
+    /// This very process (any of its claims).
+    fn is_this_process(&self) -> bool {
+        self.is_local()
+            && self.pid == std::process::id()
+            && Some(self.started) == started_at("self")
+    }
+
+    /// Known to be gone: a local process that no longer runs (or whose pid now belongs to a
+    /// later process). Owners elsewhere are never known to be gone: their claims expire.
     pub fn is_gone(&self) -> bool {
-        let Some((boot, _)) = proc_identity("self") else {
-            return false;
-        };
-        if self.boot != boot || self.boot.is_empty() {
-            return false;
-        }
-        match proc_identity(&self.pid.to_string()) {
-            None => true,
-            Some((_, started)) => started != self.started,
-        }
+        self.is_local() && started_at(&self.pid.to_string()) != Some(self.started)
+    }
+
+    /// Known to run: a local process with this pid and start time. Its claim holds even past
+    /// its expiry (a long local run needs no renewal); only its death frees it.
+    fn is_running(&self) -> bool {
+        self.is_local() && started_at(&self.pid.to_string()) == Some(self.started)
     }
 }
 
@@ -131,8 +140,13 @@ fn holders_here(uri: &str) -> u32 {
 /// Whether a claim can be taken over: expired, its owner gone, or leaked by this process
 /// (naming it while no task here holds it; `mine` counts the caller's own mark).
 fn is_stale(held: &ClaimRecord, uri: &str, mine: u32, now: DateTime<Utc>) -> bool {
-    let leaked = held.owner.is_this_process() && holders_here(uri) <= mine;
-    held.expires_at <= now || held.owner.is_gone() || leaked
+    if held.owner.is_this_process() {
+        return holders_here(uri) <= mine;
+    }
+    if held.owner.is_running() {
+        return false;
+    }
+    held.expires_at <= now || held.owner.is_gone()
 }
 
 /// The claims a sweep before taking `key` looks at: its family (`claims/ingest/` for a batch's
@@ -288,12 +302,16 @@ impl LakeState {
 
     /// Gives a claim back, unless it was taken over meanwhile (then it is not ours to delete).
     pub async fn release(&self, claim: Claim) -> StateResult<()> {
-        unhold(&self.store.uri(&claim.key));
-        let current = self.store.head(&claim.key).await?;
-        if current.is_some_and(|m| m.etag == claim.etag) {
-            self.store.delete(&claim.key).await?;
-        }
-        Ok(())
+        let uri = self.store.uri(&claim.key);
+        let current = self.store.head(&claim.key).await;
+        let deleted = match current {
+            Ok(Some(m)) if m.etag == claim.etag => self.store.delete(&claim.key).await,
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        // Only now: until the delete, a sibling task must still see the claim as held here.
+        unhold(&uri);
+        Ok(deleted?)
     }
 
     /// Runs `work` holding the claim at `key`, and releases it whatever `work` returns.

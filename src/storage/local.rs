@@ -293,26 +293,35 @@ impl ObjectStore for LocalStore {
         let err = |e| io_err("conditional put", key)(e);
         let temp = self.temp_path().map_err(&err)?;
         tokio::fs::write(&temp, &body).await.map_err(&err)?;
-        let placed = match condition {
-            // A hard link never replaces an existing file: the check and the write are one.
-            Precondition::Absent => match place(&temp, &target, |f, t| std::fs::hard_link(f, t)) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(e),
-            },
-            Precondition::Matches(etag) => {
-                // Compare and swap under one lock per lake, taken by every process.
-                let lock =
-                    std::fs::File::create(self.root.join(TEMP_DIR).join(CAS_LOCK)).map_err(&err)?;
-                lock.lock().map_err(&err)?;
-                let current = self.head(key).await?;
-                if current.is_some_and(|m| m.etag == etag) {
-                    place(&temp, &target, |f, t| std::fs::rename(f, t)).map(|()| true)
-                } else {
-                    Ok(false)
+        // Every conditional write of every process on this lake takes one lock, and nothing
+        // under it awaits: a task holding it never waits for one blocked on it.
+        let placed = (|| {
+            let lock = std::fs::File::create(self.root.join(TEMP_DIR).join(CAS_LOCK))?;
+            lock.lock()?;
+            match condition {
+                // A hard link never replaces an existing file.
+                Precondition::Absent => {
+                    match place(&temp, &target, |f, t| std::fs::hard_link(f, t)) {
+                        Ok(()) => Ok(true),
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                }
+                Precondition::Matches(etag) => {
+                    let current = match std::fs::metadata(&target) {
+                        Ok(md) if md.is_file() => Some(self.meta_from(key.to_owned(), &md).etag),
+                        Ok(_) => None,
+                        Err(e) if not_found(&e) => None,
+                        Err(e) => return Err(e),
+                    };
+                    if current.as_deref() == Some(etag.as_str()) {
+                        place(&temp, &target, |f, t| std::fs::rename(f, t)).map(|()| true)
+                    } else {
+                        Ok(false)
+                    }
                 }
             }
-        };
+        })();
         let _ = std::fs::remove_file(&temp);
         placed.map_err(err)
     }

@@ -273,7 +273,7 @@ fn assert_clean(lake: &Path, what: &str) {
         .into_iter()
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name != ".owner.lock" && name != "cas.lock"
+            ![".owner.lock", "cas.lock", ".creation.lock"].contains(&name.as_ref())
         })
         .collect();
     assert!(
