@@ -33,18 +33,51 @@ impl Default for InputLimits {
     }
 }
 
-/// Decompressed gzip cut off, with an error, past `limit` bytes.
+/// Decompressed gzip cut off, with an error, past `limit` bytes, or past `planned` bytes
+/// (a [`PlanExceeded`] error: memory was planned for less than the source holds).
 struct Bounded<R> {
     inner: R,
     read: u64,
     limit: u64,
     expansion: u64,
+    planned: u64,
+}
+
+/// A gzip source decompressed to more than the size its trailer declared (it has several
+/// members, so the trailer gave only the last one's size): the memory plan no longer holds,
+/// and the file must be processed again under the conservative one.
+#[derive(Debug, thiserror::Error)]
+#[error("the gzip source holds more than the {planned} bytes its trailer declares")]
+pub struct PlanExceeded {
+    pub planned: u64,
+}
+
+/// Whether reading stopped because the source outgrew its plan.
+pub fn is_plan_exceeded(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<PlanExceeded>())
+}
+
+/// The CSV size to plan memory for when a gzip source of `stored_bytes` declares `declared`
+/// bytes in its trailer (ISIZE), or `None` when that says nothing about the whole.
+///
+/// ISIZE is only the last member's size, modulo 4 GiB: a source with several members (`cat`,
+/// `bgzip`) or past 4 GiB declares less than it holds. Text compresses at least twofold, so a
+/// smaller figure is dismissed here; a plausible but short one is caught while reading
+/// ([`PlanExceeded`]).
+pub fn declared_gzip_size(stored_bytes: u64, declared: u32) -> Option<u64> {
+    let declared = u64::from(declared);
+    (stored_bytes > 0 && declared >= stored_bytes.saturating_mul(2)).then_some(declared)
 }
 
 impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
+        if self.read > self.planned {
+            return Err(io::Error::other(PlanExceeded {
+                planned: self.planned,
+            }));
+        }
         if self.read > self.limit {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -339,14 +372,16 @@ fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 pub(crate) fn csv_reader<'a>(
     input: impl Read + Send + 'a,
 ) -> io::Result<(RecordReader<Box<dyn Read + Send + 'a>>, bool)> {
-    limited_csv_reader(input, u64::MAX, InputLimits::default())
+    limited_csv_reader(input, u64::MAX, InputLimits::default(), None)
 }
 
-/// [`csv_reader`] for a source of `stored_bytes` under `limits`.
+/// [`csv_reader`] for a source of `stored_bytes` under `limits`. A gzip source that
+/// decompresses past `planned` bytes stops with a [`PlanExceeded`] error.
 pub fn limited_csv_reader<'a>(
     mut input: impl Read + Send + 'a,
     stored_bytes: u64,
     limits: InputLimits,
+    planned: Option<u64>,
 ) -> io::Result<(RecordReader<Box<dyn Read + Send + 'a>>, bool)> {
     let mut magic = [0u8; 2];
     let n = read_up_to(&mut input, &mut magic)?;
@@ -363,6 +398,7 @@ pub fn limited_csv_reader<'a>(
                 .saturating_mul(limits.max_gzip_expansion)
                 .max(64 << 20),
             expansion: limits.max_gzip_expansion,
+            planned: planned.unwrap_or(u64::MAX),
         })
     } else {
         Box::new(rejoined)

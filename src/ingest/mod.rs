@@ -51,6 +51,16 @@ struct Batch<'a> {
     batch_id: String,
 }
 
+/// The source of a batch, as processing needs it.
+struct Source<'a> {
+    key: &'a str,
+    contract: &'a crate::contract::Contract,
+    uri: &'a str,
+    size: u64,
+    batch_id: &'a str,
+    ingested_at_micros: i64,
+}
+
 /// Ingest's scratch directories in the work directory (spill, staged Parquet).
 const WORK_PREFIX: &str = "shoplake-ingest-";
 
@@ -293,51 +303,29 @@ impl Ingestor {
             .and_then(|t| values::parse_timestamp(t).ok())
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
 
-        let work_root = self
-            .settings
-            .work_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
-        // Held (locked) while this ingest runs; what a killed ingest left is swept here.
-        let work = Scratch::create_in(&work_root, WORK_PREFIX).map_err(IngestError::WorkDir)?;
-
-        let reader = self.store.reader(key).await.map_err(|e| match e {
-            StorageError::NotFound { .. } => IngestError::SourceMissing { uri: uri.clone() },
-            other => other.into(),
-        })?;
-        let outcome = {
-            let bridge = SyncIoBridge::new(reader);
-            let contract = contract.clone();
-            let (batch_id, source_uri) = (batch_id.clone(), uri.clone());
-            let (budget, size, work_dir, limits) = (
-                self.settings.memory_budget_bytes,
-                meta.size,
-                work.path().to_owned(),
-                self.settings.limits,
-            );
-            tokio::task::spawn_blocking(move || {
-                let job = FileJob {
-                    contract: &contract,
-                    batch_id: &batch_id,
-                    source_uri: &source_uri,
-                    ingested_at_micros,
-                    input_bytes: size,
-                    memory_budget_bytes: budget,
-                    work_dir: &work_dir,
-                    limits,
-                };
-                process_file(bridge, &job)
-            })
-            .await
-            .map_err(|e| IngestError::Task {
-                uri: uri.clone(),
-                message: e.to_string(),
-            })?
-            .map_err(|source| IngestError::Process {
-                uri: uri.clone(),
-                source,
-            })?
+        let source = Source {
+            key,
+            contract,
+            uri: &uri,
+            size: meta.size,
+            batch_id: &batch_id,
+            ingested_at_micros,
         };
+        // A gzip source's trailer declares its size: memory is planned for that instead of a
+        // worst-case expansion, which made a typical export spill all its rows to disk.
+        let declared = self.declared_gzip_size(key, meta.size).await?;
+        let mut attempt = self.process_source(&source, declared).await;
+        if let Err(IngestError::Process {
+            source: ProcessError::Read(e),
+            ..
+        }) = &attempt
+            && input::is_plan_exceeded(e)
+        {
+            info!("the gzip source holds more than its trailer declares; processing it again");
+            attempt = self.process_source(&source, None).await;
+        }
+        // The scratch directory is held (locked) until the staged files are uploaded from it.
+        let (outcome, work) = attempt?;
 
         let base = ManifestBase {
             batch_id: &batch_id,
@@ -397,6 +385,76 @@ impl Ingestor {
         })
     }
 
+    /// The size a `.gz` source's trailer declares, when it is plausible for the whole file.
+    async fn declared_gzip_size(&self, key: &str, size: u64) -> Result<Option<u64>, IngestError> {
+        // The suffix decides whether to look: one ranged read for a gzip source, none otherwise
+        // (a gzip source named otherwise is planned for the worst case).
+        if size < 20 || !key.to_ascii_lowercase().ends_with(".gz") {
+            return Ok(None);
+        }
+        let trailer = self.store.get_range(key, size - 4..size).await?;
+        let declared = <[u8; 4]>::try_from(trailer.as_ref()).map(u32::from_le_bytes);
+        Ok(declared
+            .ok()
+            .and_then(|d| input::declared_gzip_size(size, d)))
+    }
+
+    /// Reads, validates and stages one source in a new scratch directory, planned for
+    /// `declared` CSV bytes if given.
+    async fn process_source(
+        &self,
+        source: &Source<'_>,
+        declared: Option<u64>,
+    ) -> Result<(FileOutcome, Scratch), IngestError> {
+        let work_root = self
+            .settings
+            .work_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        // Held (locked) while this ingest runs; what a killed ingest left is swept here.
+        let work = Scratch::create_in(&work_root, WORK_PREFIX).map_err(IngestError::WorkDir)?;
+        let reader = self.store.reader(source.key).await.map_err(|e| match e {
+            StorageError::NotFound { .. } => IngestError::SourceMissing {
+                uri: source.uri.to_owned(),
+            },
+            other => other.into(),
+        })?;
+        let bridge = SyncIoBridge::new(reader);
+        let contract = source.contract.clone();
+        let (batch_id, source_uri) = (source.batch_id.to_owned(), source.uri.to_owned());
+        let (budget, size, work_dir, limits) = (
+            self.settings.memory_budget_bytes,
+            source.size,
+            work.path().to_owned(),
+            self.settings.limits,
+        );
+        let ingested_at_micros = source.ingested_at_micros;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let job = FileJob {
+                contract: &contract,
+                batch_id: &batch_id,
+                source_uri: &source_uri,
+                ingested_at_micros,
+                input_bytes: size,
+                declared_csv_bytes: declared,
+                memory_budget_bytes: budget,
+                work_dir: &work_dir,
+                limits,
+            };
+            process_file(bridge, &job)
+        })
+        .await
+        .map_err(|e| IngestError::Task {
+            uri: source.uri.to_owned(),
+            message: e.to_string(),
+        })?
+        .map_err(|e| IngestError::Process {
+            uri: source.uri.to_owned(),
+            source: e,
+        })?;
+        Ok((outcome, work))
+    }
+
     /// Uploads outputs, removes what an earlier attempt left that this one does not rewrite,
     /// then writes the manifest (the commit point) and clears the pending record.
     #[allow(clippy::too_many_arguments)]
@@ -432,7 +490,7 @@ impl Ingestor {
                         join_upload(&mut in_flight, manifest).await?;
                     }
                     let store = self.store.clone();
-                    in_flight.spawn(async move { store.put_file(&key, &path).await });
+                    in_flight.spawn(async move { store.put_file_moving(&key, &path).await });
                 }
                 Upload::CopySource { key } => self.store.copy(source_key, &key).await?,
             }

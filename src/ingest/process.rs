@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
@@ -47,6 +47,11 @@ pub struct FileJob<'a> {
     pub ingested_at_micros: i64,
     /// Stored size of the source; with the budget it decides the number of buckets.
     pub input_bytes: u64,
+    /// For a gzip source, the CSV size its trailer declares ([`input::declared_gzip_size`]):
+    /// memory is planned for that instead of a worst-case expansion. A source that holds more
+    /// fails with [`input::PlanExceeded`] (as [`ProcessError::Read`]), to be processed again
+    /// without it.
+    pub declared_csv_bytes: Option<u64>,
     pub memory_budget_bytes: usize,
     /// Scratch space for spill, staged Parquet and the quarantine file.
     pub work_dir: &'a Path,
@@ -114,12 +119,21 @@ fn work_err(path: &Path) -> impl FnOnce(io::Error) -> ProcessError + '_ {
 
 /// How many hash buckets keep one bucket's rows within a third of the memory budget
 /// (the rest is for the dedup index and the Parquet encoder).
-pub fn plan_buckets(input_bytes: u64, gzip: bool, memory_budget_bytes: usize) -> usize {
-    let csv_bytes = input_bytes.saturating_mul(if gzip { GZIP_EXPANSION } else { 1 });
+pub fn plan_buckets(csv_bytes: u64, memory_budget_bytes: usize) -> usize {
     // Columnar rows take about 1.5x their CSV size.
     let in_memory = csv_bytes.saturating_mul(3) / 2;
     let per_bucket = (memory_budget_bytes as u64 / 3).max(1);
     in_memory.div_ceil(per_bucket).clamp(1, MAX_BUCKETS) as usize
+}
+
+/// The CSV a source of `input_bytes` is planned to hold: its size; for gzip, the size its
+/// trailer declared if that was plausible, else [`GZIP_EXPANSION`] times the stored size.
+pub fn expected_csv_bytes(input_bytes: u64, gzip: bool, declared: Option<u64>) -> u64 {
+    match (gzip, declared) {
+        (false, _) => input_bytes,
+        (true, Some(declared)) => declared,
+        (true, None) => input_bytes.saturating_mul(GZIP_EXPANSION),
+    }
 }
 
 /// FNV-1a: stable across builds and platforms, so bucket numbers (and file names) are too.
@@ -156,6 +170,8 @@ struct Buckets {
     compact_floor: usize,
     /// Rows dropped by those early deduplications (the final one counts the rest).
     dropped: u64,
+    /// The CSV the source is planned to hold (what room is reserved for).
+    csv_bytes: u64,
 }
 
 /// Keeps only each key's latest version in `batch`, in batch order; returns the rows dropped.
@@ -195,7 +211,23 @@ impl Buckets {
             compact_at: vec![compact_floor; count],
             compact_floor,
             dropped: 0,
+            csv_bytes: 0,
         }
+    }
+
+    /// Reserves room in a bucket that just received its first rows for what it is expected to
+    /// hold at once: its share of the source, or what it holds until it spills. Records of
+    /// `record_bytes` CSV bytes each are assumed. Growing by doubling instead copied a bucket
+    /// into fresh memory again and again.
+    fn reserve(&mut self, index: usize, record_bytes: usize) {
+        let bucket = &mut self.rows[index];
+        let count = self.spilled.len() as u64;
+        let share = self.csv_bytes / record_bytes.max(1) as u64 / count;
+        let until_spill =
+            (self.flush_bytes / bucket.heap_bytes().div_ceil(bucket.len()).max(1)) as u64;
+        // A little over the share: hashing spreads keys over buckets only about evenly.
+        let rows = share.min(until_spill).saturating_mul(17) / 16;
+        bucket.reserve_rows(rows.min(u32::MAX as u64) as usize);
     }
 
     /// The bucket's rows when they outgrew their share, for the spill writer; an empty batch
@@ -233,10 +265,19 @@ impl Buckets {
         };
         let mut all = in_memory.empty_like();
         let file = File::open(&path).map_err(work_err(&path))?;
+        let spilled = file.metadata().map_err(work_err(&path))?.len();
         let mut reader = BufReader::with_capacity(SPILL_IO_BYTES, file);
         // Deduplicated as it is read back, so many copies of few keys never fill the memory.
         let mut compact_at = self.compact_floor.max(self.flush_bytes.saturating_mul(4));
+        let mut first = true;
         while all.read_chunk(&mut reader).map_err(work_err(&path))? {
+            if std::mem::take(&mut first) {
+                // Room for the whole bucket, from the size of the first chunk read.
+                let read = reader.stream_position().map_err(work_err(&path))?;
+                let rows = spilled / read.div_ceil(all.len().max(1) as u64).max(1)
+                    + in_memory.len() as u64;
+                all.reserve_rows(rows.min(u32::MAX as u64) as usize);
+            }
             let bytes = all.heap_bytes();
             if bytes >= compact_at {
                 self.dropped += compact(&mut all, self.key, self.version);
@@ -320,7 +361,12 @@ pub fn process_file(
     job: &FileJob<'_>,
 ) -> Result<FileOutcome, ProcessError> {
     let contract = job.contract;
-    let (mut reader, gzip) = match input::limited_csv_reader(source, job.input_bytes, job.limits) {
+    let (mut reader, gzip) = match input::limited_csv_reader(
+        source,
+        job.input_bytes,
+        job.limits,
+        job.declared_csv_bytes,
+    ) {
         Ok(r) => r,
         Err(e) if input::is_corrupt_input(&e) => {
             return Ok(rejected(
@@ -360,8 +406,10 @@ pub fn process_file(
     };
 
     let started = std::time::Instant::now();
-    let bucket_count = plan_buckets(job.input_bytes, gzip, job.memory_budget_bytes);
+    let csv_bytes = expected_csv_bytes(job.input_bytes, gzip, job.declared_csv_bytes);
+    let bucket_count = plan_buckets(csv_bytes, job.memory_budget_bytes);
     let mut buckets = Buckets::new(contract, bucket_count, job.memory_budget_bytes);
+    buckets.csv_bytes = csv_bytes;
     let mut rows_read = 0u64;
     let key = contract.key;
     let route = |rows: &Batch, row: usize| match bucket_count {
@@ -395,7 +443,11 @@ pub fn process_file(
             }
             for (index, rows) in &done.runs {
                 let index = *index as usize;
+                let fresh = buckets.rows[index].is_empty();
                 buckets.rows[index].append_rows(&done.rows, rows.clone());
+                if fresh {
+                    buckets.reserve(index, done.chunk.data_bytes() / done.chunk.len().max(1));
+                }
                 if let Some(full) = buckets.full(index, &free_rx)
                     && spill_tx.send((index, full)).is_err()
                 {
@@ -630,7 +682,12 @@ impl Outputs {
         for (values, path, rows) in groups {
             if !self.open.contains_key(&path) {
                 let key = layout::silver_key(&contract.name, &path, job.batch_id);
-                let staged = job.work_dir.join("silver").join(&key);
+                // Staged flat, beside the spill files: mirroring the key's directories cost two
+                // more directories (inodes) per partition, and creating inodes is most of what
+                // a wide export's partitions cost the kernel.
+                let staged = job
+                    .work_dir
+                    .join(format!("part-{:05}.parquet", self.open.len()));
                 let buffer = super::writer::buffer_bytes(job.memory_budget_bytes);
                 let file = PartitionFile::create(&staged, &self.schema, buffer)?;
                 self.open
@@ -745,12 +802,15 @@ mod tests {
     #[test]
     fn bucket_plans_follow_size_and_budget() {
         const MB: u64 = 1024 * 1024;
-        assert_eq!(plan_buckets(10 * MB, false, 512 * MB as usize), 1);
-        assert_eq!(plan_buckets(0, false, 1), 1);
+        assert_eq!(plan_buckets(10 * MB, 512 * MB as usize), 1);
+        assert_eq!(plan_buckets(0, 1), 1);
         // 850 MB of CSV under a 256 MB budget: about 1.3 GB of rows in ~85 MB buckets.
-        assert_eq!(plan_buckets(850 * MB, false, 256 * MB as usize), 15);
-        assert_eq!(plan_buckets(85 * MB, true, 256 * MB as usize), 15);
-        assert_eq!(plan_buckets(u64::MAX, false, 1), MAX_BUCKETS as usize);
+        assert_eq!(plan_buckets(850 * MB, 256 * MB as usize), 15);
+        let gzip = |declared| expected_csv_bytes(85 * MB, true, declared);
+        assert_eq!(plan_buckets(gzip(None), 256 * MB as usize), 15);
+        // Trusting the trailer: a fourfold expansion fits in 6 buckets.
+        assert_eq!(plan_buckets(gzip(Some(340 * MB)), 256 * MB as usize), 6);
+        assert_eq!(plan_buckets(u64::MAX, 1), MAX_BUCKETS as usize);
     }
 
     #[test]
@@ -773,11 +833,12 @@ mod tests {
             source_uri: "mem://test",
             ingested_at_micros: 0,
             input_bytes: csv.len() as u64,
+            declared_csv_bytes: None,
             memory_budget_bytes: 1024 * 1024,
             work_dir: &missing,
             limits: Default::default(),
         };
-        assert!(plan_buckets(job.input_bytes, false, job.memory_budget_bytes) > 1);
+        assert!(plan_buckets(job.input_bytes, job.memory_budget_bytes) > 1);
         match process_file(csv.as_bytes(), &job) {
             Err(ProcessError::WorkDir { path, .. }) => {
                 assert!(path.starts_with(&missing) && path.to_string_lossy().contains("spill-"))

@@ -25,10 +25,8 @@ pub fn buffer_bytes(memory_budget_bytes: usize) -> usize {
 }
 
 impl PartitionFile {
+    /// Creates the file at `path`, in a directory that exists.
     pub fn create(path: &Path, schema: &Schema, buffer_bytes: usize) -> PolarsResult<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
         // The encoder flushes it when it writes the footer, so a write error is never lost.
         let out = BufWriter::with_capacity(buffer_bytes, File::create(path)?);
         let writer = ParquetWriter::new(out)

@@ -90,12 +90,24 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>>;
     /// Streams an object without holding it in memory.
     async fn reader(&self, key: &str) -> StorageResult<ObjectReader>;
+    /// The bytes `range` of an object (a gzip trailer, say); the range must lie inside it.
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes>;
     async fn put(&self, key: &str, body: Bytes) -> StorageResult<()>;
     /// Writes only when `condition` holds, atomically with the check; `false` when it did not
     /// hold (nothing was written). Claims and compare-and-swap state are built on this.
     async fn put_if(&self, key: &str, body: Bytes, condition: Precondition) -> StorageResult<bool>;
     /// Uploads a local file, in parts when it is large, without reading it whole.
     async fn put_file(&self, key: &str, path: &Path) -> StorageResult<()>;
+    /// Uploads a local file its caller is done with (staged output): a store on the same file
+    /// system moves it into place instead of copying it. `path` is gone afterwards when this
+    /// succeeds, and may be gone when it fails.
+    async fn put_file_moving(&self, key: &str, path: &Path) -> StorageResult<()> {
+        self.put_file(key, path).await?;
+        // Scratch space only (in Lambda, /tmp is small): a file left behind goes with its
+        // directory, so a failure to remove it is no error.
+        let _ = tokio::fs::remove_file(path).await;
+        Ok(())
+    }
     async fn copy(&self, from: &str, to: &str) -> StorageResult<()>;
     /// Deleting a missing object succeeds.
     async fn delete(&self, key: &str) -> StorageResult<()>;

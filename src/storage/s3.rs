@@ -223,6 +223,35 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes> {
+        check_key(key)?;
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|e| match e {
+                SdkError::ServiceError(se) if se.err().is_no_such_key() => StorageError::NotFound {
+                    key: key.to_owned(),
+                },
+                e => self.error("GetObject", key, e),
+            })?;
+        let data = out.body.collect().await.map_err(|e| StorageError::S3 {
+            operation: "GetObject body",
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            message: e.to_string(),
+            retryable: true,
+        })?;
+        Ok(data.into_bytes())
+    }
+
     async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
         check_key(key)?;
         self.client

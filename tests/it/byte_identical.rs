@@ -46,6 +46,7 @@ fn silver_digest(budget: usize) -> (usize, String) {
         source_uri: "s3://lake/raw/orders/wide.csv",
         ingested_at_micros: 1_795_000_000_000_000,
         input_bytes: csv.len() as u64,
+        declared_csv_bytes: None,
         memory_budget_bytes: budget,
         work_dir: work.path(),
         limits: Default::default(),

@@ -213,7 +213,7 @@ async fn a_tiny_memory_budget_spills_but_writes_exactly_the_same_rows() {
     assert_eq!(counts(&a.manifest), counts(&b.manifest));
     let size = std::fs::metadata(&file).unwrap().len();
     assert!(
-        shoplake::ingest::plan_buckets(size, false, 96 << 10) > 4,
+        shoplake::ingest::plan_buckets(size, 96 << 10) > 4,
         "the tight budget splits the file into buckets"
     );
     assert_eq!(
@@ -386,4 +386,60 @@ async fn ingest_into(
         .await
         .unwrap()
         .remove(0)
+}
+
+/// Memory for a `.gz` source is planned from the size its trailer declares. Several members
+/// (`cat a.gz b.gz`) declare only the last one's size: reading past it re-plans and processes
+/// the file again, and every row is still accounted for.
+#[test]
+fn a_gzip_source_holding_more_than_its_trailer_declares_is_processed_whole() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
+    let row = |i: usize| {
+        format!(
+            "o{i:07},c{:05},2026-11-20T10:{:02}:00Z,paid,EU,EUR,{}.{:02},2,2026-11-20T11:00:00Z\n",
+            i * 7919 % 50_000,
+            i % 60,
+            i * 37 % 900,
+            i % 100
+        )
+    };
+    let member = |text: &str| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    // The first member: distinct rows (compress a few times). The last: one row again and
+    // again, which compresses so well that its size alone looks like a plausible whole.
+    let first: String = std::iter::once(header.to_owned())
+        .chain((0..4_000).map(row))
+        .collect();
+    let last = row(4_000).repeat(6_000);
+    let mut bytes = member(&first);
+    bytes.extend(member(&last));
+    let declared = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()) as usize;
+    assert_eq!(declared, last.len());
+    assert!(
+        declared >= 2 * bytes.len() && declared < first.len() + last.len(),
+        "the trailer must look plausible yet declare less than the file holds"
+    );
+    let path = dir.path().join("orders-two-members.csv.gz");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let lake_dir = dir.path().join("lake");
+    let (ok, stdout, stderr) = lake(&[
+        "ingest",
+        "--lake",
+        lake_dir.to_str().unwrap(),
+        "--dataset",
+        "orders",
+        path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let out = &json_lines(&stdout)[0];
+    assert_eq!(out["status"], "succeeded", "{out}");
+    assert_eq!(out["rows_read"], 10_000);
+    assert_eq!(out["rows_written"], 4_001);
+    assert_eq!(out["duplicates_dropped"], 5_999);
 }

@@ -14,6 +14,7 @@ fn run(bytes: &[u8], dataset: &str, budget: usize) -> FileOutcome {
         source_uri: "mem://test",
         ingested_at_micros: 0,
         input_bytes: bytes.len() as u64,
+        declared_csv_bytes: None,
         memory_budget_bytes: budget,
         work_dir: work.path(),
         limits: Default::default(),

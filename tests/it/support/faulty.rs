@@ -98,6 +98,9 @@ impl ObjectStore for FaultyStore {
     async fn reader(&self, key: &str) -> StorageResult<ObjectReader> {
         self.inner.reader(key).await
     }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes> {
+        self.inner.get_range(key, range).await
+    }
     async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
         self.write("put", key, self.inner.put(key, body)).await
     }
@@ -111,6 +114,10 @@ impl ObjectStore for FaultyStore {
     }
     async fn put_file(&self, key: &str, path: &Path) -> StorageResult<()> {
         self.write("upload", key, self.inner.put_file(key, path))
+            .await
+    }
+    async fn put_file_moving(&self, key: &str, path: &Path) -> StorageResult<()> {
+        self.write("upload", key, self.inner.put_file_moving(key, path))
             .await
     }
     async fn copy(&self, from: &str, to: &str) -> StorageResult<()> {

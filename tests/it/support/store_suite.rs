@@ -9,6 +9,7 @@ pub async fn run(store: &dyn ObjectStore) {
     missing_objects(store).await;
     put_get_head_list_delete(store).await;
     large_files_and_copies(store).await;
+    moving_uploads(store).await;
     keys_with_spaces_and_unicode(store).await;
     unsafe_keys_are_refused(store).await;
     conditional_writes(store).await;
@@ -190,10 +191,58 @@ async fn large_files_and_copies(store: &dyn ObjectStore) {
         .unwrap();
     assert!(back == data, "multipart upload round-trips byte for byte");
 
+    // A range: the last bytes (where a gzip trailer is), and one across a part boundary.
+    let tail = store
+        .get_range("big/file.bin", size as u64 - 4..size as u64)
+        .await
+        .unwrap();
+    assert_eq!(tail.as_ref(), &data[size - 4..]);
+    let at = shoplake::storage::MULTIPART_PART_BYTES as u64;
+    let across = store
+        .get_range("big/file.bin", at - 3..at + 5)
+        .await
+        .unwrap();
+    assert_eq!(across.as_ref(), &data[at as usize - 3..at as usize + 5]);
+    assert!(matches!(
+        store.get_range("big/missing.bin", 0..4).await,
+        Err(StorageError::NotFound { .. })
+    ));
+
     store.copy("big/file.bin", "big/copy.bin").await.unwrap();
     assert_eq!(
         store.get("big/copy.bin").await.unwrap().unwrap().len(),
         size
+    );
+}
+
+async fn moving_uploads(store: &dyn ObjectStore) {
+    // Staged output handed over: it replaces what is there, and the staged file is gone.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("part-00000.parquet");
+    store
+        .put("moved/x=1/part.bin", Bytes::from("old"))
+        .await
+        .unwrap();
+    std::fs::write(&path, b"new content").unwrap();
+    store
+        .put_file_moving("moved/x=1/part.bin", &path)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("moved/x=1/part.bin").await.unwrap().unwrap(),
+        Bytes::from("new content")
+    );
+    assert!(!path.exists(), "the staged file was handed over");
+    // A missing staged file is an error, and the object is left as it was.
+    assert!(
+        store
+            .put_file_moving("moved/x=1/part.bin", &path)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.get("moved/x=1/part.bin").await.unwrap().unwrap(),
+        Bytes::from("new content")
     );
 }
 
