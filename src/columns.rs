@@ -138,20 +138,6 @@ impl ColumnBuffer {
         }
     }
 
-    /// Makes room for `rows` rows in all, assuming rows like the ones held (at least one).
-    fn reserve_rows(&mut self, rows: usize) {
-        let (held, more) = (self.valid.len(), rows.saturating_sub(self.valid.len()));
-        self.valid.reserve(more);
-        match &mut self.values {
-            Values::Utf8 { bytes, offsets } => {
-                bytes.reserve((bytes.len() / held.max(1)).saturating_mul(more) + more);
-                offsets.reserve(more);
-            }
-            Values::Int32(x) => x.reserve(more),
-            Values::Int64(x) => x.reserve(more),
-        }
-    }
-
     fn heap_bytes(&self) -> usize {
         self.valid.len()
             + match &self.values {
@@ -268,18 +254,6 @@ impl Batch {
             Values::Int64(x) if c.valid[row] => Some(x[row]),
             _ => None,
         }
-    }
-
-    /// Makes room for `rows` rows in all, sized like the rows already held, so growing to that
-    /// many never reallocates. A reallocation copies everything into fresh memory, and the
-    /// kernel's first touch of fresh memory was most of ingest's system time. Room reserved
-    /// but never filled costs address space, not memory.
-    pub fn reserve_rows(&mut self, rows: usize) {
-        if self.is_empty() || rows <= self.len() {
-            return;
-        }
-        self.lines.reserve(rows - self.len());
-        self.columns.iter_mut().for_each(|c| c.reserve_rows(rows));
     }
 
     /// Approximate heap size, used to keep memory within the configured budget.

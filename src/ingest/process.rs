@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::io::{self, BufReader, Read, Seek, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
@@ -170,8 +170,6 @@ struct Buckets {
     compact_floor: usize,
     /// Rows dropped by those early deduplications (the final one counts the rest).
     dropped: u64,
-    /// The CSV the source is planned to hold (what room is reserved for).
-    csv_bytes: u64,
 }
 
 /// Keeps only each key's latest version in `batch`, in batch order; returns the rows dropped.
@@ -211,23 +209,7 @@ impl Buckets {
             compact_at: vec![compact_floor; count],
             compact_floor,
             dropped: 0,
-            csv_bytes: 0,
         }
-    }
-
-    /// Reserves room in a bucket that just received its first rows for what it is expected to
-    /// hold at once: its share of the source, or what it holds until it spills. Records of
-    /// `record_bytes` CSV bytes each are assumed. Growing by doubling instead copied a bucket
-    /// into fresh memory again and again.
-    fn reserve(&mut self, index: usize, record_bytes: usize) {
-        let bucket = &mut self.rows[index];
-        let count = self.spilled.len() as u64;
-        let share = self.csv_bytes / record_bytes.max(1) as u64 / count;
-        let until_spill =
-            (self.flush_bytes / bucket.heap_bytes().div_ceil(bucket.len()).max(1)) as u64;
-        // A little over the share: hashing spreads keys over buckets only about evenly.
-        let rows = share.min(until_spill).saturating_mul(17) / 16;
-        bucket.reserve_rows(rows.min(u32::MAX as u64) as usize);
     }
 
     /// The bucket's rows when they outgrew their share, for the spill writer; an empty batch
@@ -265,19 +247,10 @@ impl Buckets {
         };
         let mut all = in_memory.empty_like();
         let file = File::open(&path).map_err(work_err(&path))?;
-        let spilled = file.metadata().map_err(work_err(&path))?.len();
         let mut reader = BufReader::with_capacity(SPILL_IO_BYTES, file);
         // Deduplicated as it is read back, so many copies of few keys never fill the memory.
         let mut compact_at = self.compact_floor.max(self.flush_bytes.saturating_mul(4));
-        let mut first = true;
         while all.read_chunk(&mut reader).map_err(work_err(&path))? {
-            if std::mem::take(&mut first) {
-                // Room for the whole bucket, from the size of the first chunk read.
-                let read = reader.stream_position().map_err(work_err(&path))?;
-                let rows = spilled / read.div_ceil(all.len().max(1) as u64).max(1)
-                    + in_memory.len() as u64;
-                all.reserve_rows(rows.min(u32::MAX as u64) as usize);
-            }
             let bytes = all.heap_bytes();
             if bytes >= compact_at {
                 self.dropped += compact(&mut all, self.key, self.version);
@@ -409,7 +382,6 @@ pub fn process_file(
     let csv_bytes = expected_csv_bytes(job.input_bytes, gzip, job.declared_csv_bytes);
     let bucket_count = plan_buckets(csv_bytes, job.memory_budget_bytes);
     let mut buckets = Buckets::new(contract, bucket_count, job.memory_budget_bytes);
-    buckets.csv_bytes = csv_bytes;
     let mut rows_read = 0u64;
     let key = contract.key;
     let route = |rows: &Batch, row: usize| match bucket_count {
@@ -443,11 +415,7 @@ pub fn process_file(
             }
             for (index, rows) in &done.runs {
                 let index = *index as usize;
-                let fresh = buckets.rows[index].is_empty();
                 buckets.rows[index].append_rows(&done.rows, rows.clone());
-                if fresh {
-                    buckets.reserve(index, done.chunk.data_bytes() / done.chunk.len().max(1));
-                }
                 if let Some(full) = buckets.full(index, &free_rx)
                     && spill_tx.send((index, full)).is_err()
                 {
