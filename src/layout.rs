@@ -110,6 +110,17 @@ pub fn verdict_alerted_key(dataset: &str, batch_id: &str) -> String {
     format!("{ALERTS}/verdicts/{dataset}/{batch_id}.json")
 }
 
+/// What the arrival check has said about a dataset's export of a day (missing, late).
+pub fn arrival_record_key(dataset: &str, day: &str) -> String {
+    format!("{ALERTS}/arrivals/{dataset}/{day}.json")
+}
+
+/// The manifests of the batches whose source object arrived on `day` (`YYYY-MM-DD`): batch ids
+/// start with the arrival time.
+pub fn manifests_arrived_prefix(dataset: &str, day: &str) -> String {
+    format!("{MANIFESTS}/{dataset}/{}", day.replace('-', ""))
+}
+
 /// Recent send times (storm detection) and alerts held back for a digest.
 pub const ALERT_RECENT_KEY: &str = "alerts/recent.json";
 pub const ALERT_DIGEST_KEY: &str = "alerts/digest.json";

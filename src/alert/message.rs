@@ -22,15 +22,19 @@ pub enum AlertType {
     FunctionFailure,
     SlaBreach,
     Digest,
+    ExportMissing,
+    ExportLate,
 }
 
 impl AlertType {
-    pub const ALL: [AlertType; 5] = [
+    pub const ALL: [AlertType; 7] = [
         AlertType::QualityFail,
         AlertType::QualityWarn,
         AlertType::FunctionFailure,
         AlertType::SlaBreach,
         AlertType::Digest,
+        AlertType::ExportMissing,
+        AlertType::ExportLate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +44,8 @@ impl AlertType {
             AlertType::FunctionFailure => "function_failure",
             AlertType::SlaBreach => "sla_breach",
             AlertType::Digest => "digest",
+            AlertType::ExportMissing => "export_missing",
+            AlertType::ExportLate => "export_late",
         }
     }
 
@@ -88,6 +94,11 @@ impl Message {
             ("dataset", self.dataset.clone()),
             ("alert_type", self.alert_type.name().to_owned()),
         ])
+    }
+
+    /// Whether it must reach on-call at once (severity `fail`), never held for a digest.
+    pub fn is_urgent(&self) -> bool {
+        self.severity == "fail"
     }
 
     /// Alerts with the same key are the same alert (sent once per deduplication window).
@@ -270,6 +281,66 @@ pub fn sla_alert(date: &str, deadline: &str, bucket_uri: &str, last_load: Option
     }
 }
 
+/// No export of `dataset` arrived on `day` by its deadline.
+pub fn export_missing(dataset: &str, day: &str, deadline: &str, raw_uri: &str) -> Message {
+    let subject = fit_subject(&format!(
+        "[FAIL] {dataset} {day}: no export arrived by {deadline}"
+    ));
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "FAIL: no {dataset} export arrived on {day} by {deadline}, when its contract expects one."
+    );
+    let _ = writeln!(
+        b,
+        "Nothing of {dataset} for {day} will reach the lake, the KPIs or Redshift until it lands."
+    );
+    let _ = writeln!(b, "\nWhere\n  Expected under: {raw_uri}");
+    next_steps(&mut b, AlertType::ExportMissing);
+    Message {
+        alert_type: AlertType::ExportMissing,
+        severity: "fail".into(),
+        dataset: dataset.into(),
+        date: day.into(),
+        subject,
+        body: b,
+    }
+}
+
+/// `dataset`'s export of `day` arrived, but only after its deadline (at `arrived`, UTC).
+pub fn export_late(
+    dataset: &str,
+    day: &str,
+    deadline: &str,
+    arrived: &[String],
+    manifests_uri: &str,
+) -> Message {
+    let first = arrived.first().map_or("", String::as_str);
+    let subject = fit_subject(&format!(
+        "[WARN] {dataset} {day}: export arrived late ({first}, due {deadline})"
+    ));
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "WARN: the {dataset} export of {day} arrived after its deadline of {deadline}."
+    );
+    let _ = writeln!(
+        b,
+        "It is being ingested and checked as usual; only the timing was off."
+    );
+    let _ = writeln!(b, "\nWhere\n  Batches: {manifests_uri}");
+    let _ = writeln!(b, "\nHow much\n  arrived at: {}", arrived.join(", "));
+    next_steps(&mut b, AlertType::ExportLate);
+    Message {
+        alert_type: AlertType::ExportLate,
+        severity: "warn".into(),
+        dataset: dataset.into(),
+        date: day.into(),
+        subject,
+        body: b,
+    }
+}
+
 /// One message for several alerts that arrived close together.
 pub fn digest(messages: &[Message]) -> Message {
     let fails = messages.iter().filter(|m| m.severity == "fail").count();
@@ -277,11 +348,16 @@ pub fn digest(messages: &[Message]) -> Message {
     let datasets: std::collections::BTreeSet<&str> =
         messages.iter().map(|m| m.dataset.as_str()).collect();
     let date = messages.first().map(|m| m.date.clone()).unwrap_or_default();
+    // Only warnings are held for a digest now; one queued by an older version may still fail.
+    let failing = if fails > 0 {
+        format!(" ({fails} failing)")
+    } else {
+        String::new()
+    };
     let subject = fit_subject(&format!(
-        "[{}] {} alerts ({} failing) for {}",
+        "[{}] {} alerts{failing} for {}",
         severity.to_uppercase(),
         messages.len(),
-        fails,
         datasets.into_iter().collect::<Vec<_>>().join(", ")
     ));
     let mut b = String::new();

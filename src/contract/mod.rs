@@ -2,6 +2,7 @@
 //! CSV header binding, row validation, the Parquet schema and partition layout. Adding a dataset
 //! means adding a contract file, not a code path.
 
+mod arrival;
 mod domains;
 pub mod quality;
 mod registry;
@@ -11,6 +12,7 @@ use std::fmt;
 
 use regex::Regex;
 
+pub use arrival::Arrival;
 pub use domains::Domain;
 pub use quality::{QualityRules, Severity};
 pub use registry::{CONTRACTS_DIR_VAR, Registry};
@@ -155,6 +157,8 @@ pub struct Contract {
     pub version: usize,
     pub partitions: Vec<Partition>,
     pub quality: QualityRules,
+    /// When its exports are expected, if the contract says (`[arrival]`).
+    pub arrival: Option<Arrival>,
 }
 
 impl Contract {

@@ -22,6 +22,7 @@ pub(super) struct ContractSpec {
     columns: Vec<ColumnSpec>,
     #[serde(default)]
     quality: QualityRules,
+    arrival: Option<super::arrival::ArrivalSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,6 +201,9 @@ impl ContractSpec {
         for p in self.quality.problems(&columns) {
             problems.add(p);
         }
+        let mut arrival_problems = Vec::new();
+        let arrival = self.arrival.and_then(|a| a.compile(&mut arrival_problems));
+        arrival_problems.into_iter().for_each(|p| problems.add(p));
 
         if !problems.list.is_empty() {
             return Err(ContractError::Invalid {
@@ -215,6 +219,7 @@ impl ContractSpec {
             version: version.expect("checked above"),
             partitions,
             quality: self.quality,
+            arrival,
         })
     }
 }

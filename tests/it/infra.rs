@@ -135,7 +135,11 @@ fn scheduled_inputs_match_the_sample_events() {
         .filter_map(|l| l.strip_prefix("Input: "))
         .map(|i| serde_json::from_str(i.trim_matches('\'')).expect("Input is JSON"))
         .collect();
-    for sample in ["alert-sla-check.json", "alert-flush-digest.json"] {
+    for sample in [
+        "alert-sla-check.json",
+        "alert-flush-digest.json",
+        "alert-arrival-check.json",
+    ] {
         let text = std::fs::read_to_string(root().join("events").join(sample)).expect(sample);
         let event: serde_json::Value = serde_json::from_str(&text).expect(sample);
         assert!(

@@ -53,6 +53,9 @@ fn every_sample_event_is_accepted_by_its_function() {
                     "alert-flush-digest.json" => {
                         matches!(&requests[..], [AlertRequest::FlushDigest])
                     }
+                    "alert-arrival-check.json" => {
+                        matches!(&requests[..], [AlertRequest::ArrivalCheck { date: None }])
+                    }
                     other => panic!("no expectation for {other}"),
                 };
                 assert!(ok, "{name}: {requests:?}");

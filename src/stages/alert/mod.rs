@@ -2,6 +2,7 @@
 //! records (every function's on-failure destination) and schedule inputs → deduplicated,
 //! digested pages through a notifier (SNS email; the lake's outbox locally).
 
+mod arrivals;
 pub mod config;
 pub mod request;
 pub mod service;
@@ -30,7 +31,7 @@ impl AlertService {
     /// no contracts; the registry is taken so every entry point has the same shape.)
     pub fn from_env(
         sdk: &aws_config::SdkConfig,
-        _registry: Arc<Registry>,
+        registry: Arc<Registry>,
     ) -> Result<Self, ConfigError> {
         let config = AlertConfig::from_env(|name| std::env::var(name).ok())?;
         let state = Arc::new(S3Store::new(crate::aws::s3_client(sdk), &config.bucket));
@@ -38,7 +39,7 @@ impl AlertService {
             crate::aws::sns_client(sdk),
             &config.topic_arn,
         ));
-        Ok(AlertService::new(state, notifier, config.settings))
+        Ok(AlertService::new(state, notifier, config.settings).with_registry(registry))
     }
 }
 

@@ -20,11 +20,16 @@ pub enum AlertRequest {
     },
     /// `{"flush_digest": true}`: send alerts held back for a digest.
     FlushDigest,
+    /// `{"arrival_check": {}}` or `{"arrival_check": {"date": "2026-11-21"}}`: whether each
+    /// dataset's export arrived by its contract's deadline (default: yesterday and today, UTC).
+    ArrivalCheck {
+        date: Option<NaiveDate>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unrecognised alert input ({0}); expected a quality report, a Lambda destination record, {{\"sla_check\": {{}}}} or {{\"flush_digest\": true}}"
+    "unrecognised alert input ({0}); expected a quality report, a Lambda destination record, {{\"sla_check\": {{}}}}, {{\"arrival_check\": {{}}}} or {{\"flush_digest\": true}}"
 )]
 pub struct InputError(String);
 
@@ -111,15 +116,20 @@ fn reports(payload: &Value) -> Result<Vec<AlertRequest>, InputError> {
 
 /// The requests in one alert Lambda input.
 pub fn parse(value: &Value) -> Result<Vec<AlertRequest>, InputError> {
+    let date_of = |check: &Value, name: &str| match check.get("date").and_then(Value::as_str) {
+        Some(d) => d
+            .parse()
+            .map(Some)
+            .map_err(|_| InputError(format!("{name}.date {d:?} is not YYYY-MM-DD"))),
+        None => Ok(None),
+    };
     if let Some(check) = value.get("sla_check") {
-        let date = match check.get("date").and_then(Value::as_str) {
-            Some(d) => Some(
-                d.parse()
-                    .map_err(|_| InputError(format!("sla_check.date {d:?} is not YYYY-MM-DD")))?,
-            ),
-            None => None,
-        };
+        let date = date_of(check, "sla_check")?;
         return Ok(vec![AlertRequest::SlaCheck { date }]);
+    }
+    if let Some(check) = value.get("arrival_check") {
+        let date = date_of(check, "arrival_check")?;
+        return Ok(vec![AlertRequest::ArrivalCheck { date }]);
     }
     if value.get("flush_digest").and_then(Value::as_bool) == Some(true) {
         return Ok(vec![AlertRequest::FlushDigest]);

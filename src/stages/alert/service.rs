@@ -8,9 +8,11 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use super::arrivals::{self, ArrivalRecord, Finding};
 use super::request::AlertRequest;
-use crate::alert::message::{self, Message};
+use crate::alert::message::{self, AlertType, Message};
 use crate::alert::notifier::{Notifier, NotifyError};
+use crate::contract::Registry;
 use crate::layout;
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError};
@@ -115,6 +117,8 @@ pub struct AlertService {
     records: LakeState,
     notifier: Arc<dyn Notifier>,
     settings: AlertSettings,
+    /// Whose exports the arrival check expects (`[arrival]` in a contract).
+    registry: Arc<Registry>,
 }
 
 impl AlertService {
@@ -129,7 +133,14 @@ impl AlertService {
             state,
             notifier,
             settings,
+            registry: Arc::new(Registry::builtin()),
         }
+    }
+
+    /// Expects exports as these contracts declare (default: the built-in ones).
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = registry;
+        self
     }
 
     async fn load<T: Default + for<'de> Deserialize<'de>>(
@@ -201,6 +212,26 @@ impl AlertService {
                     .await?
             }
             AlertRequest::FlushDigest => None,
+            AlertRequest::ArrivalCheck { date } => {
+                // By default today, and yesterday for late arrivals only: an export that lands
+                // late just before midnight is still reported on the first check of the next
+                // day, while a first deployment does not page about the day before it.
+                let today = now.date_naive();
+                let days = match date {
+                    Some(day) => vec![(day, true)],
+                    None => today
+                        .pred_opt()
+                        .map(|d| (d, false))
+                        .into_iter()
+                        .chain([(today, true)])
+                        .collect(),
+                };
+                for (day, missing_too) in days {
+                    self.check_arrivals(day, missing_too, now, &mut outcomes)
+                        .await?;
+                }
+                None
+            }
         };
         if let Some(m) = message {
             outcomes.push(self.offer(m, now).await?);
@@ -217,6 +248,40 @@ impl AlertService {
             outcomes.push(digest);
         }
         Ok(outcomes)
+    }
+
+    /// Whether every dataset that declares `[arrival]` had an export on `day` by its deadline;
+    /// each finding is offered like any alert and remembered, so it is said once.
+    async fn check_arrivals(
+        &self,
+        day: NaiveDate,
+        missing_too: bool,
+        now: DateTime<Utc>,
+        outcomes: &mut Vec<AlertOutcome>,
+    ) -> Result<(), AlertError> {
+        let day_text = day.format("%Y-%m-%d").to_string();
+        for contract in self.registry.iter().filter(|c| c.arrival.is_some()) {
+            let record_key = layout::arrival_record_key(&contract.name, &day_text);
+            let said: ArrivalRecord = self.load(&record_key).await?;
+            let arrived = arrivals::arrivals(self.state.as_ref(), &contract.name, day).await?;
+            match arrivals::judge(contract, day, now, &arrived, &said, self.state.as_ref()) {
+                Finding::Quiet(reason) => outcomes.push(AlertOutcome::NothingToSend { reason }),
+                Finding::Say(m, _) if !missing_too && m.alert_type == AlertType::ExportMissing => {
+                    outcomes.push(AlertOutcome::NothingToSend {
+                        reason: format!(
+                            "{} of {day_text}: missing is checked on its day",
+                            contract.name
+                        ),
+                    })
+                }
+                Finding::Say(m, record) => {
+                    // Offered first: a run killed in between says it again (deduplicated).
+                    outcomes.push(self.offer(*m, now).await?);
+                    self.save(&record_key, &record).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn sla(
@@ -286,7 +351,9 @@ impl AlertService {
         };
         // Each step is recorded before the next, so a crash anywhere sends the alert again on
         // the retry rather than never: at worst twice (the publish done, its record not).
-        if recent.sent.len() >= self.settings.digest_threshold {
+        // Only warnings wait for a digest: a failure, missing data or a breached SLA is sent
+        // at once however many alerts went before it (and still counts towards the burst).
+        if !m.is_urgent() && recent.sent.len() >= self.settings.digest_threshold {
             let mut digest: Digest = self.load(layout::ALERT_DIGEST_KEY).await?;
             let subject = m.subject.clone();
             let alert_type = m.alert_type.name().to_owned();

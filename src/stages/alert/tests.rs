@@ -1,10 +1,10 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use chrono::TimeZone;
+use chrono::{NaiveDate, TimeZone};
 
 use super::*;
-use crate::alert::message::FailedInvocation;
+use crate::alert::message::{AlertType, FailedInvocation};
 use crate::alert::{Message, Notifier, NotifyError};
 use crate::layout;
 use crate::quality::{CheckResult, CheckStatus, QualityReport, Verdict};
@@ -122,14 +122,14 @@ async fn a_failed_batch_pages_once_per_window_and_a_pass_pages_nobody() {
 }
 
 #[tokio::test]
-async fn a_burst_of_failures_becomes_one_digest() {
+async fn a_burst_of_warnings_becomes_one_digest() {
     let dir = tempfile::tempdir().unwrap();
     let (svc, sent) = service(&dir);
     let datasets = ["orders", "payments", "customers", "refunds", "returns"];
     let mut outcomes = vec![];
     for (i, d) in datasets.iter().enumerate() {
         outcomes.extend(
-            svc.handle(quality(d, Verdict::Fail), at(1, i as u32))
+            svc.handle(quality(d, Verdict::Warn), at(1, i as u32))
                 .await
                 .unwrap(),
         );
@@ -155,14 +155,63 @@ async fn a_burst_of_failures_becomes_one_digest() {
     );
     let sent = sent.0.lock().unwrap();
     let digest = sent.last().unwrap();
-    assert_eq!(
-        digest.subject,
-        "[FAIL] 2 alerts (2 failing) for refunds, returns"
-    );
+    assert_eq!(digest.subject, "[WARN] 2 alerts for refunds, returns");
     assert!(
-        digest.body.contains("[FAIL] refunds 2026-11-21")
-            && digest.body.contains("docs/runbook.md#digest")
+        digest.body.contains("[WARN] refunds 2026-11-21")
+            && digest.body.contains("docs/runbook.md#digest"),
+        "{}",
+        digest.body
     );
+}
+
+#[tokio::test]
+async fn a_failure_after_a_burst_of_warnings_is_sent_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, sent) = service(&dir);
+    // The default burst threshold is 3: the fourth warning waits for a digest.
+    for (i, d) in ["orders", "payments", "customers", "refunds"]
+        .iter()
+        .enumerate()
+    {
+        svc.handle(quality(d, Verdict::Warn), at(1, i as u32))
+            .await
+            .unwrap();
+    }
+    assert_eq!(sent.0.lock().unwrap().len(), 3);
+    let out = svc
+        .handle(quality("returns", Verdict::Fail), at(1, 5))
+        .await
+        .unwrap();
+    assert!(matches!(out[0], AlertOutcome::Sent { .. }), "{out:?}");
+    {
+        let sent = sent.0.lock().unwrap();
+        assert_eq!(sent.len(), 4);
+        assert!(
+            sent[3].subject.starts_with("[FAIL] returns"),
+            "{:?}",
+            sent[3]
+        );
+    }
+    // Still deduplicated: the same failure again within the window is suppressed.
+    let again = svc
+        .handle(quality("returns", Verdict::Fail), at(1, 6))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again[0], AlertOutcome::Suppressed { .. }),
+        "{again:?}"
+    );
+    // The held warning goes out as a digest of one, and the failure is not in it.
+    let out = svc
+        .handle(AlertRequest::FlushDigest, at(1, 20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out[0], AlertOutcome::DigestSent { alerts: 1, .. }),
+        "{out:?}"
+    );
+    let sent = sent.0.lock().unwrap();
+    assert!(!sent.last().unwrap().body.contains("[FAIL] returns"));
 }
 
 #[tokio::test]
@@ -254,4 +303,111 @@ fn sla_breaches_count_even_when_the_email_is_suppressed() {
             ("SlaBreaches", 1)
         ]
     );
+}
+
+/// Lands a batch of `dataset` whose source arrived at `h:m` on 2026-11-21.
+async fn arrive(dir: &tempfile::TempDir, dataset: &str, h: u32, m: u32) {
+    let store = LocalStore::new(dir.path()).unwrap();
+    let key = format!("manifests/{dataset}/20261121T{h:02}{m:02}00Z-abcdef012345.json");
+    store.put(&key, Bytes::from("{}")).await.unwrap();
+}
+
+fn arrival_check() -> AlertRequest {
+    AlertRequest::ArrivalCheck {
+        date: Some(NaiveDate::from_ymd_opt(2026, 11, 21).unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_export_pages_once_and_its_late_arrival_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, sent) = service(&dir);
+    // The built-in contracts expect every export by 01:30 UTC, with 15 minutes of grace.
+    arrive(&dir, "orders", 1, 10).await;
+    arrive(&dir, "payments", 1, 40).await;
+    let early = svc.handle(arrival_check(), at(1, 44)).await.unwrap();
+    assert!(sent.0.lock().unwrap().is_empty(), "{early:?}");
+
+    svc.handle(arrival_check(), at(1, 50)).await.unwrap();
+    svc.handle(arrival_check(), at(2, 5)).await.unwrap();
+    {
+        let sent = sent.0.lock().unwrap();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let m = &sent[0];
+        assert_eq!(m.alert_type, AlertType::ExportMissing);
+        assert_eq!(m.severity, "fail");
+        assert_eq!(
+            m.subject,
+            "[FAIL] customers 2026-11-21: no export arrived by 2026-11-21 01:30 UTC (+15 min grace)"
+        );
+        assert!(m.body.contains("raw/customers/"), "{}", m.body);
+        assert!(
+            m.body.contains("docs/runbook.md#export_missing"),
+            "{}",
+            m.body
+        );
+    }
+
+    // The customers export lands at 03:20: one export_late, then silence.
+    arrive(&dir, "customers", 3, 20).await;
+    svc.handle(arrival_check(), at(3, 30)).await.unwrap();
+    svc.handle(arrival_check(), at(10, 0)).await.unwrap();
+    let sent = sent.0.lock().unwrap();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let late = &sent[1];
+    assert_eq!(late.alert_type, AlertType::ExportLate);
+    assert_eq!(late.severity, "warn");
+    assert!(
+        late.subject.contains("arrived late (2026-11-21 03:20 UTC"),
+        "{}",
+        late.subject
+    );
+}
+
+#[tokio::test]
+async fn an_export_a_minute_past_the_grace_is_late_without_having_been_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, sent) = service(&dir);
+    for d in ["orders", "payments"] {
+        arrive(&dir, d, 1, 0).await;
+    }
+    arrive(&dir, "customers", 1, 46).await;
+    svc.handle(arrival_check(), at(2, 0)).await.unwrap();
+    let sent = sent.0.lock().unwrap();
+    let types: Vec<AlertType> = sent.iter().map(|m| m.alert_type).collect();
+    assert_eq!(types, [AlertType::ExportLate]);
+}
+
+#[tokio::test]
+async fn the_scheduled_check_reports_yesterday_only_when_it_came_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, sent) = service(&dir);
+    // Nothing arrived on the 21st but a late customers export: on the 22nd at 00:00 the
+    // default check (yesterday and today) says it was late and pages nobody about the rest.
+    arrive(&dir, "customers", 23, 55).await;
+    let midnight = Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap();
+    svc.handle(AlertRequest::ArrivalCheck { date: None }, midnight)
+        .await
+        .unwrap();
+    let sent = sent.0.lock().unwrap();
+    let types: Vec<(AlertType, &str)> = sent
+        .iter()
+        .map(|m| (m.alert_type, m.dataset.as_str()))
+        .collect();
+    assert_eq!(types, [(AlertType::ExportLate, "customers")]);
+}
+
+#[test]
+fn the_arrival_check_is_recognised_with_or_without_a_date() {
+    use serde_json::json;
+    assert_eq!(
+        request::parse(&json!({"arrival_check": {}})).unwrap(),
+        [AlertRequest::ArrivalCheck { date: None }]
+    );
+    assert_eq!(
+        request::parse(&json!({"arrival_check": {"date": "2026-11-21"}})).unwrap(),
+        [arrival_check()]
+    );
+    let bad = request::parse(&json!({"arrival_check": {"date": "21/11"}})).unwrap_err();
+    assert!(bad.to_string().contains("arrival_check.date"), "{bad}");
 }
