@@ -247,3 +247,55 @@ fn triggers_destinations_and_retention_are_as_the_pipeline_needs() {
         assert!(has(bucket, rule), "the data bucket lacks: {rule}");
     }
 }
+
+/// One incident pages once: no alarm on a function's transient errors (a retry absorbs them;
+/// an event that exhausts its retries reaches the alert function or the dead-letter queue), no
+/// alarm repeating the SLA email, and failures and warnings can go to different addresses.
+#[test]
+fn pages_are_for_what_is_lost_and_warnings_can_go_elsewhere() {
+    let template = template();
+    let resources = resources(&template);
+    let alarms: Vec<(&String, &Vec<String>)> = resources
+        .iter()
+        .filter(|(_, lines)| value(lines, "Type") == Some("AWS::CloudWatch::Alarm"))
+        .collect();
+    for (name, lines) in &alarms {
+        let metric = value(lines, "MetricName").unwrap_or_default();
+        assert!(
+            !["Errors", "SlaBreaches"].contains(&metric),
+            "{name} pages on {metric}, which a retry or the sla_breach email already covers"
+        );
+    }
+    let metric_of = |name: &str| value(&resources[name], "MetricName").map(str::to_owned);
+    assert_eq!(
+        metric_of("DeadLetterQueueAlarm").as_deref(),
+        Some("ApproximateNumberOfMessagesVisible")
+    );
+    assert_eq!(
+        metric_of("NoSuccessfulLoadAlarm").as_deref(),
+        Some("LoadSucceeded")
+    );
+    // Every function that has one sends its exhausted events to the alert function or the queue.
+    for (name, lines) in &resources {
+        if value(lines, "Type") != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let text = lines.join("\n");
+        assert!(
+            text.contains("Destination: !GetAtt AlertFunction.Arn")
+                || text.contains("Destination: !GetAtt DeadLetterQueue.Arn"),
+            "{name}: an event that exhausts its retries must reach the alert function or the DLQ"
+        );
+    }
+
+    let main = resources["AlertEmailSubscription"].join("\n");
+    assert!(
+        main.contains("- HasWarningEmail")
+            && main.contains("{ severity: [fail, { exists: false }] }"),
+        "with a warnings address, on-call gets failures and alarms only:\n{main}"
+    );
+    let warn = &resources["WarningEmailSubscription"];
+    assert_eq!(value(warn, "Condition"), Some("HasWarningEmail"));
+    assert_eq!(value(warn, "FilterPolicy"), Some("{ severity: [warn] }"));
+    assert!(template.contains("  HasWarningEmail: !Not [!Equals [!Ref WarningEmail, \"\"]]"));
+}
