@@ -79,6 +79,9 @@ pub struct Manifest {
     pub source_columns: Vec<String>,
     pub schema_drift: SchemaDrift,
     pub column_stats: ColumnStats,
+    /// Rejected rows per reason, the quoted values left out (`currency: does not match …`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reject_reasons: BTreeMap<String, u64>,
 }
 
 impl Manifest {

@@ -178,6 +178,17 @@ pub fn quality_alert(r: &QualityReport) -> Option<Message> {
             if !c.offending_keys.is_empty() {
                 let _ = writeln!(b, "    sample keys: {}", c.offending_keys.join(", "));
             }
+            if !c.breakdown.is_empty() {
+                let heading = match c.check.as_str() {
+                    "reject_rate" => "rejected rows by reason",
+                    "referential_integrity" => "missing values, with the rows naming each",
+                    _ => "made of",
+                };
+                let _ = writeln!(b, "    {heading}:");
+                for t in &c.breakdown {
+                    let _ = writeln!(b, "      {:>8}  {}", t.count, t.what);
+                }
+            }
         }
     }
     let _ = writeln!(b, "\nWhere");

@@ -597,6 +597,7 @@ impl ManifestBase<'_> {
             source_columns: vec![],
             schema_drift: SchemaDrift::default(),
             column_stats: Default::default(),
+            reject_reasons: Default::default(),
         }
     }
 
@@ -627,6 +628,7 @@ impl ManifestBase<'_> {
         m.source_columns = p.source_columns;
         m.schema_drift = p.drift;
         m.column_stats = p.stats;
+        m.reject_reasons = p.reject_reasons;
         (m, uploads)
     }
 

@@ -75,6 +75,8 @@ pub struct ProcessedFile {
     pub partitions: Vec<PartitionSummary>,
     /// Staged rejected-rows CSV and its row count.
     pub rejects: Option<(PathBuf, u64)>,
+    /// Rejected rows per reason category (no values).
+    pub reject_reasons: BTreeMap<String, u64>,
     pub drift: SchemaDrift,
     pub source_columns: Vec<String>,
     pub stats: ColumnStats,
@@ -444,6 +446,7 @@ pub fn process_file(
         },
     }
     let quarantine_path = quarantine.path().to_owned();
+    let reject_reasons = quarantine.categories().clone();
     let rejects = quarantine.finish().map_err(work_err(&quarantine_path))?;
 
     let lineage = Lineage {
@@ -492,6 +495,7 @@ pub fn process_file(
         files,
         partitions,
         rejects,
+        reject_reasons,
         drift: validator.drift.clone(),
         source_columns: validator.source_columns.clone(),
         stats,

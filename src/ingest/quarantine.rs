@@ -1,6 +1,7 @@
 //! The rejected-rows file: CSV with the source line number, the reason, and the row's raw fields
 //! exactly as they arrived (so a fixed row can be re-submitted).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,44 @@ pub struct QuarantineWriter {
     header: ByteRecord,
     writer: Option<csv::Writer<BufWriter<File>>>,
     rows: u64,
+    /// Rows per reason category ([`reason_category`]): what a reject-rate alert lists.
+    categories: BTreeMap<String, u64>,
+}
+
+/// A reason without the value it quotes, so it can be counted and shown in alerts (which never
+/// carry data): `email: "x@" does not match ^…$` becomes `email: does not match ^…$`.
+pub fn reason_category(reason: &str) -> String {
+    if reason.starts_with("row has ") {
+        return "row has the wrong number of fields".into();
+    }
+    let Some((column, rest)) = reason.split_once(": ") else {
+        return reason.to_owned();
+    };
+    let rule = if let Some(quoted) = rest.strip_prefix('"') {
+        // The value is quoted with `escape_debug`: a quote inside it is escaped.
+        let mut chars = quoted.char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match end {
+            Some(i) => quoted[i + 1..].trim_start_matches('…').trim_start(),
+            None => "has an unreadable value",
+        }
+    } else {
+        rest.strip_prefix("value (withheld: personal data) ")
+            .unwrap_or(rest)
+    };
+    format!("{column}: {rule}")
 }
 
 impl QuarantineWriter {
@@ -27,7 +66,13 @@ impl QuarantineWriter {
             header: source_header.fields().collect(),
             writer: None,
             rows: 0,
+            categories: BTreeMap::new(),
         }
+    }
+
+    /// Rejected rows per reason category so far (a row with two reasons counts for both).
+    pub fn categories(&self) -> &BTreeMap<String, u64> {
+        &self.categories
     }
 
     pub fn reject(&mut self, reasons: &[String], raw: &RawRecord<'_>) -> io::Result<()> {
@@ -50,6 +95,9 @@ impl QuarantineWriter {
         record.extend(raw.fields());
         w.write_byte_record(&record)?;
         self.rows += 1;
+        for reason in reasons {
+            *self.categories.entry(reason_category(reason)).or_default() += 1;
+        }
         Ok(())
     }
 
@@ -76,6 +124,39 @@ impl QuarantineWriter {
 mod tests {
     use super::*;
     use crate::ingest::OwnedRecord;
+
+    #[test]
+    fn categories_drop_the_quoted_value() {
+        for (reason, category) in [
+            (
+                r#"currency: "eu\"r" does not match ^[A-Z]{3}$"#,
+                "currency: does not match ^[A-Z]{3}$",
+            ),
+            (
+                r#"total_amount: "12,5" is not a decimal"#,
+                "total_amount: is not a decimal",
+            ),
+            (r#"note: "aaaaaaaa…" is too long"#, "note: is too long"),
+            (
+                "email: value (withheld: personal data) does not match ^x$",
+                "email: does not match ^x$",
+            ),
+            (
+                "order_ts: required value is missing",
+                "order_ts: required value is missing",
+            ),
+            (
+                "row has 3 field(s) but the header has 9",
+                "row has the wrong number of fields",
+            ),
+            (
+                "column 4: value is not valid UTF-8",
+                "column 4: value is not valid UTF-8",
+            ),
+        ] {
+            assert_eq!(reason_category(reason), category, "{reason}");
+        }
+    }
 
     #[test]
     fn rejected_rows_keep_their_raw_bytes_line_and_reason() {

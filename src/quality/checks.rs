@@ -1,11 +1,11 @@
 //! The checks, as pure functions of what is known about a batch: its manifest, the manifests
 //! of earlier batches, and facts read from silver. No I/O here, so every edge case is a unit test.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use super::report::{CheckResult, CheckStatus, MAX_OFFENDING_KEYS};
+use super::report::{CheckResult, CheckStatus, MAX_OFFENDING_KEYS, top_tallies};
 use crate::contract::quality::ReferenceRule;
 use crate::contract::{ColumnKind, Contract, Severity};
 use crate::manifest::{BatchStatus, Manifest};
@@ -20,6 +20,8 @@ pub struct ReferenceFacts {
     pub orphans: u64,
     /// Keys of the batch's orphan rows (at most [`MAX_OFFENDING_KEYS`]).
     pub sample: Vec<String>,
+    /// The referenced values not found, with the orphan rows naming each (`None`: no value).
+    pub missing: HashMap<Option<String>, u64>,
 }
 
 /// Everything the checks look at.
@@ -96,6 +98,7 @@ impl Check {
             threshold,
             message,
             offending_keys: vec![],
+            breakdown: vec![],
         }
     }
     fn skipped(self, threshold: String, why: &str) -> CheckResult {
@@ -163,8 +166,16 @@ fn reject_rate(f: &Facts<'_>) -> CheckResult {
     };
     let c = Check::new("reject_rate", severity);
     let message = format!("{} of {} rows rejected", m.rows_rejected, m.rows_read);
-    c.result(status, Some(rate), pct(rate), threshold, message)
+    let mut result = c.result(status, Some(rate), pct(rate), threshold, message);
+    result.breakdown = top_tallies(
+        m.reject_reasons.iter().map(|(r, n)| (r.as_str(), *n)),
+        TOP_REASONS,
+    );
+    result
 }
+
+/// Reject reasons a report (and its email) lists by name.
+const TOP_REASONS: usize = 5;
 
 fn schema_drift(f: &Facts<'_>) -> Vec<CheckResult> {
     let (drift, rule) = (&f.manifest.schema_drift, f.contract.quality.schema_drift);
@@ -281,6 +292,21 @@ fn referential_integrity(m: &Manifest, facts: &ReferenceFacts) -> CheckResult {
         .take(MAX_OFFENDING_KEYS)
         .cloned()
         .collect();
+    if !facts.missing.is_empty() {
+        r.message.push_str(&format!(
+            "; {} distinct {} value(s) missing",
+            facts.missing.len(),
+            rule.column
+        ));
+    }
+    // The referenced values are the parent's keys, which are never personal data.
+    r.breakdown = top_tallies(
+        facts
+            .missing
+            .iter()
+            .map(|(k, n)| (k.as_deref().unwrap_or("(no value)"), *n)),
+        MAX_OFFENDING_KEYS,
+    );
     r
 }
 

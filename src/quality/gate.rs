@@ -127,6 +127,7 @@ impl QualityGate {
                 checked: 0,
                 orphans: 0,
                 sample: vec![],
+                missing: HashMap::new(),
             };
             for f in &m.files {
                 let df =
@@ -137,11 +138,12 @@ impl QualityGate {
                 );
                 for (k, r) in keys.into_iter().zip(refs) {
                     facts.checked += 1;
-                    if !r.is_some_and(|r| target.contains(&r)) {
+                    if !r.as_ref().is_some_and(|r| target.contains(r)) {
                         facts.orphans += 1;
                         if facts.sample.len() < MAX_OFFENDING_KEYS {
                             facts.sample.extend(k);
                         }
+                        *facts.missing.entry(r).or_default() += 1;
                     }
                 }
             }

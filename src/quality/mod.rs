@@ -6,4 +6,4 @@ mod gate;
 pub mod report;
 
 pub use gate::{QualityError, QualityGate};
-pub use report::{CheckResult, CheckStatus, Override, QualityReport, Verdict};
+pub use report::{CheckResult, CheckStatus, Override, QualityReport, Tally, Verdict};

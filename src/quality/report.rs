@@ -57,6 +57,40 @@ pub struct CheckResult {
     pub threshold: String,
     pub message: String,
     pub offending_keys: Vec<String>,
+    /// What the observation is made of, largest first: reject reasons with their row counts,
+    /// missing parent keys with their orphan counts. Never a value of a data column beyond keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakdown: Vec<Tally>,
+}
+
+/// One line of a [`CheckResult::breakdown`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub what: String,
+    pub count: u64,
+}
+
+/// The `n` largest of `counts` (ties by name), with the rest summed as one last line.
+pub fn top_tallies<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>, n: usize) -> Vec<Tally> {
+    let mut all: Vec<(&str, u64)> = counts.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let rest: u64 = all.iter().skip(n).map(|(_, c)| c).sum();
+    let others = all.len().saturating_sub(n);
+    let mut out: Vec<Tally> = all
+        .into_iter()
+        .take(n)
+        .map(|(what, count)| Tally {
+            what: what.to_owned(),
+            count,
+        })
+        .collect();
+    if others > 0 {
+        out.push(Tally {
+            what: format!("{others} other(s)"),
+            count: rest,
+        });
+    }
+    out
 }
 
 impl CheckResult {

@@ -74,6 +74,23 @@ fn the_cli_ingests_prints_one_json_object_per_file_and_fails_on_rejected_files()
             assert!(out.get(field).is_some(), "missing {field} in {out}");
         }
         let e = &expected[i]["expected"];
+        // Reasons are counted without the values they quote (alerts list them).
+        let manifest_key = format!(
+            "manifests/{dataset}/{}.json",
+            out["batch_id"].as_str().unwrap()
+        );
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(lake_dir.join(&manifest_key)).unwrap()).unwrap();
+        let reasons = manifest["reject_reasons"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let counted: u64 = reasons.values().map(|n| n.as_u64().unwrap()).sum();
+        assert!(
+            counted >= out["rows_rejected"].as_u64().unwrap(),
+            "{dataset}: {reasons:?}"
+        );
+        assert!(reasons.keys().all(|r| !r.contains('"')), "{reasons:?}");
         assert_eq!(out["rows_read"], e["rows"]);
         assert_eq!(out["rows_written"], e["written"]);
         assert_eq!(out["rows_rejected"], e["rejected"]);

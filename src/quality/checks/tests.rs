@@ -39,6 +39,7 @@ fn manifest(batch: &str, read: u64, written: u64, rejected: u64) -> Manifest {
             value_counts: BTreeMap::new(),
             max_version: Some("2026-11-21T00:00:00Z".into()),
         },
+        reject_reasons: BTreeMap::new(),
     }
 }
 
@@ -107,6 +108,27 @@ fn reject_rate_warns_above_one_percent_and_fails_above_five() {
         ("7.3%", "73 of 1000 rows rejected")
     );
     assert_eq!(c.severity, Severity::Fail);
+    assert!(c.breakdown.is_empty(), "no reasons recorded, none listed");
+
+    // The manifest's reasons, largest first.
+    let mut m = manifest("b", 1000, 927, 73);
+    m.reject_reasons = BTreeMap::from([
+        ("currency: does not match ^[A-Z]{3}$".to_owned(), 50),
+        ("order_ts: required value is missing".to_owned(), 23),
+    ]);
+    let c = find(&run("orders", &m, &[]), "reject_rate").clone();
+    let listed: Vec<(&str, u64)> = c
+        .breakdown
+        .iter()
+        .map(|t| (t.what.as_str(), t.count))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("currency: does not match ^[A-Z]{3}$", 50),
+            ("order_ts: required value is missing", 23)
+        ]
+    );
 }
 
 #[test]
@@ -251,6 +273,10 @@ fn orphans_warn_with_their_rate_and_sample_keys() {
             checked: 200,
             orphans: 50,
             sample: vec!["P1".into(), "P2".into()],
+            missing: (0..13)
+                .map(|i| (Some(format!("O{i:02}")), 13 - i))
+                .chain([(None, 22)])
+                .collect(),
         }],
         now: now(),
     };
@@ -262,6 +288,25 @@ fn orphans_warn_with_their_rate_and_sample_keys() {
     );
     assert_eq!(c.offending_keys, ["P1", "P2"]);
     assert!(c.message.contains("50 of 200 rows"));
+    assert!(
+        c.message.contains("14 distinct order_id value(s) missing"),
+        "{}",
+        c.message
+    );
+    // The missing parents, most orphans first; beyond the listed ones, their sum.
+    let tallies: Vec<(&str, u64)> = c
+        .breakdown
+        .iter()
+        .map(|t| (t.what.as_str(), t.count))
+        .collect();
+    assert_eq!(
+        tallies[..3],
+        [("(no value)", 22), ("O00", 13), ("O01", 12)],
+        "{tallies:?}"
+    );
+    assert_eq!(tallies.len(), 11, "10 named and the rest: {tallies:?}");
+    assert_eq!(tallies[10], ("4 other(s)", 4 + 3 + 2 + 1));
+    assert_eq!(tallies.iter().map(|t| t.1).sum::<u64>(), 22 + 91);
     let (verdict, summary) = QualityReport::verdict_of(&checks);
     assert_eq!(verdict, Verdict::Warn);
     assert!(

@@ -52,6 +52,13 @@ fn report(dataset: &str, verdict: Verdict) -> QualityReport {
         threshold: "warn > 1.0%, fail > 5.0%".into(),
         message: "100 of 1000 rows rejected".into(),
         offending_keys: vec![],
+        breakdown: crate::quality::report::top_tallies(
+            [
+                ("currency: does not match ^[A-Z]{3}$", 70),
+                ("total_amount: required value is missing", 30),
+            ],
+            5,
+        ),
     }];
     let (verdict, summary) = QualityReport::verdict_of(&checks);
     QualityReport {
@@ -112,6 +119,13 @@ async fn a_failed_batch_pages_once_per_window_and_a_pass_pages_nobody() {
         "[FAIL] orders 2026-11-21: 1 of 1 checks failed (reject rate 10.0%)"
     );
     assert!(m.body.contains("100 of 1000 rows rejected") && m.body.contains("rejected_rows.csv"));
+    assert!(
+        m.body.contains(
+            "    rejected rows by reason:\n            70  currency: does not match ^[A-Z]{3}$\n            30  total_amount: required value is missing\n"
+        ),
+        "{}",
+        m.body
+    );
     assert!(
         m.body
             .contains("Next steps (docs/runbook.md#quality_fail)\n  1. "),
