@@ -5,7 +5,8 @@
 //! a raw staging table whose columns match the files exactly (COPY from Parquet maps columns by
 //! position), add the partition columns the files do not carry (identity partitions as literals
 //! per partition group, date partitions from their timestamp), drop staged rows older than the
-//! warehouse's, MERGE by key, and record the batch in the ledger.
+//! warehouse's (latest wins by version, then ingestion time, as in the lake), MERGE by key, and
+//! record the batch in the ledger; a batch the ledger has already changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -285,9 +286,20 @@ impl Warehouse {
             ));
             sql.push(format!("DELETE FROM {raw}"));
         }
+        let ledger = self.table(LEDGER_TABLE);
+        let in_ledger = format!(
+            "SELECT 1 FROM {ledger} WHERE dataset = {} AND batch_id = {}",
+            literal(&contract.name),
+            literal(batch_id)
+        );
+        // The ledger is checked again inside the transaction: a batch loaded by a concurrent or
+        // earlier run (the lookup before the load is only a shortcut) changes nothing.
+        sql.push(format!("DELETE FROM {stage} WHERE EXISTS ({in_ledger})"));
+        // Latest wins as in the lake's readers: greatest version, then the later ingestion, then
+        // the greater batch id. Staged rows the warehouse already has a later version of go.
         let version = &contract.columns[contract.version].name;
         sql.push(format!(
-            "DELETE FROM {stage} USING {target} AS t WHERE {stage}.{key} = t.{key} AND {stage}.{version} < t.{version}"
+            "DELETE FROM {stage} USING {target} AS t WHERE {stage}.{key} = t.{key} AND ({stage}.{version} < t.{version} OR ({stage}.{version} = t.{version} AND ({stage}.{INGESTED_AT} < t.{INGESTED_AT} OR ({stage}.{INGESTED_AT} = t.{INGESTED_AT} AND {stage}.{BATCH_ID} < t.{BATCH_ID}))))"
         ));
         let updates: Vec<String> = names
             .iter()
@@ -302,8 +314,7 @@ impl Warehouse {
             values.join(", ")
         ));
         sql.push(format!(
-            "INSERT INTO {} (dataset, batch_id, rows_loaded, loaded_at) VALUES ({}, {}, {rows}, GETDATE())",
-            self.table(LEDGER_TABLE),
+            "INSERT INTO {ledger} (dataset, batch_id, rows_loaded, loaded_at) SELECT {}, {}, {rows}, GETDATE() WHERE NOT EXISTS ({in_ledger})",
             literal(&contract.name),
             literal(batch_id)
         ));

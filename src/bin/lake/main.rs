@@ -28,7 +28,7 @@ use shoplake::stages::quality::QualityService;
 use shoplake::stages::{Stage, StoreFactory};
 use shoplake::state::LakeState;
 use shoplake::storage::{LocalStore, ObjectStore};
-use shoplake::warehouse::{RecordingExecutor, Warehouse};
+use shoplake::warehouse::{PostgresExecutor, RecordingExecutor, Warehouse};
 
 /// The bucket name local stores answer to (the lake directory is the whole store).
 const LOCAL_BUCKET: &str = "lake";
@@ -120,14 +120,18 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         days: usize,
     },
-    /// Load every gated batch and the changed gold months into the warehouse. Locally only
-    /// `--dry-run` exists: it prints the SQL the load function would send to Redshift.
+    /// Load every gated batch and the changed gold months into the warehouse: a PostgreSQL
+    /// database (`--postgres`), or `--dry-run` to print the SQL the load function would send to Redshift.
     Load {
         #[arg(long)]
         lake: PathBuf,
         /// Print the statements instead of running them; writes nothing to the lake.
         #[arg(long)]
         dry_run: bool,
+        /// Load into this PostgreSQL (15+) database, e.g. postgresql://user@127.0.0.1:5432/db:
+        /// the same loader and statements as Redshift, through src/warehouse/translate.rs.
+        #[arg(long, conflicts_with = "dry_run")]
+        postgres: Option<String>,
         /// Warehouse schema the statements name.
         #[arg(long, default_value = "shoplake")]
         schema: String,
@@ -495,19 +499,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load {
             lake,
             dry_run,
+            postgres,
             schema,
             copy_role_arn,
         } => {
             anyhow::ensure!(
-                dry_run,
-                "a local lake has no warehouse to load into yet; use --dry-run to print the SQL the load function would send"
+                dry_run || postgres.is_some(),
+                "give --postgres URL to load into a PostgreSQL database, or --dry-run to print the SQL the load function would send"
             );
             let lake = Lake::open(&lake, registry.clone()).await?;
-            let executor = Arc::new(RecordingExecutor::new());
             let warehouse = Warehouse {
                 schema,
                 copy_role_arn,
             };
+            if let Some(url) = postgres {
+                let executor = PostgresExecutor::connect(&url, lake.store.clone()).await?;
+                let loader =
+                    Loader::new(lake.store.clone(), Arc::new(executor), warehouse, registry);
+                let report = loader.run(LoadRequest::Pending, chrono::Utc::now()).await?;
+                for b in &report.batches {
+                    emit(serde_json::to_string(b)?)?;
+                }
+                emit(format!("gold months loaded: {}", report.months.join(", ")))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let executor = Arc::new(RecordingExecutor::new());
             let loader =
                 Loader::new(lake.store.clone(), executor.clone(), warehouse, registry).dry_run();
             let report = loader.run(LoadRequest::Pending, chrono::Utc::now()).await?;

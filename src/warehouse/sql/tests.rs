@@ -75,9 +75,10 @@ fn orders_load_statements_snapshot() {
         "COPY stage_raw_orders FROM 's3://lake/loads/orders/b/customer_region=EU.manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/shoplake-copy' FORMAT AS PARQUET MANIFEST".to_owned(),
         format!("INSERT INTO stage_orders ({names}) SELECT order_id, customer_id, order_ts, status, 'EU' AS customer_region, currency, total_amount, item_count, updated_at, CAST(order_ts AS DATE) AS order_date, _ingested_at, _source_file, _batch_id FROM stage_raw_orders"),
         "DELETE FROM stage_raw_orders".to_owned(),
-        "DELETE FROM stage_orders USING shoplake.orders AS t WHERE stage_orders.order_id = t.order_id AND stage_orders.updated_at < t.updated_at".to_owned(),
+        "DELETE FROM stage_orders WHERE EXISTS (SELECT 1 FROM shoplake.load_ledger WHERE dataset = 'orders' AND batch_id = '20261121T010512Z-3f2a9c0b1d4e')".to_owned(),
+        "DELETE FROM stage_orders USING shoplake.orders AS t WHERE stage_orders.order_id = t.order_id AND (stage_orders.updated_at < t.updated_at OR (stage_orders.updated_at = t.updated_at AND (stage_orders._ingested_at < t._ingested_at OR (stage_orders._ingested_at = t._ingested_at AND stage_orders._batch_id < t._batch_id))))".to_owned(),
         format!("MERGE INTO shoplake.orders USING stage_orders AS s ON shoplake.orders.order_id = s.order_id WHEN MATCHED THEN UPDATE SET customer_id = s.customer_id, order_ts = s.order_ts, status = s.status, customer_region = s.customer_region, currency = s.currency, total_amount = s.total_amount, item_count = s.item_count, updated_at = s.updated_at, order_date = s.order_date, _ingested_at = s._ingested_at, _source_file = s._source_file, _batch_id = s._batch_id WHEN NOT MATCHED THEN INSERT ({names}) VALUES (s.order_id, s.customer_id, s.order_ts, s.status, s.customer_region, s.currency, s.total_amount, s.item_count, s.updated_at, s.order_date, s._ingested_at, s._source_file, s._batch_id)"),
-        "INSERT INTO shoplake.load_ledger (dataset, batch_id, rows_loaded, loaded_at) VALUES ('orders', '20261121T010512Z-3f2a9c0b1d4e', 900, GETDATE())".to_owned(),
+        "INSERT INTO shoplake.load_ledger (dataset, batch_id, rows_loaded, loaded_at) SELECT 'orders', '20261121T010512Z-3f2a9c0b1d4e', 900, GETDATE() WHERE NOT EXISTS (SELECT 1 FROM shoplake.load_ledger WHERE dataset = 'orders' AND batch_id = '20261121T010512Z-3f2a9c0b1d4e')".to_owned(),
         "DROP TABLE stage_orders".to_owned(),
         "DROP TABLE stage_raw_orders".to_owned(),
     ];
