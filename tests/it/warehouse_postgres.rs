@@ -583,3 +583,143 @@ async fn lake_load_postgres_leaves_the_lake_and_gold_in_the_warehouse() {
         "a second load changes nothing"
     );
 }
+
+/// Outbox alerts of one type.
+fn outbox(lake_dir: &Path, alert_type: &str) -> Vec<String> {
+    files(&lake_dir.join("outbox"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(alert_type))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// `lake load --postgres` outcomes by batch id, and whether the command succeeded.
+fn load_cli(
+    lake_dir: &Path,
+    url: &str,
+    extra: &[&str],
+) -> (bool, BTreeMap<String, serde_json::Value>) {
+    let mut args = vec![
+        "load",
+        "--lake",
+        lake_dir.to_str().unwrap(),
+        "--postgres",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = lake(&args);
+    let outcomes = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| (v["batch_id"].as_str().unwrap().to_owned(), v))
+        .collect();
+    let _ = err;
+    (ok, outcomes)
+}
+
+#[tokio::test]
+async fn a_batch_that_cannot_load_is_recorded_alerted_once_retried_and_never_blocks_the_others() {
+    let f = fixture("pg_isolation").await;
+    let url = postgres::server().url("pg_isolation");
+    let csv = |id: &str, day: u32| {
+        format!(
+            "{ORDERS}{id},c1,2026-11-{day}T10:00:00Z,paid,EU,EUR,10.00,1,2026-11-{day}T10:00:00Z\n"
+        )
+    };
+    let b1 = f.ingest("orders", "orders-1.csv", &csv("o1", 19));
+    let b2 = f.ingest("orders", "orders-2.csv", &csv("o2", 20));
+    let b3 = f.ingest("orders", "orders-3.csv", &csv("o3", 21));
+    let (ok, _, err) = lake(&["aggregate", "--lake", f.lake.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    // Batch 2's Parquet file becomes unreadable: its COPY fails.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(f.lake.join(format!("manifests/orders/{b2}.json"))).unwrap(),
+    )
+    .unwrap();
+    let file = f.lake.join(manifest["files"][0]["key"].as_str().unwrap());
+    let original = std::fs::read(&file).unwrap();
+    std::fs::write(&file, b"not parquet").unwrap();
+
+    let (ok, outcomes) = load_cli(&f.lake, &url, &[]);
+    assert!(
+        !ok,
+        "a failed batch makes the command fail, after loading the rest"
+    );
+    assert_eq!(outcomes[&b1]["outcome"], "loaded");
+    assert_eq!(outcomes[&b3]["outcome"], "loaded");
+    assert_eq!(outcomes[&b2]["outcome"], "failed");
+    assert_eq!(outcomes[&b2]["attempts"], 1);
+    let keys =
+        || async { rows(&f.client, "SELECT order_id FROM shoplake.orders ORDER BY 1").await };
+    assert_eq!(keys().await, [[s("o1")], [s("o3")]]);
+    assert_eq!(
+        warehouse_kpis(&f.client).await,
+        gold_rows(&f.lake),
+        "gold still loads"
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(f.lake.join(format!("runs/load_failures/orders/{b2}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["attempts"], 1);
+    assert!(
+        record["statement"]
+            .as_str()
+            .unwrap()
+            .starts_with("COPY stage_raw_orders"),
+        "{record}"
+    );
+    assert!(
+        record["error"].as_str().unwrap().contains("Parquet"),
+        "{record}"
+    );
+    let alerts = outbox(&f.lake, "load_failed");
+    assert_eq!(alerts.len(), 1);
+    assert!(
+        alerts[0].contains(&b2) && alerts[0].contains("lake load --retry"),
+        "{}",
+        alerts[0]
+    );
+
+    // Later runs retry it (and page no more), a bounded number of times.
+    for attempt in 2..=shoplake::stages::load::MAX_LOAD_ATTEMPTS {
+        let (_, outcomes) = load_cli(&f.lake, &url, &[]);
+        assert_eq!(outcomes[&b2]["outcome"], "failed");
+        assert_eq!(outcomes[&b2]["attempts"], attempt);
+    }
+    let (ok, outcomes) = load_cli(&f.lake, &url, &[]);
+    assert!(ok);
+    assert_eq!(outcomes[&b2]["reason"], "retries_exhausted");
+    assert_eq!(outbox(&f.lake, "load_failed").len(), 1, "exactly one alert");
+
+    // An operator skips it (recorded with who and why), then fixes the file and retries it.
+    let l = f.lake.to_str().unwrap();
+    let (ok, _, err) = lake(&[
+        "load",
+        "--lake",
+        l,
+        "--skip",
+        &b2,
+        "--by",
+        "dana",
+        "--reason",
+        "re-export pending",
+    ]);
+    assert!(ok, "{err}");
+    let (_, outcomes) = load_cli(&f.lake, &url, &[]);
+    assert_eq!(outcomes[&b2]["reason"], "skipped_by_operator");
+    std::fs::write(&file, original).unwrap();
+    let (ok, outcomes) = load_cli(&f.lake, &url, &["--retry", &b2]);
+    assert!(ok);
+    assert_eq!(outcomes[&b2]["outcome"], "loaded");
+    assert_eq!(keys().await, [[s("o1")], [s("o2")], [s("o3")]]);
+    assert!(
+        !f.lake
+            .join(format!("runs/load_failures/orders/{b2}.json"))
+            .exists()
+    );
+    let (ok, _, err) = lake(&[
+        "load", "--lake", l, "--skip", &b2, "--by", "dana", "--reason", "x",
+    ]);
+    assert!(!ok && err.contains("no load failure is recorded"), "{err}");
+}

@@ -4,6 +4,7 @@
 //! a recording SQL executor for `load --dry-run`.
 
 mod present;
+mod warehouse_load;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use shoplake::stages::quality::QualityService;
 use shoplake::stages::{Stage, StoreFactory};
 use shoplake::state::LakeState;
 use shoplake::storage::{LocalStore, ObjectStore};
-use shoplake::warehouse::{PostgresExecutor, RecordingExecutor, Warehouse};
+use shoplake::warehouse::{RecordingExecutor, Warehouse};
 
 /// The bucket name local stores answer to (the lake directory is the whole store).
 const LOCAL_BUCKET: &str = "lake";
@@ -132,6 +133,16 @@ enum Command {
         /// the same loader and statements as Redshift, through src/warehouse/translate.rs.
         #[arg(long, conflicts_with = "dry_run")]
         postgres: Option<String>,
+        /// Retry a batch (or gold month) that failed to load: its attempts start again.
+        #[arg(long, value_name = "BATCH", requires = "postgres")]
+        retry: Option<String>,
+        /// Never load a batch that failed to load; needs --by and --reason.
+        #[arg(long, value_name = "BATCH", requires_all = ["by", "reason"], conflicts_with_all = ["retry", "dry_run"])]
+        skip: Option<String>,
+        #[arg(long, requires = "skip")]
+        by: Option<String>,
+        #[arg(long, requires = "skip")]
+        reason: Option<String>,
         /// Warehouse schema the statements name.
         #[arg(long, default_value = "shoplake")]
         schema: String,
@@ -500,11 +511,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lake,
             dry_run,
             postgres,
+            retry,
+            skip,
+            by,
+            reason,
             schema,
             copy_role_arn,
         } => {
             anyhow::ensure!(
-                dry_run || postgres.is_some(),
+                dry_run || postgres.is_some() || skip.is_some(),
                 "give --postgres URL to load into a PostgreSQL database, or --dry-run to print the SQL the load function would send"
             );
             let lake = Lake::open(&lake, registry.clone()).await?;
@@ -512,16 +527,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 schema,
                 copy_role_arn,
             };
-            if let Some(url) = postgres {
-                let executor = PostgresExecutor::connect(&url, lake.store.clone()).await?;
-                let loader =
-                    Loader::new(lake.store.clone(), Arc::new(executor), warehouse, registry);
-                let report = loader.run(LoadRequest::Pending, chrono::Utc::now()).await?;
-                for b in &report.batches {
-                    emit(serde_json::to_string(b)?)?;
-                }
-                emit(format!("gold months loaded: {}", report.months.join(", ")))?;
-                return Ok(ExitCode::SUCCESS);
+            if postgres.is_some() || skip.is_some() {
+                let operator = match (retry, skip) {
+                    (Some(batch_id), _) => Some(LoadRequest::Retry { batch_id }),
+                    (None, Some(batch_id)) => Some(LoadRequest::Skip {
+                        batch_id,
+                        by: by.unwrap_or_default(),
+                        reason: reason.unwrap_or_default(),
+                    }),
+                    (None, None) => None,
+                };
+                let (store, alerts) = (lake.store.clone(), lake.alerts());
+                return warehouse_load::run(store, registry, warehouse, postgres, operator, alerts)
+                    .await;
             }
             let executor = Arc::new(RecordingExecutor::new());
             let loader =

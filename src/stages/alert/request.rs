@@ -1,11 +1,12 @@
 //! What the alert Lambda can receive, recognised from its shape: a quality report (directly or
 //! as the quality function's on-success destination record), any function's on-failure
-//! destination record, the SLA check and the digest flush from the schedules.
+//! destination record, the load function's on-success record (its report: batches that failed to
+//! load), the SLA check and the digest flush from the schedules.
 
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::alert::message::FailedInvocation;
+use crate::alert::message::{FailedInvocation, FailedLoad};
 use crate::layout;
 use crate::quality::QualityReport;
 use crate::stages::decode_key;
@@ -20,6 +21,9 @@ pub enum AlertRequest {
     },
     /// `{"flush_digest": true}`: send alerts held back for a digest.
     FlushDigest,
+    /// A batch the load function recorded as failed for the first time (from its on-success
+    /// destination record: the load report).
+    LoadFailure(FailedLoad),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +113,28 @@ fn reports(payload: &Value) -> Result<Vec<AlertRequest>, InputError> {
     }
 }
 
+/// The first failures in a load report (`{"batches": [...], "months": [...]}`): one page each;
+/// a failure retried by a later run is not paged again.
+fn load_failures(payload: &Value, timestamp: &str) -> Vec<AlertRequest> {
+    payload["batches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["outcome"] == "failed" && b["alert"] == true)
+        .map(|b| {
+            AlertRequest::LoadFailure(FailedLoad {
+                dataset: str_at(b, &["dataset"]).to_owned(),
+                batch_id: str_at(b, &["batch_id"]).to_owned(),
+                error: str_at(b, &["error"]).to_owned(),
+                statement: str_at(b, &["statement"]).to_owned(),
+                attempts: b["attempts"].as_u64().unwrap_or(1) as u32,
+                max_attempts: crate::stages::load::MAX_LOAD_ATTEMPTS,
+                date: timestamp.get(..10).unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// The requests in one alert Lambda input.
 pub fn parse(value: &Value) -> Result<Vec<AlertRequest>, InputError> {
     if let Some(check) = value.get("sla_check") {
@@ -128,7 +154,11 @@ pub fn parse(value: &Value) -> Result<Vec<AlertRequest>, InputError> {
         let succeeded = str_at(value, &["requestContext", "condition"]) == "Success"
             && value["responseContext"].get("functionError").is_none();
         if succeeded {
-            return reports(&value["responsePayload"]);
+            let payload = &value["responsePayload"];
+            if payload.get("batches").is_some() && payload.get("months").is_some() {
+                return Ok(load_failures(payload, str_at(value, &["timestamp"])));
+            }
+            return reports(payload);
         }
         return Ok(vec![AlertRequest::Failure(failure(value))]);
     }
