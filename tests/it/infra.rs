@@ -212,16 +212,19 @@ fn triggers_destinations_and_retention_are_as_the_pipeline_needs() {
             "{function} must fire on {prefix}*{suffix}"
         );
     }
-    // Quality verdicts reach on-call through the alert function.
-    let quality = &r["QualityFunction"];
-    let on_success = quality
-        .iter()
-        .position(|l| l == "OnSuccess:")
-        .expect("OnSuccess");
-    assert_eq!(
-        quality[on_success + 2],
-        "Destination: !GetAtt AlertFunction.Arn"
-    );
+    // Quality verdicts and batches that failed to load reach on-call through the alert function.
+    for function in ["QualityFunction", "LoadFunction"] {
+        let lines = &r[function];
+        let on_success = lines
+            .iter()
+            .position(|l| l == "OnSuccess:")
+            .expect("OnSuccess");
+        assert_eq!(
+            lines[on_success + 2],
+            "Destination: !GetAtt AlertFunction.Arn",
+            "{function}"
+        );
+    }
     // Ordered, read-modify-write stages run one at a time.
     for function in ["LoadFunction", "AlertFunction", "AggregateFunction"] {
         assert!(
