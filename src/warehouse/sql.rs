@@ -16,8 +16,6 @@ use crate::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
 
 pub const LEDGER_TABLE: &str = "load_ledger";
 pub const KPI_TABLE: &str = "daily_kpis";
-/// Longest string any contract column may hold in Redshift (bytes).
-const VARCHAR_BYTES: usize = 256;
 
 /// A SQL string literal.
 pub fn literal(value: &str) -> String {
@@ -26,7 +24,8 @@ pub fn literal(value: &str) -> String {
 
 fn redshift_type(kind: &ColumnKind) -> String {
     match kind {
-        ColumnKind::String { .. } => format!("VARCHAR({VARCHAR_BYTES})"),
+        // Redshift's VARCHAR(n) is n bytes: the contract's max_bytes, which ingest enforces.
+        ColumnKind::String { max_bytes, .. } => format!("VARCHAR({max_bytes})"),
         ColumnKind::Enum { values } => format!(
             "VARCHAR({})",
             values.iter().map(String::len).max().unwrap_or(1).max(16)

@@ -12,7 +12,9 @@
 //! 3. `GETDATE()` becomes `LOCALTIMESTAMP` (the executor's sessions run in UTC, as Redshift does).
 //! 4. `DATEADD(part, n, expr)` becomes `((expr) + (n) * INTERVAL '1 part')`.
 //!
-//! Everything else is sent verbatim. Transactions are the executor's business: each batch runs in
+//! Everything else is sent verbatim. One difference is left on purpose: PostgreSQL's
+//! `VARCHAR(n)` counts characters where Redshift's counts bytes; ingest's `max_bytes` check is
+//! what keeps values within Redshift's limit. Transactions are the executor's business: each batch runs in
 //! one transaction, as `BatchExecuteStatement` runs it on Redshift.
 
 use std::sync::LazyLock;
