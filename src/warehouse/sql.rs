@@ -361,4 +361,6 @@ pub fn copy_manifest(files: &[(String, u64)]) -> String {
 }
 
 #[cfg(test)]
+mod redshift_rules;
+#[cfg(test)]
 mod tests;
