@@ -11,4 +11,4 @@ pub mod translate;
 pub use data_api::{DataApiExecutor, DataApiSettings, SqlExecutor, Target, WarehouseError};
 pub use postgres::PostgresExecutor;
 pub use recording::RecordingExecutor;
-pub use sql::{CopyGroup, Warehouse, copy_manifest};
+pub use sql::{CopyGroup, ExistingColumn, SchemaChangeError, Warehouse, copy_manifest};

@@ -308,6 +308,28 @@ impl SqlExecutor for PostgresExecutor {
                 detail: format!("expected one integer: {e}"),
             })
     }
+
+    async fn query_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WarehouseError> {
+        let pg = match translate(sql).map_err(|e| self.failed(0, e.reason.clone(), sql))? {
+            PgStatement::Sql(pg) => pg,
+            PgStatement::Copy { .. } => return Ok(Vec::new()),
+        };
+        let client = self.client.lock().await;
+        // The simple protocol returns every value as text.
+        let messages = client
+            .simple_query(&pg)
+            .await
+            .map_err(|e| self.failed(0, db_error_text(&e), sql))?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ impl SqlExecutor for Tee {
     async fn query_i64(&self, sql: &str) -> Result<i64, WarehouseError> {
         self.inner.query_i64(sql).await
     }
+
+    async fn query_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WarehouseError> {
+        self.inner.query_rows(sql).await
+    }
 }
 
 pub fn warehouse() -> Warehouse {
@@ -722,4 +726,74 @@ async fn a_batch_that_cannot_load_is_recorded_alerted_once_retried_and_never_blo
         "load", "--lake", l, "--skip", &b2, "--by", "dana", "--reason", "x",
     ]);
     assert!(!ok && err.contains("no load failure is recorded"), "{err}");
+}
+
+/// The built-in contracts in a directory, with `change` applied to customers.toml.
+fn contracts_with(dir: &Path, change: impl Fn(String) -> String) -> Registry {
+    std::fs::create_dir_all(dir).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
+    for name in ["customers", "orders", "payments"] {
+        let mut text = std::fs::read_to_string(root.join(format!("{name}.toml"))).unwrap();
+        if name == "customers" {
+            text = change(text);
+        }
+        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+    }
+    Registry::from_dir(dir).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_optional_contract_column_reaches_the_warehouse_and_a_type_change_stops_the_load() {
+    let f = fixture("pg_schema_change").await;
+    let dir = f.lake.parent().unwrap().join("contracts");
+    let new_column = |t: String| {
+        // Before the [quality] table: a new optional column.
+        t.replacen("\n[quality]", "\n[[columns]]\nname = \"loyalty_tier\"\ntype = \"string\"\nmax_bytes = 32\n\n[quality]", 1)
+    };
+    let registry = contracts_with(&dir.join("v2"), new_column);
+    let loader = |registry: Registry| {
+        Loader::new(
+            f.store.clone(),
+            f.tee.clone(),
+            warehouse(),
+            Arc::new(registry),
+        )
+    };
+    loader(registry).ensure_schema().await.unwrap();
+    let columns = "SELECT column_name, data_type, character_maximum_length, is_nullable FROM information_schema.columns WHERE table_schema = 'shoplake' AND table_name = 'customers' AND column_name = 'loyalty_tier'";
+    assert_eq!(
+        rows(&f.client, columns).await,
+        [[s("loyalty_tier"), s("character varying"), s("32"), s("YES")]]
+    );
+    // Idempotent: a second run has nothing to add.
+    let sent = f.tee.batches.lock().unwrap().len();
+    loader(contracts_with(&dir.join("v2b"), new_column))
+        .ensure_schema()
+        .await
+        .unwrap();
+    assert_eq!(
+        f.tee.batches.lock().unwrap().len(),
+        sent + 1,
+        "only the DDL batch"
+    );
+
+    // signup_date becomes a timestamp: the load stops, naming the column and what to do.
+    let retyped = contracts_with(&dir.join("v3"), |t| {
+        new_column(t).replacen(
+            "name = \"signup_date\"\ntype = \"date\"",
+            "name = \"signup_date\"\ntype = \"timestamp\"",
+            1,
+        )
+    });
+    let err = loader(retyped)
+        .ensure_schema()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("column `signup_date`")
+            && err.contains("TIMESTAMP in the contract")
+            && err.contains("To go on:"),
+        "{err}"
+    );
 }

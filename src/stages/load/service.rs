@@ -25,6 +25,8 @@ pub enum LoadError {
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
     #[error(transparent)]
+    SchemaChange(#[from] crate::warehouse::SchemaChangeError),
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
     State(#[from] StateError),
@@ -60,7 +62,9 @@ impl Retryable for LoadError {
             LoadError::Warehouse(e) => e.is_retryable(),
             LoadError::Storage(e) => e.is_retryable(),
             LoadError::State(e) => e.is_retryable(),
-            LoadError::ManifestMissing(_) | LoadError::NoFailure(_) => false,
+            LoadError::ManifestMissing(_)
+            | LoadError::NoFailure(_)
+            | LoadError::SchemaChange(_) => false,
         }
     }
 }
@@ -224,11 +228,29 @@ impl Loader {
         Ok(())
     }
 
-    /// Creates schema, tables, ledger and views (idempotent).
+    /// Creates schema, tables, ledger and views (idempotent), then brings existing tables up to
+    /// their contracts: new optional columns are added; a change a table cannot follow stops the
+    /// load with an error naming the column and what to do.
     pub async fn ensure_schema(&self) -> Result<(), LoadError> {
         self.executor
             .execute_batch(&self.warehouse.ddl(&self.registry))
             .await?;
+        let mut changes = Vec::new();
+        for contract in self.registry.iter() {
+            let rows = self
+                .executor
+                .query_rows(&self.warehouse.columns_query(&contract.name))
+                .await?;
+            let existing = crate::warehouse::sql::parse_columns(&rows);
+            changes.extend(self.warehouse.schema_changes(contract, &existing)?);
+        }
+        if !changes.is_empty() {
+            info!(
+                statements = changes.len(),
+                "adding new contract columns to the warehouse"
+            );
+            self.executor.execute_batch(&changes).await?;
+        }
         Ok(())
     }
 

@@ -150,3 +150,133 @@ fn literals_are_quoted_and_manifests_list_exact_files() {
     assert_eq!(m["entries"][0]["mandatory"], true);
     assert_eq!(m["entries"][0]["meta"]["content_length"], 10);
 }
+
+/// The table of `contract` as information_schema would describe it after its CREATE TABLE.
+fn existing(contract: &Contract) -> Vec<ExistingColumn> {
+    table_columns(contract)
+        .into_iter()
+        .map(|c| {
+            let (data_type, length, precision, scale) = info_type(&c.sql_type);
+            ExistingColumn {
+                name: c.name,
+                data_type,
+                length,
+                precision,
+                scale,
+                nullable: !c.not_null,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn new_optional_columns_are_added_and_incompatible_changes_name_the_column_and_the_fix() {
+    let reg = Registry::builtin();
+    let wh = warehouse();
+    let customers = reg.get("customers").unwrap();
+    let now = existing(customers);
+    assert_eq!(
+        wh.schema_changes(customers, &now).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        wh.schema_changes(customers, &[]).unwrap(),
+        Vec::<String>::new(),
+        "a new table"
+    );
+
+    // The table lacks an optional column the contract has: it is added.
+    let without_country: Vec<ExistingColumn> = now
+        .iter()
+        .filter(|c| c.name != "country")
+        .cloned()
+        .collect();
+    assert_eq!(
+        wh.schema_changes(customers, &without_country).unwrap(),
+        ["ALTER TABLE shoplake.customers ADD COLUMN country VARCHAR(256)"]
+    );
+    // ... a required one cannot be.
+    let without_signup: Vec<ExistingColumn> = now
+        .iter()
+        .filter(|c| c.name != "signup_date")
+        .cloned()
+        .collect();
+    let err = wh.schema_changes(customers, &without_signup).unwrap_err();
+    assert_eq!(err.column, "signup_date");
+    assert!(err.to_string().contains("required = false"), "{err}");
+
+    // A type change.
+    let mut retyped = now.clone();
+    retyped
+        .iter_mut()
+        .find(|c| c.name == "signup_date")
+        .unwrap()
+        .data_type = "character varying".into();
+    let err = wh.schema_changes(customers, &retyped).unwrap_err();
+    assert_eq!(err.column, "signup_date");
+    assert!(
+        err.to_string().contains("DATE in the contract")
+            && err.to_string().contains("DROP TABLE shoplake.customers"),
+        "{err}"
+    );
+    let payments = reg.get("payments").unwrap();
+    let mut scale = existing(payments);
+    scale.iter_mut().find(|c| c.name == "amount").unwrap().scale = Some(4);
+    assert_eq!(
+        wh.schema_changes(payments, &scale).unwrap_err().column,
+        "amount"
+    );
+
+    // A required column the contract no longer has.
+    let mut dropped = now.clone();
+    dropped.push(ExistingColumn {
+        name: "loyalty_tier".into(),
+        data_type: "character varying".into(),
+        length: Some(16),
+        precision: None,
+        scale: None,
+        nullable: false,
+    });
+    let err = wh.schema_changes(customers, &dropped).unwrap_err();
+    assert_eq!(err.column, "loyalty_tier");
+    assert!(
+        err.to_string().contains("DROP COLUMN loyalty_tier"),
+        "{err}"
+    );
+    // ... an optional one is left alone.
+    dropped.last_mut().unwrap().nullable = true;
+    assert!(wh.schema_changes(customers, &dropped).unwrap().is_empty());
+
+    // A narrower VARCHAR than the contract's max_bytes.
+    let mut narrow = now.clone();
+    narrow
+        .iter_mut()
+        .find(|c| c.name == "country")
+        .unwrap()
+        .length = Some(64);
+    let err = wh.schema_changes(customers, &narrow).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ALTER COLUMN country TYPE VARCHAR(256)"),
+        "{err}"
+    );
+
+    assert_eq!(
+        parse_columns(&[vec![
+            Some("amount".into()),
+            Some("numeric".into()),
+            None,
+            Some("18".into()),
+            Some("2".into()),
+            Some("NO".into())
+        ]]),
+        [ExistingColumn {
+            name: "amount".into(),
+            data_type: "numeric".into(),
+            length: None,
+            precision: Some(18),
+            scale: Some(2),
+            nullable: false
+        }]
+    );
+}
