@@ -246,3 +246,47 @@ fn triggers_destinations_and_retention_are_as_the_pipeline_needs() {
         assert!(has(bucket, rule), "the data bucket lacks: {rule}");
     }
 }
+
+/// With enhanced VPC routing COPY reaches S3 only through the VPC: every subnet of the
+/// workgroup is on a route table that has an S3 gateway endpoint (of the same VPC).
+#[test]
+fn copy_has_a_path_to_s3_from_the_workgroup() {
+    let template = template();
+    let r = resources(&template);
+    let workgroup = &r["RedshiftWorkgroup"];
+    assert_eq!(value(workgroup, "EnhancedVpcRouting"), Some("true"));
+    assert_eq!(value(workgroup, "PubliclyAccessible"), Some("false"));
+    let subnets: Vec<String> = value(workgroup, "SubnetIds")
+        .expect("the workgroup names its subnets")
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|s| s.trim().trim_start_matches("!Ref ").to_owned())
+        .collect();
+    assert!(subnets.len() >= 3, "{subnets:?}");
+    let endpoints: Vec<&Vec<String>> = r
+        .values()
+        .filter(|l| {
+            value(l, "Type") == Some("AWS::EC2::VPCEndpoint")
+                && value(l, "VpcEndpointType") == Some("Gateway")
+                && value(l, "ServiceName").is_some_and(|s| s.ends_with(".s3\""))
+        })
+        .collect();
+    assert!(!endpoints.is_empty(), "an S3 gateway endpoint");
+    for subnet in &subnets {
+        let vpc = value(&r[subnet], "VpcId").expect("subnet VpcId");
+        let table = r
+            .values()
+            .find(|l| {
+                value(l, "Type") == Some("AWS::EC2::SubnetRouteTableAssociation")
+                    && value(l, "SubnetId") == Some(&format!("!Ref {subnet}"))
+            })
+            .and_then(|l| value(l, "RouteTableId"))
+            .unwrap_or_else(|| panic!("{subnet} has no route table"));
+        let table_name = table.trim_start_matches("!Ref ");
+        assert!(
+            endpoints.iter().any(|e| value(e, "VpcId") == Some(vpc)
+                && value(e, "RouteTableIds").is_some_and(|t| t.contains(table_name))),
+            "no S3 gateway endpoint on {table_name}, the route table of {subnet}"
+        );
+    }
+}
