@@ -43,20 +43,20 @@ fn api_error(operation: &'static str, e: impl std::fmt::Display) -> WarehouseErr
     }
 }
 
-/// PostgreSQL's error as Redshift's is reported: severity, SQLSTATE, message, detail.
+/// PostgreSQL's error as Redshift's is reported: severity, message, SQLSTATE. This text reaches
+/// logs and alerts, so nothing that may quote data: never the detail ("Failing row contains
+/// …"), and for a data exception (SQLSTATE class 22, e.g. `invalid input syntax for type
+/// numeric: "…"`) not the message either.
 fn db_error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
-            let mut s = format!(
-                "{}: {} (SQLSTATE {})",
-                db.severity(),
-                db.message(),
-                db.code().code()
-            );
-            if let Some(d) = db.detail() {
-                let _ = write!(s, "; {d}");
-            }
-            s
+            let code = db.code().code();
+            let message = if code.starts_with("22") {
+                "a value was rejected (data exception; the value is not quoted here)"
+            } else {
+                db.message()
+            };
+            format!("{}: {message} (SQLSTATE {code})", db.severity())
         }
         None => e.to_string(),
     }
@@ -86,6 +86,16 @@ impl PostgresExecutor {
             store,
             name: "postgres".into(),
         })
+    }
+
+    /// A statement's error: the server's rejection is the statement's failure (as a FAILED
+    /// Data API statement); a broken connection is the warehouse's, worth retrying the run.
+    fn pg_failed(&self, i: usize, e: &tokio_postgres::Error, statement: &str) -> WarehouseError {
+        if e.as_db_error().is_some() {
+            self.failed(i, db_error_text(e), statement)
+        } else {
+            api_error("PostgreSQL", format!("{e} (while running: {statement})"))
+        }
     }
 
     fn failed(&self, i: usize, error: String, statement: &str) -> WarehouseError {
@@ -246,7 +256,7 @@ impl SqlExecutor for PostgresExecutor {
                 PgStatement::Sql(pg) => tx
                     .batch_execute(&pg)
                     .await
-                    .map_err(|e| self.failed(i, db_error_text(&e), sql))?,
+                    .map_err(|e| self.pg_failed(i, &e, sql))?,
                 PgStatement::Copy {
                     table,
                     uri,
@@ -259,7 +269,7 @@ impl SqlExecutor for PostgresExecutor {
                     let sink = tx
                         .copy_in::<_, Bytes>(&format!("COPY {table} FROM STDIN"))
                         .await
-                        .map_err(|e| self.failed(i, db_error_text(&e), sql))?;
+                        .map_err(|e| self.pg_failed(i, &e, sql))?;
                     let mut sink = std::pin::pin!(sink);
                     for file in &files {
                         let body = self
@@ -271,20 +281,20 @@ impl SqlExecutor for PostgresExecutor {
                         for chunk in chunks {
                             sink.send(chunk)
                                 .await
-                                .map_err(|e| self.failed(i, db_error_text(&e), sql))?;
+                                .map_err(|e| self.pg_failed(i, &e, sql))?;
                         }
                     }
                     let rows = sink
                         .finish()
                         .await
-                        .map_err(|e| self.failed(i, db_error_text(&e), sql))?;
+                        .map_err(|e| self.pg_failed(i, &e, sql))?;
                     info!(table, files = files.len(), rows, "PostgreSQL COPY");
                 }
             }
         }
         tx.commit()
             .await
-            .map_err(|e| self.failed(sqls.len(), db_error_text(&e), "COMMIT"))
+            .map_err(|e| self.pg_failed(sqls.len(), &e, "COMMIT"))
     }
 
     async fn query_i64(&self, sql: &str) -> Result<i64, WarehouseError> {
@@ -301,7 +311,7 @@ impl SqlExecutor for PostgresExecutor {
         let row = client
             .query_one(&pg, &[])
             .await
-            .map_err(|e| self.failed(0, db_error_text(&e), sql))?;
+            .map_err(|e| self.pg_failed(0, &e, sql))?;
         row.try_get::<_, i64>(0)
             .map_err(|e| WarehouseError::Result {
                 sql: sql.into(),
@@ -319,7 +329,7 @@ impl SqlExecutor for PostgresExecutor {
         let messages = client
             .simple_query(&pg)
             .await
-            .map_err(|e| self.failed(0, db_error_text(&e), sql))?;
+            .map_err(|e| self.pg_failed(0, &e, sql))?;
         Ok(messages
             .into_iter()
             .filter_map(|m| match m {
