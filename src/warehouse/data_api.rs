@@ -74,13 +74,21 @@ pub enum WarehouseError {
     },
     #[error("unexpected result of `{sql}`: {detail}")]
     Result { sql: String, detail: String },
+    /// The PostgreSQL server could not be reached or the connection broke (worth a retry).
+    #[error("PostgreSQL {operation} failed: {message}")]
+    Postgres {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 impl Retryable for WarehouseError {
     fn is_retryable(&self) -> bool {
         matches!(
             self,
-            WarehouseError::Timeout { .. } | WarehouseError::Aborted { .. }
+            WarehouseError::Timeout { .. }
+                | WarehouseError::Aborted { .. }
+                | WarehouseError::Postgres { .. }
         ) || matches!(
             self,
             WarehouseError::Api {

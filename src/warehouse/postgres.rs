@@ -34,12 +34,10 @@ pub struct PostgresExecutor {
     name: String,
 }
 
-fn api_error(operation: &'static str, e: impl std::fmt::Display) -> WarehouseError {
-    WarehouseError::Api {
+fn connection_error(operation: &'static str, e: impl std::fmt::Display) -> WarehouseError {
+    WarehouseError::Postgres {
         operation,
-        attempts: 1,
         message: e.to_string(),
-        retryable: true,
     }
 }
 
@@ -67,8 +65,8 @@ impl PostgresExecutor {
     /// runs in UTC like Redshift. `store` is the lake the COPY statements read.
     pub async fn connect(url: &str, store: Arc<dyn ObjectStore>) -> Result<Self, WarehouseError> {
         let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
-            api_error(
-                "PostgreSQL connect",
+            connection_error(
+                "connect",
                 format!("{e} (is the server running, and does the URL name it and a database?)"),
             )
         })?;
@@ -80,7 +78,7 @@ impl PostgresExecutor {
         client
             .batch_execute("SET TIME ZONE 'UTC'; SET client_min_messages = warning")
             .await
-            .map_err(|e| api_error("PostgreSQL session setup", e))?;
+            .map_err(|e| connection_error("session setup", e))?;
         Ok(PostgresExecutor {
             client: Mutex::new(client),
             store,
@@ -94,7 +92,7 @@ impl PostgresExecutor {
         if e.as_db_error().is_some() {
             self.failed(i, db_error_text(e), statement)
         } else {
-            api_error("PostgreSQL", format!("{e} (while running: {statement})"))
+            connection_error("statement", format!("{e} (while running: {statement})"))
         }
     }
 
@@ -249,7 +247,7 @@ impl SqlExecutor for PostgresExecutor {
         let tx = client
             .transaction()
             .await
-            .map_err(|e| api_error("PostgreSQL BEGIN", e))?;
+            .map_err(|e| connection_error("BEGIN", e))?;
         for (i, sql) in sqls.iter().enumerate() {
             let statement = translate(sql).map_err(|e| self.failed(i, e.reason.clone(), sql))?;
             match statement {

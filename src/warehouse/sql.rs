@@ -15,6 +15,8 @@ use crate::gold::kpis::COLUMNS as KPI_COLUMNS;
 use crate::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
 
 pub const LEDGER_TABLE: &str = "load_ledger";
+/// Most statements one Data API BatchExecuteStatement (one transaction) takes.
+pub const MAX_BATCH_STATEMENTS: usize = 40;
 pub const KPI_TABLE: &str = "daily_kpis";
 
 /// A SQL string literal.

@@ -797,3 +797,74 @@ async fn a_new_optional_contract_column_reaches_the_warehouse_and_a_type_change_
         "{err}"
     );
 }
+
+/// A batch spread over more identity partitions than one BatchExecuteStatement can load (3
+/// statements each, at most 40 in all) fails alone, saying why; nothing is sent for it.
+#[tokio::test]
+async fn a_batch_too_large_for_one_data_api_call_fails_alone_and_says_why() {
+    let server = postgres::server();
+    let url = server.fresh_database("pg_too_many_groups").await;
+    let dir = tempfile::tempdir().unwrap();
+    let contracts = dir.path().join("contracts");
+    std::fs::create_dir(&contracts).unwrap();
+    // The built-in datasets too: the star-schema views read them.
+    for name in ["customers", "orders", "payments"] {
+        let builtin = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("contracts/{name}.toml"));
+        std::fs::copy(builtin, contracts.join(format!("{name}.toml"))).unwrap();
+    }
+    let kinds: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+    std::fs::write(
+        contracts.join("events.toml"),
+        format!(
+            "name = \"events\"\nkey = \"event_id\"\nversion_column = \"updated_at\"\npartition_by = [{{ name = \"kind\", source = \"kind\" }}]\n\
+             [[columns]]\nname = \"event_id\"\ntype = \"string\"\nrequired = true\n\
+             [[columns]]\nname = \"kind\"\ntype = \"enum\"\nrequired = true\nvalues = [{}]\n\
+             [[columns]]\nname = \"updated_at\"\ntype = \"timestamp\"\nrequired = true\n\
+             [quality]\nreject_rate = {{ warn = 0.5, fail = 0.9 }}\n",
+            kinds.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ")
+        ),
+    )
+    .unwrap();
+    let csv: String = std::iter::once("event_id,kind,updated_at\n".to_owned())
+        .chain(
+            kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("e{i},{k},2026-11-21T10:00:00Z\n")),
+        )
+        .collect();
+    let file = dir.path().join("events.csv");
+    std::fs::write(&file, csv).unwrap();
+    let lake_dir = dir.path().join("lake");
+    let (c, l) = (contracts.to_str().unwrap(), lake_dir.to_str().unwrap());
+    let (ok, _, err) = lake(&[
+        "--contracts",
+        c,
+        "ingest",
+        "--lake",
+        l,
+        "--dataset",
+        "events",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = lake(&["--contracts", c, "quality", "--lake", l]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = lake(&["--contracts", c, "load", "--lake", l, "--postgres", &url]);
+    assert!(!ok);
+    let failed: serde_json::Value = out
+        .lines()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .unwrap();
+    assert_eq!(failed["outcome"], "failed", "{out}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("44 statements (12 partition groups) exceed the 40"),
+        "{error}"
+    );
+    let client = server.client("pg_too_many_groups").await;
+    assert_eq!(
+        rows(&client, "SELECT COUNT(*) FROM shoplake.events").await,
+        [[s("0")]]
+    );
+}

@@ -321,6 +321,19 @@ impl Loader {
         let statements =
             self.warehouse
                 .load_batch(contract, batch_id, &copy_groups, manifest.rows_written);
+        if statements.len() > crate::warehouse::sql::MAX_BATCH_STATEMENTS {
+            // The Data API would reject the whole call; fail this batch only, and say why.
+            return Err(LoadError::Warehouse(WarehouseError::Failed {
+                id: "not sent".into(),
+                error: format!(
+                    "{} statements ({} partition groups) exceed the {} one BatchExecuteStatement takes; partition the dataset by fewer identity values",
+                    statements.len(),
+                    copy_groups.len(),
+                    crate::warehouse::sql::MAX_BATCH_STATEMENTS
+                ),
+                statement: statements.first().cloned().unwrap_or_default(),
+            }));
+        }
         self.executor.execute_batch(&statements).await?;
         info!(
             dataset,
