@@ -176,6 +176,50 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_load_report_pages_each_first_failure_once() {
+        let record = |batches: Value| {
+            json!({
+                "timestamp": "2026-11-22T02:07:00.000Z",
+                "requestContext": {"condition": "Success", "functionArn": "arn:aws:lambda:us-east-1:1:function:shoplake-prod-load"},
+                "responseContext": {"statusCode": 200},
+                "responsePayload": {"batches": batches, "months": []}
+            })
+        };
+        let failed = |batch: &str, attempts: u32| {
+            json!({"outcome": "failed", "dataset": "orders", "batch_id": batch, "error": "ERROR: boom",
+                   "statement": "COPY stage_raw_orders FROM 's3://b/m'", "attempts": attempts, "alert": attempts == 1})
+        };
+        let requests = parse(&record(json!([
+            {"outcome": "loaded", "dataset": "orders", "batch_id": "b1", "rows": 3, "statements": 9},
+            failed("b2", 1),
+            failed("b3", 2),
+        ])))
+        .unwrap();
+        let [AlertRequest::LoadFailure(f)] = &requests[..] else {
+            panic!("{requests:?}")
+        };
+        assert_eq!((f.batch_id.as_str(), f.date.as_str()), ("b2", "2026-11-22"));
+        let m = crate::alert::message::load_failure_alert(f);
+        assert!(
+            m.subject.starts_with("[FAIL] orders 2026-11-22: batch b2"),
+            "{}",
+            m.subject
+        );
+        assert!(
+            m.body.contains("ERROR: boom") && m.body.contains("COPY stage_raw_orders"),
+            "{}",
+            m.body
+        );
+        assert!(
+            m.body.contains("Next steps (docs/runbook.md#load_failed)"),
+            "{}",
+            m.body
+        );
+        // A report without first failures pages nothing.
+        assert!(parse(&record(json!([failed("b3", 2)]))).unwrap().is_empty());
+    }
+
+    #[test]
     fn a_failure_destination_record_names_the_function_objects_and_error() {
         let record = json!({
             "version": "1.0",
