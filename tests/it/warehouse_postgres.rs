@@ -680,7 +680,7 @@ async fn a_batch_that_cannot_load_is_recorded_alerted_once_retried_and_never_blo
     let alerts = outbox(&f.lake, "load_failed");
     assert_eq!(alerts.len(), 1);
     assert!(
-        alerts[0].contains(&b2) && alerts[0].contains("lake load --retry"),
+        alerts[0].contains(&b2) && alerts[0].contains("{\"retry\": \"<batch_id>\"}"),
         "{}",
         alerts[0]
     );
