@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the pipeline end to end on this machine, with no AWS account.
-#   1. the embedded default: `lake generate` (with defects) → `lake ingest` → `lake show`
+#   1. the embedded default: `lake generate` (with defects) → `lake ingest` → `lake show`, gold,
+#      and `lake load --postgres` into a throwaway PostgreSQL queried through the star schema
 #   2. the ingest Lambda: `cargo lambda watch` + `cargo lambda invoke` with the events in events/,
 #      reading and writing S3 on a moto server on 127.0.0.1.
 # Exits non-zero if any stage fails; the emulator and the watcher are stopped in every case.
@@ -27,6 +28,28 @@ export CARGO_TERM_QUIET=true
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 never opened" >&2; return 1; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# A throwaway PostgreSQL on 127.0.0.1 (as `postgres` when run as root: it refuses root), loaded
+# with `lake load --postgres`, then a query over the star-schema views.
+pg_demo() {
+  local bin port dir url as=()
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$bin/initdb" ] || { echo "  PostgreSQL is not installed (make setup installs it)" >&2; return 1; }
+  port=$(free_port); dir="$DEMO/postgres"; mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; as=(setpriv --reuid=postgres --regid=postgres --init-groups); fi
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync > "$dir/initdb.log"
+  "${as[@]}" "$bin/postgres" -D "$dir/data" -h 127.0.0.1 -p "$port" -k "$dir" -c fsync=off > "$dir/server.log" 2>&1 &
+  PIDS+=($!)
+  wait_port "$port"
+  url="postgresql://postgres@127.0.0.1:$port/postgres"
+  echo "  \$ lake load --lake $DEMO/lake --postgres $url"
+  "$LAKE" load --lake "$DEMO/lake" --postgres "$url" | tail -2 | cut -c1-160 | sed 's/^/  /'
+  "$bin/psql" -X -q "$url" -c "SELECT d.year_month, f.customer_region, COUNT(*) AS orders,
+      SUM(CASE WHEN f.status IN ('paid', 'shipped', 'delivered') THEN f.total_amount ELSE 0 END) AS revenue,
+      COUNT(DISTINCT f.payment_method) AS payment_methods
+    FROM shoplake.fact_orders AS f JOIN shoplake.dim_date AS d ON d.date_key = f.date_key
+    GROUP BY 1, 2 ORDER BY 1, 2"
+}
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -56,6 +79,9 @@ step "Quality gate: a verdict per batch, and the alert emails it caused (outbox/
 
 step "Gold: daily KPIs recomputed from silver (latest version of every key), last 3 days"
 "$LAKE" aggregate --lake "$DEMO/lake" --days 3
+
+step "Warehouse: the lake loaded into a throwaway PostgreSQL (the SQL sent to Redshift), star schema queried"
+pg_demo
 fi
 
 step "2. Lambda: ingest through cargo lambda against S3 on moto (127.0.0.1)"

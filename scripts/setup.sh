@@ -20,6 +20,9 @@ apt_install() {
 
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv python3-pip
 command -v curl >/dev/null 2>&1 || apt_install curl
+# PostgreSQL 15 or newer (it has MERGE): the engine the warehouse tests run the generated SQL on
+# (they start and stop their own server) and the local warehouse of `lake load --postgres`.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || apt_install postgresql
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }

@@ -70,6 +70,13 @@ pub const LOADED_GOLD_MONTHS_KEY: &str = "runs/loaded/gold_months.json";
 /// Batches whose dates the aggregate stage has folded into gold.
 pub const AGGREGATE_STATE_KEY: &str = "runs/aggregate/seen_batches.json";
 
+/// Where the load stage records batches (and gold months) that failed to load.
+pub const LOAD_FAILURES_PREFIX: &str = "runs/load_failures/";
+
+pub fn load_failure_key(dataset: &str, batch_id: &str) -> String {
+    format!("{LOAD_FAILURES_PREFIX}{dataset}/{batch_id}.json")
+}
+
 /// Where the load stage records each day's successful run.
 pub const LOAD_RUNS_PREFIX: &str = "runs/load/";
 

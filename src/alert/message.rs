@@ -24,10 +24,11 @@ pub enum AlertType {
     Digest,
     ExportMissing,
     ExportLate,
+    LoadFailed,
 }
 
 impl AlertType {
-    pub const ALL: [AlertType; 7] = [
+    pub const ALL: [AlertType; 8] = [
         AlertType::QualityFail,
         AlertType::QualityWarn,
         AlertType::FunctionFailure,
@@ -35,6 +36,7 @@ impl AlertType {
         AlertType::Digest,
         AlertType::ExportMissing,
         AlertType::ExportLate,
+        AlertType::LoadFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +48,7 @@ impl AlertType {
             AlertType::Digest => "digest",
             AlertType::ExportMissing => "export_missing",
             AlertType::ExportLate => "export_late",
+            AlertType::LoadFailed => "load_failed",
         }
     }
 
@@ -258,6 +261,70 @@ pub fn failure_alert(f: &FailedInvocation) -> Message {
     next_steps(&mut b, AlertType::FunctionFailure);
     Message {
         alert_type: AlertType::FunctionFailure,
+        severity: "fail".into(),
+        dataset: f.dataset.clone(),
+        date: f.date.clone(),
+        subject,
+        body: b,
+    }
+}
+
+/// A batch (or gold month) the load function could not load; the other batches went on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailedLoad {
+    pub dataset: String,
+    pub batch_id: String,
+    /// The warehouse's error text.
+    pub error: String,
+    /// The statement that failed (generated SQL: no data values).
+    pub statement: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    /// The day of the load run (UTC).
+    pub date: String,
+}
+
+/// Longest statement quoted in a page.
+const MAX_STATEMENT_CHARS: usize = 1_500;
+
+pub fn load_failure_alert(f: &FailedLoad) -> Message {
+    let subject = fit_subject(&format!(
+        "[FAIL] {} {}: batch {} did not load into the warehouse",
+        f.dataset, f.date, f.batch_id
+    ));
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "FAIL: the {} batch {} failed to load; its transaction was rolled back.",
+        f.dataset, f.batch_id
+    );
+    let _ = writeln!(
+        b,
+        "Every other batch and gold month was loaded. The load function retries it on its next {} run(s); after {} failed attempts it waits for an operator.",
+        f.max_attempts.saturating_sub(f.attempts),
+        f.max_attempts
+    );
+    let mut statement: String = f.statement.chars().take(MAX_STATEMENT_CHARS).collect();
+    if statement.len() < f.statement.len() {
+        statement.push('…');
+    }
+    let _ = writeln!(b, "\nWhat failed\n  {}\n  statement: {statement}", f.error);
+    let _ = writeln!(b, "\nWhere");
+    let _ = writeln!(b, "  Dataset:    {}", f.dataset);
+    let _ = writeln!(b, "  Batch id:   {}", f.batch_id);
+    let _ = writeln!(
+        b,
+        "  Record:     runs/load_failures/{}/{}.json",
+        f.dataset, f.batch_id
+    );
+    let _ = writeln!(
+        b,
+        "\nHow much\n  attempt {} of {}",
+        f.attempts, f.max_attempts
+    );
+    next_steps(&mut b, AlertType::LoadFailed);
+    Message {
+        alert_type: AlertType::LoadFailed,
         severity: "fail".into(),
         dataset: f.dataset.clone(),
         date: f.date.clone(),

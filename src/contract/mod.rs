@@ -57,6 +57,11 @@ pub struct Bound {
     pub text: String,
 }
 
+/// `max_bytes` of a string column that does not set it (Redshift's VARCHAR(256)).
+pub const DEFAULT_MAX_BYTES: usize = 256;
+/// Redshift's longest VARCHAR.
+pub const MAX_VARCHAR_BYTES: usize = 65_535;
+
 /// The logical type of a column together with the rules that apply to it.
 #[derive(Debug, Clone)]
 pub enum ColumnKind {
@@ -64,6 +69,9 @@ pub enum ColumnKind {
         case: Option<Case>,
         pattern: Option<Regex>,
         domain: Option<Domain>,
+        /// Longest value in UTF-8 bytes (`max_bytes`, default [`DEFAULT_MAX_BYTES`]): Redshift
+        /// sizes VARCHAR in bytes, so a longer value is quarantined at ingest, not failed at COPY.
+        max_bytes: usize,
     },
     /// A closed set of values, matched case-insensitively and stored as spelled in the contract.
     Enum {
@@ -289,6 +297,59 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle:?} missing from: {err}");
         }
+    }
+
+    #[test]
+    fn strings_have_a_byte_limit_that_reaches_the_warehouse_ddl() {
+        let text = |extra: &str| {
+            format!(
+                r#"
+            name = "notes"
+            key = "id"
+            version_column = "updated_at"
+            [[columns]]
+            name = "id"
+            type = "string"
+            required = true
+            [[columns]]
+            name = "note"
+            type = "string"
+            {extra}
+            [[columns]]
+            name = "updated_at"
+            type = "timestamp"
+            required = true
+        "#
+            )
+        };
+        let c = Contract::from_toml(&text("max_bytes = 1000")).unwrap();
+        let bytes = |c: &Contract, i: usize| match c.columns[i].kind {
+            ColumnKind::String { max_bytes, .. } => max_bytes,
+            _ => unreachable!(),
+        };
+        assert_eq!((bytes(&c, 0), bytes(&c, 1)), (DEFAULT_MAX_BYTES, 1000));
+        let wh = crate::warehouse::Warehouse {
+            schema: "s".into(),
+            copy_role_arn: "r".into(),
+        };
+        let ddl = wh.create_table(&c);
+        assert!(
+            ddl.contains("id VARCHAR(256) NOT NULL") && ddl.contains("note VARCHAR(1000),"),
+            "{ddl}"
+        );
+        for (bad, needle) in [
+            ("max_bytes = 0", "max_bytes must be 1 to 65535"),
+            ("max_bytes = 70000", "got 70000"),
+        ] {
+            let err = Contract::from_toml(&text(bad)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+        let on_a_date = text("").replace(
+            "name = \"updated_at\"\n            type = \"timestamp\"",
+            "name = \"updated_at\"\n            type = \"timestamp\"\n            max_bytes = 5",
+        );
+        let err = Contract::from_toml(&on_a_date).unwrap_err().to_string();
+        assert!(err.contains("`max_bytes` does not apply"), "{err}");
     }
 
     #[test]

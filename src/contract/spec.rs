@@ -66,6 +66,8 @@ struct ColumnSpec {
     case: Option<Case>,
     pattern: Option<String>,
     domain: Option<String>,
+    /// Longest string in UTF-8 bytes (default 256, at most 65535).
+    max_bytes: Option<usize>,
     values: Option<Vec<String>>,
     precision: Option<u8>,
     scale: Option<u8>,
@@ -244,6 +246,10 @@ fn compile_kind(spec: &ColumnSpec, problems: &mut Problems) -> Option<ColumnKind
     misplaced("case", spec.case.is_some() && !is(TypeName::String));
     misplaced("pattern", spec.pattern.is_some() && !is(TypeName::String));
     misplaced("domain", spec.domain.is_some() && !is(TypeName::String));
+    misplaced(
+        "max_bytes",
+        spec.max_bytes.is_some() && !is(TypeName::String),
+    );
     misplaced("values", spec.values.is_some() && !is(TypeName::Enum));
     let numeric = is(TypeName::Decimal) || is(TypeName::Int32);
     misplaced(
@@ -272,10 +278,18 @@ fn compile_kind(spec: &ColumnSpec, problems: &mut Problems) -> Option<ColumnKind
                 }
                 found
             });
+            let max_bytes = spec.max_bytes.unwrap_or(super::DEFAULT_MAX_BYTES);
+            if !(1..=super::MAX_VARCHAR_BYTES).contains(&max_bytes) {
+                problems.add(format!(
+                    "column `{name}`: max_bytes must be 1 to {} (Redshift's longest VARCHAR), got {max_bytes}",
+                    super::MAX_VARCHAR_BYTES
+                ));
+            }
             ColumnKind::String {
                 case: spec.case,
                 pattern,
                 domain,
+                max_bytes,
             }
         }
         TypeName::Enum => {

@@ -232,8 +232,18 @@ fn check_value<'a>(column: &'a Column, raw: &'a str) -> Result<Value<'a>, String
             case,
             pattern,
             domain,
+            max_bytes,
         } => {
             let value = normalise_case(raw, *case);
+            // The warehouse sizes strings in bytes; the value itself is not quoted (it may be
+            // personal data and is long anyway).
+            if value.len() > *max_bytes {
+                return Err(format!(
+                    "{}: value is {} bytes of UTF-8, longer than the column's max_bytes of {max_bytes}",
+                    column.name,
+                    value.len()
+                ));
+            }
             if let Some(re) = pattern
                 && !re.is_match(&value)
             {
@@ -336,6 +346,23 @@ mod tests {
         v.validate_into(&rec(&row).as_raw(), &mut batch)
             .map(|()| batch)
             .map_err(|r| r.join("; "))
+    }
+
+    #[test]
+    fn strings_are_limited_in_utf8_bytes_not_characters() {
+        // order_id has the default max_bytes of 256.
+        let at = |value: String| check_order(|r| r[0] = value.leak());
+        // 85 three-byte characters and one ASCII: 86 characters, exactly 256 bytes.
+        assert!(at(format!("{}a", "日".repeat(85))).is_ok());
+        // 128 two-byte characters: 256 bytes.
+        assert!(at("é".repeat(128)).is_ok());
+        // One byte more (129 characters, far from 256) is quarantined, naming column and limit.
+        let err = at(format!("{}a", "é".repeat(128))).unwrap_err();
+        assert_eq!(
+            err,
+            "order_id: value is 257 bytes of UTF-8, longer than the column's max_bytes of 256"
+        );
+        assert!(at("日".repeat(86)).unwrap_err().contains("258 bytes"));
     }
 
     #[test]

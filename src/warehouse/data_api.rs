@@ -74,13 +74,21 @@ pub enum WarehouseError {
     },
     #[error("unexpected result of `{sql}`: {detail}")]
     Result { sql: String, detail: String },
+    /// The PostgreSQL server could not be reached or the connection broke (worth a retry).
+    #[error("PostgreSQL {operation} failed: {message}")]
+    Postgres {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 impl Retryable for WarehouseError {
     fn is_retryable(&self) -> bool {
         matches!(
             self,
-            WarehouseError::Timeout { .. } | WarehouseError::Aborted { .. }
+            WarehouseError::Timeout { .. }
+                | WarehouseError::Aborted { .. }
+                | WarehouseError::Postgres { .. }
         ) || matches!(
             self,
             WarehouseError::Api {
@@ -98,6 +106,9 @@ pub trait SqlExecutor: Send + Sync + std::fmt::Debug {
     async fn execute_batch(&self, sqls: &[String]) -> Result<(), WarehouseError>;
     /// Runs a query returning one integer (e.g. a ledger lookup).
     async fn query_i64(&self, sql: &str) -> Result<i64, WarehouseError>;
+    /// Runs a query and returns its rows, every value as text (NULL as `None`); for small
+    /// results such as a table's columns.
+    async fn query_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WarehouseError>;
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +238,45 @@ impl SqlExecutor for DataApiExecutor {
     }
 
     async fn query_i64(&self, sql: &str) -> Result<i64, WarehouseError> {
+        let result = self.query(sql).await?;
+        match result.records().first().and_then(|r| r.first()) {
+            Some(Field::LongValue(v)) => Ok(*v),
+            other => Err(WarehouseError::Result {
+                sql: sql.into(),
+                detail: format!("expected one integer, got {other:?}"),
+            }),
+        }
+    }
+
+    async fn query_rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WarehouseError> {
+        let result = self.query(sql).await?;
+        Ok(result
+            .records()
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|f| match f {
+                        Field::StringValue(v) => Some(v.clone()),
+                        Field::LongValue(v) => Some(v.to_string()),
+                        Field::DoubleValue(v) => Some(v.to_string()),
+                        Field::BooleanValue(v) => Some(v.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+impl DataApiExecutor {
+    /// Runs one statement and fetches its result (the first page: small results only).
+    async fn query(
+        &self,
+        sql: &str,
+    ) -> Result<
+        aws_sdk_redshiftdata::operation::get_statement_result::GetStatementResultOutput,
+        WarehouseError,
+    > {
         let s = &self.settings;
         let (workgroup, cluster, db_user) = self.target_fields();
         let out = with_retries!(
@@ -244,17 +294,10 @@ impl SqlExecutor for DataApiExecutor {
         )?;
         let id = out.id().unwrap_or_default().to_owned();
         self.wait(&id, &[sql.to_owned()]).await?;
-        let result = with_retries!(
+        with_retries!(
             self,
             "GetStatementResult",
             self.client.get_statement_result().id(&id).send()
-        )?;
-        match result.records().first().and_then(|r| r.first()) {
-            Some(Field::LongValue(v)) => Ok(*v),
-            other => Err(WarehouseError::Result {
-                sql: sql.into(),
-                detail: format!("expected one integer, got {other:?}"),
-            }),
-        }
+        )
     }
 }

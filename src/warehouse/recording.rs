@@ -41,4 +41,9 @@ impl SqlExecutor for RecordingExecutor {
     async fn query_i64(&self, _sql: &str) -> Result<i64, WarehouseError> {
         Ok(0)
     }
+
+    /// No rows: tables that are not there have no columns, so a dry run issues no ALTER TABLE.
+    async fn query_rows(&self, _sql: &str) -> Result<Vec<Vec<Option<String>>>, WarehouseError> {
+        Ok(Vec::new())
+    }
 }

@@ -5,7 +5,8 @@
 //! a raw staging table whose columns match the files exactly (COPY from Parquet maps columns by
 //! position), add the partition columns the files do not carry (identity partitions as literals
 //! per partition group, date partitions from their timestamp), drop staged rows older than the
-//! warehouse's, MERGE by key, and record the batch in the ledger.
+//! warehouse's (latest wins by version, then ingestion time, as in the lake), MERGE by key, and
+//! record the batch in the ledger; a batch the ledger has already changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -14,9 +15,9 @@ use crate::gold::kpis::COLUMNS as KPI_COLUMNS;
 use crate::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
 
 pub const LEDGER_TABLE: &str = "load_ledger";
+/// Most statements one Data API BatchExecuteStatement (one transaction) takes.
+pub const MAX_BATCH_STATEMENTS: usize = 40;
 pub const KPI_TABLE: &str = "daily_kpis";
-/// Longest string any contract column may hold in Redshift (bytes).
-const VARCHAR_BYTES: usize = 256;
 
 /// A SQL string literal.
 pub fn literal(value: &str) -> String {
@@ -25,7 +26,8 @@ pub fn literal(value: &str) -> String {
 
 fn redshift_type(kind: &ColumnKind) -> String {
     match kind {
-        ColumnKind::String { .. } => format!("VARCHAR({VARCHAR_BYTES})"),
+        // Redshift's VARCHAR(n) is n bytes: the contract's max_bytes, which ingest enforces.
+        ColumnKind::String { max_bytes, .. } => format!("VARCHAR({max_bytes})"),
         ColumnKind::Enum { values } => format!(
             "VARCHAR({})",
             values.iter().map(String::len).max().unwrap_or(1).max(16)
@@ -285,9 +287,20 @@ impl Warehouse {
             ));
             sql.push(format!("DELETE FROM {raw}"));
         }
+        let ledger = self.table(LEDGER_TABLE);
+        let in_ledger = format!(
+            "SELECT 1 FROM {ledger} WHERE dataset = {} AND batch_id = {}",
+            literal(&contract.name),
+            literal(batch_id)
+        );
+        // The ledger is checked again inside the transaction: a batch loaded by a concurrent or
+        // earlier run (the lookup before the load is only a shortcut) changes nothing.
+        sql.push(format!("DELETE FROM {stage} WHERE EXISTS ({in_ledger})"));
+        // Latest wins as in the lake's readers: greatest version, then the later ingestion, then
+        // the greater batch id. Staged rows the warehouse already has a later version of go.
         let version = &contract.columns[contract.version].name;
         sql.push(format!(
-            "DELETE FROM {stage} USING {target} AS t WHERE {stage}.{key} = t.{key} AND {stage}.{version} < t.{version}"
+            "DELETE FROM {stage} USING {target} AS t WHERE {stage}.{key} = t.{key} AND ({stage}.{version} < t.{version} OR ({stage}.{version} = t.{version} AND ({stage}.{INGESTED_AT} < t.{INGESTED_AT} OR ({stage}.{INGESTED_AT} = t.{INGESTED_AT} AND {stage}.{BATCH_ID} < t.{BATCH_ID}))))"
         ));
         let updates: Vec<String> = names
             .iter()
@@ -302,8 +315,7 @@ impl Warehouse {
             values.join(", ")
         ));
         sql.push(format!(
-            "INSERT INTO {} (dataset, batch_id, rows_loaded, loaded_at) VALUES ({}, {}, {rows}, GETDATE())",
-            self.table(LEDGER_TABLE),
+            "INSERT INTO {ledger} (dataset, batch_id, rows_loaded, loaded_at) SELECT {}, {}, {rows}, GETDATE() WHERE NOT EXISTS ({in_ledger})",
             literal(&contract.name),
             literal(batch_id)
         ));
@@ -320,6 +332,116 @@ impl Warehouse {
             literal(dataset),
             literal(batch_id)
         )
+    }
+
+    /// The columns of a table, for [`Warehouse::schema_changes`] (via [`parse_columns`]).
+    pub fn columns_query(&self, table: &str) -> String {
+        format!(
+            "SELECT column_name, data_type, character_maximum_length, numeric_precision, numeric_scale, is_nullable FROM information_schema.columns WHERE table_schema = {} AND table_name = {} ORDER BY ordinal_position",
+            literal(&self.schema),
+            literal(table)
+        )
+    }
+
+    /// What the table of `contract` needs to follow the contract: `ALTER TABLE … ADD COLUMN` for
+    /// each new optional column; an error naming the column and what to do for a change the
+    /// table cannot follow (a type change, a new required column, a required column the
+    /// contract dropped, a narrower VARCHAR). `existing` empty: the table is new, nothing to do.
+    pub fn schema_changes(
+        &self,
+        contract: &Contract,
+        existing: &[ExistingColumn],
+    ) -> Result<Vec<String>, SchemaChangeError> {
+        let table = self.table(&contract.name);
+        let error = |column: &str, problem: String, fix: String| SchemaChangeError {
+            table: table.clone(),
+            column: column.into(),
+            problem,
+            fix,
+        };
+        if existing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rebuild = format!(
+            "rebuild the table from the lake (DROP TABLE {table}; DELETE FROM {} WHERE dataset = {}; delete runs/loaded/{}/ in the lake; load again), or give the column a new name in the contract",
+            self.table(LEDGER_TABLE),
+            literal(&contract.name),
+            contract.name
+        );
+        let wanted = table_columns(contract);
+        let mut out = Vec::new();
+        for w in &wanted {
+            let Some(e) = existing.iter().find(|e| e.name == w.name) else {
+                if w.not_null {
+                    return Err(error(
+                        &w.name,
+                        "is new in the contract and required, but the table has rows without it"
+                            .into(),
+                        format!(
+                            "make it optional in the contract (required = false) so it is added as a nullable column, or add it yourself: ALTER TABLE {table} ADD COLUMN {} {} DEFAULT <value> NOT NULL",
+                            w.name, w.sql_type
+                        ),
+                    ));
+                }
+                out.push(format!(
+                    "ALTER TABLE {table} ADD COLUMN {} {}",
+                    w.name, w.sql_type
+                ));
+                continue;
+            };
+            let (data_type, length, precision, scale) = info_type(&w.sql_type);
+            if e.data_type != data_type
+                || (precision.is_some() && (e.precision, e.scale) != (precision, scale))
+            {
+                return Err(error(
+                    &w.name,
+                    format!(
+                        "is {}{} in the warehouse but {} in the contract",
+                        e.data_type,
+                        match (e.length, e.precision, e.scale) {
+                            (Some(l), _, _) => format!("({l})"),
+                            (_, Some(p), Some(s)) => format!("({p},{s})"),
+                            _ => String::new(),
+                        },
+                        w.sql_type
+                    ),
+                    rebuild.clone(),
+                ));
+            }
+            if let (Some(want), Some(have)) = (length, e.length)
+                && have < want
+            {
+                return Err(error(
+                    &w.name,
+                    format!("holds {have} bytes in the warehouse but the contract allows {want}"),
+                    format!(
+                        "widen it (Redshift does this outside a transaction): ALTER TABLE {table} ALTER COLUMN {} TYPE {}",
+                        w.name, w.sql_type
+                    ),
+                ));
+            }
+            if !w.not_null && !e.nullable {
+                return Err(error(
+                    &w.name,
+                    "is NOT NULL in the warehouse but optional in the contract, so a null would fail the load".into(),
+                    format!("make it required in the contract again, or {rebuild}"),
+                ));
+            }
+        }
+        if let Some(e) = existing
+            .iter()
+            .find(|e| !e.nullable && !wanted.iter().any(|w| w.name == e.name))
+        {
+            return Err(error(
+                &e.name,
+                "is required in the warehouse but no longer in the contract, so loads would have no value for it".into(),
+                format!(
+                    "keep it in the contract (optional is enough), or drop it from the table: ALTER TABLE {table} DROP COLUMN {}",
+                    e.name
+                ),
+            ));
+        }
+        Ok(out)
     }
 
     /// Replaces one month of `daily_kpis` (delete + insert in one transaction).
@@ -341,6 +463,78 @@ impl Warehouse {
     }
 }
 
+/// A column as the warehouse's `information_schema.columns` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingColumn {
+    pub name: String,
+    /// `character varying`, `numeric`, `timestamp without time zone`, `date`, `integer`…
+    pub data_type: String,
+    pub length: Option<u32>,
+    pub precision: Option<u32>,
+    pub scale: Option<u32>,
+    pub nullable: bool,
+}
+
+/// A contract change the warehouse table cannot follow by itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("warehouse table {table}, column `{column}`: {problem}. To go on: {fix}")]
+pub struct SchemaChangeError {
+    pub table: String,
+    pub column: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// `information_schema` spelling of a generated type: (data type, length, precision, scale).
+fn info_type(sql_type: &str) -> (String, Option<u32>, Option<u32>, Option<u32>) {
+    let args: Vec<u32> = sql_type
+        .split_once('(')
+        .map(|(_, rest)| {
+            rest.trim_end_matches(')')
+                .split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let base = sql_type.split('(').next().unwrap_or_default();
+    match base {
+        "VARCHAR" => (
+            "character varying".into(),
+            args.first().copied(),
+            None,
+            None,
+        ),
+        "DECIMAL" => (
+            "numeric".into(),
+            None,
+            args.first().copied(),
+            args.get(1).copied(),
+        ),
+        "TIMESTAMP" => ("timestamp without time zone".into(), None, None, None),
+        "DATE" => ("date".into(), None, None, None),
+        "INTEGER" => ("integer".into(), None, None, None),
+        "BIGINT" => ("bigint".into(), None, None, None),
+        other => (other.to_lowercase(), None, None, None),
+    }
+}
+
+/// The rows of [`Warehouse::columns_query`] as columns.
+pub fn parse_columns(rows: &[Vec<Option<String>>]) -> Vec<ExistingColumn> {
+    let num = |v: Option<&Option<String>>| v.and_then(|v| v.as_deref()?.parse().ok());
+    rows.iter()
+        .filter_map(|r| {
+            Some(ExistingColumn {
+                name: r.first()?.clone()?,
+                data_type: r.get(1)?.clone()?,
+                length: num(r.get(2)),
+                precision: num(r.get(3)),
+                scale: num(r.get(4)),
+                nullable: r.get(5)?.as_deref() == Some("YES"),
+            })
+        })
+        .collect()
+}
+
 /// A COPY manifest listing exactly these files (`content_length` is required for Parquet).
 pub fn copy_manifest(files: &[(String, u64)]) -> String {
     let entries: Vec<serde_json::Value> = files
@@ -350,5 +544,7 @@ pub fn copy_manifest(files: &[(String, u64)]) -> String {
     serde_json::json!({ "entries": entries }).to_string()
 }
 
+#[cfg(test)]
+mod redshift_rules;
 #[cfg(test)]
 mod tests;

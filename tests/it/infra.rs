@@ -216,16 +216,19 @@ fn triggers_destinations_and_retention_are_as_the_pipeline_needs() {
             "{function} must fire on {prefix}*{suffix}"
         );
     }
-    // Quality verdicts reach on-call through the alert function.
-    let quality = &r["QualityFunction"];
-    let on_success = quality
-        .iter()
-        .position(|l| l == "OnSuccess:")
-        .expect("OnSuccess");
-    assert_eq!(
-        quality[on_success + 2],
-        "Destination: !GetAtt AlertFunction.Arn"
-    );
+    // Quality verdicts and batches that failed to load reach on-call through the alert function.
+    for function in ["QualityFunction", "LoadFunction"] {
+        let lines = &r[function];
+        let on_success = lines
+            .iter()
+            .position(|l| l == "OnSuccess:")
+            .expect("OnSuccess");
+        assert_eq!(
+            lines[on_success + 2],
+            "Destination: !GetAtt AlertFunction.Arn",
+            "{function}"
+        );
+    }
     // Ordered, read-modify-write stages run one at a time.
     for function in ["LoadFunction", "AlertFunction", "AggregateFunction"] {
         assert!(
@@ -298,4 +301,48 @@ fn pages_are_for_what_is_lost_and_warnings_can_go_elsewhere() {
     assert_eq!(value(warn, "Condition"), Some("HasWarningEmail"));
     assert_eq!(value(warn, "FilterPolicy"), Some("{ severity: [warn] }"));
     assert!(template.contains("  HasWarningEmail: !Not [!Equals [!Ref WarningEmail, \"\"]]"));
+}
+
+/// With enhanced VPC routing COPY reaches S3 only through the VPC: every subnet of the
+/// workgroup is on a route table that has an S3 gateway endpoint (of the same VPC).
+#[test]
+fn copy_has_a_path_to_s3_from_the_workgroup() {
+    let template = template();
+    let r = resources(&template);
+    let workgroup = &r["RedshiftWorkgroup"];
+    assert_eq!(value(workgroup, "EnhancedVpcRouting"), Some("true"));
+    assert_eq!(value(workgroup, "PubliclyAccessible"), Some("false"));
+    let subnets: Vec<String> = value(workgroup, "SubnetIds")
+        .expect("the workgroup names its subnets")
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|s| s.trim().trim_start_matches("!Ref ").to_owned())
+        .collect();
+    assert!(subnets.len() >= 3, "{subnets:?}");
+    let endpoints: Vec<&Vec<String>> = r
+        .values()
+        .filter(|l| {
+            value(l, "Type") == Some("AWS::EC2::VPCEndpoint")
+                && value(l, "VpcEndpointType") == Some("Gateway")
+                && value(l, "ServiceName").is_some_and(|s| s.ends_with(".s3\""))
+        })
+        .collect();
+    assert!(!endpoints.is_empty(), "an S3 gateway endpoint");
+    for subnet in &subnets {
+        let vpc = value(&r[subnet], "VpcId").expect("subnet VpcId");
+        let table = r
+            .values()
+            .find(|l| {
+                value(l, "Type") == Some("AWS::EC2::SubnetRouteTableAssociation")
+                    && value(l, "SubnetId") == Some(&format!("!Ref {subnet}"))
+            })
+            .and_then(|l| value(l, "RouteTableId"))
+            .unwrap_or_else(|| panic!("{subnet} has no route table"));
+        let table_name = table.trim_start_matches("!Ref ");
+        assert!(
+            endpoints.iter().any(|e| value(e, "VpcId") == Some(vpc)
+                && value(e, "RouteTableIds").is_some_and(|t| t.contains(table_name))),
+            "no S3 gateway endpoint on {table_name}, the route table of {subnet}"
+        );
+    }
 }

@@ -22,3 +22,4 @@ mod properties;
 mod quality_alert;
 mod sample_events;
 mod store_conformance;
+mod warehouse_postgres;

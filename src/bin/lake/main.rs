@@ -4,6 +4,7 @@
 //! a recording SQL executor for `load --dry-run`.
 
 mod present;
+mod warehouse_load;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -120,14 +121,28 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         days: usize,
     },
-    /// Load every gated batch and the changed gold months into the warehouse. Locally only
-    /// `--dry-run` exists: it prints the SQL the load function would send to Redshift.
+    /// Load every gated batch and the changed gold months into the warehouse: a PostgreSQL
+    /// database (`--postgres`), or `--dry-run` to print the SQL the load function would send to Redshift.
     Load {
         #[arg(long)]
         lake: PathBuf,
         /// Print the statements instead of running them; writes nothing to the lake.
         #[arg(long)]
         dry_run: bool,
+        /// Load into this PostgreSQL (15+) database, e.g. postgresql://user@127.0.0.1:5432/db:
+        /// the same loader and statements as Redshift, through src/warehouse/translate.rs.
+        #[arg(long, conflicts_with = "dry_run")]
+        postgres: Option<String>,
+        /// Retry a batch (or gold month) that failed to load: its attempts start again.
+        #[arg(long, value_name = "BATCH", requires = "postgres")]
+        retry: Option<String>,
+        /// Never load a batch that failed to load; needs --by and --reason.
+        #[arg(long, value_name = "BATCH", requires_all = ["by", "reason"], conflicts_with_all = ["retry", "dry_run"])]
+        skip: Option<String>,
+        #[arg(long, requires = "skip")]
+        by: Option<String>,
+        #[arg(long, requires = "skip")]
+        reason: Option<String>,
         /// Warehouse schema the statements name.
         #[arg(long, default_value = "shoplake")]
         schema: String,
@@ -495,19 +510,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load {
             lake,
             dry_run,
+            postgres,
+            retry,
+            skip,
+            by,
+            reason,
             schema,
             copy_role_arn,
         } => {
             anyhow::ensure!(
-                dry_run,
-                "a local lake has no warehouse to load into yet; use --dry-run to print the SQL the load function would send"
+                dry_run || postgres.is_some() || skip.is_some(),
+                "give --postgres URL to load into a PostgreSQL database, or --dry-run to print the SQL the load function would send"
             );
             let lake = Lake::open(&lake, registry.clone()).await?;
-            let executor = Arc::new(RecordingExecutor::new());
             let warehouse = Warehouse {
                 schema,
                 copy_role_arn,
             };
+            if postgres.is_some() || skip.is_some() {
+                let operator = match (retry, skip) {
+                    (Some(batch_id), _) => Some(LoadRequest::Retry { batch_id }),
+                    (None, Some(batch_id)) => Some(LoadRequest::Skip {
+                        batch_id,
+                        by: by.unwrap_or_default(),
+                        reason: reason.unwrap_or_default(),
+                    }),
+                    (None, None) => None,
+                };
+                let (store, alerts) = (lake.store.clone(), lake.alerts());
+                return warehouse_load::run(store, registry, warehouse, postgres, operator, alerts)
+                    .await;
+            }
+            let executor = Arc::new(RecordingExecutor::new());
             let loader =
                 Loader::new(lake.store.clone(), executor.clone(), warehouse, registry).dry_run();
             let report = loader.run(LoadRequest::Pending, chrono::Utc::now()).await?;

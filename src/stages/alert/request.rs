@@ -1,11 +1,12 @@
 //! What the alert Lambda can receive, recognised from its shape: a quality report (directly or
 //! as the quality function's on-success destination record), any function's on-failure
-//! destination record, the SLA check and the digest flush from the schedules.
+//! destination record, the load function's on-success record (its report: batches that failed to
+//! load), the SLA check and the digest flush from the schedules.
 
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::alert::message::FailedInvocation;
+use crate::alert::message::{FailedInvocation, FailedLoad};
 use crate::layout;
 use crate::quality::QualityReport;
 use crate::stages::decode_key;
@@ -25,6 +26,9 @@ pub enum AlertRequest {
     ArrivalCheck {
         date: Option<NaiveDate>,
     },
+    /// A batch the load function recorded as failed for the first time (from its on-success
+    /// destination record: the load report).
+    LoadFailure(FailedLoad),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +118,28 @@ fn reports(payload: &Value) -> Result<Vec<AlertRequest>, InputError> {
     }
 }
 
+/// The first failures in a load report (`{"batches": [...], "months": [...]}`): one page each;
+/// a failure retried by a later run is not paged again.
+fn load_failures(payload: &Value, timestamp: &str) -> Vec<AlertRequest> {
+    payload["batches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["outcome"] == "failed" && b["alert"] == true)
+        .map(|b| {
+            AlertRequest::LoadFailure(FailedLoad {
+                dataset: str_at(b, &["dataset"]).to_owned(),
+                batch_id: str_at(b, &["batch_id"]).to_owned(),
+                error: str_at(b, &["error"]).to_owned(),
+                statement: str_at(b, &["statement"]).to_owned(),
+                attempts: b["attempts"].as_u64().unwrap_or(1) as u32,
+                max_attempts: crate::stages::load::MAX_LOAD_ATTEMPTS,
+                date: timestamp.get(..10).unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// The requests in one alert Lambda input.
 pub fn parse(value: &Value) -> Result<Vec<AlertRequest>, InputError> {
     let date_of = |check: &Value, name: &str| match check.get("date").and_then(Value::as_str) {
@@ -138,7 +164,11 @@ pub fn parse(value: &Value) -> Result<Vec<AlertRequest>, InputError> {
         let succeeded = str_at(value, &["requestContext", "condition"]) == "Success"
             && value["responseContext"].get("functionError").is_none();
         if succeeded {
-            return reports(&value["responsePayload"]);
+            let payload = &value["responsePayload"];
+            if payload.get("batches").is_some() && payload.get("months").is_some() {
+                return Ok(load_failures(payload, str_at(value, &["timestamp"])));
+            }
+            return reports(payload);
         }
         return Ok(vec![AlertRequest::Failure(failure(value))]);
     }
@@ -154,6 +184,50 @@ pub fn parse(value: &Value) -> Result<Vec<AlertRequest>, InputError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_load_report_pages_each_first_failure_once() {
+        let record = |batches: Value| {
+            json!({
+                "timestamp": "2026-11-22T02:07:00.000Z",
+                "requestContext": {"condition": "Success", "functionArn": "arn:aws:lambda:us-east-1:1:function:shoplake-prod-load"},
+                "responseContext": {"statusCode": 200},
+                "responsePayload": {"batches": batches, "months": []}
+            })
+        };
+        let failed = |batch: &str, attempts: u32| {
+            json!({"outcome": "failed", "dataset": "orders", "batch_id": batch, "error": "ERROR: boom",
+                   "statement": "COPY stage_raw_orders FROM 's3://b/m'", "attempts": attempts, "alert": attempts == 1})
+        };
+        let requests = parse(&record(json!([
+            {"outcome": "loaded", "dataset": "orders", "batch_id": "b1", "rows": 3, "statements": 9},
+            failed("b2", 1),
+            failed("b3", 2),
+        ])))
+        .unwrap();
+        let [AlertRequest::LoadFailure(f)] = &requests[..] else {
+            panic!("{requests:?}")
+        };
+        assert_eq!((f.batch_id.as_str(), f.date.as_str()), ("b2", "2026-11-22"));
+        let m = crate::alert::message::load_failure_alert(f);
+        assert!(
+            m.subject.starts_with("[FAIL] orders 2026-11-22: batch b2"),
+            "{}",
+            m.subject
+        );
+        assert!(
+            m.body.contains("ERROR: boom") && m.body.contains("COPY stage_raw_orders"),
+            "{}",
+            m.body
+        );
+        assert!(
+            m.body.contains("Next steps (docs/runbook.md#load_failed)"),
+            "{}",
+            m.body
+        );
+        // A report without first failures pages nothing.
+        assert!(parse(&record(json!([failed("b3", 2)]))).unwrap().is_empty());
+    }
 
     #[test]
     fn a_failure_destination_record_names_the_function_objects_and_error() {

@@ -207,6 +207,7 @@ impl AlertService {
                 }
             },
             AlertRequest::Failure(f) => Some(message::failure_alert(&f)),
+            AlertRequest::LoadFailure(f) => Some(message::load_failure_alert(&f)),
             AlertRequest::SlaCheck { date } => {
                 self.sla(date.unwrap_or(now.date_naive()), now, &mut outcomes)
                     .await?

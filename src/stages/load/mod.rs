@@ -15,7 +15,10 @@ use chrono::{DateTime, Utc};
 
 pub use config::LoadConfig;
 pub use request::LoadRequest;
-pub use service::{BatchLoad, LoadError, LoadReport, Loader, SkipReason};
+pub use service::{
+    BatchLoad, LoadError, LoadFailure, LoadReport, Loader, MAX_LOAD_ATTEMPTS, OperatorSkip,
+    SkipReason,
+};
 
 use crate::config::ConfigError;
 use crate::contract::Registry;
@@ -57,14 +60,28 @@ impl Stage for Loader {
                 self.ensure_schema().await?;
                 self.load_pending(now).await
             }
+            LoadRequest::Retry { batch_id } => {
+                self.retry(&batch_id).await?;
+                self.ensure_schema().await?;
+                self.load_pending(now).await
+            }
+            LoadRequest::Skip {
+                batch_id,
+                by,
+                reason,
+            } => {
+                self.skip(&batch_id, &by, &reason, now).await?;
+                self.ensure_schema().await?;
+                self.load_pending(now).await
+            }
         }
     }
 
-    /// Per dataset: batches loaded and skipped and rows loaded; `LoadSucceeded` backs the
+    /// Per dataset: batches loaded, skipped and failed and rows loaded; `LoadSucceeded` backs the
     /// "no successful load today" alarm.
     fn metrics(report: &LoadReport) -> Vec<MetricSet> {
-        // dataset → (batches loaded, batches skipped, rows loaded)
-        let mut per_dataset: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+        // dataset → (batches loaded, batches skipped, rows loaded, batches failed)
+        let mut per_dataset: BTreeMap<&str, (u64, u64, u64, u64)> = BTreeMap::new();
         for load in &report.batches {
             match load {
                 BatchLoad::Loaded { dataset, rows, .. } => {
@@ -75,15 +92,17 @@ impl Stage for Loader {
                 BatchLoad::Skipped { dataset, .. } => {
                     per_dataset.entry(dataset).or_default().1 += 1
                 }
+                BatchLoad::Failed { dataset, .. } => per_dataset.entry(dataset).or_default().3 += 1,
             }
         }
         let mut sets: Vec<MetricSet> = per_dataset
             .into_iter()
-            .map(|(dataset, (loaded, skipped, rows))| {
+            .map(|(dataset, (loaded, skipped, rows, failed))| {
                 MetricSet::new("load", dataset)
                     .with("BatchesLoaded", loaded)
                     .with("BatchesSkipped", skipped)
                     .with("RowsLoaded", rows)
+                    .with("BatchesFailed", failed)
             })
             .collect();
         sets.push(

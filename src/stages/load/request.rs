@@ -4,10 +4,19 @@
 
 use crate::stages::RequestError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadRequest {
     /// Every gated batch not loaded yet, then the gold months that changed.
     Pending,
+    /// `{"retry": "<batch_id>"}`: an operator's retry of a batch that failed to load (its
+    /// attempts start again), then a pending load.
+    Retry { batch_id: String },
+    /// `{"skip": "<batch_id>", "by": "<who>", "reason": "<why>"}`: never load a failed batch.
+    Skip {
+        batch_id: String,
+        by: String,
+        reason: String,
+    },
 }
 
 impl LoadRequest {
@@ -16,11 +25,33 @@ impl LoadRequest {
         let is_destination =
             event.get("requestContext").is_some() && event.get("responsePayload").is_some();
         let is_empty = event.as_object().is_some_and(|o| o.is_empty()) || event.is_null();
+        let text = |k: &str| event.get(k).and_then(|v| v.as_str()).map(str::trim);
+        if let Some(batch) = text("retry").filter(|b| !b.is_empty()) {
+            return Ok(LoadRequest::Retry {
+                batch_id: batch.into(),
+            });
+        }
+        if let Some(batch) = text("skip") {
+            return match (text("by"), text("reason")) {
+                (Some(by), Some(reason))
+                    if !batch.is_empty() && !by.is_empty() && !reason.is_empty() =>
+                {
+                    Ok(LoadRequest::Skip {
+                        batch_id: batch.into(),
+                        by: by.into(),
+                        reason: reason.into(),
+                    })
+                }
+                _ => Err(RequestError(format!(
+                    "a skip needs a batch id, who decided it and why: {{\"skip\": \"<batch_id>\", \"by\": \"<you>\", \"reason\": \"<why>\"}}; got {event}"
+                ))),
+            };
+        }
         if is_schedule || is_destination || is_empty {
             Ok(LoadRequest::Pending)
         } else {
             Err(RequestError(format!(
-                "the load function takes its schedule's event, the aggregate function's destination record or {{}}; got {event}"
+                "the load function takes its schedule's event, the aggregate function's destination record, {{}}, {{\"retry\": \"<batch_id>\"}} or {{\"skip\": …, \"by\": …, \"reason\": …}}; got {event}"
             )))
         }
     }
@@ -46,5 +77,25 @@ mod tests {
             );
         }
         assert!(LoadRequest::from_event(&json!({"batch": "x"})).is_err());
+    }
+
+    #[test]
+    fn operators_retry_or_skip_a_failed_batch_and_a_skip_says_who_and_why() {
+        assert_eq!(
+            LoadRequest::from_event(&json!({"retry": "b1"})),
+            Ok(LoadRequest::Retry {
+                batch_id: "b1".into()
+            })
+        );
+        assert_eq!(
+            LoadRequest::from_event(&json!({"skip": "b1", "by": "dana", "reason": "bad export"})),
+            Ok(LoadRequest::Skip {
+                batch_id: "b1".into(),
+                by: "dana".into(),
+                reason: "bad export".into()
+            })
+        );
+        let err = LoadRequest::from_event(&json!({"skip": "b1", "by": "dana"})).unwrap_err();
+        assert!(err.0.contains("who decided it and why"), "{err:?}");
     }
 }

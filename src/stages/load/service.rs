@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tracing::info;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 
 use crate::contract::{PartitionTransform, Registry};
 use crate::error::Retryable;
@@ -25,11 +25,35 @@ pub enum LoadError {
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
     #[error(transparent)]
+    SchemaChange(#[from] crate::warehouse::SchemaChangeError),
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
     State(#[from] StateError),
     #[error("no manifest {0}")]
     ManifestMissing(String),
+    #[error(
+        "no load failure is recorded for {0}: only a batch (or gold month) that failed to load can be retried or skipped; `lake load --dry-run` lists what is pending"
+    )]
+    NoFailure(String),
+}
+
+impl LoadError {
+    /// Redshift's error and the failing statement when this is a failure of one batch's own
+    /// statements or files (recorded, alerted and skipped so the others still load), `None` when
+    /// the warehouse or the lake as a whole is unavailable (the run fails and is retried).
+    pub fn batch_failure(&self) -> Option<(String, String)> {
+        match self {
+            LoadError::Warehouse(WarehouseError::Failed {
+                error, statement, ..
+            }) => Some((error.clone(), statement.clone())),
+            LoadError::Warehouse(WarehouseError::Result { sql, detail }) => {
+                Some((detail.clone(), sql.clone()))
+            }
+            LoadError::ManifestMissing(key) => Some((format!("no manifest {key}"), String::new())),
+            _ => None,
+        }
+    }
 }
 
 impl Retryable for LoadError {
@@ -38,7 +62,9 @@ impl Retryable for LoadError {
             LoadError::Warehouse(e) => e.is_retryable(),
             LoadError::Storage(e) => e.is_retryable(),
             LoadError::State(e) => e.is_retryable(),
-            LoadError::ManifestMissing(_) => false,
+            LoadError::ManifestMissing(_)
+            | LoadError::NoFailure(_)
+            | LoadError::SchemaChange(_) => false,
         }
     }
 }
@@ -60,6 +86,39 @@ pub enum SkipReason {
     NothingToLoad,
     /// The ledger says an earlier run loaded it.
     AlreadyLoaded,
+    /// It failed to load [`MAX_LOAD_ATTEMPTS`] times; an operator retries or skips it.
+    RetriesExhausted,
+    /// An operator decided not to load it (`lake load --skip`).
+    SkippedByOperator,
+}
+
+/// Runs that try a batch which fails to load before the loader leaves it to an operator
+/// (`lake load --retry BATCH` or `--skip BATCH --by … --reason …`).
+pub const MAX_LOAD_ATTEMPTS: u32 = 3;
+
+/// A batch (or, with dataset `daily_kpis`, a gold month) that failed to load, as recorded in the
+/// lake (`runs/load_failures/<dataset>/<batch>.json`) until it loads or an operator skips it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadFailure {
+    pub dataset: String,
+    pub batch_id: String,
+    /// The warehouse's error text.
+    pub error: String,
+    /// The statement that failed.
+    pub statement: String,
+    pub attempts: u32,
+    pub first_failed_at: DateTime<Utc>,
+    pub last_failed_at: DateTime<Utc>,
+    #[serde(default)]
+    pub skipped: Option<OperatorSkip>,
+}
+
+/// Who decided not to load a failed batch, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorSkip {
+    pub by: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
 }
 
 impl SkipReason {
@@ -80,6 +139,10 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::NothingToLoad => "nothing to load: no rows were written",
             SkipReason::AlreadyLoaded => "already loaded (in the load ledger)",
+            SkipReason::RetriesExhausted => {
+                "failed to load too often: fix the cause, then lake load --retry BATCH (or --skip BATCH --by … --reason …)"
+            }
+            SkipReason::SkippedByOperator => "skipped by an operator (lake load --retry BATCH to load it)",
         })
     }
 }
@@ -98,6 +161,16 @@ pub enum BatchLoad {
         dataset: String,
         batch_id: String,
         reason: SkipReason,
+    },
+    /// Its load failed and was rolled back; recorded, and retried by later runs. `alert` is set
+    /// the first time, so the alert function pages once per failure.
+    Failed {
+        dataset: String,
+        batch_id: String,
+        error: String,
+        statement: String,
+        attempts: u32,
+        alert: bool,
     },
 }
 
@@ -155,11 +228,29 @@ impl Loader {
         Ok(())
     }
 
-    /// Creates schema, tables, ledger and views (idempotent).
+    /// Creates schema, tables, ledger and views (idempotent), then brings existing tables up to
+    /// their contracts: new optional columns are added; a change a table cannot follow stops the
+    /// load with an error naming the column and what to do.
     pub async fn ensure_schema(&self) -> Result<(), LoadError> {
         self.executor
             .execute_batch(&self.warehouse.ddl(&self.registry))
             .await?;
+        let mut changes = Vec::new();
+        for contract in self.registry.iter() {
+            let rows = self
+                .executor
+                .query_rows(&self.warehouse.columns_query(&contract.name))
+                .await?;
+            let existing = crate::warehouse::sql::parse_columns(&rows);
+            changes.extend(self.warehouse.schema_changes(contract, &existing)?);
+        }
+        if !changes.is_empty() {
+            info!(
+                statements = changes.len(),
+                "adding new contract columns to the warehouse"
+            );
+            self.executor.execute_batch(&changes).await?;
+        }
         Ok(())
     }
 
@@ -230,6 +321,19 @@ impl Loader {
         let statements =
             self.warehouse
                 .load_batch(contract, batch_id, &copy_groups, manifest.rows_written);
+        if statements.len() > crate::warehouse::sql::MAX_BATCH_STATEMENTS {
+            // The Data API would reject the whole call; fail this batch only, and say why.
+            return Err(LoadError::Warehouse(WarehouseError::Failed {
+                id: "not sent".into(),
+                error: format!(
+                    "{} statements ({} partition groups) exceed the {} one BatchExecuteStatement takes; partition the dataset by fewer identity values",
+                    statements.len(),
+                    copy_groups.len(),
+                    crate::warehouse::sql::MAX_BATCH_STATEMENTS
+                ),
+                statement: statements.first().cloned().unwrap_or_default(),
+            }));
+        }
         self.executor.execute_batch(&statements).await?;
         info!(
             dataset,
@@ -262,6 +366,67 @@ impl Loader {
             .await
     }
 
+    /// The recorded failure of a batch, if any.
+    async fn failure(
+        &self,
+        dataset: &str,
+        batch_id: &str,
+    ) -> Result<Option<LoadFailure>, LoadError> {
+        Ok(self
+            .state
+            .get_json(&layout::load_failure_key(dataset, batch_id))
+            .await?)
+    }
+
+    /// Whether an earlier failure keeps the batch out of this run.
+    fn held_by(failure: Option<&LoadFailure>) -> Option<SkipReason> {
+        match failure {
+            Some(f) if f.skipped.is_some() => Some(SkipReason::SkippedByOperator),
+            Some(f) if f.attempts >= MAX_LOAD_ATTEMPTS => Some(SkipReason::RetriesExhausted),
+            _ => None,
+        }
+    }
+
+    /// Records a failed load (one more attempt) and says what happened.
+    async fn record_failure(
+        &self,
+        dataset: &str,
+        batch_id: &str,
+        previous: Option<LoadFailure>,
+        (error, statement): (String, String),
+        now: DateTime<Utc>,
+    ) -> Result<BatchLoad, LoadError> {
+        let attempts = previous.as_ref().map_or(0, |f| f.attempts) + 1;
+        let record = LoadFailure {
+            dataset: dataset.into(),
+            batch_id: batch_id.into(),
+            error: error.clone(),
+            statement: statement.clone(),
+            attempts,
+            first_failed_at: previous.as_ref().map_or(now, |f| f.first_failed_at),
+            last_failed_at: now,
+            skipped: None,
+        };
+        self.put_json(&layout::load_failure_key(dataset, batch_id), &record)
+            .await?;
+        warn!(
+            dataset,
+            batch_id,
+            attempts,
+            max_attempts = MAX_LOAD_ATTEMPTS,
+            error = %error,
+            "load failed and was rolled back; recorded, the other batches go on"
+        );
+        Ok(BatchLoad::Failed {
+            dataset: dataset.into(),
+            batch_id: batch_id.into(),
+            error,
+            statement,
+            attempts,
+            alert: attempts == 1,
+        })
+    }
+
     async fn load_pending_claimed(&self, now: DateTime<Utc>) -> Result<LoadReport, LoadError> {
         let mut report = LoadReport::default();
         for contract in self.registry.load_order() {
@@ -271,18 +436,47 @@ impl Loader {
                 if self.state.exists(&marker).await? {
                     continue;
                 }
-                let outcome = self.load_batch(dataset, &batch).await?;
+                let failure = self.failure(dataset, &batch).await?;
+                if let Some(reason) = Self::held_by(failure.as_ref()) {
+                    report.batches.push(BatchLoad::Skipped {
+                        dataset: dataset.into(),
+                        batch_id: batch.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+                // A batch that cannot load is recorded and skipped: it never blocks the others
+                // (MERGE is latest-wins by version, so loading later batches first is safe).
+                let outcome = match self.load_batch(dataset, &batch).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => match e.batch_failure() {
+                        Some(parts) => {
+                            let failed = self
+                                .record_failure(dataset, &batch, failure, parts, now)
+                                .await?;
+                            report.batches.push(failed);
+                            continue;
+                        }
+                        None => return Err(e),
+                    },
+                };
                 let done = match &outcome {
                     BatchLoad::Loaded { .. } => true,
                     BatchLoad::Skipped { reason, .. } => reason.is_final(),
+                    BatchLoad::Failed { .. } => false,
                 };
                 if done {
                     self.put(&marker, Bytes::new()).await?;
+                    if failure.is_some() && !self.dry_run {
+                        self.state
+                            .delete(&layout::load_failure_key(dataset, &batch))
+                            .await?;
+                    }
                 }
                 report.batches.push(outcome);
             }
         }
-        report.months = self.load_changed_months().await?;
+        report.months = self.load_months(now, &mut report.batches).await?;
         let record = serde_json::json!({ "loaded_at": now.to_rfc3339(), "report": &report });
         self.put_json(
             &layout::load_run_key(&now.format("%Y-%m-%d").to_string()),
@@ -294,6 +488,30 @@ impl Loader {
 
     /// Replaces the months of `daily_kpis` whose gold object changed since it was last loaded.
     pub async fn load_changed_months(&self) -> Result<Vec<String>, LoadError> {
+        let mut failures = Vec::new();
+        let months = self.load_months(Utc::now(), &mut failures).await?;
+        match failures.into_iter().next() {
+            Some(BatchLoad::Failed {
+                batch_id,
+                error,
+                statement,
+                ..
+            }) => Err(LoadError::Warehouse(WarehouseError::Failed {
+                id: batch_id,
+                error,
+                statement,
+            })),
+            _ => Ok(months),
+        }
+    }
+
+    /// Replaces the changed months; a month that fails is recorded, alerted and retried like a
+    /// batch (dataset `daily_kpis`, the month as batch id) and the other months still load.
+    async fn load_months(
+        &self,
+        now: DateTime<Utc>,
+        outcomes: &mut Vec<BatchLoad>,
+    ) -> Result<Vec<String>, LoadError> {
         let mut loaded: BTreeMap<String, String> = self
             .state
             .get_json_or_default(layout::LOADED_GOLD_MONTHS_KEY)
@@ -310,18 +528,86 @@ impl Loader {
             if loaded.get(month) == Some(&meta.etag) {
                 continue;
             }
-            self.executor
+            let failure = self.failure(layout::DAILY_KPIS, month).await?;
+            if let Some(reason) = Self::held_by(failure.as_ref()) {
+                outcomes.push(BatchLoad::Skipped {
+                    dataset: layout::DAILY_KPIS.into(),
+                    batch_id: month.into(),
+                    reason,
+                });
+                continue;
+            }
+            let replaced = self
+                .executor
                 .execute_batch(
                     &self
                         .warehouse
                         .replace_month(month, &self.store.uri(&meta.key)),
                 )
-                .await?;
+                .await
+                .map_err(LoadError::from);
+            if let Err(e) = replaced {
+                let parts = e.batch_failure().ok_or(e)?;
+                outcomes.push(
+                    self.record_failure(layout::DAILY_KPIS, month, failure, parts, now)
+                        .await?,
+                );
+                continue;
+            }
+            if failure.is_some() && !self.dry_run {
+                self.state
+                    .delete(&layout::load_failure_key(layout::DAILY_KPIS, month))
+                    .await?;
+            }
             loaded.insert(month.to_owned(), meta.etag.clone());
             self.put_json(layout::LOADED_GOLD_MONTHS_KEY, &loaded)
                 .await?;
             months.push(month.to_owned());
         }
         Ok(months)
+    }
+}
+
+impl Loader {
+    /// The recorded failure of `batch_id` (a batch id or a gold month) and its key.
+    async fn find_failure(&self, batch_id: &str) -> Result<(String, LoadFailure), LoadError> {
+        for meta in self.store.list(layout::LOAD_FAILURES_PREFIX).await? {
+            if layout::file_name(&meta.key) == format!("{batch_id}.json")
+                && let Some(f) = self.state.get_json::<LoadFailure>(&meta.key).await?
+            {
+                return Ok((meta.key, f));
+            }
+        }
+        Err(LoadError::NoFailure(batch_id.into()))
+    }
+
+    /// An operator's retry: the batch's attempts start again (and a skip is lifted), so the
+    /// next load (`lake load --retry` runs one) tries it.
+    pub async fn retry(&self, batch_id: &str) -> Result<LoadFailure, LoadError> {
+        let (key, mut f) = self.find_failure(batch_id).await?;
+        f.attempts = 0;
+        f.skipped = None;
+        self.state.put_json(&key, &f).await?;
+        info!(dataset = %f.dataset, batch_id, "failed load will be retried");
+        Ok(f)
+    }
+
+    /// An operator's decision not to load a failed batch; recorded with who and why.
+    pub async fn skip(
+        &self,
+        batch_id: &str,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<LoadFailure, LoadError> {
+        let (key, mut f) = self.find_failure(batch_id).await?;
+        f.skipped = Some(OperatorSkip {
+            by: by.into(),
+            reason: reason.into(),
+            at: now,
+        });
+        self.state.put_json(&key, &f).await?;
+        info!(dataset = %f.dataset, batch_id, "failed load skipped by an operator");
+        Ok(f)
     }
 }

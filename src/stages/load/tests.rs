@@ -30,7 +30,8 @@ fn load_metrics_add_up_per_dataset() {
         [
             ("BatchesLoaded", 2),
             ("BatchesSkipped", 1),
-            ("RowsLoaded", 12)
+            ("RowsLoaded", 12),
+            ("BatchesFailed", 0)
         ]
     );
     assert_eq!(sets[1].values, [("LoadSucceeded", 1), ("MonthsLoaded", 1)]);
@@ -44,6 +45,9 @@ fn only_batches_with_nothing_left_to_load_are_done_with() {
         (SkipReason::HeldBack, false),
         (SkipReason::NothingToLoad, true),
         (SkipReason::AlreadyLoaded, true),
+        // Failed batches stay pending: an operator may retry them.
+        (SkipReason::RetriesExhausted, false),
+        (SkipReason::SkippedByOperator, false),
     ] {
         assert_eq!(reason.is_final(), last, "{reason}");
     }

@@ -75,9 +75,10 @@ fn orders_load_statements_snapshot() {
         "COPY stage_raw_orders FROM 's3://lake/loads/orders/b/customer_region=EU.manifest' IAM_ROLE 'arn:aws:iam::123456789012:role/shoplake-copy' FORMAT AS PARQUET MANIFEST".to_owned(),
         format!("INSERT INTO stage_orders ({names}) SELECT order_id, customer_id, order_ts, status, 'EU' AS customer_region, currency, total_amount, item_count, updated_at, CAST(order_ts AS DATE) AS order_date, _ingested_at, _source_file, _batch_id FROM stage_raw_orders"),
         "DELETE FROM stage_raw_orders".to_owned(),
-        "DELETE FROM stage_orders USING shoplake.orders AS t WHERE stage_orders.order_id = t.order_id AND stage_orders.updated_at < t.updated_at".to_owned(),
+        "DELETE FROM stage_orders WHERE EXISTS (SELECT 1 FROM shoplake.load_ledger WHERE dataset = 'orders' AND batch_id = '20261121T010512Z-3f2a9c0b1d4e')".to_owned(),
+        "DELETE FROM stage_orders USING shoplake.orders AS t WHERE stage_orders.order_id = t.order_id AND (stage_orders.updated_at < t.updated_at OR (stage_orders.updated_at = t.updated_at AND (stage_orders._ingested_at < t._ingested_at OR (stage_orders._ingested_at = t._ingested_at AND stage_orders._batch_id < t._batch_id))))".to_owned(),
         format!("MERGE INTO shoplake.orders USING stage_orders AS s ON shoplake.orders.order_id = s.order_id WHEN MATCHED THEN UPDATE SET customer_id = s.customer_id, order_ts = s.order_ts, status = s.status, customer_region = s.customer_region, currency = s.currency, total_amount = s.total_amount, item_count = s.item_count, updated_at = s.updated_at, order_date = s.order_date, _ingested_at = s._ingested_at, _source_file = s._source_file, _batch_id = s._batch_id WHEN NOT MATCHED THEN INSERT ({names}) VALUES (s.order_id, s.customer_id, s.order_ts, s.status, s.customer_region, s.currency, s.total_amount, s.item_count, s.updated_at, s.order_date, s._ingested_at, s._source_file, s._batch_id)"),
-        "INSERT INTO shoplake.load_ledger (dataset, batch_id, rows_loaded, loaded_at) VALUES ('orders', '20261121T010512Z-3f2a9c0b1d4e', 900, GETDATE())".to_owned(),
+        "INSERT INTO shoplake.load_ledger (dataset, batch_id, rows_loaded, loaded_at) SELECT 'orders', '20261121T010512Z-3f2a9c0b1d4e', 900, GETDATE() WHERE NOT EXISTS (SELECT 1 FROM shoplake.load_ledger WHERE dataset = 'orders' AND batch_id = '20261121T010512Z-3f2a9c0b1d4e')".to_owned(),
         "DROP TABLE stage_orders".to_owned(),
         "DROP TABLE stage_raw_orders".to_owned(),
     ];
@@ -148,4 +149,134 @@ fn literals_are_quoted_and_manifests_list_exact_files() {
     assert_eq!(m["entries"][0]["url"], "s3://b/k1.parquet");
     assert_eq!(m["entries"][0]["mandatory"], true);
     assert_eq!(m["entries"][0]["meta"]["content_length"], 10);
+}
+
+/// The table of `contract` as information_schema would describe it after its CREATE TABLE.
+fn existing(contract: &Contract) -> Vec<ExistingColumn> {
+    table_columns(contract)
+        .into_iter()
+        .map(|c| {
+            let (data_type, length, precision, scale) = info_type(&c.sql_type);
+            ExistingColumn {
+                name: c.name,
+                data_type,
+                length,
+                precision,
+                scale,
+                nullable: !c.not_null,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn new_optional_columns_are_added_and_incompatible_changes_name_the_column_and_the_fix() {
+    let reg = Registry::builtin();
+    let wh = warehouse();
+    let customers = reg.get("customers").unwrap();
+    let now = existing(customers);
+    assert_eq!(
+        wh.schema_changes(customers, &now).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        wh.schema_changes(customers, &[]).unwrap(),
+        Vec::<String>::new(),
+        "a new table"
+    );
+
+    // The table lacks an optional column the contract has: it is added.
+    let without_country: Vec<ExistingColumn> = now
+        .iter()
+        .filter(|c| c.name != "country")
+        .cloned()
+        .collect();
+    assert_eq!(
+        wh.schema_changes(customers, &without_country).unwrap(),
+        ["ALTER TABLE shoplake.customers ADD COLUMN country VARCHAR(256)"]
+    );
+    // ... a required one cannot be.
+    let without_signup: Vec<ExistingColumn> = now
+        .iter()
+        .filter(|c| c.name != "signup_date")
+        .cloned()
+        .collect();
+    let err = wh.schema_changes(customers, &without_signup).unwrap_err();
+    assert_eq!(err.column, "signup_date");
+    assert!(err.to_string().contains("required = false"), "{err}");
+
+    // A type change.
+    let mut retyped = now.clone();
+    retyped
+        .iter_mut()
+        .find(|c| c.name == "signup_date")
+        .unwrap()
+        .data_type = "character varying".into();
+    let err = wh.schema_changes(customers, &retyped).unwrap_err();
+    assert_eq!(err.column, "signup_date");
+    assert!(
+        err.to_string().contains("DATE in the contract")
+            && err.to_string().contains("DROP TABLE shoplake.customers"),
+        "{err}"
+    );
+    let payments = reg.get("payments").unwrap();
+    let mut scale = existing(payments);
+    scale.iter_mut().find(|c| c.name == "amount").unwrap().scale = Some(4);
+    assert_eq!(
+        wh.schema_changes(payments, &scale).unwrap_err().column,
+        "amount"
+    );
+
+    // A required column the contract no longer has.
+    let mut dropped = now.clone();
+    dropped.push(ExistingColumn {
+        name: "loyalty_tier".into(),
+        data_type: "character varying".into(),
+        length: Some(16),
+        precision: None,
+        scale: None,
+        nullable: false,
+    });
+    let err = wh.schema_changes(customers, &dropped).unwrap_err();
+    assert_eq!(err.column, "loyalty_tier");
+    assert!(
+        err.to_string().contains("DROP COLUMN loyalty_tier"),
+        "{err}"
+    );
+    // ... an optional one is left alone.
+    dropped.last_mut().unwrap().nullable = true;
+    assert!(wh.schema_changes(customers, &dropped).unwrap().is_empty());
+
+    // A narrower VARCHAR than the contract's max_bytes.
+    let mut narrow = now.clone();
+    narrow
+        .iter_mut()
+        .find(|c| c.name == "country")
+        .unwrap()
+        .length = Some(64);
+    let err = wh.schema_changes(customers, &narrow).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ALTER COLUMN country TYPE VARCHAR(256)"),
+        "{err}"
+    );
+
+    assert_eq!(
+        parse_columns(&[vec![
+            Some("amount".into()),
+            Some("numeric".into()),
+            None,
+            Some("18".into()),
+            Some("2".into()),
+            Some("NO".into())
+        ]]),
+        [ExistingColumn {
+            name: "amount".into(),
+            data_type: "numeric".into(),
+            length: None,
+            precision: Some(18),
+            scale: Some(2),
+            nullable: false
+        }]
+    );
 }

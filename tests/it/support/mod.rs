@@ -2,6 +2,7 @@
 
 pub mod faulty;
 pub mod moto;
+pub mod postgres;
 pub mod store_suite;
 
 use std::path::Path;

@@ -7,9 +7,10 @@ moto 5.2.5's redshift-data, as shipped, does not work with aws-sdk-redshiftdata:
   4. ColumnMetadata.nullable is a bool; the SDK expects an int.
 This launcher patches exactly these, plus two things a warehouse fake needs to be useful:
   - a statement whose SQL contains `moto:fail` ends FAILED with that line as its error;
-  - `INSERT INTO <schema>.load_ledger ... VALUES ('<dataset>', '<batch>', ...)` in a finished
-    batch is remembered, and `SELECT COUNT(*) FROM <schema>.load_ledger WHERE dataset = '<d>'
-    AND batch_id = '<b>'` answers from that memory (so "a reload issues no COPY" is testable).
+  - `INSERT INTO <schema>.load_ledger ... VALUES ('<dataset>', '<batch>', ...)` (or `... SELECT
+    '<dataset>', '<batch>', ...`) in a finished batch is remembered, and `SELECT COUNT(*) FROM <schema>.load_ledger WHERE dataset = '<d>'
+    AND batch_id = '<b>'` answers from that memory (so "a reload issues no COPY" is testable);
+    a query of `information_schema.columns` answers no rows.
 Every statement is appended as a JSON line to $MOTO_REDSHIFT_LOG (database, sql, status).
 
 Usage: python moto_launcher.py -H 127.0.0.1 -p PORT
@@ -24,7 +25,7 @@ from moto.redshiftdata import models, responses
 from moto.server import main
 
 LEDGER: set = set()
-INSERT_LEDGER = re.compile(r"INSERT INTO \S*load_ledger .*VALUES \('((?:[^']|'')*)', '((?:[^']|'')*)'", re.S)
+INSERT_LEDGER = re.compile(r"INSERT INTO \S*load_ledger .*(?:VALUES \(|SELECT )'((?:[^']|'')*)', '((?:[^']|'')*)'", re.S)
 SELECT_LEDGER = re.compile(r"FROM \S*load_ledger WHERE dataset = '((?:[^']|'')*)' AND batch_id = '((?:[^']|'')*)'", re.S)
 
 
@@ -120,6 +121,9 @@ responses.RedshiftDataAPIServiceResponse.execute_statement = execute_statement
 
 def get_statement_result(self, statement_id):
     statement = self.statements[statement_id]
+    if "information_schema.columns" in (statement.query_string or ""):
+        # No table is known: the load then sees nothing to alter.
+        return models.StatementResult([], [], 0)
     m = SELECT_LEDGER.search(statement.query_string or "")
     if m:
         found = int((statement.database, m.group(1), m.group(2)) in LEDGER)
