@@ -333,20 +333,50 @@ pub fn load_failure_alert(f: &FailedLoad) -> Message {
     }
 }
 
-pub fn sla_alert(date: &str, deadline: &str, bucket_uri: &str, last_load: Option<&str>) -> Message {
+/// The day's data is not all in the warehouse by the SLA hour: no load ran (`ran` false), or
+/// batches that arrived before the deadline are missing from the warehouse with no alert of their
+/// own saying why.
+pub fn sla_alert(
+    date: &str,
+    deadline: &str,
+    ran: bool,
+    status: &crate::stages::alert::sla::DayStatus,
+    runs_uri: &str,
+) -> Message {
+    let what = if ran {
+        format!(
+            "{} of {} batch(es) not in the warehouse",
+            status.missing.len(),
+            status.batches
+        )
+    } else {
+        "no load ran".to_owned()
+    };
     let subject = fit_subject(&format!(
-        "[FAIL] all {date}: no successful load by {deadline} (SLA breach)"
+        "[FAIL] all {date}: {what} by {deadline} (SLA breach)"
     ));
     let mut b = String::new();
     let _ = writeln!(
         b,
-        "FAIL: no successful load for {date} was recorded by {deadline}."
+        "FAIL: the data of {date} is not all in the warehouse by {deadline}: {what}."
     );
-    let _ = writeln!(b, "\nWhere\n  Run records: {bucket_uri}");
+    if !status.missing.is_empty() {
+        let _ = writeln!(b, "\nNot in the warehouse");
+        for m in &status.missing {
+            let _ = writeln!(b, "  - {m}");
+        }
+    }
+    if !status.held.is_empty() {
+        let _ = writeln!(b, "\nHeld back (each has its own alert)");
+        for h in &status.held {
+            let _ = writeln!(b, "  - {h}");
+        }
+    }
+    let _ = writeln!(b, "\nWhere\n  Run records: {runs_uri}");
     let _ = writeln!(
         b,
-        "\nHow much\n  last successful load: {}",
-        last_load.unwrap_or("none recorded")
+        "\nHow much\n  batches that arrived before {deadline}: {}, in the warehouse: {}",
+        status.batches, status.loaded
     );
     next_steps(&mut b, AlertType::SlaBreach);
     Message {

@@ -6,6 +6,7 @@ mod arrivals;
 pub mod config;
 pub mod request;
 pub mod service;
+pub mod sla;
 #[cfg(test)]
 mod tests;
 

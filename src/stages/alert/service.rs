@@ -10,6 +10,7 @@ use tracing::info;
 
 use super::arrivals::{self, ArrivalRecord, Finding};
 use super::request::AlertRequest;
+use super::sla;
 use crate::alert::message::{self, AlertType, Message};
 use crate::alert::notifier::{Notifier, NotifyError};
 use crate::contract::Registry;
@@ -302,29 +303,30 @@ impl AlertService {
             });
             return Ok(None);
         }
-        if self
+        let ran = self
             .state
             .head(&layout::load_run_key(&day))
             .await?
-            .is_some()
-        {
+            .is_some();
+        let status = sla::day_status(&self.records, &self.registry, date, deadline).await?;
+        if ran && status.missing.is_empty() {
             outcomes.push(AlertOutcome::NothingToSend {
-                reason: format!("{day} was loaded"),
+                reason: format!(
+                    "{day} was loaded: {} of {} batch(es) in the warehouse, {} held back with their own alerts",
+                    status.loaded,
+                    status.batches,
+                    status.held.len()
+                ),
             });
             return Ok(None);
         }
-        let runs = self.state.list(layout::LOAD_RUNS_PREFIX).await?;
-        let last = runs.last().map(|m| {
-            layout::file_name(&m.key)
-                .trim_end_matches(".json")
-                .to_owned()
-        });
         let deadline_text = format!("{:02}:00 UTC", self.settings.sla_hour);
         Ok(Some(message::sla_alert(
             &day,
             &deadline_text,
+            ran,
+            &status,
             &self.state.uri(layout::LOAD_RUNS_PREFIX),
-            last.as_deref(),
         )))
     }
 

@@ -240,7 +240,7 @@ async fn the_sla_check_pages_only_after_the_deadline_without_a_load() {
     svc.handle(check(), at(4, 0)).await.unwrap();
     assert_eq!(
         sent.0.lock().unwrap()[0].subject,
-        "[FAIL] all 2026-11-21: no successful load by 04:00 UTC (SLA breach)"
+        "[FAIL] all 2026-11-21: no load ran by 04:00 UTC (SLA breach)"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -258,6 +258,77 @@ async fn the_sla_check_pages_only_after_the_deadline_without_a_load() {
         matches!(&out[0], AlertOutcome::NothingToSend { reason } if reason.contains("was loaded"))
     );
     assert!(sent.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_sla_holds_only_when_the_days_batches_reached_the_warehouse() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, sent) = service(&dir);
+    let store = LocalStore::new(dir.path()).unwrap();
+    let put = |key: String, body: Vec<u8>| {
+        let store = &store;
+        async move { store.put(&key, Bytes::from(body)).await.unwrap() }
+    };
+    put(layout::load_run_key("2026-11-21"), b"{}".to_vec()).await;
+    // Three batches arrived before 04:00: loaded, held back by quality, and passed but not
+    // loaded. One arrived after the deadline and is not the SLA's business yet.
+    let batch = |h: u32| format!("20261121T{h:02}0000Z-abcdef012345");
+    for h in [1, 2, 3, 5] {
+        arrive(&dir, "orders", h, 0).await;
+    }
+    put(layout::loaded_marker_key("orders", &batch(1)), vec![]).await;
+    let mut held = report("orders", Verdict::Fail);
+    held.batch_id = batch(2);
+    put(
+        layout::quality_report_key("orders", &batch(2)),
+        serde_json::to_vec(&held).unwrap(),
+    )
+    .await;
+    let mut passed = report("orders", Verdict::Pass);
+    passed.batch_id = batch(3);
+    put(
+        layout::quality_report_key("orders", &batch(3)),
+        serde_json::to_vec(&passed).unwrap(),
+    )
+    .await;
+
+    let day = Some(NaiveDate::from_ymd_opt(2026, 11, 21).unwrap());
+    svc.handle(AlertRequest::SlaCheck { date: day }, at(4, 0))
+        .await
+        .unwrap();
+    {
+        let sent = sent.0.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        let m = &sent[0];
+        assert_eq!(
+            m.subject,
+            "[FAIL] all 2026-11-21: 1 of 3 batch(es) not in the warehouse by 04:00 UTC (SLA breach)"
+        );
+        assert!(
+            m.body.contains(&format!(
+                "  - orders {}: passed quality, no load has taken it",
+                batch(3)
+            )) && m.body.contains(&format!(
+                "  - orders {}: held back by its quality verdict (quality_fail alert)",
+                batch(2)
+            )),
+            "{}",
+            m.body
+        );
+    }
+
+    // Once it is loaded, the day holds: the held-back batch has its own alert.
+    put(layout::loaded_marker_key("orders", &batch(3)), vec![]).await;
+    let out = svc
+        .handle(AlertRequest::SlaCheck { date: day }, at(10, 0))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out[0], AlertOutcome::NothingToSend { reason }
+            if reason.contains("2 of 3 batch(es) in the warehouse, 1 held back")),
+        "{out:?}"
+    );
+    assert_eq!(sent.0.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]

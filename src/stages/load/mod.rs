@@ -77,8 +77,9 @@ impl Stage for Loader {
         }
     }
 
-    /// Per dataset: batches loaded, skipped and failed and rows loaded; `LoadSucceeded` backs the
-    /// "no successful load today" alarm.
+    /// Per dataset: batches loaded, skipped and failed and rows loaded. `LoadSucceeded` is 1 when
+    /// everything this run took reached the warehouse (no batch or gold month failed), 0
+    /// otherwise; it backs the "no successful load in a day" alarm.
     fn metrics(report: &LoadReport) -> Vec<MetricSet> {
         // dataset → (batches loaded, batches skipped, rows loaded, batches failed)
         let mut per_dataset: BTreeMap<&str, (u64, u64, u64, u64)> = BTreeMap::new();
@@ -95,6 +96,10 @@ impl Stage for Loader {
                 BatchLoad::Failed { dataset, .. } => per_dataset.entry(dataset).or_default().3 += 1,
             }
         }
+        let failed_any = report
+            .batches
+            .iter()
+            .any(|b| matches!(b, BatchLoad::Failed { .. }));
         let mut sets: Vec<MetricSet> = per_dataset
             .into_iter()
             .map(|(dataset, (loaded, skipped, rows, failed))| {
@@ -107,7 +112,7 @@ impl Stage for Loader {
             .collect();
         sets.push(
             MetricSet::new("load", "all")
-                .with("LoadSucceeded", 1)
+                .with("LoadSucceeded", u64::from(!failed_any))
                 .with("MonthsLoaded", report.months.len() as u64),
         );
         sets

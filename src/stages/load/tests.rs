@@ -35,6 +35,19 @@ fn load_metrics_add_up_per_dataset() {
         ]
     );
     assert_eq!(sets[1].values, [("LoadSucceeded", 1), ("MonthsLoaded", 1)]);
+
+    // A failed batch: the run did not get everything it took into the warehouse.
+    let mut failed = report.clone();
+    failed.batches.push(BatchLoad::Failed {
+        dataset: "orders".into(),
+        batch_id: "d".into(),
+        error: "boom".into(),
+        statement: "COPY".into(),
+        attempts: 1,
+        alert: true,
+    });
+    let sets = Loader::metrics(&failed);
+    assert_eq!(sets[1].values, [("LoadSucceeded", 0), ("MonthsLoaded", 1)]);
 }
 
 #[test]
