@@ -10,6 +10,7 @@ mod chaos_processes;
 mod data_api_faults;
 mod glue_faults;
 mod gold_local;
+mod gold_methods;
 mod hostile_input;
 mod infra;
 mod ingest_local;

@@ -31,11 +31,13 @@ pub struct AggregateReport {
     pub new_batches: usize,
 }
 
-/// A run's report and the KPI table it computed (what `lake` prints).
+/// A run's report and the gold tables it computed (what `lake` prints).
 #[derive(Debug, Clone)]
 pub struct AggregateRun {
     pub report: AggregateReport,
     pub kpis: DataFrame,
+    /// `payment_methods_daily`, for every day of silver.
+    pub methods: DataFrame,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +75,13 @@ impl Retryable for AggregateError {
     }
 }
 
-/// Computes `daily_kpis` from the silver under `root` on a thread of its own: polars is
-/// CPU-bound and blocks, so it must not run on (or need) the async runtime's threads.
+/// Computes `daily_kpis` and `payment_methods_daily` from the silver under `root` on a thread of
+/// its own: polars is CPU-bound and blocks, so it must not run on (or need) the async runtime's
+/// threads.
 async fn kpis_from_local_silver(
     root: PathBuf,
     registry: Arc<Registry>,
-) -> Result<DataFrame, AggregateError> {
+) -> Result<(DataFrame, DataFrame), AggregateError> {
     let [orders, payments] = kpis::INPUTS.map(|d| {
         registry
             .get(d)
@@ -88,10 +91,11 @@ async fn kpis_from_local_silver(
     let (orders, payments) = (orders?, payments?);
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let compute = || -> Result<DataFrame, GoldError> {
+        let compute = || -> Result<(DataFrame, DataFrame), GoldError> {
             let orders = scan_dataset(&root, &orders)?;
             let payments = scan_dataset(&root, &payments)?;
-            Ok(gold::daily_kpis(orders, payments)?)
+            let kpis = gold::daily_kpis(orders.clone(), payments.clone())?;
+            Ok((kpis, gold::payment_methods_daily(orders, payments)?))
         };
         let _ = tx.send(compute().map_err(AggregateError::from));
     });
@@ -243,39 +247,45 @@ impl Aggregator {
         request: AggregateRequest,
     ) -> Result<AggregateRun, AggregateError> {
         let root = self.silver_root().await?;
-        let kpis = kpis_from_local_silver(root, self.registry.clone()).await?;
+        let (kpis, methods) = kpis_from_local_silver(root, self.registry.clone()).await?;
 
         let (touched, seen, new_batches) = self.touched_months().await?;
-        let months_written = match request {
+        let keep: Box<dyn Fn(&str) -> bool + Send + Sync> = match request {
             AggregateRequest::Range { from, to } => {
                 let (lo, hi) = (
                     from.format("%Y-%m").to_string(),
                     to.format("%Y-%m").to_string(),
                 );
-                gold::write_months(self.store.as_ref(), &kpis, |m| {
-                    m >= lo.as_str() && m <= hi.as_str()
-                })
-                .await?
+                Box::new(move |m| m >= lo.as_str() && m <= hi.as_str())
             }
             AggregateRequest::Scheduled {} => {
                 // A late order can make a customer "new" earlier and so change later months'
                 // new/returning counts: rewrite every month from the earliest one touched.
                 let earliest = touched.first().cloned();
-                gold::write_months(self.store.as_ref(), &kpis, |m| {
-                    earliest.as_deref().is_some_and(|e| m >= e)
-                })
-                .await?
+                Box::new(move |m| earliest.as_deref().is_some_and(|e| m >= e))
             }
         };
+        let months_written = gold::write_months(self.store.as_ref(), &kpis, &keep).await?;
+        let method_months = gold::write_table_months(
+            self.store.as_ref(),
+            layout::PAYMENT_METHODS_DAILY,
+            &methods,
+            &keep,
+        )
+        .await?;
         if let Some(cat) = &self.catalog {
             let root = root_uri(self.store.as_ref());
-            cat.ensure_tables(&[catalog::daily_kpis_table(&root)])
-                .await?;
-            let parts: Vec<_> = months_written
-                .iter()
-                .map(|m| catalog::month_partition(m, &root))
-                .collect();
-            cat.add_partitions(layout::DAILY_KPIS, &parts).await?;
+            cat.ensure_tables(&catalog::gold_tables(&root)).await?;
+            for (table, months) in [
+                (layout::DAILY_KPIS, &months_written),
+                (layout::PAYMENT_METHODS_DAILY, &method_months),
+            ] {
+                let parts: Vec<_> = months
+                    .iter()
+                    .map(|m| catalog::gold_month_partition(table, m, &root))
+                    .collect();
+                cat.add_partitions(table, &parts).await?;
+            }
         }
         // Only now: if writing failed, the next run sees these batches again.
         if let AggregateRequest::Scheduled {} = request {
@@ -291,6 +301,7 @@ impl Aggregator {
                 new_batches,
             },
             kpis,
+            methods,
         })
     }
 }

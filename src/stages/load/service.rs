@@ -292,35 +292,40 @@ impl Loader {
         Ok(report)
     }
 
-    /// Replaces the months of `daily_kpis` whose gold object changed since it was last loaded.
+    /// Replaces the months of the gold tables whose object changed since it was last loaded:
+    /// `daily_kpis` months by `YYYY-MM`, other tables' as `<table>/YYYY-MM` (also their key in
+    /// the loaded-months record).
     pub async fn load_changed_months(&self) -> Result<Vec<String>, LoadError> {
         let mut loaded: BTreeMap<String, String> = self
             .state
             .get_json_or_default(layout::LOADED_GOLD_MONTHS_KEY)
             .await?;
         let mut months = Vec::new();
-        for meta in self
-            .store
-            .list(&layout::gold_prefix(layout::DAILY_KPIS))
-            .await?
-        {
-            let Some(month) = layout::month_of_gold_key(&meta.key) else {
-                continue;
-            };
-            if loaded.get(month) == Some(&meta.etag) {
-                continue;
+        for table in layout::GOLD_TABLES {
+            for meta in self.store.list(&layout::gold_prefix(table)).await? {
+                let Some(month) = layout::month_of_gold_key(&meta.key) else {
+                    continue;
+                };
+                let name = if table == layout::DAILY_KPIS {
+                    month.to_owned()
+                } else {
+                    format!("{table}/{month}")
+                };
+                if loaded.get(&name) == Some(&meta.etag) {
+                    continue;
+                }
+                self.executor
+                    .execute_batch(&self.warehouse.replace_gold_month(
+                        table,
+                        month,
+                        &self.store.uri(&meta.key),
+                    ))
+                    .await?;
+                loaded.insert(name.clone(), meta.etag.clone());
+                self.put_json(layout::LOADED_GOLD_MONTHS_KEY, &loaded)
+                    .await?;
+                months.push(name);
             }
-            self.executor
-                .execute_batch(
-                    &self
-                        .warehouse
-                        .replace_month(month, &self.store.uri(&meta.key)),
-                )
-                .await?;
-            loaded.insert(month.to_owned(), meta.etag.clone());
-            self.put_json(layout::LOADED_GOLD_MONTHS_KEY, &loaded)
-                .await?;
-            months.push(month.to_owned());
         }
         Ok(months)
     }
