@@ -431,14 +431,14 @@ fn aggregate_and_quality_killed_mid_run_leave_gold_readable_and_no_page_lost() {
     for k in 0..8u32 {
         kill_after(&backfill, &work, took.mul_f64(f64::from(k) / 8.0));
         let seen = python_report("lake_integrity.py", &lake_dir);
-        assert!(
-            seen["gold/daily_kpis"]["duckdb_rows"].as_u64() > Some(0),
-            "{seen}"
-        );
-        assert_eq!(
-            seen["gold/daily_kpis"]["pyarrow_rows"],
-            seen["gold/daily_kpis"]["duckdb_rows"]
-        );
+        for table in ["gold/daily_kpis", "gold/payment_methods_daily"] {
+            assert!(seen[table]["duckdb_rows"].as_u64() > Some(0), "{seen}");
+            assert_eq!(
+                seen[table]["pyarrow_rows"], seen[table]["duckdb_rows"],
+                "{seen}"
+            );
+            assert_eq!(seen[table]["repeats"], 0, "{seen}");
+        }
     }
     assert!(
         lake_cmd(&backfill, &work)

@@ -21,5 +21,6 @@ mod new_dataset;
 mod notifier_faults;
 mod properties;
 mod quality_alert;
+mod report;
 mod sample_events;
 mod store_conformance;

@@ -20,6 +20,7 @@ use shoplake::generate::{GenerateOptions, generate};
 use shoplake::layout;
 use shoplake::manifest::{BatchStatus, BatchSummary};
 use shoplake::quality::{CheckStatus, QualityReport};
+use shoplake::report;
 use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
 use shoplake::stages::alert::{AlertRequest, AlertService, AlertSettings};
 use shoplake::stages::ingest::{IngestRequest, IngestService, config::ingest_settings_from_env};
@@ -146,6 +147,22 @@ enum Command {
         input_dir: PathBuf,
         #[arg(long, default_value_t = 3)]
         days: usize,
+    },
+    /// Write the HTML KPI report (charts, totals against the previous period, quality verdicts,
+    /// the gold rows) of a range of days of gold to a file.
+    Report {
+        /// The lake directory (laid out like the bucket).
+        #[arg(long)]
+        lake: PathBuf,
+        /// First day, YYYY-MM-DD (default: 29 days before --to, at most back to gold's first day).
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Last day, YYYY-MM-DD (default: the latest day in gold).
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print batches, the silver partition tree and sample quarantined rows.
     Show {
@@ -314,6 +331,75 @@ fn stage_into_raw(store: &LocalStore, dataset: &str, file: &Path) -> anyhow::Res
     Ok(store.import(file, |digest| {
         layout::staged_raw_key(dataset, digest, &name)
     })?)
+}
+
+/// What `lake report` wrote.
+#[derive(serde::Serialize)]
+struct ReportSummary {
+    out: String,
+    from: NaiveDate,
+    to: NaiveDate,
+    kpi_rows: usize,
+    method_rows: usize,
+    batches: usize,
+}
+
+/// Writes the HTML report of `from..=to` of the lake's gold to `out`. Quality reports are linked
+/// by their `file://` URI, so the page works wherever it is written.
+async fn write_report(
+    lake: &Lake,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    out: &Path,
+) -> anyhow::Result<ReportSummary> {
+    let kpis =
+        report::kpi_rows(&report::read_gold(lake.store.as_ref(), layout::DAILY_KPIS).await?)?;
+    let methods = report::method_rows(
+        &report::read_gold(lake.store.as_ref(), layout::PAYMENT_METHODS_DAILY).await?,
+    )?;
+    let (from, to) = match (from, to) {
+        (from, Some(to)) => (
+            from.unwrap_or(to - chrono::TimeDelta::days(report::INDEX_DAYS - 1)),
+            to,
+        ),
+        (from, None) => {
+            let (first, to) = report::index_range(&kpis)
+                .context("gold has no daily_kpis yet: run `lake aggregate` first, or give --to")?;
+            (from.unwrap_or(first), to)
+        }
+    };
+    anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+    let store = lake.store.clone();
+    let href = move |key: &str| store.uri(key);
+    let state = LakeState::new(lake.store.clone());
+    let batches = report::period_batches(&state, &lake.registry, from, to, &href).await?;
+    let input = report::input_for(
+        format!("Daily KPIs: {from} to {to}"),
+        from,
+        to,
+        chrono::Utc::now().date_naive(),
+        &kpis,
+        &methods,
+        batches,
+    );
+    let html = report::render(&input)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(out, html).with_context(|| format!("writing {}", out.display()))?;
+    let in_range = |d: NaiveDate| d >= from && d <= to;
+    Ok(ReportSummary {
+        out: out.display().to_string(),
+        from,
+        to,
+        kpi_rows: input.kpis.iter().filter(|r| in_range(r.kpi_date)).count(),
+        method_rows: input
+            .methods
+            .iter()
+            .filter(|r| in_range(r.kpi_date))
+            .count(),
+        batches: input.batches.len(),
+    })
 }
 
 /// The dataset an export belongs to by its file name: the longest dataset name it starts with.
@@ -592,6 +678,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Report {
+            lake,
+            from,
+            to,
+            out,
+        } => {
+            let lake = Lake::open(&lake, registry.clone()).await?;
+            let summary = write_report(&lake, from, to, &out).await?;
+            emit(format!(
+                "wrote {}: {} to {}, {} daily_kpis row(s), {} payment_methods_daily row(s), {} batch verdict(s)",
+                out.display(),
+                summary.from,
+                summary.to,
+                summary.kpi_rows,
+                summary.method_rows,
+                summary.batches
+            ))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Show { lake, rejects } => {
             let lake = Lake::open(&lake, registry.clone()).await?;

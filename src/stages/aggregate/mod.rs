@@ -56,9 +56,9 @@ impl Stage for Aggregator {
     async fn run(
         &self,
         request: AggregateRequest,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<AggregateReport, AggregateError> {
-        Ok(self.aggregate(request).await?.report)
+        Ok(self.aggregate_at(request, now).await?.report)
     }
 
     fn metrics(report: &AggregateReport) -> Vec<MetricSet> {

@@ -17,6 +17,7 @@ use crate::contract::Registry;
 use crate::error::Retryable;
 use crate::gold::{self, GoldError, kpis};
 use crate::layout;
+use crate::report::{self, ReportError};
 use crate::silver::read::scan_dataset;
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError, root_uri};
@@ -29,6 +30,8 @@ pub struct AggregateReport {
     pub kpi_rows: usize,
     pub months_written: Vec<String>,
     pub new_batches: usize,
+    /// Keys of the HTML reports written (`gold/report/…`).
+    pub reports_written: Vec<String>,
 }
 
 /// A run's report and the gold tables it computed (what `lake` prints).
@@ -60,6 +63,8 @@ pub enum AggregateError {
     MissingInput(String),
     #[error("the KPI computation stopped unexpectedly")]
     Worker,
+    #[error("writing the KPI report: {0}")]
+    Report(#[from] ReportError),
 }
 
 impl Retryable for AggregateError {
@@ -70,6 +75,7 @@ impl Retryable for AggregateError {
             AggregateError::Catalog(e) => e.is_retryable(),
             AggregateError::Gold(GoldError::Storage(e)) => e.is_retryable(),
             AggregateError::WorkDir { .. } | AggregateError::Worker => true,
+            AggregateError::Report(e) => e.is_retryable(),
             AggregateError::Gold(GoldError::Polars(_)) | AggregateError::MissingInput(_) => false,
         }
     }
@@ -232,19 +238,74 @@ impl Aggregator {
         &self,
         request: AggregateRequest,
     ) -> Result<AggregateRun, AggregateError> {
+        self.aggregate_at(request, chrono::Utc::now()).await
+    }
+
+    /// `aggregate` at `now`, which decides the day the reports mark as partial (today, UTC).
+    pub async fn aggregate_at(
+        &self,
+        request: AggregateRequest,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AggregateRun, AggregateError> {
         self.state
             .with_claim(
                 &layout::stage_claim_key("aggregate"),
                 RUN_CLAIM_TTL,
                 RUN_CLAIM_TTL,
-                async || self.aggregate_claimed(request).await,
+                async || self.aggregate_claimed(request, now).await,
             )
             .await
+    }
+
+    /// Writes `gold/report/index.html` (the last days of gold) and the page of every month in
+    /// `months`. Links to quality reports are relative, so they work wherever the lake is
+    /// served or copied from. Returns the keys written.
+    async fn write_reports(
+        &self,
+        kpis: &DataFrame,
+        methods: &DataFrame,
+        months: &BTreeSet<String>,
+        today: chrono::NaiveDate,
+    ) -> Result<Vec<String>, AggregateError> {
+        let kpi_rows = report::kpi_rows(kpis)?;
+        let method_rows = report::method_rows(methods)?;
+        let Some((from, to)) = report::index_range(&kpi_rows) else {
+            return Ok(Vec::new());
+        };
+        let mut pages = vec![(
+            layout::REPORT_INDEX_KEY.to_owned(),
+            format!("Daily KPIs: the last {} days", report::INDEX_DAYS),
+            from,
+            to,
+        )];
+        for month in months {
+            if let Some((from, to)) = report::month_range(month) {
+                pages.push((
+                    layout::report_month_key(month),
+                    format!("Daily KPIs: {month}"),
+                    from,
+                    to,
+                ));
+            }
+        }
+        let mut written = Vec::new();
+        for (key, title, from, to) in pages {
+            let up = "../".repeat(key.matches('/').count());
+            let href = move |k: &str| format!("{up}{k}");
+            let batches =
+                report::period_batches(&self.state, &self.registry, from, to, &href).await?;
+            let input = report::input_for(title, from, to, today, &kpi_rows, &method_rows, batches);
+            let html = report::render(&input)?;
+            self.store.put(&key, html.into()).await?;
+            written.push(key);
+        }
+        Ok(written)
     }
 
     async fn aggregate_claimed(
         &self,
         request: AggregateRequest,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<AggregateRun, AggregateError> {
         let root = self.silver_root().await?;
         let (kpis, methods) = kpis_from_local_silver(root, self.registry.clone()).await?;
@@ -287,6 +348,14 @@ impl Aggregator {
                 cat.add_partitions(table, &parts).await?;
             }
         }
+        let months: BTreeSet<String> = months_written
+            .iter()
+            .chain(&method_months)
+            .cloned()
+            .collect();
+        let reports_written = self
+            .write_reports(&kpis, &methods, &months, now.date_naive())
+            .await?;
         // Only now: if writing failed, the next run sees these batches again.
         if let AggregateRequest::Scheduled {} = request {
             self.state
@@ -299,6 +368,7 @@ impl Aggregator {
                 kpi_rows: kpis.height(),
                 months_written,
                 new_batches,
+                reports_written,
             },
             kpis,
             methods,
