@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod byte_identical;
 mod catalog;
 mod chaos;
