@@ -26,6 +26,7 @@ fn lake_cmd(args: &[&str], work: &Path) -> Command {
 fn ingest_orders(lake_dir: &Path, file: &Path) -> Vec<String> {
     [
         "ingest",
+        "--json",
         "--lake",
         &lake_dir.display().to_string(),
         "--dataset",
@@ -49,6 +50,7 @@ fn ingest_sequentially(lake_dir: &Path, file: &Path) {
 fn generate(out: &Path, orders: usize, seed: u64, end_date: &str) -> Vec<Value> {
     let (ok, stdout, stderr) = lake(&[
         "generate",
+        "--json",
         "--out",
         out.to_str().unwrap(),
         "--customers",
@@ -328,6 +330,7 @@ fn ingest_killed_at_spread_out_moments_then_retried_holds_every_row_exactly_once
     let ingest = |lake_dir: &Path| -> Vec<String> {
         vec![
             "ingest".into(),
+            "--json".into(),
             "--lake".into(),
             lake_dir.display().to_string(),
             "--dataset".into(),
@@ -390,7 +393,15 @@ fn aggregate_and_quality_killed_mid_run_leave_gold_readable_and_no_page_lost() {
     let l = lake_dir.to_str().unwrap();
     for ds in ["customers", "orders", "payments"] {
         let f = input.join(format!("{ds}.csv"));
-        let (ok, _, stderr) = lake(&["ingest", "--lake", l, "--dataset", ds, f.to_str().unwrap()]);
+        let (ok, _, stderr) = lake(&[
+            "ingest",
+            "--json",
+            "--lake",
+            l,
+            "--dataset",
+            ds,
+            f.to_str().unwrap(),
+        ]);
         assert!(ok, "{stderr}");
     }
     let quality = ["quality", "--lake", l];

@@ -10,6 +10,7 @@ fn lake_run_builds_gold_that_matches_an_independent_sql_implementation() {
     let lake_dir = dir.path().join("lake");
     let (ok, _, stderr) = lake(&[
         "generate",
+        "--json",
         "--out",
         input.to_str().unwrap(),
         "--customers",
@@ -84,6 +85,7 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
     let dir = tempfile::tempdir().unwrap();
     let (ok, _, stderr) = lake(&[
         "generate",
+        "--json",
         "--out",
         dir.path().to_str().unwrap(),
         "--customers",
