@@ -362,7 +362,14 @@ impl Aggregator {
                 .put_json(layout::AGGREGATE_STATE_KEY, &seen)
                 .await?;
         }
-        info!(kpi_rows = kpis.height(), months = ?months_written, new_batches, "daily KPIs aggregated");
+        info!(
+            kpi_rows = kpis.height(),
+            method_rows = methods.height(),
+            months = ?months_written,
+            new_batches,
+            reports = reports_written.len(),
+            "daily KPIs aggregated"
+        );
         Ok(AggregateRun {
             report: AggregateReport {
                 kpi_rows: kpis.height(),
