@@ -308,17 +308,39 @@ pub async fn read_gold(store: &dyn ObjectStore, table: &str) -> Result<DataFrame
     Ok(out.unwrap_or_default())
 }
 
-/// The batches of `from..=to` with their verdicts: a batch belongs to the period when one of its
-/// date partitions falls in it, or, having none (a dataset partitioned by region only, a file
-/// rejected whole), when it was ingested in it or the day after (a daily export lands the next
-/// day). `href` turns a lake key into the link the page shows.
-pub async fn period_batches(
+/// A batch of the lake with its verdict and the days it holds, read once for any number of pages.
+#[derive(Debug, Clone)]
+pub struct LakeBatch {
+    pub dataset: String,
+    pub batch_id: String,
+    /// The dates of its date partitions (none for a dataset without one, or a rejected file).
+    pub dates: Vec<NaiveDate>,
+    /// The day it was ingested (UTC).
+    pub ingested: Option<NaiveDate>,
+    pub verdict: Option<Verdict>,
+    pub summary: String,
+    /// Its quality report's key, or its manifest's while it has none.
+    pub key: String,
+}
+
+impl LakeBatch {
+    /// Whether it belongs to `from..=to`: one of its date partitions does, or, having none, it
+    /// was ingested in it or the day after (a daily export lands the next day).
+    pub fn in_period(&self, from: NaiveDate, to: NaiveDate) -> bool {
+        if self.dates.is_empty() {
+            self.ingested
+                .is_some_and(|d| d >= from && d <= to + TimeDelta::days(1))
+        } else {
+            self.dates.iter().any(|d| *d >= from && *d <= to)
+        }
+    }
+}
+
+/// Every batch of the lake with its quality verdict, in batch order.
+pub async fn lake_batches(
     state: &LakeState,
     registry: &Registry,
-    from: NaiveDate,
-    to: NaiveDate,
-    href: &(dyn Fn(&str) -> String + Sync),
-) -> Result<Vec<BatchVerdict>, ReportError> {
+) -> Result<Vec<LakeBatch>, ReportError> {
     let mut out = Vec::new();
     for contract in registry.iter() {
         let date_partition = contract.date_partition().map(|p| p.name.clone());
@@ -329,39 +351,50 @@ pub async fn period_batches(
                 .filter_map(|p| p.values.get(date_partition.as_deref()?))
                 .filter_map(|d| d.parse().ok())
                 .collect();
-            let in_period = if dates.is_empty() {
-                m.ingested_at
-                    .get(..10)
-                    .and_then(|d| d.parse::<NaiveDate>().ok())
-                    .is_some_and(|d| d >= from && d <= to + TimeDelta::days(1))
-            } else {
-                dates.iter().any(|d| *d >= from && *d <= to)
-            };
-            if !in_period {
-                continue;
-            }
             let key = layout::quality_report_key(&m.dataset, &m.batch_id);
             let report: Option<QualityReport> = state.get_json(&key).await?;
-            out.push(match report {
-                Some(r) => BatchVerdict {
-                    dataset: m.dataset.clone(),
-                    batch_id: m.batch_id.clone(),
-                    verdict: Some(r.verdict),
-                    summary: r.summary,
-                    href: href(&key),
-                },
-                None => BatchVerdict {
-                    dataset: m.dataset.clone(),
-                    batch_id: m.batch_id.clone(),
-                    verdict: None,
-                    summary: "not checked by the quality gate yet".into(),
-                    href: href(&layout::manifest_key(&m.dataset, &m.batch_id)),
-                },
+            let (verdict, summary, key) = match report {
+                Some(r) => (Some(r.verdict), r.summary, key),
+                None => (
+                    None,
+                    "not checked by the quality gate yet".to_owned(),
+                    layout::manifest_key(&m.dataset, &m.batch_id),
+                ),
+            };
+            out.push(LakeBatch {
+                dataset: m.dataset.clone(),
+                batch_id: m.batch_id.clone(),
+                dates,
+                ingested: m.ingested_at.get(..10).and_then(|d| d.parse().ok()),
+                verdict,
+                summary,
+                key,
             });
         }
     }
     out.sort_by(|a, b| (&a.batch_id, &a.dataset).cmp(&(&b.batch_id, &b.dataset)));
     Ok(out)
+}
+
+/// The batches of `from..=to` with their verdicts; `href` turns a lake key into the link the
+/// page shows.
+pub fn period_batches(
+    batches: &[LakeBatch],
+    from: NaiveDate,
+    to: NaiveDate,
+    href: &dyn Fn(&str) -> String,
+) -> Vec<BatchVerdict> {
+    batches
+        .iter()
+        .filter(|b| b.in_period(from, to))
+        .map(|b| BatchVerdict {
+            dataset: b.dataset.clone(),
+            batch_id: b.batch_id.clone(),
+            verdict: b.verdict,
+            summary: b.summary.clone(),
+            href: href(&b.key),
+        })
+        .collect()
 }
 
 /// A page's input from whole gold tables: the rows of the period and the one before it.

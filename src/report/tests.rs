@@ -152,3 +152,33 @@ fn ranges_of_the_index_and_of_a_month() {
     );
     assert_eq!(index_range(&[]), None);
 }
+
+#[test]
+fn a_batch_belongs_to_a_period_by_its_dates_else_by_its_arrival() {
+    let batch = |dates: &[&str], ingested: &str| LakeBatch {
+        dataset: "orders".into(),
+        batch_id: "b".into(),
+        dates: dates.iter().map(|s| d(s)).collect(),
+        ingested: Some(d(ingested)),
+        verdict: Some(Verdict::Warn),
+        summary: String::new(),
+        key: "quality/orders/b.json".into(),
+    };
+    let (from, to) = (d("2026-11-10"), d("2026-11-20"));
+    assert!(batch(&["2026-11-09", "2026-11-10"], "2026-12-01").in_period(from, to));
+    assert!(
+        !batch(&["2026-11-21"], "2026-11-15").in_period(from, to),
+        "dates decide"
+    );
+    assert!(
+        batch(&[], "2026-11-21").in_period(from, to),
+        "the day after the period"
+    );
+    assert!(!batch(&[], "2026-11-22").in_period(from, to));
+    assert!(!batch(&[], "2026-11-09").in_period(from, to));
+    let shown = period_batches(&[batch(&["2026-11-12"], "2026-11-13")], from, to, &|k| {
+        format!("../../{k}")
+    });
+    assert_eq!(shown[0].href, "../../quality/orders/b.json");
+    assert_eq!(shown[0].verdict, Some(Verdict::Warn));
+}

@@ -443,7 +443,12 @@ async fn write_report(
     let store = lake.store.clone();
     let href = move |key: &str| store.uri(key);
     let state = LakeState::new(lake.store.clone());
-    let batches = report::period_batches(&state, &lake.registry, from, to, &href).await?;
+    let batches = report::period_batches(
+        &report::lake_batches(&state, &lake.registry).await?,
+        from,
+        to,
+        &href,
+    );
     let input = report::input_for(
         format!("Daily KPIs: {from} to {to}"),
         from,

@@ -288,13 +288,13 @@ impl Aggregator {
                 ));
             }
         }
+        let batches = report::lake_batches(&self.state, &self.registry).await?;
         let mut written = Vec::new();
         for (key, title, from, to) in pages {
             let up = "../".repeat(key.matches('/').count());
             let href = move |k: &str| format!("{up}{k}");
-            let batches =
-                report::period_batches(&self.state, &self.registry, from, to, &href).await?;
-            let input = report::input_for(title, from, to, today, &kpi_rows, &method_rows, batches);
+            let shown = report::period_batches(&batches, from, to, &href);
+            let input = report::input_for(title, from, to, today, &kpi_rows, &method_rows, shown);
             let html = report::render(&input)?;
             self.store.put(&key, html.into()).await?;
             written.push(key);
