@@ -318,6 +318,14 @@ fn charts(
             .filter(in_top)
             .map(|r| (r.currency.clone(), r.kpi_date, cents(r.revenue))),
     ));
+    // The largest currency's revenue by region (amounts of one currency may be stacked).
+    let main_currency = top.first().cloned().unwrap_or_default();
+    let revenue_by_region = series_by(
+        &days,
+        rows.iter()
+            .filter(|r| r.currency == main_currency)
+            .map(|r| (r.customer_region.clone(), r.kpi_date, cents(r.revenue))),
+    );
     let orders = series_by(
         &days,
         rows.iter().map(|r| {
@@ -399,6 +407,14 @@ fn charts(
             &days,
             &revenue,
             Kind::Lines,
+            Axis::Number,
+            partial,
+        )?,
+        day_chart(
+            &format!("Revenue per day by region, {main_currency}"),
+            &days,
+            &revenue_by_region,
+            Kind::StackedBars,
             Axis::Number,
             partial,
         )?,

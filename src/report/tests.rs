@@ -108,10 +108,14 @@ fn a_page_has_headline_changes_partial_day_verdicts_charts_and_exact_tables() {
         r#"<tr><td class="t">USD</td><td>0.50</td><td class="flat">previous period 0</td>"#
     ));
     assert!(page.contains(r#"<a class="fail" href="../../quality/orders/b1.json" title="FAIL orders b&lt;1&gt;: 1 of 7 checks failed"></a>"#));
-    assert_eq!(page.matches(r#"<figure class="chart""#).count(), 7);
+    assert_eq!(page.matches(r#"<figure class="chart""#).count(), 8);
+    assert!(
+        page.contains("Revenue per day by region, EUR"),
+        "the largest currency"
+    );
     assert_eq!(
         page.matches(">\npartial day\n</text>").count(),
-        7,
+        8,
         "marked on every chart"
     );
     assert_eq!(

@@ -128,7 +128,7 @@ fn chromium_renders_every_chart_of_the_report_offline() {
     let check: serde_json::Value =
         serde_json::from_str(&attr.replace("&quot;", "\"").replace("&amp;", "&")).unwrap();
     let charts = check["charts"].as_array().unwrap();
-    assert_eq!(charts.len(), 7, "{check}");
+    assert_eq!(charts.len(), 8, "{check}");
     for chart in charts {
         assert!(
             chart["width"].as_f64() > Some(100.0) && chart["height"].as_f64() > Some(100.0),
@@ -161,7 +161,7 @@ fn chromium_renders_every_chart_of_the_report_offline() {
     );
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
-    // A blank 1280×2000 page compresses to a few KiB; one with seven charts does not.
+    // A blank 1280×2000 page compresses to a few KiB; one with eight charts does not.
     assert!(png.len() > 60_000, "{} bytes", png.len());
     if let Some(keep) = std::env::var_os("SHOPLAKE_REPORT_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
