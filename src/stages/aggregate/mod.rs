@@ -1,5 +1,6 @@
-//! The aggregate stage: at 02:00 UTC (or for a backfill range) daily KPIs from silver into
-//! `gold/daily_kpis/month=YYYY-MM/`, registered in the catalog.
+//! The aggregate stage: at 02:00 UTC (or for a backfill range) daily KPIs and payment method
+//! counts from silver into `gold/daily_kpis/` and `gold/payment_methods_daily/` (a month per
+//! object), registered in the catalog, and the HTML KPI report into `gold/report/`.
 
 pub mod config;
 pub mod request;

@@ -1,5 +1,5 @@
-//! The aggregate stage on any object store: recomputes `daily_kpis` from silver with polars and
-//! writes the months that need it. Silver in S3 is mirrored into a local work directory first
+//! The aggregate stage on any object store: recomputes `daily_kpis` and `payment_methods_daily`
+//! from silver with polars, writes the months that need it and the report pages. Silver in S3 is mirrored into a local work directory first
 //! (kept across warm Lambda invocations, so only new files are downloaded); a local lake is
 //! read in place.
 
