@@ -26,7 +26,7 @@ use shoplake::report;
 use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
 use shoplake::stages::alert::{AlertRequest, AlertService, AlertSettings};
 use shoplake::stages::ingest::{IngestRequest, IngestService, config::ingest_settings_from_env};
-use shoplake::stages::load::{LoadRequest, Loader};
+use shoplake::stages::load::{BatchLoad, LoadRequest, Loader};
 use shoplake::stages::quality::QualityService;
 use shoplake::stages::{Stage, StoreFactory};
 use shoplake::state::LakeState;
@@ -779,6 +779,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for b in &report.batches {
                 emit(format!("-- {}", serde_json::to_string(b)?))?;
             }
+            let loaded = report
+                .batches
+                .iter()
+                .filter(|b| matches!(b, BatchLoad::Loaded { .. }))
+                .count();
+            emit(format!(
+                "-- dry run: {loaded} batch(es) to load, {} skipped, {} gold month(s) to replace, {} transaction(s); nothing was written",
+                report.batches.len() - loaded,
+                report.months.len(),
+                executor.batches().len()
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
