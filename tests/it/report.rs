@@ -100,6 +100,58 @@ fn report_tables_equal_gold_and_payment_methods_match_sql() {
     assert_eq!(sql["mismatches"], 0, "{sql}");
     assert_eq!(sql["succeeded_amount_type"], "DECIMAL(18,2)", "{sql}");
 
+    // `aggregate --from/--to` prints the range asked for (within gold's days) with its totals.
+    let l = lake_dir.to_str().unwrap();
+    let (ok, stdout, stderr) = lake(&[
+        "aggregate",
+        "--lake",
+        l,
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-30",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout
+            .contains("range 2026-11-01 to 2026-11-21 (asked 2026-11-01 to 2026-11-30): 21 day(s)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("2026-11-")).count(),
+        21,
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.trim_start().starts_with("total ")),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = lake(&[
+        "aggregate",
+        "--json",
+        "--lake",
+        l,
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-30",
+    ]);
+    assert!(ok, "{stderr}");
+    let printed: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let gold = crate::support::read_parquet(
+        &lake_dir.join("gold/daily_kpis/month=2026-11/daily_kpis.parquet"),
+    );
+    let placed = gold.column("orders_placed").unwrap().i64().unwrap().clone();
+    let orders: i64 = (0..placed.len()).filter_map(|i| placed.get(i)).sum();
+    assert!(orders > 100, "{orders}");
+    assert_eq!(printed["totals"]["orders_placed"], orders, "{printed}");
+    assert_eq!(printed["from"], "2026-11-01");
+    assert_eq!(printed["to"], "2026-11-21");
+    assert_eq!(
+        printed["report"]["months_written"],
+        serde_json::json!(["2026-11"])
+    );
+
     // Every verdict links to a quality report that exists.
     let page = std::fs::read_to_string(&out).unwrap();
     let links: Vec<&str> = page
