@@ -23,7 +23,6 @@ BUCKET="shoplake-$STAGE-data-123456789012-us-east-1"
 GLUE_DATABASE="shoplake_$STAGE"
 TODAY=$(date -u +%F)
 rm -rf "$DEMO" && mkdir -p "$DEMO/events"
-export CARGO_TERM_QUIET=true
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.2; done; echo "port $1 never opened" >&2; return 1; }
@@ -55,16 +54,18 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-step "Building (debug): the lake CLI and every function"
+step "Building (debug): the lake CLI and every function (the first build compiles for minutes)"
 cargo build --workspace --bins
+# Built: from here on cargo (and cargo lambda) only say something when it matters.
+export CARGO_TERM_QUIET=true
 LAKE=${CARGO_TARGET_DIR:-target}/debug/lake
 
 step "1. Embedded: generate a week of exports with 5% defects, ingest them into $DEMO/lake"
-"$LAKE" generate --out "$DEMO/exports" --customers 400 --orders 3000 --defect-rate 0.05 --days 7 \
+"$LAKE" generate --json --out "$DEMO/exports" --customers 400 --orders 3000 --defect-rate 0.05 --days 7 \
   | python3 scripts/demo_tools.py - expected
 if [ -z "$ONLY" ]; then
 for ds in customers orders payments; do
-  "$LAKE" ingest --lake "$DEMO/lake" --dataset "$ds" "$DEMO/exports/$ds.csv" > "$DEMO/ingest-$ds.json"
+  "$LAKE" ingest --json --lake "$DEMO/lake" --dataset "$ds" "$DEMO/exports/$ds.csv" > "$DEMO/ingest-$ds.json"
 done
 echo "  and a late orders export whose job dropped the total_amount column:"
 head -50 "$DEMO/exports/orders.csv" | cut -d, -f1-6,8- > "$DEMO/exports/orders-late.csv"
@@ -82,6 +83,8 @@ step "Gold: daily KPIs recomputed from silver (latest version of every key), las
 
 step "Warehouse: the lake loaded into a throwaway PostgreSQL (the SQL sent to Redshift), star schema queried"
 pg_demo
+step "KPI report: one self-contained HTML page (charts, totals, quality verdicts, the gold rows)"
+"$LAKE" report --lake "$DEMO/lake" --out "$DEMO/report.html"
 fi
 
 step "2. Lambda: ingest through cargo lambda against S3 on moto (127.0.0.1)"
@@ -169,3 +172,6 @@ step "Lake in s3://$BUCKET (moto)"
 $S3 tree "$BUCKET"
 echo
 echo "Function logs (JSON): $DEMO/watch.log   Local lake: $DEMO/lake"
+if [ -f "$DEMO/report.html" ]; then
+  echo "KPI report (open it in a browser; it needs no network): $DEMO/report.html"
+fi

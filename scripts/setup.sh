@@ -23,6 +23,14 @@ command -v curl >/dev/null 2>&1 || apt_install curl
 # PostgreSQL 15 or newer (it has MERGE): the engine the warehouse tests run the generated SQL on
 # (they start and stop their own server) and the local warehouse of `lake load --postgres`.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || apt_install postgresql
+# The KPI report's browser test renders the page in headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt_install --no-install-recommends chromium
+  else
+    echo "setup: chromium not found; the report's browser test will be skipped (install Debian's chromium to run it)" >&2
+  fi
+fi
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }

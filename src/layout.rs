@@ -10,6 +10,8 @@
 //! manifests/<dataset>/_pending/<batch_id>.json               outputs of an ingest in progress
 //! quality/<dataset>/<batch_id>.json                          the quality gate's report
 //! gold/daily_kpis/month=YYYY-MM/daily_kpis.parquet           gold, one object per month
+//! gold/payment_methods_daily/month=YYYY-MM/….parquet         gold per payment method, the same way
+//! gold/report/index.html, gold/report/month=YYYY-MM/index.html  the HTML KPI report
 //! loads/<dataset>/<batch_id>/<n>.manifest                    COPY manifests of a Redshift load
 //! runs/loaded/<dataset>/<batch_id>                           a batch is in the warehouse
 //! runs/loaded/gold_months.json                               gold months loaded, by ETag
@@ -39,6 +41,18 @@ pub const CATALOG: &str = "catalog";
 
 /// The gold KPI table and its one object per month.
 pub const DAILY_KPIS: &str = "daily_kpis";
+/// The gold per-payment-method table, one object per month like `daily_kpis`.
+pub const PAYMENT_METHODS_DAILY: &str = "payment_methods_daily";
+/// Every gold table, each `gold/<table>/month=YYYY-MM/<table>.parquet`.
+pub const GOLD_TABLES: [&str; 2] = [DAILY_KPIS, PAYMENT_METHODS_DAILY];
+
+/// The HTML report of the latest days of gold, written by the aggregate stage.
+pub const REPORT_INDEX_KEY: &str = "gold/report/index.html";
+
+/// The HTML report of one month (`YYYY-MM`).
+pub fn report_month_key(month: &str) -> String {
+    format!("{GOLD}/report/month={month}/index.html")
+}
 
 pub fn gold_prefix(table: &str) -> String {
     format!("{GOLD}/{table}/")

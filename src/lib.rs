@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod partition;
 pub mod quality;
+pub mod report;
 pub mod scratch;
 pub mod silver;
 pub mod stages;

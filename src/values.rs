@@ -190,6 +190,11 @@ pub fn format_decimal(value: i64, scale: u8) -> String {
     }
 }
 
+/// Days since the epoch → the date (None out of chrono's range).
+pub fn naive_date(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_DAYS_FROM_CE)?)
+}
+
 /// Days since the epoch → `YYYY-MM-DD`.
 pub fn format_date(days: i32) -> String {
     NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE)

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{ColumnKind, Contract, PartitionTransform};
 use crate::gold::kpis::COLUMNS as KPI_COLUMNS;
+use crate::gold::methods;
 use crate::layout;
 use crate::manifest::Manifest;
 use crate::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
@@ -112,6 +113,37 @@ pub fn daily_kpis_table(root: &str) -> TableDef {
     }
 }
 
+/// The gold `payment_methods_daily` table, partitioned by month like `daily_kpis`.
+pub fn payment_methods_daily_table(root: &str) -> TableDef {
+    let columns = methods::COLUMNS
+        .iter()
+        .map(|c| {
+            let t = match *c {
+                "kpi_date" => "date",
+                "customer_region" | "currency" | "payment_method" => "string",
+                c if methods::MONEY.contains(&c) => "decimal(18,2)",
+                _ => "bigint",
+            };
+            col(c, t)
+        })
+        .collect();
+    TableDef {
+        name: layout::PAYMENT_METHODS_DAILY.into(),
+        description: "Payments per day, region, currency and payment method (gold).".into(),
+        location: format!(
+            "{root}/{}",
+            layout::gold_prefix(layout::PAYMENT_METHODS_DAILY)
+        ),
+        columns,
+        partition_keys: vec![col("month", "string")],
+    }
+}
+
+/// Every gold table, in `layout::GOLD_TABLES` order.
+pub fn gold_tables(root: &str) -> Vec<TableDef> {
+    vec![daily_kpis_table(root), payment_methods_daily_table(root)]
+}
+
 /// The partitions a batch wrote.
 pub fn manifest_partitions(manifest: &Manifest, root: &str) -> Vec<PartitionDef> {
     manifest
@@ -132,14 +164,16 @@ pub fn manifest_partitions(manifest: &Manifest, root: &str) -> Vec<PartitionDef>
         .collect()
 }
 
-/// The partition of one gold month.
+/// The partition of one `daily_kpis` month.
 pub fn month_partition(month: &str, root: &str) -> PartitionDef {
+    gold_month_partition(layout::DAILY_KPIS, month, root)
+}
+
+/// The partition of one month of a gold table.
+pub fn gold_month_partition(table: &str, month: &str, root: &str) -> PartitionDef {
     PartitionDef {
         values: vec![month.to_owned()],
-        location: format!(
-            "{root}/{}month={month}/",
-            layout::gold_prefix(layout::DAILY_KPIS)
-        ),
+        location: format!("{root}/{}month={month}/", layout::gold_prefix(table)),
     }
 }
 
@@ -176,5 +210,25 @@ mod tests {
         let kpis = daily_kpis_table("s3://lake");
         assert_eq!(kpis.columns.len(), 16);
         assert_eq!(kpis.location, "s3://lake/gold/daily_kpis/");
+        let methods = payment_methods_daily_table("s3://lake");
+        assert_eq!(
+            methods
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            methods::COLUMNS
+        );
+        assert!(
+            methods
+                .columns
+                .contains(&col("succeeded_amount", "decimal(18,2)"))
+        );
+        assert!(methods.columns.contains(&col("payments", "bigint")));
+        assert_eq!(methods.location, "s3://lake/gold/payment_methods_daily/");
+        assert_eq!(
+            gold_month_partition(layout::PAYMENT_METHODS_DAILY, "2026-11", "s3://lake").location,
+            "s3://lake/gold/payment_methods_daily/month=2026-11/"
+        );
     }
 }

@@ -9,8 +9,8 @@ use crate::error::Retryable;
 use async_trait::async_trait;
 
 pub use defs::{
-    ColumnDef, PartitionDef, TableDef, daily_kpis_table, manifest_partitions, month_partition,
-    silver_table,
+    ColumnDef, PartitionDef, TableDef, daily_kpis_table, gold_month_partition, gold_tables,
+    manifest_partitions, month_partition, payment_methods_daily_table, silver_table,
 };
 pub use glue::GlueCatalog;
 pub use local::LocalCatalog;

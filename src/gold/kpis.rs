@@ -42,7 +42,7 @@ fn any_of(column: &str, values: &[&str]) -> Expr {
 }
 
 /// Latest version of every key: greatest `updated_at`, then the later ingestion.
-fn latest(silver: LazyFrame, key: &str) -> LazyFrame {
+pub(crate) fn latest(silver: LazyFrame, key: &str) -> LazyFrame {
     silver
         .sort_by_exprs(
             [col("updated_at"), col("_ingested_at"), col("_batch_id")],
@@ -51,7 +51,7 @@ fn latest(silver: LazyFrame, key: &str) -> LazyFrame {
         .unique_stable(Some(cols([key])), UniqueKeepStrategy::Last)
 }
 
-fn count(e: Expr) -> Expr {
+pub(crate) fn count(e: Expr) -> Expr {
     e.cast(DataType::Int64).sum()
 }
 
@@ -121,7 +121,7 @@ fn payment_measures(payments: LazyFrame, orders: LazyFrame) -> LazyFrame {
 }
 
 /// Scaled integer values of a decimal column, nulls as 0.
-fn cents(df: &DataFrame, name: &str) -> PolarsResult<Vec<i128>> {
+pub(crate) fn cents(df: &DataFrame, name: &str) -> PolarsResult<Vec<i128>> {
     let column = df.column(name)?;
     let scaled = match column.dtype() {
         DataType::Decimal(_, 2) => column.decimal()?.physical().clone(),
@@ -132,7 +132,10 @@ fn cents(df: &DataFrame, name: &str) -> PolarsResult<Vec<i128>> {
         .collect())
 }
 
-fn decimal_column(name: &str, values: impl Iterator<Item = Option<i128>>) -> PolarsResult<Column> {
+pub(crate) fn decimal_column(
+    name: &str,
+    values: impl Iterator<Item = Option<i128>>,
+) -> PolarsResult<Column> {
     Ok(Int128Chunked::from_iter_options(name.into(), values)
         .into_decimal(18, 2)?
         .into_series()

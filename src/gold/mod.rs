@@ -1,8 +1,11 @@
-//! Gold: business KPIs computed from silver, written one object per month. The stage that
+//! Gold: business KPIs computed from silver (`daily_kpis`, `payment_methods_daily`), written one
+//! object per month per table. The stage that
 //! runs them is `stages::aggregate`.
 
 pub mod kpis;
+pub mod methods;
 pub mod writer;
 
 pub use kpis::{UNKNOWN_REGION, daily_kpis};
-pub use writer::{GoldError, write_months};
+pub use methods::payment_methods_daily;
+pub use writer::{GoldError, write_months, write_table_months};

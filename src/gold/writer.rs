@@ -26,6 +26,17 @@ pub async fn write_months(
     kpis: &DataFrame,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>, GoldError> {
+    write_table_months(store, layout::DAILY_KPIS, kpis, keep).await
+}
+
+/// Splits a gold table (with a `kpi_date` column) by month and writes the months whose
+/// `YYYY-MM` passes `keep` under `gold/<table>/`. Returns the months written.
+pub async fn write_table_months(
+    store: &dyn ObjectStore,
+    table: &str,
+    kpis: &DataFrame,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, GoldError> {
     let days = kpis.column("kpi_date")?.date()?.physical().clone();
     let mut months: BTreeMap<String, Vec<IdxSize>> = BTreeMap::new();
     for i in 0..days.len() {
@@ -42,10 +53,7 @@ pub async fn write_months(
             .with_compression(ParquetCompression::Zstd(None))
             .finish(&mut part)?;
         store
-            .put(
-                &layout::gold_month_key(layout::DAILY_KPIS, &month),
-                Bytes::from(buffer),
-            )
+            .put(&layout::gold_month_key(table, &month), Bytes::from(buffer))
             .await?;
         written.push(month);
     }

@@ -77,6 +77,35 @@ pub struct IngestSettings {
     pub force: bool,
     /// What a hostile file may cost before it is rejected whole.
     pub limits: InputLimits,
+    /// Told how much of each source has been read (`lake ingest`'s progress bar).
+    pub progress: Option<ReadProgress>,
+}
+
+/// Called as a source is read with the bytes read so far and the source's stored size.
+#[derive(Clone)]
+pub struct ReadProgress(pub std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for ReadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadProgress")
+    }
+}
+
+/// A source that reports its progress as it is read.
+struct Reporting<R> {
+    inner: R,
+    read: u64,
+    size: u64,
+    progress: ReadProgress,
+}
+
+impl<R: std::io::Read> std::io::Read for Reporting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.progress.0)(self.read, self.size);
+        Ok(n)
+    }
 }
 
 impl Default for IngestSettings {
@@ -86,6 +115,7 @@ impl Default for IngestSettings {
             work_dir: None,
             force: false,
             limits: InputLimits::default(),
+            progress: None,
         }
     }
 }
@@ -429,6 +459,7 @@ impl Ingestor {
             self.settings.limits,
         );
         let ingested_at_micros = source.ingested_at_micros;
+        let progress = self.settings.progress.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let job = FileJob {
                 contract: &contract,
@@ -441,7 +472,18 @@ impl Ingestor {
                 work_dir: &work_dir,
                 limits,
             };
-            process_file(bridge, &job)
+            match progress {
+                Some(progress) => process_file(
+                    Reporting {
+                        inner: bridge,
+                        read: 0,
+                        size,
+                        progress,
+                    },
+                    &job,
+                ),
+                None => process_file(bridge, &job),
+            }
         })
         .await
         .map_err(|e| IngestError::Task {

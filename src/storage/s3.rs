@@ -258,6 +258,11 @@ impl ObjectStore for S3Store {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            // The KPI report opens in a browser from S3 (a presigned URL, the console).
+            .set_content_type(
+                key.ends_with(".html")
+                    .then(|| "text/html; charset=utf-8".to_owned()),
+            )
             .body(ByteStream::from(body))
             .send()
             .await

@@ -12,12 +12,14 @@ use std::collections::BTreeMap;
 
 use crate::contract::{ColumnKind, Contract, PartitionTransform, Registry};
 use crate::gold::kpis::COLUMNS as KPI_COLUMNS;
+use crate::gold::methods;
 use crate::silver::{BATCH_ID, INGESTED_AT, SOURCE_FILE};
 
 pub const LEDGER_TABLE: &str = "load_ledger";
 /// Most statements one Data API BatchExecuteStatement (one transaction) takes.
 pub const MAX_BATCH_STATEMENTS: usize = 40;
 pub const KPI_TABLE: &str = "daily_kpis";
+pub const METHODS_TABLE: &str = methods::TABLE;
 
 /// A SQL string literal.
 pub fn literal(value: &str) -> String {
@@ -193,6 +195,29 @@ impl Warehouse {
         )
     }
 
+    /// `payment_methods_daily`, from the gold table's columns like `daily_kpis`.
+    pub fn create_payment_methods_daily(&self) -> String {
+        let columns: Vec<String> = methods::COLUMNS
+            .iter()
+            .map(|c| {
+                let t = match *c {
+                    "kpi_date" => "DATE NOT NULL",
+                    "customer_region" => "VARCHAR(16) NOT NULL",
+                    "currency" => "VARCHAR(3) NOT NULL",
+                    "payment_method" => "VARCHAR(32) NOT NULL",
+                    c if methods::MONEY.contains(&c) => "DECIMAL(18,2) NOT NULL",
+                    _ => "BIGINT NOT NULL",
+                };
+                format!("{c} {t}")
+            })
+            .collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY (kpi_date, customer_region, currency, payment_method)) DISTSTYLE ALL SORTKEY(kpi_date)",
+            self.table(METHODS_TABLE),
+            columns.join(", ")
+        )
+    }
+
     /// The star schema for BI. Dimension views carry no personal data (no emails or names).
     pub fn create_views(&self, registry: &Registry) -> Vec<String> {
         let s = &self.schema;
@@ -228,6 +253,7 @@ impl Warehouse {
         let mut out = vec![self.create_schema(), self.create_ledger()];
         out.extend(registry.iter().map(|c| self.create_table(c)));
         out.push(self.create_daily_kpis());
+        out.push(self.create_payment_methods_daily());
         out.extend(self.create_views(registry));
         out
     }
@@ -446,7 +472,13 @@ impl Warehouse {
 
     /// Replaces one month of `daily_kpis` (delete + insert in one transaction).
     pub fn replace_month(&self, month: &str, parquet_uri: &str) -> Vec<String> {
-        let table = self.table(KPI_TABLE);
+        self.replace_gold_month(KPI_TABLE, month, parquet_uri)
+    }
+
+    /// Replaces one month of a gold table keyed by `kpi_date` (delete + insert in one
+    /// transaction).
+    pub fn replace_gold_month(&self, table: &str, month: &str, parquet_uri: &str) -> Vec<String> {
+        let table = self.table(table);
         let first = format!("{month}-01");
         vec![
             format!(

@@ -12,7 +12,7 @@ use crate::support::{bucket_name, moto};
 async fn suite(cat: &dyn Catalog, root: &str) {
     let reg = Registry::builtin();
     let mut tables: Vec<_> = reg.iter().map(|c| catalog::silver_table(c, root)).collect();
-    tables.push(catalog::daily_kpis_table(root));
+    tables.extend(catalog::gold_tables(root));
     cat.ensure_tables(&tables).await.unwrap();
     cat.ensure_tables(&tables)
         .await
@@ -105,6 +105,27 @@ async fn glue_tables_and_partitions_match_the_contracts_on_moto() {
         .await
         .unwrap();
     assert_eq!(kpis.table().unwrap().partition_keys()[0].name(), "month");
+    let methods = glue
+        .get_table()
+        .database_name(&database)
+        .name("payment_methods_daily")
+        .send()
+        .await
+        .unwrap();
+    let methods = methods.table().unwrap();
+    assert_eq!(methods.partition_keys()[0].name(), "month");
+    let columns: Vec<(&str, &str)> = methods
+        .storage_descriptor()
+        .unwrap()
+        .columns()
+        .iter()
+        .map(|c| (c.name(), c.r#type().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        columns.iter().map(|c| c.0).collect::<Vec<_>>(),
+        shoplake::gold::methods::COLUMNS
+    );
+    assert!(columns.contains(&("refunded_amount", "decimal(18,2)")));
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@ fn lake_cmd(args: &[&str], work: &Path) -> Command {
 fn ingest_orders(lake_dir: &Path, file: &Path) -> Vec<String> {
     [
         "ingest",
+        "--json",
         "--lake",
         &lake_dir.display().to_string(),
         "--dataset",
@@ -49,6 +50,7 @@ fn ingest_sequentially(lake_dir: &Path, file: &Path) {
 fn generate(out: &Path, orders: usize, seed: u64, end_date: &str) -> Vec<Value> {
     let (ok, stdout, stderr) = lake(&[
         "generate",
+        "--json",
         "--out",
         out.to_str().unwrap(),
         "--customers",
@@ -328,6 +330,7 @@ fn ingest_killed_at_spread_out_moments_then_retried_holds_every_row_exactly_once
     let ingest = |lake_dir: &Path| -> Vec<String> {
         vec![
             "ingest".into(),
+            "--json".into(),
             "--lake".into(),
             lake_dir.display().to_string(),
             "--dataset".into(),
@@ -390,7 +393,15 @@ fn aggregate_and_quality_killed_mid_run_leave_gold_readable_and_no_page_lost() {
     let l = lake_dir.to_str().unwrap();
     for ds in ["customers", "orders", "payments"] {
         let f = input.join(format!("{ds}.csv"));
-        let (ok, _, stderr) = lake(&["ingest", "--lake", l, "--dataset", ds, f.to_str().unwrap()]);
+        let (ok, _, stderr) = lake(&[
+            "ingest",
+            "--json",
+            "--lake",
+            l,
+            "--dataset",
+            ds,
+            f.to_str().unwrap(),
+        ]);
         assert!(ok, "{stderr}");
     }
     let quality = ["quality", "--lake", l];
@@ -431,14 +442,14 @@ fn aggregate_and_quality_killed_mid_run_leave_gold_readable_and_no_page_lost() {
     for k in 0..8u32 {
         kill_after(&backfill, &work, took.mul_f64(f64::from(k) / 8.0));
         let seen = python_report("lake_integrity.py", &lake_dir);
-        assert!(
-            seen["gold/daily_kpis"]["duckdb_rows"].as_u64() > Some(0),
-            "{seen}"
-        );
-        assert_eq!(
-            seen["gold/daily_kpis"]["pyarrow_rows"],
-            seen["gold/daily_kpis"]["duckdb_rows"]
-        );
+        for table in ["gold/daily_kpis", "gold/payment_methods_daily"] {
+            assert!(seen[table]["duckdb_rows"].as_u64() > Some(0), "{seen}");
+            assert_eq!(
+                seen[table]["pyarrow_rows"], seen[table]["duckdb_rows"],
+                "{seen}"
+            );
+            assert_eq!(seen[table]["repeats"], 0, "{seen}");
+        }
     }
     assert!(
         lake_cmd(&backfill, &work)

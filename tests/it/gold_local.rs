@@ -10,6 +10,7 @@ fn lake_run_builds_gold_that_matches_an_independent_sql_implementation() {
     let lake_dir = dir.path().join("lake");
     let (ok, _, stderr) = lake(&[
         "generate",
+        "--json",
         "--out",
         input.to_str().unwrap(),
         "--customers",
@@ -77,13 +78,14 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
     let s3 = server.bucket(&bucket).await;
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.clone(), &bucket));
     let ingest = shoplake::stages::ingest::IngestService::for_s3(
-        s3,
+        s3.clone(),
         std::sync::Arc::new(shoplake::contract::Registry::builtin()),
         Default::default(),
     );
     let dir = tempfile::tempdir().unwrap();
     let (ok, _, stderr) = lake(&[
         "generate",
+        "--json",
         "--out",
         dir.path().to_str().unwrap(),
         "--customers",
@@ -148,6 +150,27 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
         catalog.partitions("daily_kpis").await.unwrap(),
         [vec!["2026-10".to_owned()], vec!["2026-11".to_owned()]]
     );
+    assert_eq!(
+        catalog.partitions("payment_methods_daily").await.unwrap(),
+        [vec!["2026-10".to_owned()], vec!["2026-11".to_owned()]]
+    );
+    // The report, served as HTML from the bucket.
+    assert_eq!(
+        first.reports_written,
+        [
+            "gold/report/index.html",
+            "gold/report/month=2026-10/index.html",
+            "gold/report/month=2026-11/index.html"
+        ]
+    );
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key("gold/report/index.html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("text/html; charset=utf-8"));
 
     let again = aggregator
         .aggregate(AggregateRequest::Scheduled {})

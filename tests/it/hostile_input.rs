@@ -19,7 +19,7 @@ const ALLOWANCE_MIB: f64 = 64.0;
 fn ingest(lake_dir: &Path, file: &Path) -> (i64, f64, Option<Value>) {
     let out = lake_dir.with_extension("out");
     let script = format!(
-        "exec {} ingest --lake {} --dataset orders --memory-budget-mb {} {} > {}",
+        "exec {} ingest --json --lake {} --dataset orders --memory-budget-mb {} {} > {}",
         env!("CARGO_BIN_EXE_lake"),
         lake_dir.display(),
         BUDGET_MIB,
@@ -149,6 +149,7 @@ fn a_fifo_is_refused_instead_of_read_for_ever() {
     assert!(made.success());
     let (ok, _, stderr) = crate::support::lake(&[
         "ingest",
+        "--json",
         "--lake",
         dir.path().join("lake").to_str().unwrap(),
         "--dataset",

@@ -19,6 +19,7 @@ fn generate(dir: &Path, orders: &str, defects: &str) -> Vec<Value> {
     let out = dir.to_str().unwrap();
     let (ok, stdout, stderr) = lake(&[
         "generate",
+        "--json",
         "--out",
         out,
         "--customers",
@@ -53,6 +54,7 @@ fn the_cli_ingests_prints_one_json_object_per_file_and_fails_on_rejected_files()
     for (i, dataset) in ["customers", "orders", "payments"].iter().enumerate() {
         let (ok, stdout, stderr) = lake(&[
             "ingest",
+            "--json",
             "--lake",
             lake_arg,
             "--dataset",
@@ -101,6 +103,7 @@ fn the_cli_ingests_prints_one_json_object_per_file_and_fails_on_rejected_files()
     let before = walk(&lake_dir.join("processed"));
     let (ok, stdout, _) = lake(&[
         "ingest",
+        "--json",
         "--lake",
         lake_arg,
         "--dataset",
@@ -116,6 +119,7 @@ fn the_cli_ingests_prints_one_json_object_per_file_and_fails_on_rejected_files()
     std::fs::write(&broken, "order_id,status\no1,paid\n").unwrap();
     let (ok, stdout, stderr) = lake(&[
         "ingest",
+        "--json",
         "--lake",
         lake_arg,
         "--dataset",
@@ -136,6 +140,7 @@ fn the_cli_ingests_prints_one_json_object_per_file_and_fails_on_rejected_files()
 
     let (ok, _, stderr) = lake(&[
         "ingest",
+        "--json",
         "--lake",
         lake_arg,
         "--dataset",
@@ -259,6 +264,7 @@ fn duckdb_and_pyarrow_read_the_lake_with_hive_partitioning_and_no_options() {
         let file = input.join(format!("{dataset}.csv"));
         let (ok, _, stderr) = lake(&[
             "ingest",
+            "--json",
             "--lake",
             lake_dir.to_str().unwrap(),
             "--dataset",
@@ -312,6 +318,7 @@ fn lake_quality_reports_each_batch_and_an_override_makes_a_failed_batch_loadable
     std::fs::write(&orders, csv).unwrap();
     let (ok, stdout, stderr) = lake(&[
         "ingest",
+        "--json",
         "--lake",
         lake_arg,
         "--dataset",

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod byte_identical;
 mod catalog;
 mod chaos;
@@ -10,6 +11,7 @@ mod chaos_processes;
 mod data_api_faults;
 mod glue_faults;
 mod gold_local;
+mod gold_methods;
 mod hostile_input;
 mod infra;
 mod ingest_local;
@@ -20,6 +22,7 @@ mod new_dataset;
 mod notifier_faults;
 mod properties;
 mod quality_alert;
+mod report;
 mod sample_events;
 mod store_conformance;
 mod warehouse_postgres;

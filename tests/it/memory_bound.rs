@@ -16,6 +16,7 @@ fn peak_rss_of_ingest(lake_dir: &Path, file: &Path, budget_mib: &str) -> f64 {
     let args: Vec<&OsStr> = vec![
         env!("CARGO_BIN_EXE_lake").as_ref(),
         "ingest".as_ref(),
+        "--json".as_ref(),
         "--lake".as_ref(),
         lake_dir.as_os_str(),
         "--dataset".as_ref(),
@@ -33,6 +34,7 @@ fn generate(dir: &Path, orders: &str) -> std::path::PathBuf {
     let out = dir.join(format!("gen-{orders}"));
     let (ok, _, err) = lake(&[
         "generate",
+        "--json",
         "--out",
         out.to_str().unwrap(),
         "--customers",

@@ -81,7 +81,7 @@ fn a_fourth_contract_is_ingested_checked_catalogued_and_given_warehouse_ddl() {
     );
 
     // The built-in contracts do not know the dataset: the contract file is what changes it.
-    let (ok, _, stderr) = lake(&["ingest", "--lake", l, "--dataset", "returns", e]);
+    let (ok, _, stderr) = lake(&["ingest", "--json", "--lake", l, "--dataset", "returns", e]);
     assert!(
         !ok && stderr.contains("unknown dataset `returns`"),
         "{stderr}"
@@ -91,6 +91,7 @@ fn a_fourth_contract_is_ingested_checked_catalogued_and_given_warehouse_ddl() {
         "--contracts",
         c,
         "ingest",
+        "--json",
         "--lake",
         l,
         "--dataset",

@@ -504,7 +504,7 @@ async fn lake_load_postgres_leaves_the_lake_and_gold_in_the_warehouse() {
     let l = lake_dir.to_str().unwrap();
     let (ok, _, err) = lake(&["run", "--lake", l, input.to_str().unwrap()]);
     assert!(ok, "{err}");
-    let (ok, out, err) = lake(&["load", "--lake", l, "--postgres", &url]);
+    let (ok, out, err) = lake(&["load", "--lake", l, "--postgres", &url, "--json"]);
     assert!(ok, "{err}\n{out}");
     assert!(out.contains("\"outcome\":\"loaded\""), "{out}");
 
@@ -575,7 +575,7 @@ async fn lake_load_postgres_leaves_the_lake_and_gold_in_the_warehouse() {
     assert_eq!(from_views, from_gold);
 
     let before = snapshot(&client).await;
-    let (ok, out, err) = lake(&["load", "--lake", l, "--postgres", &url]);
+    let (ok, out, err) = lake(&["load", "--lake", l, "--postgres", &url, "--json"]);
     assert!(ok, "{err}");
     assert!(
         !out.contains("\"outcome\":\"loaded\""),
@@ -609,12 +609,15 @@ fn load_cli(
         lake_dir.to_str().unwrap(),
         "--postgres",
         url,
+        "--json",
     ];
     args.extend_from_slice(extra);
     let (ok, out, err) = lake(&args);
+    // One JSON object: the load report.
     let outcomes = out
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .flat_map(|report| report["batches"].as_array().cloned().unwrap_or_default())
         .map(|v| (v["batch_id"].as_str().unwrap().to_owned(), v))
         .collect();
     let _ = err;
@@ -850,12 +853,22 @@ async fn a_batch_too_large_for_one_data_api_call_fails_alone_and_says_why() {
     assert!(ok, "{err}");
     let (ok, _, err) = lake(&["--contracts", c, "quality", "--lake", l]);
     assert!(ok, "{err}");
-    let (ok, out, _) = lake(&["--contracts", c, "load", "--lake", l, "--postgres", &url]);
+    let (ok, out, _) = lake(&[
+        "--contracts",
+        c,
+        "load",
+        "--lake",
+        l,
+        "--postgres",
+        &url,
+        "--json",
+    ]);
     assert!(!ok);
-    let failed: serde_json::Value = out
+    let report: serde_json::Value = out
         .lines()
         .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .unwrap();
+    let failed = report["batches"][0].clone();
     assert_eq!(failed["outcome"], "failed", "{out}");
     let error = failed["error"].as_str().unwrap();
     assert!(

@@ -6,7 +6,7 @@
 mod present;
 mod warehouse_load;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,17 +14,20 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shoplake::alert::OutboxNotifier;
 use shoplake::catalog::LocalCatalog;
 use shoplake::contract::Registry;
 use shoplake::generate::{GenerateOptions, generate};
+use shoplake::ingest::ReadProgress;
 use shoplake::layout;
 use shoplake::manifest::{BatchStatus, BatchSummary};
 use shoplake::quality::{CheckStatus, QualityReport};
+use shoplake::report;
 use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
 use shoplake::stages::alert::{AlertRequest, AlertService, AlertSettings};
 use shoplake::stages::ingest::{IngestRequest, IngestService, config::ingest_settings_from_env};
-use shoplake::stages::load::{LoadRequest, Loader};
+use shoplake::stages::load::{BatchLoad, LoadRequest, Loader};
 use shoplake::stages::quality::QualityService;
 use shoplake::stages::{Stage, StoreFactory};
 use shoplake::state::LakeState;
@@ -36,17 +39,36 @@ const LOCAL_BUCKET: &str = "lake";
 /// The local catalog's database (`catalog/shoplake/<table>.json`).
 const LOCAL_DATABASE: &str = "shoplake";
 
+/// One example per command, shown by `lake --help`.
+const EXAMPLES: &str = "\
+Examples:
+  lake generate --out exports --days 7 --defect-rate 0.05
+  lake ingest --lake lake --dataset orders exports/orders.csv
+  lake quality --lake lake
+  lake aggregate --lake lake --from 2026-11-01 --to 2026-11-30
+  lake report --lake lake --out report.html
+  lake load --lake lake --dry-run
+  lake run --lake lake exports
+  lake show --lake lake
+
+Every command prints a short summary; --json prints JSON instead (schemas in README.md).";
+
 #[derive(Parser)]
 #[command(
     name = "lake",
     version,
-    about = "Contract-driven e-commerce lake, run locally"
+    about = "Contract-driven e-commerce lake, run locally",
+    after_help = EXAMPLES
 )]
 struct Cli {
     /// Directory of `*.toml` data contracts to use instead of the built-in ones (default:
     /// LAKE_CONTRACTS_DIR, else the contracts built into `lake`).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_name = "DIR")]
     contracts: Option<PathBuf>,
+    /// Print JSON for machines instead of the text summary (one object per line; the schema of
+    /// each command is in README.md).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,12 +77,16 @@ struct Cli {
 enum Command {
     /// Write customers.csv, orders.csv and payments.csv with realistic values (and defects).
     Generate {
+        /// Directory to write the three CSV files into (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// How many customers.
         #[arg(long, default_value_t = 1_000)]
         customers: usize,
+        /// How many orders (payments follow from them).
         #[arg(long, default_value_t = 5_000)]
         orders: usize,
+        /// Random seed: the same seed and options give the same files.
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Share of rows (0 to 1) given a defect, duplicate or newer version.
@@ -70,13 +96,16 @@ enum Command {
         /// covers finished days).
         #[arg(long)]
         end_date: Option<NaiveDate>,
+        /// How many days the export window spans, ending at --end-date.
         #[arg(long, default_value_t = 7)]
         days: u32,
     },
-    /// Ingest CSV exports of one dataset into the lake directory; one JSON line per file.
+    /// Ingest CSV exports of one dataset into the lake directory; a line per file
     Ingest {
+        /// The lake directory (laid out like the bucket; created if missing).
         #[arg(long)]
         lake: PathBuf,
+        /// The dataset the files hold: a contract name (customers, orders, payments, …).
         #[arg(long)]
         dataset: String,
         /// Re-process files whose batch was ingested before.
@@ -85,11 +114,13 @@ enum Command {
         /// Memory budget per file in MiB (default: LAKE_MEMORY_BUDGET_MB, else 512).
         #[arg(long)]
         memory_budget_mb: Option<usize>,
+        /// CSV or CSV.gz exports to ingest, each its own batch.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Check batches against their quality rules; alerts go to outbox/ in the lake.
     Quality {
+        /// The lake directory.
         #[arg(long)]
         lake: PathBuf,
         /// Check this batch (default: every batch without a report yet).
@@ -98,17 +129,20 @@ enum Command {
         /// Let a failed batch be loaded anyway; needs --batch, --by and --reason.
         #[arg(long, requires_all = ["batch", "by", "reason"])]
         r#override: bool,
+        /// Who overrides (recorded in the report), with --override.
         #[arg(long)]
         by: Option<String>,
+        /// Why the batch may be loaded anyway (recorded in the report), with --override.
         #[arg(long)]
         reason: Option<String>,
-        /// Print the reports as JSON lines instead of text.
-        #[arg(long)]
-        json: bool,
     },
-    /// Compute daily KPIs from silver into gold/daily_kpis/month=YYYY-MM/ and print them. Without
-    /// a range, what the nightly schedule does: the months touched since the last run.
+    /// Compute gold (daily_kpis, payment_methods_daily, the HTML report) from silver
+    ///
+    /// Without a range, what the nightly schedule does: the months touched since the last run,
+    /// and the last --days days are printed. With --from/--to, those dates' months are rewritten
+    /// and the range is printed day by day with its totals.
     Aggregate {
+        /// The lake directory.
         #[arg(long)]
         lake: PathBuf,
         /// Backfill: rewrite months from this date's month on.
@@ -117,13 +151,16 @@ enum Command {
         /// Backfill: rewrite months up to this date's month.
         #[arg(long)]
         to: Option<NaiveDate>,
-        /// How many recent days to print.
+        /// How many recent days to print (without --from/--to).
         #[arg(long, default_value_t = 3)]
         days: usize,
     },
-    /// Load every gated batch and the changed gold months into the warehouse: a PostgreSQL
-    /// database (`--postgres`), or `--dry-run` to print the SQL the load function would send to Redshift.
+    /// Load every gated batch and the changed gold months into the warehouse
+    ///
+    /// Into a PostgreSQL database (`--postgres URL`: the very statements the load function sends
+    /// to Redshift, through one translation), or `--dry-run` to print that SQL.
     Load {
+        /// The lake directory.
         #[arg(long)]
         lake: PathBuf,
         /// Print the statements instead of running them; writes nothing to the lake.
@@ -139,8 +176,10 @@ enum Command {
         /// Never load a batch that failed to load; needs --by and --reason.
         #[arg(long, value_name = "BATCH", requires_all = ["by", "reason"], conflicts_with_all = ["retry", "dry_run"])]
         skip: Option<String>,
+        /// Who decided to skip the batch (recorded with it).
         #[arg(long, requires = "skip")]
         by: Option<String>,
+        /// Why the batch is skipped (recorded with it).
         #[arg(long, requires = "skip")]
         reason: Option<String>,
         /// Warehouse schema the statements name.
@@ -153,19 +192,44 @@ enum Command {
         )]
         copy_role_arn: String,
     },
-    /// The whole pipeline locally: ingest every export in INPUT_DIR (dataset from the file
-    /// name, e.g. orders*.csv), check quality, aggregate, print recent KPIs.
+    /// The whole pipeline locally: ingest, quality, aggregate (with the report)
+    ///
+    /// Ingests every export in INPUT_DIR (dataset from the file name, e.g. orders*.csv), checks
+    /// quality, aggregates, prints recent KPIs and the path of the HTML report.
     Run {
+        /// The lake directory (created if missing).
         #[arg(long)]
         lake: PathBuf,
+        /// Directory of exports; each file's dataset is the contract name it starts with.
         input_dir: PathBuf,
+        /// How many recent days of KPIs to print.
         #[arg(long, default_value_t = 3)]
         days: usize,
     },
-    /// Print batches, the silver partition tree and sample quarantined rows.
-    Show {
+    /// Write the HTML KPI report of a range of days of gold to a file
+    ///
+    /// Charts, totals against the previous period, the quality verdicts of the period's batches
+    /// and the gold rows; self-contained (nothing fetched when it is opened).
+    Report {
+        /// The lake directory (laid out like the bucket).
         #[arg(long)]
         lake: PathBuf,
+        /// First day, YYYY-MM-DD (default: 29 days before --to, at most back to gold's first day).
+        #[arg(long)]
+        from: Option<NaiveDate>,
+        /// Last day, YYYY-MM-DD (default: the latest day in gold).
+        #[arg(long)]
+        to: Option<NaiveDate>,
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print batches, the silver partition tree and sample quarantined rows.
+    Show {
+        /// The lake directory.
+        #[arg(long)]
+        lake: PathBuf,
+        /// How many quarantined rows to show per batch.
         #[arg(long, default_value_t = 3)]
         rejects: usize,
     },
@@ -188,6 +252,32 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A progress bar on stderr while stderr is a terminal; hidden (drawing nothing) otherwise.
+fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// A spinner with `message` on stderr while stderr is a terminal; hidden otherwise.
+fn spinner(message: &'static str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }
 
 /// Writes one line to stdout, reporting a closed pipe as an error instead of panicking.
@@ -331,6 +421,80 @@ fn stage_into_raw(store: &LocalStore, dataset: &str, file: &Path) -> anyhow::Res
     })?)
 }
 
+/// What `lake report` wrote.
+#[derive(serde::Serialize)]
+struct ReportSummary {
+    out: String,
+    from: NaiveDate,
+    to: NaiveDate,
+    kpi_rows: usize,
+    method_rows: usize,
+    batches: usize,
+}
+
+/// Writes the HTML report of `from..=to` of the lake's gold to `out`. Quality reports are linked
+/// by their `file://` URI, so the page works wherever it is written.
+async fn write_report(
+    lake: &Lake,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    out: &Path,
+) -> anyhow::Result<ReportSummary> {
+    let kpis =
+        report::kpi_rows(&report::read_gold(lake.store.as_ref(), layout::DAILY_KPIS).await?)?;
+    let methods = report::method_rows(
+        &report::read_gold(lake.store.as_ref(), layout::PAYMENT_METHODS_DAILY).await?,
+    )?;
+    let (from, to) = match (from, to) {
+        (from, Some(to)) => (
+            from.unwrap_or(to - chrono::TimeDelta::days(report::INDEX_DAYS - 1)),
+            to,
+        ),
+        (from, None) => {
+            let (first, to) = report::index_range(&kpis)
+                .context("gold has no daily_kpis yet: run `lake aggregate` first, or give --to")?;
+            (from.unwrap_or(first), to)
+        }
+    };
+    anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+    let store = lake.store.clone();
+    let href = move |key: &str| store.uri(key);
+    let state = LakeState::new(lake.store.clone());
+    let batches = report::period_batches(
+        &report::lake_batches(&state, &lake.registry).await?,
+        from,
+        to,
+        &href,
+    );
+    let input = report::input_for(
+        format!("Daily KPIs: {from} to {to}"),
+        from,
+        to,
+        chrono::Utc::now().date_naive(),
+        &kpis,
+        &methods,
+        batches,
+    );
+    let html = report::render(&input)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(out, html).with_context(|| format!("writing {}", out.display()))?;
+    let in_range = |d: NaiveDate| d >= from && d <= to;
+    Ok(ReportSummary {
+        out: out.display().to_string(),
+        from,
+        to,
+        kpi_rows: input.kpis.iter().filter(|r| in_range(r.kpi_date)).count(),
+        method_rows: input
+            .methods
+            .iter()
+            .filter(|r| in_range(r.kpi_date))
+            .count(),
+        batches: input.batches.len(),
+    })
+}
+
 /// The dataset an export belongs to by its file name: the longest dataset name it starts with.
 fn dataset_of_file<'r>(registry: &'r Registry, file: &Path) -> Option<&'r str> {
     let name = file.file_name()?.to_str()?;
@@ -345,6 +509,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(dir) => Registry::from_dir(dir)?,
         None => Registry::from_env()?,
     });
+    let json = cli.json;
     match cli.command {
         Command::Generate {
             out,
@@ -372,7 +537,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for file in
                 generate(&out, &opts).with_context(|| format!("writing to {}", out.display()))?
             {
-                emit(serde_json::to_string(&file)?)?;
+                if json {
+                    emit(serde_json::to_string(&file)?)?;
+                } else {
+                    let e = &file.expected;
+                    emit(format!(
+                        "wrote {:<9} {}: {} row(s); expect {} written, {} rejected, {} duplicate(s)",
+                        file.dataset,
+                        file.path.display(),
+                        e.rows,
+                        e.written,
+                        e.rejected,
+                        e.duplicates
+                    ))?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -394,15 +572,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(mb) = memory_budget_mb {
                 settings.memory_budget_bytes = mb * 1024 * 1024;
             }
+            // Bytes read of all the files, with throughput, while stderr is a terminal.
+            let sizes: Vec<u64> = files
+                .iter()
+                .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+                .collect();
+            let bar = progress_bar(
+                sizes.iter().sum(),
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            );
+            let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            {
+                let (bar, done) = (bar.clone(), done.clone());
+                settings.progress = Some(ReadProgress(Arc::new(move |read, _| {
+                    bar.set_position(done.load(std::sync::atomic::Ordering::Relaxed) + read);
+                })));
+            }
             let service = lake.ingest(settings);
             let mut failed = false;
-            for file in &files {
-                match lake.ingest_file(&service, &dataset, file).await {
+            for (file, size) in files.iter().zip(&sizes) {
+                bar.set_message(format!("ingest {dataset}"));
+                let outcome = lake.ingest_file(&service, &dataset, file).await;
+                done.fetch_add(*size, std::sync::atomic::Ordering::Relaxed);
+                bar.set_position(done.load(std::sync::atomic::Ordering::Relaxed));
+                match outcome {
                     Ok(o) => {
-                        emit(serde_json::to_string(&BatchSummary::new(
-                            &o.manifest,
-                            o.replayed,
-                        ))?)?;
+                        let summary = BatchSummary::new(&o.manifest, o.replayed);
+                        bar.suspend(|| -> std::io::Result<()> {
+                            if json {
+                                emit(serde_json::to_string(&summary)?)
+                            } else {
+                                emit(present::batch_line(&summary))
+                            }
+                        })?;
                         if o.manifest.status == BatchStatus::Rejected {
                             failed = true;
                             eprintln!(
@@ -415,10 +617,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Err(e) => {
                         failed = true;
-                        eprintln!("error: {}: {e:#}", file.display());
+                        bar.suspend(|| eprintln!("error: {}: {e:#}", file.display()));
                     }
                 }
             }
+            bar.finish_and_clear();
             Ok(if failed {
                 ExitCode::FAILURE
             } else {
@@ -431,7 +634,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             r#override,
             by,
             reason,
-            json,
         } => {
             let lake = Lake::open(&lake, registry).await?;
             let now = chrono::Utc::now();
@@ -445,6 +647,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .quality()
                     .override_batch(LOCAL_BUCKET, &batch, &by, &reason, now)
                     .await?;
+                if json {
+                    emit(serde_json::to_string(&report)?)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
                 emit(format!(
                     "{} {} {}: overridden by {by}; loadable: {}",
                     report.verdict.label(),
@@ -498,13 +704,58 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     to: to.unwrap_or(NaiveDate::MAX),
                 },
             };
-            let run = lake.aggregator().aggregate(request).await?;
+            let spinner = spinner("aggregate: computing gold from silver");
+            let run = lake.aggregator().aggregate(request).await;
+            spinner.finish_and_clear();
+            let run = run?;
+            let rows = report::kpi_rows(&run.kpis)?;
+            // The range asked for (within the days gold has), else the last `days` days.
+            let mut dates: Vec<NaiveDate> = rows.iter().map(|r| r.kpi_date).collect();
+            dates.sort_unstable();
+            dates.dedup();
+            let (lo, hi) = match request {
+                AggregateRequest::Range { from, to } => (
+                    from.max(dates.first().copied().unwrap_or(from)),
+                    to.min(dates.last().copied().unwrap_or(to)),
+                ),
+                AggregateRequest::Scheduled {} => (
+                    dates
+                        .get(dates.len().saturating_sub(days))
+                        .copied()
+                        .unwrap_or(NaiveDate::MAX),
+                    dates.last().copied().unwrap_or(NaiveDate::MIN),
+                ),
+            };
+            let totals =
+                present::Totals::of(rows.iter().filter(|r| r.kpi_date >= lo && r.kpi_date <= hi));
+            if json {
+                emit(serde_json::to_string(&serde_json::json!({
+                    "report": &run.report,
+                    "from": (lo <= hi).then_some(lo),
+                    "to": (lo <= hi).then_some(hi),
+                    "totals": totals,
+                }))?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             emit(format!(
-                "gold/daily_kpis: {} row(s); months written: {}",
+                "gold/daily_kpis: {} row(s); months written: {}; report: {}",
                 run.report.kpi_rows,
-                run.report.months_written.join(", ")
+                if run.report.months_written.is_empty() {
+                    "none".to_owned()
+                } else {
+                    run.report.months_written.join(", ")
+                },
+                run.report
+                    .reports_written
+                    .first()
+                    .map_or("none".into(), |k| lake.store.uri(k))
             ))?;
-            emit(present::recent_kpis(&run.kpis, days)?)?;
+            match request {
+                AggregateRequest::Range { from, to } => {
+                    emit(present::range_kpis(&rows, from, to, lo, hi, &totals))?
+                }
+                AggregateRequest::Scheduled {} => emit(present::recent_kpis(&run.kpis, days)?)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Load {
@@ -538,13 +789,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     (None, None) => None,
                 };
                 let (store, alerts) = (lake.store.clone(), lake.alerts());
-                return warehouse_load::run(store, registry, warehouse, postgres, operator, alerts)
-                    .await;
+                return warehouse_load::run(
+                    store, registry, warehouse, postgres, operator, alerts, json,
+                )
+                .await;
             }
             let executor = Arc::new(RecordingExecutor::new());
             let loader =
                 Loader::new(lake.store.clone(), executor.clone(), warehouse, registry).dry_run();
-            let report = loader.run(LoadRequest::Pending, chrono::Utc::now()).await?;
+            let spinner = spinner("load: planning the warehouse statements");
+            let report = loader.run(LoadRequest::Pending, chrono::Utc::now()).await;
+            spinner.finish_and_clear();
+            let report = report?;
+            if json {
+                emit(serde_json::to_string(&serde_json::json!({
+                    "report": &report,
+                    "transactions": executor.batches(),
+                }))?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             for (i, batch) in executor.batches().iter().enumerate() {
                 emit(format!("-- transaction {}", i + 1))?;
                 for sql in batch {
@@ -554,6 +817,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for b in &report.batches {
                 emit(format!("-- {}", serde_json::to_string(b)?))?;
             }
+            let loaded = report
+                .batches
+                .iter()
+                .filter(|b| matches!(b, BatchLoad::Loaded { .. }))
+                .count();
+            emit(format!(
+                "-- dry run: {loaded} batch(es) to load, {} skipped, {} gold month(s) to replace, {} transaction(s); nothing was written",
+                report.batches.len() - loaded,
+                report.months.len(),
+                executor.batches().len()
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -570,6 +844,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect();
             files.sort();
             let mut failed = false;
+            let mut ingested = Vec::new();
             // Parents first, so references resolve in the quality gate.
             for contract in registry.load_order() {
                 let dataset = contract.name.as_str();
@@ -580,6 +855,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     match lake.ingest_file(&service, dataset, file).await {
                         Ok(o) => {
                             let m = &o.manifest;
+                            ingested.push(BatchSummary::new(m, o.replayed));
+                            if json {
+                                continue;
+                            }
                             emit(format!(
                                 "ingest  {dataset:<9} {:<40} read {:>7} written {:>7} rejected {:>6} duplicates {:>5}{}",
                                 file.file_name()
@@ -602,7 +881,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            let mut verdicts = Vec::new();
             for (r, _) in lake.check(None, chrono::Utc::now()).await? {
+                verdicts.push(serde_json::json!({
+                    "dataset": r.dataset,
+                    "batch_id": r.batch_id,
+                    "verdict": r.verdict,
+                    "loadable": r.loadable,
+                    "summary": r.summary,
+                }));
+                if json {
+                    continue;
+                }
                 emit(format!(
                     "quality {:<9} {} {:<4} {}",
                     r.dataset,
@@ -615,27 +905,161 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .aggregator()
                 .aggregate(AggregateRequest::Scheduled {})
                 .await?;
+            if json {
+                emit(serde_json::to_string(&serde_json::json!({
+                    "ingested": ingested,
+                    "quality": verdicts,
+                    "aggregate": &run.report,
+                }))?)?;
+                return Ok(if failed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
             emit(format!(
                 "\ngold/daily_kpis: {} row(s) in month(s) {}; the last {days} day(s):",
                 run.report.kpi_rows,
                 run.report.months_written.join(", ")
             ))?;
             emit(present::recent_kpis(&run.kpis, days)?)?;
+            if let Some(key) = run.report.reports_written.first() {
+                emit(format!("\nreport: {}", lake.store.uri(key)))?;
+            }
             Ok(if failed {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
             })
         }
+        Command::Report {
+            lake,
+            from,
+            to,
+            out,
+        } => {
+            let lake = Lake::open(&lake, registry.clone()).await?;
+            let summary = write_report(&lake, from, to, &out).await?;
+            if json {
+                emit(serde_json::to_string(&summary)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            emit(format!(
+                "wrote {}: {} to {}, {} daily_kpis row(s), {} payment_methods_daily row(s), {} batch verdict(s)",
+                out.display(),
+                summary.from,
+                summary.to,
+                summary.kpi_rows,
+                summary.method_rows,
+                summary.batches
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Show { lake, rejects } => {
             let lake = Lake::open(&lake, registry.clone()).await?;
             let state = LakeState::new(lake.store.clone());
+            if json {
+                for m in present::all_manifests(&state, &registry).await? {
+                    emit(serde_json::to_string(&BatchSummary::new(&m, false))?)?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             write!(
                 std::io::stdout().lock(),
                 "{}",
                 present::overview(&state, &registry, rejects).await?
             )?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of `cmd` and its subcommands (clap's own help and version aside) without
+    /// help text, and every subcommand without a description; also counts the arguments seen.
+    fn undocumented(cmd: &clap::Command, path: &str, seen: &mut usize, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            *seen += 1;
+            if arg
+                .get_help()
+                .is_none_or(|h| h.to_string().trim().is_empty())
+            {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        // clap's own `help` subcommand only mirrors the others.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            if sub.get_about().is_none() {
+                out.push(format!("{path} {}: no description", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), seen, out);
+        }
+    }
+
+    #[test]
+    fn every_argument_of_every_command_has_help() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let (mut seen, mut missing) = (0, Vec::new());
+        undocumented(&cmd, "lake", &mut seen, &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+        assert!(seen > 30, "the walk saw {seen} arguments");
+
+        // The walk finds what it is meant to find.
+        let mut bad = clap::Command::new("x")
+            .arg(
+                clap::Arg::new("documented")
+                    .long("documented")
+                    .help("Has help."),
+            )
+            .subcommand(clap::Command::new("sub").arg(clap::Arg::new("bare").long("bare")));
+        bad.build();
+        let (mut seen, mut missing) = (0, Vec::new());
+        undocumented(&bad, "x", &mut seen, &mut missing);
+        assert_eq!(missing, ["x sub: no description", "x sub bare"]);
+    }
+
+    #[test]
+    fn lake_help_lists_every_command_with_an_example() {
+        let mut cmd = Cli::command();
+        let help = cmd.render_long_help().to_string();
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .filter(|n| n != "help")
+            .collect();
+        assert_eq!(names.len(), 8, "{names:?}");
+        for name in names {
+            let example = format!("lake {name} ");
+            assert!(
+                help.lines().any(|l| l.trim_start().starts_with(&example)),
+                "no example of `{name}` in:\n{help}"
+            );
+            assert!(
+                help.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{name} "))),
+                "`{name}` not listed in:\n{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_command_takes_json() {
+        for args in [
+            &["lake", "generate", "--out", "x", "--json"][..],
+            &["lake", "--json", "show", "--lake", "x"],
+            &["lake", "report", "--lake", "x", "--out", "y", "--json"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert!(cli.json, "{args:?}");
         }
     }
 }

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use chrono::NaiveDate;
 use polars::prelude::*;
 use shoplake::contract::Registry;
-use shoplake::manifest::{BatchStatus, Manifest};
+use shoplake::manifest::{BatchStatus, BatchSummary, Manifest};
+use shoplake::report::KpiRow;
 use shoplake::state::LakeState;
 
 /// Every manifest of the lake, by batch then dataset.
@@ -173,4 +175,175 @@ pub fn recent_kpis(kpis: &DataFrame, days: usize) -> PolarsResult<String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+/// One line for an ingested file.
+pub fn batch_line(s: &BatchSummary) -> String {
+    let status = match (&s.status, s.replayed) {
+        (BatchStatus::Rejected, _) => "REJECTED",
+        (_, true) => "replayed",
+        _ => "ok",
+    };
+    format!(
+        "{:<9} {:<30} {:<8} read {:>7}  written {:>7}  rejected {:>6}  duplicates {:>5}  {} partition(s){}",
+        s.dataset,
+        s.batch_id,
+        status,
+        s.rows_read,
+        s.rows_written,
+        s.rows_rejected,
+        s.duplicates_dropped,
+        s.partitions.len(),
+        s.error
+            .as_deref()
+            .map(|e| format!("  {e}"))
+            .unwrap_or_default()
+    )
+}
+
+/// Totals of KPI rows over a range of days: counts summed, money per currency (exact).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Totals {
+    pub days: usize,
+    pub orders_placed: i64,
+    pub orders_cancelled: i64,
+    pub new_customers: i64,
+    pub returning_customers: i64,
+    pub payments_attempted: i64,
+    pub payments_succeeded: i64,
+    pub payments_failed: i64,
+    /// Currency → decimal text.
+    pub revenue: BTreeMap<String, String>,
+    pub refunded_amount: BTreeMap<String, String>,
+}
+
+fn money(cents: i128) -> String {
+    shoplake::values::format_decimal(i64::try_from(cents).unwrap_or(i64::MAX), 2)
+}
+
+impl Totals {
+    pub fn of<'a>(rows: impl Iterator<Item = &'a KpiRow>) -> Totals {
+        let mut t = Totals::default();
+        let mut days = std::collections::BTreeSet::new();
+        let (mut revenue, mut refunded) = (BTreeMap::new(), BTreeMap::new());
+        for r in rows {
+            days.insert(r.kpi_date);
+            t.orders_placed += r.orders_placed;
+            t.orders_cancelled += r.orders_cancelled;
+            t.new_customers += r.new_customers;
+            t.returning_customers += r.returning_customers;
+            t.payments_attempted += r.payments_attempted;
+            t.payments_succeeded += r.payments_succeeded;
+            t.payments_failed += r.payments_failed;
+            *revenue.entry(r.currency.clone()).or_insert(0i128) += r.revenue;
+            *refunded.entry(r.currency.clone()).or_insert(0i128) += r.refunded_amount;
+        }
+        t.days = days.len();
+        t.revenue = revenue.into_iter().map(|(c, v)| (c, money(v))).collect();
+        t.refunded_amount = refunded.into_iter().map(|(c, v)| (c, money(v))).collect();
+        t
+    }
+}
+
+/// The days of `lo..=hi` (what gold has of the requested `from..=to`), a line per day summed
+/// over regions and currencies, then the totals; money per currency.
+pub fn range_kpis(
+    rows: &[KpiRow],
+    from: NaiveDate,
+    to: NaiveDate,
+    lo: NaiveDate,
+    hi: NaiveDate,
+    totals: &Totals,
+) -> String {
+    let mut out = String::new();
+    let asked = |d: NaiveDate| {
+        if d == NaiveDate::MIN || d == NaiveDate::MAX {
+            "…".to_owned()
+        } else {
+            d.to_string()
+        }
+    };
+    if lo > hi {
+        let _ = writeln!(
+            out,
+            "no KPIs between {} and {} in gold",
+            asked(from),
+            asked(to)
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "range {} to {} (asked {} to {}): {} day(s) with KPIs",
+        lo,
+        hi,
+        asked(from),
+        asked(to),
+        totals.days
+    );
+    let header = [
+        "date", "orders", "cancel", "new", "return", "pay_try", "pay_ok", "pay_fail",
+    ];
+    let _ = writeln!(
+        out,
+        "{:>10} {}",
+        header[0],
+        header[1..]
+            .iter()
+            .map(|h| format!("{h:>8}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut by_day: BTreeMap<NaiveDate, [i64; 7]> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.kpi_date >= lo && r.kpi_date <= hi) {
+        let d = by_day.entry(r.kpi_date).or_default();
+        for (slot, v) in d.iter_mut().zip([
+            r.orders_placed,
+            r.orders_cancelled,
+            r.new_customers,
+            r.returning_customers,
+            r.payments_attempted,
+            r.payments_succeeded,
+            r.payments_failed,
+        ]) {
+            *slot += v;
+        }
+    }
+    let line = |label: &str, v: [i64; 7]| {
+        format!(
+            "{label:>10} {}",
+            v.iter()
+                .map(|n| format!("{n:>8}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    };
+    for (day, v) in &by_day {
+        let _ = writeln!(out, "{}", line(&day.to_string(), *v));
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        line(
+            "total",
+            [
+                totals.orders_placed,
+                totals.orders_cancelled,
+                totals.new_customers,
+                totals.returning_customers,
+                totals.payments_attempted,
+                totals.payments_succeeded,
+                totals.payments_failed,
+            ]
+        )
+    );
+    let per_currency = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(c, v)| format!("{c} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(out, "revenue:  {}", per_currency(&totals.revenue));
+    let _ = writeln!(out, "refunded: {}", per_currency(&totals.refunded_amount));
+    out
 }

@@ -22,6 +22,7 @@ pub async fn run(
     postgres: Option<String>,
     operator: Option<LoadRequest>,
     alerts: AlertService,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
     let Some(url) = postgres else {
@@ -41,10 +42,14 @@ pub async fn run(
             registry,
         );
         let f = loader.skip(&batch_id, &by, &reason, now).await?;
-        emit(format!(
-            "{} {}: skipped by {by}; it will not be loaded",
-            f.dataset, f.batch_id
-        ))?;
+        if json {
+            emit(serde_json::to_string(&f)?)?;
+        } else {
+            emit(format!(
+                "{} {}: skipped by {by}; it will not be loaded",
+                f.dataset, f.batch_id
+            ))?;
+        }
         return Ok(ExitCode::SUCCESS);
     };
     let executor = PostgresExecutor::connect(&url, store.clone()).await?;
@@ -52,10 +57,37 @@ pub async fn run(
     let report = loader
         .run(operator.unwrap_or(LoadRequest::Pending), now)
         .await?;
-    for b in &report.batches {
-        emit(serde_json::to_string(b)?)?;
+    if json {
+        emit(serde_json::to_string(&report)?)?;
+    } else {
+        for b in &report.batches {
+            emit(match b {
+                BatchLoad::Loaded {
+                    dataset,
+                    batch_id,
+                    rows,
+                    ..
+                } => format!("{dataset} {batch_id}: loaded {rows} row(s)"),
+                BatchLoad::Skipped {
+                    dataset,
+                    batch_id,
+                    reason,
+                } => format!("{dataset} {batch_id}: skipped ({reason})"),
+                BatchLoad::Failed {
+                    dataset,
+                    batch_id,
+                    error,
+                    attempts,
+                    ..
+                } => format!("{dataset} {batch_id}: FAILED (attempt {attempts}): {error}"),
+            })?;
+        }
+        let months = match report.months.is_empty() {
+            true => "none changed".to_owned(),
+            false => report.months.join(", "),
+        };
+        emit(format!("gold months loaded: {months}"))?;
     }
-    emit(format!("gold months loaded: {}", report.months.join(", ")))?;
     // First failures are paged as the alert function pages them from the load report.
     let record = serde_json::json!({
         "timestamp": now.to_rfc3339(),

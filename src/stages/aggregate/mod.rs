@@ -1,5 +1,6 @@
-//! The aggregate stage: at 02:00 UTC (or for a backfill range) daily KPIs from silver into
-//! `gold/daily_kpis/month=YYYY-MM/`, registered in the catalog.
+//! The aggregate stage: at 02:00 UTC (or for a backfill range) daily KPIs and payment method
+//! counts from silver into `gold/daily_kpis/` and `gold/payment_methods_daily/` (a month per
+//! object), registered in the catalog, and the HTML KPI report into `gold/report/`.
 
 pub mod config;
 pub mod request;
@@ -56,9 +57,9 @@ impl Stage for Aggregator {
     async fn run(
         &self,
         request: AggregateRequest,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<AggregateReport, AggregateError> {
-        Ok(self.aggregate(request).await?.report)
+        Ok(self.aggregate_at(request, now).await?.report)
     }
 
     fn metrics(report: &AggregateReport) -> Vec<MetricSet> {

@@ -1,5 +1,5 @@
-//! The aggregate stage on any object store: recomputes `daily_kpis` from silver with polars and
-//! writes the months that need it. Silver in S3 is mirrored into a local work directory first
+//! The aggregate stage on any object store: recomputes `daily_kpis` and `payment_methods_daily`
+//! from silver with polars, writes the months that need it and the report pages. Silver in S3 is mirrored into a local work directory first
 //! (kept across warm Lambda invocations, so only new files are downloaded); a local lake is
 //! read in place.
 
@@ -17,6 +17,7 @@ use crate::contract::Registry;
 use crate::error::Retryable;
 use crate::gold::{self, GoldError, kpis};
 use crate::layout;
+use crate::report::{self, ReportError};
 use crate::silver::read::scan_dataset;
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError, root_uri};
@@ -29,13 +30,17 @@ pub struct AggregateReport {
     pub kpi_rows: usize,
     pub months_written: Vec<String>,
     pub new_batches: usize,
+    /// Keys of the HTML reports written (`gold/report/…`).
+    pub reports_written: Vec<String>,
 }
 
-/// A run's report and the KPI table it computed (what `lake` prints).
+/// A run's report and the gold tables it computed (what `lake` prints).
 #[derive(Debug, Clone)]
 pub struct AggregateRun {
     pub report: AggregateReport,
     pub kpis: DataFrame,
+    /// `payment_methods_daily`, for every day of silver.
+    pub methods: DataFrame,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,8 @@ pub enum AggregateError {
     MissingInput(String),
     #[error("the KPI computation stopped unexpectedly")]
     Worker,
+    #[error("writing the KPI report: {0}")]
+    Report(#[from] ReportError),
 }
 
 impl Retryable for AggregateError {
@@ -68,17 +75,19 @@ impl Retryable for AggregateError {
             AggregateError::Catalog(e) => e.is_retryable(),
             AggregateError::Gold(GoldError::Storage(e)) => e.is_retryable(),
             AggregateError::WorkDir { .. } | AggregateError::Worker => true,
+            AggregateError::Report(e) => e.is_retryable(),
             AggregateError::Gold(GoldError::Polars(_)) | AggregateError::MissingInput(_) => false,
         }
     }
 }
 
-/// Computes `daily_kpis` from the silver under `root` on a thread of its own: polars is
-/// CPU-bound and blocks, so it must not run on (or need) the async runtime's threads.
+/// Computes `daily_kpis` and `payment_methods_daily` from the silver under `root` on a thread of
+/// its own: polars is CPU-bound and blocks, so it must not run on (or need) the async runtime's
+/// threads.
 async fn kpis_from_local_silver(
     root: PathBuf,
     registry: Arc<Registry>,
-) -> Result<DataFrame, AggregateError> {
+) -> Result<(DataFrame, DataFrame), AggregateError> {
     let [orders, payments] = kpis::INPUTS.map(|d| {
         registry
             .get(d)
@@ -88,10 +97,11 @@ async fn kpis_from_local_silver(
     let (orders, payments) = (orders?, payments?);
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let compute = || -> Result<DataFrame, GoldError> {
+        let compute = || -> Result<(DataFrame, DataFrame), GoldError> {
             let orders = scan_dataset(&root, &orders)?;
             let payments = scan_dataset(&root, &payments)?;
-            Ok(gold::daily_kpis(orders, payments)?)
+            let kpis = gold::daily_kpis(orders.clone(), payments.clone())?;
+            Ok((kpis, gold::payment_methods_daily(orders, payments)?))
         };
         let _ = tx.send(compute().map_err(AggregateError::from));
     });
@@ -228,69 +238,147 @@ impl Aggregator {
         &self,
         request: AggregateRequest,
     ) -> Result<AggregateRun, AggregateError> {
+        self.aggregate_at(request, chrono::Utc::now()).await
+    }
+
+    /// `aggregate` at `now`, which decides the day the reports mark as partial (today, UTC).
+    pub async fn aggregate_at(
+        &self,
+        request: AggregateRequest,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AggregateRun, AggregateError> {
         self.state
             .with_claim(
                 &layout::stage_claim_key("aggregate"),
                 RUN_CLAIM_TTL,
                 RUN_CLAIM_TTL,
-                async || self.aggregate_claimed(request).await,
+                async || self.aggregate_claimed(request, now).await,
             )
             .await
+    }
+
+    /// Writes `gold/report/index.html` (the last days of gold) and the page of every month in
+    /// `months`. Links to quality reports are relative, so they work wherever the lake is
+    /// served or copied from. Returns the keys written.
+    async fn write_reports(
+        &self,
+        kpis: &DataFrame,
+        methods: &DataFrame,
+        months: &BTreeSet<String>,
+        today: chrono::NaiveDate,
+    ) -> Result<Vec<String>, AggregateError> {
+        let kpi_rows = report::kpi_rows(kpis)?;
+        let method_rows = report::method_rows(methods)?;
+        let Some((from, to)) = report::index_range(&kpi_rows) else {
+            return Ok(Vec::new());
+        };
+        let mut pages = vec![(
+            layout::REPORT_INDEX_KEY.to_owned(),
+            format!("Daily KPIs: the last {} days", report::INDEX_DAYS),
+            from,
+            to,
+        )];
+        for month in months {
+            if let Some((from, to)) = report::month_range(month) {
+                pages.push((
+                    layout::report_month_key(month),
+                    format!("Daily KPIs: {month}"),
+                    from,
+                    to,
+                ));
+            }
+        }
+        let batches = report::lake_batches(&self.state, &self.registry).await?;
+        let mut written = Vec::new();
+        for (key, title, from, to) in pages {
+            let up = "../".repeat(key.matches('/').count());
+            let href = move |k: &str| format!("{up}{k}");
+            let shown = report::period_batches(&batches, from, to, &href);
+            let input = report::input_for(title, from, to, today, &kpi_rows, &method_rows, shown);
+            let html = report::render(&input)?;
+            self.store.put(&key, html.into()).await?;
+            written.push(key);
+        }
+        Ok(written)
     }
 
     async fn aggregate_claimed(
         &self,
         request: AggregateRequest,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<AggregateRun, AggregateError> {
         let root = self.silver_root().await?;
-        let kpis = kpis_from_local_silver(root, self.registry.clone()).await?;
+        let (kpis, methods) = kpis_from_local_silver(root, self.registry.clone()).await?;
 
         let (touched, seen, new_batches) = self.touched_months().await?;
-        let months_written = match request {
+        let keep: Box<dyn Fn(&str) -> bool + Send + Sync> = match request {
             AggregateRequest::Range { from, to } => {
                 let (lo, hi) = (
                     from.format("%Y-%m").to_string(),
                     to.format("%Y-%m").to_string(),
                 );
-                gold::write_months(self.store.as_ref(), &kpis, |m| {
-                    m >= lo.as_str() && m <= hi.as_str()
-                })
-                .await?
+                Box::new(move |m| m >= lo.as_str() && m <= hi.as_str())
             }
             AggregateRequest::Scheduled {} => {
                 // A late order can make a customer "new" earlier and so change later months'
                 // new/returning counts: rewrite every month from the earliest one touched.
                 let earliest = touched.first().cloned();
-                gold::write_months(self.store.as_ref(), &kpis, |m| {
-                    earliest.as_deref().is_some_and(|e| m >= e)
-                })
-                .await?
+                Box::new(move |m| earliest.as_deref().is_some_and(|e| m >= e))
             }
         };
+        let months_written = gold::write_months(self.store.as_ref(), &kpis, &keep).await?;
+        let method_months = gold::write_table_months(
+            self.store.as_ref(),
+            layout::PAYMENT_METHODS_DAILY,
+            &methods,
+            &keep,
+        )
+        .await?;
         if let Some(cat) = &self.catalog {
             let root = root_uri(self.store.as_ref());
-            cat.ensure_tables(&[catalog::daily_kpis_table(&root)])
-                .await?;
-            let parts: Vec<_> = months_written
-                .iter()
-                .map(|m| catalog::month_partition(m, &root))
-                .collect();
-            cat.add_partitions(layout::DAILY_KPIS, &parts).await?;
+            cat.ensure_tables(&catalog::gold_tables(&root)).await?;
+            for (table, months) in [
+                (layout::DAILY_KPIS, &months_written),
+                (layout::PAYMENT_METHODS_DAILY, &method_months),
+            ] {
+                let parts: Vec<_> = months
+                    .iter()
+                    .map(|m| catalog::gold_month_partition(table, m, &root))
+                    .collect();
+                cat.add_partitions(table, &parts).await?;
+            }
         }
+        let months: BTreeSet<String> = months_written
+            .iter()
+            .chain(&method_months)
+            .cloned()
+            .collect();
+        let reports_written = self
+            .write_reports(&kpis, &methods, &months, now.date_naive())
+            .await?;
         // Only now: if writing failed, the next run sees these batches again.
         if let AggregateRequest::Scheduled {} = request {
             self.state
                 .put_json(layout::AGGREGATE_STATE_KEY, &seen)
                 .await?;
         }
-        info!(kpi_rows = kpis.height(), months = ?months_written, new_batches, "daily KPIs aggregated");
+        info!(
+            kpi_rows = kpis.height(),
+            method_rows = methods.height(),
+            months = ?months_written,
+            new_batches,
+            reports = reports_written.len(),
+            "daily KPIs aggregated"
+        );
         Ok(AggregateRun {
             report: AggregateReport {
                 kpi_rows: kpis.height(),
                 months_written,
                 new_batches,
+                reports_written,
             },
             kpis,
+            methods,
         })
     }
 }

@@ -67,6 +67,7 @@ pub fn ingest_settings(
         work_dir: var(WORK_DIR).filter(|v| !v.is_empty()).map(PathBuf::from),
         force: false,
         limits,
+        progress: None,
     })
 }
 

@@ -85,7 +85,7 @@ impl IngestService {
                     .iter()
                     .map(|c| catalog::silver_table(c, root))
                     .collect();
-                tables.push(catalog::daily_kpis_table(root));
+                tables.extend(catalog::gold_tables(root));
                 cat.ensure_tables(&tables).await
             })
             .await?;

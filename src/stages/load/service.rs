@@ -486,7 +486,9 @@ impl Loader {
         Ok(report)
     }
 
-    /// Replaces the months of `daily_kpis` whose gold object changed since it was last loaded.
+    /// Replaces the months of the gold tables whose object changed since it was last loaded:
+    /// `daily_kpis` months by `YYYY-MM`, other tables' as `<table>/YYYY-MM` (also their key in
+    /// the loaded-months record).
     pub async fn load_changed_months(&self) -> Result<Vec<String>, LoadError> {
         let mut failures = Vec::new();
         let months = self.load_months(Utc::now(), &mut failures).await?;
@@ -517,52 +519,56 @@ impl Loader {
             .get_json_or_default(layout::LOADED_GOLD_MONTHS_KEY)
             .await?;
         let mut months = Vec::new();
-        for meta in self
-            .store
-            .list(&layout::gold_prefix(layout::DAILY_KPIS))
-            .await?
-        {
-            let Some(month) = layout::month_of_gold_key(&meta.key) else {
-                continue;
-            };
-            if loaded.get(month) == Some(&meta.etag) {
-                continue;
-            }
-            let failure = self.failure(layout::DAILY_KPIS, month).await?;
-            if let Some(reason) = Self::held_by(failure.as_ref()) {
-                outcomes.push(BatchLoad::Skipped {
-                    dataset: layout::DAILY_KPIS.into(),
-                    batch_id: month.into(),
-                    reason,
-                });
-                continue;
-            }
-            let replaced = self
-                .executor
-                .execute_batch(
-                    &self
-                        .warehouse
-                        .replace_month(month, &self.store.uri(&meta.key)),
-                )
-                .await
-                .map_err(LoadError::from);
-            if let Err(e) = replaced {
-                let parts = e.batch_failure().ok_or(e)?;
-                outcomes.push(
-                    self.record_failure(layout::DAILY_KPIS, month, failure, parts, now)
-                        .await?,
-                );
-                continue;
-            }
-            if failure.is_some() && !self.dry_run {
-                self.state
-                    .delete(&layout::load_failure_key(layout::DAILY_KPIS, month))
+        for table in layout::GOLD_TABLES {
+            for meta in self.store.list(&layout::gold_prefix(table)).await? {
+                let Some(month) = layout::month_of_gold_key(&meta.key) else {
+                    continue;
+                };
+                let name = if table == layout::DAILY_KPIS {
+                    month.to_owned()
+                } else {
+                    format!("{table}/{month}")
+                };
+                if loaded.get(&name) == Some(&meta.etag) {
+                    continue;
+                }
+                // A month that cannot load is recorded and skipped like a batch.
+                let failure = self.failure(table, month).await?;
+                if let Some(reason) = Self::held_by(failure.as_ref()) {
+                    outcomes.push(BatchLoad::Skipped {
+                        dataset: table.into(),
+                        batch_id: month.into(),
+                        reason,
+                    });
+                    continue;
+                }
+                let replaced = self
+                    .executor
+                    .execute_batch(&self.warehouse.replace_gold_month(
+                        table,
+                        month,
+                        &self.store.uri(&meta.key),
+                    ))
+                    .await
+                    .map_err(LoadError::from);
+                if let Err(e) = replaced {
+                    let parts = e.batch_failure().ok_or(e)?;
+                    outcomes.push(
+                        self.record_failure(table, month, failure, parts, now)
+                            .await?,
+                    );
+                    continue;
+                }
+                if failure.is_some() && !self.dry_run {
+                    self.state
+                        .delete(&layout::load_failure_key(table, month))
+                        .await?;
+                }
+                loaded.insert(name.clone(), meta.etag.clone());
+                self.put_json(layout::LOADED_GOLD_MONTHS_KEY, &loaded)
                     .await?;
+                months.push(name);
             }
-            loaded.insert(month.to_owned(), meta.etag.clone());
-            self.put_json(layout::LOADED_GOLD_MONTHS_KEY, &loaded)
-                .await?;
-            months.push(month.to_owned());
         }
         Ok(months)
     }

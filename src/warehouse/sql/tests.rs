@@ -35,8 +35,8 @@ fn every_generated_statement_parses_as_redshift_sql() {
     let ddl = wh.ddl(&reg);
     assert_eq!(
         ddl.len(),
-        2 + 3 + 1 + 4,
-        "schema, ledger, three silver tables, daily_kpis, four views"
+        2 + 3 + 2 + 4,
+        "schema, ledger, three silver tables, daily_kpis, payment_methods_daily, four views"
     );
     assert_parses(&ddl);
     for contract in reg.iter() {
@@ -50,6 +50,11 @@ fn every_generated_statement_parses_as_redshift_sql() {
     assert_parses(&wh.replace_month(
         "2026-11",
         "s3://b/gold/daily_kpis/month=2026-11/daily_kpis.parquet",
+    ));
+    assert_parses(&wh.replace_gold_month(
+        METHODS_TABLE,
+        "2026-11",
+        "s3://b/gold/payment_methods_daily/month=2026-11/payment_methods_daily.parquet",
     ));
 }
 
@@ -121,6 +126,24 @@ fn ddl_uses_exact_types_keys_and_the_star_schema_has_no_personal_data() {
     assert!(
         kpis.contains("revenue DECIMAL(18,2) NOT NULL")
             && kpis.contains("retention_rate DOUBLE PRECISION")
+    );
+    let methods = wh.create_payment_methods_daily();
+    for col in crate::gold::methods::COLUMNS {
+        assert!(
+            methods.contains(&format!("{col} ")),
+            "{col} missing from {methods}"
+        );
+    }
+    assert!(
+        methods.contains("succeeded_amount DECIMAL(18,2) NOT NULL")
+            && methods.contains("refunded_amount DECIMAL(18,2) NOT NULL")
+            && methods
+                .contains("PRIMARY KEY (kpi_date, customer_region, currency, payment_method)"),
+        "{methods}"
+    );
+    assert_eq!(
+        wh.replace_gold_month(METHODS_TABLE, "2026-11", "s3://b/x.parquet")[0],
+        "DELETE FROM shoplake.payment_methods_daily WHERE kpi_date >= CAST('2026-11-01' AS DATE) AND kpi_date < DATEADD(month, 1, CAST('2026-11-01' AS DATE))"
     );
     let views = wh.create_views(&reg).join("\n");
     for view in [
