@@ -454,6 +454,7 @@ fn a_gzip_source_holding_more_than_its_trailer_declares_is_processed_whole() {
     let lake_dir = dir.path().join("lake");
     let (ok, stdout, stderr) = lake(&[
         "ingest",
+        "--json",
         "--lake",
         lake_dir.to_str().unwrap(),
         "--dataset",

@@ -110,6 +110,7 @@ impl Fixture {
         let l = self.lake.to_str().unwrap();
         let (ok, out, err) = lake(&[
             "ingest",
+            "--json",
             "--lake",
             l,
             "--dataset",
