@@ -331,8 +331,16 @@ fn lake_quality_reports_each_batch_and_an_override_makes_a_failed_batch_loadable
         .unwrap()
         .to_owned();
 
-    let (ok, stdout, stderr) = lake(&["quality", "--lake", lake_arg]);
-    assert!(ok, "{stderr}");
+    // A failed batch that will not be loaded: the documented exit code 3 (1 is an error).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lake"))
+        .args(["quality", "--lake", lake_arg])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
         stdout.starts_with(&format!("FAIL orders    {batch}  ")),
         "{stdout}"
@@ -345,9 +353,9 @@ fn lake_quality_reports_each_batch_and_an_override_makes_a_failed_batch_loadable
         walk(&lake_dir.join("outbox")).len() == 1,
         "the email went to the outbox"
     );
-    // Checked batches are not checked again unless asked for.
-    let (_, stdout, _) = lake(&["quality", "--lake", lake_arg]);
-    assert!(stdout.is_empty(), "{stdout}");
+    // Checked batches are not checked again unless asked for: nothing failed in this run.
+    let (ok, stdout, _) = lake(&["quality", "--lake", lake_arg]);
+    assert!(stdout.is_empty() && ok, "{stdout}");
 
     let (ok, _, stderr) = lake(&["quality", "--lake", lake_arg, "--override"]);
     assert!(

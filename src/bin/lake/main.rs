@@ -34,6 +34,9 @@ use shoplake::state::LakeState;
 use shoplake::storage::{LocalStore, ObjectStore};
 use shoplake::warehouse::{RecordingExecutor, Warehouse};
 
+/// `lake quality`'s exit code when a batch failed its gate and will not be loaded.
+const QUALITY_FAILED_EXIT: u8 = 3;
+
 /// The bucket name local stores answer to (the lake directory is the whole store).
 const LOCAL_BUCKET: &str = "lake";
 /// The local catalog's database (`catalog/shoplake/<table>.json`).
@@ -119,6 +122,9 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Check batches against their quality rules; alerts go to outbox/ in the lake.
+    ///
+    /// Exits 0 when every batch checked passed or warned (or failed but was overridden), and 3
+    /// when any failed and will not be loaded, so a script can gate on it (1 is an error).
     Quality {
         /// The lake directory.
         #[arg(long)]
@@ -660,7 +666,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ))?;
                 return Ok(ExitCode::SUCCESS);
             }
+            let mut held_back = false;
             for (r, emails) in lake.check(batch.as_deref(), now).await? {
+                held_back |= !r.loadable;
                 if json {
                     emit(serde_json::to_string(&r)?)?;
                     continue;
@@ -688,7 +696,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ))?;
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if held_back {
+                ExitCode::from(QUALITY_FAILED_EXIT)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Aggregate {
             lake,
