@@ -3,6 +3,7 @@
 //! conformance suite (`tests/support/store_suite.rs`).
 
 mod local;
+mod prefixed;
 mod s3;
 
 use std::path::Path;
@@ -14,6 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
 pub use local::{LocalStore, TEMP_DIR, TEMP_PREFIX};
+pub use prefixed::PrefixedStore;
 pub use s3::{MULTIPART_PART_BYTES, S3Store};
 
 /// What the pipeline knows about a stored object.

@@ -16,6 +16,7 @@ mod hostile_input;
 mod infra;
 mod ingest_local;
 mod ingest_s3;
+mod lake_on_s3;
 mod load_redshift;
 mod memory_bound;
 mod new_dataset;

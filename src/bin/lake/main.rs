@@ -15,8 +15,8 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shoplake::alert::OutboxNotifier;
-use shoplake::catalog::LocalCatalog;
+use shoplake::alert::{Notifier, OutboxNotifier, SnsNotifier};
+use shoplake::catalog::{Catalog, GlueCatalog, LocalCatalog};
 use shoplake::contract::Registry;
 use shoplake::generate::{GenerateOptions, generate};
 use shoplake::ingest::ReadProgress;
@@ -25,13 +25,14 @@ use shoplake::manifest::{BatchStatus, BatchSummary};
 use shoplake::quality::{CheckStatus, QualityReport};
 use shoplake::report;
 use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
+use shoplake::stages::alert::config::ALERT_TOPIC_ARN;
 use shoplake::stages::alert::{AlertRequest, AlertService, AlertSettings};
 use shoplake::stages::ingest::{IngestRequest, IngestService, config::ingest_settings_from_env};
 use shoplake::stages::load::{BatchLoad, LoadRequest, Loader};
 use shoplake::stages::quality::QualityService;
 use shoplake::stages::{Stage, StoreFactory};
 use shoplake::state::LakeState;
-use shoplake::storage::{LocalStore, ObjectStore};
+use shoplake::storage::{LocalStore, ObjectStore, PrefixedStore, S3Store};
 use shoplake::warehouse::{RecordingExecutor, Warehouse};
 
 /// `lake quality`'s exit code when a batch failed its gate and will not be loaded.
@@ -293,20 +294,93 @@ fn emit(line: impl std::fmt::Display) -> std::io::Result<()> {
 
 /// A local lake: the directory as the object store of every stage.
 struct Lake {
-    store: Arc<LocalStore>,
+    store: Arc<dyn ObjectStore>,
+    /// The directory, when the lake is one (`--lake DIR`).
+    local: Option<Arc<LocalStore>>,
+    /// The AWS configuration, when the lake is a bucket (`--lake s3://bucket[/prefix]`).
+    aws: Option<aws_config::SdkConfig>,
     registry: Arc<Registry>,
 }
 
+/// Where `--lake` points: a directory, or a bucket (and prefix) on S3.
+#[derive(Debug, PartialEq, Eq)]
+enum Location {
+    Dir(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    /// A location as given; anything that looks like a URL but is not `s3://bucket[/prefix]` is
+    /// an error, never a directory of that name.
+    fn parse(given: &Path) -> anyhow::Result<Location> {
+        let Some(text) = given.to_str() else {
+            return Ok(Location::Dir(given.to_owned()));
+        };
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            anyhow::ensure!(
+                !bucket.is_empty(),
+                "--lake {text}: name the bucket, as s3://bucket or s3://bucket/prefix"
+            );
+            return Ok(Location::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        let scheme = text.split_once(':').map(|(s, _)| s).filter(|s| {
+            s.len() > 1
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        });
+        if let Some(scheme) = scheme
+            && (text.contains("://") || scheme.eq_ignore_ascii_case("s3"))
+        {
+            anyhow::bail!(
+                "--lake {text}: only a directory or s3://bucket[/prefix] can hold a lake ({scheme}: is not supported)"
+            );
+        }
+        Ok(Location::Dir(given.to_owned()))
+    }
+}
+
 impl Lake {
-    async fn open(dir: &Path, registry: Arc<Registry>) -> anyhow::Result<Self> {
-        let store = Arc::new(
-            LocalStore::new(dir).with_context(|| format!("opening lake {}", dir.display()))?,
-        );
+    async fn open(given: &Path, registry: Arc<Registry>) -> anyhow::Result<Self> {
+        let lake = match Location::parse(given)? {
+            Location::Dir(dir) => {
+                let local = Arc::new(
+                    LocalStore::new(&dir)
+                        .with_context(|| format!("opening lake {}", dir.display()))?,
+                );
+                Lake {
+                    store: local.clone(),
+                    local: Some(local),
+                    aws: None,
+                    registry,
+                }
+            }
+            Location::S3 { bucket, prefix } => {
+                // The standard AWS configuration: credentials, AWS_REGION, AWS_ENDPOINT_URL.
+                let sdk = shoplake::aws::sdk_config().await;
+                let s3: Arc<dyn ObjectStore> =
+                    Arc::new(S3Store::new(shoplake::aws::s3_client(&sdk), &bucket));
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    s3
+                } else {
+                    Arc::new(PrefixedStore::new(s3, &prefix)?)
+                };
+                Lake {
+                    store,
+                    local: None,
+                    aws: Some(sdk),
+                    registry,
+                }
+            }
+        };
         // Claims left by killed runs would otherwise wait for their family's next claim.
-        LakeState::new(store.clone())
+        LakeState::new(lake.store.clone())
             .sweep_claims(&format!("{}/", layout::CLAIMS))
             .await?;
-        Ok(Lake { store, registry })
+        Ok(lake)
     }
 
     fn stores(&self) -> StoreFactory {
@@ -314,35 +388,66 @@ impl Lake {
         Arc::new(move |_| store.clone() as Arc<dyn ObjectStore>)
     }
 
-    fn catalog(&self) -> Arc<LocalCatalog> {
-        Arc::new(LocalCatalog::new(self.store.clone(), LOCAL_DATABASE))
+    /// The directory's JSON catalog; on S3 the Glue database named by GLUE_DATABASE (as the
+    /// functions are configured), else none (partitions are then not registered: said on stderr).
+    fn catalog(&self) -> Option<Arc<dyn Catalog>> {
+        match &self.aws {
+            None => Some(Arc::new(LocalCatalog::new(
+                self.store.clone(),
+                LOCAL_DATABASE,
+            ))),
+            Some(sdk) => match std::env::var(shoplake::config::GLUE_DATABASE) {
+                Ok(database) if !database.is_empty() => Some(Arc::new(GlueCatalog::new(
+                    shoplake::aws::glue_client(sdk),
+                    database,
+                ))),
+                _ => {
+                    eprintln!(
+                        "lake: {} is not set: new partitions are not registered in Glue",
+                        shoplake::config::GLUE_DATABASE
+                    );
+                    None
+                }
+            },
+        }
     }
 
     fn ingest(&self, settings: shoplake::ingest::IngestSettings) -> IngestService {
-        IngestService::new(self.stores(), self.registry.clone(), settings)
-            .with_catalog(self.catalog())
+        let service = IngestService::new(self.stores(), self.registry.clone(), settings);
+        match self.catalog() {
+            Some(catalog) => service.with_catalog(catalog),
+            None => service,
+        }
     }
 
     fn quality(&self) -> QualityService {
         QualityService::new(self.stores(), self.registry.clone())
     }
 
+    /// Alerts go to outbox/ in the lake; on S3 to the SNS topic ALERT_TOPIC_ARN names when set
+    /// (as the alert function sends them), else to outbox/ in the bucket.
     fn alerts(&self) -> AlertService {
-        AlertService::new(
-            self.store.clone(),
-            Arc::new(OutboxNotifier::new(self.store.clone())),
-            AlertSettings::default(),
-        )
+        let notifier: Arc<dyn Notifier> = match (&self.aws, std::env::var(ALERT_TOPIC_ARN)) {
+            (Some(sdk), Ok(topic)) if !topic.is_empty() => {
+                Arc::new(SnsNotifier::new(shoplake::aws::sns_client(sdk), topic))
+            }
+            _ => Arc::new(OutboxNotifier::new(self.store.clone())),
+        };
+        AlertService::new(self.store.clone(), notifier, AlertSettings::default())
+            .with_registry(self.registry.clone())
     }
 
     fn aggregator(&self) -> Aggregator {
         // A local lake is read in place; the work directory is only for a mirror of S3.
-        Aggregator::new(
+        let aggregator = Aggregator::new(
             self.store.clone(),
             self.registry.clone(),
             std::env::temp_dir(),
-        )
-        .with_catalog(self.catalog())
+        );
+        match self.catalog() {
+            Some(catalog) => aggregator.with_catalog(catalog),
+            None => aggregator,
+        }
     }
 
     /// Brings `file` into `raw/<dataset>/` (unless it is there already) and ingests it.
@@ -352,11 +457,62 @@ impl Lake {
         dataset: &str,
         file: &Path,
     ) -> anyhow::Result<shoplake::ingest::IngestOutcome> {
-        let key = stage_into_raw(&self.store, dataset, file)?;
+        let key = match &self.local {
+            Some(local) => stage_into_raw(local, dataset, file)?,
+            None => self.upload_into_raw(dataset, file).await?,
+        };
         let mut outcomes = service
             .ingest(IngestRequest::object(LOCAL_BUCKET, &key))
             .await?;
         Ok(outcomes.remove(0))
+    }
+
+    /// The key of `file` in a bucket lake: an `s3://` URI of an object already under
+    /// `raw/<dataset>/` of this lake is ingested where it is (re-ingesting a raw object); a local
+    /// file is uploaded to `raw/<dataset>/<content digest>/<name>` first, as `lake` stages it
+    /// into a directory.
+    async fn upload_into_raw(&self, dataset: &str, file: &Path) -> anyhow::Result<String> {
+        let text = file.to_string_lossy();
+        if text.starts_with("s3://") {
+            let root = format!("{}/", self.store.uri("").trim_end_matches('/'));
+            let key = text
+                .strip_prefix(root.as_str())
+                .map(str::to_owned)
+                .with_context(|| {
+                    format!(
+                        "{text} is not in this lake ({})",
+                        self.store.uri("").trim_end_matches('/')
+                    )
+                })?;
+            anyhow::ensure!(
+                layout::dataset_of_raw_key(&key) == Some(dataset),
+                "{text} is in the lake but not under raw/{dataset}/"
+            );
+            anyhow::ensure!(
+                self.store.head(&key).await?.is_some(),
+                "{text} does not exist"
+            );
+            return Ok(key);
+        }
+        let md = std::fs::metadata(file).with_context(|| file.display().to_string())?;
+        anyhow::ensure!(
+            md.is_file(),
+            shoplake::storage::StorageError::NotAFile {
+                path: file.display().to_string()
+            }
+        );
+        let digest = file_digest(file)?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "export.csv".into());
+        let key = layout::staged_raw_key(dataset, &digest, &name);
+        // The same content staged before is the same object (and so the same batch).
+        if self.store.head(&key).await?.is_none() {
+            self.store.put_file(&key, file).await?;
+        }
+        Ok(key)
     }
 
     /// Checks `batch` (or every batch without a report) and sends the alerts the verdicts
@@ -425,6 +581,28 @@ fn stage_into_raw(store: &LocalStore, dataset: &str, file: &Path) -> anyhow::Res
     Ok(store.import(file, |digest| {
         layout::staged_raw_key(dataset, digest, &name)
     })?)
+}
+
+/// The first 8 bytes of a file's SHA-256, in hex: how staged exports are told apart.
+fn file_digest(file: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut hasher = Sha256::new();
+    let mut f = std::fs::File::open(file).with_context(|| file.display().to_string())?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| file.display().to_string())?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// What `lake report` wrote.

@@ -8,7 +8,7 @@ use shoplake::contract::Registry;
 use shoplake::stages::Stage;
 use shoplake::stages::alert::AlertService;
 use shoplake::stages::load::{BatchLoad, LoadRequest, Loader};
-use shoplake::storage::LocalStore;
+use shoplake::storage::ObjectStore;
 use shoplake::warehouse::{PostgresExecutor, RecordingExecutor, Warehouse};
 
 use crate::emit;
@@ -16,7 +16,7 @@ use crate::emit;
 /// Loads into PostgreSQL (`operator`: a retry or skip first); a skip without a warehouse only
 /// records the decision in the lake.
 pub async fn run(
-    store: Arc<LocalStore>,
+    store: Arc<dyn ObjectStore>,
     registry: Arc<Registry>,
     warehouse: Warehouse,
     postgres: Option<String>,
