@@ -343,3 +343,82 @@ async fn a_failing_sns_publish_is_an_error_and_the_report_survives() {
         "{outcomes:?}"
     );
 }
+
+/// The arrival check on the bucket and SNS: no customers export by its deadline is one
+/// `export_missing`, its late arrival one `export_late`, whatever the check's schedule repeats.
+#[tokio::test]
+async fn a_missing_export_pages_once_and_its_late_arrival_once_on_sns() {
+    let env = env("arrivals").await;
+    // The built-in contracts, but due when this test can tell regardless of the time it runs:
+    // orders by the end of the day (on time), customers at 00:00 (late whenever it lands),
+    // payments not expected at all.
+    let contracts = tempfile::tempdir().unwrap();
+    let due = "[arrival]\nby = \"01:30\"\ngrace_minutes = 15\n";
+    for (name, arrival) in [
+        ("orders", "[arrival]\nby = \"23:59\"\ngrace_minutes = 1\n"),
+        ("customers", "[arrival]\nby = \"00:00\"\n"),
+        ("payments", ""),
+    ] {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("contracts/{name}.toml")),
+        )
+        .unwrap();
+        assert!(
+            text.contains(due),
+            "{name}.toml declares its arrival as expected"
+        );
+        std::fs::write(
+            contracts.path().join(format!("{name}.toml")),
+            text.replace(due, arrival),
+        )
+        .unwrap();
+    }
+    let registry = Arc::new(shoplake::contract::Registry::from_dir(contracts.path()).unwrap());
+    let sns = shoplake::aws::sns_client(&moto::server().sdk_config());
+    let alerts = AlertService::new(
+        Arc::new(env.store.clone()),
+        Arc::new(SnsNotifier::new(sns, &env.topic)),
+        AlertSettings::default(),
+    )
+    .with_registry(registry);
+
+    let orders = env
+        .ingest_and_check("raw/orders/o.csv", orders_csv(20, 0))
+        .await;
+    // The day the export arrived (a batch id starts with its arrival time), checked at its end.
+    let day = chrono::NaiveDate::parse_from_str(&orders.batch_id[..8], "%Y%m%d").unwrap();
+    let day_text = day.format("%Y-%m-%d").to_string();
+    let end = day.and_hms_opt(23, 59, 59).unwrap().and_utc();
+    let check = || shoplake::stages::alert::AlertRequest::ArrivalCheck { date: Some(day) };
+    for _ in 0..2 {
+        alerts.handle(check(), end).await.unwrap();
+    }
+    let sent = published(&env.topic);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (subject, body, attributes) = &sent[0];
+    assert_eq!(
+        subject,
+        &format!("[FAIL] customers {day_text}: no export arrived by {day_text} 00:00 UTC")
+    );
+    assert!(body.contains("runbook.md#export_missing"), "{body}");
+    assert_eq!(
+        attributes["alert_type"]["Value"], "export_missing",
+        "{attributes}"
+    );
+    assert_eq!(attributes["severity"]["Value"], "fail", "{attributes}");
+
+    // The customers export lands: one export_late, then nothing more.
+    env.ingest_and_check("raw/customers/c.csv", customers_csv(5))
+        .await;
+    for _ in 0..2 {
+        alerts.handle(check(), end).await.unwrap();
+    }
+    let sent = published(&env.topic);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let (subject, _, attributes) = &sent[1];
+    assert!(
+        subject.starts_with(&format!("[WARN] customers {day_text}: export arrived late")),
+        "{subject}"
+    );
+    assert_eq!(attributes["severity"]["Value"], "warn", "{attributes}");
+}
