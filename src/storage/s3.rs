@@ -80,6 +80,18 @@ impl S3Store {
     }
 
     /// `GetObject`, or `None` when the key does not exist.
+    /// The whole body of a GetObject answer; a broken stream is worth a retry.
+    async fn collect(&self, key: &str, out: GetObjectOutput) -> StorageResult<Bytes> {
+        let data = out.body.collect().await.map_err(|e| StorageError::S3 {
+            operation: "GetObject body",
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            message: e.to_string(),
+            retryable: true,
+        })?;
+        Ok(data.into_bytes())
+    }
+
     async fn get_object(&self, key: &str) -> StorageResult<Option<GetObjectOutput>> {
         check_key(key)?;
         let request = self.client.get_object().bucket(&self.bucket).key(key);
@@ -204,14 +216,7 @@ impl ObjectStore for S3Store {
         let Some(out) = self.get_object(key).await? else {
             return Ok(None);
         };
-        let data = out.body.collect().await.map_err(|e| StorageError::S3 {
-            operation: "GetObject body",
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-            message: e.to_string(),
-            retryable: true,
-        })?;
-        Ok(Some(data.into_bytes()))
+        self.collect(key, out).await.map(Some)
     }
 
     async fn reader(&self, key: &str) -> StorageResult<ObjectReader> {
@@ -242,14 +247,7 @@ impl ObjectStore for S3Store {
                 },
                 e => self.error("GetObject", key, e),
             })?;
-        let data = out.body.collect().await.map_err(|e| StorageError::S3 {
-            operation: "GetObject body",
-            bucket: self.bucket.clone(),
-            key: key.to_owned(),
-            message: e.to_string(),
-            retryable: true,
-        })?;
-        Ok(data.into_bytes())
+        self.collect(key, out).await
     }
 
     async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
