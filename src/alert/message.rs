@@ -389,15 +389,48 @@ pub fn sla_alert(
     }
 }
 
-/// No export of `dataset` arrived on `day` by its deadline.
-pub fn export_missing(dataset: &str, day: &str, deadline: &str, raw_uri: &str) -> Message {
-    let subject = fit_subject(&format!(
-        "[FAIL] {dataset} {day}: no export arrived by {deadline}"
-    ));
+/// When a dataset's export of a day was due: `deadline` is the moment it became late
+/// (`01:45 UTC`), `declared` the contract's words (`01:30 UTC (+15 min grace)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub day: String,
+    pub deadline: String,
+    pub declared: String,
+}
+
+fn export_message(
+    alert_type: AlertType,
+    dataset: &str,
+    due: &Due,
+    subject: String,
+    b: String,
+) -> Message {
+    Message {
+        alert_type,
+        severity: if alert_type == AlertType::ExportMissing {
+            "fail"
+        } else {
+            "warn"
+        }
+        .into(),
+        dataset: dataset.into(),
+        date: due.day.clone(),
+        subject: fit_subject(&subject),
+        body: b,
+    }
+}
+
+/// No export of `dataset` arrived on its day by its deadline.
+pub fn export_missing(dataset: &str, due: &Due, raw_uri: &str) -> Message {
+    let Due {
+        day,
+        deadline,
+        declared,
+    } = due;
     let mut b = String::new();
     let _ = writeln!(
         b,
-        "FAIL: no {dataset} export arrived on {day} by {deadline}, when its contract expects one."
+        "FAIL: no {dataset} export arrived on {day} by {deadline}; its contract expects one by {declared}."
     );
     let _ = writeln!(
         b,
@@ -405,32 +438,22 @@ pub fn export_missing(dataset: &str, day: &str, deadline: &str, raw_uri: &str) -
     );
     let _ = writeln!(b, "\nWhere\n  Expected under: {raw_uri}");
     next_steps(&mut b, AlertType::ExportMissing);
-    Message {
-        alert_type: AlertType::ExportMissing,
-        severity: "fail".into(),
-        dataset: dataset.into(),
-        date: day.into(),
-        subject,
-        body: b,
-    }
+    let subject = format!("[FAIL] {dataset} {day}: no export arrived by {deadline}");
+    export_message(AlertType::ExportMissing, dataset, due, subject, b)
 }
 
-/// `dataset`'s export of `day` arrived, but only after its deadline (at `arrived`, UTC).
-pub fn export_late(
-    dataset: &str,
-    day: &str,
-    deadline: &str,
-    arrived: &[String],
-    manifests_uri: &str,
-) -> Message {
+/// `dataset`'s export of its day arrived, but only after its deadline (at `arrived`, UTC times).
+pub fn export_late(dataset: &str, due: &Due, arrived: &[String], manifests_uri: &str) -> Message {
+    let Due {
+        day,
+        deadline,
+        declared,
+    } = due;
     let first = arrived.first().map_or("", String::as_str);
-    let subject = fit_subject(&format!(
-        "[WARN] {dataset} {day}: export arrived late ({first}, due {deadline})"
-    ));
     let mut b = String::new();
     let _ = writeln!(
         b,
-        "WARN: the {dataset} export of {day} arrived after its deadline of {deadline}."
+        "WARN: the {dataset} export of {day} arrived after {deadline} (due by {declared})."
     );
     let _ = writeln!(
         b,
@@ -439,14 +462,9 @@ pub fn export_late(
     let _ = writeln!(b, "\nWhere\n  Batches: {manifests_uri}");
     let _ = writeln!(b, "\nHow much\n  arrived at: {}", arrived.join(", "));
     next_steps(&mut b, AlertType::ExportLate);
-    Message {
-        alert_type: AlertType::ExportLate,
-        severity: "warn".into(),
-        dataset: dataset.into(),
-        date: day.into(),
-        subject,
-        body: b,
-    }
+    let subject =
+        format!("[WARN] {dataset} {day}: export arrived late, at {first} (due {deadline})");
+    export_message(AlertType::ExportLate, dataset, due, subject, b)
 }
 
 /// One message for several alerts that arrived close together.

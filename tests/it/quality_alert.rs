@@ -398,7 +398,7 @@ async fn a_missing_export_pages_once_and_its_late_arrival_once_on_sns() {
     let (subject, body, attributes) = &sent[0];
     assert_eq!(
         subject,
-        &format!("[FAIL] customers {day_text}: no export arrived by {day_text} 00:00 UTC")
+        &format!("[FAIL] customers {day_text}: no export arrived by 00:00 UTC")
     );
     assert!(body.contains("runbook.md#export_missing"), "{body}");
     assert_eq!(

@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::message::{self, Message};
+use crate::alert::message::{self, Due, Message};
 use crate::contract::Contract;
 use crate::layout;
 use crate::storage::{ObjectStore, StorageError};
@@ -65,7 +65,11 @@ pub fn judge(
     let day_text = day.format("%Y-%m-%d").to_string();
     let deadline = arrival.deadline(day);
     let on_time = arrived.iter().any(|t| *t <= deadline);
-    let due = format!("{day_text} {}", arrival.describe());
+    let due = Due {
+        day: day_text.clone(),
+        deadline: deadline.format("%H:%M UTC").to_string(),
+        declared: arrival.describe(),
+    };
     if now < deadline || on_time {
         let why = if on_time {
             "arrived on time"
@@ -81,7 +85,7 @@ pub fn judge(
         }
         record.missing_sent_at = Some(now);
         let raw = store.uri(&format!("{}/{}/", layout::RAW, contract.name));
-        let m = message::export_missing(&contract.name, &day_text, &due, &raw);
+        let m = message::export_missing(&contract.name, &due, &raw);
         return Finding::Say(Box::new(m), record);
     }
     if said.late_sent_at.is_some() {
@@ -90,9 +94,9 @@ pub fn judge(
     record.late_sent_at = Some(now);
     let times: Vec<String> = arrived
         .iter()
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .map(|t| t.format("%H:%M UTC").to_string())
         .collect();
     let manifests = store.uri(&layout::manifests_arrived_prefix(&contract.name, &day_text));
-    let m = message::export_late(&contract.name, &day_text, &due, &times, &manifests);
+    let m = message::export_late(&contract.name, &due, &times, &manifests);
     Finding::Say(Box::new(m), record)
 }

@@ -271,7 +271,7 @@ impl AlertService {
                 Finding::Say(m, _) if !missing_too && m.alert_type == AlertType::ExportMissing => {
                     outcomes.push(AlertOutcome::NothingToSend {
                         reason: format!(
-                            "{} of {day_text}: missing is checked on its day",
+                            "{} of {day_text}: a past day is checked for late arrivals only",
                             contract.name
                         ),
                     })

@@ -423,9 +423,14 @@ async fn a_missing_export_pages_once_and_its_late_arrival_once() {
         assert_eq!(m.severity, "fail");
         assert_eq!(
             m.subject,
-            "[FAIL] customers 2026-11-21: no export arrived by 2026-11-21 01:30 UTC (+15 min grace)"
+            "[FAIL] customers 2026-11-21: no export arrived by 01:45 UTC"
         );
         assert!(m.body.contains("raw/customers/"), "{}", m.body);
+        assert!(
+            m.body.contains("expects one by 01:30 UTC (+15 min grace)"),
+            "{}",
+            m.body
+        );
         assert!(
             m.body.contains("docs/runbook.md#export_missing"),
             "{}",
@@ -443,7 +448,8 @@ async fn a_missing_export_pages_once_and_its_late_arrival_once() {
     assert_eq!(late.alert_type, AlertType::ExportLate);
     assert_eq!(late.severity, "warn");
     assert!(
-        late.subject.contains("arrived late (2026-11-21 03:20 UTC"),
+        late.subject
+            .contains("export arrived late, at 03:20 UTC (due 01:45 UTC)"),
         "{}",
         late.subject
     );
