@@ -159,6 +159,10 @@ pub fn staged_raw_key(dataset: &str, content_digest: &str, file_name: &str) -> S
     format!("{RAW}/{dataset}/{content_digest}/{file_name}")
 }
 
+/// How long silver objects live: the `processed/` lifecycle rule of infra/template.yaml
+/// (`processed-365-days`). A partition dated within this many days of today is complete.
+pub const SILVER_RETENTION_DAYS: i64 = 365;
+
 pub fn processed_prefix(dataset: &str) -> String {
     format!("{PROCESSED}/{dataset}/")
 }

@@ -20,6 +20,7 @@ mod new_dataset;
 mod notifier_faults;
 mod properties;
 mod quality_alert;
+mod quality_bounded;
 mod sample_events;
 mod store_conformance;
 mod warehouse_postgres;
