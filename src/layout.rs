@@ -12,6 +12,7 @@
 //! gold/daily_kpis/month=YYYY-MM/daily_kpis.parquet           gold, one object per month
 //! loads/<dataset>/<batch_id>/<n>.manifest                    COPY manifests of a Redshift load
 //! runs/loaded/<dataset>/<batch_id>                           a batch is in the warehouse
+//! runs/loaded/<dataset>/_cursor.json                          where the next load lists from
 //! runs/loaded/gold_months.json                               gold months loaded, by ETag
 //! runs/aggregate/seen_batches.json                           batches folded into gold
 //! runs/load/<date>.json                                      a successful load of a day (SLA check)
@@ -62,6 +63,12 @@ pub fn copy_manifest_key(dataset: &str, batch_id: &str, group: usize) -> String 
 /// Present once a batch is in the warehouse (or has nothing to load).
 pub fn loaded_marker_key(dataset: &str, batch_id: &str) -> String {
     format!("{RUNS}/loaded/{dataset}/{batch_id}")
+}
+
+/// The load stage's cursor over a dataset's manifests (a watermark and the batches still open),
+/// beside the markers, so deleting `runs/loaded/<dataset>/` reloads the dataset from scratch.
+pub fn load_cursor_key(dataset: &str) -> String {
+    format!("{RUNS}/loaded/{dataset}/_cursor.json")
 }
 
 /// The ETag of each gold month as last loaded into the warehouse.

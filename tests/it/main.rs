@@ -15,6 +15,7 @@ mod infra;
 mod ingest_local;
 mod ingest_s3;
 mod load_redshift;
+mod load_watermark;
 mod memory_bound;
 mod new_dataset;
 mod notifier_faults;

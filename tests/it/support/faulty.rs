@@ -27,6 +27,9 @@ pub struct FaultyStore {
     faulted: std::sync::Mutex<Option<String>>,
     /// Bytes returned by `get` and `get_range` (what a stage downloads whole).
     bytes_read: AtomicU64,
+    /// HEAD requests, and keys returned by `list`/`list_after` under `manifests/`.
+    heads: AtomicUsize,
+    manifests_listed: AtomicUsize,
 }
 
 impl FaultyStore {
@@ -38,6 +41,8 @@ impl FaultyStore {
             fault: None,
             faulted: Default::default(),
             bytes_read: AtomicU64::new(0),
+            heads: AtomicUsize::new(0),
+            manifests_listed: AtomicUsize::new(0),
         }
     }
 
@@ -49,12 +54,32 @@ impl FaultyStore {
             fault: Some((nth, fault)),
             faulted: Default::default(),
             bytes_read: AtomicU64::new(0),
+            heads: AtomicUsize::new(0),
+            manifests_listed: AtomicUsize::new(0),
         }
     }
 
     /// Bytes downloaded through `get` and `get_range` so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read.load(Ordering::SeqCst)
+    }
+
+    /// HEAD requests so far.
+    pub fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
+
+    /// Manifest keys returned by listings so far.
+    pub fn manifests_listed(&self) -> usize {
+        self.manifests_listed.load(Ordering::SeqCst)
+    }
+
+    fn listed(&self, metas: &[ObjectMeta]) {
+        let n = metas
+            .iter()
+            .filter(|m| m.key.starts_with("manifests/"))
+            .count();
+        self.manifests_listed.fetch_add(n, Ordering::SeqCst);
     }
 
     pub fn writes(&self) -> usize {
@@ -99,6 +124,7 @@ impl FaultyStore {
 #[async_trait]
 impl ObjectStore for FaultyStore {
     async fn head(&self, key: &str) -> StorageResult<Option<ObjectMeta>> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
         self.inner.head(key).await
     }
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
@@ -142,7 +168,9 @@ impl ObjectStore for FaultyStore {
         self.write("delete", key, self.inner.delete(key)).await
     }
     async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
+        let metas = self.inner.list(prefix).await?;
+        self.listed(&metas);
+        Ok(metas)
     }
     async fn list_after(
         &self,
@@ -150,7 +178,9 @@ impl ObjectStore for FaultyStore {
         start_after: &str,
         limit: Option<usize>,
     ) -> StorageResult<Vec<ObjectMeta>> {
-        self.inner.list_after(prefix, start_after, limit).await
+        let metas = self.inner.list_after(prefix, start_after, limit).await?;
+        self.listed(&metas);
+        Ok(metas)
     }
     fn uri(&self, key: &str) -> String {
         self.inner.uri(key)
