@@ -13,6 +13,7 @@
 //! loads/<dataset>/<batch_id>/<n>.manifest                    COPY manifests of a Redshift load
 //! runs/loaded/<dataset>/<batch_id>                           a batch is in the warehouse
 //! runs/loaded/<dataset>/_cursor.json                          where the next load lists from
+//! runs/compact/<dataset>/<digest>.json                        a compaction in progress
 //! runs/loaded/gold_months.json                               gold months loaded, by ETag
 //! runs/aggregate/seen_batches.json                           batches folded into gold
 //! runs/load/<date>.json                                      a successful load of a day (SLA check)
@@ -177,6 +178,20 @@ pub fn processed_prefix(dataset: &str) -> String {
 /// A batch's silver file in one partition (one per partition, whatever the number of buckets).
 pub fn silver_key(dataset: &str, partition_path: &str, batch_id: &str) -> String {
     format!("{PROCESSED}/{dataset}/{partition_path}/part-{batch_id}.parquet")
+}
+
+/// The file a compaction writes for a partition (`digest` names its inputs).
+pub fn compacted_silver_key(dataset: &str, partition_path: &str, digest: &str) -> String {
+    format!("{PROCESSED}/{dataset}/{partition_path}/part-compacted-{digest}.parquet")
+}
+
+/// Where a compaction records its inputs and output until it has finished.
+pub fn compaction_record_prefix(dataset: &str) -> String {
+    format!("{RUNS}/compact/{dataset}/")
+}
+
+pub fn compaction_record_key(dataset: &str, digest: &str) -> String {
+    format!("{}{digest}.json", compaction_record_prefix(dataset))
 }
 
 pub fn rejected_rows_key(dataset: &str, batch_id: &str) -> String {

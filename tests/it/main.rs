@@ -7,6 +7,7 @@ mod byte_identical;
 mod catalog;
 mod chaos;
 mod chaos_processes;
+mod compaction;
 mod data_api_faults;
 mod glue_faults;
 mod gold_local;
