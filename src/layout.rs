@@ -9,6 +9,7 @@
 //! manifests/<dataset>/<batch_id>.json                        one per ingested source object
 //! manifests/<dataset>/_pending/<batch_id>.json               outputs of an ingest in progress
 //! quality/<dataset>/<batch_id>.json                          the quality gate's report
+//! index/<dataset>/keys-<nnn>.json                            distinct keys of a referenced parent
 //! gold/daily_kpis/month=YYYY-MM/daily_kpis.parquet           gold, one object per month
 //! loads/<dataset>/<batch_id>/<n>.manifest                    COPY manifests of a Redshift load
 //! runs/loaded/<dataset>/<batch_id>                           a batch is in the warehouse
@@ -38,6 +39,17 @@ pub const GOLD: &str = "gold";
 pub const LOADS: &str = "loads";
 pub const RUNS: &str = "runs";
 pub const CATALOG: &str = "catalog";
+pub const INDEX: &str = "index";
+
+/// One shard of a dataset's key index (see `quality::key_index`).
+pub fn key_index_shard_key(dataset: &str, shard: usize) -> String {
+    format!("{INDEX}/{dataset}/keys-{shard:03}.json")
+}
+
+/// Present once a dataset's key index holds every key in silver.
+pub fn key_index_built_key(dataset: &str) -> String {
+    format!("{INDEX}/{dataset}/_built.json")
+}
 
 /// The gold KPI table and its one object per month.
 pub const DAILY_KPIS: &str = "daily_kpis";

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use tracing::info;
 
 use super::checks::{self, Facts, ReferenceFacts};
+use super::key_index::{KeyIndex, KeyIndexError};
 use super::report::{MAX_OFFENDING_KEYS, Override, QualityReport, REPORT_VERSION};
 use crate::contract::{Contract, Registry};
 use crate::error::Retryable;
@@ -38,6 +39,8 @@ pub enum QualityError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    KeyIndex(#[from] KeyIndexError),
 }
 
 impl Retryable for QualityError {
@@ -46,6 +49,7 @@ impl Retryable for QualityError {
             QualityError::State(e) => e.is_retryable(),
             QualityError::Read(e) => e.is_retryable(),
             QualityError::Storage(e) => e.is_retryable(),
+            QualityError::KeyIndex(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -97,19 +101,28 @@ impl QualityGate {
         Ok(dups)
     }
 
-    /// Every key of a dataset in silver (all versions, all batches): what a reference without
-    /// a window is checked against. Its cost grows with the parent's history; declare
-    /// `window_days` when the parent has a date partition.
-    async fn silver_keys(&self, dataset: &str) -> Result<HashSet<String>, QualityError> {
-        let key = self.contract(dataset)?.key_column().name.clone();
-        let mut keys = HashSet::new();
-        for meta in self.store.list(&layout::processed_prefix(dataset)).await? {
-            if meta.key.ends_with(".parquet") {
-                let df = read::read_columns(self.store.as_ref(), &meta.key, &[&key]).await?;
-                keys.extend(read::strings(&df, &key, &meta.key)?.into_iter().flatten());
-            }
+    /// The batch's referenced values of `rule`'s column that the parent's key index holds
+    /// (a reference without a window): the index is read only in the shards those values fall
+    /// into, and its size is the parent's distinct keys, not its versions or batches.
+    async fn indexed_keys(
+        &self,
+        rule: &crate::contract::quality::ReferenceRule,
+        m: &Manifest,
+    ) -> Result<HashSet<String>, QualityError> {
+        let parent = self.contract(&rule.dataset)?;
+        let index = KeyIndex::new(self.store.clone());
+        index.ensure_built(parent).await?;
+        let mut wanted: HashSet<String> = HashSet::new();
+        for f in &m.files {
+            let df = read::read_columns(self.store.as_ref(), &f.key, &[&rule.column]).await?;
+            wanted.extend(
+                read::strings(&df, &rule.column, &f.key)?
+                    .into_iter()
+                    .flatten(),
+            );
         }
-        Ok(keys)
+        let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
+        Ok(index.found(&rule.dataset, &wanted).await?)
     }
 
     /// The keys of `parent` in the date partitions `dates` only (one listing per date, under
@@ -147,7 +160,6 @@ impl QualityGate {
         m: &Manifest,
         now: DateTime<Utc>,
     ) -> Result<Vec<ReferenceFacts>, QualityError> {
-        let mut unbounded: HashMap<&str, HashSet<String>> = HashMap::new();
         let mut out = Vec::new();
         let key = contract.key_column().name.as_str();
         // The date of a row is the value of the batch file's date partition.
@@ -167,7 +179,6 @@ impl QualityGate {
                 }
                 _ => None,
             };
-            let windowed_keys;
             let target = match windowed {
                 Some(days) => {
                     let mut dates = BTreeSet::new();
@@ -181,17 +192,10 @@ impl QualityGate {
                         parent_dates = dates.len(),
                         "reading the reference window"
                     );
-                    windowed_keys = self
-                        .window_keys(self.contract(&rule.dataset)?, &dates)
-                        .await?;
-                    &windowed_keys
+                    self.window_keys(self.contract(&rule.dataset)?, &dates)
+                        .await?
                 }
-                None => {
-                    if !unbounded.contains_key(rule.dataset.as_str()) {
-                        unbounded.insert(&rule.dataset, self.silver_keys(&rule.dataset).await?);
-                    }
-                    &unbounded[rule.dataset.as_str()]
-                }
+                None => self.indexed_keys(rule, m).await?,
             };
             let mut facts = ReferenceFacts {
                 rule: rule.clone(),

@@ -158,3 +158,104 @@ async fn a_referential_check_reads_the_same_bytes_against_ten_times_the_history(
         assert!(msg.contains("1 row(s) unverifiable"), "{msg}");
     }
 }
+
+fn customers_csv(n: i64) -> String {
+    let mut s = String::from(
+        "customer_id,email,first_name,last_name,customer_region,country,signup_date,updated_at\n",
+    );
+    // The same customers every day, a newer version of each: history grows, keys do not.
+    for i in 0..40 {
+        s += &format!(
+            "C{i},c{i}@example.com,A,B,EU,DE,2025-12-01,{d}T0{h}:00:00Z\n",
+            d = day(n),
+            h = i % 10
+        );
+    }
+    s
+}
+
+/// Orders of day `n` naming customers C0..C39, and in the last batch one customer that was
+/// never exported.
+fn orders_for_customers_csv(n: i64, last: bool) -> String {
+    let mut s = String::from(
+        "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+    );
+    for i in 0..40 {
+        s += &format!(
+            "O{n}-{i},C{i},{d}T09:00:00Z,paid,EU,EUR,10.00,1,{d}T09:00:00Z\n",
+            d = day(n)
+        );
+    }
+    if last {
+        s += &format!(
+            "OGHOST,CGHOST,{d}T09:00:00Z,paid,EU,EUR,10.00,1,{d}T09:00:00Z\n",
+            d = day(n)
+        );
+    }
+    s
+}
+
+/// `history` days of customers, then an orders batch checked once (building the customers' key
+/// index from silver, once per lake), then the measured check of the next orders batch.
+async fn orders_check_after(history: i64) -> (u64, f64, Vec<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::builtin());
+    let local = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let store: Arc<dyn ObjectStore> = local.clone();
+    let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    for n in 1..=history {
+        let key = format!("raw/customers/{}.csv", day(n));
+        put_raw(dir.path(), &local, &key, customers_csv(n), n).await;
+        ingestor.ingest(&key).await.unwrap();
+    }
+    let gate = QualityGate::new(store.clone(), registry.clone());
+    let mut batches = vec![];
+    for (n, last) in [(history + 1, false), (history + 2, true)] {
+        let key = format!("raw/orders/{}.csv", day(n));
+        put_raw(
+            dir.path(),
+            &local,
+            &key,
+            orders_for_customers_csv(n, last),
+            n,
+        )
+        .await;
+        batches.push(ingestor.ingest(&key).await.unwrap().manifest.batch_id);
+    }
+    let now = Utc.from_utc_datetime(&day(history + 2).and_hms_opt(23, 30, 0).unwrap());
+    gate.evaluate("orders", &batches[0], now).await.unwrap();
+
+    let counting = Arc::new(FaultyStore::counting(store.clone()));
+    let gate = QualityGate::new(counting.clone(), registry);
+    let report = gate.evaluate("orders", &batches[1], now).await.unwrap();
+    let check = report
+        .checks
+        .iter()
+        .find(|c| c.check == "referential_integrity")
+        .unwrap()
+        .clone();
+    (
+        counting.bytes_read(),
+        check.observed.unwrap(),
+        check.breakdown.iter().map(|t| t.what.clone()).collect(),
+        check.message,
+    )
+}
+
+#[tokio::test]
+async fn a_check_against_a_dimension_reads_its_key_index_not_its_history() {
+    let (small, rate_small, missing_small, msg_small) = orders_check_after(8).await;
+    let (large, rate_large, missing_large, msg_large) = orders_check_after(80).await;
+    let margin = small / 10;
+    assert!(
+        large <= small + margin,
+        "bytes read grew with the customers' history: {small} at 8 days, {large} at 80"
+    );
+    for (rate, missing, msg) in [
+        (rate_small, &missing_small, &msg_small),
+        (rate_large, &missing_large, &msg_large),
+    ] {
+        assert_eq!(rate, 1.0 / 41.0, "{msg}");
+        assert_eq!(missing, &["CGHOST"], "the missing customer, named: {msg}");
+    }
+}
