@@ -272,3 +272,53 @@ async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_fini
         }
     }
 }
+
+/// The gold KPIs of March as a backfill computes them from the lake now.
+async fn gold_of_march(lake: &Lake) -> DataFrame {
+    use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
+    let work = tempfile::tempdir().unwrap();
+    Aggregator::new(lake.local.clone(), lake.registry.clone(), work.path())
+        .aggregate(AggregateRequest::Range {
+            from: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            to: NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(),
+        })
+        .await
+        .unwrap();
+    let key = shoplake::layout::gold_month_key(shoplake::layout::DAILY_KPIS, "2026-03");
+    crate::support::read_parquet(&lake.dir.path().join(key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kpis_are_the_same_before_after_and_in_the_middle_of_a_compaction() {
+    let (lake, _late) = Lake::build().await;
+    let before = gold_of_march(&lake).await;
+    let placed = before
+        .column("orders_placed")
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap();
+    assert_eq!(
+        placed.i64().unwrap().get(0),
+        Some(5 * (BATCHES + 1)),
+        "every order of 1 March once, the late batch's too: {before}"
+    );
+    let faulty = Arc::new(FaultyStore::failing(lake.local.clone(), 5, Fault::Abort));
+    assert!(
+        Compactor::new(faulty, lake.registry.clone())
+            .compact("orders")
+            .await
+            .is_err()
+    );
+    assert!(
+        gold_of_march(&lake).await.equals_missing(&before),
+        "killed midway"
+    );
+    Compactor::new(lake.local.clone(), lake.registry.clone())
+        .compact("orders")
+        .await
+        .unwrap();
+    assert!(
+        gold_of_march(&lake).await.equals_missing(&before),
+        "compacted"
+    );
+}
