@@ -181,6 +181,9 @@ impl QualityGate {
             };
             let target = match windowed {
                 Some(days) => {
+                    // One key set for the whole batch: the union of its rows' windows. A row is
+                    // matched against that union, which for a batch of a day or two is its own
+                    // window give or take the batch's span (never wider than the history read).
                     let mut dates = BTreeSet::new();
                     for d in m.files.iter().filter_map(|f| date_of(&f.partition)) {
                         let first = (d - Duration::days(days)).max(retained_from);
