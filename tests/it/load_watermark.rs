@@ -37,10 +37,15 @@ impl Lake {
 
     /// Ingests day `n`'s customers export (uploaded that day, so its batch id is of that day).
     async fn ingest(&self, n: i64) -> String {
+        self.ingest_with(n, "").await
+    }
+
+    /// The same, with `extra` rows appended (e.g. rows the contract rejects).
+    async fn ingest_with(&self, n: i64, extra: &str) -> String {
         let key = format!("raw/customers/{}.csv", day(n));
         let body = format!(
             "customer_id,email,first_name,last_name,customer_region,country,signup_date,updated_at\n\
-             C{n},c{n}@example.com,A,B,EU,DE,{d},{d}T09:00:00Z\n",
+             C{n},c{n}@example.com,A,B,EU,DE,{d},{d}T09:00:00Z\n{extra}",
             d = day(n)
         );
         self.local.put(&key, Bytes::from(body)).await.unwrap();
@@ -164,4 +169,46 @@ async fn a_batch_gated_after_the_watermark_passed_it_is_still_loaded() {
         loaded(&outcomes).is_empty(),
         "and loaded once: {outcomes:?}"
     );
+}
+
+#[tokio::test]
+async fn a_held_back_batch_overridden_weeks_later_is_still_loaded() {
+    let lake = Lake::new();
+    // Half its rows rejected: the gate fails it and the loader holds it back.
+    let held = lake
+        .ingest_with(
+            1,
+            "BAD,not-an-email,A,B,EU,DE,2026-01-02,2026-01-02T09:00:00Z\n",
+        )
+        .await;
+    lake.gate(&held, 1).await;
+    let (outcomes, _) = lake.load(1).await;
+    assert!(
+        matches!(
+            &outcomes[..],
+            [BatchLoad::Skipped {
+                reason: SkipReason::HeldBack,
+                ..
+            }]
+        ),
+        "{outcomes:?}"
+    );
+    for n in 2..=40 {
+        let batch = lake.ingest(n).await;
+        lake.gate(&batch, n).await;
+    }
+    let (outcomes, _) = lake.load(40).await;
+    assert_eq!(loaded(&outcomes).len(), 39);
+    let now = Utc.from_utc_datetime(&day(41).and_hms_opt(9, 0, 0).unwrap());
+    QualityGate::new(lake.local.clone(), lake.registry.clone())
+        .override_batch("customers", &held, "on-call", "rejects understood", now)
+        .await
+        .unwrap();
+    let (outcomes, counting) = lake.load(41).await;
+    assert_eq!(
+        loaded(&outcomes),
+        [held],
+        "the open batch is loaded once overridden"
+    );
+    assert!(counting.manifests_listed() <= 17);
 }
