@@ -9,11 +9,14 @@
 //! manifests/<dataset>/<batch_id>.json                        one per ingested source object
 //! manifests/<dataset>/_pending/<batch_id>.json               outputs of an ingest in progress
 //! quality/<dataset>/<batch_id>.json                          the quality gate's report
+//! index/<dataset>/keys-<nnn>.json                            distinct keys of a referenced parent
 //! gold/daily_kpis/month=YYYY-MM/daily_kpis.parquet           gold, one object per month
 //! gold/payment_methods_daily/month=YYYY-MM/….parquet         gold per payment method, the same way
 //! gold/report/index.html, gold/report/month=YYYY-MM/index.html  the HTML KPI report
 //! loads/<dataset>/<batch_id>/<n>.manifest                    COPY manifests of a Redshift load
 //! runs/loaded/<dataset>/<batch_id>                           a batch is in the warehouse
+//! runs/loaded/<dataset>/_cursor.json                          where the next load lists from
+//! runs/compact/<dataset>/<digest>.json                        a compaction in progress
 //! runs/loaded/gold_months.json                               gold months loaded, by ETag
 //! runs/aggregate/seen_batches.json                           batches folded into gold
 //! runs/load/<date>.json                                      a successful load of a day (SLA check)
@@ -38,6 +41,17 @@ pub const GOLD: &str = "gold";
 pub const LOADS: &str = "loads";
 pub const RUNS: &str = "runs";
 pub const CATALOG: &str = "catalog";
+pub const INDEX: &str = "index";
+
+/// One shard of a dataset's key index (see `quality::key_index`).
+pub fn key_index_shard_key(dataset: &str, shard: usize) -> String {
+    format!("{INDEX}/{dataset}/keys-{shard:03}.json")
+}
+
+/// Present once a dataset's key index holds every key in silver.
+pub fn key_index_built_key(dataset: &str) -> String {
+    format!("{INDEX}/{dataset}/_built.json")
+}
 
 /// The gold KPI table and its one object per month.
 pub const DAILY_KPIS: &str = "daily_kpis";
@@ -76,6 +90,12 @@ pub fn copy_manifest_key(dataset: &str, batch_id: &str, group: usize) -> String 
 /// Present once a batch is in the warehouse (or has nothing to load).
 pub fn loaded_marker_key(dataset: &str, batch_id: &str) -> String {
     format!("{RUNS}/loaded/{dataset}/{batch_id}")
+}
+
+/// The load stage's cursor over a dataset's manifests (a watermark and the batches still open),
+/// beside the markers, so deleting `runs/loaded/<dataset>/` reloads the dataset from scratch.
+pub fn load_cursor_key(dataset: &str) -> String {
+    format!("{RUNS}/loaded/{dataset}/_cursor.json")
 }
 
 /// The ETag of each gold month as last loaded into the warehouse.
@@ -173,6 +193,10 @@ pub fn staged_raw_key(dataset: &str, content_digest: &str, file_name: &str) -> S
     format!("{RAW}/{dataset}/{content_digest}/{file_name}")
 }
 
+/// How long silver objects live: the `processed/` lifecycle rule of infra/template.yaml
+/// (`processed-365-days`). A partition dated within this many days of today is complete.
+pub const SILVER_RETENTION_DAYS: i64 = 365;
+
 pub fn processed_prefix(dataset: &str) -> String {
     format!("{PROCESSED}/{dataset}/")
 }
@@ -180,6 +204,20 @@ pub fn processed_prefix(dataset: &str) -> String {
 /// A batch's silver file in one partition (one per partition, whatever the number of buckets).
 pub fn silver_key(dataset: &str, partition_path: &str, batch_id: &str) -> String {
     format!("{PROCESSED}/{dataset}/{partition_path}/part-{batch_id}.parquet")
+}
+
+/// The file a compaction writes for a partition (`digest` names its inputs).
+pub fn compacted_silver_key(dataset: &str, partition_path: &str, digest: &str) -> String {
+    format!("{PROCESSED}/{dataset}/{partition_path}/part-compacted-{digest}.parquet")
+}
+
+/// Where a compaction records its inputs and output until it has finished.
+pub fn compaction_record_prefix(dataset: &str) -> String {
+    format!("{RUNS}/compact/{dataset}/")
+}
+
+pub fn compaction_record_key(dataset: &str, digest: &str) -> String {
+    format!("{}{digest}.json", compaction_record_prefix(dataset))
 }
 
 pub fn rejected_rows_key(dataset: &str, batch_id: &str) -> String {

@@ -13,6 +13,7 @@ pub mod alert;
 pub mod aws;
 pub mod catalog;
 pub mod columns;
+pub mod compact;
 pub mod config;
 pub mod contract;
 pub mod error;

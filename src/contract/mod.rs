@@ -183,6 +183,14 @@ impl Contract {
         &self.columns[self.key]
     }
 
+    /// The date partition when it is the first partition, so that one day of the dataset lies
+    /// under one key prefix (`processed/orders/order_date=D/`): what a reference window prunes on.
+    pub fn window_partition(&self) -> Option<&Partition> {
+        self.partitions
+            .first()
+            .filter(|p| p.transform == PartitionTransform::UtcDate)
+    }
+
     /// The partition holding a row's UTC date (`order_date`), if the dataset has one: what
     /// daily aggregates and date-bounded reads prune on.
     pub fn date_partition(&self) -> Option<&Partition> {

@@ -120,6 +120,12 @@ impl Default for SchemaDriftRule {
 }
 
 /// Values of `column` must exist as keys of `dataset` in silver (default: warn on any orphan).
+///
+/// With `window_days`, a row may only reference a parent whose date partition (the parent's
+/// first partition, a `utc_date` one) lies at most that many days before the row's own date
+/// partition (and not after it): the check then reads only those parent partitions, so its cost
+/// does not grow with history. A row whose window reaches before the oldest parent date still in
+/// silver cannot be verified and is counted as such, not as an orphan.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReferenceRule {
@@ -129,6 +135,8 @@ pub struct ReferenceRule {
     pub max_orphan_rate: f64,
     #[serde(default = "warn")]
     pub severity: Severity,
+    #[serde(default)]
+    pub window_days: Option<u32>,
 }
 
 /// The share of each value of an enum column may move at most `max_shift` (absolute, e.g. 0.15

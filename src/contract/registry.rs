@@ -97,11 +97,26 @@ impl Registry {
         let mut out = Vec::new();
         for c in self.contracts.values() {
             for r in &c.quality.references {
-                if !self.contracts.contains_key(&r.dataset) {
+                let Some(parent) = self.contracts.get(&r.dataset) else {
                     out.push(format!(
                         "{}: quality.references names unknown dataset `{}`",
                         c.name, r.dataset
                     ));
+                    continue;
+                };
+                if r.window_days.is_some() {
+                    if parent.window_partition().is_none() {
+                        out.push(format!(
+                            "{}: quality.references window_days needs `{}` partitioned first by a utc_date partition; remove window_days or repartition",
+                            c.name, r.dataset
+                        ));
+                    }
+                    if c.date_partition().is_none() {
+                        out.push(format!(
+                            "{}: quality.references window_days needs a utc_date partition on `{}` to date its rows; remove window_days",
+                            c.name, c.name
+                        ));
+                    }
                 }
             }
         }
@@ -228,6 +243,29 @@ mod tests {
         assert!(err.contains("unknown dataset `nope`"), "{err}");
         let err = registry(&[("x", &[]), ("x", &[])]).unwrap_err().to_string();
         assert!(err.contains("defined twice"), "{err}");
+    }
+
+    #[test]
+    fn a_reference_window_needs_dates_on_both_sides() {
+        let windowed =
+            |text: String| text.replace("dataset = \"y\" }", "dataset = \"y\", window_days = 7 }");
+        let err = Registry::from_texts([
+            ("x.toml".to_owned(), windowed(contract("x", &["y"]))),
+            ("y.toml".to_owned(), contract("y", &[])),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("needs `y` partitioned first by a utc_date partition"),
+            "{err}"
+        );
+        assert!(err.contains("needs a utc_date partition on `x`"), "{err}");
+        // The built-in payments -> orders window is valid.
+        let builtin = Registry::builtin();
+        assert_eq!(
+            builtin.get("payments").unwrap().quality.references[0].window_days,
+            Some(90)
+        );
     }
 
     #[test]

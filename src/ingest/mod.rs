@@ -150,6 +150,8 @@ pub enum IngestError {
     WorkDir(#[source] std::io::Error),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    KeyIndex(#[from] crate::quality::key_index::KeyIndexError),
     #[error("ingest of {uri} stopped unexpectedly: {message}")]
     Task { uri: String, message: String },
     #[error(
@@ -171,6 +173,7 @@ impl Retryable for IngestError {
         match self {
             IngestError::Storage(e) => e.is_retryable(),
             IngestError::State(e) => e.is_retryable(),
+            IngestError::KeyIndex(e) => e.is_retryable(),
             IngestError::Process { source, .. } => !matches!(source, ProcessError::Parquet(_)),
             IngestError::WorkDir(_) | IngestError::Task { .. } => true,
             IngestError::UnknownPrefix { .. }
@@ -543,8 +546,41 @@ impl Ingestor {
         for key in stale.difference(&new_keys) {
             self.store.delete(key).await?;
         }
+        self.index_keys(manifest).await?;
         self.state.put_json(manifest_key, manifest).await?;
         self.store.delete(pending_key).await?;
+        Ok(())
+    }
+}
+
+impl Ingestor {
+    /// Adds the batch's keys to its dataset's key index when a reference checks against it
+    /// (before the manifest, so a committed batch's keys are always in the index).
+    async fn index_keys(&self, manifest: &Manifest) -> Result<(), IngestError> {
+        if manifest.status != BatchStatus::Succeeded
+            || !crate::quality::key_index::is_indexed(&self.registry, &manifest.dataset)
+        {
+            return Ok(());
+        }
+        let Some(contract) = self.registry.get(&manifest.dataset) else {
+            return Ok(());
+        };
+        let key = contract.key_column().name.as_str();
+        let mut keys = Vec::new();
+        for f in &manifest.files {
+            let df = crate::silver::read::read_columns(self.store.as_ref(), &f.key, &[key])
+                .await
+                .map_err(crate::quality::key_index::KeyIndexError::from)?;
+            keys.extend(
+                crate::silver::read::strings(&df, key, &f.key)
+                    .map_err(crate::quality::key_index::KeyIndexError::from)?
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        crate::quality::key_index::KeyIndex::new(self.store.clone())
+            .add(&manifest.dataset, keys)
+            .await?;
         Ok(())
     }
 }

@@ -18,6 +18,9 @@ pub struct ReferenceFacts {
     /// Rows of the batch whose reference was looked up.
     pub checked: u64,
     pub orphans: u64,
+    /// Rows whose parent was not found where it may still be but cannot be looked for: their
+    /// reference window reaches before the retained silver history. Neither passed nor orphans.
+    pub unverifiable: u64,
     /// Keys of the batch's orphan rows (at most [`MAX_OFFENDING_KEYS`]).
     pub sample: Vec<String>,
     /// The referenced values not found, with the orphan rows naming each (`None`: no value).
@@ -279,13 +282,29 @@ fn referential_integrity(m: &Manifest, facts: &ReferenceFacts) -> CheckResult {
         "{} of {} rows of batch {} reference a {} value missing from {}",
         facts.orphans, facts.checked, m.batch_id, rule.column, rule.dataset
     );
-    let mut r = c.result(
-        status_for(rate > rule.max_orphan_rate, rule.severity),
-        Some(rate),
-        pct(rate),
-        threshold,
-        message,
-    );
+    let mut message = message;
+    if let Some(days) = rule.window_days {
+        message.push_str(&format!(
+            " (looked up among {} dated at most {days} days before the row)",
+            rule.dataset
+        ));
+    }
+    let violated = rate > rule.max_orphan_rate;
+    let status = if !violated && facts.unverifiable > 0 {
+        // Never passed silently: rows that could not be looked up are reported.
+        CheckStatus::Warn
+    } else {
+        status_for(violated, rule.severity)
+    };
+    let mut r = c.result(status, Some(rate), pct(rate), threshold, message);
+    if facts.unverifiable > 0 {
+        r.message.push_str(&format!(
+            "; {} row(s) unverifiable: their window reaches before the {} days of retained {} history",
+            facts.unverifiable,
+            crate::layout::SILVER_RETENTION_DAYS,
+            rule.dataset
+        ));
+    }
     r.offending_keys = facts
         .sample
         .iter()

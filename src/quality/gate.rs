@@ -2,18 +2,20 @@
 //! keys in silver, runs the checks, and writes the report. Used by the `quality` Lambda (on
 //! manifest arrival) and by `lake quality`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use tracing::info;
 
 use super::checks::{self, Facts, ReferenceFacts};
+use super::key_index::{KeyIndex, KeyIndexError};
 use super::report::{MAX_OFFENDING_KEYS, Override, QualityReport, REPORT_VERSION};
 use crate::contract::{Contract, Registry};
 use crate::error::Retryable;
 use crate::layout;
 use crate::manifest::{BatchStatus, Manifest};
+use crate::partition::parse_partition_path;
 use crate::silver::read::{self, ReadError};
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError};
@@ -37,6 +39,8 @@ pub enum QualityError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    KeyIndex(#[from] KeyIndexError),
 }
 
 impl Retryable for QualityError {
@@ -45,6 +49,7 @@ impl Retryable for QualityError {
             QualityError::State(e) => e.is_retryable(),
             QualityError::Read(e) => e.is_retryable(),
             QualityError::Storage(e) => e.is_retryable(),
+            QualityError::KeyIndex(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -96,14 +101,54 @@ impl QualityGate {
         Ok(dups)
     }
 
-    /// Every key of a dataset in silver (all versions, all batches).
-    async fn silver_keys(&self, dataset: &str) -> Result<HashSet<String>, QualityError> {
-        let key = self.contract(dataset)?.key_column().name.clone();
+    /// The batch's referenced values of `rule`'s column that the parent's key index holds
+    /// (a reference without a window): the index is read only in the shards those values fall
+    /// into, and its size is the parent's distinct keys, not its versions or batches.
+    async fn indexed_keys(
+        &self,
+        rule: &crate::contract::quality::ReferenceRule,
+        m: &Manifest,
+    ) -> Result<HashSet<String>, QualityError> {
+        let parent = self.contract(&rule.dataset)?;
+        let index = KeyIndex::new(self.store.clone());
+        index.ensure_built(parent).await?;
+        let mut wanted: HashSet<String> = HashSet::new();
+        for f in &m.files {
+            let df = read::read_columns(self.store.as_ref(), &f.key, &[&rule.column]).await?;
+            wanted.extend(
+                read::strings(&df, &rule.column, &f.key)?
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
+        Ok(index.found(&rule.dataset, &wanted).await?)
+    }
+
+    /// The keys of `parent` in the date partitions `dates` only (one listing per date, under
+    /// `processed/<parent>/<date partition>=<date>/`): bounded by the window, not the history.
+    async fn window_keys(
+        &self,
+        parent: &Contract,
+        dates: &BTreeSet<NaiveDate>,
+    ) -> Result<HashSet<String>, QualityError> {
+        let key = parent.key_column().name.as_str();
+        let Some(partition) = parent.window_partition() else {
+            return Ok(HashSet::new());
+        };
         let mut keys = HashSet::new();
-        for meta in self.store.list(&layout::processed_prefix(dataset)).await? {
-            if meta.key.ends_with(".parquet") {
-                let df = read::read_columns(self.store.as_ref(), &meta.key, &[&key]).await?;
-                keys.extend(read::strings(&df, &key, &meta.key)?.into_iter().flatten());
+        for date in dates {
+            let prefix = format!(
+                "{}{}={}/",
+                layout::processed_prefix(&parent.name),
+                partition.name,
+                date.format("%Y-%m-%d")
+            );
+            for meta in self.store.list(&prefix).await? {
+                if meta.key.ends_with(".parquet") {
+                    let df = read::read_columns(self.store.as_ref(), &meta.key, &[key]).await?;
+                    keys.extend(read::strings(&df, key, &meta.key)?.into_iter().flatten());
+                }
             }
         }
         Ok(keys)
@@ -113,23 +158,64 @@ impl QualityGate {
         &self,
         contract: &Contract,
         m: &Manifest,
+        now: DateTime<Utc>,
     ) -> Result<Vec<ReferenceFacts>, QualityError> {
-        let mut targets: HashMap<&str, HashSet<String>> = HashMap::new();
         let mut out = Vec::new();
         let key = contract.key_column().name.as_str();
+        // The date of a row is the value of the batch file's date partition.
+        let date_of = |partition: &str| -> Option<NaiveDate> {
+            let name = &contract.date_partition()?.name;
+            parse_partition_path(partition)
+                .into_iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| NaiveDate::parse_from_str(v.as_deref()?, "%Y-%m-%d").ok())
+        };
+        // Older parent partitions may have expired (`processed/` lifecycle rule).
+        let retained_from = now.date_naive() - Duration::days(layout::SILVER_RETENTION_DAYS);
         for rule in &contract.quality.references {
-            if !targets.contains_key(rule.dataset.as_str()) {
-                targets.insert(&rule.dataset, self.silver_keys(&rule.dataset).await?);
-            }
-            let target = &targets[rule.dataset.as_str()];
+            let windowed = match rule.window_days {
+                Some(days) if self.contract(&rule.dataset)?.window_partition().is_some() => {
+                    Some(i64::from(days))
+                }
+                _ => None,
+            };
+            let target = match windowed {
+                Some(days) => {
+                    // One key set for the whole batch: the union of its rows' windows. A row is
+                    // matched against that union, which for a batch of a day or two is its own
+                    // window give or take the batch's span (never wider than the history read).
+                    let mut dates = BTreeSet::new();
+                    for d in m.files.iter().filter_map(|f| date_of(&f.partition)) {
+                        let first = (d - Duration::days(days)).max(retained_from);
+                        dates.extend(first.iter_days().take_while(|x| *x <= d));
+                    }
+                    info!(
+                        parent = %rule.dataset,
+                        window_days = days,
+                        parent_dates = dates.len(),
+                        "reading the reference window"
+                    );
+                    self.window_keys(self.contract(&rule.dataset)?, &dates)
+                        .await?
+                }
+                None => self.indexed_keys(rule, m).await?,
+            };
             let mut facts = ReferenceFacts {
                 rule: rule.clone(),
                 checked: 0,
                 orphans: 0,
+                unverifiable: 0,
                 sample: vec![],
                 missing: HashMap::new(),
             };
             for f in &m.files {
+                // A row whose window reaches before the retained history (or that has no date)
+                // may reference a parent that expired: not found is then no proof of an orphan.
+                let verifiable = match windowed {
+                    None => true,
+                    Some(days) => date_of(&f.partition)
+                        .is_some_and(|d| d - Duration::days(days) >= retained_from),
+                };
                 let df =
                     read::read_columns(self.store.as_ref(), &f.key, &[key, &rule.column]).await?;
                 let (keys, refs) = (
@@ -138,17 +224,46 @@ impl QualityGate {
                 );
                 for (k, r) in keys.into_iter().zip(refs) {
                     facts.checked += 1;
-                    if !r.as_ref().is_some_and(|r| target.contains(r)) {
-                        facts.orphans += 1;
-                        if facts.sample.len() < MAX_OFFENDING_KEYS {
-                            facts.sample.extend(k);
-                        }
-                        *facts.missing.entry(r).or_default() += 1;
+                    if r.as_ref().is_some_and(|r| target.contains(r)) {
+                        continue;
                     }
+                    if !verifiable && r.is_some() {
+                        facts.unverifiable += 1;
+                        continue;
+                    }
+                    facts.orphans += 1;
+                    if facts.sample.len() < MAX_OFFENDING_KEYS {
+                        facts.sample.extend(k);
+                    }
+                    *facts.missing.entry(r).or_default() += 1;
                 }
             }
             out.push(facts);
         }
+        Ok(out)
+    }
+
+    /// The last `n` successful batches of `dataset` before `batch_id`, oldest first: only the
+    /// manifests the volume and distribution checks use are read (newest first, stopping at `n`).
+    async fn recent_history(
+        &self,
+        dataset: &str,
+        batch_id: &str,
+        n: usize,
+    ) -> Result<Vec<Manifest>, QualityError> {
+        let mut out = Vec::with_capacity(n);
+        let ids = self.state.batch_ids(dataset).await?;
+        for id in ids.iter().rev().filter(|b| b.as_str() < batch_id) {
+            if out.len() >= n {
+                break;
+            }
+            if let Some(m) = self.state.manifest(dataset, id).await?
+                && m.status == BatchStatus::Succeeded
+            {
+                out.push(m);
+            }
+        }
+        out.reverse();
         Ok(out)
     }
 
@@ -197,13 +312,9 @@ impl QualityGate {
                 key: manifest_key.clone(),
             }
         })?;
-        let history: Vec<Manifest> = self
-            .state
-            .manifests(dataset)
-            .await?
-            .into_iter()
-            .filter(|m| m.batch_id.as_str() < batch_id && m.status == BatchStatus::Succeeded)
-            .collect();
+        let history = self
+            .recent_history(dataset, batch_id, contract.quality.volume.history)
+            .await?;
         let written = manifest.status == BatchStatus::Succeeded;
         let facts = Facts {
             contract,
@@ -215,7 +326,7 @@ impl QualityGate {
                 None
             },
             references: if written {
-                self.references(contract, &manifest).await?
+                self.references(contract, &manifest, now).await?
             } else {
                 vec![]
             },

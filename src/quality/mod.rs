@@ -3,6 +3,7 @@
 
 pub mod checks;
 mod gate;
+pub mod key_index;
 pub mod report;
 
 pub use gate::{QualityError, QualityGate};

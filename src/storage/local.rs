@@ -439,6 +439,26 @@ impl ObjectStore for LocalStore {
         Ok(out)
     }
 
+    async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: Option<usize>,
+    ) -> StorageResult<Vec<ObjectMeta>> {
+        // A directory walk has no index to start from: the listing is filtered (local lakes are
+        // small; S3 is where the watermark saves requests).
+        let mut out: Vec<ObjectMeta> = self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter(|m| m.key.as_str() > start_after)
+            .collect();
+        if let Some(limit) = limit {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
     fn uri(&self, key: &str) -> String {
         format!("file://{}", self.root.join(key).display())
     }

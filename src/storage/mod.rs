@@ -115,6 +115,15 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn delete(&self, key: &str) -> StorageResult<()>;
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>>;
+    /// The objects whose key starts with `prefix` and sorts strictly after `start_after` (S3
+    /// ListObjectsV2 `StartAfter`: what S3 returns costs what comes after the watermark, not the
+    /// whole prefix), sorted by key; the first `limit` of them when given.
+    async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: Option<usize>,
+    ) -> StorageResult<Vec<ObjectMeta>>;
     /// How to point a person or another system at the object (`s3://…` or `file://…`).
     fn uri(&self, key: &str) -> String;
     /// The directory holding the objects when they are plain local files (readers can then

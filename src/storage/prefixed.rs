@@ -84,6 +84,24 @@ impl ObjectStore for PrefixedStore {
             .filter_map(|m| self.unprefixed(m))
             .collect())
     }
+    async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: Option<usize>,
+    ) -> StorageResult<Vec<ObjectMeta>> {
+        let (prefix, start_after) = (
+            format!("{}{prefix}", self.prefix),
+            format!("{}{start_after}", self.prefix),
+        );
+        Ok(self
+            .inner
+            .list_after(&prefix, &start_after, limit)
+            .await?
+            .into_iter()
+            .filter_map(|m| self.unprefixed(m))
+            .collect())
+    }
     fn uri(&self, key: &str) -> String {
         self.inner.uri(&format!("{}{key}", self.prefix))
     }

@@ -381,6 +381,51 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
+    async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: Option<usize>,
+    ) -> StorageResult<Vec<ObjectMeta>> {
+        let mut request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix);
+        if !start_after.is_empty() {
+            request = request.start_after(start_after);
+        }
+        if let Some(limit) = limit {
+            request = request.max_keys(limit.clamp(1, 1000) as i32);
+        }
+        let mut pages = request.into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error("ListObjectsV2", prefix, e))?;
+            for o in page.contents() {
+                let key = o.key().unwrap_or_default();
+                // S3 applies StartAfter itself; the filter keeps the contract exact either way.
+                if key > start_after {
+                    out.push(ObjectMeta {
+                        key: key.to_owned(),
+                        size: o.size().unwrap_or_default().max(0) as u64,
+                        etag: unquote(o.e_tag()),
+                        version_id: None,
+                        last_modified: to_chrono(o.last_modified()),
+                    });
+                }
+            }
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(limit) = limit {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
     fn uri(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }

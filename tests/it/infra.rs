@@ -346,3 +346,35 @@ fn copy_has_a_path_to_s3_from_the_workgroup() {
         );
     }
 }
+
+/// The statements of one inline policy, as text (from its `PolicyName:` to the next one).
+fn policy(template: &str, name: &str) -> String {
+    let start = template
+        .find(&format!("PolicyName: {name}\n"))
+        .unwrap_or_else(|| panic!("no policy {name}"));
+    let rest = &template[start + 1..];
+    let end = rest.find("PolicyName:").unwrap_or(rest.len());
+    rest[..end].to_owned()
+}
+
+#[test]
+fn ingest_and_quality_can_reach_the_key_index_and_ingest_reads_back_its_silver() {
+    let template = template();
+    for name in ["ingest", "quality"] {
+        let p = policy(&template, name);
+        assert!(
+            p.contains("Action: [s3:GetObject, s3:PutObject]") && p.contains("/index/*\""),
+            "{name} must read and write index/*: {p}"
+        );
+    }
+    let ingest = policy(&template, "ingest");
+    let at = ingest.find("Action: s3:GetObject\n                Resource:\n                  - !Sub \"arn:${AWS::Partition}:s3:::shoplake-${StageName}-data-${AWS::AccountId}-${AWS::Region}/processed/*\"");
+    assert!(
+        at.is_some(),
+        "ingest reads its own silver back to index its keys"
+    );
+    assert!(
+        !policy(&template, "aggregate").contains("/index/*"),
+        "only the stages that use the index reach it"
+    );
+}

@@ -272,6 +272,7 @@ fn orphans_warn_with_their_rate_and_sample_keys() {
             rule: contract.quality.references[0].clone(),
             checked: 200,
             orphans: 50,
+            unverifiable: 0,
             sample: vec!["P1".into(), "P2".into()],
             missing: (0..13)
                 .map(|i| (Some(format!("O{i:02}")), 13 - i))
@@ -313,6 +314,38 @@ fn orphans_warn_with_their_rate_and_sample_keys() {
         summary.contains("referential integrity(order_id) 25.0%"),
         "{summary}"
     );
+}
+
+#[test]
+fn unverifiable_rows_are_reported_apart_from_orphans_and_never_pass() {
+    let reg = Registry::builtin();
+    let contract = reg.get("payments").unwrap();
+    let m = manifest("b", 200, 200, 0);
+    let facts = Facts {
+        contract,
+        manifest: &m,
+        history: &[],
+        duplicate_keys: Some(vec![]),
+        references: vec![ReferenceFacts {
+            rule: contract.quality.references[0].clone(),
+            checked: 200,
+            orphans: 0,
+            unverifiable: 7,
+            sample: vec![],
+            missing: Default::default(),
+        }],
+        now: now(),
+    };
+    let checks = evaluate(&facts);
+    let c = find(&checks, "referential_integrity(order_id)");
+    assert_eq!(
+        (c.status, c.observed_text.as_str()),
+        (CheckStatus::Warn, "0.0%"),
+        "no orphan, but 7 rows not looked up: a warning, not a pass"
+    );
+    assert!(c.message.contains("7 row(s) unverifiable"), "{}", c.message);
+    assert!(c.message.contains("at most 90 days"), "{}", c.message);
+    assert!(c.offending_keys.is_empty() && c.breakdown.is_empty());
 }
 
 #[test]

@@ -1,12 +1,12 @@
 //! Loads silver batches and gold months into the warehouse: only batches the quality gate let
 //! through, each exactly once (the ledger), each in one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -91,6 +91,29 @@ pub enum SkipReason {
     /// An operator decided not to load it (`lake load --skip`).
     SkippedByOperator,
 }
+
+/// What the load stage keeps per dataset (`runs/loaded/<dataset>/_cursor.json`) so that a run
+/// lists only the manifests added since the last one instead of every batch ever ingested.
+///
+/// `watermark` is the newest batch id listed so far; a run lists the manifests after the batch
+/// ids [`WATERMARK_LAG`] older than it (S3 `StartAfter`), since batch ids sort by the source's
+/// upload time and a batch may commit a while after a newer one (an ingest retried or redriven
+/// from the dead-letter queue). `open` holds every batch looked at but not done with (not gated
+/// yet, held back, failed and waiting for a retry, skipped by an operator): each run looks at
+/// them again wherever the watermark is, so a late verdict, an override or `lake load --retry`
+/// still loads them. It is bounded by the batches in that state, not by history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadCursor {
+    pub watermark: Option<String>,
+    pub open: BTreeSet<String>,
+}
+
+/// How far behind its watermark a load lists again: longer than an ingest can be retried after
+/// its source arrived (SQS keeps a redriven event at most 14 days).
+pub const WATERMARK_LAG: chrono::Duration = chrono::Duration::days(15);
+
+/// The time at the start of a batch id (`20261121T100000Z-…`).
+const BATCH_TIME: &str = "%Y%m%dT%H%M%SZ";
 
 /// Runs that try a batch which fails to load before the loader leaves it to an operator
 /// (`lake load --retry BATCH` or `--skip BATCH --by … --reason …`).
@@ -427,13 +450,73 @@ impl Loader {
         })
     }
 
+    /// The batches of `dataset` this run looks at: those listed after the cursor's watermark
+    /// (less [`WATERMARK_LAG`]) and those still open. The second set is `listed`.
+    async fn candidates(
+        &self,
+        dataset: &str,
+        cursor: &LoadCursor,
+    ) -> Result<(BTreeSet<String>, BTreeSet<String>), LoadError> {
+        let start_after = cursor
+            .watermark
+            .as_deref()
+            .and_then(|w| NaiveDateTime::parse_from_str(w.get(..16)?, BATCH_TIME).ok())
+            .map(|t| {
+                let from = (t - WATERMARK_LAG).format(BATCH_TIME).to_string();
+                layout::manifest_key(dataset, &from)
+                    .trim_end_matches(".json")
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        let listed: BTreeSet<String> = self
+            .store
+            .list_after(&layout::manifest_prefix(dataset), &start_after, None)
+            .await?
+            .iter()
+            .filter_map(|m| layout::parse_manifest_key(&m.key).map(|(_, b)| b.to_owned()))
+            .collect();
+        let mut all = listed.clone();
+        all.extend(cursor.open.iter().cloned());
+        Ok((all, listed))
+    }
+
     async fn load_pending_claimed(&self, now: DateTime<Utc>) -> Result<LoadReport, LoadError> {
         let mut report = LoadReport::default();
         for contract in self.registry.load_order() {
             let dataset = contract.name.as_str();
-            for batch in self.state.batch_ids(dataset).await? {
+            let cursor_key = layout::load_cursor_key(dataset);
+            let mut cursor: LoadCursor = self.state.get_json_or_default(&cursor_key).await?;
+            let (candidates, listed) = self.candidates(dataset, &cursor).await?;
+            info!(
+                dataset,
+                listed = listed.len(),
+                open = cursor.open.len(),
+                watermark = cursor.watermark.as_deref().unwrap_or("none"),
+                "batches to look at"
+            );
+            if let Some(newest) = listed.last()
+                && cursor.watermark.as_ref().is_none_or(|w| w < newest)
+            {
+                cursor.watermark = Some(newest.clone());
+            }
+            for batch in candidates {
                 let marker = layout::loaded_marker_key(dataset, &batch);
                 if self.state.exists(&marker).await? {
+                    cursor.open.remove(&batch);
+                    continue;
+                }
+                // Open until it is done with: a batch not gated yet, held back or failing is
+                // looked at again by every run, however far the watermark has moved.
+                cursor.open.insert(batch.clone());
+                if !listed.contains(&batch)
+                    && !self
+                        .state
+                        .exists(&layout::manifest_key(dataset, &batch))
+                        .await?
+                {
+                    // Its manifest went away (the batch was removed): nothing left to load.
+                    warn!(dataset, batch_id = %batch, "open batch has no manifest any more; dropped");
+                    cursor.open.remove(&batch);
                     continue;
                 }
                 let failure = self.failure(dataset, &batch).await?;
@@ -467,6 +550,7 @@ impl Loader {
                 };
                 if done {
                     self.put(&marker, Bytes::new()).await?;
+                    cursor.open.remove(&batch);
                     if failure.is_some() && !self.dry_run {
                         self.state
                             .delete(&layout::load_failure_key(dataset, &batch))
@@ -475,6 +559,9 @@ impl Loader {
                 }
                 report.batches.push(outcome);
             }
+            // Written after the dataset's batches: a run that stops before leaves the old
+            // cursor, and the next run looks at the same batches again (markers say which are done).
+            self.put_json(&cursor_key, &cursor).await?;
         }
         report.months = self.load_months(now, &mut report.batches).await?;
         let record = serde_json::json!({ "loaded_at": now.to_rfc3339(), "report": &report });

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,6 +25,11 @@ pub struct FaultyStore {
     writes: AtomicUsize,
     fault: Option<(usize, Fault)>,
     faulted: std::sync::Mutex<Option<String>>,
+    /// Bytes returned by `get` and `get_range` (what a stage downloads whole).
+    bytes_read: AtomicU64,
+    /// HEAD requests, and keys returned by `list`/`list_after` under `manifests/`.
+    heads: AtomicUsize,
+    manifests_listed: AtomicUsize,
 }
 
 impl FaultyStore {
@@ -35,6 +40,9 @@ impl FaultyStore {
             writes: AtomicUsize::new(0),
             fault: None,
             faulted: Default::default(),
+            bytes_read: AtomicU64::new(0),
+            heads: AtomicUsize::new(0),
+            manifests_listed: AtomicUsize::new(0),
         }
     }
 
@@ -45,7 +53,33 @@ impl FaultyStore {
             writes: AtomicUsize::new(0),
             fault: Some((nth, fault)),
             faulted: Default::default(),
+            bytes_read: AtomicU64::new(0),
+            heads: AtomicUsize::new(0),
+            manifests_listed: AtomicUsize::new(0),
         }
+    }
+
+    /// Bytes downloaded through `get` and `get_range` so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::SeqCst)
+    }
+
+    /// HEAD requests so far.
+    pub fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
+
+    /// Manifest keys returned by listings so far.
+    pub fn manifests_listed(&self) -> usize {
+        self.manifests_listed.load(Ordering::SeqCst)
+    }
+
+    fn listed(&self, metas: &[ObjectMeta]) {
+        let n = metas
+            .iter()
+            .filter(|m| m.key.starts_with("manifests/"))
+            .count();
+        self.manifests_listed.fetch_add(n, Ordering::SeqCst);
     }
 
     pub fn writes(&self) -> usize {
@@ -90,16 +124,23 @@ impl FaultyStore {
 #[async_trait]
 impl ObjectStore for FaultyStore {
     async fn head(&self, key: &str) -> StorageResult<Option<ObjectMeta>> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
         self.inner.head(key).await
     }
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
-        self.inner.get(key).await
+        let got = self.inner.get(key).await?;
+        let n = got.as_ref().map_or(0, |b| b.len() as u64);
+        self.bytes_read.fetch_add(n, Ordering::SeqCst);
+        Ok(got)
     }
     async fn reader(&self, key: &str) -> StorageResult<ObjectReader> {
         self.inner.reader(key).await
     }
     async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes> {
-        self.inner.get_range(key, range).await
+        let got = self.inner.get_range(key, range).await?;
+        self.bytes_read
+            .fetch_add(got.len() as u64, Ordering::SeqCst);
+        Ok(got)
     }
     async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
         self.write("put", key, self.inner.put(key, body)).await
@@ -127,7 +168,19 @@ impl ObjectStore for FaultyStore {
         self.write("delete", key, self.inner.delete(key)).await
     }
     async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
+        let metas = self.inner.list(prefix).await?;
+        self.listed(&metas);
+        Ok(metas)
+    }
+    async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: Option<usize>,
+    ) -> StorageResult<Vec<ObjectMeta>> {
+        let metas = self.inner.list_after(prefix, start_after, limit).await?;
+        self.listed(&metas);
+        Ok(metas)
     }
     fn uri(&self, key: &str) -> String {
         self.inner.uri(key)

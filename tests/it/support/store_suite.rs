@@ -8,6 +8,7 @@ use tokio::io::AsyncReadExt;
 pub async fn run(store: &dyn ObjectStore) {
     missing_objects(store).await;
     put_get_head_list_delete(store).await;
+    list_after_a_watermark(store).await;
     large_files_and_copies(store).await;
     moving_uploads(store).await;
     keys_with_spaces_and_unicode(store).await;
@@ -167,6 +168,53 @@ async fn put_get_head_list_delete(store: &dyn ObjectStore) {
     store.delete("a/one.txt").await.unwrap();
     assert!(store.head("a/one.txt").await.unwrap().is_none());
     assert_eq!(store.list("a/").await.unwrap().len(), 1);
+}
+
+/// Listing from a watermark key: strictly after it, within the prefix, sorted, limited.
+async fn list_after_a_watermark(store: &dyn ObjectStore) {
+    for key in [
+        "w/m/1.json",
+        "w/m/2.json",
+        "w/m/3.json",
+        "w/m/_pending/9.json",
+        "w/n/1.json",
+    ] {
+        store.put(key, Bytes::from_static(b"{}")).await.unwrap();
+    }
+    let keys = |metas: Vec<shoplake::storage::ObjectMeta>| -> Vec<String> {
+        metas.into_iter().map(|m| m.key).collect()
+    };
+    assert_eq!(
+        keys(store.list_after("w/m/", "", None).await.unwrap()),
+        keys(store.list("w/m/").await.unwrap()),
+        "an empty watermark lists the whole prefix"
+    );
+    assert_eq!(
+        keys(store.list_after("w/m/", "w/m/1.json", None).await.unwrap()),
+        ["w/m/2.json", "w/m/3.json", "w/m/_pending/9.json"],
+        "strictly after the watermark, never past the prefix"
+    );
+    assert_eq!(
+        keys(
+            store
+                .list_after("w/m/", "w/m/2.json", Some(1))
+                .await
+                .unwrap()
+        ),
+        ["w/m/3.json"]
+    );
+    assert_eq!(
+        keys(store.list_after("w/m/", "w/m/0", Some(2)).await.unwrap()),
+        ["w/m/1.json", "w/m/2.json"],
+        "a watermark need not be an existing key"
+    );
+    assert!(
+        store
+            .list_after("w/m/", "w/m/~", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn large_files_and_copies(store: &dyn ObjectStore) {

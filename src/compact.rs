@@ -1,0 +1,352 @@
+//! Compaction: a partition that accumulated many small silver files is rewritten into one file
+//! holding the latest version of each key (latest-wins, the lake's read rule), lineage columns
+//! (`_ingested_at`, `_source_file`, `_batch_id`) kept as they were.
+//!
+//! What it may touch: only files of batches the load stage is done with (their marker
+//! `runs/loaded/<dataset>/<batch>` exists) and earlier compacted files. A batch not yet gated
+//! or loaded keeps its own files, so the loader (which copies a batch's files, named in its
+//! manifest) and the quality gate never miss one. Re-checking an old batch whose files were
+//! compacted fails with "does not exist": its rows live on in the compacted file.
+//!
+//! Crash safety: a record `runs/compact/<dataset>/<digest>.json` naming the inputs and the
+//! output is written first; then the output (one atomic PUT, under a name derived from its
+//! inputs); then the inputs are deleted; then the record. Between the output and the last
+//! delete, readers see some rows twice *as identical rows* (same key, version and lineage), which
+//! every reader's latest-wins rule (gold, the warehouse MERGE) collapses to one: they see every
+//! row exactly once throughout. A run first finishes the records an earlier run left: output
+//! present, the remaining inputs are deleted; output absent, the record is dropped (nothing was
+//! visible) and the partition is compacted again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Cursor;
+use std::sync::Arc;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::contract::{Contract, Registry};
+use crate::error::Retryable;
+use crate::layout;
+use crate::scratch::Scratch;
+use crate::silver::{BATCH_ID, INGESTED_AT};
+use crate::state::{LakeState, StateError};
+use crate::storage::{ObjectStore, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error("no data contract for dataset `{0}`")]
+    UnknownDataset(String),
+    #[error(
+        "compacting {partition}: {source}; the partition is left as it was (fix the files, or leave it uncompacted)"
+    )]
+    Parquet {
+        partition: String,
+        #[source]
+        source: PolarsError,
+    },
+    #[error("compaction work directory: {0}")]
+    WorkDir(#[source] std::io::Error),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl Retryable for CompactError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            CompactError::State(e) => e.is_retryable(),
+            CompactError::Storage(e) => e.is_retryable(),
+            CompactError::WorkDir(_) => true,
+            CompactError::UnknownDataset(_) | CompactError::Parquet { .. } => false,
+        }
+    }
+}
+
+/// What a compaction started: written before its output, removed once its inputs are gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactionRecord {
+    pub dataset: String,
+    pub partition: String,
+    pub output: String,
+    pub inputs: Vec<String>,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CompactionReport {
+    /// Partitions rewritten into one file.
+    pub partitions: usize,
+    pub files_in: usize,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    /// Records of interrupted runs that this run finished or dropped.
+    pub resumed: usize,
+}
+
+/// How long a claim on the compaction of a dataset lasts.
+const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(16 * 60);
+
+/// The file name prefix of compacted files (`part-compacted-<digest>.parquet`).
+const COMPACTED: &str = "part-compacted-";
+
+#[derive(Debug, Clone)]
+pub struct Compactor {
+    store: Arc<dyn ObjectStore>,
+    state: LakeState,
+    registry: Arc<Registry>,
+    /// Partitions with fewer eligible files than this are left alone.
+    pub min_files: usize,
+}
+
+impl Compactor {
+    pub fn new(store: Arc<dyn ObjectStore>, registry: Arc<Registry>) -> Self {
+        Compactor {
+            state: LakeState::new(store.clone()),
+            store,
+            registry,
+            min_files: 8,
+        }
+    }
+
+    pub fn with_min_files(mut self, min_files: usize) -> Self {
+        self.min_files = min_files.max(2);
+        self
+    }
+
+    /// Compacts every partition of `dataset` with at least `min_files` eligible files; one run
+    /// per dataset at a time.
+    pub async fn compact(&self, dataset: &str) -> Result<CompactionReport, CompactError> {
+        let contract = self
+            .registry
+            .get(dataset)
+            .ok_or_else(|| CompactError::UnknownDataset(dataset.to_owned()))?;
+        self.state
+            .with_claim(
+                &layout::stage_claim_key(&format!("compact-{dataset}")),
+                CLAIM_TTL,
+                CLAIM_TTL,
+                async || self.compact_claimed(contract).await,
+            )
+            .await
+    }
+
+    async fn compact_claimed(&self, contract: &Contract) -> Result<CompactionReport, CompactError> {
+        let dataset = contract.name.as_str();
+        let mut report = CompactionReport::default();
+        for meta in self
+            .store
+            .list(&layout::compaction_record_prefix(dataset))
+            .await?
+        {
+            if let Some(record) = self.state.get_json::<CompactionRecord>(&meta.key).await? {
+                self.finish(&meta.key, &record).await?;
+                report.resumed += 1;
+            }
+        }
+        let mut partitions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for meta in self.store.list(&layout::processed_prefix(dataset)).await? {
+            if let Some((dir, _)) = meta.key.rsplit_once('/')
+                && meta.key.ends_with(".parquet")
+            {
+                partitions.entry(dir.to_owned()).or_default().push(meta.key);
+            }
+        }
+        let mut loaded: HashMap<String, bool> = HashMap::new();
+        for (dir, files) in partitions {
+            let mut eligible = Vec::new();
+            for key in files {
+                let name = layout::file_name(&key);
+                let ok = if name.starts_with(COMPACTED) {
+                    true
+                } else if let Some(batch) = name
+                    .strip_prefix("part-")
+                    .and_then(|n| n.strip_suffix(".parquet"))
+                {
+                    match loaded.get(batch) {
+                        Some(ok) => *ok,
+                        None => {
+                            let ok = self
+                                .state
+                                .exists(&layout::loaded_marker_key(dataset, batch))
+                                .await?;
+                            loaded.insert(batch.to_owned(), ok);
+                            ok
+                        }
+                    }
+                } else {
+                    false
+                };
+                if ok {
+                    eligible.push(key);
+                }
+            }
+            if eligible.len() < self.min_files {
+                continue;
+            }
+            let partition = dir
+                .strip_prefix(&layout::processed_prefix(dataset))
+                .unwrap_or(&dir)
+                .to_owned();
+            let (rows_in, rows_out) = self
+                .compact_partition(contract, &partition, &eligible)
+                .await?;
+            report.partitions += 1;
+            report.files_in += eligible.len();
+            report.rows_in += rows_in;
+            report.rows_out += rows_out;
+        }
+        info!(
+            dataset,
+            partitions = report.partitions,
+            files_in = report.files_in,
+            rows_in = report.rows_in,
+            rows_out = report.rows_out,
+            resumed = report.resumed,
+            "compaction done"
+        );
+        Ok(report)
+    }
+
+    /// Finishes (or drops) the compaction a record describes.
+    async fn finish(
+        &self,
+        record_key: &str,
+        record: &CompactionRecord,
+    ) -> Result<(), CompactError> {
+        if self.store.head(&record.output).await?.is_some() {
+            for input in record.inputs.iter().filter(|k| **k != record.output) {
+                self.store.delete(input).await?;
+            }
+            info!(partition = %record.partition, "finished an interrupted compaction");
+        } else {
+            warn!(partition = %record.partition, "dropped an interrupted compaction that wrote nothing");
+        }
+        self.state.delete(record_key).await?;
+        Ok(())
+    }
+
+    async fn compact_partition(
+        &self,
+        contract: &Contract,
+        partition: &str,
+        inputs: &[String],
+    ) -> Result<(u64, u64), CompactError> {
+        let dataset = contract.name.as_str();
+        let parquet = |source| CompactError::Parquet {
+            partition: partition.to_owned(),
+            source,
+        };
+        let mut all: Option<DataFrame> = None;
+        for key in inputs {
+            let bytes = self
+                .store
+                .get(key)
+                .await?
+                .ok_or_else(|| StorageError::NotFound { key: key.clone() })?;
+            let df = ParquetReader::new(Cursor::new(bytes))
+                .finish()
+                .map_err(parquet)?;
+            match &mut all {
+                None => all = Some(df),
+                Some(acc) => {
+                    acc.vstack_mut(&df).map_err(parquet)?;
+                }
+            }
+        }
+        let Some(mut all) = all else {
+            return Ok((0, 0));
+        };
+        all.rechunk_mut();
+        let rows_in = all.height() as u64;
+        let winners = latest_rows(&all, contract).map_err(parquet)?;
+        let mut out = all
+            .take(&IdxCa::from_vec("rows".into(), winners))
+            .map_err(parquet)?;
+        drop(all);
+        let rows_out = out.height() as u64;
+
+        let mut digest = Sha256::new();
+        for key in inputs {
+            digest.update(key.as_bytes());
+            digest.update(b"\n");
+        }
+        let hex: String = digest
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let output = layout::compacted_silver_key(dataset, partition, &hex);
+        let record_key = layout::compaction_record_key(dataset, &hex);
+        let record = CompactionRecord {
+            dataset: dataset.to_owned(),
+            partition: partition.to_owned(),
+            output: output.clone(),
+            inputs: inputs.to_vec(),
+        };
+        self.state.put_json(&record_key, &record).await?;
+
+        let work = Scratch::create_in(&std::env::temp_dir(), "shoplake-compact-")
+            .map_err(CompactError::WorkDir)?;
+        let path = work.path().join("compacted.parquet");
+        {
+            let file = std::fs::File::create(&path).map_err(CompactError::WorkDir)?;
+            ParquetWriter::new(std::io::BufWriter::new(file))
+                .with_compression(ParquetCompression::Zstd(None))
+                .with_statistics(StatisticsOptions::default())
+                .finish(&mut out)
+                .map_err(parquet)?;
+        }
+        self.store.put_file_moving(&output, &path).await?;
+        drop(work);
+        self.finish(&record_key, &record).await?;
+        info!(
+            dataset,
+            partition,
+            files = inputs.len(),
+            rows_in,
+            rows_out,
+            "partition compacted"
+        );
+        Ok((rows_in, rows_out))
+    }
+}
+
+/// The row of each key that every reader keeps: greatest version, then the later ingestion
+/// (`_ingested_at`, then `_batch_id`), as gold and the warehouse MERGE decide.
+fn latest_rows(df: &DataFrame, contract: &Contract) -> PolarsResult<Vec<IdxSize>> {
+    let key_name = contract.key_column().name.as_str();
+    let version_name = contract.columns[contract.version].name.as_str();
+    let as_i64 = |name: &str| -> PolarsResult<Vec<Option<i64>>> {
+        let c = df.column(name)?.cast(&DataType::Int64)?;
+        let ca = c.i64()?;
+        Ok((0..ca.len()).map(|i| ca.get(i)).collect())
+    };
+    let strings = |name: &str| -> PolarsResult<Vec<Option<String>>> {
+        let ca = df.column(name)?.str()?;
+        Ok((0..ca.len())
+            .map(|i| ca.get(i).map(str::to_owned))
+            .collect())
+    };
+    let keys = strings(key_name)?;
+    let versions = as_i64(version_name)?;
+    let ingested = as_i64(INGESTED_AT)?;
+    let batches = strings(BATCH_ID)?;
+    let rank = |i: usize| (versions[i], ingested[i], batches[i].clone());
+    let mut winner: HashMap<Option<&str>, usize> = HashMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        let k = key.as_deref();
+        match winner.get(&k) {
+            Some(&j) if rank(j) >= rank(i) => {}
+            _ => {
+                winner.insert(k, i);
+            }
+        }
+    }
+    let mut rows: Vec<IdxSize> = winner.into_values().map(|i| i as IdxSize).collect();
+    rows.sort_unstable();
+    Ok(rows)
+}

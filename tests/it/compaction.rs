@@ -1,0 +1,324 @@
+//! Compaction: a partition of many small files becomes one latest-wins file; readers see every
+//! row exactly once whether a compaction finished, was killed at any write, or was re-run; a
+//! batch the load stage has not loaded keeps its own file and still loads.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use chrono::{NaiveDate, TimeZone, Utc};
+use polars::prelude::*;
+use shoplake::compact::Compactor;
+use shoplake::contract::Registry;
+use shoplake::ingest::{IngestSettings, Ingestor};
+use shoplake::quality::QualityGate;
+use shoplake::stages::load::{BatchLoad, Loader};
+use shoplake::storage::{LocalStore, ObjectStore};
+use shoplake::warehouse::{RecordingExecutor, Warehouse};
+
+use crate::support::faulty::{Fault, FaultyStore};
+
+const BATCHES: i64 = 10;
+
+fn day(n: i64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 3, 1).unwrap() + chrono::Duration::days(n)
+}
+
+struct Lake {
+    dir: tempfile::TempDir,
+    local: Arc<LocalStore>,
+    registry: Arc<Registry>,
+}
+
+fn loader(store: Arc<dyn ObjectStore>, registry: Arc<Registry>) -> Loader {
+    Loader::new(
+        store,
+        Arc::new(RecordingExecutor::new()),
+        Warehouse {
+            schema: "shoplake".into(),
+            copy_role_arn: "arn:aws:iam::1:role/copy".into(),
+        },
+        registry,
+    )
+}
+
+impl Lake {
+    /// `BATCHES` daily orders exports, all in one partition (orders of 1 March, EU), each
+    /// updating earlier orders and adding new ones; all gated and loaded. Then one more batch,
+    /// ingested but not gated (so not loaded). Returns the lake and that batch's id.
+    async fn build() -> (Lake, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake {
+            local: Arc::new(LocalStore::new(dir.path()).unwrap()),
+            dir,
+            registry: Arc::new(Registry::builtin()),
+        };
+        for n in 1..=BATCHES {
+            let batch = lake.ingest(n).await;
+            let now = Utc.from_utc_datetime(&day(n).and_hms_opt(2, 0, 0).unwrap());
+            QualityGate::new(lake.local.clone(), lake.registry.clone())
+                .evaluate("orders", &batch, now)
+                .await
+                .unwrap();
+        }
+        let report = loader(lake.local.clone(), lake.registry.clone())
+            .load_pending(Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            report
+                .batches
+                .iter()
+                .filter(|b| matches!(b, BatchLoad::Loaded { .. }))
+                .count(),
+            BATCHES as usize
+        );
+        let late = lake.ingest(BATCHES + 1).await;
+        (lake, late)
+    }
+
+    async fn ingest(&self, n: i64) -> String {
+        let key = format!("raw/orders/{}.csv", day(n));
+        let mut body = String::from(
+            "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+        );
+        // Orders 0..5n exist by batch n; batch n adds five and rewrites some even ones (odd
+        // ones keep their first version: losing any file's rows shows in the view).
+        for i in 0..5 * n {
+            if i >= 5 * (n - 1) || (i % 3 == (n % 3) && i % 2 == 0) {
+                let status =
+                    ["placed", "paid", "shipped", "delivered"][(n as usize + i as usize) % 4];
+                body += &format!(
+                    "O{i},C{i},2026-03-01T09:00:00Z,{status},EU,EUR,{i}.50,1,{}T0{}:00:00Z\n",
+                    day(n),
+                    i % 10
+                );
+            }
+        }
+        self.local.put(&key, Bytes::from(body)).await.unwrap();
+        let at = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(
+                Utc.from_utc_datetime(&day(n).and_hms_opt(1, 0, 0).unwrap())
+                    .timestamp() as u64,
+            );
+        std::fs::File::options()
+            .write(true)
+            .open(self.dir.path().join(&key))
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+        Ingestor::new(
+            self.local.clone(),
+            self.registry.clone(),
+            IngestSettings::default(),
+        )
+        .ingest(&key)
+        .await
+        .unwrap()
+        .manifest
+        .batch_id
+    }
+
+    /// Every silver row as a reader scans it: (order_id, status, updated_at, _ingested_at,
+    /// _batch_id), from all files.
+    fn rows(&self) -> Vec<(String, String, i64, i64, String)> {
+        let contract = self.registry.get("orders").unwrap();
+        let df = shoplake::silver::read::scan_dataset(self.dir.path(), contract)
+            .unwrap()
+            .collect()
+            .unwrap();
+        let s = |c: &str| -> Vec<String> {
+            let col = df.column(c).unwrap().cast(&DataType::String).unwrap();
+            let ca = col.str().unwrap();
+            (0..ca.len())
+                .map(|i| ca.get(i).unwrap().to_owned())
+                .collect()
+        };
+        let i = |c: &str| -> Vec<i64> {
+            let col = df.column(c).unwrap().cast(&DataType::Int64).unwrap();
+            let ca = col.i64().unwrap();
+            (0..ca.len()).map(|i| ca.get(i).unwrap()).collect()
+        };
+        let (k, st, up, ing, b) = (
+            s("order_id"),
+            s("status"),
+            i("updated_at"),
+            i("_ingested_at"),
+            s("_batch_id"),
+        );
+        (0..k.len())
+            .map(|n| (k[n].clone(), st[n].clone(), up[n], ing[n], b[n].clone()))
+            .collect()
+    }
+
+    /// What every reader (gold, the warehouse MERGE) makes of the rows: per key, the greatest
+    /// (updated_at, _ingested_at, _batch_id), and how many identical copies of that row the
+    /// files hold (more than one only while a killed compaction awaits its re-run).
+    fn view(&self) -> BTreeMap<String, (String, i64, String)> {
+        let mut out: BTreeMap<String, (i64, i64, String, String)> = BTreeMap::new();
+        for (k, status, up, ing, batch) in self.rows() {
+            let e = out
+                .entry(k)
+                .or_insert((i64::MIN, i64::MIN, String::new(), String::new()));
+            if (up, ing, batch.clone()) > (e.0, e.1, e.2.clone()) {
+                *e = (up, ing, batch, status);
+            }
+        }
+        out.into_iter()
+            .map(|(k, (up, _, batch, status))| (k, (status, up, batch)))
+            .collect()
+    }
+
+    fn files(&self) -> Vec<String> {
+        crate::support::files(&self.dir.path().join("processed/orders"))
+            .into_iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_of_many_files_becomes_one_latest_wins_file_and_the_late_batch_keeps_its_own() {
+    let (lake, late) = Lake::build().await;
+    let before = lake.view();
+    assert_eq!(lake.files().len(), BATCHES as usize + 1);
+    let report = Compactor::new(lake.local.clone(), lake.registry.clone())
+        .compact("orders")
+        .await
+        .unwrap();
+    assert_eq!((report.partitions, report.files_in), (1, BATCHES as usize));
+    assert!(report.rows_out < report.rows_in, "{report:?}");
+    assert_eq!(lake.view(), before, "readers see the same latest rows");
+    let mut files = lake.files();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.contains(&format!("part-{late}.parquet")), "{files:?}");
+    // Each key exactly once among the compacted rows, lineage kept.
+    let compacted: Vec<_> = lake.rows().into_iter().filter(|r| r.4 != late).collect();
+    assert_eq!(compacted.len() as u64, report.rows_out);
+    let keys: std::collections::BTreeSet<&String> = compacted.iter().map(|r| &r.0).collect();
+    assert_eq!(keys.len(), compacted.len());
+    assert!(
+        compacted.iter().any(|r| r.4 != compacted[0].4),
+        "batch ids kept"
+    );
+
+    // Idempotent: nothing left to do.
+    let again = Compactor::new(lake.local.clone(), lake.registry.clone())
+        .compact("orders")
+        .await
+        .unwrap();
+    assert_eq!(again.partitions, 0);
+
+    // The late batch still gates and loads from its own file.
+    let now = Utc.from_utc_datetime(&day(BATCHES + 1).and_hms_opt(2, 0, 0).unwrap());
+    QualityGate::new(lake.local.clone(), lake.registry.clone())
+        .evaluate("orders", &late, now)
+        .await
+        .unwrap();
+    let report = loader(lake.local.clone(), lake.registry.clone())
+        .load_pending(Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&report.batches[..], [BatchLoad::Loaded { batch_id, .. }] if *batch_id == late),
+        "{:?}",
+        report.batches
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_finishes_it() {
+    // Writes of a run: claim, record, output, BATCHES deletes, record delete, claim release.
+    for nth in [2, 3, 4, 8, BATCHES as usize + 4] {
+        for fault in [Fault::Fail, Fault::Abort] {
+            let (lake, late) = Lake::build().await;
+            let before = lake.view();
+            let faulty = Arc::new(FaultyStore::failing(lake.local.clone(), nth, fault));
+            let killed = Compactor::new(faulty.clone(), lake.registry.clone())
+                .compact("orders")
+                .await;
+            assert!(killed.is_err(), "write {nth} ({fault:?}) ends the run");
+            assert_eq!(
+                lake.view(),
+                before,
+                "after a kill at write {nth} ({fault:?}, {:?})",
+                faulty.faulted()
+            );
+            // The re-run (its claim taken over: the killed run's owner is gone) finishes it.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let rerun = Compactor::new(lake.local.clone(), lake.registry.clone());
+            let report = match rerun.compact("orders").await {
+                Ok(r) => r,
+                Err(e) => panic!("re-run after write {nth} ({fault:?}): {e}"),
+            };
+            assert_eq!(lake.view(), before, "after the re-run ({nth}, {fault:?})");
+            let files = lake.files();
+            assert_eq!(
+                files.len(),
+                2,
+                "one compacted file and the late batch's: {files:?} {report:?}"
+            );
+            let rows = lake.rows();
+            let compacted: Vec<_> = rows.iter().filter(|r| r.4 != late).collect();
+            let keys: std::collections::BTreeSet<&String> =
+                compacted.iter().map(|r| &r.0).collect();
+            assert_eq!(keys.len(), compacted.len(), "every row exactly once");
+            assert!(
+                crate::support::files(&lake.dir.path().join("runs/compact")).is_empty(),
+                "no compaction record left"
+            );
+        }
+    }
+}
+
+/// The gold KPIs of March as a backfill computes them from the lake now.
+async fn gold_of_march(lake: &Lake) -> DataFrame {
+    use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
+    let work = tempfile::tempdir().unwrap();
+    Aggregator::new(lake.local.clone(), lake.registry.clone(), work.path())
+        .aggregate(AggregateRequest::Range {
+            from: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            to: NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(),
+        })
+        .await
+        .unwrap();
+    let key = shoplake::layout::gold_month_key(shoplake::layout::DAILY_KPIS, "2026-03");
+    crate::support::read_parquet(&lake.dir.path().join(key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kpis_are_the_same_before_after_and_in_the_middle_of_a_compaction() {
+    let (lake, _late) = Lake::build().await;
+    let before = gold_of_march(&lake).await;
+    let placed = before
+        .column("orders_placed")
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap();
+    assert_eq!(
+        placed.i64().unwrap().get(0),
+        Some(5 * (BATCHES + 1)),
+        "every order of 1 March once, the late batch's too: {before}"
+    );
+    let faulty = Arc::new(FaultyStore::failing(lake.local.clone(), 5, Fault::Abort));
+    assert!(
+        Compactor::new(faulty, lake.registry.clone())
+            .compact("orders")
+            .await
+            .is_err()
+    );
+    assert!(
+        gold_of_march(&lake).await.equals_missing(&before),
+        "killed midway"
+    );
+    Compactor::new(lake.local.clone(), lake.registry.clone())
+        .compact("orders")
+        .await
+        .unwrap();
+    assert!(
+        gold_of_march(&lake).await.equals_missing(&before),
+        "compacted"
+    );
+}

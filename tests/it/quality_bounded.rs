@@ -1,0 +1,261 @@
+//! The referential check's cost does not grow with history: the same payments batch, checked
+//! against 8 and against 80 days of orders (and payments), downloads the same bytes within a
+//! fixed margin, and still finds its orphan.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use chrono::{NaiveDate, TimeZone, Utc};
+use shoplake::contract::Registry;
+use shoplake::ingest::{IngestSettings, Ingestor};
+use shoplake::quality::QualityGate;
+use shoplake::storage::{LocalStore, ObjectStore};
+
+use crate::support::faulty::FaultyStore;
+
+const WINDOW_DAYS: u32 = 2;
+
+/// The built-in contracts, payments referencing orders at most `WINDOW_DAYS` older.
+fn registry(dir: &std::path::Path) -> Arc<Registry> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
+    for name in ["customers", "orders", "payments"] {
+        let text = std::fs::read_to_string(src.join(format!("{name}.toml"))).unwrap();
+        let text = text.replace("window_days = 90", &format!("window_days = {WINDOW_DAYS}"));
+        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+    }
+    let registry = Registry::from_dir(dir).unwrap();
+    assert_eq!(
+        registry.get("payments").unwrap().quality.references[0].window_days,
+        Some(WINDOW_DAYS),
+        "the test contract declares the window"
+    );
+    Arc::new(registry)
+}
+
+fn day(n: i64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Duration::days(n)
+}
+
+/// Writes a raw export whose modification time (so batch id) is `n` days in.
+async fn put_raw(root: &std::path::Path, store: &LocalStore, key: &str, body: String, n: i64) {
+    store.put(key, Bytes::from(body)).await.unwrap();
+    let at = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            Utc.from_utc_datetime(&day(n).and_hms_opt(23, 0, 0).unwrap())
+                .timestamp() as u64,
+        );
+    std::fs::File::options()
+        .write(true)
+        .open(root.join(key))
+        .unwrap()
+        .set_modified(at)
+        .unwrap();
+}
+
+fn orders_csv(n: i64) -> String {
+    let mut s = String::from(
+        "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+    );
+    for i in 0..40 {
+        s += &format!(
+            "O{n}-{i},C{i},{d}T09:00:00Z,paid,EU,EUR,10.00,1,{d}T09:00:00Z\n",
+            d = day(n)
+        );
+    }
+    s
+}
+
+/// Payments of day `n` for that day's orders; the last batch adds one orphan and one payment
+/// too old to verify.
+fn payments_csv(n: i64, last: bool) -> String {
+    let mut s =
+        String::from("payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n");
+    for i in 0..40 {
+        // Paid the day after the order, within the window.
+        s += &format!(
+            "P{n}-{i},O{}-{i},{d}T10:00:00Z,card,succeeded,10.00,EUR,{d}T10:00:00Z\n",
+            n - 1,
+            d = day(n)
+        );
+    }
+    if last {
+        s += &format!(
+            "PGHOST,GHOST,{d}T10:00:00Z,card,succeeded,10.00,EUR,{d}T10:00:00Z\n",
+            d = day(n)
+        );
+        // Dated before the retained history: its order may have expired.
+        s += &format!(
+            "POLD,O0-1,{d}T10:00:00Z,card,refunded,10.00,EUR,{e}T10:00:00Z\n",
+            d = day(n - 400),
+            e = day(n)
+        );
+    }
+    s
+}
+
+/// Builds `history` days of orders and payments, then checks one more payments batch; returns
+/// the bytes that check downloaded and its referential facts.
+async fn check_after(history: i64) -> (u64, f64, usize, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let contracts = tempfile::tempdir().unwrap();
+    let registry = registry(contracts.path());
+    let local = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let store: Arc<dyn ObjectStore> = local.clone();
+    let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    for n in 1..=history {
+        let key = format!("raw/orders/{}.csv", day(n));
+        put_raw(dir.path(), &local, &key, orders_csv(n), n).await;
+        ingestor.ingest(&key).await.unwrap();
+        if n > 1 {
+            let key = format!("raw/payments/{}.csv", day(n));
+            put_raw(dir.path(), &local, &key, payments_csv(n, false), n).await;
+            ingestor.ingest(&key).await.unwrap();
+        }
+    }
+    let last = history + 1;
+    let key = format!("raw/payments/{}.csv", day(last));
+    put_raw(dir.path(), &local, &key, payments_csv(last, true), last).await;
+    let batch = ingestor.ingest(&key).await.unwrap().manifest.batch_id;
+
+    let counting = Arc::new(FaultyStore::counting(store.clone()));
+    let gate = QualityGate::new(counting.clone(), registry);
+    let now = Utc.from_utc_datetime(&day(last).and_hms_opt(23, 30, 0).unwrap());
+    let report = gate.evaluate("payments", &batch, now).await.unwrap();
+    let check = report
+        .checks
+        .iter()
+        .find(|c| c.check == "referential_integrity")
+        .unwrap()
+        .clone();
+    (
+        counting.bytes_read(),
+        check.observed.unwrap(),
+        check.offending_keys.len(),
+        check.message,
+    )
+}
+
+#[tokio::test]
+async fn a_referential_check_reads_the_same_bytes_against_ten_times_the_history() {
+    let (small, rate_small, keys_small, msg_small) = check_after(8).await;
+    let (large, rate_large, keys_large, msg_large) = check_after(80).await;
+    // The batch's own files, the window's order partitions and at most `volume.history`
+    // manifests: the same at both histories, give or take the sizes of the records read.
+    let margin = small / 10;
+    assert!(
+        large <= small + margin,
+        "bytes read grew with history: {small} at 8 days, {large} at 80"
+    );
+    assert!(small > 0);
+    for (rate, keys, msg) in [
+        (rate_small, keys_small, &msg_small),
+        (rate_large, keys_large, &msg_large),
+    ] {
+        // 42 rows: 40 found in the window, one orphan, one unverifiable.
+        assert_eq!((keys, rate), (1, 1.0 / 42.0), "{msg}");
+        assert!(msg.contains("1 of 42 rows"), "{msg}");
+        assert!(msg.contains("1 row(s) unverifiable"), "{msg}");
+    }
+}
+
+fn customers_csv(n: i64) -> String {
+    let mut s = String::from(
+        "customer_id,email,first_name,last_name,customer_region,country,signup_date,updated_at\n",
+    );
+    // The same customers every day, a newer version of each: history grows, keys do not.
+    for i in 0..40 {
+        s += &format!(
+            "C{i},c{i}@example.com,A,B,EU,DE,2025-12-01,{d}T0{h}:00:00Z\n",
+            d = day(n),
+            h = i % 10
+        );
+    }
+    s
+}
+
+/// Orders of day `n` naming customers C0..C39, and in the last batch one customer that was
+/// never exported.
+fn orders_for_customers_csv(n: i64, last: bool) -> String {
+    let mut s = String::from(
+        "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+    );
+    for i in 0..40 {
+        s += &format!(
+            "O{n}-{i},C{i},{d}T09:00:00Z,paid,EU,EUR,10.00,1,{d}T09:00:00Z\n",
+            d = day(n)
+        );
+    }
+    if last {
+        s += &format!(
+            "OGHOST,CGHOST,{d}T09:00:00Z,paid,EU,EUR,10.00,1,{d}T09:00:00Z\n",
+            d = day(n)
+        );
+    }
+    s
+}
+
+/// `history` days of customers, then an orders batch checked once (building the customers' key
+/// index from silver, once per lake), then the measured check of the next orders batch.
+async fn orders_check_after(history: i64) -> (u64, f64, Vec<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::builtin());
+    let local = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let store: Arc<dyn ObjectStore> = local.clone();
+    let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    for n in 1..=history {
+        let key = format!("raw/customers/{}.csv", day(n));
+        put_raw(dir.path(), &local, &key, customers_csv(n), n).await;
+        ingestor.ingest(&key).await.unwrap();
+    }
+    let gate = QualityGate::new(store.clone(), registry.clone());
+    let mut batches = vec![];
+    for (n, last) in [(history + 1, false), (history + 2, true)] {
+        let key = format!("raw/orders/{}.csv", day(n));
+        put_raw(
+            dir.path(),
+            &local,
+            &key,
+            orders_for_customers_csv(n, last),
+            n,
+        )
+        .await;
+        batches.push(ingestor.ingest(&key).await.unwrap().manifest.batch_id);
+    }
+    let now = Utc.from_utc_datetime(&day(history + 2).and_hms_opt(23, 30, 0).unwrap());
+    gate.evaluate("orders", &batches[0], now).await.unwrap();
+
+    let counting = Arc::new(FaultyStore::counting(store.clone()));
+    let gate = QualityGate::new(counting.clone(), registry);
+    let report = gate.evaluate("orders", &batches[1], now).await.unwrap();
+    let check = report
+        .checks
+        .iter()
+        .find(|c| c.check == "referential_integrity")
+        .unwrap()
+        .clone();
+    (
+        counting.bytes_read(),
+        check.observed.unwrap(),
+        check.breakdown.iter().map(|t| t.what.clone()).collect(),
+        check.message,
+    )
+}
+
+#[tokio::test]
+async fn a_check_against_a_dimension_reads_its_key_index_not_its_history() {
+    let (small, rate_small, missing_small, msg_small) = orders_check_after(8).await;
+    let (large, rate_large, missing_large, msg_large) = orders_check_after(80).await;
+    let margin = small / 10;
+    assert!(
+        large <= small + margin,
+        "bytes read grew with the customers' history: {small} at 8 days, {large} at 80"
+    );
+    for (rate, missing, msg) in [
+        (rate_small, &missing_small, &msg_small),
+        (rate_large, &missing_large, &msg_large),
+    ] {
+        assert_eq!(rate, 1.0 / 41.0, "{msg}");
+        assert_eq!(missing, &["CGHOST"], "the missing customer, named: {msg}");
+    }
+}
