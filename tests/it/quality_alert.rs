@@ -422,3 +422,62 @@ async fn a_missing_export_pages_once_and_its_late_arrival_once_on_sns() {
     );
     assert_eq!(attributes["severity"]["Value"], "warn", "{attributes}");
 }
+
+/// A burst on SNS: warnings past the burst threshold wait for a digest, and a FAIL right after
+/// them is published at once.
+#[tokio::test]
+async fn a_fail_after_a_burst_of_warnings_is_published_at_once_and_the_warnings_digested() {
+    let env = env("burst").await;
+    let sample: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/alert-quality-fail.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let fail: QualityReport =
+        serde_json::from_value(sample["responsePayload"]["reports"][0].clone()).unwrap();
+    let warn = |dataset: &str| {
+        let mut r = fail.clone();
+        r.dataset = dataset.into();
+        r.verdict = Verdict::Warn;
+        r.loadable = true;
+        r
+    };
+    // Burst threshold 1: the first warning goes out, the next ones wait.
+    let alerts = AlertService::new(
+        Arc::new(env.store.clone()),
+        Arc::new(SnsNotifier::new(
+            shoplake::aws::sns_client(&moto::server().sdk_config()),
+            &env.topic,
+        )),
+        AlertSettings {
+            digest_threshold: 1,
+            ..AlertSettings::default()
+        },
+    );
+    let at = |minute| Utc.with_ymd_and_hms(2026, 11, 21, 1, minute, 0).unwrap();
+    let request = |r: QualityReport| shoplake::stages::alert::AlertRequest::Quality(Box::new(r));
+    for (i, d) in ["customers", "payments", "refunds"].iter().enumerate() {
+        alerts.handle(request(warn(d)), at(i as u32)).await.unwrap();
+    }
+    let out = alerts.handle(request(fail.clone()), at(3)).await.unwrap();
+    assert!(matches!(out[0], AlertOutcome::Sent { .. }), "{out:?}");
+    let sent = published(&env.topic);
+    let subjects: Vec<&str> = sent.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(subjects[0].starts_with("[WARN] customers"), "{subjects:?}");
+    assert!(subjects[1].starts_with("[FAIL] orders"), "{subjects:?}");
+    // The held warnings, once the oldest has waited the window: one digest of two.
+    let out = alerts
+        .handle(shoplake::stages::alert::AlertRequest::FlushDigest, at(20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out[0], AlertOutcome::DigestSent { alerts: 2, .. }),
+        "{out:?}"
+    );
+    let sent = published(&env.topic);
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[2].0, "[WARN] 2 alerts for payments, refunds");
+}
