@@ -110,7 +110,7 @@ def ours(lake_bin, csv, work, budget_mb, threads):
     env = dict(os.environ, POLARS_MAX_THREADS=str(threads), LAKE_WORK_DIR=str(work / "spill"),
                RUST_LOG="error")
     (work / "spill").mkdir(exist_ok=True)
-    wall, rss, out = run_measured([lake_bin, "ingest", "--lake", lake, "--dataset", "orders",
+    wall, rss, out = run_measured([lake_bin, "ingest", "--json", "--lake", lake, "--dataset", "orders",
                                    "--memory-budget-mb", str(budget_mb), raw / csv.name], env)
     summary = json.loads(out.splitlines()[0])
     assert summary["status"] == "succeeded", summary
