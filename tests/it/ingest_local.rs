@@ -476,3 +476,79 @@ fn a_gzip_source_holding_more_than_its_trailer_declares_is_processed_whole() {
     assert_eq!(out["rows_written"], 4_001);
     assert_eq!(out["duplicates_dropped"], 5_999);
 }
+
+/// `lake compact`: a partition that three batches wrote to becomes one file once they are in the
+/// warehouse, with every row still there; a second run finds nothing to do.
+#[test]
+fn lake_compact_rewrites_a_partition_of_loaded_batches_into_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    let l = lake_dir.to_str().unwrap();
+    let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
+    for b in 0..3 {
+        let file = dir.path().join(format!("orders-{b}.csv"));
+        let mut csv = header.to_owned();
+        for i in 0..10 {
+            csv += &format!(
+                "O{b}{i},C1,2026-11-21T09:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T09:0{b}:00Z\n"
+            );
+        }
+        std::fs::write(&file, csv).unwrap();
+        let (ok, stdout, stderr) = lake(&[
+            "ingest",
+            "--json",
+            "--lake",
+            l,
+            "--dataset",
+            "orders",
+            file.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        // As the load stage marks a batch that reached the warehouse.
+        let batch = json_lines(&stdout)[0]["batch_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let marker = lake_dir.join(format!("runs/loaded/orders/{batch}"));
+        std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+        std::fs::write(marker, "").unwrap();
+    }
+    let partition = lake_dir.join("processed/orders/order_date=2026-11-21/customer_region=EU");
+    assert_eq!(walk(&partition).len(), 3);
+
+    let compact = [
+        "compact",
+        "--lake",
+        l,
+        "--dataset",
+        "orders",
+        "--min-files",
+        "2",
+        "--json",
+    ];
+    let (ok, stdout, stderr) = lake(&compact);
+    assert!(ok, "{stderr}");
+    let report = &json_lines(&stdout)[0]["report"];
+    assert_eq!(
+        (
+            &report["partitions"],
+            &report["files_in"],
+            &report["rows_in"],
+            &report["rows_out"]
+        ),
+        (
+            &Value::from(1),
+            &Value::from(3),
+            &Value::from(30),
+            &Value::from(30)
+        ),
+        "{report}"
+    );
+    let files = walk(&partition);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(read_parquet(Path::new(&files[0])).height(), 30);
+
+    let (ok, stdout, _) = lake(&compact);
+    assert!(ok);
+    assert_eq!(json_lines(&stdout)[0]["report"]["partitions"], 0);
+}

@@ -54,6 +54,7 @@ Examples:
   lake load --lake lake --dry-run
   lake run --lake lake exports
   lake show --lake lake
+  lake compact --lake lake --dataset orders
 
 Every command prints a short summary; --json prints JSON instead (schemas in README.md).";
 
@@ -239,6 +240,21 @@ enum Command {
         /// How many quarantined rows to show per batch.
         #[arg(long, default_value_t = 3)]
         rejects: usize,
+    },
+    /// Rewrite partitions that gathered many small files into one latest-wins file each
+    ///
+    /// Only files of batches already in the warehouse (and earlier compacted files) take part;
+    /// a killed run is finished by the next one, and readers see every row once meanwhile.
+    Compact {
+        /// The lake directory, or s3://bucket[/prefix].
+        #[arg(long)]
+        lake: PathBuf,
+        /// Compact this dataset (default: every dataset).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Leave partitions with fewer eligible files than this alone.
+        #[arg(long, default_value_t = 8)]
+        min_files: usize,
     },
 }
 
@@ -1145,6 +1161,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compact {
+            lake,
+            dataset,
+            min_files,
+        } => {
+            let lake = Lake::open(&lake, registry.clone()).await?;
+            let compactor = shoplake::compact::Compactor::new(lake.store.clone(), registry.clone())
+                .with_min_files(min_files);
+            let datasets: Vec<String> = match dataset {
+                Some(d) => vec![d],
+                None => registry
+                    .load_order()
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+            };
+            for dataset in datasets {
+                let report = compactor.compact(&dataset).await?;
+                if json {
+                    emit(serde_json::to_string(
+                        &serde_json::json!({"dataset": dataset, "report": report}),
+                    )?)?;
+                } else {
+                    emit(format!(
+                        "{dataset}: {} partition(s) compacted, {} file(s) into {}, {} row(s) kept of {}{}",
+                        report.partitions,
+                        report.files_in,
+                        report.partitions,
+                        report.rows_out,
+                        report.rows_in,
+                        match report.resumed {
+                            0 => String::new(),
+                            n => format!("; {n} interrupted run(s) finished"),
+                        }
+                    ))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Show { lake, rejects } => {
             let lake = Lake::open(&lake, registry.clone()).await?;
             let state = LakeState::new(lake.store.clone());
@@ -1226,7 +1281,7 @@ mod tests {
             .map(|s| s.get_name().to_owned())
             .filter(|n| n != "help")
             .collect();
-        assert_eq!(names.len(), 8, "{names:?}");
+        assert_eq!(names.len(), 9, "{names:?}");
         for name in names {
             let example = format!("lake {name} ");
             assert!(
