@@ -378,3 +378,22 @@ fn ingest_and_quality_can_reach_the_key_index_and_ingest_reads_back_its_silver()
         "only the stages that use the index reach it"
     );
 }
+
+/// The alert function reads what its checks look at: the day's batch keys (arrival check), and
+/// the loaded markers, load failures and quality reports (SLA check).
+#[test]
+fn the_alert_role_reads_what_its_checks_read() {
+    let template = template();
+    let role = resources(&template)["AlertRole"].join("\n");
+    for prefix in ["runs/loaded/*", "runs/load_failures/*", "quality/*"] {
+        assert!(
+            role.contains(&format!("/{prefix}\"")),
+            "AlertRole cannot GetObject {prefix}"
+        );
+        assert!(role.contains(prefix), "AlertRole cannot list {prefix}");
+    }
+    assert!(
+        role.contains("manifests/*"),
+        "AlertRole cannot list manifests/"
+    );
+}
