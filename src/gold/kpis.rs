@@ -42,7 +42,7 @@ fn any_of(column: &str, values: &[&str]) -> Expr {
 }
 
 /// Latest version of every key: greatest `updated_at`, then the later ingestion.
-fn latest(silver: LazyFrame, key: &str) -> LazyFrame {
+pub(crate) fn latest(silver: LazyFrame, key: &str) -> LazyFrame {
     silver
         .sort_by_exprs(
             [col("updated_at"), col("_ingested_at"), col("_batch_id")],
@@ -159,24 +159,8 @@ pub fn divide_half_away(numerator: i128, denominator: i128) -> Option<i128> {
 /// Computes `daily_kpis` from silver orders and payments (all files, all versions; partition
 /// columns `order_date`, `customer_region`, `payment_date` included).
 pub fn daily_kpis(orders: LazyFrame, payments: LazyFrame) -> PolarsResult<DataFrame> {
-    let (orders, payments) = latest_versions(orders, payments)?;
-    daily_kpis_of_latest(orders, payments)
-}
-
-/// The latest version of every order and payment, computed once (sorting every version is
-/// most of a gold computation) for every gold table built from them.
-pub fn latest_versions(
-    orders: LazyFrame,
-    payments: LazyFrame,
-) -> PolarsResult<(LazyFrame, LazyFrame)> {
-    Ok((
-        latest(orders, "order_id").collect()?.lazy(),
-        latest(payments, "payment_id").collect()?.lazy(),
-    ))
-}
-
-/// [`daily_kpis`] of orders and payments already reduced to their latest versions.
-pub fn daily_kpis_of_latest(orders: LazyFrame, payments: LazyFrame) -> PolarsResult<DataFrame> {
+    let orders = latest(orders, "order_id");
+    let payments = latest(payments, "payment_id");
     let joined = order_measures(orders.clone())
         .join(
             payment_measures(payments, orders),

@@ -5,7 +5,7 @@
 
 use polars::prelude::*;
 
-use super::kpis::{UNKNOWN_REGION, cents, count, decimal_column, latest_versions};
+use super::kpis::{UNKNOWN_REGION, cents, count, decimal_column, latest};
 
 /// The gold table's name (its objects are `gold/payment_methods_daily/month=YYYY-MM/…`).
 pub const TABLE: &str = "payment_methods_daily";
@@ -33,15 +33,8 @@ pub const MONEY: [&str; 2] = ["succeeded_amount", "refunded_amount"];
 /// Computes `payment_methods_daily` from silver orders and payments (all files, all versions;
 /// partition columns included), as `daily_kpis` reads them.
 pub fn payment_methods_daily(orders: LazyFrame, payments: LazyFrame) -> PolarsResult<DataFrame> {
-    let (orders, payments) = latest_versions(orders, payments)?;
-    payment_methods_of_latest(orders, payments)
-}
-
-/// [`payment_methods_daily`] of orders and payments already reduced to their latest versions.
-pub fn payment_methods_of_latest(
-    orders: LazyFrame,
-    payments: LazyFrame,
-) -> PolarsResult<DataFrame> {
+    let orders = latest(orders, "order_id");
+    let payments = latest(payments, "payment_id");
     let regions = orders.select([col("order_id"), col("customer_region")]);
     let status = |s: &str| col("status").eq(lit(s.to_owned()));
     let grouped = payments

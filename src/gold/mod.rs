@@ -6,6 +6,6 @@ pub mod kpis;
 pub mod methods;
 pub mod writer;
 
-pub use kpis::{UNKNOWN_REGION, daily_kpis, daily_kpis_of_latest, latest_versions};
-pub use methods::{payment_methods_daily, payment_methods_of_latest};
+pub use kpis::{UNKNOWN_REGION, daily_kpis};
+pub use methods::payment_methods_daily;
 pub use writer::{GoldError, write_months, write_table_months};

@@ -100,10 +100,8 @@ async fn kpis_from_local_silver(
         let compute = || -> Result<(DataFrame, DataFrame), GoldError> {
             let orders = scan_dataset(&root, &orders)?;
             let payments = scan_dataset(&root, &payments)?;
-            // Silver is scanned and every version sorted once for both gold tables.
-            let (orders, payments) = gold::latest_versions(orders, payments)?;
-            let kpis = gold::daily_kpis_of_latest(orders.clone(), payments.clone())?;
-            Ok((kpis, gold::payment_methods_of_latest(orders, payments)?))
+            let kpis = gold::daily_kpis(orders.clone(), payments.clone())?;
+            Ok((kpis, gold::payment_methods_daily(orders, payments)?))
         };
         let _ = tx.send(compute().map_err(AggregateError::from));
     });
