@@ -490,16 +490,12 @@ impl Lake {
     async fn upload_into_raw(&self, dataset: &str, file: &Path) -> anyhow::Result<String> {
         let text = file.to_string_lossy();
         if text.starts_with("s3://") {
-            let root = format!("{}/", self.store.uri("").trim_end_matches('/'));
+            let lake_root = shoplake::storage::root_uri(self.store.as_ref());
+            let root = format!("{lake_root}/");
             let key = text
                 .strip_prefix(root.as_str())
                 .map(str::to_owned)
-                .with_context(|| {
-                    format!(
-                        "{text} is not in this lake ({})",
-                        self.store.uri("").trim_end_matches('/')
-                    )
-                })?;
+                .with_context(|| format!("{text} is not in this lake ({})", lake_root))?;
             anyhow::ensure!(
                 layout::dataset_of_raw_key(&key) == Some(dataset),
                 "{text} is in the lake but not under raw/{dataset}/"
