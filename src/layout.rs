@@ -18,7 +18,8 @@
 //! runs/loaded/<dataset>/_cursor.json                          where the next load lists from
 //! runs/compact/<dataset>/<digest>.json                        a compaction in progress
 //! runs/loaded/gold_months.json                               gold months loaded, by ETag
-//! runs/aggregate/seen_batches.json                           batches folded into gold
+//! runs/aggregate/state.json                                   the nightly KPIs' watermark and state files
+//! runs/aggregate/<table>-<generation>.parquet                 its first orders and tombstones
 //! runs/load/<date>.json                                      a successful load of a day (SLA check)
 //! alerts/…                                                   alert deduplication and digest state
 //! outbox/<n>-<type>-<dataset>.txt                            alerts "sent" by the local notifier
@@ -101,8 +102,13 @@ pub fn load_cursor_key(dataset: &str) -> String {
 /// The ETag of each gold month as last loaded into the warehouse.
 pub const LOADED_GOLD_MONTHS_KEY: &str = "runs/loaded/gold_months.json";
 
-/// Batches whose dates the aggregate stage has folded into gold.
-pub const AGGREGATE_STATE_KEY: &str = "runs/aggregate/seen_batches.json";
+/// The nightly aggregate's state: its batch watermark and the keys of its state tables.
+pub const AGGREGATE_STATE_KEY: &str = "runs/aggregate/state.json";
+
+/// One generation of one nightly aggregate state table (`first_orders`, `tombstones`).
+pub fn aggregate_state_table_key(table: &str, generation: &str) -> String {
+    format!("runs/aggregate/{table}-{generation}.parquet")
+}
 
 /// Where the load stage records batches (and gold months) that failed to load.
 pub const LOAD_FAILURES_PREFIX: &str = "runs/load_failures/";

@@ -195,6 +195,11 @@ pub fn naive_date(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_DAYS_FROM_CE)?)
 }
 
+/// The date → days since the epoch (polars' `Date`).
+pub fn epoch_days(date: NaiveDate) -> i32 {
+    chrono::Datelike::num_days_from_ce(&date) - UNIX_EPOCH_DAYS_FROM_CE
+}
+
 /// Days since the epoch → `YYYY-MM-DD`.
 pub fn format_date(days: i32) -> String {
     NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE)

@@ -167,6 +167,11 @@ pub struct Contract {
     pub quality: QualityRules,
     /// When its exports are expected, if the contract says (`[arrival]`).
     pub arrival: Option<Arrival>,
+    /// How many days a newer version may move a key's date partition (`max_date_move_days`,
+    /// default 0: a key keeps its day). The nightly KPIs look this far around a changed key for
+    /// its older versions; a move beyond it is outside the contract, and only a full recompute
+    /// (`lake aggregate --full`) accounts for it.
+    pub max_date_move_days: u32,
 }
 
 impl Contract {

@@ -23,6 +23,8 @@ pub(super) struct ContractSpec {
     #[serde(default)]
     quality: QualityRules,
     arrival: Option<super::arrival::ArrivalSpec>,
+    #[serde(default)]
+    max_date_move_days: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +224,7 @@ impl ContractSpec {
             partitions,
             quality: self.quality,
             arrival,
+            max_date_move_days: self.max_date_move_days,
         })
     }
 }

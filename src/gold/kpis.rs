@@ -1,5 +1,8 @@
 //! `daily_kpis`: one row per (kpi_date, customer_region, currency), computed with polars from
-//! the latest version of every key across all silver files.
+//! the latest version of every key. [`daily_kpis`] reads every version in silver (a full
+//! recompute); [`kpis_of`] takes the latest versions of some dates plus each customer's first
+//! order date, which is how the nightly run ([`super::incremental`]) recomputes only the days
+//! that changed. Both share every definition below, so they cannot drift apart.
 
 use polars::prelude::*;
 
@@ -55,15 +58,22 @@ pub(crate) fn count(e: Expr) -> Expr {
     e.cast(DataType::Int64).sum()
 }
 
-/// Per-day order measures (money still as summed decimals).
-fn order_measures(orders: LazyFrame) -> LazyFrame {
-    let not_cancelled = col("status").neq(lit("cancelled"));
-    // Each customer's first day with a non-cancelled order, over all of silver.
-    let first = orders
-        .clone()
-        .filter(not_cancelled.clone())
+/// Each customer's first day with a non-cancelled order (`customer_id`, `first_order_date`),
+/// from latest order versions.
+pub fn first_order_dates(latest_orders: LazyFrame) -> LazyFrame {
+    latest_orders
+        .filter(col("status").neq(lit("cancelled")))
         .group_by([col("customer_id")])
-        .agg([col("order_date").min().alias("first_order_date")]);
+        .agg([col("order_date").min().alias(FIRST_ORDER_DATE)])
+}
+
+/// The column of [`first_order_dates`] holding the date.
+pub const FIRST_ORDER_DATE: &str = "first_order_date";
+
+/// Per-day order measures (money still as summed decimals). `first` gives each customer's first
+/// non-cancelled order date over all history, which decides new vs returning.
+fn order_measures(orders: LazyFrame, first: LazyFrame) -> LazyFrame {
+    let not_cancelled = col("status").neq(lit("cancelled"));
     orders
         .join(
             first,
@@ -87,27 +97,54 @@ fn order_measures(orders: LazyFrame) -> LazyFrame {
                 .cast(DataType::Int64)
                 .alias("active_customers"),
             col("customer_id")
-                .filter(not_cancelled.and(col("order_date").eq(col("first_order_date"))))
+                .filter(not_cancelled.and(col("order_date").eq(col(FIRST_ORDER_DATE))))
                 .n_unique()
                 .cast(DataType::Int64)
                 .alias("new_customers"),
         ])
 }
 
-/// Per-day payment measures; a payment's region is its order's, or UNKNOWN.
-fn payment_measures(payments: LazyFrame, orders: LazyFrame) -> LazyFrame {
-    let regions = orders.select([col("order_id"), col("customer_region")]);
-    payments
-        .join(
-            regions,
-            [col("order_id")],
-            [col("order_id")],
-            JoinArgs::new(JoinType::Left),
+/// Latest payments with the `customer_region` of their order: the order's latest version when
+/// its `order_date` lies within the payments contract's reference window (at most
+/// `window_days` before the payment's date and not after it, the rule the quality gate
+/// checks), else `UNKNOWN`. The window is what lets the nightly run look regions up in a
+/// bounded number of order partitions; without one, any order in `orders` counts.
+pub fn with_regions(payments: LazyFrame, orders: LazyFrame, window_days: Option<u32>) -> LazyFrame {
+    let regions = orders.select([
+        col("order_id"),
+        col("customer_region"),
+        col("order_date").alias("_order_date"),
+    ]);
+    let joined = payments.join(
+        regions,
+        [col("order_id")],
+        [col("order_id")],
+        JoinArgs::new(JoinType::Left),
+    );
+    let in_window = match window_days {
+        Some(days) => {
+            let age = (col("payment_date").cast(DataType::Int32)
+                - col("_order_date").cast(DataType::Int32))
+            .cast(DataType::Int64);
+            age.clone().gt_eq(lit(0i64)).and(age.lt_eq(lit(i64::from(days))))
+        }
+        None => col("_order_date").is_not_null(),
+    };
+    joined
+        .with_column(
+            when(in_window)
+                .then(col("customer_region"))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .fill_null(lit(UNKNOWN_REGION))
+                .alias("customer_region"),
         )
-        .with_columns([
-            col("payment_date").alias("kpi_date"),
-            col("customer_region").fill_null(lit(UNKNOWN_REGION)),
-        ])
+        .drop(cols(["_order_date"]))
+}
+
+/// Per-day payment measures of latest payments that carry their region ([`with_regions`]).
+fn payment_measures(payments: LazyFrame) -> LazyFrame {
+    payments
+        .with_column(col("payment_date").alias("kpi_date"))
         .group_by(KEYS.map(col))
         .agg([
             count(any_of("status", &["succeeded", "failed"])).alias("payments_attempted"),
@@ -157,13 +194,34 @@ pub fn divide_half_away(numerator: i128, denominator: i128) -> Option<i128> {
 }
 
 /// Computes `daily_kpis` from silver orders and payments (all files, all versions; partition
-/// columns `order_date`, `customer_region`, `payment_date` included).
-pub fn daily_kpis(orders: LazyFrame, payments: LazyFrame) -> PolarsResult<DataFrame> {
+/// columns `order_date`, `customer_region`, `payment_date` included): a full recompute.
+/// `window_days` is the payments contract's reference window to orders ([`with_regions`]).
+pub fn daily_kpis(
+    orders: LazyFrame,
+    payments: LazyFrame,
+    window_days: Option<u32>,
+) -> PolarsResult<DataFrame> {
     let orders = latest(orders, "order_id");
-    let payments = latest(payments, "payment_id");
-    let joined = order_measures(orders.clone())
+    let payments = with_regions(
+        latest(payments, "payment_id"),
+        orders.clone(),
+        window_days,
+    );
+    kpis_of(orders.clone(), first_order_dates(orders), payments)
+}
+
+/// `daily_kpis` rows of the days in `orders` and `payments`: latest order versions, each
+/// customer's first order date over all history ([`first_order_dates`] shape), and latest
+/// payments with their region ([`with_regions`]). A day's row is exact when both frames hold
+/// every latest version of that day.
+pub fn kpis_of(
+    orders: LazyFrame,
+    first: LazyFrame,
+    payments: LazyFrame,
+) -> PolarsResult<DataFrame> {
+    let joined = order_measures(orders, first)
         .join(
-            payment_measures(payments, orders),
+            payment_measures(payments),
             KEYS.map(col),
             KEYS.map(col),
             JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),

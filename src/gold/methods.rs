@@ -5,7 +5,7 @@
 
 use polars::prelude::*;
 
-use super::kpis::{UNKNOWN_REGION, cents, count, decimal_column, latest};
+use super::kpis::{cents, count, decimal_column, latest, with_regions};
 
 /// The gold table's name (its objects are `gold/payment_methods_daily/month=YYYY-MM/…`).
 pub const TABLE: &str = "payment_methods_daily";
@@ -31,22 +31,23 @@ pub const COLUMNS: [&str; 11] = [
 pub const MONEY: [&str; 2] = ["succeeded_amount", "refunded_amount"];
 
 /// Computes `payment_methods_daily` from silver orders and payments (all files, all versions;
-/// partition columns included), as `daily_kpis` reads them.
-pub fn payment_methods_daily(orders: LazyFrame, payments: LazyFrame) -> PolarsResult<DataFrame> {
+/// partition columns included), as `daily_kpis` reads them: a full recompute.
+pub fn payment_methods_daily(
+    orders: LazyFrame,
+    payments: LazyFrame,
+    window_days: Option<u32>,
+) -> PolarsResult<DataFrame> {
     let orders = latest(orders, "order_id");
-    let payments = latest(payments, "payment_id");
-    let regions = orders.select([col("order_id"), col("customer_region")]);
+    methods_of(with_regions(latest(payments, "payment_id"), orders, window_days))
+}
+
+/// `payment_methods_daily` rows of the days in `payments`: latest payments carrying their
+/// region ([`with_regions`]).
+pub fn methods_of(payments: LazyFrame) -> PolarsResult<DataFrame> {
     let status = |s: &str| col("status").eq(lit(s.to_owned()));
     let grouped = payments
-        .join(
-            regions,
-            [col("order_id")],
-            [col("order_id")],
-            JoinArgs::new(JoinType::Left),
-        )
         .with_columns([
             col("payment_date").alias("kpi_date"),
-            col("customer_region").fill_null(lit(UNKNOWN_REGION)),
             col("method").alias("payment_method"),
         ])
         .group_by(KEYS.map(col))

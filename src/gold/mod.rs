@@ -2,10 +2,11 @@
 //! object per month per table. The stage that
 //! runs them is `stages::aggregate`.
 
+pub mod incremental;
 pub mod kpis;
 pub mod methods;
 pub mod writer;
 
 pub use kpis::{UNKNOWN_REGION, daily_kpis};
 pub use methods::payment_methods_daily;
-pub use writer::{GoldError, write_months, write_table_months};
+pub use writer::{GoldError, merge_days, read_months, write_months, write_table_months};

@@ -55,6 +55,66 @@ pub fn scan_dataset(root: &Path, contract: &Contract) -> PolarsResult<LazyFrame>
     LazyFrame::scan_parquet(PlRefPath::new(glob), args)
 }
 
+/// The files of a dataset's date partitions `dates` under `root`, as one lazy frame with every
+/// partition column (from the hive path, as [`scan_dataset`] reads them).
+/// Only those directories are listed and read: what the nightly KPIs use to keep their cost to
+/// the days they recompute. Needs the date partition first in the path
+/// ([`Contract::window_partition`]).
+pub fn scan_dates(
+    root: &Path,
+    contract: &Contract,
+    dates: &std::collections::BTreeSet<chrono::NaiveDate>,
+) -> PolarsResult<LazyFrame> {
+    let Some(date) = contract.window_partition() else {
+        polars_bail!(ComputeError: "{} has no leading utc_date partition to read by day", contract.name);
+    };
+    let mut frames = Vec::new();
+    for day in dates {
+        let dir = root
+            .join(layout::processed_prefix(&contract.name))
+            .join(format!("{}={}", date.name, day.format("%Y-%m-%d")));
+        if !has_parquet(&dir) {
+            continue;
+        }
+        let args = ScanArgsParquet {
+            hive_options: HiveOptions {
+                schema: Some(Arc::new(partition_schema(contract))),
+                ..HiveOptions::new_enabled()
+            },
+            ..Default::default()
+        };
+        let glob = format!("{}/**/*.parquet", dir.display());
+        frames.push(LazyFrame::scan_parquet(PlRefPath::new(glob), args)?);
+    }
+    if frames.is_empty() {
+        let mut schema = silver_schema(contract)?;
+        for (name, dtype) in partition_schema(contract).iter() {
+            schema.with_column(name.clone(), dtype.clone());
+        }
+        return Ok(DataFrame::empty_with_schema(&schema).lazy());
+    }
+    concat(frames, UnionArgs::default())
+}
+
+/// True when `dir` holds a Parquet file at any depth.
+fn has_parquet(dir: &Path) -> bool {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// The named columns of one silver file.
 pub async fn read_columns(
     store: &dyn ObjectStore,

@@ -15,6 +15,7 @@ mod gold_local;
 mod gold_methods;
 mod hostile_input;
 mod infra;
+mod incremental_kpis;
 mod ingest_local;
 mod ingest_s3;
 mod lake_on_s3;

@@ -146,9 +146,10 @@ enum Command {
     },
     /// Compute gold (daily_kpis, payment_methods_daily, the HTML report) from silver
     ///
-    /// Without a range, what the nightly schedule does: the months touched since the last run,
-    /// and the last --days days are printed. With --from/--to, those dates' months are rewritten
-    /// and the range is printed day by day with its totals.
+    /// Without a range, what the nightly schedule does: only the days the batches since the last
+    /// run changed are recomputed (the first run recomputes everything), and the last --days
+    /// days are printed. With --from/--to, those dates' months are rewritten from all of silver
+    /// and the range is printed day by day with its totals; --full recomputes every month.
     Aggregate {
         /// The lake directory.
         #[arg(long)]
@@ -159,6 +160,11 @@ enum Command {
         /// Backfill: rewrite months up to this date's month.
         #[arg(long)]
         to: Option<NaiveDate>,
+        /// Recompute every month from all of silver and rebuild the nightly state (first
+        /// orders, tombstones, batch watermark); without it and --from/--to, only the days the
+        /// new batches changed are recomputed, as the scheduled Lambda does.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        full: bool,
         /// How many recent days to print (without --from/--to).
         #[arg(long, default_value_t = 3)]
         days: usize,
@@ -896,10 +902,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lake,
             from,
             to,
+            full,
             days,
         } => {
             let lake = Lake::open(&lake, registry).await?;
             let request = match (from, to) {
+                (None, None) if full => AggregateRequest::Full {},
                 (None, None) => AggregateRequest::Scheduled {},
                 (from, to) => AggregateRequest::Range {
                     from: from.unwrap_or(NaiveDate::MIN),
@@ -920,7 +928,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     from.max(dates.first().copied().unwrap_or(from)),
                     to.min(dates.last().copied().unwrap_or(to)),
                 ),
-                AggregateRequest::Scheduled {} => (
+                AggregateRequest::Scheduled {} | AggregateRequest::Full {} => (
                     dates
                         .get(dates.len().saturating_sub(days))
                         .copied()
@@ -956,7 +964,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 AggregateRequest::Range { from, to } => {
                     emit(present::range_kpis(&rows, from, to, lo, hi, &totals))?
                 }
-                AggregateRequest::Scheduled {} => emit(present::recent_kpis(&run.kpis, days)?)?,
+                AggregateRequest::Scheduled {} | AggregateRequest::Full {} => {
+                    emit(present::recent_kpis(&run.kpis, days)?)?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

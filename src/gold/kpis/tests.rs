@@ -202,7 +202,7 @@ fn one_day_of_orders_by_hand() {
         ),
         ("o4", "c3", "placed", "EUR", 300, 1, "A", "2026-11-20", "EU"),
     ];
-    let kpis = daily_kpis(orders(&o), payments(&[])).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&[]), None).unwrap();
     assert_eq!(kpis.height(), 1);
     let names: Vec<String> = kpis
         .get_column_names()
@@ -271,7 +271,7 @@ fn the_latest_version_across_files_wins_including_cancelled_then_reinstated() {
         ),
         ("o2", "c2", "paid", "EUR", 2000, 7, "C", "2026-11-20", "EU"),
     ];
-    let kpis = daily_kpis(orders(&o), payments(&[])).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&[]), None).unwrap();
     check(
         &kpis,
         ("2026-11-20", "EU", "EUR"),
@@ -315,7 +315,7 @@ fn returning_and_new_customers_use_all_of_history() {
         ),
         ("o4", "c2", "paid", "USD", 500, 1, "B", "2026-11-20", "NA"),
     ];
-    let kpis = daily_kpis(orders(&o), payments(&[])).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&[]), None).unwrap();
     check(
         &kpis,
         ("2026-11-19", "NA", "USD"),
@@ -353,7 +353,7 @@ fn payments_by_status_orphans_currencies_and_days_without_orders() {
         // An orphan: its order never reached silver.
         ("p5", "o404", "succeeded", "EUR", 250, 1, "A", "2026-11-20"),
     ];
-    let kpis = daily_kpis(orders(&o), payments(&p)).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&p), None).unwrap();
     assert_eq!(
         kpis.height(),
         4,

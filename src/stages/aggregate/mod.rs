@@ -3,6 +3,7 @@
 //! object), registered in the catalog, and the HTML KPI report into `gold/report/`.
 
 pub mod config;
+pub mod nightly;
 pub mod request;
 pub mod service;
 #[cfg(test)]

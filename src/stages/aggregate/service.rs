@@ -1,9 +1,15 @@
-//! The aggregate stage on any object store: recomputes `daily_kpis` and `payment_methods_daily`
-//! from silver with polars, writes the months that need it and the report pages. Silver in S3 is mirrored into a local work directory first
-//! (kept across warm Lambda invocations, so only new files are downloaded); a local lake is
-//! read in place.
+//! The aggregate stage on any object store: `daily_kpis` and `payment_methods_daily` from silver
+//! with polars, the months that changed, and the report pages.
+//!
+//! The scheduled run is incremental ([`crate::gold::incremental`]): it lists the manifests
+//! after its watermark, recomputes only the days their batches changed from those days'
+//! partitions and its own state, and merges those days into their gold months. Its first run
+//! (no state yet) and `{"full": true}` recompute everything and rebuild the state; a range
+//! backfill recomputes everything and writes the range's months, leaving the state alone.
+//! Silver in S3 is downloaded into a local work directory first (kept across warm Lambda
+//! invocations, so only new files are downloaded); a local lake is read in place.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +21,8 @@ use super::request::AggregateRequest;
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::contract::Registry;
 use crate::error::Retryable;
+use super::nightly::{self, BatchCursor, RunState, StoreSilver};
+use crate::gold::incremental::{KpiContracts, KpiState, Night, Nightly};
 use crate::gold::{self, GoldError, kpis};
 use crate::layout;
 use crate::report::{self, ReportError};
@@ -27,12 +35,30 @@ const RUN_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(16 * 6
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AggregateReport {
+    /// Rows recomputed: the changed days' rows in a nightly run, every row otherwise.
     pub kpi_rows: usize,
     pub months_written: Vec<String>,
     pub new_batches: usize,
     /// Keys of the HTML reports written (`gold/report/…`).
     pub reports_written: Vec<String>,
+    /// `nightly` (the changed days only), `full` (everything, state rebuilt) or `backfill`
+    /// (everything, the range's months written).
+    pub mode: String,
 }
+
+/// What one of the two ways of computing produced.
+struct Computed {
+    kpi_rows: usize,
+    new_batches: usize,
+    months_written: Vec<String>,
+    method_months: Vec<String>,
+    kpis: DataFrame,
+    methods: DataFrame,
+    mode: &'static str,
+}
+
+const KPI_KEYS: [&str; 3] = ["kpi_date", "customer_region", "currency"];
+const METHOD_KEYS: [&str; 4] = ["kpi_date", "customer_region", "currency", "payment_method"];
 
 /// A run's report and the gold tables it computed (what `lake` prints).
 #[derive(Debug, Clone)]
@@ -86,22 +112,21 @@ impl Retryable for AggregateError {
 /// threads.
 async fn kpis_from_local_silver(
     root: PathBuf,
-    registry: Arc<Registry>,
-) -> Result<(DataFrame, DataFrame), AggregateError> {
-    let [orders, payments] = kpis::INPUTS.map(|d| {
-        registry
-            .get(d)
-            .cloned()
-            .ok_or_else(|| AggregateError::MissingInput(d.to_owned()))
-    });
-    let (orders, payments) = (orders?, payments?);
+    contracts: KpiContracts,
+    with_state: bool,
+) -> Result<(DataFrame, DataFrame, Option<KpiState>), AggregateError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let compute = || -> Result<(DataFrame, DataFrame), GoldError> {
-            let orders = scan_dataset(&root, &orders)?;
-            let payments = scan_dataset(&root, &payments)?;
-            let kpis = gold::daily_kpis(orders.clone(), payments.clone())?;
-            Ok((kpis, gold::payment_methods_daily(orders, payments)?))
+        let compute = || -> Result<(DataFrame, DataFrame, Option<KpiState>), GoldError> {
+            let orders = scan_dataset(&root, &contracts.orders)?;
+            let payments = scan_dataset(&root, &contracts.payments)?;
+            let window = contracts.window_days();
+            let kpis = gold::daily_kpis(orders.clone(), payments.clone(), window)?;
+            let methods = gold::payment_methods_daily(orders.clone(), payments.clone(), window)?;
+            let state = with_state
+                .then(|| KpiState::from_full(&contracts, orders, payments))
+                .transpose()?;
+            Ok((kpis, methods, state))
         };
         let _ = tx.send(compute().map_err(AggregateError::from));
     });
@@ -197,41 +222,6 @@ impl Aggregator {
         Ok(self.work_dir.clone())
     }
 
-    /// Months of the date partitions written by batches not seen before; marks them seen.
-    async fn touched_months(
-        &self,
-    ) -> Result<(BTreeSet<String>, BTreeSet<String>, usize), AggregateError> {
-        let mut seen: BTreeSet<String> = self
-            .state
-            .get_json_or_default(layout::AGGREGATE_STATE_KEY)
-            .await?;
-        let mut months = BTreeSet::new();
-        let mut new = 0;
-        for dataset in kpis::INPUTS {
-            let date = self
-                .registry
-                .get(dataset)
-                .ok_or_else(|| AggregateError::MissingInput(dataset.to_owned()))?
-                .date_partition()
-                .map(|p| p.name.clone());
-            for batch in self.state.batch_ids(dataset).await? {
-                if !seen.insert(format!("{dataset}/{batch}")) {
-                    continue;
-                }
-                new += 1;
-                let Some(m) = self.state.manifest(dataset, &batch).await? else {
-                    continue;
-                };
-                for p in &m.partitions {
-                    if let Some(day) = date.as_ref().and_then(|d| p.values.get(d)) {
-                        months.extend(day.get(..7).map(str::to_owned));
-                    }
-                }
-            }
-        }
-        Ok((months, seen, new))
-    }
-
     /// Computes the KPIs and writes the months the request calls for. One run at a time: a
     /// second waits for the first, so the run state is never read by two and written by both.
     pub async fn aggregate(
@@ -302,15 +292,53 @@ impl Aggregator {
         Ok(written)
     }
 
-    async fn aggregate_claimed(
-        &self,
-        request: AggregateRequest,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<AggregateRun, AggregateError> {
-        let root = self.silver_root().await?;
-        let (kpis, methods) = kpis_from_local_silver(root, self.registry.clone()).await?;
+    fn contracts(&self) -> Result<KpiContracts, AggregateError> {
+        let [orders, payments] = kpis::INPUTS.map(|d| {
+            self.registry
+                .get(d)
+                .cloned()
+                .ok_or_else(|| AggregateError::MissingInput(d.to_owned()))
+        });
+        Ok(KpiContracts {
+            orders: orders?,
+            payments: payments?,
+        })
+    }
 
-        let (touched, seen, new_batches) = self.touched_months().await?;
+    /// Advances every input's batch cursor: the new batch ids per dataset, and the cursors
+    /// that have seen them.
+    async fn new_batches(
+        &self,
+        previous: Option<&RunState>,
+    ) -> Result<(BTreeMap<String, Vec<String>>, BTreeMap<String, BatchCursor>), AggregateError>
+    {
+        let mut new = BTreeMap::new();
+        let mut cursors = BTreeMap::new();
+        for dataset in kpis::INPUTS {
+            let cursor = previous
+                .and_then(|p| p.cursors.get(dataset))
+                .cloned()
+                .unwrap_or_default();
+            let (ids, next) = cursor.advance(self.store.as_ref(), dataset).await?;
+            new.insert(dataset.to_owned(), ids);
+            cursors.insert(dataset.to_owned(), next);
+        }
+        Ok((new, cursors))
+    }
+
+    /// Everything from all of silver: `Full` and a first scheduled run also rebuild the state.
+    async fn recompute_all(
+        &self,
+        contracts: KpiContracts,
+        request: AggregateRequest,
+        previous: Option<&RunState>,
+        generation: &str,
+    ) -> Result<Computed, AggregateError> {
+        let rebuild = !matches!(request, AggregateRequest::Range { .. });
+        // Listed before silver is read: a batch landing meanwhile is left for the next run.
+        let (new, cursors) = self.new_batches(None).await?;
+        let root = self.silver_root().await?;
+        let (kpis, methods, state) = kpis_from_local_silver(root, contracts, rebuild).await?;
         let keep: Box<dyn Fn(&str) -> bool + Send + Sync> = match request {
             AggregateRequest::Range { from, to } => {
                 let (lo, hi) = (
@@ -319,12 +347,7 @@ impl Aggregator {
                 );
                 Box::new(move |m| m >= lo.as_str() && m <= hi.as_str())
             }
-            AggregateRequest::Scheduled {} => {
-                // A late order can make a customer "new" earlier and so change later months'
-                // new/returning counts: rewrite every month from the earliest one touched.
-                let earliest = touched.first().cloned();
-                Box::new(move |m| earliest.as_deref().is_some_and(|e| m >= e))
-            }
+            AggregateRequest::Scheduled {} | AggregateRequest::Full {} => Box::new(|_| true),
         };
         let months_written = gold::write_months(self.store.as_ref(), &kpis, &keep).await?;
         let method_months = gold::write_table_months(
@@ -334,6 +357,156 @@ impl Aggregator {
             &keep,
         )
         .await?;
+        if let Some(state) = &state {
+            nightly::save_state(&self.state, previous, cursors, state, generation).await?;
+        }
+        Ok(Computed {
+            kpi_rows: kpis.height(),
+            new_batches: new.values().map(Vec::len).sum(),
+            months_written,
+            method_months,
+            kpis,
+            methods,
+            mode: if rebuild { "full" } else { "backfill" },
+        })
+    }
+
+    /// The scheduled run with a state: only the days the new batches changed.
+    async fn recompute_night(
+        &self,
+        contracts: KpiContracts,
+        previous: RunState,
+        kpi: KpiState,
+        generation: &str,
+    ) -> Result<Computed, AggregateError> {
+        let (new, cursors) = self.new_batches(Some(&previous)).await?;
+        let mut night = Night::default();
+        for (dataset, ids) in &new {
+            let date = self
+                .registry
+                .get(dataset)
+                .and_then(|c| c.window_partition())
+                .map(|p| p.name.clone());
+            let mut touched = BTreeSet::new();
+            for batch in ids {
+                let Some(m) = self.state.manifest(dataset, batch).await? else {
+                    continue;
+                };
+                for p in &m.partitions {
+                    if let Some(day) = date.as_ref().and_then(|d| p.values.get(d)) {
+                        touched.extend(day.parse::<chrono::NaiveDate>().ok());
+                    }
+                }
+            }
+            night
+                .new_batches
+                .insert(dataset.clone(), ids.iter().cloned().collect());
+            night.touched.insert(dataset.clone(), touched);
+        }
+        let new_batches = new.values().map(Vec::len).sum();
+        let source = StoreSilver {
+            store: self.store.clone(),
+            work_dir: self.work_dir.clone(),
+        };
+        let result = Nightly {
+            source: &source,
+            contracts: &contracts,
+            state: &kpi,
+        }
+        .run(&night)
+        .await?;
+        let months_written = gold::merge_days(
+            self.store.as_ref(),
+            layout::DAILY_KPIS,
+            &result.kpis,
+            &result.dates,
+            &KPI_KEYS,
+        )
+        .await?;
+        let method_months = gold::merge_days(
+            self.store.as_ref(),
+            layout::PAYMENT_METHODS_DAILY,
+            &result.methods,
+            &result.dates,
+            &METHOD_KEYS,
+        )
+        .await?;
+        // Only now: if writing gold failed, the next run sees these batches again.
+        if new_batches > 0 {
+            nightly::save_state(&self.state, Some(&previous), cursors, &result.state, generation)
+                .await?;
+        }
+        info!(
+            days = result.dates.len(),
+            moved_keys = result.moved_keys,
+            searched_customers = result.searched_customers,
+            "nightly days recomputed"
+        );
+        // What the report pages and `lake` show: the months written and the last days.
+        let mut shown: BTreeSet<String> = months_written.iter().cloned().collect();
+        if let Some(last) = result.dates.last() {
+            for d in [*last, *last - chrono::Duration::days(report::INDEX_DAYS)] {
+                shown.insert(d.format("%Y-%m").to_string());
+            }
+        }
+        let read = |table: &'static str, like: &DataFrame| {
+            let shown = shown.clone();
+            let empty = like.head(Some(0));
+            async move {
+                Ok::<_, AggregateError>(
+                    gold::read_months(self.store.as_ref(), table, &shown)
+                        .await?
+                        .unwrap_or(empty),
+                )
+            }
+        };
+        let kpis = read(layout::DAILY_KPIS, &result.kpis).await?;
+        let methods = read(layout::PAYMENT_METHODS_DAILY, &result.methods).await?;
+        Ok(Computed {
+            kpi_rows: result.kpis.height(),
+            new_batches,
+            months_written,
+            method_months,
+            kpis,
+            methods,
+            mode: "nightly",
+        })
+    }
+
+    async fn aggregate_claimed(
+        &self,
+        request: AggregateRequest,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AggregateRun, AggregateError> {
+        let contracts = self.contracts()?;
+        let generation = now.format("%Y%m%dT%H%M%S%.6fZ").to_string();
+        let previous = nightly::load_state(&self.state).await?;
+        let computed = match (request, previous) {
+            (AggregateRequest::Scheduled {}, Some((run, kpi)))
+                if contracts.window_days().is_some() =>
+            {
+                self.recompute_night(contracts, run, kpi, &generation)
+                    .await?
+            }
+            (request, previous) => {
+                self.recompute_all(
+                    contracts,
+                    request,
+                    previous.as_ref().map(|(r, _)| r),
+                    &generation,
+                )
+                .await?
+            }
+        };
+        let Computed {
+            kpi_rows,
+            new_batches,
+            months_written,
+            method_months,
+            kpis,
+            methods,
+            mode,
+        } = computed;
         if let Some(cat) = &self.catalog {
             let root = root_uri(self.store.as_ref());
             cat.ensure_tables(&catalog::gold_tables(&root)).await?;
@@ -356,14 +529,9 @@ impl Aggregator {
         let reports_written = self
             .write_reports(&kpis, &methods, &months, now.date_naive())
             .await?;
-        // Only now: if writing failed, the next run sees these batches again.
-        if let AggregateRequest::Scheduled {} = request {
-            self.state
-                .put_json(layout::AGGREGATE_STATE_KEY, &seen)
-                .await?;
-        }
         info!(
-            kpi_rows = kpis.height(),
+            mode,
+            kpi_rows,
             method_rows = methods.height(),
             months = ?months_written,
             new_batches,
@@ -372,10 +540,11 @@ impl Aggregator {
         );
         Ok(AggregateRun {
             report: AggregateReport {
-                kpi_rows: kpis.height(),
+                kpi_rows,
                 months_written,
                 new_batches,
                 reports_written,
+                mode: mode.to_owned(),
             },
             kpis,
             methods,

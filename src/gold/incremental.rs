@@ -1,0 +1,629 @@
+//! The nightly KPIs: recompute only the days the night's batches changed, from those days'
+//! silver partitions and a small state the run keeps itself ([`KpiState`]).
+//!
+//! Which days: every date partition a new batch wrote, plus
+//! - the dates holding an older version of a key a new batch changed (its old row must leave
+//!   that day). Older versions are looked for within the contract's `max_date_move_days` of
+//!   the new version's date ([`Contract::max_date_move_days`]): a newer version may move a key
+//!   to another day by at most that much. Where a key moved, a tombstone
+//!   `(dataset, key, old date, newest version)` is kept, so a later recompute of the old day
+//!   skips the stale row without looking for it again. Tombstones are as many as keys that
+//!   ever moved day: rare, and never more than silver's versions;
+//! - the payment dates whose region may change because an order changed: payments of an order
+//!   lie within the payments contract's reference window after it (`window_days`), which
+//!   bounds the search;
+//! - the first and the new first day of each customer whose first non-cancelled order date
+//!   changed (new vs returning changes on both).
+//!
+//! Each customer's first non-cancelled order date is the state (`first_orders`). It changes
+//! only with that customer's orders on the recomputed days: earlier when a late earlier order
+//! arrives; later when the first order is cancelled or moved, and then the customer's next
+//! order is searched for among the other days after the old first (rare; the one read not
+//! bounded by the night's data). The state outlives silver's expiry, so KPIs do not change when
+//! old files expire.
+//!
+//! Everything else (which version is latest, every measure) is the definition
+//! [`super::kpis`] and [`super::methods`] share with the full recompute, so the two cannot
+//! disagree; a property test checks they agree row for row.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use chrono::{Duration, NaiveDate};
+use polars::prelude::*;
+
+use super::kpis::{self, FIRST_ORDER_DATE, first_order_dates, latest, with_regions};
+use super::methods;
+use super::writer::GoldError;
+use crate::contract::Contract;
+use crate::silver::read::scan_dates;
+use crate::silver::{BATCH_ID, INGESTED_AT};
+use crate::values;
+
+/// Where the nightly run reads silver: a dataset's date partitions as local files.
+#[async_trait::async_trait]
+pub trait SilverDates: Send + Sync {
+    /// A directory laid out like the lake (`processed/<dataset>/<date>=D/…`) that holds every
+    /// file of `contract`'s partitions of `dates` (downloaded first when the lake is remote).
+    async fn prepare(
+        &self,
+        contract: &Contract,
+        dates: &BTreeSet<NaiveDate>,
+    ) -> Result<PathBuf, GoldError>;
+    /// The dates of `contract` that have data, after `after`.
+    async fn dates_after(
+        &self,
+        contract: &Contract,
+        after: NaiveDate,
+    ) -> Result<BTreeSet<NaiveDate>, GoldError>;
+}
+
+/// What the nightly run keeps between runs (besides its batch watermark).
+#[derive(Debug, Clone)]
+pub struct KpiState {
+    /// `customer_id`, `first_order_date`: each customer's first non-cancelled order date.
+    pub first_orders: DataFrame,
+    /// `dataset`, `key`, `date`, `updated_at`, `_ingested_at`, `_batch_id`: versions of `key`
+    /// in `date` up to this version are stale (the key moved to another day).
+    pub tombstones: DataFrame,
+}
+
+const VERSION: [&str; 3] = ["updated_at", INGESTED_AT, BATCH_ID];
+const TOMB_VERSION: [&str; 3] = ["t_updated_at", "t_ingested_at", "t_batch_id"];
+
+/// The KPI inputs as the contracts define them.
+#[derive(Debug, Clone)]
+pub struct KpiContracts {
+    pub orders: Contract,
+    pub payments: Contract,
+}
+
+impl KpiContracts {
+    /// The payments → orders reference window (`window_days`), which bounds region look-ups.
+    pub fn window_days(&self) -> Option<u32> {
+        self.payments
+            .quality
+            .references
+            .iter()
+            .find(|r| r.dataset == self.orders.name)
+            .and_then(|r| r.window_days)
+    }
+}
+
+/// What a night changed: per dataset, the new batch ids and the dates they wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Night {
+    pub new_batches: BTreeMap<String, BTreeSet<String>>,
+    pub touched: BTreeMap<String, BTreeSet<NaiveDate>>,
+}
+
+/// The recomputed days' rows and the state to keep.
+#[derive(Debug, Clone)]
+pub struct NightResult {
+    pub dates: BTreeSet<NaiveDate>,
+    pub kpis: DataFrame,
+    pub methods: DataFrame,
+    pub state: KpiState,
+    /// Keys whose older version was found on another day.
+    pub moved_keys: usize,
+    /// Customers whose next order had to be searched for (first order cancelled or moved).
+    pub searched_customers: usize,
+}
+
+/// Runs polars work on a thread of its own: it is CPU-bound and must not hold the async
+/// runtime, and outside any runtime's context it never tries tokio's `block_in_place` (which
+/// panics on a current-thread runtime, as `spawn_blocking` threads would let it).
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> PolarsResult<T> + Send + 'static,
+) -> Result<T, GoldError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.await
+        .map_err(|_| {
+            GoldError::Polars(PolarsError::ComputeError(
+                "the KPI computation stopped unexpectedly".into(),
+            ))
+        })?
+        .map_err(GoldError::from)
+}
+
+async fn collect(lf: LazyFrame) -> Result<DataFrame, GoldError> {
+    off_runtime(move || lf.collect()).await
+}
+
+fn key_of(c: &Contract) -> String {
+    c.key_column().name.clone()
+}
+
+fn date_of(c: &Contract) -> Result<String, GoldError> {
+    c.window_partition().map(|p| p.name.clone()).ok_or_else(|| {
+        GoldError::Polars(PolarsError::ComputeError(
+            format!(
+                "{} needs a leading utc_date partition for nightly KPIs",
+                c.name
+            )
+            .into(),
+        ))
+    })
+}
+
+/// `(updated_at, _ingested_at, _batch_id)` strictly after the tombstone's version.
+fn newer_than_tombstone() -> Expr {
+    let [a, b, c] = VERSION.map(col);
+    let [ta, tb, tc] = TOMB_VERSION.map(col);
+    a.clone().gt(ta.clone()).or(a
+        .eq(ta)
+        .and(b.clone().gt(tb.clone()).or(b.eq(tb).and(c.gt(tc)))))
+}
+
+/// A one-column frame of dates (for joins standing in for `is_in`).
+fn date_frame(name: &str, dates: &BTreeSet<NaiveDate>) -> PolarsResult<LazyFrame> {
+    let days: Vec<i32> = dates.iter().map(|d| values::epoch_days(*d)).collect();
+    Ok(DataFrame::new(
+        days.len(),
+        vec![
+            Int32Chunked::from_vec(name.into(), days)
+                .into_date()
+                .into_series()
+                .into_column(),
+        ],
+    )?
+    .lazy())
+}
+
+fn days_of(df: &DataFrame, column: &str) -> PolarsResult<BTreeSet<NaiveDate>> {
+    let ca = df.column(column)?.date()?.physical().clone();
+    Ok((0..ca.len())
+        .filter_map(|i| ca.get(i))
+        .filter_map(values::naive_date)
+        .collect())
+}
+
+/// Every date from `before` days before to `after` days after one of `dates`.
+fn around(dates: &BTreeSet<NaiveDate>, before: i64, after: i64) -> BTreeSet<NaiveDate> {
+    dates
+        .iter()
+        .flat_map(|d| (-before..=after).map(move |i| *d + Duration::days(i)))
+        .collect()
+}
+
+/// Empty tombstones with their schema.
+pub fn empty_tombstones() -> PolarsResult<DataFrame> {
+    let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+    DataFrame::new(
+        0,
+        vec![
+            Column::new_empty("dataset".into(), &DataType::String),
+            Column::new_empty("key".into(), &DataType::String),
+            Column::new_empty("date".into(), &DataType::Date),
+            Column::new_empty("updated_at".into(), &utc),
+            Column::new_empty(INGESTED_AT.into(), &utc),
+            Column::new_empty(BATCH_ID.into(), &DataType::String),
+        ],
+    )
+}
+
+/// Empty first-order state with its schema.
+pub fn empty_first_orders() -> PolarsResult<DataFrame> {
+    DataFrame::new(
+        0,
+        vec![
+            Column::new_empty("customer_id".into(), &DataType::String),
+            Column::new_empty(FIRST_ORDER_DATE.into(), &DataType::Date),
+        ],
+    )
+}
+
+impl KpiState {
+    pub fn empty() -> PolarsResult<Self> {
+        Ok(KpiState {
+            first_orders: empty_first_orders()?,
+            tombstones: empty_tombstones()?,
+        })
+    }
+
+    /// The state a full recompute leaves: every customer's first order date, and a tombstone
+    /// for every (key, day) holding only stale versions of a key whose latest is elsewhere.
+    pub fn from_full(
+        contracts: &KpiContracts,
+        orders: LazyFrame,
+        payments: LazyFrame,
+    ) -> PolarsResult<Self> {
+        let first_orders = first_order_dates(latest(orders.clone(), "order_id")).collect()?;
+        let mut tombs = Vec::new();
+        for (contract, lf) in [(&contracts.orders, orders), (&contracts.payments, payments)] {
+            let (key, date) = (key_of(contract), date_of(contract).map_err(to_polars)?);
+            tombs.push(stale_days(&contract.name, lf, &key, &date)?);
+        }
+        Ok(KpiState {
+            first_orders,
+            tombstones: concat(tombs, UnionArgs::default())?.collect()?,
+        })
+    }
+
+    /// The tombstones of one dataset, named for joining onto its rows.
+    fn tombstones_of(&self, dataset: &str, key: &str, date: &str) -> LazyFrame {
+        self.tombstones
+            .clone()
+            .lazy()
+            .filter(col("dataset").eq(lit(dataset.to_owned())))
+            .select([
+                col("key").alias(key),
+                col("date").alias(date),
+                col("updated_at").alias(TOMB_VERSION[0]),
+                col(INGESTED_AT).alias(TOMB_VERSION[1]),
+                col(BATCH_ID).alias(TOMB_VERSION[2]),
+            ])
+    }
+}
+
+fn to_polars(e: GoldError) -> PolarsError {
+    match e {
+        GoldError::Polars(p) => p,
+        other => PolarsError::ComputeError(other.to_string().into()),
+    }
+}
+
+/// Tombstones of `versions` (key, date and version columns): every (key, day) holding a
+/// version of a key whose latest version lies on another day, stamped with that latest.
+fn stale_days(dataset: &str, versions: LazyFrame, key: &str, date: &str) -> PolarsResult<LazyFrame> {
+    let versions = versions.select([col(key), col(date), col(VERSION[0]), col(VERSION[1]), col(VERSION[2])]);
+    let newest = latest(versions.clone(), key).select([
+        col(key),
+        col(date).alias("l_date"),
+        col(VERSION[0]).alias(TOMB_VERSION[0]),
+        col(VERSION[1]).alias(TOMB_VERSION[1]),
+        col(VERSION[2]).alias(TOMB_VERSION[2]),
+    ]);
+    Ok(versions
+        .join(newest, [col(key)], [col(key)], JoinArgs::new(JoinType::Inner))
+        .filter(col(date).neq(col("l_date")))
+        .select([
+            lit(dataset.to_owned()).alias("dataset"),
+            col(key).cast(DataType::String).alias("key"),
+            col(date).alias("date"),
+            col(TOMB_VERSION[0]).alias("updated_at"),
+            col(TOMB_VERSION[1]).alias(INGESTED_AT),
+            col(TOMB_VERSION[2]).alias(BATCH_ID),
+        ])
+        .unique_stable(None, UniqueKeepStrategy::First))
+}
+
+/// One nightly recompute.
+pub struct Nightly<'a> {
+    pub source: &'a dyn SilverDates,
+    pub contracts: &'a KpiContracts,
+    pub state: &'a KpiState,
+}
+
+impl Nightly<'_> {
+    /// The rows of `contract` on `dates`, stale versions (tombstoned in `tombs`) left out.
+    async fn rows(
+        &self,
+        contract: &Contract,
+        dates: &BTreeSet<NaiveDate>,
+        tombs: &KpiState,
+    ) -> Result<LazyFrame, GoldError> {
+        let root = self.source.prepare(contract, dates).await?;
+        let (key, date) = (key_of(contract), date_of(contract)?);
+        let rows = scan_dates(&root, contract, dates)?;
+        let t = tombs.tombstones_of(&contract.name, &key, &date);
+        Ok(rows
+            .join(
+                t,
+                [col(&key), col(&date)],
+                [col(&key), col(&date)],
+                JoinArgs::new(JoinType::Left),
+            )
+            .filter(col(TOMB_VERSION[0]).is_null().or(newer_than_tombstone()))
+            .drop(cols(TOMB_VERSION)))
+    }
+
+    /// The keys a night's batches wrote to `contract`, and every version of them within the
+    /// contract's move radius of the days they were written to (key, date, version columns).
+    async fn changed_keys(
+        &self,
+        contract: &Contract,
+        night: &Night,
+    ) -> Result<(DataFrame, DataFrame), GoldError> {
+        let (key, date) = (key_of(contract), date_of(contract)?);
+        let touched = night.touched.get(&contract.name).cloned().unwrap_or_default();
+        let batches: Vec<String> = night
+            .new_batches
+            .get(&contract.name)
+            .map(|b| b.iter().cloned().collect())
+            .unwrap_or_default();
+        let batch_frame = DataFrame::new(
+            batches.len(),
+            vec![Series::new(BATCH_ID.into(), batches).into_column()],
+        )?
+        .lazy();
+        let root = self.source.prepare(contract, &touched).await?;
+        let keys = collect(
+            scan_dates(&root, contract, &touched)?
+                .select([col(&key), col(BATCH_ID)])
+                .join(
+                    batch_frame,
+                    [col(BATCH_ID)],
+                    [col(BATCH_ID)],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .select([col(&key)])
+                .unique(None, UniqueKeepStrategy::First),
+        )
+        .await?;
+        let radius = i64::from(contract.max_date_move_days);
+        let window = around(&touched, radius, radius);
+        let root = self.source.prepare(contract, &window).await?;
+        let versions = collect(
+            scan_dates(&root, contract, &window)?
+                .select([
+                    col(&key),
+                    col(&date),
+                    col(VERSION[0]),
+                    col(VERSION[1]),
+                    col(VERSION[2]),
+                ])
+                .join(
+                    keys.clone().lazy(),
+                    [col(&key)],
+                    [col(&key)],
+                    JoinArgs::new(JoinType::Inner),
+                ),
+        )
+        .await?;
+        Ok((keys, versions))
+    }
+
+    /// Recomputes the days `night` changed.
+    pub async fn run(&self, night: &Night) -> Result<NightResult, GoldError> {
+        let (orders_c, payments_c) = (&self.contracts.orders, &self.contracts.payments);
+        let window = self.contracts.window_days().unwrap_or(0);
+        let mut dates: BTreeSet<NaiveDate> = night.touched.values().flatten().copied().collect();
+
+        // Keys that moved day: tombstone their old days and recompute them.
+        let mut state = self.state.clone();
+        let mut new_tombs = Vec::new();
+        let mut moved = 0;
+        let mut order_changes = None;
+        for contract in [orders_c, payments_c] {
+            let (key, date) = (key_of(contract), date_of(contract)?);
+            let (keys, versions) = self.changed_keys(contract, night).await?;
+            let stale = collect(stale_days(&contract.name, versions.clone().lazy(), &key, &date)?).await?;
+            moved += stale.column("key")?.n_unique()?;
+            dates.extend(days_of(&stale, "date")?);
+            new_tombs.push(stale);
+            if contract.name == orders_c.name {
+                order_changes = Some((keys, versions));
+            }
+        }
+        let mut all = vec![state.tombstones.clone().lazy()];
+        all.extend(new_tombs.into_iter().map(|t| t.lazy()));
+        state.tombstones = collect(
+            concat(all, UnionArgs::default())?
+                .sort_by_exprs(
+                    [col("dataset"), col("key"), col("date"), col("updated_at"), col(INGESTED_AT), col(BATCH_ID)],
+                    SortMultipleOptions::default(),
+                )
+                .unique_stable(
+                    Some(cols(["dataset", "key", "date"])),
+                    UniqueKeepStrategy::Last,
+                ),
+        )
+        .await?;
+
+        // Payments whose order changed may change region: they lie within the reference
+        // window after any day the order has (had) a version on.
+        if let Some((keys, versions)) = order_changes.filter(|(k, _)| k.height() > 0) {
+            let order_days = days_of(&versions, &date_of(orders_c)?)?;
+            let pay_days = around(&order_days, 0, i64::from(window));
+            let root = self.source.prepare(payments_c, &pay_days).await?;
+            let pay_date = date_of(payments_c)?;
+            let hit = collect(
+                scan_dates(&root, payments_c, &pay_days)?
+                    .select([col("order_id"), col(&pay_date)])
+                    .join(
+                        keys.lazy().select([col(key_of(orders_c)).alias("order_id")]),
+                        [col("order_id")],
+                        [col("order_id")],
+                        JoinArgs::new(JoinType::Inner),
+                    )
+                    .select([col(&pay_date)])
+                    .unique(None, UniqueKeepStrategy::First),
+            )
+            .await?;
+            dates.extend(days_of(&hit, &pay_date)?);
+        }
+
+        // First order dates of the customers with orders on those days.
+        let orders_lf = latest(self.rows(orders_c, &dates, &state).await?, "order_id");
+        let orders = collect(orders_lf.clone()).await?;
+        let (first_orders, extra, searched) = self.first_orders(&orders, &dates, &state).await?;
+        state.first_orders = first_orders;
+        let mut orders = orders;
+        if !extra.is_empty() {
+            let more = collect(latest(self.rows(orders_c, &extra, &state).await?, "order_id")).await?;
+            orders = orders.vstack(&more)?;
+            dates.extend(extra);
+        }
+
+        // Regions of the payments on those days: their orders within the reference window.
+        let regions_days = around(&dates, i64::from(window), 0);
+        let order_regions = latest(self.rows(orders_c, &regions_days, &state).await?, "order_id");
+        let payments = latest(self.rows(payments_c, &dates, &state).await?, "payment_id");
+        let payments = collect(with_regions(
+            payments,
+            order_regions,
+            self.contracts.window_days(),
+        ))
+        .await?;
+
+        let first = state.first_orders.clone().lazy();
+        let (o, p) = (orders.lazy(), payments.clone().lazy());
+        let kpis = off_runtime(move || kpis::kpis_of(o, first, p)).await?;
+        let methods = off_runtime(move || methods::methods_of(payments.lazy())).await?;
+        Ok(NightResult {
+            dates,
+            kpis,
+            methods,
+            state,
+            moved_keys: moved,
+            searched_customers: searched,
+        })
+    }
+
+    /// The first-order state after the night, the days outside `dates` whose new customers
+    /// change with it, and how many customers needed a search.
+    async fn first_orders(
+        &self,
+        orders: &DataFrame,
+        dates: &BTreeSet<NaiveDate>,
+        state: &KpiState,
+    ) -> Result<(DataFrame, BTreeSet<NaiveDate>, usize), GoldError> {
+        let on_days = collect(first_order_dates(orders.clone().lazy())).await?;
+        // Customers whose old first day is being recomputed may have lost that order.
+        let old = state.first_orders.clone().lazy();
+        let lost = old
+            .clone()
+            .join(
+                date_frame(FIRST_ORDER_DATE, dates)?,
+                [col(FIRST_ORDER_DATE)],
+                [col(FIRST_ORDER_DATE)],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .select([col("customer_id")]);
+        let affected = collect(
+            stacked(lost, on_days.clone().lazy().select([col("customer_id")]))?
+                .unique(None, UniqueKeepStrategy::First)
+                .join(
+                    old.clone(),
+                    [col("customer_id")],
+                    [col("customer_id")],
+                    JoinArgs::new(JoinType::Left),
+                )
+                .join(
+                    on_days.lazy().select([
+                        col("customer_id"),
+                        col(FIRST_ORDER_DATE).alias("on_days"),
+                    ]),
+                    [col("customer_id")],
+                    [col("customer_id")],
+                    JoinArgs::new(JoinType::Left),
+                ),
+        )
+        .await?;
+        let ids = affected.column("customer_id")?.str()?.clone();
+        let old_first = affected.column(FIRST_ORDER_DATE)?.date()?.physical().clone();
+        let on_days = affected.column("on_days")?.date()?.physical().clone();
+        let recomputed: BTreeSet<i32> = dates.iter().map(|d| values::epoch_days(*d)).collect();
+        let mut new_first: HashMap<String, Option<i32>> = HashMap::new();
+        let mut needy: BTreeMap<String, (i32, Option<i32>)> = BTreeMap::new();
+        for i in 0..affected.height() {
+            let Some(id) = ids.get(i) else { continue };
+            let (s, m) = (old_first.get(i), on_days.get(i));
+            let first = match (s, m) {
+                (None, m) => m,
+                (Some(s), m) if !recomputed.contains(&s) => Some(m.map_or(s, |m| m.min(s))),
+                (Some(s), Some(m)) if m <= s => Some(m),
+                (Some(s), m) => {
+                    needy.insert(id.to_owned(), (s, m));
+                    continue;
+                }
+            };
+            new_first.insert(id.to_owned(), first);
+        }
+        let searched = needy.len();
+        if let Some(lo) = needy.values().map(|(s, _)| *s).min() {
+            let lo = values::naive_date(lo).expect("a stored date");
+            let days: BTreeSet<NaiveDate> = self
+                .source
+                .dates_after(&self.contracts.orders, lo)
+                .await?
+                .into_iter()
+                .filter(|d| !dates.contains(d))
+                .collect();
+            let ids = Series::new("customer_id".into(), needy.keys().cloned().collect::<Vec<_>>());
+            let found = collect(first_order_dates(
+                latest(self.rows(&self.contracts.orders, &days, state).await?, "order_id").join(
+                    DataFrame::new(ids.len(), vec![ids.into_column()])?.lazy(),
+                    [col("customer_id")],
+                    [col("customer_id")],
+                    JoinArgs::new(JoinType::Inner),
+                ),
+            ))
+            .await?;
+            let f_ids = found.column("customer_id")?.str()?.clone();
+            let f_days = found.column(FIRST_ORDER_DATE)?.date()?.physical().clone();
+            let found: HashMap<&str, i32> = (0..found.height())
+                .filter_map(|i| Some((f_ids.get(i)?, f_days.get(i)?)))
+                .collect();
+            for (id, (_, m)) in &needy {
+                let other = found.get(id.as_str()).copied();
+                let first = match (m, other) {
+                    (Some(a), Some(b)) => Some((*a).min(b)),
+                    (a, b) => a.or(b),
+                };
+                new_first.insert(id.clone(), first);
+            }
+        }
+
+        // Days whose new customers change: a changed customer's old and new first day.
+        let mut extra = BTreeSet::new();
+        for i in 0..affected.height() {
+            let Some(id) = ids.get(i) else { continue };
+            let old = old_first.get(i);
+            let new = new_first.get(id).copied().flatten();
+            if old != new {
+                for d in [old, new].into_iter().flatten() {
+                    if let Some(day) = values::naive_date(d).filter(|d| !dates.contains(d)) {
+                        extra.insert(day);
+                    }
+                }
+            }
+        }
+
+        let (keep_ids, keep_days): (Vec<String>, Vec<i32>) = new_first
+            .iter()
+            .filter_map(|(id, d)| Some((id.clone(), (*d)?)))
+            .unzip();
+        let changed = DataFrame::new(
+            keep_ids.len(),
+            vec![
+                Series::new("customer_id".into(), keep_ids).into_column(),
+                Int32Chunked::from_vec(FIRST_ORDER_DATE.into(), keep_days)
+                    .into_date()
+                    .into_series()
+                    .into_column(),
+            ],
+        )?;
+        let touched_ids = DataFrame::new(
+            new_first.len(),
+            vec![
+                Series::new("customer_id".into(), new_first.keys().cloned().collect::<Vec<_>>())
+                    .into_column(),
+                Series::new("_touched".into(), vec![true; new_first.len()]).into_column(),
+            ],
+        )?;
+        let kept = old
+            .join(
+                touched_ids.lazy(),
+                [col("customer_id")],
+                [col("customer_id")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .filter(col("_touched").is_null())
+            .drop(cols(["_touched"]));
+        let first_orders = collect(
+            stacked(kept, changed.lazy())?.sort(["customer_id"], SortMultipleOptions::default()),
+        )
+        .await?;
+        Ok((first_orders, extra, searched))
+    }
+}
+
+/// `a` then `b` (frames of one schema).
+fn stacked(a: LazyFrame, b: LazyFrame) -> PolarsResult<LazyFrame> {
+    concat([a, b], UnionArgs::default())
+}

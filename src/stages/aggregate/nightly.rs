@@ -1,0 +1,270 @@
+//! What the scheduled aggregate keeps between runs, and how it reads silver by day.
+//!
+//! `runs/aggregate/state.json` holds, per input dataset, a batch watermark (the newest batch id
+//! seen) and the batches seen within [`WATERMARK_LAG`] of it, plus the keys of the state tables
+//! ([`KpiState`], one Parquet object each, written under a new generation name before the JSON
+//! that points at them, so a crash never leaves the pointer naming half a state). A run lists
+//! only the manifests after `watermark − WATERMARK_LAG` (batch ids sort by the source's upload
+//! time, and a batch may commit a while after a newer one), so its listing cost follows the new
+//! batches, not the history, and the seen set stays bounded by the lag.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{NaiveDate, NaiveDateTime};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::Contract;
+use crate::gold::GoldError;
+use crate::gold::incremental::{KpiState, SilverDates};
+use crate::layout;
+use crate::stages::load::service::WATERMARK_LAG;
+use crate::state::LakeState;
+use crate::storage::{ObjectStore, StorageError};
+
+const STATE_VERSION: u32 = 1;
+/// The time at the start of a batch id (`20261121T100000Z-…`).
+const BATCH_TIME: &str = "%Y%m%dT%H%M%SZ";
+
+/// One dataset's batch watermark.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCursor {
+    pub watermark: Option<String>,
+    /// Batches seen whose ids are within the lag of the watermark (seen again by the listing).
+    pub recent: BTreeSet<String>,
+}
+
+/// `runs/aggregate/state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunState {
+    pub version: u32,
+    pub cursors: BTreeMap<String, BatchCursor>,
+    pub first_orders_key: String,
+    pub tombstones_key: String,
+}
+
+/// Where a listing after `watermark` starts: the batch ids [`WATERMARK_LAG`] older.
+fn listing_start(watermark: Option<&str>) -> Option<String> {
+    let time = NaiveDateTime::parse_from_str(watermark?.get(..16)?, BATCH_TIME).ok()?;
+    Some((time - WATERMARK_LAG).format(BATCH_TIME).to_string())
+}
+
+impl BatchCursor {
+    /// Lists the manifests of `dataset` after the cursor: the batch ids not seen before, and
+    /// the cursor that has seen them.
+    pub async fn advance(
+        &self,
+        store: &dyn ObjectStore,
+        dataset: &str,
+    ) -> Result<(Vec<String>, BatchCursor), StorageError> {
+        let prefix = layout::manifest_prefix(dataset);
+        let listed = match listing_start(self.watermark.as_deref()) {
+            Some(start) => store.list_after(&prefix, &format!("{prefix}{start}"), None).await?,
+            None => store.list(&prefix).await?,
+        };
+        let ids: Vec<String> = listed
+            .iter()
+            .filter_map(|m| layout::parse_manifest_key(&m.key))
+            .filter(|(d, _)| *d == dataset)
+            .map(|(_, b)| b.to_owned())
+            .collect();
+        let new: Vec<String> = ids
+            .iter()
+            .filter(|b| !self.recent.contains(*b))
+            .cloned()
+            .collect();
+        let watermark = self
+            .watermark
+            .iter()
+            .chain(ids.iter())
+            .max()
+            .cloned();
+        let start = listing_start(watermark.as_deref());
+        let recent = self
+            .recent
+            .iter()
+            .chain(new.iter())
+            .filter(|b| start.as_deref().is_none_or(|s| b.as_str() > s))
+            .cloned()
+            .collect();
+        Ok((new, BatchCursor { watermark, recent }))
+    }
+}
+
+/// Reads and writes the state tables.
+pub async fn load_state(
+    state: &LakeState,
+) -> Result<Option<(RunState, KpiState)>, crate::stages::aggregate::AggregateError> {
+    let Some(run): Option<RunState> = state.get_json(layout::AGGREGATE_STATE_KEY).await? else {
+        return Ok(None);
+    };
+    if run.version != STATE_VERSION {
+        return Ok(None);
+    }
+    let store = state.store();
+    let read = async |key: &str| -> Result<Option<DataFrame>, GoldError> {
+        match store.get(key).await? {
+            Some(bytes) => Ok(Some(ParquetReader::new(Cursor::new(bytes)).finish()?)),
+            None => Ok(None),
+        }
+    };
+    // A state whose tables are gone (deleted by hand) is no state: rebuild it in full.
+    let (Some(first_orders), Some(tombstones)) = (
+        read(&run.first_orders_key).await?,
+        read(&run.tombstones_key).await?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        run,
+        KpiState {
+            first_orders,
+            tombstones,
+        },
+    )))
+}
+
+/// Writes `kpi` under a new generation, then the pointer; then deletes the previous
+/// generation's tables.
+pub async fn save_state(
+    state: &LakeState,
+    previous: Option<&RunState>,
+    cursors: BTreeMap<String, BatchCursor>,
+    kpi: &KpiState,
+    generation: &str,
+) -> Result<(), crate::stages::aggregate::AggregateError> {
+    let store = state.store();
+    let mut keys = Vec::new();
+    for (table, df) in [("first_orders", &kpi.first_orders), ("tombstones", &kpi.tombstones)] {
+        let key = layout::aggregate_state_table_key(table, generation);
+        let mut df = df.clone();
+        let mut buffer = Vec::new();
+        ParquetWriter::new(Cursor::new(&mut buffer))
+            .with_compression(ParquetCompression::Zstd(None))
+            .finish(&mut df)
+            .map_err(GoldError::from)?;
+        store.put(&key, Bytes::from(buffer)).await?;
+        keys.push(key);
+    }
+    let run = RunState {
+        version: STATE_VERSION,
+        cursors,
+        first_orders_key: keys[0].clone(),
+        tombstones_key: keys[1].clone(),
+    };
+    state.put_json(layout::AGGREGATE_STATE_KEY, &run).await?;
+    if let Some(prev) = previous {
+        for key in [&prev.first_orders_key, &prev.tombstones_key] {
+            if !keys.contains(key) {
+                store.delete(key).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Silver by day from any store: a local lake is read in place; otherwise the requested days'
+/// partitions are downloaded into `work_dir` (files already there with the same size are
+/// kept, files no longer in the lake removed).
+pub struct StoreSilver {
+    pub store: Arc<dyn ObjectStore>,
+    pub work_dir: PathBuf,
+}
+
+fn date_prefix(contract: &Contract, day: NaiveDate) -> Option<String> {
+    let p = contract.window_partition()?;
+    Some(format!(
+        "{}{}={}/",
+        layout::processed_prefix(&contract.name),
+        p.name,
+        day.format("%Y-%m-%d")
+    ))
+}
+
+fn work_error(source: std::io::Error) -> GoldError {
+    GoldError::Storage(StorageError::Io {
+        operation: "write",
+        key: "aggregate work directory".into(),
+        source,
+    })
+}
+
+#[async_trait::async_trait]
+impl SilverDates for StoreSilver {
+    async fn prepare(
+        &self,
+        contract: &Contract,
+        dates: &BTreeSet<NaiveDate>,
+    ) -> Result<PathBuf, GoldError> {
+        if let Some(root) = self.store.local_root() {
+            return Ok(root.to_owned());
+        }
+        for day in dates {
+            let Some(prefix) = date_prefix(contract, *day) else {
+                continue;
+            };
+            let remote = self.store.list(&prefix).await?;
+            let wanted: BTreeSet<PathBuf> =
+                remote.iter().map(|m| self.work_dir.join(&m.key)).collect();
+            for meta in remote.iter().filter(|m| m.key.ends_with(".parquet")) {
+                let path = self.work_dir.join(&meta.key);
+                if std::fs::metadata(&path).is_ok_and(|md| md.len() == meta.size) {
+                    continue;
+                }
+                let bytes = self
+                    .store
+                    .get(&meta.key)
+                    .await?
+                    .ok_or_else(|| StorageError::NotFound {
+                        key: meta.key.clone(),
+                    })?;
+                std::fs::create_dir_all(path.parent().expect("keys have a parent"))
+                    .map_err(work_error)?;
+                std::fs::write(&path, &bytes).map_err(work_error)?;
+            }
+            let mut stack = vec![self.work_dir.join(&prefix)];
+            while let Some(dir) = stack.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if !wanted.contains(&path) {
+                        std::fs::remove_file(&path).map_err(work_error)?;
+                    }
+                }
+            }
+        }
+        Ok(self.work_dir.clone())
+    }
+
+    async fn dates_after(
+        &self,
+        contract: &Contract,
+        after: NaiveDate,
+    ) -> Result<BTreeSet<NaiveDate>, GoldError> {
+        let Some(start) = date_prefix(contract, after) else {
+            return Ok(BTreeSet::new());
+        };
+        let prefix = layout::processed_prefix(&contract.name);
+        // `~` sorts after every character of a key, so this starts after the whole day.
+        let listed = self
+            .store
+            .list_after(&prefix, &format!("{start}~"), None)
+            .await?;
+        Ok(listed
+            .iter()
+            .filter_map(|m| {
+                let rest = m.key.strip_prefix(&prefix)?;
+                let (_, value) = rest.split('/').next()?.split_once('=')?;
+                value.parse().ok()
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,553 @@
+//! The nightly (incremental) aggregate equals a full recompute from every version, row for row,
+//! over random histories: late updates, cancellations of a customer's first order, late earlier
+//! orders, orders moving customer, keys moving day and region, out-of-order versions, payments
+//! arriving before their order, month and year boundaries, and old silver files expiring.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use chrono::{NaiveDate, TimeZone, Utc};
+use polars::prelude::*;
+use proptest::prelude::*;
+use shoplake::contract::Registry;
+use shoplake::gold;
+use shoplake::ingest::{IngestSettings, Ingestor};
+use shoplake::layout;
+use shoplake::silver::read::scan_dataset;
+use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
+use shoplake::storage::{LocalStore, ObjectStore};
+
+const NIGHTS: i64 = 9;
+/// The night after which silver older than `EXPIRED_BEFORE` days in is deleted.
+const EXPIRE_AT: i64 = 5;
+const EXPIRED_BEFORE: i64 = 5;
+/// The built-in contracts' `max_date_move_days`.
+const MOVE: i64 = 3;
+/// The payments → orders reference window of the test's contracts (the built-in 90 days would
+/// reach back over the whole history).
+const WINDOW: i64 = 2;
+
+/// The built-in contracts with payments referencing orders at most `WINDOW` days older.
+fn registry(dir: &Path) -> Arc<Registry> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
+    for name in ["customers", "orders", "payments"] {
+        let text = std::fs::read_to_string(src.join(format!("{name}.toml"))).unwrap();
+        let text = text.replace("window_days = 90", &format!("window_days = {WINDOW}"));
+        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+    }
+    let registry = Registry::from_dir(dir).unwrap();
+    let payments = registry.get("payments").unwrap();
+    assert_eq!(payments.quality.references[0].window_days, Some(WINDOW as u32));
+    assert_eq!(i64::from(payments.max_date_move_days), MOVE);
+    Arc::new(registry)
+}
+
+fn start() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 12, 24).unwrap()
+}
+
+fn day(n: i64) -> NaiveDate {
+    start() + chrono::Duration::days(n)
+}
+
+/// splitmix64: a seeded, dependency-free generator (proptest supplies and shrinks the seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize].clone()
+    }
+}
+
+#[derive(Clone)]
+struct Order {
+    customer: String,
+    day: i64,
+    region: &'static str,
+    status: &'static str,
+    currency: &'static str,
+    cents: u64,
+    /// Minutes since the start of the newest version.
+    version: i64,
+}
+
+#[derive(Clone)]
+struct Payment {
+    order: String,
+    day: i64,
+    method: &'static str,
+    status: &'static str,
+    currency: &'static str,
+    cents: u64,
+    version: i64,
+}
+
+const STATUSES: [&str; 6] = [
+    "placed",
+    "paid",
+    "shipped",
+    "delivered",
+    "cancelled",
+    "returned",
+];
+const REGIONS: [&str; 3] = ["EU", "NA", "APAC"];
+const CURRENCIES: [&str; 2] = ["EUR", "USD"];
+const METHODS: [&str; 3] = ["card", "paypal", "wallet"];
+const PAY_STATUSES: [&str; 4] = ["succeeded", "failed", "pending", "refunded"];
+
+fn ts(day_n: i64, minutes: i64) -> String {
+    let t = day(day_n).and_hms_opt(0, 0, 0).unwrap() + chrono::Duration::minutes(minutes);
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The history's truth (latest versions) and the exports it sends.
+struct History {
+    rng: Rng,
+    orders: BTreeMap<String, Order>,
+    payments: BTreeMap<String, Payment>,
+    next_id: u64,
+}
+
+impl History {
+    /// The earliest day a row written on `night` may have. After the expiry, nothing may land
+    /// where a recompute would need expired files: a day it changes reaches `MOVE` days back for
+    /// older versions, and that day's payments `WINDOW` days further back for their orders.
+    /// (In production the retention, 365 days, is far longer than both.)
+    fn floor(night: i64) -> i64 {
+        if night > EXPIRE_AT {
+            EXPIRED_BEFORE + MOVE + WINDOW
+        } else {
+            0
+        }
+    }
+
+    /// A version time for `night`: normally after every earlier one; sometimes an
+    /// out-of-order version older than the key's current one (it must not win).
+    fn version(&mut self, night: i64, current: Option<i64>) -> i64 {
+        let base = night * 24 * 60 * 2 + self.rng.below(600) as i64;
+        match current {
+            Some(c) if self.rng.chance(12) => c - 1 - self.rng.below(30) as i64,
+            _ => base,
+        }
+    }
+
+    fn orders_csv(&mut self, night: i64) -> String {
+        let mut s = String::from(
+            "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+        );
+        let floor = Self::floor(night);
+        let today = 2 * night;
+        let mut rows: BTreeMap<String, Order> = BTreeMap::new();
+        for _ in 0..(3 + self.rng.below(4)) {
+            self.next_id += 1;
+            let late = if self.rng.chance(25) { self.rng.below(8) } else { self.rng.below(2) };
+            let o = Order {
+                customer: format!("C{}", self.rng.below(6)),
+                day: (today - late as i64).max(floor),
+                region: self.rng.pick(&REGIONS),
+                status: self.rng.pick(&STATUSES),
+                currency: self.rng.pick(&CURRENCIES),
+                cents: 100 + self.rng.below(10_000),
+                version: self.version(night, None),
+            };
+            rows.insert(format!("O{}", self.next_id), o);
+        }
+        let existing: Vec<String> = self
+            .orders
+            .iter()
+            .filter(|(_, o)| o.day >= floor)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for _ in 0..(2 + self.rng.below(4)) {
+            if existing.is_empty() {
+                break;
+            }
+            let id = self.rng.pick(&existing);
+            if rows.contains_key(&id) {
+                continue;
+            }
+            let mut o = self.orders[&id].clone();
+            o.status = if self.rng.chance(40) { "cancelled" } else { self.rng.pick(&STATUSES) };
+            if self.rng.chance(25) {
+                o.region = self.rng.pick(&REGIONS);
+            }
+            if self.rng.chance(30) {
+                let shift = self.rng.below(2 * MOVE as u64 + 1) as i64 - MOVE;
+                o.day = (o.day + shift).max(floor);
+            }
+            if self.rng.chance(10) {
+                o.customer = format!("C{}", self.rng.below(6));
+            }
+            o.version = self.version(night, Some(self.orders[&id].version));
+            rows.insert(id, o);
+        }
+        for (id, o) in &rows {
+            s += &format!(
+                "{id},{},{},{},{},{},{}.{:02},1,{}\n",
+                o.customer,
+                ts(o.day, 600),
+                o.status,
+                o.region,
+                o.currency,
+                o.cents / 100,
+                o.cents % 100,
+                ts(0, o.version)
+            );
+            // The truth keeps the newest version.
+            let newer = self
+                .orders
+                .get(id)
+                .is_none_or(|old| old.version < o.version);
+            if newer {
+                self.orders.insert(id.clone(), o.clone());
+            }
+        }
+        s
+    }
+
+    fn payments_csv(&mut self, night: i64) -> String {
+        let mut s = String::from(
+            "payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n",
+        );
+        let floor = Self::floor(night);
+        let mut rows: BTreeMap<String, Payment> = BTreeMap::new();
+        let orders: Vec<(String, i64)> = self
+            .orders
+            .iter()
+            .filter(|(_, o)| o.day >= floor)
+            .map(|(k, o)| (k.clone(), o.day))
+            .collect();
+        for _ in 0..(2 + self.rng.below(4)) {
+            self.next_id += 1;
+            let (order, order_day) = if orders.is_empty() || self.rng.chance(10) {
+                (format!("O{}", self.next_id + 1), 2 * night)
+            } else {
+                self.rng.pick(&orders)
+            };
+            // Usually within the window after its order's day; sometimes before it or after the
+            // window (region UNKNOWN).
+            let offset = self.rng.below(WINDOW as u64 + 2) as i64 - i64::from(self.rng.chance(10));
+            let p = Payment {
+                order,
+                day: (order_day + offset).max(floor),
+                method: self.rng.pick(&METHODS),
+                status: self.rng.pick(&PAY_STATUSES),
+                currency: self.rng.pick(&CURRENCIES),
+                cents: 100 + self.rng.below(5_000),
+                version: self.version(night, None),
+            };
+            rows.insert(format!("P{}", self.next_id), p);
+        }
+        let existing: Vec<String> = self
+            .payments
+            .iter()
+            .filter(|(_, p)| p.day >= floor)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for _ in 0..(1 + self.rng.below(3)) {
+            if existing.is_empty() {
+                break;
+            }
+            let id = self.rng.pick(&existing);
+            if rows.contains_key(&id) {
+                continue;
+            }
+            let mut p = self.payments[&id].clone();
+            p.status = self.rng.pick(&PAY_STATUSES);
+            if self.rng.chance(30) {
+                let shift = self.rng.below(2 * MOVE as u64 + 1) as i64 - MOVE;
+                p.day = (p.day + shift).max(floor);
+            }
+            p.version = self.version(night, Some(self.payments[&id].version));
+            rows.insert(id, p);
+        }
+        for (id, p) in &rows {
+            s += &format!(
+                "{id},{},{},{},{},{}.{:02},{},{}\n",
+                p.order,
+                ts(p.day, 700),
+                p.method,
+                p.status,
+                p.cents / 100,
+                p.cents % 100,
+                p.currency,
+                ts(0, p.version)
+            );
+            let newer = self
+                .payments
+                .get(id)
+                .is_none_or(|old| old.version < p.version);
+            if newer {
+                self.payments.insert(id.clone(), p.clone());
+            }
+        }
+        s
+    }
+}
+
+/// Writes a raw export whose modification time (so batch id) is night `n`.
+async fn put_raw(root: &Path, store: &LocalStore, key: &str, body: String, n: i64, k: u64) {
+    store.put(key, Bytes::from(body)).await.unwrap();
+    let at = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            Utc.from_utc_datetime(&day(2 * n).and_hms_opt(23, 0, 0).unwrap())
+                .timestamp() as u64
+                + k,
+        );
+    std::fs::File::options()
+        .write(true)
+        .open(root.join(key))
+        .unwrap()
+        .set_modified(at)
+        .unwrap();
+}
+
+/// Copies every file under `from` into `to` (silver file names are unique per batch, so the
+/// copy accumulates every version ever written).
+fn copy_tree(from: &Path, to: &Path) {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    std::fs::create_dir_all(to).unwrap();
+    for e in entries.flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// Deletes silver files of days before `before`, as the lifecycle rule expires them.
+fn expire(lake: &Path, before: NaiveDate) {
+    for (dataset, column) in [("orders", "order_date"), ("payments", "payment_date")] {
+        let dir = lake.join(layout::processed_prefix(dataset));
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let d: NaiveDate = name
+                .strip_prefix(&format!("{column}="))
+                .unwrap()
+                .parse()
+                .unwrap();
+            if d < before {
+                std::fs::remove_dir_all(e.path()).unwrap();
+            }
+        }
+    }
+}
+
+/// Every row as text, for a readable difference.
+fn row_texts(df: &DataFrame) -> BTreeSet<String> {
+    (0..df.height())
+        .map(|i| format!("{:?}", df.get_row(i).unwrap().0))
+        .collect()
+}
+
+fn difference(full: &DataFrame, nightly: &DataFrame) -> String {
+    let (a, b) = (row_texts(full), row_texts(nightly));
+    let only_full: Vec<_> = a.difference(&b).collect();
+    let only_nightly: Vec<_> = b.difference(&a).collect();
+    format!("only in the full recompute: {only_full:#?}\nonly in nightly gold: {only_nightly:#?}")
+}
+
+fn sorted(df: DataFrame, keys: &[&str]) -> DataFrame {
+    df.sort(keys.to_vec(), SortMultipleOptions::default()).unwrap()
+}
+
+async fn gold_table(store: &dyn ObjectStore, table: &str) -> Option<DataFrame> {
+    let months: BTreeSet<String> = store
+        .list(&layout::gold_prefix(table))
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| layout::month_of_gold_key(&m.key).map(str::to_owned))
+        .collect();
+    gold::read_months(store, table, &months).await.unwrap()
+}
+
+async fn scenario(seed: u64) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let reference = dir.path().join("reference");
+    std::fs::create_dir_all(&lake).unwrap();
+    let contracts = tempfile::tempdir().unwrap();
+    let registry = registry(contracts.path());
+    let local = Arc::new(LocalStore::new(&lake).unwrap());
+    let store: Arc<dyn ObjectStore> = local.clone();
+    let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    let aggregator = Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"));
+    let mut history = History {
+        rng: Rng(seed),
+        orders: BTreeMap::new(),
+        payments: BTreeMap::new(),
+        next_id: 0,
+    };
+    let mut modes = Vec::new();
+    for night in 0..NIGHTS {
+        for (k, (dataset, body)) in [
+            ("orders", history.orders_csv(night)),
+            ("payments", history.payments_csv(night)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = format!("raw/{dataset}/night-{night}.csv");
+            put_raw(&lake, &local, &key, body, night, k as u64).await;
+            let out = ingestor.ingest(&key).await.unwrap();
+            prop_assert_eq!(out.manifest.rows_rejected, 0, "{:?}", out.manifest.reject_reasons);
+        }
+        copy_tree(&lake.join("processed"), &reference.join("processed"));
+        let run = aggregator
+            .aggregate(AggregateRequest::Scheduled {})
+            .await
+            .unwrap();
+        modes.push(run.report.mode.clone());
+        // Files expire long after they were aggregated.
+        if night == EXPIRE_AT {
+            expire(&lake, day(EXPIRED_BEFORE));
+        }
+    }
+    prop_assert_eq!(&modes[0], "full", "the first run builds the state");
+    prop_assert!(modes[1..].iter().all(|m| m == "nightly"), "{:?}", modes);
+    compare(&registry, &reference, store.as_ref(), seed).await
+}
+
+/// Gold as the nightly runs left it against a full recompute over every version in `reference`.
+async fn compare(
+    registry: &Registry,
+    reference: &Path,
+    store: &dyn ObjectStore,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let contract = |d: &str| registry.get(d).unwrap().clone();
+    let orders = scan_dataset(reference, &contract("orders")).unwrap();
+    let payments = scan_dataset(reference, &contract("payments")).unwrap();
+    let window = contract("payments").quality.references[0].window_days;
+    let keys = ["kpi_date", "customer_region", "currency"];
+    let full = sorted(
+        gold::daily_kpis(orders.clone(), payments.clone(), window).unwrap(),
+        &keys,
+    );
+    let nightly = sorted(
+        gold_table(store, layout::DAILY_KPIS).await.unwrap(),
+        &keys,
+    );
+    prop_assert!(
+        full.equals_missing(&nightly),
+        "daily_kpis differ (seed {seed}): {}",
+        difference(&full, &nightly)
+    );
+    let keys = ["kpi_date", "customer_region", "currency", "payment_method"];
+    let full = sorted(
+        gold::payment_methods_daily(orders, payments, window).unwrap(),
+        &keys,
+    );
+    // No payments at all: no month object either.
+    let nightly = sorted(
+        gold_table(store, layout::PAYMENT_METHODS_DAILY)
+            .await
+            .unwrap_or_else(|| full.head(Some(0))),
+        &keys,
+    );
+    prop_assert!(
+        full.equals_missing(&nightly),
+        "payment_methods_daily differ (seed {seed}): {}",
+        difference(&full, &nightly)
+    );
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("SHOPLAKE_KPI_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+proptest! {
+    // Each case is a whole history: shrinking its seed finds nothing smaller, so it is not tried.
+    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 0, ..ProptestConfig::default() })]
+
+    #[test]
+    fn nightly_gold_equals_a_full_recompute_from_every_version(seed in any::<u64>()) {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        rt.block_on(scenario(seed))?;
+    }
+}
+
+/// Replays one history: `SHOPLAKE_KPI_SEED=13621 cargo test --test it one_history -- --ignored`.
+#[test]
+#[ignore = "replays the seed in SHOPLAKE_KPI_SEED"]
+fn one_history() {
+    let seed = std::env::var("SHOPLAKE_KPI_SEED").unwrap().parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(scenario(seed)).unwrap();
+}
+
+/// A customer's first order is cancelled on a later night: the next order, on a day no batch
+/// of that night touched, makes them new there (the one search the nightly run makes).
+// Multi-threaded: `compare` runs polars on this runtime's thread.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_first_order_makes_the_next_order_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let contracts = tempfile::tempdir().unwrap();
+    let registry = registry(contracts.path());
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    let local = Arc::new(LocalStore::new(&lake).unwrap());
+    let store: Arc<dyn ObjectStore> = local.clone();
+    let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    let aggregator = Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"));
+    let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
+    let nights = [
+        // Night 0: the first order (day 0), and a later one on day 4.
+        format!(
+            "{header}A,C1,{},paid,EU,EUR,10.00,1,{}\nB,C1,{},paid,EU,EUR,20.00,1,{}\n",
+            ts(0, 600), ts(0, 600), ts(4, 600), ts(4, 600)
+        ),
+        // Night 1: the first order is cancelled; another customer orders on day 6.
+        format!(
+            "{header}A,C1,{},cancelled,EU,EUR,10.00,1,{}\nC,C2,{},paid,EU,EUR,5.00,1,{}\n",
+            ts(0, 600), ts(6, 600), ts(6, 600), ts(6, 600)
+        ),
+    ];
+    for (n, body) in nights.into_iter().enumerate() {
+        let key = format!("raw/orders/night-{n}.csv");
+        put_raw(&lake, &local, &key, body, 3 * n as i64, 0).await;
+        ingestor.ingest(&key).await.unwrap();
+        aggregator
+            .aggregate(AggregateRequest::Scheduled {})
+            .await
+            .unwrap();
+    }
+    let kpis = gold_table(store.as_ref(), layout::DAILY_KPIS).await.unwrap();
+    let new_on = |d: i64| -> i64 {
+        let days = kpis.column("kpi_date").unwrap().date().unwrap().physical().clone();
+        let new = kpis.column("new_customers").unwrap().i64().unwrap().clone();
+        (0..kpis.height())
+            .filter(|&i| days.get(i) == Some(shoplake::values::epoch_days(day(d))))
+            .map(|i| new.get(i).unwrap())
+            .sum()
+    };
+    assert_eq!(new_on(0), 0, "the cancelled first order no longer makes C1 new");
+    assert_eq!(new_on(4), 1, "C1 is new on the day of their next order");
+    let reference = lake.clone();
+    compare(&registry, &reference, store.as_ref(), 0).await.unwrap();
+}
