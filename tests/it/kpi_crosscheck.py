@@ -21,7 +21,10 @@ con.sql("""create view by_orders as select order_date d, customer_region r, curr
     count(distinct customer_id) filter (where status <> 'cancelled') active_customers,
     count(distinct customer_id) filter (where status <> 'cancelled' and order_date = first_date) new_customers
   from o left join first_day using (customer_id) group by all""")
-con.sql("""create view by_payments as select payment_date d, coalesce(o.customer_region, 'UNKNOWN') r, p.currency c,
+# A payment takes its order's region when the order lies within the payments contract's
+# reference window (window_days = 90) before it, as gold defines it.
+con.sql("""create view by_payments as select payment_date d, coalesce(case when o.order_date between p.payment_date - interval 90 day and p.payment_date
+        then o.customer_region end, 'UNKNOWN') r, p.currency c,
     count(*) filter (where p.status in ('succeeded','failed')) payments_attempted,
     count(*) filter (where p.status = 'succeeded') payments_succeeded,
     count(*) filter (where p.status = 'failed') payments_failed,

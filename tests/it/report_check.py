@@ -100,7 +100,8 @@ latest = """select * from (select *, row_number() over (
   from read_parquet('{lake}/processed/{ds}/**/*.parquet', hive_partitioning=true)) where rn = 1"""
 con.sql(f"create view o as {latest.format(key='order_id', lake=lake, ds='orders')}")
 con.sql(f"create view p as {latest.format(key='payment_id', lake=lake, ds='payments')}")
-con.sql("""create view expected as select payment_date d, coalesce(o.customer_region, 'UNKNOWN') r, p.currency c,
+con.sql("""create view expected as select payment_date d, coalesce(case when o.order_date between p.payment_date - interval 90 day and p.payment_date
+        then o.customer_region end, 'UNKNOWN') r, p.currency c,
     p.method m, count(*) payments,
     count(*) filter (where p.status = 'succeeded') payments_succeeded,
     count(*) filter (where p.status = 'failed') payments_failed,
