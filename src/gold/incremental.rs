@@ -268,8 +268,19 @@ fn to_polars(e: GoldError) -> PolarsError {
 
 /// Tombstones of `versions` (key, date and version columns): every (key, day) holding a
 /// version of a key whose latest version lies on another day, stamped with that latest.
-fn stale_days(dataset: &str, versions: LazyFrame, key: &str, date: &str) -> PolarsResult<LazyFrame> {
-    let versions = versions.select([col(key), col(date), col(VERSION[0]), col(VERSION[1]), col(VERSION[2])]);
+fn stale_days(
+    dataset: &str,
+    versions: LazyFrame,
+    key: &str,
+    date: &str,
+) -> PolarsResult<LazyFrame> {
+    let versions = versions.select([
+        col(key),
+        col(date),
+        col(VERSION[0]),
+        col(VERSION[1]),
+        col(VERSION[2]),
+    ]);
     let newest = latest(versions.clone(), key).select([
         col(key),
         col(date).alias("l_date"),
@@ -278,7 +289,12 @@ fn stale_days(dataset: &str, versions: LazyFrame, key: &str, date: &str) -> Pola
         col(VERSION[2]).alias(TOMB_VERSION[2]),
     ]);
     Ok(versions
-        .join(newest, [col(key)], [col(key)], JoinArgs::new(JoinType::Inner))
+        .join(
+            newest,
+            [col(key)],
+            [col(key)],
+            JoinArgs::new(JoinType::Inner),
+        )
         .filter(col(date).neq(col("l_date")))
         .select([
             lit(dataset.to_owned()).alias("dataset"),
@@ -329,7 +345,11 @@ impl Nightly<'_> {
         night: &Night,
     ) -> Result<(DataFrame, DataFrame), GoldError> {
         let (key, date) = (key_of(contract), date_of(contract)?);
-        let touched = night.touched.get(&contract.name).cloned().unwrap_or_default();
+        let touched = night
+            .touched
+            .get(&contract.name)
+            .cloned()
+            .unwrap_or_default();
         let batches: Vec<String> = night
             .new_batches
             .get(&contract.name)
@@ -391,7 +411,13 @@ impl Nightly<'_> {
         for contract in [orders_c, payments_c] {
             let (key, date) = (key_of(contract), date_of(contract)?);
             let (keys, versions) = self.changed_keys(contract, night).await?;
-            let stale = collect(stale_days(&contract.name, versions.clone().lazy(), &key, &date)?).await?;
+            let stale = collect(stale_days(
+                &contract.name,
+                versions.clone().lazy(),
+                &key,
+                &date,
+            )?)
+            .await?;
             moved += stale.column("key")?.n_unique()?;
             dates.extend(days_of(&stale, "date")?);
             new_tombs.push(stale);
@@ -404,7 +430,14 @@ impl Nightly<'_> {
         state.tombstones = collect(
             concat(all, UnionArgs::default())?
                 .sort_by_exprs(
-                    [col("dataset"), col("key"), col("date"), col("updated_at"), col(INGESTED_AT), col(BATCH_ID)],
+                    [
+                        col("dataset"),
+                        col("key"),
+                        col("date"),
+                        col("updated_at"),
+                        col(INGESTED_AT),
+                        col(BATCH_ID),
+                    ],
                     SortMultipleOptions::default(),
                 )
                 .unique_stable(
@@ -425,7 +458,8 @@ impl Nightly<'_> {
                 scan_dates(&root, payments_c, &pay_days)?
                     .select([col("order_id"), col(&pay_date)])
                     .join(
-                        keys.lazy().select([col(key_of(orders_c)).alias("order_id")]),
+                        keys.lazy()
+                            .select([col(key_of(orders_c)).alias("order_id")]),
                         [col("order_id")],
                         [col("order_id")],
                         JoinArgs::new(JoinType::Inner),
@@ -444,14 +478,21 @@ impl Nightly<'_> {
         state.first_orders = first_orders;
         let mut orders = orders;
         if !extra.is_empty() {
-            let more = collect(latest(self.rows(orders_c, &extra, &state).await?, "order_id")).await?;
+            let more = collect(latest(
+                self.rows(orders_c, &extra, &state).await?,
+                "order_id",
+            ))
+            .await?;
             orders = orders.vstack(&more)?;
             dates.extend(extra);
         }
 
         // Regions of the payments on those days: their orders within the reference window.
         let regions_days = around(&dates, i64::from(window), 0);
-        let order_regions = latest(self.rows(orders_c, &regions_days, &state).await?, "order_id");
+        let order_regions = latest(
+            self.rows(orders_c, &regions_days, &state).await?,
+            "order_id",
+        );
         let payments = latest(self.rows(payments_c, &dates, &state).await?, "payment_id");
         let payments = collect(with_regions(
             payments,
@@ -504,10 +545,9 @@ impl Nightly<'_> {
                     JoinArgs::new(JoinType::Left),
                 )
                 .join(
-                    on_days.lazy().select([
-                        col("customer_id"),
-                        col(FIRST_ORDER_DATE).alias("on_days"),
-                    ]),
+                    on_days
+                        .lazy()
+                        .select([col("customer_id"), col(FIRST_ORDER_DATE).alias("on_days")]),
                     [col("customer_id")],
                     [col("customer_id")],
                     JoinArgs::new(JoinType::Left),
@@ -515,7 +555,11 @@ impl Nightly<'_> {
         )
         .await?;
         let ids = affected.column("customer_id")?.str()?.clone();
-        let old_first = affected.column(FIRST_ORDER_DATE)?.date()?.physical().clone();
+        let old_first = affected
+            .column(FIRST_ORDER_DATE)?
+            .date()?
+            .physical()
+            .clone();
         let on_days = affected.column("on_days")?.date()?.physical().clone();
         let recomputed: BTreeSet<i32> = dates.iter().map(|d| values::epoch_days(*d)).collect();
         let mut new_first: HashMap<String, Option<i32>> = HashMap::new();
@@ -544,9 +588,16 @@ impl Nightly<'_> {
                 .into_iter()
                 .filter(|d| !dates.contains(d))
                 .collect();
-            let ids = Series::new("customer_id".into(), needy.keys().cloned().collect::<Vec<_>>());
+            let ids = Series::new(
+                "customer_id".into(),
+                needy.keys().cloned().collect::<Vec<_>>(),
+            );
             let found = collect(first_order_dates(
-                latest(self.rows(&self.contracts.orders, &days, state).await?, "order_id").join(
+                latest(
+                    self.rows(&self.contracts.orders, &days, state).await?,
+                    "order_id",
+                )
+                .join(
                     DataFrame::new(ids.len(), vec![ids.into_column()])?.lazy(),
                     [col("customer_id")],
                     [col("customer_id")],
@@ -601,8 +652,11 @@ impl Nightly<'_> {
         let touched_ids = DataFrame::new(
             new_first.len(),
             vec![
-                Series::new("customer_id".into(), new_first.keys().cloned().collect::<Vec<_>>())
-                    .into_column(),
+                Series::new(
+                    "customer_id".into(),
+                    new_first.keys().cloned().collect::<Vec<_>>(),
+                )
+                .into_column(),
                 Series::new("_touched".into(), vec![true; new_first.len()]).into_column(),
             ],
         )?;

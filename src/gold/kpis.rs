@@ -126,7 +126,9 @@ pub fn with_regions(payments: LazyFrame, orders: LazyFrame, window_days: Option<
             let age = (col("payment_date").cast(DataType::Int32)
                 - col("_order_date").cast(DataType::Int32))
             .cast(DataType::Int64);
-            age.clone().gt_eq(lit(0i64)).and(age.lt_eq(lit(i64::from(days))))
+            age.clone()
+                .gt_eq(lit(0i64))
+                .and(age.lt_eq(lit(i64::from(days))))
         }
         None => col("_order_date").is_not_null(),
     };
@@ -202,11 +204,7 @@ pub fn daily_kpis(
     window_days: Option<u32>,
 ) -> PolarsResult<DataFrame> {
     let orders = latest(orders, "order_id");
-    let payments = with_regions(
-        latest(payments, "payment_id"),
-        orders.clone(),
-        window_days,
-    );
+    let payments = with_regions(latest(payments, "payment_id"), orders.clone(), window_days);
     kpis_of(orders.clone(), first_order_dates(orders), payments)
 }
 

@@ -38,7 +38,11 @@ pub fn payment_methods_daily(
     window_days: Option<u32>,
 ) -> PolarsResult<DataFrame> {
     let orders = latest(orders, "order_id");
-    methods_of(with_regions(latest(payments, "payment_id"), orders, window_days))
+    methods_of(with_regions(
+        latest(payments, "payment_id"),
+        orders,
+        window_days,
+    ))
 }
 
 /// `payment_methods_daily` rows of the days in `payments`: latest payments carrying their
@@ -118,6 +122,7 @@ mod tests {
             utc("updated_at", &[1, 1]),
             utc("_ingested_at", &[1, 1]),
             strs("_batch_id", &["A", "A"]),
+            dates("order_date", &["2026-11-19", "2026-11-20"]),
         ]);
         // p2 is refunded in a later version; p5's order is not in silver.
         let ids = ["p1", "p2", "p2", "p3", "p4", "p5", "p6"];
@@ -158,7 +163,7 @@ mod tests {
             strs("_batch_id", &["A", "A", "B", "A", "A", "A", "A"]),
             dates("payment_date", &day),
         ]);
-        let out = payment_methods_daily(orders, payments).unwrap();
+        let out = payment_methods_daily(orders, payments, None).unwrap();
         assert_eq!(
             out.get_column_names()
                 .iter()

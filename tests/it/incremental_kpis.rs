@@ -40,7 +40,10 @@ fn registry(dir: &Path) -> Arc<Registry> {
     }
     let registry = Registry::from_dir(dir).unwrap();
     let payments = registry.get("payments").unwrap();
-    assert_eq!(payments.quality.references[0].window_days, Some(WINDOW as u32));
+    assert_eq!(
+        payments.quality.references[0].window_days,
+        Some(WINDOW as u32)
+    );
     assert_eq!(i64::from(payments.max_date_move_days), MOVE);
     Arc::new(registry)
 }
@@ -156,7 +159,11 @@ impl History {
         let mut rows: BTreeMap<String, Order> = BTreeMap::new();
         for _ in 0..(3 + self.rng.below(4)) {
             self.next_id += 1;
-            let late = if self.rng.chance(25) { self.rng.below(8) } else { self.rng.below(2) };
+            let late = if self.rng.chance(25) {
+                self.rng.below(8)
+            } else {
+                self.rng.below(2)
+            };
             let o = Order {
                 customer: format!("C{}", self.rng.below(6)),
                 day: (today - late as i64).max(floor),
@@ -183,7 +190,11 @@ impl History {
                 continue;
             }
             let mut o = self.orders[&id].clone();
-            o.status = if self.rng.chance(40) { "cancelled" } else { self.rng.pick(&STATUSES) };
+            o.status = if self.rng.chance(40) {
+                "cancelled"
+            } else {
+                self.rng.pick(&STATUSES)
+            };
             if self.rng.chance(25) {
                 o.region = self.rng.pick(&REGIONS);
             }
@@ -368,7 +379,8 @@ fn difference(full: &DataFrame, nightly: &DataFrame) -> String {
 }
 
 fn sorted(df: DataFrame, keys: &[&str]) -> DataFrame {
-    df.sort(keys.to_vec(), SortMultipleOptions::default()).unwrap()
+    df.sort(keys.to_vec(), SortMultipleOptions::default())
+        .unwrap()
 }
 
 async fn gold_table(store: &dyn ObjectStore, table: &str) -> Option<DataFrame> {
@@ -411,7 +423,12 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
             let key = format!("raw/{dataset}/night-{night}.csv");
             put_raw(&lake, &local, &key, body, night, k as u64).await;
             let out = ingestor.ingest(&key).await.unwrap();
-            prop_assert_eq!(out.manifest.rows_rejected, 0, "{:?}", out.manifest.reject_reasons);
+            prop_assert_eq!(
+                out.manifest.rows_rejected,
+                0,
+                "{:?}",
+                out.manifest.reject_reasons
+            );
         }
         copy_tree(&lake.join("processed"), &reference.join("processed"));
         let run = aggregator
@@ -445,10 +462,7 @@ async fn compare(
         gold::daily_kpis(orders.clone(), payments.clone(), window).unwrap(),
         &keys,
     );
-    let nightly = sorted(
-        gold_table(store, layout::DAILY_KPIS).await.unwrap(),
-        &keys,
-    );
+    let nightly = sorted(gold_table(store, layout::DAILY_KPIS).await.unwrap(), &keys);
     prop_assert!(
         full.equals_missing(&nightly),
         "daily_kpis differ (seed {seed}): {}",
@@ -497,7 +511,10 @@ proptest! {
 #[ignore = "replays the seed in SHOPLAKE_KPI_SEED"]
 fn one_history() {
     let seed = std::env::var("SHOPLAKE_KPI_SEED").unwrap().parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(scenario(seed)).unwrap();
 }
 
@@ -520,12 +537,18 @@ async fn a_cancelled_first_order_makes_the_next_order_the_first() {
         // Night 0: the first order (day 0), and a later one on day 4.
         format!(
             "{header}A,C1,{},paid,EU,EUR,10.00,1,{}\nB,C1,{},paid,EU,EUR,20.00,1,{}\n",
-            ts(0, 600), ts(0, 600), ts(4, 600), ts(4, 600)
+            ts(0, 600),
+            ts(0, 600),
+            ts(4, 600),
+            ts(4, 600)
         ),
         // Night 1: the first order is cancelled; another customer orders on day 6.
         format!(
             "{header}A,C1,{},cancelled,EU,EUR,10.00,1,{}\nC,C2,{},paid,EU,EUR,5.00,1,{}\n",
-            ts(0, 600), ts(6, 600), ts(6, 600), ts(6, 600)
+            ts(0, 600),
+            ts(6, 600),
+            ts(6, 600),
+            ts(6, 600)
         ),
     ];
     for (n, body) in nights.into_iter().enumerate() {
@@ -537,17 +560,31 @@ async fn a_cancelled_first_order_makes_the_next_order_the_first() {
             .await
             .unwrap();
     }
-    let kpis = gold_table(store.as_ref(), layout::DAILY_KPIS).await.unwrap();
+    let kpis = gold_table(store.as_ref(), layout::DAILY_KPIS)
+        .await
+        .unwrap();
     let new_on = |d: i64| -> i64 {
-        let days = kpis.column("kpi_date").unwrap().date().unwrap().physical().clone();
+        let days = kpis
+            .column("kpi_date")
+            .unwrap()
+            .date()
+            .unwrap()
+            .physical()
+            .clone();
         let new = kpis.column("new_customers").unwrap().i64().unwrap().clone();
         (0..kpis.height())
             .filter(|&i| days.get(i) == Some(shoplake::values::epoch_days(day(d))))
             .map(|i| new.get(i).unwrap())
             .sum()
     };
-    assert_eq!(new_on(0), 0, "the cancelled first order no longer makes C1 new");
+    assert_eq!(
+        new_on(0),
+        0,
+        "the cancelled first order no longer makes C1 new"
+    );
     assert_eq!(new_on(4), 1, "C1 is new on the day of their next order");
     let reference = lake.clone();
-    compare(&registry, &reference, store.as_ref(), 0).await.unwrap();
+    compare(&registry, &reference, store.as_ref(), 0)
+        .await
+        .unwrap();
 }

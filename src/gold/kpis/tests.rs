@@ -407,3 +407,47 @@ fn averages_round_half_away_from_zero_in_hundredths() {
     assert_eq!(divide_half_away(1505, 2), Some(753));
     assert_eq!(divide_half_away(1, 0), None);
 }
+
+#[test]
+fn a_payment_takes_its_orders_region_only_within_the_reference_window() {
+    let o = [
+        ("o1", "c1", "paid", "EUR", 1000, 1, "A", "2026-11-10", "EU"),
+        ("o2", "c2", "paid", "EUR", 1000, 1, "A", "2026-11-25", "NA"),
+    ];
+    let p = [
+        // 10 days after its order: inside a 10-day window.
+        ("p1", "o1", "succeeded", "EUR", 100, 1, "A", "2026-11-20"),
+        // 11 days after: outside it.
+        ("p2", "o1", "succeeded", "EUR", 100, 1, "A", "2026-11-21"),
+        // Before its order's day: outside it.
+        ("p3", "o2", "succeeded", "EUR", 100, 1, "A", "2026-11-24"),
+    ];
+    let kpis = daily_kpis(orders(&o), payments(&p), Some(10)).unwrap();
+    check(
+        &kpis,
+        ("2026-11-20", "EU", "EUR"),
+        &[("payments_succeeded", "1")],
+    );
+    check(
+        &kpis,
+        ("2026-11-21", UNKNOWN_REGION, "EUR"),
+        &[("payments_succeeded", "1")],
+    );
+    check(
+        &kpis,
+        ("2026-11-24", UNKNOWN_REGION, "EUR"),
+        &[("payments_succeeded", "1")],
+    );
+    // Without a window any order in silver gives its region.
+    let kpis = daily_kpis(orders(&o), payments(&p), None).unwrap();
+    check(
+        &kpis,
+        ("2026-11-21", "EU", "EUR"),
+        &[("payments_succeeded", "1")],
+    );
+    check(
+        &kpis,
+        ("2026-11-24", "NA", "EUR"),
+        &[("payments_succeeded", "1")],
+    );
+}

@@ -63,7 +63,11 @@ impl BatchCursor {
     ) -> Result<(Vec<String>, BatchCursor), StorageError> {
         let prefix = layout::manifest_prefix(dataset);
         let listed = match listing_start(self.watermark.as_deref()) {
-            Some(start) => store.list_after(&prefix, &format!("{prefix}{start}"), None).await?,
+            Some(start) => {
+                store
+                    .list_after(&prefix, &format!("{prefix}{start}"), None)
+                    .await?
+            }
             None => store.list(&prefix).await?,
         };
         let ids: Vec<String> = listed
@@ -77,12 +81,7 @@ impl BatchCursor {
             .filter(|b| !self.recent.contains(*b))
             .cloned()
             .collect();
-        let watermark = self
-            .watermark
-            .iter()
-            .chain(ids.iter())
-            .max()
-            .cloned();
+        let watermark = self.watermark.iter().chain(ids.iter()).max().cloned();
         let start = listing_start(watermark.as_deref());
         let recent = self
             .recent
@@ -139,7 +138,10 @@ pub async fn save_state(
 ) -> Result<(), crate::stages::aggregate::AggregateError> {
     let store = state.store();
     let mut keys = Vec::new();
-    for (table, df) in [("first_orders", &kpi.first_orders), ("tombstones", &kpi.tombstones)] {
+    for (table, df) in [
+        ("first_orders", &kpi.first_orders),
+        ("tombstones", &kpi.tombstones),
+    ] {
         let key = layout::aggregate_state_table_key(table, generation);
         let mut df = df.clone();
         let mut buffer = Vec::new();
@@ -171,8 +173,20 @@ pub async fn save_state(
 /// partitions are downloaded into `work_dir` (files already there with the same size are
 /// kept, files no longer in the lake removed).
 pub struct StoreSilver {
-    pub store: Arc<dyn ObjectStore>,
-    pub work_dir: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    work_dir: PathBuf,
+    /// Days already downloaded by this run: a run asks for the same days several times.
+    prepared: std::sync::Mutex<BTreeSet<(String, NaiveDate)>>,
+}
+
+impl StoreSilver {
+    pub fn new(store: Arc<dyn ObjectStore>, work_dir: PathBuf) -> Self {
+        StoreSilver {
+            store,
+            work_dir,
+            prepared: Default::default(),
+        }
+    }
 }
 
 fn date_prefix(contract: &Contract, day: NaiveDate) -> Option<String> {
@@ -207,6 +221,10 @@ impl SilverDates for StoreSilver {
             let Some(prefix) = date_prefix(contract, *day) else {
                 continue;
             };
+            let done = (contract.name.clone(), *day);
+            if self.prepared.lock().expect("not poisoned").contains(&done) {
+                continue;
+            }
             let remote = self.store.list(&prefix).await?;
             let wanted: BTreeSet<PathBuf> =
                 remote.iter().map(|m| self.work_dir.join(&m.key)).collect();
@@ -215,13 +233,13 @@ impl SilverDates for StoreSilver {
                 if std::fs::metadata(&path).is_ok_and(|md| md.len() == meta.size) {
                     continue;
                 }
-                let bytes = self
-                    .store
-                    .get(&meta.key)
-                    .await?
-                    .ok_or_else(|| StorageError::NotFound {
-                        key: meta.key.clone(),
-                    })?;
+                let bytes =
+                    self.store
+                        .get(&meta.key)
+                        .await?
+                        .ok_or_else(|| StorageError::NotFound {
+                            key: meta.key.clone(),
+                        })?;
                 std::fs::create_dir_all(path.parent().expect("keys have a parent"))
                     .map_err(work_error)?;
                 std::fs::write(&path, &bytes).map_err(work_error)?;
@@ -240,6 +258,7 @@ impl SilverDates for StoreSilver {
                     }
                 }
             }
+            self.prepared.lock().expect("not poisoned").insert(done);
         }
         Ok(self.work_dir.clone())
     }

@@ -35,7 +35,9 @@ impl AggregateRequest {
                 ));
             }
             Some(other) => {
-                return Err(RequestError(format!("`full` must be true or false, got {other}")));
+                return Err(RequestError(format!(
+                    "`full` must be true or false, got {other}"
+                )));
             }
         }
         if from.is_none() && to.is_none() {

@@ -17,11 +17,11 @@ use polars::prelude::DataFrame;
 use serde::Serialize;
 use tracing::info;
 
+use super::nightly::{self, BatchCursor, RunState, StoreSilver};
 use super::request::AggregateRequest;
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::contract::Registry;
 use crate::error::Retryable;
-use super::nightly::{self, BatchCursor, RunState, StoreSilver};
 use crate::gold::incremental::{KpiContracts, KpiState, Night, Nightly};
 use crate::gold::{self, GoldError, kpis};
 use crate::layout;
@@ -404,10 +404,7 @@ impl Aggregator {
             night.touched.insert(dataset.clone(), touched);
         }
         let new_batches = new.values().map(Vec::len).sum();
-        let source = StoreSilver {
-            store: self.store.clone(),
-            work_dir: self.work_dir.clone(),
-        };
+        let source = StoreSilver::new(self.store.clone(), self.work_dir.clone());
         let result = Nightly {
             source: &source,
             contracts: &contracts,
@@ -433,8 +430,14 @@ impl Aggregator {
         .await?;
         // Only now: if writing gold failed, the next run sees these batches again.
         if new_batches > 0 {
-            nightly::save_state(&self.state, Some(&previous), cursors, &result.state, generation)
-                .await?;
+            nightly::save_state(
+                &self.state,
+                Some(&previous),
+                cursors,
+                &result.state,
+                generation,
+            )
+            .await?;
         }
         info!(
             days = result.dates.len(),
