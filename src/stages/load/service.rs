@@ -449,7 +449,7 @@ impl Loader {
             let cursor_key = layout::load_cursor_key(dataset);
             let mut cursor: LoadCursor = self.state.get_json_or_default(&cursor_key).await?;
             let open_before = cursor.open.len();
-            let listing = cursor.list(self.store.as_ref(), dataset).await?;
+            let mut listing = cursor.list(self.store.as_ref(), dataset).await?;
             info!(
                 dataset,
                 listed = listing.listed.len(),
@@ -457,7 +457,7 @@ impl Loader {
                 watermark = cursor.watermark.as_deref().unwrap_or("none"),
                 "batches to look at"
             );
-            for batch in listing.candidates.iter().cloned() {
+            for batch in std::mem::take(&mut listing.candidates) {
                 let marker = layout::loaded_marker_key(dataset, &batch);
                 if self.state.exists(&marker).await? {
                     cursor.open.remove(&batch);
