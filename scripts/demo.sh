@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ONLY=""
 if [ "${1:-}" = "--invoke" ]; then
-  ONLY="${2:?usage: demo.sh --invoke ingest|quality|alert|aggregate|load}"
+  ONLY="${2:?usage: demo.sh --invoke ingest|quality|alert|aggregate|load|compact}"
   [ -d "functions/$ONLY" ] || { echo "no function crate functions/$ONLY" >&2; exit 2; }
 fi
 DEMO="${TMPDIR:-/tmp}/shoplake-demo"   # outside the watched crates: writes there trigger no rebuilds
@@ -156,6 +156,11 @@ $S3 kpis "$BUCKET" 3
 invoke load events/load-schedule.json "$DEMO/load.json"
 python3 scripts/demo_tools.py - show-load "$DEMO/load.json" "$DEMO/redshift.jsonl"
 done_if load events/load-schedule.json "$DEMO/load.json"
+
+echo "  the 03:00 UTC compaction (partitions with 8 or more small files of loaded batches):"
+invoke compact events/compact-schedule.json "$DEMO/compact.json"
+python3 scripts/demo_tools.py - show-json "$DEMO/compact.json"
+done_if compact events/compact-schedule.json "$DEMO/compact.json"
 
 echo "  the 04:00 UTC SLA check (the load above recorded its run) and the 5-minute digest flush:"
 invoke alert events/alert-sla-check.json "$DEMO/alert-sla.json"

@@ -99,6 +99,18 @@ pub fn load_cursor_key(dataset: &str) -> String {
     format!("{RUNS}/loaded/{dataset}/_cursor.json")
 }
 
+/// `lake quality`'s cursor over a dataset's manifests when it looks for batches without a
+/// report (a watermark only: a run writes it after checking every batch it found).
+pub fn quality_cursor_key(dataset: &str) -> String {
+    format!("{RUNS}/quality/{dataset}/_cursor.json")
+}
+
+/// `lake quality`'s cursor over a dataset's manifests when it looks for verdicts the alert stage
+/// never handled (a run killed between a report and its alert).
+pub fn verdict_cursor_key(dataset: &str) -> String {
+    format!("{RUNS}/alerted/{dataset}/_cursor.json")
+}
+
 /// The ETag of each gold month as last loaded into the warehouse.
 pub const LOADED_GOLD_MONTHS_KEY: &str = "runs/loaded/gold_months.json";
 

@@ -17,7 +17,7 @@ use crate::layout;
 use crate::manifest::{BatchStatus, Manifest};
 use crate::partition::parse_partition_path;
 use crate::silver::read::{self, ReadError};
-use crate::state::{LakeState, StateError};
+use crate::state::{BatchCursor, LakeState, StateError, batch_time, manifests_from};
 use crate::storage::{ObjectStore, StorageError};
 use crate::values;
 
@@ -244,23 +244,44 @@ impl QualityGate {
     }
 
     /// The last `n` successful batches of `dataset` before `batch_id`, oldest first: only the
-    /// manifests the volume and distribution checks use are read (newest first, stopping at `n`).
+    /// manifests the volume and distribution checks use are read (newest first, stopping at `n`),
+    /// and only the manifests of the `4n` days before the batch are listed (a dataset has about
+    /// a batch a day); a sparser dataset is listed further back, to its first batch.
     async fn recent_history(
         &self,
         dataset: &str,
         batch_id: &str,
         n: usize,
     ) -> Result<Vec<Manifest>, QualityError> {
+        let prefix = layout::manifest_prefix(dataset);
+        let window =
+            batch_time(batch_id).map(|t| manifests_from(dataset, t - Duration::days(4 * n as i64)));
         let mut out = Vec::with_capacity(n);
-        let ids = self.state.batch_ids(dataset).await?;
-        for id in ids.iter().rev().filter(|b| b.as_str() < batch_id) {
+        // The window first; then, if it held too few, everything before it.
+        let passes = [
+            window.clone().map(|w| (w, None)),
+            Some((String::new(), window)),
+        ];
+        for (after, before) in passes.into_iter().flatten() {
+            let listed = self.store.list_after(&prefix, &after, None).await?;
+            let ids: Vec<&str> = listed
+                .iter()
+                .filter(|m| before.as_ref().is_none_or(|b| m.key.as_str() <= b.as_str()))
+                .filter_map(|m| layout::parse_manifest_key(&m.key).map(|(_, b)| b))
+                .filter(|b| *b < batch_id)
+                .collect();
+            for id in ids.iter().rev() {
+                if out.len() >= n {
+                    break;
+                }
+                if let Some(m) = self.state.manifest(dataset, id).await?
+                    && m.status == BatchStatus::Succeeded
+                {
+                    out.push(m);
+                }
+            }
             if out.len() >= n {
                 break;
-            }
-            if let Some(m) = self.state.manifest(dataset, id).await?
-                && m.status == BatchStatus::Succeeded
-            {
-                out.push(m);
             }
         }
         out.reverse();
@@ -431,9 +452,16 @@ impl QualityGate {
         Ok(report)
     }
 
-    /// Batches with a manifest but no report yet: parents' datasets first (so references
-    /// resolve), oldest batch first within a dataset.
-    pub async fn unchecked_batches(&self) -> Result<Vec<(String, String)>, QualityError> {
+    /// Checks every batch of the lake that has no report yet, parents' datasets first, and
+    /// returns the reports. Each dataset's manifests are listed from a cursor
+    /// (`runs/quality/<dataset>/_cursor.json`, see [`BatchCursor`]), so a run costs what was
+    /// ingested since the last one, not the history. The cursor is written after a dataset's
+    /// batches are all checked: a run that fails leaves the old one, and the next lists the same
+    /// batches again (the reports say which are done), so nothing needs keeping open.
+    pub async fn check_unchecked(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<QualityReport>, QualityError> {
         // Claims a crashed check left would otherwise stay until that batch is checked again.
         self.state
             .sweep_claims(&format!("{}/quality/", layout::CLAIMS))
@@ -441,12 +469,16 @@ impl QualityGate {
         let mut out = Vec::new();
         for contract in self.registry.load_order() {
             let dataset = contract.name.as_str();
-            for batch in self.state.batch_ids(dataset).await? {
-                let report = layout::quality_report_key(dataset, &batch);
+            let cursor_key = layout::quality_cursor_key(dataset);
+            let mut cursor: BatchCursor = self.state.get_json_or_default(&cursor_key).await?;
+            let listing = cursor.list(self.store.as_ref(), dataset).await?;
+            for batch in &listing.listed {
+                let report = layout::quality_report_key(dataset, batch);
                 if !self.state.exists(&report).await? {
-                    out.push((dataset.to_owned(), batch));
+                    out.push(self.evaluate(dataset, batch, now).await?);
                 }
             }
+            self.state.put_json(&cursor_key, &cursor).await?;
         }
         Ok(out)
     }

@@ -1,4 +1,4 @@
-//! The pipeline's five stages, each a folder of the same shape:
+//! The pipeline's stages, each a folder of the same shape:
 //!
 //! - `request.rs`: what an invocation asks for, read from the Lambda event;
 //! - `config.rs`: the environment, read once into a typed struct;
@@ -12,6 +12,7 @@
 
 pub mod aggregate;
 pub mod alert;
+pub mod compact;
 mod event;
 pub mod ingest;
 pub mod load;

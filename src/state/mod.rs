@@ -3,6 +3,7 @@
 //! writes them through here, so there is one codec and one "corrupt record" error.
 
 mod claim;
+mod cursor;
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use claim::{Claim, ClaimRecord, Claimed, Owner};
+pub use cursor::{BatchCursor, CursorListing, WATERMARK_LAG, batch_time, manifests_from};
 
 use crate::error::Retryable;
 use crate::layout;

@@ -151,6 +151,8 @@ fn scheduled_inputs_match_the_sample_events() {
         ("AggregateFunction", "cron(0 2 * * ? *)"),
         ("LoadFunction", "cron(0 2 * * ? *)"),
         ("AlertFunction", "cron(0 4 * * ? *)"),
+        // After the load, whose markers make a batch's files eligible for compaction.
+        ("CompactFunction", "cron(0 3 * * ? *)"),
     ] {
         assert!(
             resources[function]
@@ -230,7 +232,12 @@ fn triggers_destinations_and_retention_are_as_the_pipeline_needs() {
         );
     }
     // Ordered, read-modify-write stages run one at a time.
-    for function in ["LoadFunction", "AlertFunction", "AggregateFunction"] {
+    for function in [
+        "LoadFunction",
+        "AlertFunction",
+        "AggregateFunction",
+        "CompactFunction",
+    ] {
         assert!(
             has(&r[function], "ReservedConcurrentExecutions: 1"),
             "{function} must not run concurrently"
@@ -241,7 +248,12 @@ fn triggers_destinations_and_retention_are_as_the_pipeline_needs() {
     let bucket = &r["DataBucket"];
     for rule in [
         "- { Id: raw-30-days, Status: Enabled, Prefix: raw/, ExpirationInDays: 30 }",
-        "- { Id: processed-365-days, Status: Enabled, Prefix: processed/, ExpirationInDays: 365 }",
+        // The silver retention the code assumes (reference windows, the catalog sweep) is the
+        // lifecycle rule's.
+        &format!(
+            "- {{ Id: processed-{0}-days, Status: Enabled, Prefix: processed/, ExpirationInDays: {0} }}",
+            shoplake::layout::SILVER_RETENTION_DAYS
+        ),
         "- { Id: gold-5-years, Status: Enabled, Prefix: gold/, ExpirationInDays: 1827 }",
         "- { Id: quarantine-90-days, Status: Enabled, Prefix: quarantine/, ExpirationInDays: 90 }",
         "SSEAlgorithm: aws:kms",
@@ -395,5 +407,36 @@ fn the_alert_role_reads_what_its_checks_read() {
     assert!(
         role.contains("manifests/*"),
         "AlertRole cannot list manifests/"
+    );
+}
+
+/// The compact function reads, writes and deletes silver and its own records, reads the loaded
+/// markers (only loaded batches are compacted) and nothing else of the bucket; the load function
+/// records, reads back and removes the failures it keeps under runs/load_failures/.
+#[test]
+fn the_compact_role_reaches_silver_and_its_records_only_and_the_load_role_its_failures() {
+    let template = template();
+    let role = resources(&template)["CompactRole"].join("\n");
+    for prefix in [
+        "processed/*",
+        "runs/compact/*",
+        "runs/loaded/*",
+        "claims/compact-*",
+    ] {
+        assert!(
+            role.contains(&format!("/{prefix}\"")),
+            "CompactRole cannot reach {prefix}"
+        );
+    }
+    assert!(role.contains("s3:DeleteObject"));
+    for other in ["/manifests/*", "/gold/*", "/quality/*", "/raw/*", "glue:"] {
+        assert!(!role.contains(other), "CompactRole reaches {other}");
+    }
+    let function = resources(&template)["CompactFunction"].join("\n");
+    assert!(function.contains("Role: !GetAtt CompactRole.Arn"));
+    let load = resources(&template)["LoadRole"].join("\n");
+    assert!(
+        load.contains("/runs/load_failures/*\"") && load.contains("runs/load_failures/*,"),
+        "LoadRole cannot read, write and list runs/load_failures/"
     );
 }

@@ -226,6 +226,7 @@ async fn every_lake_command_of_the_runbook_runs_against_the_bucket() {
             .unwrap();
         let filled = command
             .replace("<bucket>", &bucket)
+            .replace("<dataset>", "orders")
             .replace("<batch_id>", batch)
             .replace("<you>", "oncall")
             .replace("<why>", "runbook test")

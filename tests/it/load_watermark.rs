@@ -1,5 +1,7 @@
-//! The load stage lists from a watermark: a night's run looks at the new batches (and those
-//! still open), not at every batch ever ingested; a batch gated late is still loaded.
+//! The load stage and `lake quality` list from a watermark (the shared `BatchCursor`): a night's
+//! run looks at the new batches (and those still open), not at every batch ever ingested; a batch
+//! gated late is still loaded, a batch committed late is still checked, and a verdict a killed
+//! run never alerted is still sent.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,6 +14,11 @@ use shoplake::quality::QualityGate;
 use shoplake::stages::load::{BatchLoad, Loader, SkipReason};
 use shoplake::storage::{LocalStore, ObjectStore};
 use shoplake::warehouse::{RecordingExecutor, Warehouse};
+
+use shoplake::alert::OutboxNotifier;
+use shoplake::quality::QualityReport;
+use shoplake::stages::alert::{AlertRequest, AlertService, AlertSettings};
+use shoplake::stages::quality::QualityService;
 
 use crate::support::faulty::FaultyStore;
 
@@ -91,6 +98,49 @@ impl Lake {
         let now = Utc.from_utc_datetime(&day(n).and_hms_opt(3, 0, 0).unwrap());
         let report = loader.load_pending(now).await.unwrap();
         (report.batches, counting)
+    }
+}
+
+impl Lake {
+    fn quality_service(&self, store: Arc<FaultyStore>) -> QualityService {
+        QualityService::new(Arc::new(move |_| store.clone()), self.registry.clone())
+    }
+
+    /// `lake quality`'s walk for verdicts never alerted, through a counting store.
+    async fn unalerted(&self) -> (Vec<QualityReport>, Arc<FaultyStore>) {
+        let counting = Arc::new(FaultyStore::counting(self.local.clone()));
+        let reports = self
+            .quality_service(counting.clone())
+            .unalerted_reports("lake")
+            .await
+            .unwrap();
+        (reports, counting)
+    }
+
+    /// `lake quality`'s walk for batches never checked, through a counting store; with
+    /// `alert`, each verdict is then handled by the alert stage as `lake quality` does.
+    async fn check(&self, n: i64, alert: bool) -> (Vec<String>, Arc<FaultyStore>) {
+        let counting = Arc::new(FaultyStore::counting(self.local.clone()));
+        let now = Utc.from_utc_datetime(&day(n).and_hms_opt(2, 0, 0).unwrap());
+        let reports = self
+            .quality_service(counting.clone())
+            .check_unchecked("lake", now)
+            .await
+            .unwrap();
+        if alert {
+            let alerts = AlertService::new(
+                self.local.clone(),
+                Arc::new(OutboxNotifier::new(self.local.clone())),
+                AlertSettings::default(),
+            );
+            for r in &reports {
+                alerts
+                    .handle_all(vec![AlertRequest::Quality(Box::new(r.clone()))], now)
+                    .await
+                    .unwrap();
+            }
+        }
+        (reports.into_iter().map(|r| r.batch_id).collect(), counting)
     }
 }
 
@@ -211,4 +261,63 @@ async fn a_held_back_batch_overridden_weeks_later_is_still_loaded() {
         "the open batch is loaded once overridden"
     );
     assert!(counting.manifests_listed() <= 17);
+}
+
+#[tokio::test]
+async fn lake_quality_lists_the_new_batches_not_the_history() {
+    let lake = Lake::new();
+    for n in 1..=90 {
+        lake.ingest(n).await;
+    }
+    let (unsent, _) = lake.unalerted().await;
+    assert!(unsent.is_empty());
+    let (checked, counting) = lake.check(90, true).await;
+    assert_eq!(checked.len(), 90, "the first run checks every batch");
+    assert!(counting.manifests_listed() >= 90);
+
+    let batch = lake.ingest(91).await;
+    let (unsent, counting) = lake.unalerted().await;
+    assert!(unsent.is_empty(), "{unsent:?}");
+    // The 15 days behind the watermark and the new batch, not the 91 batches of history.
+    assert!(
+        counting.manifests_listed() <= 17,
+        "verdicts: {} manifests listed",
+        counting.manifests_listed()
+    );
+    assert!(counting.heads() <= 17, "{} HEAD requests", counting.heads());
+    let (checked, counting) = lake.check(91, true).await;
+    assert_eq!(checked, std::slice::from_ref(&batch));
+    // Its own walk, and the volume check's 28 days (4 × its 7 batches) before the batch.
+    assert!(
+        counting.manifests_listed() <= 17 + 29,
+        "checks: {} manifests listed",
+        counting.manifests_listed()
+    );
+
+    // Killed between the report and its alert: the next run still sends the verdict.
+    let killed = lake.ingest(92).await;
+    let (checked, _) = lake.check(92, false).await;
+    assert_eq!(checked, std::slice::from_ref(&killed));
+    let (unsent, _) = lake.unalerted().await;
+    assert_eq!(
+        unsent
+            .iter()
+            .map(|r| r.batch_id.clone())
+            .collect::<Vec<_>>(),
+        [killed]
+    );
+
+    // A batch committed late (an ingest retried days after its source arrived) has an id
+    // behind the watermark, within its lag: it is still checked, once.
+    let late = lake
+        .ingest_with(
+            85,
+            "C85b,late@example.com,A,B,EU,DE,2026-03-27,2026-03-27T09:00:00Z\n",
+        )
+        .await;
+    assert!(late < batch, "{late} sorts before the watermark {batch}");
+    let (checked, _) = lake.check(93, true).await;
+    assert_eq!(checked, [late]);
+    let (checked, _) = lake.check(93, true).await;
+    assert!(checked.is_empty(), "{checked:?}");
 }

@@ -78,6 +78,15 @@ fn every_sample_event_is_accepted_by_its_function() {
                     "{name}"
                 );
             }
+            // The compact function runs on schedule over every dataset.
+            "compact" => {
+                assert_eq!(value["detail-type"], "Scheduled Event", "{name}");
+                assert_eq!(
+                    shoplake::stages::compact::CompactRequest::from_event(&value),
+                    Ok(shoplake::stages::compact::CompactRequest::All),
+                    "{name}"
+                );
+            }
             other => panic!("{name}: no function named {other}"),
         }
     }

@@ -184,10 +184,13 @@ enum Command {
         /// the same loader and statements as Redshift, through src/warehouse/translate.rs.
         #[arg(long, conflicts_with = "dry_run")]
         postgres: Option<String>,
-        /// Retry a batch (or gold month) that failed to load: its attempts start again.
+        /// Retry a batch (or gold month) that failed to load: its attempts start again. A gold
+        /// month is named with its table (daily_kpis/2026-11, payment_methods_daily/2026-11);
+        /// any id may be given as DATASET/BATCH.
         #[arg(long, value_name = "BATCH", requires = "postgres")]
         retry: Option<String>,
-        /// Never load a batch that failed to load; needs --by and --reason.
+        /// Never load a batch (or gold month, as TABLE/YYYY-MM) that failed to load; needs --by
+        /// and --reason.
         #[arg(long, value_name = "BATCH", requires_all = ["by", "reason"], conflicts_with_all = ["retry", "dry_run"])]
         skip: Option<String>,
         /// Who decided to skip the batch (recorded with it).

@@ -8,7 +8,8 @@ use crate::stages::RequestError;
 pub enum LoadRequest {
     /// Every gated batch not loaded yet, then the gold months that changed.
     Pending,
-    /// `{"retry": "<batch_id>"}`: an operator's retry of a batch that failed to load (its
+    /// `{"retry": "<batch_id>"}` (or `"<dataset>/<batch_id>"`, e.g. `"daily_kpis/2026-11"` for a
+    /// gold month): an operator's retry of a batch that failed to load (its
     /// attempts start again), then a pending load.
     Retry { batch_id: String },
     /// `{"skip": "<batch_id>", "by": "<who>", "reason": "<why>"}`: never load a failed batch.

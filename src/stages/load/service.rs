@@ -1,12 +1,12 @@
 //! Loads silver batches and gold months into the warehouse: only batches the quality gate let
 //! through, each exactly once (the ledger), each in one transaction.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -16,7 +16,7 @@ use crate::layout;
 use crate::manifest::{BatchStatus, Manifest};
 use crate::partition::parse_partition_path;
 use crate::quality::QualityReport;
-use crate::state::{LakeState, StateError};
+use crate::state::{BatchCursor, LakeState, StateError};
 use crate::storage::{ObjectStore, StorageError};
 use crate::warehouse::{CopyGroup, SqlExecutor, Warehouse, WarehouseError, copy_manifest};
 
@@ -36,6 +36,12 @@ pub enum LoadError {
         "no load failure is recorded for {0}: only a batch (or gold month) that failed to load can be retried or skipped; `lake load --dry-run` lists what is pending"
     )]
     NoFailure(String),
+    #[error(
+        "{id} names more than one load failure ({}); say which as <dataset>/<batch>, e.g. `lake load --retry {}`",
+        choices.join(", "),
+        choices.first().map_or("", String::as_str)
+    )]
+    AmbiguousFailure { id: String, choices: Vec<String> },
 }
 
 impl LoadError {
@@ -64,6 +70,7 @@ impl Retryable for LoadError {
             LoadError::State(e) => e.is_retryable(),
             LoadError::ManifestMissing(_)
             | LoadError::NoFailure(_)
+            | LoadError::AmbiguousFailure { .. }
             | LoadError::SchemaChange(_) => false,
         }
     }
@@ -93,27 +100,12 @@ pub enum SkipReason {
 }
 
 /// What the load stage keeps per dataset (`runs/loaded/<dataset>/_cursor.json`) so that a run
-/// lists only the manifests added since the last one instead of every batch ever ingested.
-///
-/// `watermark` is the newest batch id listed so far; a run lists the manifests after the batch
-/// ids [`WATERMARK_LAG`] older than it (S3 `StartAfter`), since batch ids sort by the source's
-/// upload time and a batch may commit a while after a newer one (an ingest retried or redriven
-/// from the dead-letter queue). `open` holds every batch looked at but not done with (not gated
-/// yet, held back, failed and waiting for a retry, skipped by an operator): each run looks at
-/// them again wherever the watermark is, so a late verdict, an override or `lake load --retry`
-/// still loads them. It is bounded by the batches in that state, not by history.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoadCursor {
-    pub watermark: Option<String>,
-    pub open: BTreeSet<String>,
-}
+/// lists only the manifests added since the last one: the shared [`BatchCursor`], whose open
+/// batches are those not loaded yet (not gated, held back, failed and waiting for a retry,
+/// skipped by an operator), so a late verdict, an override or `lake load --retry` still loads them.
+pub type LoadCursor = BatchCursor;
 
-/// How far behind its watermark a load lists again: longer than an ingest can be retried after
-/// its source arrived (SQS keeps a redriven event at most 14 days).
-pub const WATERMARK_LAG: chrono::Duration = chrono::Duration::days(15);
-
-/// The time at the start of a batch id (`20261121T100000Z-…`).
-const BATCH_TIME: &str = "%Y%m%dT%H%M%SZ";
+pub use crate::state::WATERMARK_LAG;
 
 /// Runs that try a batch which fails to load before the loader leaves it to an operator
 /// (`lake load --retry BATCH` or `--skip BATCH --by … --reason …`).
@@ -450,56 +442,22 @@ impl Loader {
         })
     }
 
-    /// The batches of `dataset` this run looks at: those listed after the cursor's watermark
-    /// (less [`WATERMARK_LAG`]) and those still open. The second set is `listed`.
-    async fn candidates(
-        &self,
-        dataset: &str,
-        cursor: &LoadCursor,
-    ) -> Result<(BTreeSet<String>, BTreeSet<String>), LoadError> {
-        let start_after = cursor
-            .watermark
-            .as_deref()
-            .and_then(|w| NaiveDateTime::parse_from_str(w.get(..16)?, BATCH_TIME).ok())
-            .map(|t| {
-                let from = (t - WATERMARK_LAG).format(BATCH_TIME).to_string();
-                layout::manifest_key(dataset, &from)
-                    .trim_end_matches(".json")
-                    .to_owned()
-            })
-            .unwrap_or_default();
-        let listed: BTreeSet<String> = self
-            .store
-            .list_after(&layout::manifest_prefix(dataset), &start_after, None)
-            .await?
-            .iter()
-            .filter_map(|m| layout::parse_manifest_key(&m.key).map(|(_, b)| b.to_owned()))
-            .collect();
-        let mut all = listed.clone();
-        all.extend(cursor.open.iter().cloned());
-        Ok((all, listed))
-    }
-
     async fn load_pending_claimed(&self, now: DateTime<Utc>) -> Result<LoadReport, LoadError> {
         let mut report = LoadReport::default();
         for contract in self.registry.load_order() {
             let dataset = contract.name.as_str();
             let cursor_key = layout::load_cursor_key(dataset);
             let mut cursor: LoadCursor = self.state.get_json_or_default(&cursor_key).await?;
-            let (candidates, listed) = self.candidates(dataset, &cursor).await?;
+            let open_before = cursor.open.len();
+            let mut listing = cursor.list(self.store.as_ref(), dataset).await?;
             info!(
                 dataset,
-                listed = listed.len(),
-                open = cursor.open.len(),
+                listed = listing.listed.len(),
+                open = open_before,
                 watermark = cursor.watermark.as_deref().unwrap_or("none"),
                 "batches to look at"
             );
-            if let Some(newest) = listed.last()
-                && cursor.watermark.as_ref().is_none_or(|w| w < newest)
-            {
-                cursor.watermark = Some(newest.clone());
-            }
-            for batch in candidates {
+            for batch in std::mem::take(&mut listing.candidates) {
                 let marker = layout::loaded_marker_key(dataset, &batch);
                 if self.state.exists(&marker).await? {
                     cursor.open.remove(&batch);
@@ -508,7 +466,7 @@ impl Loader {
                 // Open until it is done with: a batch not gated yet, held back or failing is
                 // looked at again by every run, however far the watermark has moved.
                 cursor.open.insert(batch.clone());
-                if !listed.contains(&batch)
+                if listing.only_open(&batch)
                     && !self
                         .state
                         .exists(&layout::manifest_key(dataset, &batch))
@@ -662,45 +620,69 @@ impl Loader {
 }
 
 impl Loader {
-    /// The recorded failure of `batch_id` (a batch id or a gold month) and its key.
-    async fn find_failure(&self, batch_id: &str) -> Result<(String, LoadFailure), LoadError> {
+    /// The recorded failure `id` names, and its key. `id` is `<dataset>/<batch>` (one record,
+    /// read directly) or a bare batch id or gold month, looked up among the open failures
+    /// (`runs/load_failures/` holds only those, not every batch); a bare id recorded under more
+    /// than one dataset (a month of `daily_kpis` and of `payment_methods_daily`) is an error
+    /// naming the choices, never a guess.
+    async fn find_failure(&self, id: &str) -> Result<(String, LoadFailure), LoadError> {
+        if let Some((dataset, batch_id)) = id.split_once('/') {
+            let key = layout::load_failure_key(dataset, batch_id);
+            return match self.state.get_json::<LoadFailure>(&key).await? {
+                Some(f) => Ok((key, f)),
+                None => Err(LoadError::NoFailure(id.into())),
+            };
+        }
+        let name = format!("{id}.json");
+        let mut found = Vec::new();
         for meta in self.store.list(layout::LOAD_FAILURES_PREFIX).await? {
-            if layout::file_name(&meta.key) == format!("{batch_id}.json")
+            if layout::file_name(&meta.key) == name
                 && let Some(f) = self.state.get_json::<LoadFailure>(&meta.key).await?
             {
-                return Ok((meta.key, f));
+                found.push((meta.key, f));
             }
         }
-        Err(LoadError::NoFailure(batch_id.into()))
+        match found.len() {
+            0 => Err(LoadError::NoFailure(id.into())),
+            1 => Ok(found.remove(0)),
+            _ => Err(LoadError::AmbiguousFailure {
+                id: id.into(),
+                choices: found
+                    .iter()
+                    .map(|(_, f)| format!("{}/{}", f.dataset, f.batch_id))
+                    .collect(),
+            }),
+        }
     }
 
     /// An operator's retry: the batch's attempts start again (and a skip is lifted), so the
     /// next load (`lake load --retry` runs one) tries it.
-    pub async fn retry(&self, batch_id: &str) -> Result<LoadFailure, LoadError> {
-        let (key, mut f) = self.find_failure(batch_id).await?;
+    /// `id` is a batch id, a gold month, or either as `<dataset>/<id>` (see [`Self::find_failure`]).
+    pub async fn retry(&self, id: &str) -> Result<LoadFailure, LoadError> {
+        let (key, mut f) = self.find_failure(id).await?;
         f.attempts = 0;
         f.skipped = None;
         self.state.put_json(&key, &f).await?;
-        info!(dataset = %f.dataset, batch_id, "failed load will be retried");
+        info!(dataset = %f.dataset, batch_id = %f.batch_id, "failed load will be retried");
         Ok(f)
     }
 
     /// An operator's decision not to load a failed batch; recorded with who and why.
     pub async fn skip(
         &self,
-        batch_id: &str,
+        id: &str,
         by: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<LoadFailure, LoadError> {
-        let (key, mut f) = self.find_failure(batch_id).await?;
+        let (key, mut f) = self.find_failure(id).await?;
         f.skipped = Some(OperatorSkip {
             by: by.into(),
             reason: reason.into(),
             at: now,
         });
         self.state.put_json(&key, &f).await?;
-        info!(dataset = %f.dataset, batch_id, "failed load skipped by an operator");
+        info!(dataset = %f.dataset, batch_id = %f.batch_id, "failed load skipped by an operator");
         Ok(f)
     }
 }

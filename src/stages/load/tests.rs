@@ -95,3 +95,90 @@ async fn a_dry_run_records_the_sql_and_writes_nothing_to_the_lake() {
         "nothing written"
     );
 }
+
+#[tokio::test]
+async fn a_month_failed_in_two_gold_tables_is_retried_by_dataset_and_a_bare_month_is_ambiguous() {
+    use crate::state::LakeState;
+    use crate::warehouse::{RecordingExecutor, Warehouse};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(crate::storage::LocalStore::new(dir.path()).unwrap());
+    let state = LakeState::new(store.clone());
+    let at = chrono::Utc::now();
+    for (dataset, id) in [
+        ("daily_kpis", "2026-11"),
+        ("payment_methods_daily", "2026-11"),
+        ("orders", "20261121T010000Z-ab"),
+    ] {
+        let failure = LoadFailure {
+            dataset: dataset.into(),
+            batch_id: id.into(),
+            error: "boom".into(),
+            statement: "COPY …".into(),
+            attempts: MAX_LOAD_ATTEMPTS,
+            first_failed_at: at,
+            last_failed_at: at,
+            skipped: None,
+        };
+        state
+            .put_json(&crate::layout::load_failure_key(dataset, id), &failure)
+            .await
+            .unwrap();
+    }
+    let loader = Loader::new(
+        store.clone(),
+        Arc::new(RecordingExecutor::new()),
+        Warehouse {
+            schema: "shoplake".into(),
+            copy_role_arn: "arn:aws:iam::1:role/copy".into(),
+        },
+        Arc::new(Registry::builtin()),
+    );
+
+    let err = loader.retry("2026-11").await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, LoadError::AmbiguousFailure { choices, .. } if choices.len() == 2),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("daily_kpis/2026-11") && text.contains("payment_methods_daily/2026-11"),
+        "{text}"
+    );
+    assert!(!crate::error::Retryable::is_retryable(&err));
+    let untouched: LoadFailure = state
+        .get_json(&crate::layout::load_failure_key("daily_kpis", "2026-11"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        untouched.attempts, MAX_LOAD_ATTEMPTS,
+        "an ambiguous id changes nothing"
+    );
+
+    let retried = loader.retry("payment_methods_daily/2026-11").await.unwrap();
+    assert_eq!(
+        (retried.dataset.as_str(), retried.attempts),
+        ("payment_methods_daily", 0)
+    );
+    let kpis: LoadFailure = state
+        .get_json(&crate::layout::load_failure_key("daily_kpis", "2026-11"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kpis.attempts, MAX_LOAD_ATTEMPTS, "only the month named");
+
+    // A bare batch id recorded once is still enough, and a skip takes the same names.
+    assert_eq!(
+        loader.retry("20261121T010000Z-ab").await.unwrap().dataset,
+        "orders"
+    );
+    let skipped = loader
+        .skip("daily_kpis/2026-11", "dana", "bad month", at)
+        .await
+        .unwrap();
+    assert_eq!(skipped.skipped.unwrap().by, "dana");
+    assert!(matches!(
+        loader.retry("orders/2026-11").await,
+        Err(LoadError::NoFailure(_))
+    ));
+}

@@ -12,7 +12,7 @@ use crate::contract::Registry;
 use crate::layout;
 use crate::quality::{QualityError, QualityGate, QualityReport};
 use crate::stages::{ObjectsError, StoreFactory, each_object};
-use crate::state::LakeState;
+use crate::state::{BatchCursor, LakeState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QualityResponse {
@@ -63,31 +63,36 @@ impl QualityService {
         gate.evaluate(&dataset, batch_id, now).await
     }
 
-    /// Checks every batch of `bucket` that has no report yet, parents' datasets first.
+    /// Checks every batch of `bucket` that has no report yet, parents' datasets first, listing
+    /// only the manifests since its last run (see [`QualityGate::check_unchecked`]).
     pub async fn check_unchecked(
         &self,
         bucket: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<QualityReport>, QualityError> {
-        let gate = self.gate(bucket);
-        let mut reports = Vec::new();
-        for (dataset, batch) in gate.unchecked_batches().await? {
-            reports.push(gate.evaluate(&dataset, &batch, now).await?);
-        }
-        Ok(reports)
+        self.gate(bucket).check_unchecked(now).await
     }
 
     /// Reports whose verdict the alert stage has not handled (a run killed between writing
     /// the report and alerting): what a re-run must still send. Parents' datasets first.
+    ///
+    /// Each dataset's manifests are listed from a cursor (`runs/alerted/<dataset>/_cursor.json`,
+    /// see [`BatchCursor`]): a verdict left unsent is found while its batch is within the
+    /// cursor's lag of the newest batch listed, i.e. unless every run over the next
+    /// [`crate::state::WATERMARK_LAG`] of batches died before alerting it too. The cursor is a
+    /// watermark only, so what a run leaves does not depend on where an earlier one stopped.
     pub async fn unalerted_reports(
         &self,
         bucket: &str,
     ) -> Result<Vec<QualityReport>, QualityError> {
-        let state = LakeState::new((self.stores)(bucket));
+        let store = (self.stores)(bucket);
+        let state = LakeState::new(store.clone());
         let mut out = Vec::new();
         for contract in self.registry.load_order() {
             let dataset = contract.name.as_str();
-            for batch in state.batch_ids(dataset).await? {
+            let cursor_key = layout::verdict_cursor_key(dataset);
+            let mut cursor: BatchCursor = state.get_json_or_default(&cursor_key).await?;
+            for batch in cursor.list(store.as_ref(), dataset).await?.listed {
                 let alerted = layout::verdict_alerted_key(dataset, &batch);
                 if state.exists(&alerted).await? {
                     continue;
@@ -97,6 +102,7 @@ impl QualityService {
                     out.push(report);
                 }
             }
+            state.put_json(&cursor_key, &cursor).await?;
         }
         Ok(out)
     }
