@@ -340,11 +340,34 @@ impl LakeBatch {
 pub async fn lake_batches(
     state: &LakeState,
     registry: &Registry,
+    since: NaiveDate,
 ) -> Result<Vec<LakeBatch>, ReportError> {
     let mut out = Vec::new();
+    // Batch ids start with their source's upload time, and a batch holds rows of its upload
+    // day or earlier (a day or two later at most, for rows stamped ahead): listing from two
+    // days before `since` finds every batch with rows in a page from `since` on, and costs the
+    // batches of the pages' period, not the history.
+    let from = (since - TimeDelta::days(2))
+        .format("%Y%m%dT000000Z")
+        .to_string();
     for contract in registry.iter() {
         let date_partition = contract.date_partition().map(|p| p.name.clone());
-        for m in state.manifests(&contract.name).await? {
+        let prefix = layout::manifest_prefix(&contract.name);
+        let listed = state
+            .store()
+            .list_after(&prefix, &format!("{prefix}{from}"), None)
+            .await?;
+        let mut manifests = Vec::new();
+        for meta in &listed {
+            let Some((_, batch)) = layout::parse_manifest_key(&meta.key) else {
+                continue;
+            };
+            // A manifest listed then removed (a forced re-run) is simply not there any more.
+            if let Some(m) = state.manifest(&contract.name, batch).await? {
+                manifests.push(m);
+            }
+        }
+        for m in manifests {
             let dates: Vec<NaiveDate> = m
                 .partitions
                 .iter()

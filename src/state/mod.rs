@@ -3,7 +3,7 @@
 //! writes them through here, so there is one codec and one "corrupt record" error.
 
 mod claim;
-mod cursor;
+pub mod cursor;
 
 use std::sync::Arc;
 

@@ -666,7 +666,7 @@ async fn write_report(
     let href = move |key: &str| store.uri(key);
     let state = LakeState::new(lake.store.clone());
     let batches = report::period_batches(
-        &report::lake_batches(&state, &lake.registry).await?,
+        &report::lake_batches(&state, &lake.registry, from).await?,
         from,
         to,
         &href,

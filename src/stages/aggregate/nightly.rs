@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDate;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -22,19 +22,17 @@ use crate::contract::Contract;
 use crate::gold::GoldError;
 use crate::gold::incremental::{KpiState, SilverDates};
 use crate::layout;
-use crate::stages::load::service::WATERMARK_LAG;
 use crate::state::LakeState;
+use crate::state::cursor::{BatchCursor, WATERMARK_LAG, batch_time};
 use crate::storage::{ObjectStore, StorageError};
 
 const STATE_VERSION: u32 = 1;
-/// The time at the start of a batch id (`20261121T100000Z-…`).
-const BATCH_TIME: &str = "%Y%m%dT%H%M%SZ";
 
-/// One dataset's batch watermark.
+/// One dataset's batch watermark ([`crate::state::cursor`]'s listing) and the batches folded
+/// into gold that the next listing returns again (those within the lag of the watermark).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchCursor {
+pub struct SeenCursor {
     pub watermark: Option<String>,
-    /// Batches seen whose ids are within the lag of the watermark (seen again by the listing).
     pub recent: BTreeSet<String>,
 }
 
@@ -42,55 +40,53 @@ pub struct BatchCursor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunState {
     pub version: u32,
-    pub cursors: BTreeMap<String, BatchCursor>,
+    pub cursors: BTreeMap<String, SeenCursor>,
     pub first_orders_key: String,
     pub tombstones_key: String,
 }
 
-/// Where a listing after `watermark` starts: the batch ids [`WATERMARK_LAG`] older.
-fn listing_start(watermark: Option<&str>) -> Option<String> {
-    let time = NaiveDateTime::parse_from_str(watermark?.get(..16)?, BATCH_TIME).ok()?;
-    Some((time - WATERMARK_LAG).format(BATCH_TIME).to_string())
-}
-
-impl BatchCursor {
+impl SeenCursor {
     /// Lists the manifests of `dataset` after the cursor: the batch ids not seen before, and
     /// the cursor that has seen them.
     pub async fn advance(
         &self,
         store: &dyn ObjectStore,
         dataset: &str,
-    ) -> Result<(Vec<String>, BatchCursor), StorageError> {
-        let prefix = layout::manifest_prefix(dataset);
-        let listed = match listing_start(self.watermark.as_deref()) {
-            Some(start) => {
-                store
-                    .list_after(&prefix, &format!("{prefix}{start}"), None)
-                    .await?
-            }
-            None => store.list(&prefix).await?,
+    ) -> Result<(Vec<String>, SeenCursor), StorageError> {
+        let mut cursor = BatchCursor {
+            watermark: self.watermark.clone(),
+            open: BTreeSet::new(),
         };
-        let ids: Vec<String> = listed
-            .iter()
-            .filter_map(|m| layout::parse_manifest_key(&m.key))
-            .filter(|(d, _)| *d == dataset)
-            .map(|(_, b)| b.to_owned())
-            .collect();
-        let new: Vec<String> = ids
+        let listing = cursor.list(store, dataset).await?;
+        let new: Vec<String> = listing
+            .listed
             .iter()
             .filter(|b| !self.recent.contains(*b))
             .cloned()
             .collect();
-        let watermark = self.watermark.iter().chain(ids.iter()).max().cloned();
-        let start = listing_start(watermark.as_deref());
+        // Kept: what the next listing (from the lag behind the new watermark) returns again.
+        let from = cursor
+            .watermark
+            .as_deref()
+            .and_then(batch_time)
+            .map(|t| t - WATERMARK_LAG);
         let recent = self
             .recent
             .iter()
-            .chain(new.iter())
-            .filter(|b| start.as_deref().is_none_or(|s| b.as_str() > s))
+            .chain(&new)
+            .filter(|b| match (from, batch_time(b)) {
+                (Some(from), Some(t)) => t >= from,
+                _ => true,
+            })
             .cloned()
             .collect();
-        Ok((new, BatchCursor { watermark, recent }))
+        Ok((
+            new,
+            SeenCursor {
+                watermark: cursor.watermark,
+                recent,
+            },
+        ))
     }
 }
 
@@ -132,7 +128,7 @@ pub async fn load_state(
 pub async fn save_state(
     state: &LakeState,
     previous: Option<&RunState>,
-    cursors: BTreeMap<String, BatchCursor>,
+    cursors: BTreeMap<String, SeenCursor>,
     kpi: &KpiState,
     generation: &str,
 ) -> Result<(), crate::stages::aggregate::AggregateError> {

@@ -17,7 +17,7 @@ use polars::prelude::DataFrame;
 use serde::Serialize;
 use tracing::info;
 
-use super::nightly::{self, BatchCursor, RunState, StoreSilver};
+use super::nightly::{self, RunState, SeenCursor, StoreSilver};
 use super::request::AggregateRequest;
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::contract::Registry;
@@ -278,7 +278,8 @@ impl Aggregator {
                 ));
             }
         }
-        let batches = report::lake_batches(&self.state, &self.registry).await?;
+        let since = pages.iter().map(|p| p.2).min().unwrap_or(from);
+        let batches = report::lake_batches(&self.state, &self.registry, since).await?;
         let mut written = Vec::new();
         for (key, title, from, to) in pages {
             let up = "../".repeat(key.matches('/').count());
@@ -310,8 +311,7 @@ impl Aggregator {
     async fn new_batches(
         &self,
         previous: Option<&RunState>,
-    ) -> Result<(BTreeMap<String, Vec<String>>, BTreeMap<String, BatchCursor>), AggregateError>
-    {
+    ) -> Result<(BTreeMap<String, Vec<String>>, BTreeMap<String, SeenCursor>), AggregateError> {
         let mut new = BTreeMap::new();
         let mut cursors = BTreeMap::new();
         for dataset in kpis::INPUTS {
