@@ -19,7 +19,7 @@
 //! runs/compact/<dataset>/<digest>.json                        a compaction in progress
 //! runs/loaded/gold_months.json                               gold months loaded, by ETag
 //! runs/aggregate/state.json                                   the nightly KPIs' watermark and state files
-//! runs/aggregate/<table>-<generation>.parquet                 its first orders and tombstones
+//! runs/aggregate/<table>-<digest>.parquet                     its first orders and tombstones
 //! runs/load/<date>.json                                      a successful load of a day (SLA check)
 //! alerts/…                                                   alert deduplication and digest state
 //! outbox/<n>-<type>-<dataset>.txt                            alerts "sent" by the local notifier
@@ -117,9 +117,13 @@ pub const LOADED_GOLD_MONTHS_KEY: &str = "runs/loaded/gold_months.json";
 /// The nightly aggregate's state: its batch watermark and the keys of its state tables.
 pub const AGGREGATE_STATE_KEY: &str = "runs/aggregate/state.json";
 
-/// One generation of one nightly aggregate state table (`first_orders`, `tombstones`).
-pub fn aggregate_state_table_key(table: &str, generation: &str) -> String {
-    format!("runs/aggregate/{table}-{generation}.parquet")
+/// Where the nightly aggregate keeps its state.
+pub const AGGREGATE_STATE_PREFIX: &str = "runs/aggregate/";
+
+/// One generation of one nightly aggregate state table (`first_orders`, `tombstones`), named by
+/// a digest of its content.
+pub fn aggregate_state_table_key(table: &str, digest: &str) -> String {
+    format!("{AGGREGATE_STATE_PREFIX}{table}-{digest}.parquet")
 }
 
 /// Where the load stage records batches (and gold months) that failed to load.

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::contract::Contract;
 use crate::gold::GoldError;
@@ -123,14 +124,14 @@ pub async fn load_state(
     )))
 }
 
-/// Writes `kpi` under a new generation, then the pointer; then deletes the previous
-/// generation's tables.
+/// Writes `kpi`'s tables under names derived from their content, then the pointer, then
+/// removes every state table the pointer does not name. The same state always gets the same
+/// names, so a retried run rewrites its own objects and a crash leaves nothing behind that the
+/// next run does not clear.
 pub async fn save_state(
     state: &LakeState,
-    previous: Option<&RunState>,
     cursors: BTreeMap<String, SeenCursor>,
     kpi: &KpiState,
-    generation: &str,
 ) -> Result<(), crate::stages::aggregate::AggregateError> {
     let store = state.store();
     let mut keys = Vec::new();
@@ -138,13 +139,18 @@ pub async fn save_state(
         ("first_orders", &kpi.first_orders),
         ("tombstones", &kpi.tombstones),
     ] {
-        let key = layout::aggregate_state_table_key(table, generation);
         let mut df = df.clone();
         let mut buffer = Vec::new();
         ParquetWriter::new(Cursor::new(&mut buffer))
             .with_compression(ParquetCompression::Zstd(None))
             .finish(&mut df)
             .map_err(GoldError::from)?;
+        let digest: String = Sha256::digest(&buffer)
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let key = layout::aggregate_state_table_key(table, &digest);
         store.put(&key, Bytes::from(buffer)).await?;
         keys.push(key);
     }
@@ -155,11 +161,20 @@ pub async fn save_state(
         tombstones_key: keys[1].clone(),
     };
     state.put_json(layout::AGGREGATE_STATE_KEY, &run).await?;
-    if let Some(prev) = previous {
-        for key in [&prev.first_orders_key, &prev.tombstones_key] {
-            if !keys.contains(key) {
-                store.delete(key).await?;
-            }
+    prune(state, &run).await
+}
+
+/// Deletes the state tables `run` does not name (an earlier generation, or one a crashed run
+/// wrote before its pointer).
+pub async fn prune(
+    state: &LakeState,
+    run: &RunState,
+) -> Result<(), crate::stages::aggregate::AggregateError> {
+    let store = state.store();
+    for meta in store.list(layout::AGGREGATE_STATE_PREFIX).await? {
+        let named = meta.key == run.first_orders_key || meta.key == run.tombstones_key;
+        if meta.key.ends_with(".parquet") && !named {
+            store.delete(&meta.key).await?;
         }
     }
     Ok(())

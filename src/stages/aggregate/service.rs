@@ -331,8 +331,6 @@ impl Aggregator {
         &self,
         contracts: KpiContracts,
         request: AggregateRequest,
-        previous: Option<&RunState>,
-        generation: &str,
     ) -> Result<Computed, AggregateError> {
         let rebuild = !matches!(request, AggregateRequest::Range { .. });
         // Listed before silver is read: a batch landing meanwhile is left for the next run.
@@ -358,7 +356,7 @@ impl Aggregator {
         )
         .await?;
         if let Some(state) = &state {
-            nightly::save_state(&self.state, previous, cursors, state, generation).await?;
+            nightly::save_state(&self.state, cursors, state).await?;
         }
         Ok(Computed {
             kpi_rows: kpis.height(),
@@ -377,7 +375,6 @@ impl Aggregator {
         contracts: KpiContracts,
         previous: RunState,
         kpi: KpiState,
-        generation: &str,
     ) -> Result<Computed, AggregateError> {
         let (new, cursors) = self.new_batches(Some(&previous)).await?;
         let mut night = Night::default();
@@ -430,14 +427,10 @@ impl Aggregator {
         .await?;
         // Only now: if writing gold failed, the next run sees these batches again.
         if new_batches > 0 {
-            nightly::save_state(
-                &self.state,
-                Some(&previous),
-                cursors,
-                &result.state,
-                generation,
-            )
-            .await?;
+            nightly::save_state(&self.state, cursors, &result.state).await?;
+        } else {
+            // A run that died between its pointer and its clean-up left the old tables.
+            nightly::prune(&self.state, &previous).await?;
         }
         info!(
             days = result.dates.len(),
@@ -482,24 +475,14 @@ impl Aggregator {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<AggregateRun, AggregateError> {
         let contracts = self.contracts()?;
-        let generation = now.format("%Y%m%dT%H%M%S%.6fZ").to_string();
         let previous = nightly::load_state(&self.state).await?;
         let computed = match (request, previous) {
             (AggregateRequest::Scheduled {}, Some((run, kpi)))
                 if contracts.window_days().is_some() =>
             {
-                self.recompute_night(contracts, run, kpi, &generation)
-                    .await?
+                self.recompute_night(contracts, run, kpi).await?
             }
-            (request, previous) => {
-                self.recompute_all(
-                    contracts,
-                    request,
-                    previous.as_ref().map(|(r, _)| r),
-                    &generation,
-                )
-                .await?
-            }
+            (request, _) => self.recompute_all(contracts, request).await?,
         };
         let Computed {
             kpi_rows,
