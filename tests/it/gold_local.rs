@@ -196,8 +196,8 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
         "the same silver gives the same KPIs"
     );
 
-    // A late October order: October changes, and so may November (who counts as new), so
-    // every month from October on is rewritten.
+    // A late October order: the nightly run recomputes its day and the days its customer's
+    // first order moves between (both in October here), and only their month is rewritten.
     let late = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n\
                 LATE1,C0000001,2026-10-02T10:00:00Z,paid,EU,EUR,10.00,1,2026-10-02T10:00:00Z\n";
     store
@@ -218,5 +218,31 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
         .unwrap()
         .report;
     assert_eq!(after_late.new_batches, 1);
-    assert_eq!(after_late.months_written, ["2026-10", "2026-11"]);
+    assert_eq!(after_late.mode, "nightly");
+    assert_eq!(after_late.months_written, ["2026-10"]);
+    // What the nightly run left is what a full recompute gives.
+    let months: std::collections::BTreeSet<String> =
+        ["2026-10".to_owned(), "2026-11".to_owned()].into();
+    let read = async |table: &str| {
+        shoplake::gold::read_months(store.as_ref(), table, &months)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let nightly = (
+        read("daily_kpis").await,
+        read("payment_methods_daily").await,
+    );
+    let full = aggregator
+        .aggregate(AggregateRequest::Full {})
+        .await
+        .unwrap()
+        .report;
+    assert_eq!(full.mode, "full");
+    assert!(nightly.0.equals_missing(&read("daily_kpis").await));
+    assert!(
+        nightly
+            .1
+            .equals_missing(&read("payment_methods_daily").await)
+    );
 }

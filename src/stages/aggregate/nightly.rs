@@ -124,16 +124,29 @@ pub async fn load_state(
     )))
 }
 
-/// Writes `kpi`'s tables under names derived from their content, then the pointer, then
-/// removes every state table the pointer does not name. The same state always gets the same
-/// names, so a retried run rewrites its own objects and a crash leaves nothing behind that the
-/// next run does not clear.
+/// Writes `kpi`'s tables, then the pointer, then removes every state table the pointer does not
+/// name. The tables are named by a digest of what they were computed from (the previous state's
+/// tables and the batches seen), not of their bytes (polars' dictionary order is not stable): a
+/// retried run rewrites its own objects, and a crash leaves nothing the next run does not clear.
 pub async fn save_state(
     state: &LakeState,
+    previous: Option<&RunState>,
     cursors: BTreeMap<String, SeenCursor>,
     kpi: &KpiState,
 ) -> Result<(), crate::stages::aggregate::AggregateError> {
     let store = state.store();
+    let mut hasher = Sha256::new();
+    if let Some(p) = previous {
+        hasher.update(p.first_orders_key.as_bytes());
+        hasher.update(p.tombstones_key.as_bytes());
+    }
+    hasher.update(crate::state::to_json(&cursors));
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let mut keys = Vec::new();
     for (table, df) in [
         ("first_orders", &kpi.first_orders),
@@ -145,11 +158,6 @@ pub async fn save_state(
             .with_compression(ParquetCompression::Zstd(None))
             .finish(&mut df)
             .map_err(GoldError::from)?;
-        let digest: String = Sha256::digest(&buffer)
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect();
         let key = layout::aggregate_state_table_key(table, &digest);
         store.put(&key, Bytes::from(buffer)).await?;
         keys.push(key);

@@ -55,6 +55,16 @@ struct Computed {
     kpis: DataFrame,
     methods: DataFrame,
     mode: &'static str,
+    /// The state to write once everything else is written.
+    save: Option<StateToSave>,
+    /// The state kept as it was (nothing new).
+    keep: Option<RunState>,
+}
+
+struct StateToSave {
+    previous: Option<RunState>,
+    cursors: BTreeMap<String, SeenCursor>,
+    kpi: KpiState,
 }
 
 const KPI_KEYS: [&str; 3] = ["kpi_date", "customer_region", "currency"];
@@ -355,9 +365,11 @@ impl Aggregator {
             &keep,
         )
         .await?;
-        if let Some(state) = &state {
-            nightly::save_state(&self.state, cursors, state).await?;
-        }
+        let save = state.map(|kpi| StateToSave {
+            previous: None,
+            cursors,
+            kpi,
+        });
         Ok(Computed {
             kpi_rows: kpis.height(),
             new_batches: new.values().map(Vec::len).sum(),
@@ -366,6 +378,8 @@ impl Aggregator {
             kpis,
             methods,
             mode: if rebuild { "full" } else { "backfill" },
+            save,
+            keep: None,
         })
     }
 
@@ -425,13 +439,16 @@ impl Aggregator {
             &METHOD_KEYS,
         )
         .await?;
-        // Only now: if writing gold failed, the next run sees these batches again.
-        if new_batches > 0 {
-            nightly::save_state(&self.state, cursors, &result.state).await?;
+        let (save, keep) = if new_batches > 0 {
+            let save = StateToSave {
+                previous: Some(previous),
+                cursors,
+                kpi: result.state.clone(),
+            };
+            (Some(save), None)
         } else {
-            // A run that died between its pointer and its clean-up left the old tables.
-            nightly::prune(&self.state, &previous).await?;
-        }
+            (None, Some(previous))
+        };
         info!(
             days = result.dates.len(),
             moved_keys = result.moved_keys,
@@ -466,6 +483,8 @@ impl Aggregator {
             kpis,
             methods,
             mode: "nightly",
+            save,
+            keep,
         })
     }
 
@@ -492,6 +511,8 @@ impl Aggregator {
             kpis,
             methods,
             mode,
+            save,
+            keep,
         } = computed;
         if let Some(cat) = &self.catalog {
             let root = root_uri(self.store.as_ref());
@@ -515,6 +536,20 @@ impl Aggregator {
         let reports_written = self
             .write_reports(&kpis, &methods, &months, now.date_naive())
             .await?;
+        // Only now: if writing gold, the catalog or the reports failed, the next run sees these
+        // batches again and redoes all of it.
+        if let Some(StateToSave {
+            previous,
+            cursors,
+            kpi,
+        }) = save
+        {
+            nightly::save_state(&self.state, previous.as_ref(), cursors, &kpi).await?;
+        }
+        if let Some(run) = keep {
+            // A run that died between its pointer and its clean-up left the old tables.
+            nightly::prune(&self.state, &run).await?;
+        }
         info!(
             mode,
             kpi_rows,
