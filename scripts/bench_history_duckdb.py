@@ -15,9 +15,12 @@ import sys
 
 import duckdb
 
-LATEST = """SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (
+# Only the columns the KPIs use are read (DuckDB at its best: Parquet projection pushdown).
+LATEST = """SELECT {columns} FROM (SELECT {columns}, row_number() OVER (
     PARTITION BY {key} ORDER BY updated_at DESC, _ingested_at DESC, _batch_id DESC) rn
   FROM read_parquet('{lake}/processed/{ds}/**/*.parquet', hive_partitioning = true)) WHERE rn = 1"""
+ORDER_COLUMNS = "order_id, customer_id, status, currency, total_amount, order_date, customer_region"
+PAYMENT_COLUMNS = "payment_id, order_id, status, method, amount, currency, payment_date"
 
 DAILY_KPIS = """
 WITH first_day AS (
@@ -95,8 +98,10 @@ def recompute(lake, out, threads):
     con = duckdb.connect()
     con.execute(f"SET threads = {threads}")
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"CREATE TEMP TABLE o AS {LATEST.format(key='order_id', lake=lake, ds='orders')}")
-    con.execute(f"CREATE TEMP TABLE p AS {LATEST.format(key='payment_id', lake=lake, ds='payments')}")
+    for table, key, ds, columns in (("o", "order_id", "orders", ORDER_COLUMNS),
+                                    ("p", "payment_id", "payments", PAYMENT_COLUMNS)):
+        latest = LATEST.format(key=key, lake=lake, ds=ds, columns=columns)
+        con.execute(f"CREATE TEMP TABLE {table} AS {latest}")
     rows = {}
     for name, query in (("kpi_rows", DAILY_KPIS), ("method_rows", METHODS)):
         path = f"{out}/{'daily_kpis' if name == 'kpi_rows' else 'payment_methods_daily'}.parquet"
