@@ -10,7 +10,7 @@ TEMPLATE  := infra/template.yaml
 FUNCTIONS := $(notdir $(wildcard functions/*))
 STAGE     ?= prod
 
-.PHONY: setup build test infra-check lint bench demo deploy clean fuzz $(addprefix invoke-,$(FUNCTIONS))
+.PHONY: setup build test infra-check lint bench bench-history demo deploy clean fuzz $(addprefix invoke-,$(FUNCTIONS))
 
 setup: $(VENV)/.installed
 
@@ -49,6 +49,11 @@ lint: setup
 bench: setup
 	bash scripts/bench.sh
 
+## The next night's ingest, quality and aggregate on one lake grown to 7, 90 and 365 daily
+## exports, against DuckDB recomputing the KPIs; the envelope the template's Lambdas allow.
+bench-history: setup
+	bash scripts/bench_history.sh
+
 ## The pipeline end to end: `lake` on a local directory, then every Lambda through
 ## `cargo lambda watch` + `cargo lambda invoke` against S3, SNS, Glue and Redshift on moto.
 demo: setup
@@ -66,4 +71,4 @@ deploy: setup
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .aws-sam "$${TMPDIR:-/tmp}/shoplake-demo" "$${TMPDIR:-/tmp}/shoplake-bench"
+	rm -rf $(VENV) .aws-sam "$${TMPDIR:-/tmp}/shoplake-demo" "$${TMPDIR:-/tmp}/shoplake-bench" "$${TMPDIR:-/tmp}/shoplake-bench-history"
