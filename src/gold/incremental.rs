@@ -69,6 +69,32 @@ pub struct KpiState {
 }
 
 const VERSION: [&str; 3] = ["updated_at", INGESTED_AT, BATCH_ID];
+/// The order columns the KPIs read (with the version, to pick the latest).
+const ORDER_COLUMNS: [&str; 10] = [
+    "order_id",
+    "customer_id",
+    "status",
+    "total_amount",
+    "currency",
+    "customer_region",
+    "order_date",
+    "updated_at",
+    INGESTED_AT,
+    BATCH_ID,
+];
+/// The payment columns the KPIs read.
+const PAYMENT_COLUMNS: [&str; 10] = [
+    "payment_id",
+    "order_id",
+    "status",
+    "amount",
+    "currency",
+    "method",
+    "payment_date",
+    "updated_at",
+    INGESTED_AT,
+    BATCH_ID,
+];
 const TOMB_VERSION: [&str; 3] = ["t_updated_at", "t_ingested_at", "t_batch_id"];
 
 /// The KPI inputs as the contracts define them.
@@ -472,14 +498,17 @@ impl Nightly<'_> {
         }
 
         // First order dates of the customers with orders on those days.
-        let orders_lf = latest(self.rows(orders_c, &dates, &state).await?, "order_id");
-        let orders = collect(orders_lf.clone()).await?;
+        let orders = collect(latest(
+            self.rows(orders_c, &dates, &state).await?.select(ORDER_COLUMNS.map(col)),
+            "order_id",
+        ))
+        .await?;
         let (first_orders, extra, searched) = self.first_orders(&orders, &dates, &state).await?;
         state.first_orders = first_orders;
         let mut orders = orders;
         if !extra.is_empty() {
             let more = collect(latest(
-                self.rows(orders_c, &extra, &state).await?,
+                self.rows(orders_c, &extra, &state).await?.select(ORDER_COLUMNS.map(col)),
                 "order_id",
             ))
             .await?;
@@ -488,14 +517,39 @@ impl Nightly<'_> {
         }
 
         // Regions of the payments on those days: their orders within the reference window.
+        // Only the orders these payments name are sorted for their latest version.
+        let payments = collect(latest(
+            self.rows(payments_c, &dates, &state).await?.select(PAYMENT_COLUMNS.map(col)),
+            "payment_id",
+        ))
+        .await?;
+        let named = payments
+            .clone()
+            .lazy()
+            .select([col("order_id")])
+            .unique(None, UniqueKeepStrategy::First);
         let regions_days = around(&dates, i64::from(window), 0);
         let order_regions = latest(
-            self.rows(orders_c, &regions_days, &state).await?,
+            self.rows(orders_c, &regions_days, &state)
+                .await?
+                .select([
+                    col("order_id"),
+                    col("customer_region"),
+                    col("order_date"),
+                    col(VERSION[0]),
+                    col(VERSION[1]),
+                    col(VERSION[2]),
+                ])
+                .join(
+                    named,
+                    [col("order_id")],
+                    [col("order_id")],
+                    JoinArgs::new(JoinType::Inner),
+                ),
             "order_id",
         );
-        let payments = latest(self.rows(payments_c, &dates, &state).await?, "payment_id");
         let payments = collect(with_regions(
-            payments,
+            payments.lazy(),
             order_regions,
             self.contracts.window_days(),
         ))
