@@ -7,7 +7,8 @@ The same work the aggregate's full recompute does: every silver file of orders a
 latest version of each key (greatest updated_at, then _ingested_at, then _batch_id), then
 `daily_kpis` and `payment_methods_daily` as src/gold/kpis.rs and src/gold/methods.rs define them
 (each customer's first non-cancelled order over all of silver for new/returning; a payment's
-region is its order's, else UNKNOWN; averages rounded half away from zero to the cent), each
+region is its order's when the order lies within the payments contract's window_days = 90
+before it, else UNKNOWN; averages rounded half away from zero to the cent), each
 table written as one zstd Parquet file.
 """
 import json
@@ -36,7 +37,8 @@ WITH first_day AS (
       new_customers
   FROM o LEFT JOIN first_day USING (customer_id) GROUP BY ALL
 ), by_payments AS (
-  SELECT payment_date kpi_date, coalesce(o.customer_region, 'UNKNOWN') customer_region,
+  SELECT payment_date kpi_date, coalesce(CASE WHEN o.order_date BETWEEN p.payment_date - INTERVAL 90 DAY AND p.payment_date
+    THEN o.customer_region END, 'UNKNOWN') customer_region,
     p.currency,
     count(*) FILTER (WHERE p.status IN ('succeeded', 'failed')) payments_attempted,
     count(*) FILTER (WHERE p.status = 'succeeded') payments_succeeded,
@@ -70,7 +72,8 @@ FROM joined ORDER BY kpi_date, customer_region, currency
 """
 
 METHODS = """
-SELECT payment_date kpi_date, coalesce(o.customer_region, 'UNKNOWN') customer_region, p.currency,
+SELECT payment_date kpi_date, coalesce(CASE WHEN o.order_date BETWEEN p.payment_date - INTERVAL 90 DAY AND p.payment_date
+    THEN o.customer_region END, 'UNKNOWN') customer_region, p.currency,
   p.method payment_method, count(*) payments,
   count(*) FILTER (WHERE p.status = 'succeeded') payments_succeeded,
   count(*) FILTER (WHERE p.status = 'failed') payments_failed,

@@ -499,7 +499,9 @@ impl Nightly<'_> {
 
         // First order dates of the customers with orders on those days.
         let orders = collect(latest(
-            self.rows(orders_c, &dates, &state).await?.select(ORDER_COLUMNS.map(col)),
+            self.rows(orders_c, &dates, &state)
+                .await?
+                .select(ORDER_COLUMNS.map(col)),
             "order_id",
         ))
         .await?;
@@ -508,7 +510,9 @@ impl Nightly<'_> {
         let mut orders = orders;
         if !extra.is_empty() {
             let more = collect(latest(
-                self.rows(orders_c, &extra, &state).await?.select(ORDER_COLUMNS.map(col)),
+                self.rows(orders_c, &extra, &state)
+                    .await?
+                    .select(ORDER_COLUMNS.map(col)),
                 "order_id",
             ))
             .await?;
@@ -519,7 +523,9 @@ impl Nightly<'_> {
         // Regions of the payments on those days: their orders within the reference window.
         // Only the orders these payments name are sorted for their latest version.
         let payments = collect(latest(
-            self.rows(payments_c, &dates, &state).await?.select(PAYMENT_COLUMNS.map(col)),
+            self.rows(payments_c, &dates, &state)
+                .await?
+                .select(PAYMENT_COLUMNS.map(col)),
             "payment_id",
         ))
         .await?;

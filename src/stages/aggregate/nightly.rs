@@ -306,3 +306,48 @@ impl SilverDates for StoreSilver {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalStore;
+
+    #[tokio::test]
+    async fn a_batch_committing_late_within_the_lag_is_new_once_and_the_seen_set_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let batch = |d: u32| format!("202601{d:02}T010000Z-abc");
+        let put = async |d: u32| {
+            store
+                .put(&layout::manifest_key("orders", &batch(d)), Bytes::new())
+                .await
+                .unwrap();
+        };
+        for d in 1..=30 {
+            put(d).await;
+        }
+        let (new, cursor) = SeenCursor::default()
+            .advance(&store, "orders")
+            .await
+            .unwrap();
+        assert_eq!(new.len(), 30);
+        assert_eq!(cursor.watermark, Some(batch(30)));
+        // Only the batches the next listing returns again are remembered.
+        assert_eq!(cursor.recent.len(), 16, "{:?}", cursor.recent);
+
+        let (new, cursor) = cursor.advance(&store, "orders").await.unwrap();
+        assert!(new.is_empty(), "{new:?}");
+        // A batch of the 20th commits after the 30th's: inside the lag, it is new, once.
+        store
+            .put(
+                &layout::manifest_key("orders", "20260120T020000Z-late"),
+                Bytes::new(),
+            )
+            .await
+            .unwrap();
+        let (new, cursor) = cursor.advance(&store, "orders").await.unwrap();
+        assert_eq!(new, ["20260120T020000Z-late"]);
+        let (new, _) = cursor.advance(&store, "orders").await.unwrap();
+        assert!(new.is_empty(), "{new:?}");
+    }
+}
