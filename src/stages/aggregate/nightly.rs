@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -226,6 +226,47 @@ fn work_error(source: std::io::Error) -> GoldError {
     })
 }
 
+/// Makes `work_dir/<prefix>…` equal to the store's objects under `prefix`: downloads what is
+/// missing or of another size, and removes files the store no longer has (a re-ingest with
+/// another split, a compaction), which must not linger and be read twice.
+pub async fn mirror_prefix(
+    store: &dyn ObjectStore,
+    work_dir: &Path,
+    prefix: &str,
+) -> Result<(), GoldError> {
+    let remote = store.list(prefix).await?;
+    let wanted: BTreeSet<PathBuf> = remote.iter().map(|m| work_dir.join(&m.key)).collect();
+    for meta in remote.iter().filter(|m| m.key.ends_with(".parquet")) {
+        let path = work_dir.join(&meta.key);
+        if std::fs::metadata(&path).is_ok_and(|md| md.len() == meta.size) {
+            continue;
+        }
+        let bytes = store
+            .get(&meta.key)
+            .await?
+            .ok_or_else(|| StorageError::NotFound {
+                key: meta.key.clone(),
+            })?;
+        std::fs::create_dir_all(path.parent().expect("keys have a parent")).map_err(work_error)?;
+        std::fs::write(&path, &bytes).map_err(work_error)?;
+    }
+    let mut stack = vec![work_dir.join(prefix)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !wanted.contains(&path) {
+                std::fs::remove_file(&path).map_err(work_error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl SilverDates for StoreSilver {
     async fn prepare(
@@ -244,39 +285,7 @@ impl SilverDates for StoreSilver {
             if self.prepared.lock().expect("not poisoned").contains(&done) {
                 continue;
             }
-            let remote = self.store.list(&prefix).await?;
-            let wanted: BTreeSet<PathBuf> =
-                remote.iter().map(|m| self.work_dir.join(&m.key)).collect();
-            for meta in remote.iter().filter(|m| m.key.ends_with(".parquet")) {
-                let path = self.work_dir.join(&meta.key);
-                if std::fs::metadata(&path).is_ok_and(|md| md.len() == meta.size) {
-                    continue;
-                }
-                let bytes =
-                    self.store
-                        .get(&meta.key)
-                        .await?
-                        .ok_or_else(|| StorageError::NotFound {
-                            key: meta.key.clone(),
-                        })?;
-                std::fs::create_dir_all(path.parent().expect("keys have a parent"))
-                    .map_err(work_error)?;
-                std::fs::write(&path, &bytes).map_err(work_error)?;
-            }
-            let mut stack = vec![self.work_dir.join(&prefix)];
-            while let Some(dir) = stack.pop() {
-                let Ok(entries) = std::fs::read_dir(&dir) else {
-                    continue;
-                };
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    if path.is_dir() {
-                        stack.push(path);
-                    } else if !wanted.contains(&path) {
-                        std::fs::remove_file(&path).map_err(work_error)?;
-                    }
-                }
-            }
+            mirror_prefix(self.store.as_ref(), &self.work_dir, &prefix).await?;
             self.prepared.lock().expect("not poisoned").insert(done);
         }
         Ok(self.work_dir.clone())

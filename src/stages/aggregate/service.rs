@@ -89,12 +89,6 @@ pub enum AggregateError {
     State(#[from] StateError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("work directory {path}: {source}")]
-    WorkDir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("the KPIs read dataset `{0}`, which has no contract here; add contracts/{0}.toml")]
     MissingInput(String),
     #[error("the KPI computation stopped unexpectedly")]
@@ -110,7 +104,7 @@ impl Retryable for AggregateError {
             AggregateError::State(e) => e.is_retryable(),
             AggregateError::Catalog(e) => e.is_retryable(),
             AggregateError::Gold(GoldError::Storage(e)) => e.is_retryable(),
-            AggregateError::WorkDir { .. } | AggregateError::Worker => true,
+            AggregateError::Worker => true,
             AggregateError::Report(e) => e.is_retryable(),
             AggregateError::Gold(GoldError::Polars(_)) | AggregateError::MissingInput(_) => false,
         }
@@ -174,50 +168,10 @@ impl Aggregator {
         self
     }
 
-    fn io(&self, source: std::io::Error) -> AggregateError {
-        AggregateError::WorkDir {
-            path: self.work_dir.display().to_string(),
-            source,
-        }
-    }
-
     /// Makes the local mirror of `processed/<dataset>/` equal to the store's.
     async fn mirror(&self, dataset: &str) -> Result<(), AggregateError> {
         let prefix = layout::processed_prefix(dataset);
-        let remote = self.store.list(&prefix).await?;
-        let wanted: BTreeSet<PathBuf> = remote.iter().map(|m| self.work_dir.join(&m.key)).collect();
-        for meta in remote.iter().filter(|m| m.key.ends_with(".parquet")) {
-            let path = self.work_dir.join(&meta.key);
-            if std::fs::metadata(&path).is_ok_and(|md| md.len() == meta.size) {
-                continue;
-            }
-            let bytes = self
-                .store
-                .get(&meta.key)
-                .await?
-                .ok_or_else(|| StorageError::NotFound {
-                    key: meta.key.clone(),
-                })?;
-            std::fs::create_dir_all(path.parent().expect("keys have a parent"))
-                .map_err(|e| self.io(e))?;
-            std::fs::write(&path, &bytes).map_err(|e| self.io(e))?;
-        }
-        // Files rewritten under other names (a re-ingest with another split) must not linger.
-        let mut stack = vec![self.work_dir.join(&prefix)];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if !wanted.contains(&path) {
-                    std::fs::remove_file(&path).map_err(|e| self.io(e))?;
-                }
-            }
-        }
-        Ok(())
+        Ok(nightly::mirror_prefix(self.store.as_ref(), &self.work_dir, &prefix).await?)
     }
 
     /// Where the KPIs read silver from: the lake itself when it is a local directory, else a
