@@ -6,8 +6,10 @@ use async_trait::async_trait;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_glue::types::{
-    Column, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor, TableInput,
+    Column, DatabaseInput, PartitionInput, PartitionValueList, SerDeInfo, StorageDescriptor,
+    TableInput,
 };
+use chrono::NaiveDate;
 use tracing::warn;
 
 use super::defs::{
@@ -17,6 +19,8 @@ use super::{Catalog, CatalogError};
 
 /// BatchCreatePartition takes at most this many partitions per call.
 pub const MAX_PARTITIONS_PER_CALL: usize = 100;
+/// BatchDeletePartition takes at most this many partitions per call.
+pub const MAX_PARTITIONS_PER_DELETE: usize = 25;
 /// Attempts for partitions Glue reports as throttled inside a successful call.
 const PARTITION_ATTEMPTS: u32 = 4;
 
@@ -262,5 +266,131 @@ impl Catalog for GlueCatalog {
         }
         out.sort();
         Ok(out)
+    }
+
+    async fn partitions_before(
+        &self,
+        table: &str,
+        date_key: &str,
+        before: NaiveDate,
+    ) -> Result<Vec<Vec<String>>, CatalogError> {
+        // The key goes into the expression unquoted (Glue's grammar has no identifier quoting);
+        // contract partition names are plain identifiers, anything else is refused rather than
+        // spliced in.
+        if date_key.is_empty()
+            || !date_key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(CatalogError::UnknownPartitionKey {
+                table: table.into(),
+                key: date_key.into(),
+            });
+        }
+        let expression = format!("{date_key} < '{}'", before.format("%Y-%m-%d"));
+        let mut pages = self
+            .client
+            .get_partitions()
+            .database_name(&self.database)
+            .table_name(table)
+            .expression(&expression)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => out.extend(page.partitions().iter().map(|p| p.values().to_vec())),
+                // No table (or database) yet: nothing was ever registered, nothing is old.
+                Err(SdkError::ServiceError(se)) if se.err().is_entity_not_found_exception() => {
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(glue_error("GetPartitions", table, e)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whole-call failures (throttling, 5xx) are retried by the SDK's retry configuration;
+    /// failures Glue reports per partition inside a successful call are reported, not retried
+    /// here: the caller (the nightly compact run) is retried whole, and deleting is idempotent.
+    async fn delete_partitions(
+        &self,
+        table: &str,
+        partitions: &[Vec<String>],
+    ) -> Result<usize, CatalogError> {
+        let mut removed = 0;
+        let mut failures = Vec::new();
+        let mut retryable = true;
+        for chunk in partitions.chunks(MAX_PARTITIONS_PER_DELETE) {
+            let values: Vec<PartitionValueList> = chunk
+                .iter()
+                .map(|v| {
+                    PartitionValueList::builder()
+                        .set_values(Some(v.clone()))
+                        .build()
+                        .expect("values are set")
+                })
+                .collect();
+            let out = match self
+                .client
+                .batch_delete_partition()
+                .database_name(&self.database)
+                .table_name(table)
+                .set_partitions_to_delete(Some(values))
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                // The table (or database) is gone, and its partitions with it.
+                Err(SdkError::ServiceError(se)) if se.err().is_entity_not_found_exception() => {
+                    break;
+                }
+                Err(e) => return Err(glue_error("BatchDeletePartition", table, e)),
+            };
+            let mut not_removed = 0;
+            for err in out.errors() {
+                not_removed += 1;
+                let code = err
+                    .error_detail()
+                    .and_then(|d| d.error_code())
+                    .unwrap_or_default();
+                match code {
+                    "EntityNotFoundException" => {}
+                    _ => {
+                        retryable &= matches!(
+                            code,
+                            "ThrottlingException"
+                                | "InternalServiceException"
+                                | "ConcurrentModificationException"
+                                | "OperationTimeoutException"
+                        );
+                        failures.push(format!(
+                            "{}: {code} {}",
+                            err.partition_values().join("/"),
+                            err.error_detail()
+                                .and_then(|d| d.error_message())
+                                .unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+            removed += chunk.len().saturating_sub(not_removed);
+        }
+        if !failures.is_empty() {
+            warn!(
+                table,
+                failed = failures.len(),
+                removed,
+                "Glue kept partitions it was asked to delete"
+            );
+            return Err(CatalogError::PartitionsNotRemoved {
+                table: table.into(),
+                failed: failures.len(),
+                details: failures.join("; "),
+                retryable,
+            });
+        }
+        Ok(removed)
     }
 }
