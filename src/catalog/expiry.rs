@@ -166,3 +166,143 @@ fn partition_prefix(contract: &Contract, values: &[String]) -> String {
         path.join("/")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{LocalCatalog, silver_table};
+    use crate::contract::Registry;
+    use crate::storage::LocalStore;
+    use async_trait::async_trait;
+    use bytes::Bytes;
+
+    /// A local catalog during whose deletes an ingest writes a file into the first partition
+    /// being removed (and registers it, which finds it still there).
+    #[derive(Debug)]
+    struct IngestDuringDelete {
+        inner: LocalCatalog,
+        store: Arc<dyn ObjectStore>,
+    }
+
+    #[async_trait]
+    impl Catalog for IngestDuringDelete {
+        async fn ensure_tables(
+            &self,
+            tables: &[super::super::TableDef],
+        ) -> Result<(), CatalogError> {
+            self.inner.ensure_tables(tables).await
+        }
+        async fn add_partitions(
+            &self,
+            table: &str,
+            partitions: &[PartitionDef],
+        ) -> Result<usize, CatalogError> {
+            self.inner.add_partitions(table, partitions).await
+        }
+        async fn partitions(&self, table: &str) -> Result<Vec<Vec<String>>, CatalogError> {
+            self.inner.partitions(table).await
+        }
+        async fn partitions_before(
+            &self,
+            table: &str,
+            date_key: &str,
+            before: NaiveDate,
+        ) -> Result<Vec<Vec<String>>, CatalogError> {
+            self.inner.partitions_before(table, date_key, before).await
+        }
+        async fn delete_partitions(
+            &self,
+            table: &str,
+            partitions: &[Vec<String>],
+        ) -> Result<usize, CatalogError> {
+            let contract = Registry::builtin().get(table).unwrap().clone();
+            let prefix = partition_prefix(&contract, &partitions[0]);
+            self.store
+                .put(
+                    &format!("{prefix}part-late.parquet"),
+                    Bytes::from_static(b"PAR1"),
+                )
+                .await?;
+            self.inner.delete_partitions(table, partitions).await
+        }
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn the_retention_boundary_is_the_quality_gates_and_prefixes_are_the_silver_layout() {
+        assert_eq!(retained_from(day("2026-11-21")), day("2025-11-21"));
+        let reg = Registry::builtin();
+        let orders = reg.get("orders").unwrap();
+        assert_eq!(
+            partition_prefix(orders, &["2025-01-02".into(), "EU".into()]),
+            "processed/orders/order_date=2025-01-02/customer_region=EU/"
+        );
+        let key = layout::silver_key("orders", "order_date=2025-01-02/customer_region=EU", "b");
+        assert!(key.starts_with(&partition_prefix(
+            orders,
+            &["2025-01-02".into(), "EU".into()]
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_partition_that_gains_a_file_while_it_is_removed_is_registered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let reg = Registry::builtin();
+        let payments = reg.get("payments").unwrap();
+        let root = root_uri(store.as_ref());
+        let catalog = IngestDuringDelete {
+            inner: LocalCatalog::new(store.clone(), "shoplake"),
+            store: store.clone(),
+        };
+        catalog
+            .ensure_tables(&[silver_table(payments, &root)])
+            .await
+            .unwrap();
+        let old: Vec<PartitionDef> = ["2024-03-01", "2024-03-02"]
+            .iter()
+            .map(|d| PartitionDef {
+                values: vec![(*d).into()],
+                location: format!("{root}/processed/payments/payment_date={d}/"),
+            })
+            .collect();
+        catalog.add_partitions("payments", &old).await.unwrap();
+        let catalog: Arc<dyn Catalog> = Arc::new(catalog);
+        let sweep = PartitionSweep::new(catalog.clone(), store.clone());
+
+        let report = sweep
+            .sweep(payments, day("2026-11-21"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((report.removed, report.waiting), (1, 1));
+        // Registered again as ingest registers it, where its file is.
+        let file = LocalCatalog::new(store.clone(), "shoplake");
+        assert_eq!(
+            file.partitions("payments").await.unwrap(),
+            [vec!["2024-03-01".to_owned()]]
+        );
+        let json = store
+            .get(&layout::catalog_table_key("shoplake", "payments"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&json).contains(&format!(
+                "{root}/processed/payments/payment_date=2024-03-01/"
+            )),
+            "the location is the partition's prefix"
+        );
+        assert_eq!(
+            sweep
+                .sweep(reg.get("customers").unwrap(), day("2026-11-21"))
+                .await
+                .unwrap(),
+            None,
+            "customers have no date partition"
+        );
+    }
+}
