@@ -100,6 +100,50 @@ impl GlueCatalog {
         &self.database
     }
 
+    /// [`Catalog::partitions_before`] without a server-side filter: the position of `date_key`
+    /// from the table, then every partition, compared here.
+    async fn partitions_before_unfiltered(
+        &self,
+        table: &str,
+        date_key: &str,
+        before: NaiveDate,
+    ) -> Result<Vec<Vec<String>>, CatalogError> {
+        let found = match self
+            .client
+            .get_table()
+            .database_name(&self.database)
+            .name(table)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(se)) if se.err().is_entity_not_found_exception() => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(glue_error("GetTable", table, e)),
+        };
+        let Some(at) = found
+            .table()
+            .and_then(|t| t.partition_keys().iter().position(|k| k.name() == date_key))
+        else {
+            return Err(CatalogError::UnknownPartitionKey {
+                table: table.into(),
+                key: date_key.into(),
+            });
+        };
+        Ok(self
+            .partitions(table)
+            .await?
+            .into_iter()
+            .filter(|values| {
+                values
+                    .get(at)
+                    .and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+                    .is_some_and(|d| d < before)
+            })
+            .collect())
+    }
+
     async fn ensure_database(&self) -> Result<(), CatalogError> {
         let input = DatabaseInput::builder()
             .name(&self.database)
@@ -303,6 +347,21 @@ impl Catalog for GlueCatalog {
                 // No table (or database) yet: nothing was ever registered, nothing is old.
                 Err(SdkError::ServiceError(se)) if se.err().is_entity_not_found_exception() => {
                     return Ok(Vec::new());
+                }
+                // Glue has been reported to refuse expressions on tables whose partition keys
+                // mix types (orders: a date and a string). Rather than never sweeping, list
+                // every partition and compare here: correct, but one paginated listing of the
+                // whole table, which grows with the history; the warning says so.
+                Err(SdkError::ServiceError(se)) if se.err().is_invalid_input_exception() => {
+                    warn!(
+                        table,
+                        expression,
+                        error = %DisplayErrorContext(se.err()),
+                        "Glue refused the partition filter; listing every partition instead"
+                    );
+                    return self
+                        .partitions_before_unfiltered(table, date_key, before)
+                        .await;
                 }
                 Err(e) => return Err(glue_error("GetPartitions", table, e)),
             }

@@ -5,7 +5,10 @@ use aws_sdk_glue::Client;
 use aws_sdk_glue::config::retry::RetryConfig;
 use aws_sdk_glue::operation::batch_create_partition::BatchCreatePartitionOutput;
 use aws_sdk_glue::operation::batch_delete_partition::BatchDeletePartitionOutput;
-use aws_sdk_glue::types::{ErrorDetail, PartitionError};
+use aws_sdk_glue::operation::get_partitions::{GetPartitionsError, GetPartitionsOutput};
+use aws_sdk_glue::operation::get_table::GetTableOutput;
+use aws_sdk_glue::types::error::InvalidInputException;
+use aws_sdk_glue::types::{Column, ErrorDetail, Partition, PartitionError, Table};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use shoplake::Retryable;
 use shoplake::catalog::{Catalog, GlueCatalog, MAX_PARTITIONS_PER_DELETE, PartitionDef};
@@ -179,4 +182,65 @@ async fn partitions_glue_keeps_are_an_error_that_says_what_to_do() {
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err}");
+}
+
+/// If Glue refuses the date filter, old partitions are still found, by listing them all.
+#[tokio::test]
+async fn a_refused_partition_filter_falls_back_to_listing_every_partition() {
+    let filtered = mock!(Client::get_partitions)
+        .match_requests(|r| r.expression().is_some())
+        .then_error(|| {
+            GetPartitionsError::InvalidInputException(
+                InvalidInputException::builder()
+                    .message("Unsupported expression")
+                    .build(),
+            )
+        });
+    let table = mock!(Client::get_table).then_output(|| {
+        GetTableOutput::builder()
+            .table(
+                Table::builder()
+                    .name("orders")
+                    .partition_keys(Column::builder().name("order_date").build().unwrap())
+                    .partition_keys(Column::builder().name("customer_region").build().unwrap())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    });
+    let partition = |d: &str| Partition::builder().values(d).values("EU").build();
+    let all = mock!(Client::get_partitions)
+        .match_requests(|r| r.expression().is_none())
+        .then_output(move || {
+            GetPartitionsOutput::builder()
+                .partitions(partition("2025-11-20"))
+                .partitions(partition("2025-11-21"))
+                .partitions(partition("2024-02-29"))
+                .build()
+        });
+    let client: Client = mock_client!(
+        aws_sdk_glue,
+        RuleMode::MatchAny,
+        [&filtered, &table, &all],
+        |c| c.retry_config(RetryConfig::disabled())
+    );
+    let old = GlueCatalog::new(client, "shoplake")
+        .partitions_before(
+            "orders",
+            "order_date",
+            chrono::NaiveDate::from_ymd_opt(2025, 11, 21).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        old,
+        [
+            vec!["2024-02-29".to_owned(), "EU".into()],
+            vec!["2025-11-20".into(), "EU".into()]
+        ]
+    );
+    assert_eq!(
+        (filtered.num_calls(), table.num_calls(), all.num_calls()),
+        (1, 1, 1)
+    );
 }
