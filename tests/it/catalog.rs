@@ -420,3 +420,38 @@ async fn expired_partitions_leave_glue_on_moto() {
     ));
     expired_partitions_leave_the_catalog(store, cat).await;
 }
+
+/// `lake compact` on a directory sweeps the directory's catalog as the function sweeps Glue.
+#[tokio::test]
+async fn lake_compact_removes_expired_partitions_from_the_directory_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let root = shoplake::storage::root_uri(store.as_ref());
+    let cat = LocalCatalog::new(store.clone(), "shoplake");
+    let reg = Registry::builtin();
+    let tables: Vec<_> = reg
+        .iter()
+        .map(|c| catalog::silver_table(c, &root))
+        .collect();
+    cat.ensure_tables(&tables).await.unwrap();
+    // Dated long before any retention that `now` can give, files gone.
+    let old = PartitionDef {
+        values: vec!["2001-01-01".into()],
+        location: format!("{root}/processed/payments/payment_date=2001-01-01/"),
+    };
+    cat.add_partitions("payments", &[old]).await.unwrap();
+    let (done, stdout, stderr) = crate::support::lake(&[
+        "compact",
+        "--json",
+        "--lake",
+        dir.path().to_str().unwrap(),
+        "--dataset",
+        "payments",
+    ]);
+    assert!(done, "{stderr}");
+    let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["dataset"], "payments");
+    assert_eq!(line["expired_partitions"]["removed"], 1, "{line}");
+    assert_eq!(line["expired_partitions"]["waiting"], 0, "{line}");
+    assert!(cat.partitions("payments").await.unwrap().is_empty());
+}
