@@ -52,6 +52,9 @@ pub enum CompactError {
     State(#[from] StateError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Removing expired partitions from the catalog (run with compaction, nightly).
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
 }
 
 impl Retryable for CompactError {
@@ -59,6 +62,7 @@ impl Retryable for CompactError {
         match self {
             CompactError::State(e) => e.is_retryable(),
             CompactError::Storage(e) => e.is_retryable(),
+            CompactError::Catalog(e) => e.is_retryable(),
             CompactError::WorkDir(_) => true,
             CompactError::UnknownDataset(_) | CompactError::Parquet { .. } => false,
         }

@@ -1,9 +1,11 @@
 //! [`Catalog`] as JSON files in the lake (`catalog/<database>/<table>.json`), for the
 //! embedded default and tests.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::{Catalog, CatalogError, PartitionDef, TableDef};
@@ -94,5 +96,60 @@ impl Catalog for LocalCatalog {
             .await?
             .map(|f| f.partitions.into_iter().map(|p| p.values).collect())
             .unwrap_or_default())
+    }
+
+    /// The whole table file is read (one JSON object per table): the local catalog is for a
+    /// lake on one machine, where that is cheap next to the files it describes.
+    async fn partitions_before(
+        &self,
+        table: &str,
+        date_key: &str,
+        before: NaiveDate,
+    ) -> Result<Vec<Vec<String>>, CatalogError> {
+        let Some(file) = self.load(table).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(at) = file
+            .table
+            .partition_keys
+            .iter()
+            .position(|k| k.name == date_key)
+        else {
+            return Err(CatalogError::UnknownPartitionKey {
+                table: table.into(),
+                key: date_key.into(),
+            });
+        };
+        // As Glue compares a `date` key: a value that is not a date (Hive's null partition)
+        // is never before anything.
+        Ok(file
+            .partitions
+            .into_iter()
+            .map(|p| p.values)
+            .filter(|values| {
+                values
+                    .get(at)
+                    .and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+                    .is_some_and(|d| d < before)
+            })
+            .collect())
+    }
+
+    async fn delete_partitions(
+        &self,
+        table: &str,
+        partitions: &[Vec<String>],
+    ) -> Result<usize, CatalogError> {
+        let Some(mut file) = self.load(table).await? else {
+            return Ok(0);
+        };
+        let gone: HashSet<&Vec<String>> = partitions.iter().collect();
+        let before = file.partitions.len();
+        file.partitions.retain(|p| !gone.contains(&p.values));
+        let removed = before - file.partitions.len();
+        if removed > 0 {
+            self.save(&file).await?;
+        }
+        Ok(removed)
     }
 }

@@ -411,8 +411,11 @@ fn the_alert_role_reads_what_its_checks_read() {
 }
 
 /// The compact function reads, writes and deletes silver and its own records, reads the loaded
-/// markers (only loaded batches are compacted) and nothing else of the bucket; the load function
-/// records, reads back and removes the failures it keeps under runs/load_failures/.
+/// markers (only loaded batches are compacted) and nothing else of the bucket; in Glue it only
+/// lists, deletes and re-registers partitions of the silver tables whose partitions age (a date
+/// partition).
+/// The load function records, reads back and removes the failures it keeps under
+/// runs/load_failures/.
 #[test]
 fn the_compact_role_reaches_silver_and_its_records_only_and_the_load_role_its_failures() {
     let template = template();
@@ -429,11 +432,43 @@ fn the_compact_role_reaches_silver_and_its_records_only_and_the_load_role_its_fa
         );
     }
     assert!(role.contains("s3:DeleteObject"));
-    for other in ["/manifests/*", "/gold/*", "/quality/*", "/raw/*", "glue:"] {
+    for other in ["/manifests/*", "/gold/*", "/quality/*", "/raw/*"] {
         assert!(!role.contains(other), "CompactRole reaches {other}");
     }
+    let glue_actions: Vec<&str> = role
+        .lines()
+        .filter(|l| l.starts_with("Action:") && l.contains("glue:"))
+        .collect();
+    assert_eq!(
+        glue_actions,
+        ["Action: [glue:GetPartitions, glue:BatchDeletePartition, glue:BatchCreatePartition]"],
+        "the catalog sweep lists and deletes partitions (and re-registers one an ingest raced), nothing more"
+    );
+    let glue_resources: BTreeSet<&str> = role
+        .lines()
+        .filter_map(|l| l.split(":glue:${AWS::Region}:${AWS::AccountId}:").nth(1))
+        .map(|r| r.trim_end_matches('"'))
+        .collect();
+    let mut expected: BTreeSet<String> = ["catalog", "database/shoplake_${StageName}"]
+        .map(String::from)
+        .into();
+    expected.extend(
+        shoplake::contract::Registry::builtin()
+            .iter()
+            .filter(|c| c.date_partition().is_some())
+            .map(|c| format!("table/shoplake_${{StageName}}/{}", c.name)),
+    );
+    assert_eq!(
+        glue_resources,
+        expected.iter().map(String::as_str).collect(),
+        "the lake's database and its silver tables with a date partition only"
+    );
     let function = resources(&template)["CompactFunction"].join("\n");
     assert!(function.contains("Role: !GetAtt CompactRole.Arn"));
+    assert!(
+        function.contains("GLUE_DATABASE: !Ref GlueDatabase"),
+        "the compact function sweeps the lake's Glue database"
+    );
     let load = resources(&template)["LoadRole"].join("\n");
     assert!(
         load.contains("/runs/load_failures/*\"") && load.contains("runs/load_failures/*,"),

@@ -27,6 +27,7 @@ use shoplake::report;
 use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
 use shoplake::stages::alert::config::ALERT_TOPIC_ARN;
 use shoplake::stages::alert::{AlertRequest, AlertService, AlertSettings};
+use shoplake::stages::compact::{CompactRequest, CompactService};
 use shoplake::stages::ingest::{IngestRequest, IngestService, config::ingest_settings_from_env};
 use shoplake::stages::load::{BatchLoad, LoadRequest, Loader};
 use shoplake::stages::quality::QualityService;
@@ -42,6 +43,8 @@ const QUALITY_FAILED_EXIT: u8 = 3;
 const LOCAL_BUCKET: &str = "lake";
 /// The local catalog's database (`catalog/shoplake/<table>.json`).
 const LOCAL_DATABASE: &str = "shoplake";
+/// What a command that registers partitions skips without a catalog.
+const NOT_REGISTERED: &str = "new partitions are not registered in Glue";
 
 /// One example per command, shown by `lake --help`.
 const EXAMPLES: &str = "\
@@ -254,6 +257,8 @@ enum Command {
     ///
     /// Only files of batches already in the warehouse (and earlier compacted files) take part;
     /// a killed run is finished by the next one, and readers see every row once meanwhile.
+    /// Then, as the nightly function does, catalog partitions dated before the silver retention
+    /// whose files are gone are removed (the directory's catalog; on S3 Glue's GLUE_DATABASE).
     Compact {
         /// The lake directory, or s3://bucket[/prefix].
         #[arg(long)]
@@ -414,8 +419,8 @@ impl Lake {
     }
 
     /// The directory's JSON catalog; on S3 the Glue database named by GLUE_DATABASE (as the
-    /// functions are configured), else none (partitions are then not registered: said on stderr).
-    fn catalog(&self) -> Option<Arc<dyn Catalog>> {
+    /// functions are configured), else none (then what `skipped` says is not done, on stderr).
+    fn catalog(&self, skipped: &str) -> Option<Arc<dyn Catalog>> {
         match &self.aws {
             None => Some(Arc::new(LocalCatalog::new(
                 self.store.clone(),
@@ -428,7 +433,7 @@ impl Lake {
                 ))),
                 _ => {
                     eprintln!(
-                        "lake: {} is not set: new partitions are not registered in Glue",
+                        "lake: {} is not set: {skipped}",
                         shoplake::config::GLUE_DATABASE
                     );
                     None
@@ -439,7 +444,7 @@ impl Lake {
 
     fn ingest(&self, settings: shoplake::ingest::IngestSettings) -> IngestService {
         let service = IngestService::new(self.stores(), self.registry.clone(), settings);
-        match self.catalog() {
+        match self.catalog(NOT_REGISTERED) {
             Some(catalog) => service.with_catalog(catalog),
             None => service,
         }
@@ -469,7 +474,7 @@ impl Lake {
             self.registry.clone(),
             std::env::temp_dir(),
         );
-        match self.catalog() {
+        match self.catalog(NOT_REGISTERED) {
             Some(catalog) => aggregator.with_catalog(catalog),
             None => aggregator,
         }
@@ -1176,25 +1181,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             min_files,
         } => {
             let lake = Lake::open(&lake, registry.clone()).await?;
-            let compactor = shoplake::compact::Compactor::new(lake.store.clone(), registry.clone())
-                .with_min_files(min_files);
-            let datasets: Vec<String> = match dataset {
-                Some(d) => vec![d],
-                None => registry
-                    .load_order()
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .collect(),
+            // The compact function's service: compaction, then the catalog's expired partitions.
+            let service = CompactService::new(lake.store.clone(), registry.clone(), min_files);
+            let service = match lake.catalog("expired partitions are not removed from Glue") {
+                Some(catalog) => service.with_catalog(catalog),
+                None => service,
             };
-            for dataset in datasets {
-                let report = compactor.compact(&dataset).await?;
+            let request = match dataset {
+                Some(d) => CompactRequest::Dataset(d),
+                None => CompactRequest::All,
+            };
+            let response = service.handle(request, chrono::Utc::now()).await?;
+            for d in response.datasets {
+                let report = d.report;
                 if json {
-                    emit(serde_json::to_string(
-                        &serde_json::json!({"dataset": dataset, "report": report}),
-                    )?)?;
+                    emit(serde_json::to_string(&serde_json::json!({
+                        "dataset": d.dataset,
+                        "report": report,
+                        "expired_partitions": d.expired_partitions,
+                    }))?)?;
                 } else {
                     emit(format!(
-                        "{dataset}: {} partition(s) compacted, {} file(s) into {}, {} row(s) kept of {}{}",
+                        "{}: {} partition(s) compacted, {} file(s) into {}, {} row(s) kept of {}{}{}",
+                        d.dataset,
                         report.partitions,
                         report.files_in,
                         report.partitions,
@@ -1203,6 +1212,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         match report.resumed {
                             0 => String::new(),
                             n => format!("; {n} interrupted run(s) finished"),
+                        },
+                        match d.expired_partitions {
+                            None => String::new(),
+                            Some(e) => format!(
+                                "; {} catalog partition(s) dated before {} removed{}",
+                                e.removed,
+                                e.before,
+                                match e.waiting {
+                                    0 => String::new(),
+                                    n =>
+                                        format!(", {n} kept until their later-written files expire"),
+                                }
+                            ),
                         }
                     ))?;
                 }

@@ -1,6 +1,6 @@
 //! The compact function's environment.
 
-use crate::config::{ConfigError, LAKE_BUCKET, optional, required};
+use crate::config::{ConfigError, GLUE_DATABASE, LAKE_BUCKET, optional, required};
 
 #[derive(Debug, Clone)]
 pub struct CompactConfig {
@@ -8,6 +8,9 @@ pub struct CompactConfig {
     /// Partitions with fewer eligible files than this are left alone (`COMPACT_MIN_FILES`,
     /// default 8).
     pub min_files: usize,
+    /// The Glue database whose expired silver partitions are removed (`GLUE_DATABASE`; unset:
+    /// no catalog is touched).
+    pub glue_database: Option<String>,
 }
 
 /// Environment variable: the fewest eligible files that make a partition worth rewriting.
@@ -32,7 +35,11 @@ impl CompactConfig {
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
-        Ok(CompactConfig { bucket, min_files })
+        Ok(CompactConfig {
+            bucket,
+            min_files,
+            glue_database: optional(&var, GLUE_DATABASE),
+        })
     }
 }
 
@@ -49,6 +56,9 @@ mod tests {
         let c =
             CompactConfig::from_env(env(&[(LAKE_BUCKET, "b"), (COMPACT_MIN_FILES, "20")])).unwrap();
         assert_eq!(c.min_files, 20);
+        assert_eq!(c.glue_database, None);
+        let c = CompactConfig::from_env(env(&[(LAKE_BUCKET, "b"), (GLUE_DATABASE, "db")])).unwrap();
+        assert_eq!(c.glue_database.as_deref(), Some("db"));
         let err = CompactConfig::from_env(env(&[(LAKE_BUCKET, "b"), (COMPACT_MIN_FILES, "1")]))
             .unwrap_err();
         assert!(err.to_string().contains(COMPACT_MIN_FILES), "{err}");

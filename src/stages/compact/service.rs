@@ -1,13 +1,16 @@
 //! The compact stage: every night, each dataset's partitions that accumulated many small files
 //! are rewritten into one file (see [`crate::compact`] for what it may touch and why a crash
 //! leaves readers whole). The schedule runs after the load, which is what makes a batch's files
-//! eligible (its loaded marker).
+//! eligible (its loaded marker). With a catalog, the run then removes the silver partitions
+//! whose files the `processed/` lifecycle rule expired ([`crate::catalog::PartitionSweep`]).
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::request::CompactRequest;
+use crate::catalog::{Catalog, ExpiredPartitions, PartitionSweep};
 use crate::compact::{CompactError, CompactionReport, Compactor};
 use crate::contract::Registry;
 use crate::storage::ObjectStore;
@@ -17,6 +20,9 @@ use crate::storage::ObjectStore;
 pub struct DatasetCompaction {
     pub dataset: String,
     pub report: CompactionReport,
+    /// The catalog sweep of its table: `None` without a catalog or for a dataset without a
+    /// date partition.
+    pub expired_partitions: Option<ExpiredPartitions>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -28,20 +34,36 @@ pub struct CompactResponse {
 pub struct CompactService {
     compactor: Compactor,
     registry: Arc<Registry>,
+    store: Arc<dyn ObjectStore>,
+    sweep: Option<PartitionSweep>,
 }
 
 impl CompactService {
     pub fn new(store: Arc<dyn ObjectStore>, registry: Arc<Registry>, min_files: usize) -> Self {
         CompactService {
-            compactor: Compactor::new(store, registry.clone()).with_min_files(min_files),
+            compactor: Compactor::new(store.clone(), registry.clone()).with_min_files(min_files),
             registry,
+            store,
+            sweep: None,
         }
     }
 
-    /// Compacts the datasets the request names, parents first. A dataset that fails stops the
-    /// run (retried whole: what was compacted is not compacted again, and an interrupted
-    /// partition is finished by its record).
-    pub async fn handle(&self, request: CompactRequest) -> Result<CompactResponse, CompactError> {
+    /// Also removes the silver partitions whose files expired from `catalog`.
+    pub fn with_catalog(mut self, catalog: Arc<dyn Catalog>) -> Self {
+        self.sweep = Some(PartitionSweep::new(catalog, self.store.clone()));
+        self
+    }
+
+    /// Compacts the datasets the request names, parents first, then sweeps their expired
+    /// catalog partitions (after every compaction, so a catalog outage does not hold up the
+    /// files). A dataset that fails stops the run (retried whole: what was compacted is not
+    /// compacted again, an interrupted partition is finished by its record, and a partition
+    /// already removed from the catalog stays removed).
+    pub async fn handle(
+        &self,
+        request: CompactRequest,
+        now: DateTime<Utc>,
+    ) -> Result<CompactResponse, CompactError> {
         let datasets: Vec<String> = match request {
             CompactRequest::Dataset(d) => vec![d],
             CompactRequest::All => self
@@ -62,9 +84,21 @@ impl CompactService {
                 resumed = report.resumed,
                 "dataset compacted"
             );
-            response
-                .datasets
-                .push(DatasetCompaction { dataset, report });
+            response.datasets.push(DatasetCompaction {
+                dataset,
+                report,
+                expired_partitions: None,
+            });
+        }
+        if let Some(sweep) = &self.sweep {
+            for d in &mut response.datasets {
+                // The compaction above already refused an unknown dataset.
+                let contract = self
+                    .registry
+                    .get(&d.dataset)
+                    .ok_or_else(|| CompactError::UnknownDataset(d.dataset.clone()))?;
+                d.expired_partitions = sweep.sweep(contract, now.date_naive()).await?;
+            }
         }
         Ok(response)
     }

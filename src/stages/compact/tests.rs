@@ -38,7 +38,7 @@ async fn the_schedule_compacts_every_dataset_parents_first_and_an_unknown_one_fa
     assert_eq!(CompactService::metrics(&response).len(), order.len());
 
     let err = service
-        .handle(CompactRequest::Dataset("nope".into()))
+        .handle(CompactRequest::Dataset("nope".into()), chrono::Utc::now())
         .await
         .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
