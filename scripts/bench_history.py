@@ -297,6 +297,7 @@ class Stages:
         self.base = dict(os.environ, POLARS_MAX_THREADS=str(args.threads), RUST_LOG="error")
         self.serial = 0
         self.trace = False  # count the lake files each process opens (strace; not timed)
+        self.compact = args.compact
 
     def env(self, stage):
         self.serial += 1
@@ -340,6 +341,16 @@ class Stages:
         return self.step("aggregate", [self.lake, "aggregate", "--json", "--lake", self.dir],
                          measured)
 
+    def load_and_compact(self, batches):
+        """What production does after the aggregate: the load (03:00 compaction takes only loaded
+        batches) and the compaction. There is no warehouse here, so the batches are marked loaded
+        as the load stage would mark them; then `lake compact` runs as the compact function does."""
+        for ds, batch in batches:
+            marker = Path(self.dir) / "runs" / "loaded" / ds / batch
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("{}")
+        self.step("compact", [self.lake, "compact", "--json", "--lake", self.dir], False)
+
 
 def night(stages, day, measured, aggregate=True):
     """One night: ingest the day's three files, check each batch, the scheduled aggregate."""
@@ -353,6 +364,8 @@ def night(stages, day, measured, aggregate=True):
         stages.quality(None, measured)
     if aggregate:
         r["aggregate"] = stages.aggregate(measured)
+    if not measured and stages.compact:
+        stages.load_and_compact([(ds, r["ingest"][ds]["batch_id"]) for ds in DATASETS])
     return r
 
 
@@ -681,6 +694,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="repetitions of each measured night")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument("--no-compact", dest="compact", action="store_false",
+                    help="while building history, skip the nightly load markers and compaction "
+                         "(production compacts silver every night after the load)")
     ap.add_argument("--aggregate-every", type=int, default=1,
                     help="while building history, run the scheduled aggregate every N nights "
                          "(1: every night, as production; the night before a measured one always)")
