@@ -529,34 +529,12 @@ impl Nightly<'_> {
             "payment_id",
         ))
         .await?;
-        let named = payments
-            .clone()
-            .lazy()
-            .select([col("order_id")])
-            .unique(None, UniqueKeepStrategy::First);
-        let regions_days = around(&dates, i64::from(window), 0);
-        let order_regions = latest(
-            self.rows(orders_c, &regions_days, &state)
-                .await?
-                .select([
-                    col("order_id"),
-                    col("customer_region"),
-                    col("order_date"),
-                    col(VERSION[0]),
-                    col(VERSION[1]),
-                    col(VERSION[2]),
-                ])
-                .join(
-                    named,
-                    [col("order_id")],
-                    [col("order_id")],
-                    JoinArgs::new(JoinType::Inner),
-                ),
-            "order_id",
-        );
+        let order_regions = self
+            .order_regions(&payments, &orders, &dates, window, &state)
+            .await?;
         let payments = collect(with_regions(
             payments.lazy(),
-            order_regions,
+            order_regions.lazy(),
             self.contracts.window_days(),
         ))
         .await?;
@@ -573,6 +551,94 @@ impl Nightly<'_> {
             moved_keys: moved,
             searched_customers: searched,
         })
+    }
+
+    /// The latest version (`order_id`, `customer_region`, `order_date`) of every order the
+    /// `payments` name that lies within the reference window before their days. Most are
+    /// among `orders` (the recomputed days, already read). The rest are looked for on the other
+    /// days of the window in two passes: their keys and days first (one column), then only the
+    /// days that hold one, so the window's other rows are never materialised.
+    async fn order_regions(
+        &self,
+        payments: &DataFrame,
+        orders: &DataFrame,
+        dates: &BTreeSet<NaiveDate>,
+        window: u32,
+        state: &KpiState,
+    ) -> Result<DataFrame, GoldError> {
+        let orders_c = &self.contracts.orders;
+        let columns = [col("order_id"), col("customer_region"), col("order_date")];
+        let named = payments
+            .clone()
+            .lazy()
+            .select([col("order_id")])
+            .unique(None, UniqueKeepStrategy::First);
+        let here = orders.clone().lazy().select(columns.clone());
+        let found = collect(here.clone().join(
+            named.clone(),
+            [col("order_id")],
+            [col("order_id")],
+            JoinArgs::new(JoinType::Inner),
+        ))
+        .await?;
+        let missing = collect(
+            named
+                .join(
+                    here.select([col("order_id"), lit(true).alias("_here")]),
+                    [col("order_id")],
+                    [col("order_id")],
+                    JoinArgs::new(JoinType::Left),
+                )
+                .filter(col("_here").is_null())
+                .select([col("order_id")]),
+        )
+        .await?;
+        if missing.height() == 0 {
+            return Ok(found);
+        }
+        let others: BTreeSet<NaiveDate> = around(dates, i64::from(window), 0)
+            .difference(dates)
+            .copied()
+            .collect();
+        let root = self.source.prepare(orders_c, &others).await?;
+        let days = collect(
+            scan_dates(&root, orders_c, &others)?
+                .select([col("order_id"), col("order_date")])
+                .join(
+                    missing.clone().lazy(),
+                    [col("order_id")],
+                    [col("order_id")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .select([col("order_date")])
+                .unique(None, UniqueKeepStrategy::First),
+        )
+        .await?;
+        let days = days_of(&days, "order_date")?;
+        let rest = collect(
+            latest(
+                self.rows(orders_c, &days, state)
+                    .await?
+                    .select([
+                        col("order_id"),
+                        col("customer_region"),
+                        col("order_date"),
+                        col(VERSION[0]),
+                        col(VERSION[1]),
+                        col(VERSION[2]),
+                    ])
+                    .join(
+                        missing.lazy(),
+                        [col("order_id")],
+                        [col("order_id")],
+                        JoinArgs::new(JoinType::Inner),
+                    ),
+                "order_id",
+            )
+            .select(columns),
+        )
+        .await?;
+        Ok(found.vstack(&rest)?)
     }
 
     /// The first-order state after the night, the days outside `dates` whose new customers
