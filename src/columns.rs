@@ -138,6 +138,34 @@ impl ColumnBuffer {
         }
     }
 
+    /// Keeps only rows `rows` (ascending, no repeats), in place: each kept row moves to an
+    /// earlier or the same position, so nothing new is allocated.
+    fn retain(&mut self, rows: &[u32]) {
+        for (to, &from) in rows.iter().enumerate() {
+            self.valid[to] = self.valid[from as usize];
+        }
+        self.valid.truncate(rows.len());
+        match &mut self.values {
+            Values::Utf8 { bytes, offsets } => {
+                let mut text = std::mem::take(bytes).into_bytes();
+                let mut end = 0;
+                for (to, &from) in rows.iter().enumerate() {
+                    let (start, stop) = (offsets[from as usize], offsets[from as usize + 1]);
+                    text.copy_within(start..stop, end);
+                    end += stop - start;
+                    offsets[to + 1] = end;
+                }
+                text.truncate(end);
+                offsets.truncate(rows.len() + 1);
+                // Whole rows of valid text, so still valid text (checked again all the same:
+                // this runs once per compaction, not per row).
+                *bytes = String::from_utf8(text).expect("rows are whole strings");
+            }
+            Values::Int32(x) => retain_values(x, rows),
+            Values::Int64(x) => retain_values(x, rows),
+        }
+    }
+
     fn heap_bytes(&self) -> usize {
         self.valid.len()
             + match &self.values {
@@ -158,6 +186,13 @@ impl ColumnBuffer {
             Values::Int64(x) => x.clear(),
         }
     }
+}
+
+fn retain_values<T: Copy>(values: &mut Vec<T>, rows: &[u32]) {
+    for (to, &from) in rows.iter().enumerate() {
+        values[to] = values[from as usize];
+    }
+    values.truncate(rows.len());
 }
 
 /// Validated rows of one dataset, with the source line each came from.
@@ -224,6 +259,15 @@ impl Batch {
         }
         self.lines
             .extend(rows.iter().map(|&r| other.lines[r as usize]));
+    }
+
+    /// Keeps only the rows named by `rows` (ascending, no repeats), in place.
+    pub fn retain(&mut self, rows: &[u32]) {
+        debug_assert!(rows.windows(2).all(|w| w[0] < w[1]));
+        for column in &mut self.columns {
+            column.retain(rows);
+        }
+        retain_values(&mut self.lines, rows);
     }
 
     pub fn is_null(&self, column: usize, row: usize) -> bool {
@@ -298,6 +342,12 @@ impl Batch {
 
     /// Appends the next chunk written by [`Batch::write_chunk`]; `Ok(false)` at end of input.
     pub fn read_chunk(&mut self, r: &mut impl Read) -> io::Result<bool> {
+        self.read_chunk_with(r, &mut Vec::new())
+    }
+
+    /// [`Batch::read_chunk`] with a scratch buffer kept by the caller: a spill file is read
+    /// back chunk by chunk, and a fresh buffer each time was fresh memory each time.
+    pub fn read_chunk_with(&mut self, r: &mut impl Read, text: &mut Vec<u8>) -> io::Result<bool> {
         let mut word = [0u8; 8];
         match r.read_exact(&mut word) {
             Ok(()) => {}
@@ -309,11 +359,10 @@ impl Batch {
             r.read_exact(&mut word)?;
             self.lines.push(u64::from_le_bytes(word));
         }
-        let mut flags = vec![0u8; n];
-        let mut text = Vec::new();
         for column in &mut self.columns {
-            r.read_exact(&mut flags)?;
-            column.valid.extend(flags.iter().map(|&f| f != 0));
+            text.resize(n, 0);
+            r.read_exact(text)?;
+            column.valid.extend(text.iter().map(|&f| f != 0));
             match &mut column.values {
                 Values::Utf8 { bytes, offsets } => {
                     let mut len = [0u8; 4];
@@ -330,9 +379,9 @@ impl Batch {
                         return Err(corrupt());
                     }
                     text.resize(total, 0);
-                    r.read_exact(&mut text)?;
+                    r.read_exact(text)?;
                     // Checked once per chunk, so rows read back are slices of valid text.
-                    bytes.push_str(std::str::from_utf8(&text).map_err(|_| corrupt())?);
+                    bytes.push_str(std::str::from_utf8(text).map_err(|_| corrupt())?);
                     if !offsets[offsets.len() - n..]
                         .iter()
                         .all(|&o| bytes.is_char_boundary(o))
@@ -434,6 +483,52 @@ mod tests {
         assert_eq!(ids, [Some("o-ü3"), Some("o-1"), Some("o-ü3")]);
         let amounts: Vec<_> = (0..3).map(|r| reordered.i64(6, r)).collect();
         assert_eq!(amounts, [Some(7), Some(1), Some(7)]);
+    }
+
+    #[test]
+    fn retaining_rows_in_place_equals_gathering_them() {
+        let reg = Registry::builtin();
+        let orders = reg.get("orders").unwrap();
+        let mut b = Batch::new(orders);
+        for (i, id) in ["o-1", "o-ü2", "", "o-333", "o-4"].iter().enumerate() {
+            let amount = (i % 2 == 0).then_some(i as i64);
+            b.push_row(i as u64 + 2, &row(id, amount));
+        }
+        for keep in [
+            vec![],
+            vec![0],
+            vec![1, 3],
+            vec![0, 2, 4],
+            vec![0, 1, 2, 3, 4],
+        ] {
+            let mut gathered = b.empty_like();
+            gathered.gather(&b, &keep);
+            let mut retained = b.clone();
+            retained.retain(&keep);
+            assert_eq!(format!("{retained:?}"), format!("{gathered:?}"), "{keep:?}");
+        }
+    }
+
+    #[test]
+    fn a_reused_scratch_buffer_reads_the_same_rows() {
+        let reg = Registry::builtin();
+        let orders = reg.get("orders").unwrap();
+        let mut spill = Vec::new();
+        let mut a = Batch::new(orders);
+        a.push_row(2, &row("a-long-order-id", Some(1)));
+        a.write_chunk(&mut spill).unwrap();
+        a.clear();
+        a.push_row(3, &row("é", None));
+        a.push_row(4, &row("x", Some(3)));
+        a.write_chunk(&mut spill).unwrap();
+        let (mut fresh, mut reused) = (Batch::new(orders), Batch::new(orders));
+        let mut scratch = vec![0xff; 3];
+        let mut cursor = spill.as_slice();
+        while fresh.read_chunk(&mut cursor).unwrap() {}
+        let mut cursor = spill.as_slice();
+        while reused.read_chunk_with(&mut cursor, &mut scratch).unwrap() {}
+        assert_eq!(format!("{fresh:?}"), format!("{reused:?}"));
+        assert_eq!(reused.str(0, 1), Some("é"));
     }
 
     #[test]

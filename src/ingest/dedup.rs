@@ -2,33 +2,57 @@
 //! version (`updated_at`) wins; on a tie, the later row in the file. Exact duplicates are the
 //! special case where every field ties.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use crate::columns::Batch;
 
 /// The surviving rows (indices into `batch`, in batch order) and how many rows were dropped.
 pub fn latest_wins(batch: &Batch, key: usize, version: usize) -> (Vec<u32>, u64) {
-    let mut winner: HashMap<&str, u32, foldhash::fast::FixedState> =
-        HashMap::with_capacity_and_hasher(batch.len(), Default::default());
+    latest_wins_in(&mut Table::default(), batch, key, version)
+}
+
+/// The table [`latest_wins_in`] works in, kept from one bucket to the next.
+pub type Table = hashbrown::HashTable<u32>;
+
+/// [`latest_wins`] in `winner`, a table kept by the caller (emptied first): its memory is
+/// reused instead of faulted in afresh for every bucket.
+pub fn latest_wins_in(
+    winner: &mut Table,
+    batch: &Batch,
+    key: usize,
+    version: usize,
+) -> (Vec<u32>, u64) {
+    // The table holds row numbers only (4 bytes a slot) and reads keys from the batch: a map
+    // of `&str` to row took 24 bytes a slot, memory touched once per bucket: 14 k of a one-day
+    // 1 M-row ingest's 97 k page faults, 128 k of 479 k at 10 M rows in five buckets.
+    let hasher = foldhash::fast::FixedState::default();
+    let key_of = |row: u32| batch.str(key, row as usize).unwrap_or_default();
+    winner.clear();
+    winner.reserve(batch.len(), |&row| hasher.hash_one(key_of(row)));
     let mut dropped = 0u64;
     // Ties go by source line, not batch position: a batch keeps file order only within a
     // partition, and one key's versions may lie in different partitions.
     let rank = |row: usize| (batch.i64(version, row), batch.lines[row]);
-    for row in 0..batch.len() {
-        let k = batch.str(key, row).unwrap_or_default();
-        match winner.entry(k) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(row as u32);
+    for row in 0..batch.len() as u32 {
+        let k = key_of(row);
+        let entry = winner.entry(
+            hasher.hash_one(k),
+            |&other| key_of(other) == k,
+            |&other| hasher.hash_one(key_of(other)),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(row);
             }
-            std::collections::hash_map::Entry::Occupied(mut e) => {
+            hashbrown::hash_table::Entry::Occupied(mut e) => {
                 dropped += 1;
-                if rank(row) > rank(*e.get() as usize) {
-                    e.insert(row as u32);
+                if rank(row as usize) > rank(*e.get() as usize) {
+                    *e.get_mut() = row;
                 }
             }
         }
     }
-    let mut rows: Vec<u32> = winner.into_values().collect();
+    let mut rows: Vec<u32> = winner.drain().collect();
     rows.sort_unstable();
     (rows, dropped)
 }
@@ -88,6 +112,20 @@ mod tests {
         b.lines = vec![9, 4, 12];
         let (rows, dropped) = latest_wins(&b, 0, 7);
         assert_eq!((rows, dropped), (vec![0], 2));
+    }
+
+    #[test]
+    fn a_reused_table_gives_what_a_fresh_one_gives() {
+        let mut table = Table::default();
+        let big = payments(&[("a", 5), ("b", 1), ("a", 9), ("c", 3), ("c", 3), ("d", 0)]);
+        let small = payments(&[("d", 1), ("a", 2), ("d", 1)]);
+        for batch in [&big, &small, &big] {
+            assert_eq!(
+                latest_wins_in(&mut table, batch, 0, 7),
+                latest_wins(batch, 0, 7)
+            );
+        }
+        assert_eq!(latest_wins_in(&mut table, &small, 0, 7), (vec![1, 2], 1));
     }
 
     #[test]

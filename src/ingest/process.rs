@@ -172,6 +172,8 @@ struct Buckets {
     compact_floor: usize,
     /// Rows dropped by those early deduplications (the final one counts the rest).
     dropped: u64,
+    /// Reused to read every spill chunk back.
+    scratch: Vec<u8>,
 }
 
 /// Keeps only each key's latest version in `batch`, in batch order; returns the rows dropped.
@@ -180,9 +182,8 @@ struct Buckets {
 fn compact(batch: &mut Batch, key: usize, version: usize) -> u64 {
     let (winners, dropped) = dedup::latest_wins(batch, key, version);
     if dropped > 0 {
-        let mut kept = batch.empty_like();
-        kept.gather(batch, &winners);
-        *batch = kept;
+        // In place: the batch keeps its memory instead of a second copy being made.
+        batch.retain(&winners);
     }
     dropped
 }
@@ -211,6 +212,7 @@ impl Buckets {
             compact_at: vec![compact_floor; count],
             compact_floor,
             dropped: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -239,30 +241,41 @@ impl Buckets {
         Some(std::mem::replace(&mut self.rows[index], empty))
     }
 
-    /// All rows of a bucket, chunk by chunk in file order: spilled chunks first, then what is
-    /// still in memory.
-    fn take(&mut self, index: usize) -> Result<Batch, ProcessError> {
+    /// All rows of a bucket into `all`, chunk by chunk in file order: spilled chunks first,
+    /// then what is still in memory. `all` is the previous bucket's batch: its memory, already
+    /// touched, is filled again instead of fresh memory being faulted in for every bucket.
+    fn take_into(&mut self, index: usize, all: &mut Batch) -> Result<(), ProcessError> {
         let empty = self.rows[index].empty_like();
-        let in_memory = std::mem::replace(&mut self.rows[index], empty);
+        let mut in_memory = std::mem::replace(&mut self.rows[index], empty);
         let Some(path) = self.spilled[index].take() else {
-            return Ok(in_memory);
+            if self.rows.len() == 1 {
+                // The only bucket: nothing comes after it to reuse memory for.
+                std::mem::swap(all, &mut in_memory);
+            } else {
+                all.clear();
+                all.append(&in_memory);
+            }
+            return Ok(());
         };
-        let mut all = in_memory.empty_like();
+        all.clear();
         let file = File::open(&path).map_err(work_err(&path))?;
         let mut reader = BufReader::with_capacity(SPILL_IO_BYTES, file);
         // Deduplicated as it is read back, so many copies of few keys never fill the memory.
         let mut compact_at = self.compact_floor.max(self.flush_bytes.saturating_mul(4));
-        while all.read_chunk(&mut reader).map_err(work_err(&path))? {
+        while all
+            .read_chunk_with(&mut reader, &mut self.scratch)
+            .map_err(work_err(&path))?
+        {
             let bytes = all.heap_bytes();
             if bytes >= compact_at {
-                self.dropped += compact(&mut all, self.key, self.version);
+                self.dropped += compact(all, self.key, self.version);
                 compact_at = all.heap_bytes().saturating_mul(2).max(compact_at);
             }
         }
         std::fs::remove_file(&path).map_err(work_err(&path))?;
         // The rows still in memory came last: appended, not spilled and read back.
         all.append(&in_memory);
-        Ok(all)
+        Ok(())
     }
 }
 
@@ -381,6 +394,10 @@ pub fn process_file(
     };
 
     let started = std::time::Instant::now();
+    // Counted only for the debug log: each count reads /proc.
+    let counting = tracing::enabled!(tracing::Level::DEBUG);
+    let faults = || if counting { minor_faults() } else { 0 };
+    let faults_at_start = faults();
     let csv_bytes = expected_csv_bytes(job.input_bytes, gzip, job.declared_csv_bytes);
     let bucket_count = plan_buckets(csv_bytes, job.memory_budget_bytes);
     let mut buckets = Buckets::new(contract, bucket_count, job.memory_budget_bytes);
@@ -457,25 +474,36 @@ pub fn process_file(
     let mut out = Outputs::new(contract)?;
     let mut duplicates_dropped = 0;
     let read = started.elapsed();
+    let faults_after_read = faults();
+    let peak_after_read = if counting { peak_rss_mib() } else { 0 };
+    let mut dedup_faults = 0;
     let (mut load, mut dedup, mut write) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut batch = Batch::new(contract);
+    let mut table = dedup::Table::default();
     for index in 0..bucket_count {
         let t = std::time::Instant::now();
-        let batch = buckets.take(index)?;
+        buckets.take_into(index, &mut batch)?;
         load += t.elapsed();
         if batch.is_empty() {
             continue;
         }
         let t = std::time::Instant::now();
-        let (winners, dropped) = dedup::latest_wins(&batch, contract.key, contract.version);
+        let f = faults();
+        let (winners, dropped) =
+            dedup::latest_wins_in(&mut table, &batch, contract.key, contract.version);
         dedup += t.elapsed();
+        dedup_faults += faults().saturating_sub(f);
         duplicates_dropped += dropped;
         let t = std::time::Instant::now();
+        let reuse = super::alloc::ReuseFreedMemory::new();
         out.write_bucket(contract, &batch, &winners, &lineage, job)?;
+        drop(reuse);
         write += t.elapsed();
     }
     // Those dropped early, as they piled up in memory or came back from disk.
     duplicates_dropped += buckets.dropped;
     let (files, partitions, stats) = out.finish()?;
+    let faults_at_end = faults();
     tracing::debug!(
         buckets = bucket_count,
         spilled_mib = buckets.spilled_bytes >> 20,
@@ -484,6 +512,13 @@ pub fn process_file(
         dedup_ms = dedup.as_millis() as u64,
         parquet_ms = write.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
+        read_minor_faults = faults_after_read.saturating_sub(faults_at_start),
+        dedup_minor_faults = dedup_faults,
+        peak_rss_read_mib = peak_after_read,
+        peak_rss_mib = if counting { peak_rss_mib() } else { 0 },
+        load_write_minor_faults = faults_at_end
+            .saturating_sub(faults_after_read)
+            .saturating_sub(dedup_faults),
         "file processed"
     );
     let rows_written = files.iter().map(|f| f.file.rows).sum();
@@ -501,6 +536,30 @@ pub fn process_file(
         stats,
         buckets: bucket_count,
     })))
+}
+
+/// The process's minor page faults so far (0 where `/proc` does not say). Ingest's system time
+/// is mostly first touches of fresh memory, so the debug log counts them per phase.
+fn minor_faults() -> u64 {
+    // Field 10 of /proc/self/stat; the command name (field 2) may hold spaces, so count after it.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            after_name.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The process's peak resident memory so far in MiB (0 where `/proc` does not say).
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib >> 10)
 }
 
 fn rejected(reason: String, rows_read: u64, source_columns: Vec<String>) -> FileOutcome {
@@ -584,6 +643,8 @@ struct Outputs {
     partitions: BTreeMap<String, PartitionSummary>,
     stats: ColumnStats,
     max_version: Option<i64>,
+    /// Sliced into every frame; rebuilt longer when a frame needs more rows.
+    lineage: Option<silver::LineageColumns>,
 }
 
 impl Outputs {
@@ -598,6 +659,7 @@ impl Outputs {
             partitions: BTreeMap::new(),
             stats,
             max_version: None,
+            lineage: None,
         })
     }
 
@@ -683,6 +745,12 @@ impl Outputs {
             .collect();
         // Largest first, so the last partition to finish is a small one.
         targets.sort_by_key(|(_, rows)| std::cmp::Reverse(rows.len()));
+        let longest = targets.first().map_or(0, |(_, rows)| rows.len());
+        if self.lineage.as_ref().is_none_or(|l| l.len() < longest) {
+            // A quarter more than needed: the next bucket's partitions are about as large.
+            self.lineage = Some(silver::LineageColumns::new(lineage, longest + longest / 4));
+        }
+        let lineage = self.lineage.as_ref().expect("built above");
         let next = AtomicUsize::new(0);
         // Each extra encoder holds a partition's DataFrame, a zstd context and an allocator
         // arena of its own: the budget decides how many may run, not only the cores.
@@ -698,7 +766,7 @@ impl Outputs {
                         while let Some((target, rows)) =
                             targets.get(next.fetch_add(1, Ordering::Relaxed))
                         {
-                            let mut df = silver::to_dataframe(contract, batch, rows, lineage)?;
+                            let mut df = silver::to_dataframe_with(contract, batch, rows, lineage)?;
                             let mut open = target.lock().unwrap_or_else(PoisonError::into_inner);
                             open.file.write(&mut df)?;
                         }
