@@ -9,9 +9,9 @@
 //!   `(dataset, key, old date, newest version)` is kept, so a later recompute of the old day
 //!   skips the stale row without looking for it again. Tombstones are as many as keys that
 //!   ever moved day: rare, and never more than silver's versions;
-//! - the payment dates whose region may change because an order changed: payments of an order
-//!   lie within the payments contract's reference window after it (`window_days`), which
-//!   bounds the search;
+//! - the payment dates whose region may change because an order is new or changed day or
+//!   region (a status update changes none): payments of an order lie within the payments
+//!   contract's reference window after it (`window_days`), which bounds the search;
 //! - the first and the new first day of each customer whose first non-cancelled order date
 //!   changed (new vs returning changes on both).
 //!
@@ -96,6 +96,13 @@ const PAYMENT_COLUMNS: [&str; 10] = [
     BATCH_ID,
 ];
 const TOMB_VERSION: [&str; 3] = ["t_updated_at", "t_ingested_at", "t_batch_id"];
+/// The order column a payment takes its region from.
+const REGION: &str = "customer_region";
+/// Days of the reference window searched first for the orders of payments whose order is not
+/// on a recomputed day; each further search takes twice as many of the next nearest days. Most
+/// orders are a few days older than their payments, so the whole window (90 days, six doublings
+/// away) is read only for orders that are not there.
+const FIRST_SEARCH_DAYS: usize = 1;
 
 /// The KPI inputs as the contracts define them.
 #[derive(Debug, Clone)]
@@ -363,13 +370,14 @@ impl Nightly<'_> {
             .drop(cols(TOMB_VERSION)))
     }
 
-    /// The keys a night's batches wrote to `contract`, and every version of them within the
-    /// contract's move radius of the days they were written to (key, date, version columns).
+    /// Every version of the keys a night's batches wrote to `contract` within the contract's
+    /// move radius of the days they were written to (key, date, version and `extra` columns).
     async fn changed_keys(
         &self,
         contract: &Contract,
         night: &Night,
-    ) -> Result<(DataFrame, DataFrame), GoldError> {
+        extra: &[&str],
+    ) -> Result<DataFrame, GoldError> {
         let (key, date) = (key_of(contract), date_of(contract)?);
         let touched = night
             .touched
@@ -403,24 +411,22 @@ impl Nightly<'_> {
         let radius = i64::from(contract.max_date_move_days);
         let window = around(&touched, radius, radius);
         let root = self.source.prepare(contract, &window).await?;
-        let versions = collect(
-            scan_dates(&root, contract, &window)?
-                .select([
-                    col(&key),
-                    col(&date),
-                    col(VERSION[0]),
-                    col(VERSION[1]),
-                    col(VERSION[2]),
-                ])
-                .join(
-                    keys.clone().lazy(),
-                    [col(&key)],
-                    [col(&key)],
-                    JoinArgs::new(JoinType::Inner),
-                ),
-        )
+        let mut columns = vec![
+            col(&key),
+            col(&date),
+            col(VERSION[0]),
+            col(VERSION[1]),
+            col(VERSION[2]),
+        ];
+        columns.extend(extra.iter().map(|c| col(*c)));
+        let versions = collect(scan_dates(&root, contract, &window)?.select(columns).join(
+            keys.lazy(),
+            [col(&key)],
+            [col(&key)],
+            JoinArgs::new(JoinType::Inner),
+        ))
         .await?;
-        Ok((keys, versions))
+        Ok(versions)
     }
 
     /// Recomputes the days `night` changed.
@@ -436,10 +442,12 @@ impl Nightly<'_> {
         let mut order_changes = None;
         for contract in [orders_c, payments_c] {
             let (key, date) = (key_of(contract), date_of(contract)?);
-            let (keys, versions) = self.changed_keys(contract, night).await?;
+            let is_orders = contract.name == orders_c.name;
+            let extra: &[&str] = if is_orders { &[REGION] } else { &[] };
+            let versions = self.changed_keys(contract, night, extra).await?;
             let stale = collect(stale_days(
                 &contract.name,
-                versions.clone().lazy(),
+                versions.clone().lazy().drop(cols(extra.iter().copied())),
                 &key,
                 &date,
             )?)
@@ -447,8 +455,8 @@ impl Nightly<'_> {
             moved += stale.column("key")?.n_unique()?;
             dates.extend(days_of(&stale, "date")?);
             new_tombs.push(stale);
-            if contract.name == orders_c.name {
-                order_changes = Some((keys, versions));
+            if is_orders {
+                order_changes = Some(versions);
             }
         }
         let mut all = vec![state.tombstones.clone().lazy()];
@@ -473,28 +481,35 @@ impl Nightly<'_> {
         )
         .await?;
 
-        // Payments whose order changed may change region: they lie within the reference
-        // window after any day the order has (had) a version on.
-        if let Some((keys, versions)) = order_changes.filter(|(k, _)| k.height() > 0) {
-            let order_days = days_of(&versions, &date_of(orders_c)?)?;
-            let pay_days = around(&order_days, 0, i64::from(window));
-            let root = self.source.prepare(payments_c, &pay_days).await?;
-            let pay_date = date_of(payments_c)?;
-            let hit = collect(
-                scan_dates(&root, payments_c, &pay_days)?
-                    .select([col("order_id"), col(&pay_date)])
-                    .join(
-                        keys.lazy()
-                            .select([col(key_of(orders_c)).alias("order_id")]),
-                        [col("order_id")],
-                        [col("order_id")],
-                        JoinArgs::new(JoinType::Inner),
-                    )
-                    .select([col(&pay_date)])
-                    .unique(None, UniqueKeepStrategy::First),
-            )
-            .await?;
-            dates.extend(days_of(&hit, &pay_date)?);
+        // Payments whose order's region or date changed may change region: they lie within the
+        // reference window after the order's old and new day.
+        if let Some(versions) = order_changes {
+            let moved = self
+                .region_changes(versions, night.new_batches.get(&orders_c.name))
+                .await?;
+            if moved.height() > 0 {
+                let order_days = days_of(&moved, "order_date")?;
+                let pay_days = around(&order_days, 0, i64::from(window));
+                let root = self.source.prepare(payments_c, &pay_days).await?;
+                let pay_date = date_of(payments_c)?;
+                let hit = collect(
+                    scan_dates(&root, payments_c, &pay_days)?
+                        .select([col("order_id"), col(&pay_date)])
+                        .join(
+                            moved
+                                .lazy()
+                                .select([col("order_id")])
+                                .unique(None, UniqueKeepStrategy::First),
+                            [col("order_id")],
+                            [col("order_id")],
+                            JoinArgs::new(JoinType::Inner),
+                        )
+                        .select([col(&pay_date)])
+                        .unique(None, UniqueKeepStrategy::First),
+                )
+                .await?;
+                dates.extend(days_of(&hit, &pay_date)?);
+            }
         }
 
         // First order dates of the customers with orders on those days.
@@ -553,6 +568,66 @@ impl Nightly<'_> {
         })
     }
 
+    /// The orders of the night whose latest `(order_date, customer_region)` differs from the one
+    /// before the night, or that are new (`order_id`, `order_date`: one row for the new day and
+    /// one for the old). Only their payments can change region; a status update, the common
+    /// change, moves none. `versions` holds every version of the night's keys within the move
+    /// radius (key, date, version and region columns).
+    async fn region_changes(
+        &self,
+        versions: DataFrame,
+        new_batches: Option<&BTreeSet<String>>,
+    ) -> Result<DataFrame, GoldError> {
+        let orders_c = &self.contracts.orders;
+        let (key, date) = (key_of(orders_c), date_of(orders_c)?);
+        let batches: Vec<String> = new_batches
+            .map(|b| b.iter().cloned().collect())
+            .unwrap_or_default();
+        let night = DataFrame::new(
+            batches.len(),
+            vec![
+                Series::new(BATCH_ID.into(), batches.clone()).into_column(),
+                Series::new("_new".into(), vec![true; batches.len()]).into_column(),
+            ],
+        )?;
+        let marked = versions.lazy().join(
+            night.lazy(),
+            [col(BATCH_ID)],
+            [col(BATCH_ID)],
+            JoinArgs::new(JoinType::Left),
+        );
+        let now = latest(marked.clone(), &key).select([
+            col(&key).alias("order_id"),
+            col(&date).alias("order_date"),
+            col(REGION),
+        ]);
+        let before = latest(marked.filter(col("_new").is_null()), &key).select([
+            col(&key).alias("order_id"),
+            col(&date).alias("_old_date"),
+            col(REGION).alias("_old_region"),
+        ]);
+        let changed = now
+            .join(
+                before,
+                [col("order_id")],
+                [col("order_id")],
+                JoinArgs::new(JoinType::Left),
+            )
+            .filter(
+                col("_old_date")
+                    .is_null()
+                    .or(col("_old_date").neq_missing(col("order_date")))
+                    .or(col("_old_region").neq_missing(col(REGION))),
+            );
+        collect(stacked(
+            changed.clone().select([col("order_id"), col("order_date")]),
+            changed
+                .filter(col("_old_date").is_not_null())
+                .select([col("order_id"), col("_old_date").alias("order_date")]),
+        )?)
+        .await
+    }
+
     /// The latest version (`order_id`, `customer_region`, `order_date`) of every order the
     /// `payments` name that lies within the reference window before their days. Most are
     /// among `orders` (the recomputed days, already read). The rest are looked for on the other
@@ -596,25 +671,56 @@ impl Nightly<'_> {
         if missing.height() == 0 {
             return Ok(found);
         }
-        let others: BTreeSet<NaiveDate> = around(dates, i64::from(window), 0)
+        // Nearest days first: each missing order lies within the window before a payment day.
+        let mut others: Vec<(i64, NaiveDate)> = around(dates, i64::from(window), 0)
             .difference(dates)
-            .copied()
+            .map(|o| {
+                let ahead = dates
+                    .range(*o..)
+                    .next()
+                    .map_or(i64::MAX, |d| (*d - *o).num_days());
+                (ahead, *o)
+            })
             .collect();
-        let root = self.source.prepare(orders_c, &others).await?;
-        let days = collect(
-            scan_dates(&root, orders_c, &others)?
-                .select([col("order_id"), col("order_date")])
-                .join(
-                    missing.clone().lazy(),
-                    [col("order_id")],
-                    [col("order_id")],
-                    JoinArgs::new(JoinType::Inner),
-                )
-                .select([col("order_date")])
-                .unique(None, UniqueKeepStrategy::First),
-        )
-        .await?;
-        let days = days_of(&days, "order_date")?;
+        others.sort();
+        let wanted = missing.clone();
+        let mut missing = missing;
+        let mut days = BTreeSet::new();
+        let mut chunk = FIRST_SEARCH_DAYS;
+        let mut queue = others.into_iter().map(|(_, d)| d).peekable();
+        while missing.height() > 0 && queue.peek().is_some() {
+            let search: BTreeSet<NaiveDate> = queue.by_ref().take(chunk).collect();
+            chunk *= 2;
+            // Stale versions are left out (`rows`), so a key is found on the day of its latest.
+            let hits = collect(
+                self.rows(orders_c, &search, state)
+                    .await?
+                    .select([col("order_id"), col("order_date")])
+                    .join(
+                        missing.clone().lazy(),
+                        [col("order_id")],
+                        [col("order_id")],
+                        JoinArgs::new(JoinType::Inner),
+                    ),
+            )
+            .await?;
+            days.extend(days_of(&hits, "order_date")?);
+            missing = collect(
+                missing
+                    .lazy()
+                    .join(
+                        hits.lazy()
+                            .select([col("order_id"), lit(true).alias("_hit")])
+                            .unique(None, UniqueKeepStrategy::First),
+                        [col("order_id")],
+                        [col("order_id")],
+                        JoinArgs::new(JoinType::Left),
+                    )
+                    .filter(col("_hit").is_null())
+                    .select([col("order_id")]),
+            )
+            .await?;
+        }
         let rest = collect(
             latest(
                 self.rows(orders_c, &days, state)
@@ -628,7 +734,7 @@ impl Nightly<'_> {
                         col(VERSION[2]),
                     ])
                     .join(
-                        missing.lazy(),
+                        wanted.lazy(),
                         [col("order_id")],
                         [col("order_id")],
                         JoinArgs::new(JoinType::Inner),
