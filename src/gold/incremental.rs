@@ -433,6 +433,7 @@ impl Nightly<'_> {
     pub async fn run(&self, night: &Night) -> Result<NightResult, GoldError> {
         let (orders_c, payments_c) = (&self.contracts.orders, &self.contracts.payments);
         let window = self.contracts.window_days().unwrap_or(0);
+        let mut phase = Phase::start();
         let mut dates: BTreeSet<NaiveDate> = night.touched.values().flatten().copied().collect();
 
         // Keys that moved day: tombstone their old days and recompute them.
@@ -459,6 +460,7 @@ impl Nightly<'_> {
                 order_changes = Some(versions);
             }
         }
+        phase.done("changed_keys");
         let mut all = vec![state.tombstones.clone().lazy()];
         all.extend(new_tombs.into_iter().map(|t| t.lazy()));
         state.tombstones = collect(
@@ -481,6 +483,7 @@ impl Nightly<'_> {
         )
         .await?;
 
+        phase.done("tombstones");
         // Payments whose order's region or date changed may change region: they lie within the
         // reference window after the order's old and new day.
         if let Some(versions) = order_changes {
@@ -512,6 +515,7 @@ impl Nightly<'_> {
             }
         }
 
+        phase.done("payment_days");
         // First order dates of the customers with orders on those days.
         let orders = collect(latest(
             self.rows(orders_c, &dates, &state)
@@ -535,6 +539,7 @@ impl Nightly<'_> {
             dates.extend(extra);
         }
 
+        phase.done("orders_and_first_orders");
         // Regions of the payments on those days: their orders within the reference window.
         // Only the orders these payments name are sorted for their latest version.
         let payments = collect(latest(
@@ -554,10 +559,12 @@ impl Nightly<'_> {
         ))
         .await?;
 
+        phase.done("payments_and_regions");
         let first = state.first_orders.clone().lazy();
         let (o, p) = (orders.lazy(), payments.clone().lazy());
         let kpis = off_runtime(move || kpis::kpis_of(o, first, p)).await?;
         let methods = off_runtime(move || methods::methods_of(payments.lazy())).await?;
+        phase.done("measures");
         Ok(NightResult {
             dates,
             kpis,
@@ -656,18 +663,7 @@ impl Nightly<'_> {
             JoinArgs::new(JoinType::Inner),
         ))
         .await?;
-        let missing = collect(
-            named
-                .join(
-                    here.select([col("order_id"), lit(true).alias("_here")]),
-                    [col("order_id")],
-                    [col("order_id")],
-                    JoinArgs::new(JoinType::Left),
-                )
-                .filter(col("_here").is_null())
-                .select([col("order_id")]),
-        )
-        .await?;
+        let missing = collect(without(named, here, "order_id")).await?;
         if missing.height() == 0 {
             return Ok(found);
         }
@@ -705,21 +701,7 @@ impl Nightly<'_> {
             )
             .await?;
             days.extend(days_of(&hits, "order_date")?);
-            missing = collect(
-                missing
-                    .lazy()
-                    .join(
-                        hits.lazy()
-                            .select([col("order_id"), lit(true).alias("_hit")])
-                            .unique(None, UniqueKeepStrategy::First),
-                        [col("order_id")],
-                        [col("order_id")],
-                        JoinArgs::new(JoinType::Left),
-                    )
-                    .filter(col("_hit").is_null())
-                    .select([col("order_id")]),
-            )
-            .await?;
+            missing = collect(without(missing.lazy(), hits.lazy(), "order_id")).await?;
         }
         let rest = collect(
             latest(
@@ -906,6 +888,39 @@ impl Nightly<'_> {
         )
         .await?;
         Ok((first_orders, extra, searched))
+    }
+}
+
+/// The rows of `rows` (one column, `key`) whose key is not in `other` (an anti-join).
+fn without(rows: LazyFrame, other: LazyFrame, key: &str) -> LazyFrame {
+    rows.join(
+        other
+            .select([col(key), lit(true).alias("_in_other")])
+            .unique(None, UniqueKeepStrategy::First),
+        [col(key)],
+        [col(key)],
+        JoinArgs::new(JoinType::Left),
+    )
+    .filter(col("_in_other").is_null())
+    .select([col(key)])
+}
+
+/// Debug-level timing of the nightly run's phases (`RUST_LOG=shoplake=debug`), for finding
+/// where a night's time goes without a profiler.
+struct Phase(std::time::Instant);
+
+impl Phase {
+    fn start() -> Self {
+        Phase(std::time::Instant::now())
+    }
+
+    fn done(&mut self, phase: &'static str) {
+        tracing::debug!(
+            phase,
+            ms = self.0.elapsed().as_millis() as u64,
+            "nightly phase"
+        );
+        self.0 = std::time::Instant::now();
     }
 }
 
