@@ -590,11 +590,12 @@ impl Nightly<'_> {
         let batches: Vec<String> = new_batches
             .map(|b| b.iter().cloned().collect())
             .unwrap_or_default();
+        let n = batches.len();
         let night = DataFrame::new(
-            batches.len(),
+            n,
             vec![
-                Series::new(BATCH_ID.into(), batches.clone()).into_column(),
-                Series::new("_new".into(), vec![true; batches.len()]).into_column(),
+                Series::new(BATCH_ID.into(), batches).into_column(),
+                Series::new("_new".into(), vec![true; n]).into_column(),
             ],
         )?;
         let marked = versions.lazy().join(
