@@ -56,7 +56,16 @@ UPDATE_SHARE = 0.10
 UPDATE_WINDOW_DAYS = 30
 # Share of a day's new orders placed by a customer who signed up on an earlier day.
 RETURNING_SHARE = 0.5
-FIRST_DAY = date(2025, 1, 1)
+
+
+def first_day(horizons):
+    """The first export's date: the lake's last night (H = the largest horizon, + 1) is
+    yesterday's export, as in production. The stages date things by the wall clock (silver's
+    365-day retention bounds the reference windows and compaction's expiry), so a history placed
+    elsewhere in time would be measured against a different retention: with a fixed 2025 start,
+    payments nights before the last year's had every row outside the retained window and their
+    reference check read nothing."""
+    return date.today() - timedelta(days=max(horizons) + 1)
 
 NEXT_ORDER = {"placed": ["paid", "paid", "cancelled"], "paid": ["shipped", "cancelled"],
               "shipped": ["delivered"], "delivered": ["delivered", "returned"],
@@ -77,8 +86,9 @@ class DayMaker:
     region), so there are returning customers. The newer versions are drawn from samples of the
     last WINDOW days' rows kept here, and written with a later status and updated_at."""
 
-    def __init__(self, lake_bin, raw_dir, gen_dir, scale, seed):
+    def __init__(self, lake_bin, raw_dir, gen_dir, scale, seed, first):
         self.lake_bin, self.raw_dir, self.gen_dir = lake_bin, Path(raw_dir), Path(gen_dir)
+        self.first = first
         self.scale, self.seed = scale, seed
         self.rng = random.Random(seed)
         # day -> dataset -> rows (fields joined by \x1f: a compact sample of that day's latest rows)
@@ -87,7 +97,7 @@ class DayMaker:
         self.customers = {}
 
     def make(self, k):
-        day = FIRST_DAY + timedelta(days=k - 1)
+        day = self.first + timedelta(days=k - 1)
         gen = self.gen_dir / f"day-{k}"
         shutil.rmtree(gen, ignore_errors=True)
         subprocess.run([self.lake_bin, "generate", "--out", gen,
@@ -181,16 +191,18 @@ class DayMaker:
 
 def serve_days(args):
     """The maker's own process: reads a day number per line, answers one JSON line per day."""
-    maker = DayMaker(args.lake, args.raw_dir, args.gen_dir, args.scale, args.seed)
+    maker = DayMaker(args.lake, args.raw_dir, args.gen_dir, args.scale, args.seed,
+                     date.fromisoformat(args.first_day))
     for line in sys.stdin:
         print(json.dumps(maker.make(int(line))), flush=True)
 
 
 class Days:
-    def __init__(self, args, raw_dir, gen_dir):
+    def __init__(self, args, raw_dir, gen_dir, first):
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--make-days", "--lake", args.lake, "--raw-dir", raw_dir,
-             "--gen-dir", gen_dir, "--scale", str(args.scale), "--seed", str(args.seed)],
+             "--gen-dir", gen_dir, "--scale", str(args.scale), "--seed", str(args.seed),
+             "--first-day", first.isoformat()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def make(self, k):
@@ -679,7 +691,7 @@ def main():
     if sys.argv[1:2] == ["--make-days"]:
         ap = argparse.ArgumentParser()
         ap.add_argument("--make-days", action="store_true")
-        for a in ("--lake", "--raw-dir", "--gen-dir"):
+        for a in ("--lake", "--raw-dir", "--gen-dir", "--first-day"):
             ap.add_argument(a, required=True)
         ap.add_argument("--scale", type=float, required=True)
         ap.add_argument("--seed", type=int, required=True)
@@ -712,12 +724,14 @@ def main():
     lake_dir, scratch = work / "lake", work / "scratch"
     (lake_dir / "raw").mkdir(parents=True)
     scratch.mkdir()
-    days = Days(args, lake_dir / "raw", scratch / "gen")
+    first = first_day(horizons)
+    days = Days(args, lake_dir / "raw", scratch / "gen", first)
     stages = Stages(args, lake_dir, scratch, functions)
     report = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "threads": args.threads, "runs": args.runs,
               "scale": args.scale, "seed": args.seed, "aggregate_every": args.aggregate_every,
-              "update_share": UPDATE_SHARE, "update_window_days": UPDATE_WINDOW_DAYS,
+              "first_day": first.isoformat(), "update_share": UPDATE_SHARE,
+              "update_window_days": UPDATE_WINDOW_DAYS,
               "duckdb_version": version("duckdb"), "template": str(args.template),
               "lambdas": functions, "horizons": []}
     print(f"== growing one lake to {horizons[-1]} days (+1 night), scale {args.scale:g}, "

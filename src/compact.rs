@@ -55,6 +55,9 @@ pub enum CompactError {
     /// Removing expired partitions from the catalog (run with compaction, nightly).
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// Merging the night's keys into a key index (run with compaction, nightly).
+    #[error(transparent)]
+    KeyIndex(#[from] crate::quality::key_index::KeyIndexError),
 }
 
 impl Retryable for CompactError {
@@ -63,6 +66,7 @@ impl Retryable for CompactError {
             CompactError::State(e) => e.is_retryable(),
             CompactError::Storage(e) => e.is_retryable(),
             CompactError::Catalog(e) => e.is_retryable(),
+            CompactError::KeyIndex(e) => e.is_retryable(),
             CompactError::WorkDir(_) => true,
             CompactError::UnknownDataset(_) | CompactError::Parquet { .. } => false,
         }

@@ -46,12 +46,23 @@ pub const INDEX: &str = "index";
 
 /// One shard of a dataset's key index (see `quality::key_index`).
 pub fn key_index_shard_key(dataset: &str, shard: usize) -> String {
-    format!("{INDEX}/{dataset}/keys-{shard:03}.json")
+    format!("{INDEX}/{dataset}/keys-{shard:03}.bin")
 }
 
-/// Present once a dataset's key index holds every key in silver.
+/// Where the batches' keys wait to be merged into a dataset's key index shards.
+pub fn key_index_delta_prefix(dataset: &str) -> String {
+    format!("{INDEX}/{dataset}/delta/")
+}
+
+/// One batch's keys, waiting to be merged into its dataset's key index shards.
+pub fn key_index_delta_key(dataset: &str, batch_id: &str) -> String {
+    format!("{}{batch_id}.bin", key_index_delta_prefix(dataset))
+}
+
+/// Present once a dataset's key index holds every key in silver. Versioned with the shards'
+/// format: a lake whose index predates it is rebuilt from silver once.
 pub fn key_index_built_key(dataset: &str) -> String {
-    format!("{INDEX}/{dataset}/_built.json")
+    format!("{INDEX}/{dataset}/_built-v2.json")
 }
 
 /// The gold KPI table and its one object per month.

@@ -580,7 +580,7 @@ impl Ingestor {
             );
         }
         crate::quality::key_index::KeyIndex::new(self.store.clone())
-            .add(&manifest.dataset, keys)
+            .add(&manifest.dataset, &manifest.batch_id, keys)
             .await?;
         Ok(())
     }

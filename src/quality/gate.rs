@@ -2,7 +2,7 @@
 //! keys in silver, runs the checks, and writes the report. Used by the `quality` Lambda (on
 //! manifest arrival) and by `lake quality`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -55,6 +55,10 @@ impl Retryable for QualityError {
     }
 }
 
+/// One batch file's rows for a reference check: the file's date, then its key and reference
+/// columns.
+type BatchRows = (Option<NaiveDate>, Vec<Option<String>>, Vec<Option<String>>);
+
 /// How long a claim on a batch's report lasts: longer than the quality function may run (300 s
 /// in the template).
 const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 60);
@@ -101,42 +105,38 @@ impl QualityGate {
         Ok(dups)
     }
 
-    /// The batch's referenced values of `rule`'s column that the parent's key index holds
-    /// (a reference without a window): the index is read only in the shards those values fall
-    /// into, and its size is the parent's distinct keys, not its versions or batches.
+    /// The batch's referenced values that the parent's key index holds (a reference without a
+    /// window): the index is read only in the shards those values fall into, and its size is
+    /// the parent's distinct keys, not its versions or batches.
     async fn indexed_keys(
         &self,
         rule: &crate::contract::quality::ReferenceRule,
-        m: &Manifest,
+        rows: &[BatchRows],
     ) -> Result<HashSet<String>, QualityError> {
         let parent = self.contract(&rule.dataset)?;
         let index = KeyIndex::new(self.store.clone());
         index.ensure_built(parent).await?;
-        let mut wanted: HashSet<String> = HashSet::new();
-        for f in &m.files {
-            let df = read::read_columns(self.store.as_ref(), &f.key, &[&rule.column]).await?;
-            wanted.extend(
-                read::strings(&df, &rule.column, &f.key)?
-                    .into_iter()
-                    .flatten(),
-            );
-        }
-        let wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
+        let wanted: HashSet<&str> = rows
+            .iter()
+            .flat_map(|(_, _, refs)| refs.iter().flatten().map(String::as_str))
+            .collect();
         Ok(index.found(&rule.dataset, &wanted).await?)
     }
 
-    /// The keys of `parent` in the date partitions `dates` only (one listing per date, under
-    /// `processed/<parent>/<date partition>=<date>/`): bounded by the window, not the history.
+    /// Which of `wanted` the parent's date partitions `dates` hold (one listing per date, under
+    /// `processed/<parent>/<date partition>=<date>/`, projected to the key column). Only the
+    /// wanted keys are kept: memory follows the batch, not the partitions read.
     async fn window_keys(
         &self,
         parent: &Contract,
         dates: &BTreeSet<NaiveDate>,
-    ) -> Result<HashSet<String>, QualityError> {
+        wanted: &HashSet<&str>,
+        found: &mut HashSet<String>,
+    ) -> Result<(), QualityError> {
         let key = parent.key_column().name.as_str();
         let Some(partition) = parent.window_partition() else {
-            return Ok(HashSet::new());
+            return Ok(());
         };
-        let mut keys = HashSet::new();
         for date in dates {
             let prefix = format!(
                 "{}{}={}/",
@@ -147,11 +147,76 @@ impl QualityGate {
             for meta in self.store.list(&prefix).await? {
                 if meta.key.ends_with(".parquet") {
                     let df = read::read_columns(self.store.as_ref(), &meta.key, &[key]).await?;
-                    keys.extend(read::strings(&df, key, &meta.key)?.into_iter().flatten());
+                    let ca = df
+                        .column(key)
+                        .and_then(|c| c.str().cloned())
+                        .map_err(|source| ReadError::Parquet {
+                            key: meta.key.clone(),
+                            source,
+                        })?;
+                    for k in ca.iter().flatten() {
+                        if wanted.contains(k) && !found.contains(k) {
+                            found.insert(k.to_owned());
+                        }
+                    }
                 }
             }
         }
-        Ok(keys)
+        Ok(())
+    }
+
+    /// The references of a windowed rule that the parent holds within their rows' windows,
+    /// searched nearest days first: for the rows of date `d` still unresolved, the parent's
+    /// dates `d`, then `d-1`, then `d-2..d-3`, `d-4..d-7`, … down to `d - days` (never before
+    /// `retained_from`), each date read once. A batch whose parents are all near its rows (the
+    /// common case: a payment of today's or a recent order) reads a few days, not the window;
+    /// only a reference that is not there (an orphan) makes it read the whole window of its row.
+    async fn window_search(
+        &self,
+        parent: &Contract,
+        days: i64,
+        retained_from: NaiveDate,
+        mut unresolved: BTreeMap<NaiveDate, HashSet<&str>>,
+    ) -> Result<HashSet<String>, QualityError> {
+        let mut found = HashSet::new();
+        let mut read: BTreeSet<NaiveDate> = BTreeSet::new();
+        let (mut near, mut width) = (0i64, 1i64);
+        while near <= days {
+            let far = (near + width - 1).min(days);
+            let mut dates = BTreeSet::new();
+            for (d, refs) in &unresolved {
+                if refs.is_empty() {
+                    continue;
+                }
+                for back in near..=far {
+                    let x = *d - Duration::days(back);
+                    if x >= retained_from && !read.contains(&x) {
+                        dates.insert(x);
+                    }
+                }
+            }
+            if !dates.is_empty() {
+                let wanted: HashSet<&str> = unresolved.values().flatten().copied().collect();
+                self.window_keys(parent, &dates, &wanted, &mut found)
+                    .await?;
+                read.extend(dates);
+                for refs in unresolved.values_mut() {
+                    refs.retain(|r| !found.contains(*r));
+                }
+            }
+            if unresolved.values().all(HashSet::is_empty) {
+                break;
+            }
+            near = far + 1;
+            width *= 2;
+        }
+        info!(
+            parent = %parent.name,
+            window_days = days,
+            parent_dates_read = read.len(),
+            "reference window searched"
+        );
+        Ok(found)
     }
 
     async fn references(
@@ -179,26 +244,39 @@ impl QualityGate {
                 }
                 _ => None,
             };
+            // The batch's key and reference columns, file by file, with the file's date.
+            let mut rows = Vec::with_capacity(m.files.len());
+            for f in &m.files {
+                let df =
+                    read::read_columns(self.store.as_ref(), &f.key, &[key, &rule.column]).await?;
+                rows.push((
+                    date_of(&f.partition),
+                    read::strings(&df, key, &f.key)?,
+                    read::strings(&df, &rule.column, &f.key)?,
+                ));
+            }
             let target = match windowed {
                 Some(days) => {
-                    // One key set for the whole batch: the union of its rows' windows. A row is
-                    // matched against that union, which for a batch of a day or two is its own
-                    // window give or take the batch's span (never wider than the history read).
-                    let mut dates = BTreeSet::new();
-                    for d in m.files.iter().filter_map(|f| date_of(&f.partition)) {
-                        let first = (d - Duration::days(days)).max(retained_from);
-                        dates.extend(first.iter_days().take_while(|x| *x <= d));
+                    // Each row is looked for in its own window: the parent's dates from its
+                    // date back `days` days (what is still retained of them).
+                    let mut unresolved: BTreeMap<NaiveDate, HashSet<&str>> = BTreeMap::new();
+                    for (date, _, refs) in &rows {
+                        if let Some(d) = date {
+                            unresolved
+                                .entry(*d)
+                                .or_default()
+                                .extend(refs.iter().flatten().map(String::as_str));
+                        }
                     }
-                    info!(
-                        parent = %rule.dataset,
-                        window_days = days,
-                        parent_dates = dates.len(),
-                        "reading the reference window"
-                    );
-                    self.window_keys(self.contract(&rule.dataset)?, &dates)
-                        .await?
+                    self.window_search(
+                        self.contract(&rule.dataset)?,
+                        days,
+                        retained_from,
+                        unresolved,
+                    )
+                    .await?
                 }
-                None => self.indexed_keys(rule, m).await?,
+                None => self.indexed_keys(rule, &rows).await?,
             };
             let mut facts = ReferenceFacts {
                 rule: rule.clone(),
@@ -208,20 +286,13 @@ impl QualityGate {
                 sample: vec![],
                 missing: HashMap::new(),
             };
-            for f in &m.files {
+            for (date, keys, refs) in rows {
                 // A row whose window reaches before the retained history (or that has no date)
                 // may reference a parent that expired: not found is then no proof of an orphan.
                 let verifiable = match windowed {
                     None => true,
-                    Some(days) => date_of(&f.partition)
-                        .is_some_and(|d| d - Duration::days(days) >= retained_from),
+                    Some(days) => date.is_some_and(|d| d - Duration::days(days) >= retained_from),
                 };
-                let df =
-                    read::read_columns(self.store.as_ref(), &f.key, &[key, &rule.column]).await?;
-                let (keys, refs) = (
-                    read::strings(&df, key, &f.key)?,
-                    read::strings(&df, &rule.column, &f.key)?,
-                );
                 for (k, r) in keys.into_iter().zip(refs) {
                     facts.checked += 1;
                     if r.as_ref().is_some_and(|r| target.contains(r)) {

@@ -1,22 +1,32 @@
 //! The key index of a parent dataset that references without a window check against (orders
 //! name customers, which have no date partition): its distinct keys, hash-sharded into
-//! [`SHARDS`] sorted JSON arrays `index/<dataset>/keys-<nnn>.json`.
+//! [`SHARDS`] sorted shards `index/<dataset>/keys-<nnn>.bin`, plus the keys of the batches not
+//! merged into them yet, one small file per batch under `index/<dataset>/delta/`.
 //!
-//! Ingest adds a batch's keys before it writes the manifest (its commit point), each shard by a
-//! compare-and-swap on its ETag, so concurrent ingests lose nothing and a retried one adds the
-//! same keys again (a set union: idempotent). The index may hold a key whose batch never
-//! committed (a crash between the two, until the retry commits it) or whose rows a forced
-//! re-ingest dropped: it over-approximates, it never forgets. Its size is the number of distinct
-//! parent keys, not the number of versions or batches: checking a batch reads the shards its
-//! references fall into, one at a time.
+//! Why two parts: a batch's keys hash into every shard, so adding them to the shards rewrites the
+//! whole index, which grows with the distinct keys of all history. Ingest therefore only writes
+//! its batch's keys (`delta/<batch>.bin`, before the manifest: its commit point; a retry writes
+//! the same file), a cost of the batch alone. The nightly compaction merges the deltas into the
+//! shards ([`KeyIndex::merge`]: a union per shard by compare-and-swap on its ETag, then the
+//! merged deltas are deleted), and a check that finds more than [`MAX_DELTAS`] waiting merges
+//! them itself, so a lake that never compacts still reads a bounded number of them.
 //!
-//! An index is complete once `index/<dataset>/_built.json` exists: the gate builds it from silver
-//! once (a lake that predates the index), after which ingest keeps it current.
+//! A check reads the shards its references fall into, one at a time, then the waiting deltas
+//! only for the references the shards did not hold. The shards are sorted length-prefixed
+//! strings, searched in place (no parse into a set): reading one costs about its bytes. The
+//! index may hold a key whose batch never committed (a crash between delta and manifest, until
+//! the retry commits it) or whose rows a forced re-ingest dropped: it over-approximates, it never
+//! forgets.
+//!
+//! An index is complete once `index/<dataset>/_built-v2.json` exists: the gate builds it from
+//! silver once (a lake that predates the index or its format), after which ingest keeps it
+//! current.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
@@ -29,20 +39,23 @@ use crate::storage::{ObjectStore, Precondition, StorageError};
 /// Shards per dataset: a check reads the shards its references hash to.
 pub const SHARDS: usize = 16;
 
-/// Attempts of one shard's compare-and-swap before giving up (others kept changing it).
+/// Attempts of one shard's compare-and-swap before giving up (others kept changing it), and of
+/// a look-up whose deltas were merged away while it read them.
 const CAS_ATTEMPTS: usize = 20;
+
+/// Waiting deltas a check reads before it merges them (compaction merges them every night).
+pub const MAX_DELTAS: usize = 16;
+
+/// Keys collected from silver before they are merged into the shards, while building.
+const BUILD_FLUSH_KEYS: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyIndexError {
     #[error(
-        "{key} is not a readable key index shard ({source}); delete index/<dataset>/ to have it rebuilt from silver"
+        "{key} is not a readable key index file ({reason}); delete index/<dataset>/ to have it rebuilt from silver"
     )]
-    Corrupt {
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("{key} kept changing under {attempts} attempts to add keys; retry")]
+    Corrupt { key: String, reason: &'static str },
+    #[error("{key} kept changing under {attempts} attempts; retry")]
     Contended { key: String, attempts: usize },
     #[error(transparent)]
     Read(#[from] ReadError),
@@ -72,8 +85,83 @@ pub fn is_indexed(registry: &Registry, dataset: &str) -> bool {
 }
 
 pub fn shard_of(key: &str) -> usize {
-    let d = Sha256::digest(key.as_bytes());
+    shard_of_bytes(key.as_bytes())
+}
+
+fn shard_of_bytes(key: &[u8]) -> usize {
+    let d = Sha256::digest(key);
     usize::from(u16::from_be_bytes([d[0], d[1]])) % SHARDS
+}
+
+/// The file format of shards and deltas: a magic line, then each key as a little-endian `u32`
+/// length and its bytes, in strictly increasing byte order.
+mod keyset {
+    const MAGIC: &[u8] = b"shoplake-keys-v2\n";
+
+    pub fn encode<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        for k in keys {
+            let len = u32::try_from(k.len()).expect("a key is shorter than 4 GiB");
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(k);
+        }
+        out
+    }
+
+    /// The keys of a file, checked: framing and strict order (a search relies on it).
+    pub fn decode(bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+        let mut rest = bytes.strip_prefix(MAGIC).ok_or("not a key index file")?;
+        let mut keys: Vec<&[u8]> = Vec::new();
+        while !rest.is_empty() {
+            let (len, tail) = rest.split_first_chunk::<4>().ok_or("truncated length")?;
+            let len = u32::from_le_bytes(*len) as usize;
+            if tail.len() < len {
+                return Err("truncated key");
+            }
+            let (key, tail) = tail.split_at(len);
+            if keys.last().is_some_and(|last| *last >= key) {
+                return Err("keys out of order");
+            }
+            keys.push(key);
+            rest = tail;
+        }
+        Ok(keys)
+    }
+
+    /// The sorted union of two sorted, distinct key lists (a merge walk, no set).
+    pub fn union<'a>(old: &[&'a [u8]], new: &[&'a [u8]]) -> Vec<&'a [u8]> {
+        let mut out = Vec::with_capacity(old.len() + new.len());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() && j < new.len() {
+            match old[i].cmp(new[j]) {
+                std::cmp::Ordering::Less => {
+                    out.push(old[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(new[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(old[i]);
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&old[i..]);
+        out.extend_from_slice(&new[j..]);
+        out
+    }
+}
+
+/// What a merge of waiting deltas did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IndexMerge {
+    /// Delta files merged into the shards and removed.
+    pub deltas: usize,
+    /// Shards rewritten (a shard that already held every key is left alone).
+    pub shards_written: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -86,46 +174,65 @@ impl KeyIndex {
         KeyIndex { store }
     }
 
-    fn parse(key: &str, bytes: &[u8]) -> Result<BTreeSet<String>, KeyIndexError> {
-        serde_json::from_slice(bytes).map_err(|source| KeyIndexError::Corrupt {
+    fn decode<'a>(key: &str, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, KeyIndexError> {
+        keyset::decode(bytes).map_err(|reason| KeyIndexError::Corrupt {
             key: key.to_owned(),
-            source,
+            reason,
         })
     }
 
-    /// Adds keys to the index of `dataset` (a union per shard, by compare-and-swap).
+    /// Records the keys of `batch_id` (ingest, before its manifest): one file of the batch's
+    /// distinct keys, merged into the shards later. A retry writes the same file again.
     pub async fn add(
         &self,
         dataset: &str,
+        batch_id: &str,
         keys: impl IntoIterator<Item = String>,
     ) -> Result<(), KeyIndexError> {
-        let mut by_shard: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
-        for k in keys {
-            by_shard.entry(shard_of(&k)).or_default().insert(k);
-        }
+        let keys: BTreeSet<String> = keys.into_iter().collect();
+        let body = keyset::encode(keys.iter().map(String::as_bytes));
+        self.store
+            .put(
+                &layout::key_index_delta_key(dataset, batch_id),
+                Bytes::from(body),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `keys` (sorted by shard) to the shards: a union per shard by compare-and-swap, so
+    /// concurrent merges lose nothing and a repeated one writes nothing.
+    async fn union_into_shards(
+        &self,
+        dataset: &str,
+        by_shard: &BTreeMap<usize, BTreeSet<Vec<u8>>>,
+    ) -> Result<usize, KeyIndexError> {
+        let mut written = 0;
         for (shard, keys) in by_shard {
-            let key = layout::key_index_shard_key(dataset, shard);
+            let key = layout::key_index_shard_key(dataset, *shard);
+            let new: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
             let mut attempts = 0;
             loop {
                 attempts += 1;
                 let meta = self.store.head(&key).await?;
-                let mut set = match &meta {
-                    None => BTreeSet::new(),
-                    Some(_) => match self.store.get(&key).await? {
-                        Some(bytes) => Self::parse(&key, &bytes)?,
-                        None => BTreeSet::new(),
-                    },
+                let bytes = match &meta {
+                    None => None,
+                    Some(_) => self.store.get(&key).await?,
                 };
-                if keys.is_subset(&set) {
+                let old = match &bytes {
+                    Some(b) => Self::decode(&key, b)?,
+                    None => Vec::new(),
+                };
+                if new.iter().all(|k| old.binary_search(k).is_ok()) {
                     break;
                 }
-                set.extend(keys.iter().cloned());
+                let body = Bytes::from(keyset::encode(keyset::union(&old, &new)));
                 let condition = match meta {
-                    None => Precondition::Absent,
-                    Some(m) => Precondition::Matches(m.etag),
+                    Some(m) if bytes.is_some() => Precondition::Matches(m.etag),
+                    _ => Precondition::Absent,
                 };
-                let body = Bytes::from(serde_json::to_vec(&set).expect("strings serialise"));
                 if self.store.put_if(&key, body, condition).await? {
+                    written += 1;
                     break;
                 }
                 if attempts >= CAS_ATTEMPTS {
@@ -133,36 +240,121 @@ impl KeyIndex {
                 }
             }
         }
-        Ok(())
+        Ok(written)
     }
 
-    /// The subset of `wanted` that the index of `dataset` holds; reads only the shards the
-    /// wanted keys fall into, one at a time.
+    /// Merges the waiting deltas of `dataset` into its shards, then removes them (compaction
+    /// every night; a check that finds too many). Crash-safe: the shards are written before a
+    /// delta is removed, and merging a delta twice changes nothing. A delta written meanwhile
+    /// waits for the next merge.
+    pub async fn merge(&self, dataset: &str) -> Result<IndexMerge, KeyIndexError> {
+        let deltas = self
+            .store
+            .list(&layout::key_index_delta_prefix(dataset))
+            .await?;
+        if deltas.is_empty() {
+            return Ok(IndexMerge::default());
+        }
+        let mut by_shard: BTreeMap<usize, BTreeSet<Vec<u8>>> = BTreeMap::new();
+        let mut merged = Vec::new();
+        for meta in &deltas {
+            // Gone: another merge took it (and wrote its keys to the shards first).
+            let Some(bytes) = self.store.get(&meta.key).await? else {
+                continue;
+            };
+            for k in Self::decode(&meta.key, &bytes)? {
+                by_shard
+                    .entry(shard_of_bytes(k))
+                    .or_default()
+                    .insert(k.to_vec());
+            }
+            merged.push(meta.key.clone());
+        }
+        let shards_written = self.union_into_shards(dataset, &by_shard).await?;
+        for key in &merged {
+            self.store.delete(key).await?;
+        }
+        info!(
+            dataset,
+            deltas = merged.len(),
+            shards_written,
+            "key index deltas merged"
+        );
+        Ok(IndexMerge {
+            deltas: merged.len(),
+            shards_written,
+        })
+    }
+
+    /// The subset of `wanted` that the index of `dataset` holds: the shards the wanted keys fall
+    /// into, one at a time, then the waiting deltas for what the shards did not hold.
     pub async fn found(
         &self,
         dataset: &str,
         wanted: &HashSet<&str>,
     ) -> Result<HashSet<String>, KeyIndexError> {
-        let mut by_shard: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
-        for k in wanted {
-            by_shard.entry(shard_of(k)).or_default().push(k);
-        }
-        let mut found = HashSet::new();
-        for (shard, keys) in by_shard {
-            let key = layout::key_index_shard_key(dataset, shard);
-            if let Some(bytes) = self.store.get(&key).await? {
-                let set = Self::parse(&key, &bytes)?;
-                found.extend(
-                    keys.into_iter()
-                        .filter(|k| set.contains(*k))
-                        .map(str::to_owned),
-                );
+        let prefix = layout::key_index_delta_prefix(dataset);
+        let mut attempts = 0;
+        'attempt: loop {
+            attempts += 1;
+            // Listed before the shards are read: a merge writes the shards before it removes a
+            // delta, so a listed delta that is gone when read means the shards read may predate
+            // its merge (start again); one written after the listing is a batch committed after
+            // this look-up began.
+            let mut deltas = self.store.list(&prefix).await?;
+            if deltas.len() > MAX_DELTAS {
+                self.merge(dataset).await?;
+                deltas = self.store.list(&prefix).await?;
             }
+            let mut by_shard: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+            for k in wanted {
+                by_shard.entry(shard_of(k)).or_default().push(k);
+            }
+            let mut found = HashSet::new();
+            let mut missing: Vec<&str> = Vec::new();
+            for (shard, keys) in by_shard {
+                let key = layout::key_index_shard_key(dataset, shard);
+                let bytes = self.store.get(&key).await?;
+                let held = match &bytes {
+                    Some(b) => Self::decode(&key, b)?,
+                    None => Vec::new(),
+                };
+                for k in keys {
+                    if held.binary_search(&k.as_bytes()).is_ok() {
+                        found.insert(k.to_owned());
+                    } else {
+                        missing.push(k);
+                    }
+                }
+            }
+            for meta in &deltas {
+                if missing.is_empty() {
+                    break;
+                }
+                let Some(bytes) = self.store.get(&meta.key).await? else {
+                    if attempts >= CAS_ATTEMPTS {
+                        return Err(KeyIndexError::Contended {
+                            key: meta.key.clone(),
+                            attempts,
+                        });
+                    }
+                    continue 'attempt;
+                };
+                let held = Self::decode(&meta.key, &bytes)?;
+                missing.retain(|k| {
+                    let hit = held.binary_search(&k.as_bytes()).is_ok();
+                    if hit {
+                        found.insert((*k).to_owned());
+                    }
+                    !hit
+                });
+            }
+            return Ok(found);
         }
-        Ok(found)
     }
 
-    /// Builds the index from silver once (a lake from before the index), then marks it complete.
+    /// Builds the index from silver once (a lake from before the index or its format), then
+    /// marks it complete and removes the files of an older format.
     pub async fn ensure_built(&self, parent: &Contract) -> Result<(), KeyIndexError> {
         let marker = layout::key_index_built_key(&parent.name);
         if self.store.head(&marker).await?.is_some() {
@@ -170,6 +362,8 @@ impl KeyIndex {
         }
         let key = parent.key_column().name.as_str();
         let mut files = 0usize;
+        let mut pending: BTreeMap<usize, BTreeSet<Vec<u8>>> = BTreeMap::new();
+        let mut held = 0usize;
         for meta in self
             .store
             .list(&layout::processed_prefix(&parent.name))
@@ -177,9 +371,31 @@ impl KeyIndex {
         {
             if meta.key.ends_with(".parquet") {
                 let df = read::read_columns(self.store.as_ref(), &meta.key, &[key]).await?;
-                let keys = read::strings(&df, key, &meta.key)?;
-                self.add(&parent.name, keys.into_iter().flatten()).await?;
+                for k in read::strings(&df, key, &meta.key)?.into_iter().flatten() {
+                    if pending
+                        .entry(shard_of(&k))
+                        .or_default()
+                        .insert(k.into_bytes())
+                    {
+                        held += 1;
+                    }
+                }
                 files += 1;
+                if held >= BUILD_FLUSH_KEYS {
+                    self.union_into_shards(&parent.name, &pending).await?;
+                    pending.clear();
+                    held = 0;
+                }
+            }
+        }
+        self.union_into_shards(&parent.name, &pending).await?;
+        // The waiting deltas too: a build starts with a merged index.
+        self.merge(&parent.name).await?;
+        let dir = format!("{}/{}/", layout::INDEX, parent.name);
+        for meta in self.store.list(&dir).await? {
+            let name = &meta.key[dir.len()..];
+            if (name.starts_with("keys-") && name.ends_with(".json")) || name == "_built.json" {
+                self.store.delete(&meta.key).await?;
             }
         }
         self.store.put(&marker, Bytes::from_static(b"{}")).await?;
@@ -193,42 +409,102 @@ mod tests {
     use super::*;
     use crate::storage::LocalStore;
 
+    fn keys(t: usize) -> Vec<String> {
+        (0..50).map(|i| format!("C{t}-{i}")).collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_adds_lose_no_key_and_a_repeat_changes_nothing() {
+    async fn concurrent_adds_and_merges_lose_no_key_and_a_repeat_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
         let index = KeyIndex::new(store.clone());
+        let all: Vec<String> = (0..8).flat_map(keys).collect();
+        let mut wanted: HashSet<&str> = all.iter().map(String::as_str).collect();
+        wanted.insert("NOPE");
+
+        // Batches 0..4 are merged while 4..8 are added, two merges at once.
+        for t in 0..4 {
+            index
+                .add("customers", &format!("b{t}"), keys(t))
+                .await
+                .unwrap();
+        }
         let mut tasks = tokio::task::JoinSet::new();
-        for t in 0..8 {
+        for t in 4..8 {
             let index = index.clone();
-            tasks.spawn(async move {
-                index
-                    .add("customers", (0..50).map(|i| format!("C{t}-{i}")))
-                    .await
-            });
+            tasks.spawn(async move { index.add("customers", &format!("b{t}"), keys(t)).await });
+        }
+        for _ in 0..2 {
+            let index = index.clone();
+            tasks.spawn(async move { index.merge("customers").await.map(|_| ()) });
         }
         while let Some(done) = tasks.join_next().await {
             done.unwrap().unwrap();
         }
-        let all: Vec<String> = (0..8)
-            .flat_map(|t| (0..50).map(move |i| format!("C{t}-{i}")))
-            .collect();
-        let mut wanted: HashSet<&str> = all.iter().map(String::as_str).collect();
-        wanted.insert("NOPE");
         let found = index.found("customers", &wanted).await.unwrap();
-        assert_eq!(found.len(), 400, "every key of every concurrent add");
+        assert_eq!(
+            found.len(),
+            400,
+            "every key, in the shards or still waiting"
+        );
         assert!(!found.contains("NOPE"));
 
+        index.merge("customers").await.unwrap();
+        let delta_prefix = layout::key_index_delta_prefix("customers");
+        assert!(store.list(&delta_prefix).await.unwrap().is_empty());
+        assert_eq!(index.found("customers", &wanted).await.unwrap(), found);
+
+        // A retried ingest writes its delta again; merging it rewrites no shard.
         let before = store.list("index/").await.unwrap();
-        index
-            .add("customers", all.iter().take(10).cloned())
-            .await
-            .unwrap();
+        index.add("customers", "b3", keys(3)).await.unwrap();
+        let again = index.merge("customers").await.unwrap();
         assert_eq!(
-            store.list("index/").await.unwrap(),
-            before,
-            "adding known keys writes nothing"
+            again,
+            IndexMerge {
+                deltas: 1,
+                shards_written: 0
+            }
         );
+        assert_eq!(store.list("index/").await.unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn a_check_merges_the_deltas_when_too_many_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let index = KeyIndex::new(store.clone());
+        for t in 0..=MAX_DELTAS {
+            index
+                .add("customers", &format!("b{t:03}"), keys(t))
+                .await
+                .unwrap();
+        }
+        let wanted = HashSet::from(["C0-0", "C16-49", "NOPE"]);
+        let found = index.found("customers", &wanted).await.unwrap();
+        assert_eq!(
+            found,
+            HashSet::from(["C0-0".to_owned(), "C16-49".to_owned()])
+        );
+        let prefix = layout::key_index_delta_prefix("customers");
+        assert!(store.list(&prefix).await.unwrap().is_empty(), "merged");
+    }
+
+    #[test]
+    fn the_file_format_round_trips_and_refuses_what_it_cannot_search() {
+        let body = keyset::encode(["Müller".as_bytes(), b"a", b"b"]);
+        let keys = keyset::decode(&body).unwrap();
+        assert_eq!(keys, ["Müller".as_bytes(), b"a", b"b"]);
+        assert_eq!(
+            keyset::union(&keys, &[b"0".as_slice(), b"b", b"c"]),
+            [b"0".as_slice(), "Müller".as_bytes(), b"a", b"b", b"c"]
+        );
+        let unsorted = keyset::encode([b"b".as_slice(), b"a"]);
+        assert_eq!(keyset::decode(&unsorted), Err("keys out of order"));
+        assert_eq!(
+            keyset::decode(&body[..body.len() - 1]),
+            Err("truncated key")
+        );
+        assert_eq!(keyset::decode(b"[]"), Err("not a key index file"));
     }
 
     #[tokio::test]

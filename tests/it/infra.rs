@@ -372,14 +372,20 @@ fn policy(template: &str, name: &str) -> String {
 #[test]
 fn ingest_and_quality_can_reach_the_key_index_and_ingest_reads_back_its_silver() {
     let template = template();
-    for name in ["ingest", "quality"] {
+    let ingest = policy(&template, "ingest");
+    assert!(
+        ingest.contains("Action: s3:PutObject\n                Resource:\n                  - !Sub \"arn:${AWS::Partition}:s3:::shoplake-${StageName}-data-${AWS::AccountId}-${AWS::Region}/index/*/delta/*\""),
+        "ingest writes its batch's keys under index/<dataset>/delta/, and only there: {ingest}"
+    );
+    for name in ["quality", "compact"] {
         let p = policy(&template, name);
         assert!(
-            p.contains("Action: [s3:GetObject, s3:PutObject]") && p.contains("/index/*\""),
-            "{name} must read and write index/*: {p}"
+            p.contains("Action: [s3:GetObject, s3:PutObject, s3:DeleteObject]")
+                && p.contains("/index/*\"")
+                && p.contains("index/*] }"),
+            "{name} must list, read, write and delete index/* (merging the waiting keys): {p}"
         );
     }
-    let ingest = policy(&template, "ingest");
     let at = ingest.find("Action: s3:GetObject\n                Resource:\n                  - !Sub \"arn:${AWS::Partition}:s3:::shoplake-${StageName}-data-${AWS::AccountId}-${AWS::Region}/processed/*\"");
     assert!(
         at.is_some(),
@@ -425,6 +431,7 @@ fn the_compact_role_reaches_silver_and_its_records_only_and_the_load_role_its_fa
         "runs/compact/*",
         "runs/loaded/*",
         "claims/compact-*",
+        "index/*",
     ] {
         assert!(
             role.contains(&format!("/{prefix}\"")),

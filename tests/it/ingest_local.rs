@@ -552,3 +552,75 @@ fn lake_compact_rewrites_a_partition_of_loaded_batches_into_one_file() {
     assert!(ok);
     assert_eq!(json_lines(&stdout)[0]["report"]["partitions"], 0);
 }
+
+/// Customers ingests leave only their own keys, one file per batch under
+/// `index/customers/delta/`; `lake compact` merges them into the key index shards and says so,
+/// and an orders check afterwards still finds every customer and names the missing one.
+#[test]
+fn lake_compact_merges_the_waiting_customer_keys_into_the_key_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    let l = lake_dir.to_str().unwrap();
+    let ingest = |dataset: &str, name: &str, csv: String| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, csv).unwrap();
+        let (ok, stdout, stderr) = lake(&[
+            "ingest",
+            "--json",
+            "--lake",
+            l,
+            "--dataset",
+            dataset,
+            file.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        json_lines(&stdout)[0]["batch_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for b in 0..2 {
+        let mut csv = String::from(
+            "customer_id,email,first_name,last_name,customer_region,country,signup_date,updated_at\n",
+        );
+        for i in 0..5 {
+            csv +=
+                &format!("C{b}{i},c{b}{i}@example.com,A,B,EU,DE,2026-11-20,2026-11-21T09:00:00Z\n");
+        }
+        ingest("customers", &format!("customers-{b}.csv"), csv);
+    }
+    let deltas = lake_dir.join("index/customers/delta");
+    assert_eq!(walk(&deltas).len(), 2, "one waiting file per batch");
+
+    let (ok, stdout, stderr) = lake(&["compact", "--lake", l, "--dataset", "customers", "--json"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        json_lines(&stdout)[0]["index_merge"]["deltas"],
+        Value::from(2),
+        "{stdout}"
+    );
+    assert!(walk(&deltas).is_empty(), "merged files are removed");
+    let shards = walk(&lake_dir.join("index/customers"));
+    assert!(
+        !shards.is_empty() && shards.iter().all(|s| s.ends_with(".bin")),
+        "{shards:?}"
+    );
+
+    let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
+    let csv = format!(
+        "{header}O1,C00,2026-11-21T09:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T09:00:00Z\n\
+         O2,C14,2026-11-21T09:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T09:00:00Z\n\
+         O3,CGHOST,2026-11-21T09:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T09:00:00Z\n"
+    );
+    let batch = ingest("orders", "orders.csv", csv);
+    let (_, stdout, stderr) = lake(&["quality", "--json", "--lake", l, "--batch", &batch]);
+    let report = &json_lines(&stdout)[0];
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "referential_integrity")
+        .unwrap_or_else(|| panic!("no referential check: {stdout} {stderr}"));
+    assert_eq!(check["observed"], Value::from(1.0 / 3.0), "{check}");
+    assert_eq!(check["breakdown"][0]["what"], "CGHOST", "{check}");
+}

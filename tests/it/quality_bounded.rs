@@ -16,18 +16,18 @@ use crate::support::faulty::FaultyStore;
 
 const WINDOW_DAYS: u32 = 2;
 
-/// The built-in contracts, payments referencing orders at most `WINDOW_DAYS` older.
-fn registry(dir: &std::path::Path) -> Arc<Registry> {
+/// The built-in contracts, payments referencing orders at most `window` days older.
+fn registry(dir: &std::path::Path, window: u32) -> Arc<Registry> {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
     for name in ["customers", "orders", "payments"] {
         let text = std::fs::read_to_string(src.join(format!("{name}.toml"))).unwrap();
-        let text = text.replace("window_days = 90", &format!("window_days = {WINDOW_DAYS}"));
+        let text = text.replace("window_days = 90", &format!("window_days = {window}"));
         std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
     }
     let registry = Registry::from_dir(dir).unwrap();
     assert_eq!(
         registry.get("payments").unwrap().quality.references[0].window_days,
-        Some(WINDOW_DAYS),
+        Some(window),
         "the test contract declares the window"
     );
     Arc::new(registry)
@@ -69,6 +69,12 @@ fn orders_csv(n: i64) -> String {
 /// Payments of day `n` for that day's orders; the last batch adds one orphan and one payment
 /// too old to verify.
 fn payments_csv(n: i64, last: bool) -> String {
+    payments_with(n, last)
+}
+
+/// Payments of day `n` for that day's orders, with (`defects`) one orphan and one payment too
+/// old to verify.
+fn payments_with(n: i64, defects: bool) -> String {
     let mut s =
         String::from("payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n");
     for i in 0..40 {
@@ -79,7 +85,7 @@ fn payments_csv(n: i64, last: bool) -> String {
             d = day(n)
         );
     }
-    if last {
+    if defects {
         s += &format!(
             "PGHOST,GHOST,{d}T10:00:00Z,card,succeeded,10.00,EUR,{d}T10:00:00Z\n",
             d = day(n)
@@ -97,9 +103,14 @@ fn payments_csv(n: i64, last: bool) -> String {
 /// Builds `history` days of orders and payments, then checks one more payments batch; returns
 /// the bytes that check downloaded and its referential facts.
 async fn check_after(history: i64) -> (u64, f64, usize, String) {
+    check_with(history, WINDOW_DAYS, true).await
+}
+
+/// `check_after` with the contract's window `window` and a last batch with or without defects.
+async fn check_with(history: i64, window: u32, defects: bool) -> (u64, f64, usize, String) {
     let dir = tempfile::tempdir().unwrap();
     let contracts = tempfile::tempdir().unwrap();
-    let registry = registry(contracts.path());
+    let registry = registry(contracts.path(), window);
     let local = Arc::new(LocalStore::new(dir.path()).unwrap());
     let store: Arc<dyn ObjectStore> = local.clone();
     let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
@@ -115,7 +126,7 @@ async fn check_after(history: i64) -> (u64, f64, usize, String) {
     }
     let last = history + 1;
     let key = format!("raw/payments/{}.csv", day(last));
-    put_raw(dir.path(), &local, &key, payments_csv(last, true), last).await;
+    put_raw(dir.path(), &local, &key, payments_with(last, defects), last).await;
     let batch = ingestor.ingest(&key).await.unwrap().manifest.batch_id;
 
     let counting = Arc::new(FaultyStore::counting(store.clone()));
@@ -157,6 +168,31 @@ async fn a_referential_check_reads_the_same_bytes_against_ten_times_the_history(
         assert!(msg.contains("1 of 42 rows"), "{msg}");
         assert!(msg.contains("1 row(s) unverifiable"), "{msg}");
     }
+}
+
+/// The window is searched nearest days first: a batch whose orders are all a day before its
+/// payments reads those days, whether the contract allows 2 days or 90 (before, the check read
+/// the whole window's partitions: 45 times the bytes at 90 days). An orphan still makes it read
+/// its row's window, and is still found.
+#[tokio::test]
+async fn a_referential_check_reads_the_days_its_parents_are_on_not_the_whole_window() {
+    let (narrow, rate_narrow, _, msg_narrow) = check_with(80, 2, false).await;
+    let (wide, rate_wide, _, msg_wide) = check_with(80, 90, false).await;
+    assert_eq!(
+        (rate_narrow, rate_wide),
+        (0.0, 0.0),
+        "{msg_narrow} / {msg_wide}"
+    );
+    assert!(
+        wide <= narrow + narrow / 10,
+        "a 90-day window read {wide} bytes, a 2-day one {narrow}: the search did not stop"
+    );
+    let (with_orphan, rate, keys, msg) = check_with(80, 90, true).await;
+    assert_eq!((keys, rate), (1, 1.0 / 42.0), "{msg}");
+    assert!(
+        with_orphan > 5 * wide,
+        "the orphan's row is looked for in its whole window ({with_orphan} vs {wide} bytes)"
+    );
 }
 
 fn customers_csv(n: i64) -> String {

@@ -1199,10 +1199,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "dataset": d.dataset,
                         "report": report,
                         "expired_partitions": d.expired_partitions,
+                        "index_merge": d.index_merge,
                     }))?)?;
                 } else {
                     emit(format!(
-                        "{}: {} partition(s) compacted, {} file(s) into {}, {} row(s) kept of {}{}{}",
+                        "{}: {} partition(s) compacted, {} file(s) into {}, {} row(s) kept of {}{}{}{}",
                         d.dataset,
                         report.partitions,
                         report.files_in,
@@ -1225,6 +1226,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                                         format!(", {n} kept until their later-written files expire"),
                                 }
                             ),
+                        },
+                        match d.index_merge {
+                            Some(m) if m.deltas > 0 => format!(
+                                "; {} batch(es) of keys merged into the key index ({} shard(s) written)",
+                                m.deltas, m.shards_written
+                            ),
+                            _ => String::new(),
                         }
                     ))?;
                 }

@@ -3,6 +3,8 @@
 //! leaves readers whole). The schedule runs after the load, which is what makes a batch's files
 //! eligible (its loaded marker). With a catalog, the run then removes the silver partitions
 //! whose files the `processed/` lifecycle rule expired ([`crate::catalog::PartitionSweep`]).
+//! A dataset with a key index also has the night's waiting batch keys merged into its shards
+//! ([`KeyIndex::merge`]), so ingest only ever writes its own batch's keys.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use super::request::CompactRequest;
 use crate::catalog::{Catalog, ExpiredPartitions, PartitionSweep};
 use crate::compact::{CompactError, CompactionReport, Compactor};
 use crate::contract::Registry;
+use crate::quality::key_index::{self, IndexMerge, KeyIndex};
 use crate::storage::ObjectStore;
 
 /// What one dataset's compaction did.
@@ -23,6 +26,8 @@ pub struct DatasetCompaction {
     /// The catalog sweep of its table: `None` without a catalog or for a dataset without a
     /// date partition.
     pub expired_partitions: Option<ExpiredPartitions>,
+    /// The key index deltas merged: `None` for a dataset without a key index.
+    pub index_merge: Option<IndexMerge>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -76,6 +81,11 @@ impl CompactService {
         let mut response = CompactResponse::default();
         for dataset in datasets {
             let report = self.compactor.compact(&dataset).await?;
+            let index_merge = if key_index::is_indexed(&self.registry, &dataset) {
+                Some(KeyIndex::new(self.store.clone()).merge(&dataset).await?)
+            } else {
+                None
+            };
             tracing::info!(
                 dataset,
                 partitions = report.partitions,
@@ -88,6 +98,7 @@ impl CompactService {
                 dataset,
                 report,
                 expired_partitions: None,
+                index_merge,
             });
         }
         if let Some(sweep) = &self.sweep {
