@@ -884,10 +884,9 @@ impl Nightly<'_> {
             )
             .filter(col("_touched").is_null())
             .drop(cols(["_touched"]));
-        let first_orders = collect(
-            stacked(kept, changed.lazy())?.sort(["customer_id"], SortMultipleOptions::default()),
-        )
-        .await?;
+        // Not sorted: nothing reads it in order, and its file is named by what it was computed
+        // from, not by its bytes (sorting a row per customer ever cost O(customers) a night).
+        let first_orders = collect(stacked(kept, changed.lazy())?).await?;
         Ok((first_orders, extra, searched))
     }
 }
