@@ -128,6 +128,12 @@ class DayMaker:
                 wanted = round(len(new) * UPDATE_SHARE / (1 - UPDATE_SHARE))
                 updates = self.updates(ds, col, k, wanted, stamp)
                 writer.writerows(updates)
+            # Exported the night after its day, as in production: the file's modification time
+            # is its upload time, which names the batch (batch ids, hence the stages' watermarks
+            # and manifest listings, follow the data's days, not the minutes the bench runs in).
+            exported = datetime(day.year, day.month, day.day, 23, tzinfo=timezone.utc) \
+                + timedelta(seconds=DATASETS.index(ds))
+            os.utime(out, (exported.timestamp(), exported.timestamp()))
             self.keep_sample(ds, k, new, wanted)
             files[ds], rows[ds] = str(out), {"new": len(new), "updates": len(updates)}
         shutil.rmtree(gen)

@@ -6,6 +6,7 @@
 #   BENCH_HISTORY_RUNS=3         repetitions of each measured night (medians)
 #   BENCH_HISTORY_AGGREGATE_EVERY=1  nights between aggregates while building history
 #   BENCH_HISTORY_WORK=...       where the lake grows (removed afterwards; a few GB at scale 1)
+#   BENCH_HISTORY_KEEP=1         keep the lake (to run a stage on it again)
 # The figures land in target/bench/history.json (and on stdout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +23,5 @@ python3 scripts/bench_history.py \
   --horizons "${BENCH_HISTORY_H:-7,90,365}" \
   --scale "${BENCH_HISTORY_SCALE:-1}" \
   --runs "${BENCH_HISTORY_RUNS:-3}" \
-  --aggregate-every "${BENCH_HISTORY_AGGREGATE_EVERY:-1}"
+  --aggregate-every "${BENCH_HISTORY_AGGREGATE_EVERY:-1}" \
+  ${BENCH_HISTORY_KEEP:+--keep}
