@@ -479,6 +479,24 @@ fn a_gzip_source_holding_more_than_its_trailer_declares_is_processed_whole() {
 
 /// `lake compact`: a partition that three batches wrote to becomes one file once they are in the
 /// warehouse, with every row still there; a second run finds nothing to do.
+/// `lake ingest` of one file into lake `l`; its batch id.
+fn ingest_one(l: &str, dataset: &str, file: &Path) -> String {
+    let (ok, stdout, stderr) = lake(&[
+        "ingest",
+        "--json",
+        "--lake",
+        l,
+        "--dataset",
+        dataset,
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    json_lines(&stdout)[0]["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn lake_compact_rewrites_a_partition_of_loaded_batches_into_one_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -494,21 +512,8 @@ fn lake_compact_rewrites_a_partition_of_loaded_batches_into_one_file() {
             );
         }
         std::fs::write(&file, csv).unwrap();
-        let (ok, stdout, stderr) = lake(&[
-            "ingest",
-            "--json",
-            "--lake",
-            l,
-            "--dataset",
-            "orders",
-            file.to_str().unwrap(),
-        ]);
-        assert!(ok, "{stderr}");
+        let batch = ingest_one(l, "orders", &file);
         // As the load stage marks a batch that reached the warehouse.
-        let batch = json_lines(&stdout)[0]["batch_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
         let marker = lake_dir.join(format!("runs/loaded/orders/{batch}"));
         std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
         std::fs::write(marker, "").unwrap();
@@ -564,20 +569,7 @@ fn lake_compact_merges_the_waiting_customer_keys_into_the_key_index() {
     let ingest = |dataset: &str, name: &str, csv: String| {
         let file = dir.path().join(name);
         std::fs::write(&file, csv).unwrap();
-        let (ok, stdout, stderr) = lake(&[
-            "ingest",
-            "--json",
-            "--lake",
-            l,
-            "--dataset",
-            dataset,
-            file.to_str().unwrap(),
-        ]);
-        assert!(ok, "{stderr}");
-        json_lines(&stdout)[0]["batch_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        ingest_one(l, dataset, &file)
     };
     for b in 0..2 {
         let mut csv = String::from(
