@@ -147,14 +147,7 @@ impl QualityGate {
             for meta in self.store.list(&prefix).await? {
                 if meta.key.ends_with(".parquet") {
                     let df = read::read_columns(self.store.as_ref(), &meta.key, &[key]).await?;
-                    let ca = df
-                        .column(key)
-                        .and_then(|c| c.str().cloned())
-                        .map_err(|source| ReadError::Parquet {
-                            key: meta.key.clone(),
-                            source,
-                        })?;
-                    for k in ca.iter().flatten() {
+                    for k in read::str_column(&df, key, &meta.key)?.iter().flatten() {
                         if wanted.contains(k) && !found.contains(k) {
                             found.insert(k.to_owned());
                         }

@@ -489,6 +489,50 @@ mod tests {
         assert!(store.list(&prefix).await.unwrap().is_empty(), "merged");
     }
 
+    #[tokio::test]
+    async fn a_lake_with_the_json_index_is_rebuilt_once_and_its_json_files_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        for legacy in [
+            "index/customers/keys-000.json",
+            "index/customers/_built.json",
+        ] {
+            store.put(legacy, Bytes::from_static(b"[]")).await.unwrap();
+        }
+        let index = KeyIndex::new(store.clone());
+        index.add("customers", "b1", keys(1)).await.unwrap();
+        let registry = Registry::builtin();
+        index
+            .ensure_built(registry.get("customers").unwrap())
+            .await
+            .unwrap();
+        let left: Vec<String> = store
+            .list("index/customers/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert!(
+            left.iter()
+                .all(|k| !k.ends_with("keys-000.json") && !k.ends_with("/_built.json")),
+            "{left:?}"
+        );
+        assert!(
+            left.contains(&layout::key_index_built_key("customers")),
+            "{left:?}"
+        );
+        assert!(
+            !left.iter().any(|k| k.contains("/delta/")),
+            "a build starts merged: {left:?}"
+        );
+        let found = index
+            .found("customers", &HashSet::from(["C1-0", "NOPE"]))
+            .await
+            .unwrap();
+        assert_eq!(found, HashSet::from(["C1-0".to_owned()]));
+    }
+
     #[test]
     fn the_file_format_round_trips_and_refuses_what_it_cannot_search() {
         let body = keyset::encode(["Müller".as_bytes(), b"a", b"b"]);

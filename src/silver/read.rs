@@ -136,15 +136,23 @@ pub async fn read_columns(
         })
 }
 
-/// The values of a string column of a frame read from `key`.
-pub fn strings(df: &DataFrame, column: &str, key: &str) -> Result<Vec<Option<String>>, ReadError> {
-    let ca = df
-        .column(column)
-        .and_then(|c| c.str().cloned())
+/// A string column of a frame read from `key`, borrowed (no copy of its values).
+pub fn str_column<'a>(
+    df: &'a DataFrame,
+    column: &str,
+    key: &str,
+) -> Result<&'a StringChunked, ReadError> {
+    df.column(column)
+        .and_then(|c| c.str())
         .map_err(|source| ReadError::Parquet {
             key: key.to_owned(),
             source,
-        })?;
+        })
+}
+
+/// The values of a string column of a frame read from `key`.
+pub fn strings(df: &DataFrame, column: &str, key: &str) -> Result<Vec<Option<String>>, ReadError> {
+    let ca = str_column(df, column, key)?;
     Ok((0..ca.len())
         .map(|i| ca.get(i).map(str::to_owned))
         .collect())
