@@ -303,7 +303,7 @@ fn write_spills(
             }
         };
         encoded.clear();
-        rows.write_chunk(&mut encoded).map_err(work_err(path))?;
+        rows.write_chunk(&mut encoded);
         file.write_all(&encoded).map_err(work_err(path))?;
         written += encoded.len() as u64;
         rows.clear();
