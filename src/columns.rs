@@ -661,14 +661,22 @@ mod tests {
         let mut spill = Vec::new();
         a.write_chunk(&mut spill);
         spill[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(Batch::new(orders).read_chunk(&mut spill.as_slice()).is_err());
+        assert!(
+            Batch::new(orders)
+                .read_chunk(&mut spill.as_slice())
+                .is_err()
+        );
         // A body longer than its rows need is corrupt too.
         let mut longer = Vec::new();
         a.write_chunk(&mut longer);
         longer.push(0);
         let length = u64::from_le_bytes(longer[8..16].try_into().unwrap()) + 1;
         longer[8..16].copy_from_slice(&length.to_le_bytes());
-        assert!(Batch::new(orders).read_chunk(&mut longer.as_slice()).is_err());
+        assert!(
+            Batch::new(orders)
+                .read_chunk(&mut longer.as_slice())
+                .is_err()
+        );
     }
 
     #[test]
