@@ -679,45 +679,42 @@ mod tests {
         assert!(!b.read_chunk(&mut &spill[spill.len()..]).unwrap());
     }
 
-    #[test]
-    fn a_chunk_whose_length_claims_more_than_is_there_is_an_error() {
+    /// One orders row (line 2) as one spill chunk.
+    fn one_row_chunk() -> Vec<u8> {
         let reg = Registry::builtin();
-        let orders = reg.get("orders").unwrap();
-        let mut a = Batch::new(orders);
+        let mut a = Batch::new(reg.get("orders").unwrap());
         a.push_row(2, &row("o-1", Some(1)));
         let mut spill = Vec::new();
         a.write_chunk(&mut spill);
+        spill
+    }
+
+    /// Reads `spill`'s first chunk into a fresh orders batch.
+    fn read_back(spill: &[u8]) -> io::Result<bool> {
+        let reg = Registry::builtin();
+        Batch::new(reg.get("orders").unwrap()).read_chunk(&mut &spill[..])
+    }
+
+    #[test]
+    fn a_chunk_whose_length_claims_more_than_is_there_is_an_error() {
+        assert!(read_back(&one_row_chunk()).unwrap());
+        let mut spill = one_row_chunk();
         spill[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(
-            Batch::new(orders)
-                .read_chunk(&mut spill.as_slice())
-                .is_err()
-        );
+        assert!(read_back(&spill).is_err());
         // A section longer than its rows need is corrupt too: the line section gets one more
         // byte (a zero varint would read as a valid delta).
-        let mut longer = Vec::new();
-        a.write_chunk(&mut longer);
+        let mut longer = one_row_chunk();
         let length = u64::from_le_bytes(longer[8..16].try_into().unwrap());
         longer.insert(16 + length as usize, 0);
         longer[8..16].copy_from_slice(&(length + 1).to_le_bytes());
-        assert!(
-            Batch::new(orders)
-                .read_chunk(&mut longer.as_slice())
-                .is_err()
-        );
+        assert!(read_back(&longer).is_err());
     }
 
     #[test]
     fn a_truncated_spill_chunk_is_an_error_not_garbage() {
-        let reg = Registry::builtin();
-        let orders = reg.get("orders").unwrap();
-        let mut a = Batch::new(orders);
-        a.push_row(2, &row("o-1", Some(1)));
-        let mut spill = Vec::new();
-        a.write_chunk(&mut spill);
+        let mut spill = one_row_chunk();
         spill.truncate(spill.len() - 3);
-        let mut b = Batch::new(orders);
-        assert!(b.read_chunk(&mut spill.as_slice()).is_err());
+        assert!(read_back(&spill).is_err());
     }
 
     #[test]
