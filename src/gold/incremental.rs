@@ -26,7 +26,7 @@
 //! [`super::kpis`] and [`super::methods`] share with the full recompute, so the two cannot
 //! disagree; a property test checks they agree row for row.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use chrono::{Duration, NaiveDate};
@@ -123,11 +123,13 @@ impl KpiContracts {
     }
 }
 
-/// What a night changed: per dataset, the new batch ids and the dates they wrote.
+/// What a night changed: per dataset, the new batch ids, the dates they wrote and the silver
+/// files their manifests list.
 #[derive(Debug, Clone, Default)]
 pub struct Night {
     pub new_batches: BTreeMap<String, BTreeSet<String>>,
     pub touched: BTreeMap<String, BTreeSet<NaiveDate>>,
+    pub files: BTreeMap<String, Vec<String>>,
 }
 
 /// The recomputed days' rows and the state to keep.
@@ -395,19 +397,43 @@ impl Nightly<'_> {
         )?
         .lazy();
         let root = self.source.prepare(contract, &touched).await?;
-        let keys = collect(
-            scan_dates(&root, contract, &touched)?
-                .select([col(&key), col(BATCH_ID)])
-                .join(
-                    batch_frame,
-                    [col(BATCH_ID)],
-                    [col(BATCH_ID)],
-                    JoinArgs::new(JoinType::Inner),
-                )
-                .select([col(&key)])
-                .unique(None, UniqueKeepStrategy::First),
-        )
-        .await?;
+        let files: Vec<PathBuf> = night
+            .files
+            .get(&contract.name)
+            .map(|f| f.iter().map(|k| root.join(k)).collect())
+            .unwrap_or_default();
+        // The batches' own files hold exactly their rows: reading them, not every file of the
+        // touched days, keeps this read to the night's data. A file already compacted away is
+        // not there, and then the days are scanned for the batch ids (the compacted file keeps
+        // each row's `_batch_id`).
+        let keys = if !files.is_empty() && files.iter().all(|f| f.is_file()) {
+            let scans = files
+                .iter()
+                .map(|f| {
+                    Ok(LazyFrame::scan_parquet(
+                        PlRefPath::new(f.display().to_string()),
+                        ScanArgsParquet::default(),
+                    )?
+                    .select([col(&key)]))
+                })
+                .collect::<PolarsResult<Vec<_>>>()?;
+            collect(concat(scans, UnionArgs::default())?.unique(None, UniqueKeepStrategy::First))
+                .await?
+        } else {
+            collect(
+                scan_dates(&root, contract, &touched)?
+                    .select([col(&key), col(BATCH_ID)])
+                    .join(
+                        batch_frame,
+                        [col(BATCH_ID)],
+                        [col(BATCH_ID)],
+                        JoinArgs::new(JoinType::Inner),
+                    )
+                    .select([col(&key)])
+                    .unique(None, UniqueKeepStrategy::First),
+            )
+            .await?
+        };
         let radius = i64::from(contract.max_date_move_days);
         let window = around(&touched, radius, radius);
         let root = self.source.prepare(contract, &window).await?;
@@ -524,6 +550,7 @@ impl Nightly<'_> {
             "order_id",
         ))
         .await?;
+        phase.done("orders_latest");
         let (first_orders, extra, searched) = self.first_orders(&orders, &dates, &state).await?;
         state.first_orders = first_orders;
         let mut orders = orders;
@@ -549,6 +576,7 @@ impl Nightly<'_> {
             "payment_id",
         ))
         .await?;
+        phase.done("payments_latest");
         let order_regions = self
             .order_regions(&payments, &orders, &dates, window, &state)
             .await?;
@@ -732,162 +760,169 @@ impl Nightly<'_> {
 
     /// The first-order state after the night, the days outside `dates` whose new customers
     /// change with it, and how many customers needed a search.
+    ///
+    /// One full join of the state with the recomputed days' first orders decides every
+    /// customer at once (the state holds a row per customer ever, so each pass over it is the
+    /// cost that grows with history: one join and one filter, no per-customer loop). With `s`
+    /// the old first day and `m` the first day among the recomputed days' orders:
+    /// - no `s`: a new customer, first on `m`;
+    /// - `s` not recomputed: its order there stands, so `min(s, m)`;
+    /// - `s` recomputed and `m ≤ s`: `m`;
+    /// - `s` recomputed and `m` none or later: the first order was cancelled or moved, and the
+    ///   customer's next order is searched for on the other days after `s` (rare; the one read
+    ///   not bounded by the night's data).
     async fn first_orders(
         &self,
         orders: &DataFrame,
         dates: &BTreeSet<NaiveDate>,
         state: &KpiState,
     ) -> Result<(DataFrame, BTreeSet<NaiveDate>, usize), GoldError> {
-        let on_days = collect(first_order_dates(orders.clone().lazy())).await?;
-        // Customers whose old first day is being recomputed may have lost that order.
-        let old = state.first_orders.clone().lazy();
-        let lost = old
+        let mut phase = Phase::start();
+        let (s, m, new) = (col(FIRST_ORDER_DATE), col("_m"), col("_new"));
+        let recomputed = date_frame(FIRST_ORDER_DATE, dates)?.with_column(lit(true).alias("_rec"));
+        let on_days = first_order_dates(orders.clone().lazy())
+            .select([col("customer_id"), col(FIRST_ORDER_DATE).alias("_m")]);
+        let s_recomputed = col("_rec").is_not_null();
+        let needs_search = s
             .clone()
-            .join(
-                date_frame(FIRST_ORDER_DATE, dates)?,
-                [col(FIRST_ORDER_DATE)],
-                [col(FIRST_ORDER_DATE)],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .select([col("customer_id")]);
-        let affected = collect(
-            stacked(lost, on_days.clone().lazy().select([col("customer_id")]))?
-                .unique(None, UniqueKeepStrategy::First)
+            .is_not_null()
+            .and(s_recomputed.clone())
+            .and(m.clone().is_null().or(m.clone().gt(s.clone())));
+        let earlier = |a: Expr, b: Expr| {
+            when(b.clone().is_null().or(a.clone().lt_eq(b.clone())))
+                .then(a)
+                .otherwise(b)
+        };
+        let decided = collect(
+            state
+                .first_orders
+                .clone()
+                .lazy()
                 .join(
-                    old.clone(),
+                    on_days,
                     [col("customer_id")],
                     [col("customer_id")],
-                    JoinArgs::new(JoinType::Left),
+                    JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
                 )
                 .join(
-                    on_days
-                        .lazy()
-                        .select([col("customer_id"), col(FIRST_ORDER_DATE).alias("on_days")]),
-                    [col("customer_id")],
-                    [col("customer_id")],
+                    recomputed,
+                    [s.clone()],
+                    [s.clone()],
                     JoinArgs::new(JoinType::Left),
-                ),
+                )
+                .with_columns([
+                    when(s.clone().is_null())
+                        .then(m.clone())
+                        .when(s_recomputed.clone().not())
+                        .then(earlier(s.clone(), m.clone()))
+                        .when(needs_search.clone())
+                        .then(lit(NULL).cast(DataType::Date))
+                        .otherwise(m.clone())
+                        .alias("_new"),
+                    needs_search.alias("_needy"),
+                ])
+                .select([
+                    col("customer_id"),
+                    s.clone(),
+                    m.clone(),
+                    new.clone(),
+                    col("_needy"),
+                ]),
         )
         .await?;
-        let ids = affected.column("customer_id")?.str()?.clone();
-        let old_first = affected
-            .column(FIRST_ORDER_DATE)?
-            .date()?
-            .physical()
-            .clone();
-        let on_days = affected.column("on_days")?.date()?.physical().clone();
-        let recomputed: BTreeSet<i32> = dates.iter().map(|d| values::epoch_days(*d)).collect();
-        let mut new_first: HashMap<String, Option<i32>> = HashMap::new();
-        let mut needy: BTreeMap<String, (i32, Option<i32>)> = BTreeMap::new();
-        for i in 0..affected.height() {
-            let Some(id) = ids.get(i) else { continue };
-            let (s, m) = (old_first.get(i), on_days.get(i));
-            let first = match (s, m) {
-                (None, m) => m,
-                (Some(s), m) if !recomputed.contains(&s) => Some(m.map_or(s, |m| m.min(s))),
-                (Some(s), Some(m)) if m <= s => Some(m),
-                (Some(s), m) => {
-                    needy.insert(id.to_owned(), (s, m));
-                    continue;
-                }
-            };
-            new_first.insert(id.to_owned(), first);
-        }
-        let searched = needy.len();
-        if let Some(lo) = needy.values().map(|(s, _)| *s).min() {
-            let lo = values::naive_date(lo).expect("a stored date");
-            let days: BTreeSet<NaiveDate> = self
-                .source
-                .dates_after(&self.contracts.orders, lo)
-                .await?
-                .into_iter()
-                .filter(|d| !dates.contains(d))
-                .collect();
-            let ids = Series::new(
-                "customer_id".into(),
-                needy.keys().cloned().collect::<Vec<_>>(),
-            );
-            let found = collect(first_order_dates(
-                latest(
-                    self.rows(&self.contracts.orders, &days, state).await?,
-                    "order_id",
-                )
+        phase.done("first_orders_decided");
+
+        let needy = collect(decided.clone().lazy().filter(col("_needy"))).await?;
+        let searched = needy.height();
+        let decided = if searched == 0 {
+            decided
+        } else {
+            // Only the needy rows change: patched on their own, not by a join over every
+            // customer.
+            let found = self.search_first_orders(&needy, dates, state).await?;
+            let patched = needy
+                .lazy()
                 .join(
-                    DataFrame::new(ids.len(), vec![ids.into_column()])?.lazy(),
+                    found
+                        .lazy()
+                        .select([col("customer_id"), col(FIRST_ORDER_DATE).alias("_f")]),
                     [col("customer_id")],
                     [col("customer_id")],
-                    JoinArgs::new(JoinType::Inner),
-                ),
-            ))
-            .await?;
-            let f_ids = found.column("customer_id")?.str()?.clone();
-            let f_days = found.column(FIRST_ORDER_DATE)?.date()?.physical().clone();
-            let found: HashMap<&str, i32> = (0..found.height())
-                .filter_map(|i| Some((f_ids.get(i)?, f_days.get(i)?)))
-                .collect();
-            for (id, (_, m)) in &needy {
-                let other = found.get(id.as_str()).copied();
-                let first = match (m, other) {
-                    (Some(a), Some(b)) => Some((*a).min(b)),
-                    (a, b) => a.or(b),
-                };
-                new_first.insert(id.clone(), first);
-            }
-        }
+                    JoinArgs::new(JoinType::Left),
+                )
+                .with_column(earlier(m.clone(), col("_f")).alias("_new"))
+                .drop(cols(["_f"]));
+            collect(stacked(
+                decided.lazy().filter(col("_needy").not()),
+                patched,
+            )?)
+            .await?
+        };
+        phase.done("first_orders_search");
 
         // Days whose new customers change: a changed customer's old and new first day.
-        let mut extra = BTreeSet::new();
-        for i in 0..affected.height() {
-            let Some(id) = ids.get(i) else { continue };
-            let old = old_first.get(i);
-            let new = new_first.get(id).copied().flatten();
-            if old != new {
-                for d in [old, new].into_iter().flatten() {
-                    if let Some(day) = values::naive_date(d).filter(|d| !dates.contains(d)) {
-                        extra.insert(day);
-                    }
-                }
-            }
-        }
-
-        let (keep_ids, keep_days): (Vec<String>, Vec<i32>) = new_first
-            .iter()
-            .filter_map(|(id, d)| Some((id.clone(), (*d)?)))
-            .unzip();
-        let changed = DataFrame::new(
-            keep_ids.len(),
-            vec![
-                Series::new("customer_id".into(), keep_ids).into_column(),
-                Int32Chunked::from_vec(FIRST_ORDER_DATE.into(), keep_days)
-                    .into_date()
-                    .into_series()
-                    .into_column(),
-            ],
-        )?;
-        let touched_ids = DataFrame::new(
-            new_first.len(),
-            vec![
-                Series::new(
-                    "customer_id".into(),
-                    new_first.keys().cloned().collect::<Vec<_>>(),
-                )
-                .into_column(),
-                Series::new("_touched".into(), vec![true; new_first.len()]).into_column(),
-            ],
-        )?;
-        let kept = old
-            .join(
-                touched_ids.lazy(),
-                [col("customer_id")],
-                [col("customer_id")],
-                JoinArgs::new(JoinType::Left),
-            )
-            .filter(col("_touched").is_null())
-            .drop(cols(["_touched"]));
+        let changed = collect(
+            decided
+                .clone()
+                .lazy()
+                .filter(new.clone().neq_missing(s.clone()))
+                .select([s.clone(), new.clone()]),
+        )
+        .await?;
+        let extra: BTreeSet<NaiveDate> = days_of(&changed, FIRST_ORDER_DATE)?
+            .into_iter()
+            .chain(days_of(&changed, "_new")?)
+            .filter(|d| !dates.contains(d))
+            .collect();
         // Not sorted: nothing reads it in order, and its file is named by what it was computed
         // from, not by its bytes (sorting a row per customer ever cost O(customers) a night).
-        let first_orders = collect(stacked(kept, changed.lazy())?).await?;
+        let first_orders = collect(
+            decided
+                .lazy()
+                .filter(new.clone().is_not_null())
+                .select([col("customer_id"), new.alias(FIRST_ORDER_DATE)]),
+        )
+        .await?;
+        phase.done("first_orders_state");
         Ok((first_orders, extra, searched))
+    }
+
+    /// Each of the `needy` customers' first non-cancelled order day among the days after their
+    /// old first day that are not recomputed (`customer_id`, `first_order_date`; customers
+    /// with none are absent).
+    async fn search_first_orders(
+        &self,
+        needy: &DataFrame,
+        dates: &BTreeSet<NaiveDate>,
+        state: &KpiState,
+    ) -> Result<DataFrame, GoldError> {
+        let old = days_of(needy, FIRST_ORDER_DATE)?;
+        let Some(lo) = old.first() else {
+            return Ok(needy
+                .clone()
+                .select(["customer_id", FIRST_ORDER_DATE])?
+                .head(Some(0)));
+        };
+        let days: BTreeSet<NaiveDate> = self
+            .source
+            .dates_after(&self.contracts.orders, *lo)
+            .await?
+            .into_iter()
+            .filter(|d| !dates.contains(d))
+            .collect();
+        collect(first_order_dates(
+            latest(
+                self.rows(&self.contracts.orders, &days, state).await?,
+                "order_id",
+            )
+            .join(
+                needy.clone().lazy().select([col("customer_id")]),
+                [col("customer_id")],
+                [col("customer_id")],
+                JoinArgs::new(JoinType::Inner),
+            ),
+        ))
+        .await
     }
 }
 

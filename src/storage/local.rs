@@ -134,6 +134,68 @@ impl LocalStore {
         Ok(self.root.join(key))
     }
 
+    /// The objects under `prefix` (after `start_after`, when given), sorted by key. Only the
+    /// deepest directory the prefix names is walked, and below it no directory whose every key
+    /// sorts before `start_after` (a listing from a watermark costs what follows it).
+    async fn walk(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> StorageResult<Vec<ObjectMeta>> {
+        // Walk only the deepest directory the prefix names.
+        let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.path_of(dir_part)?
+        };
+        let scratch = self.root.join(TEMP_DIR);
+        let mut out = Vec::new();
+        let mut pending = vec![start];
+        // Other processes write while we walk: a directory or file that vanishes between
+        // being named and being read was deleted or renamed, which is no error.
+        while let Some(dir) = pending.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(e) => e,
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(io_err("list", prefix)(e)),
+            };
+            loop {
+                let entry = match entries.next_entry().await {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => break,
+                    Err(e) if not_found(&e) => break,
+                    Err(e) => return Err(io_err("list", prefix)(e)),
+                };
+                let path = entry.path();
+                let md = match entry.metadata().await {
+                    Ok(md) => md,
+                    Err(e) if not_found(&e) => continue,
+                    Err(e) => return Err(io_err("list", prefix)(e)),
+                };
+                if md.is_dir() {
+                    if path != scratch && !wholly_before(self.key_of(&path), start_after) {
+                        pending.push(path);
+                    }
+                    continue;
+                }
+                let hidden = entry
+                    .file_name()
+                    .to_str()
+                    .is_none_or(|n| n.starts_with(TEMP_PREFIX));
+                if let Some(key) = self
+                    .key_of(&path)
+                    .filter(|k| !hidden && k.starts_with(prefix))
+                    .filter(|k| start_after.is_none_or(|s| k.as_str() > s))
+                {
+                    out.push(self.meta_from(key, &md));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
     /// The key of a file inside the store, if it is inside.
     pub fn key_of(&self, path: &Path) -> Option<String> {
         let abs = std::path::absolute(path).ok()?;
@@ -240,6 +302,18 @@ impl LocalStore {
             }
             dir = d.parent();
         }
+    }
+}
+
+/// True when every key under the directory `dir` (a key, without its trailing `/`) sorts at or
+/// before `start_after`: `dir/` sorts before it and is not its prefix.
+fn wholly_before(dir: Option<String>, start_after: Option<&str>) -> bool {
+    match (dir, start_after) {
+        (Some(dir), Some(s)) => {
+            let dir = format!("{dir}/");
+            dir.as_str() < s && !s.starts_with(&dir)
+        }
+        _ => false,
     }
 }
 
@@ -386,57 +460,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
-        // Walk only the deepest directory the prefix names.
-        let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
-        let start = if dir_part.is_empty() {
-            self.root.clone()
-        } else {
-            self.path_of(dir_part)?
-        };
-        let scratch = self.root.join(TEMP_DIR);
-        let mut out = Vec::new();
-        let mut pending = vec![start];
-        // Other processes write while we walk: a directory or file that vanishes between
-        // being named and being read was deleted or renamed, which is no error.
-        while let Some(dir) = pending.pop() {
-            let mut entries = match tokio::fs::read_dir(&dir).await {
-                Ok(e) => e,
-                Err(e) if not_found(&e) => continue,
-                Err(e) => return Err(io_err("list", prefix)(e)),
-            };
-            loop {
-                let entry = match entries.next_entry().await {
-                    Ok(Some(entry)) => entry,
-                    Ok(None) => break,
-                    Err(e) if not_found(&e) => break,
-                    Err(e) => return Err(io_err("list", prefix)(e)),
-                };
-                let path = entry.path();
-                let md = match entry.metadata().await {
-                    Ok(md) => md,
-                    Err(e) if not_found(&e) => continue,
-                    Err(e) => return Err(io_err("list", prefix)(e)),
-                };
-                if md.is_dir() {
-                    if path != scratch {
-                        pending.push(path);
-                    }
-                    continue;
-                }
-                let hidden = entry
-                    .file_name()
-                    .to_str()
-                    .is_none_or(|n| n.starts_with(TEMP_PREFIX));
-                if let Some(key) = self
-                    .key_of(&path)
-                    .filter(|k| !hidden && k.starts_with(prefix))
-                {
-                    out.push(self.meta_from(key, &md));
-                }
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        self.walk(prefix, None).await
     }
 
     async fn list_after(
@@ -445,14 +469,7 @@ impl ObjectStore for LocalStore {
         start_after: &str,
         limit: Option<usize>,
     ) -> StorageResult<Vec<ObjectMeta>> {
-        // A directory walk has no index to start from: the listing is filtered (local lakes are
-        // small; S3 is where the watermark saves requests).
-        let mut out: Vec<ObjectMeta> = self
-            .list(prefix)
-            .await?
-            .into_iter()
-            .filter(|m| m.key.as_str() > start_after)
-            .collect();
+        let mut out = self.walk(prefix, Some(start_after)).await?;
         if let Some(limit) = limit {
             out.truncate(limit);
         }

@@ -353,10 +353,12 @@ impl Aggregator {
                 .and_then(|c| c.window_partition())
                 .map(|p| p.name.clone());
             let mut touched = BTreeSet::new();
+            let mut files = Vec::new();
             for batch in ids {
                 let Some(m) = self.state.manifest(dataset, batch).await? else {
                     continue;
                 };
+                files.extend(m.files.iter().map(|f| f.key.clone()));
                 for p in &m.partitions {
                     if let Some(day) = date.as_ref().and_then(|d| p.values.get(d)) {
                         touched.extend(day.parse::<chrono::NaiveDate>().ok());
@@ -367,6 +369,7 @@ impl Aggregator {
                 .new_batches
                 .insert(dataset.clone(), ids.iter().cloned().collect());
             night.touched.insert(dataset.clone(), touched);
+            night.files.insert(dataset.clone(), files);
         }
         let new_batches = new.values().map(Vec::len).sum();
         let source = StoreSilver::new(self.store.clone(), self.work_dir.clone());

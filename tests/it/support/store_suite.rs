@@ -215,6 +215,56 @@ async fn list_after_a_watermark(store: &dyn ObjectStore) {
             .unwrap()
             .is_empty()
     );
+
+    // Nested partitions, listed after a day (the nightly run's `dates_after`): whole days before
+    // it, the day itself and a key sharing its name as a prefix are left out or kept by key
+    // order alone.
+    for key in [
+        "p/d=2026-01-01/r=EU/a.parquet",
+        "p/d=2026-01-02/r=EU/a.parquet",
+        "p/d=2026-01-02/r=NA/a.parquet",
+        "p/d=2026-01-02x/r=EU/a.parquet",
+        "p/d=2026-01-03/r=EU/a.parquet",
+        "p/d=2026-01-03/r=EU/b.parquet",
+    ] {
+        store.put(key, Bytes::from_static(b"x")).await.unwrap();
+    }
+    assert_eq!(
+        keys(
+            store
+                .list_after("p/", "p/d=2026-01-02/~", None)
+                .await
+                .unwrap()
+        ),
+        [
+            "p/d=2026-01-02x/r=EU/a.parquet",
+            "p/d=2026-01-03/r=EU/a.parquet",
+            "p/d=2026-01-03/r=EU/b.parquet"
+        ]
+    );
+    assert_eq!(
+        keys(
+            store
+                .list_after("p/", "p/d=2026-01-02/r=EU/a.parquet", None)
+                .await
+                .unwrap()
+        ),
+        [
+            "p/d=2026-01-02/r=NA/a.parquet",
+            "p/d=2026-01-02x/r=EU/a.parquet",
+            "p/d=2026-01-03/r=EU/a.parquet",
+            "p/d=2026-01-03/r=EU/b.parquet"
+        ]
+    );
+    assert_eq!(
+        keys(
+            store
+                .list_after("p/", "p/d=2026-01-03/r=EU/a.parquet", None)
+                .await
+                .unwrap()
+        ),
+        ["p/d=2026-01-03/r=EU/b.parquet"]
+    );
 }
 
 async fn large_files_and_copies(store: &dyn ObjectStore) {
