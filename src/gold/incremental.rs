@@ -266,7 +266,7 @@ impl KpiState {
         orders: LazyFrame,
         payments: LazyFrame,
     ) -> PolarsResult<Self> {
-        let first_orders = first_order_dates(latest(orders.clone(), "order_id")).collect()?;
+        let first_orders = first_order_dates(latest(orders.clone(), "order_id")?).collect()?;
         let mut tombs = Vec::new();
         for (contract, lf) in [(&contracts.orders, orders), (&contracts.payments, payments)] {
             let (key, date) = (key_of(contract), date_of(contract).map_err(to_polars)?);
@@ -316,7 +316,7 @@ fn stale_days(
         col(VERSION[1]),
         col(VERSION[2]),
     ]);
-    let newest = latest(versions.clone(), key).select([
+    let newest = latest(versions.clone(), key)?.select([
         col(key),
         col(date).alias("l_date"),
         col(VERSION[0]).alias(TOMB_VERSION[0]),
@@ -340,6 +340,18 @@ fn stale_days(
             col(TOMB_VERSION[2]).alias(BATCH_ID),
         ])
         .unique_stable(None, UniqueKeepStrategy::First))
+}
+
+/// What [`Nightly::first_orders`] decides.
+struct FirstOrders {
+    /// The state after the night: every customer's first non-cancelled order date.
+    state: DataFrame,
+    /// Its rows for the customers with a non-cancelled order on the recomputed days.
+    on_days: DataFrame,
+    /// Days outside the recomputed ones whose new customers change.
+    extra: BTreeSet<NaiveDate>,
+    /// Customers whose next order had to be searched for.
+    searched: usize,
 }
 
 /// One nightly recompute.
@@ -548,11 +560,22 @@ impl Nightly<'_> {
                 .await?
                 .select(ORDER_COLUMNS.map(col)),
             "order_id",
-        ))
+        )?)
         .await?;
         phase.done("orders_latest");
-        let (first_orders, extra, searched) = self.first_orders(&orders, &dates, &state).await?;
+        let FirstOrders {
+            state: first_orders,
+            on_days: first_on_days,
+            extra,
+            searched,
+        } = self.first_orders(&orders, &dates, &state).await?;
         state.first_orders = first_orders;
+        // Orders of extra days may be by customers without an order on the others.
+        let first = if extra.is_empty() {
+            first_on_days
+        } else {
+            state.first_orders.clone()
+        };
         let mut orders = orders;
         if !extra.is_empty() {
             let more = collect(latest(
@@ -560,7 +583,7 @@ impl Nightly<'_> {
                     .await?
                     .select(ORDER_COLUMNS.map(col)),
                 "order_id",
-            ))
+            )?)
             .await?;
             orders = orders.vstack(&more)?;
             dates.extend(extra);
@@ -574,7 +597,7 @@ impl Nightly<'_> {
                 .await?
                 .select(PAYMENT_COLUMNS.map(col)),
             "payment_id",
-        ))
+        )?)
         .await?;
         phase.done("payments_latest");
         let order_regions = self
@@ -588,7 +611,7 @@ impl Nightly<'_> {
         .await?;
 
         phase.done("payments_and_regions");
-        let first = state.first_orders.clone().lazy();
+        let first = first.lazy();
         let (o, p) = (orders.lazy(), payments.clone().lazy());
         let kpis = off_runtime(move || kpis::kpis_of(o, first, p)).await?;
         let methods = off_runtime(move || methods::methods_of(payments.lazy())).await?;
@@ -632,12 +655,12 @@ impl Nightly<'_> {
             [col(BATCH_ID)],
             JoinArgs::new(JoinType::Left),
         );
-        let now = latest(marked.clone(), &key).select([
+        let now = latest(marked.clone(), &key)?.select([
             col(&key).alias("order_id"),
             col(&date).alias("order_date"),
             col(REGION),
         ]);
-        let before = latest(marked.filter(col("_new").is_null()), &key).select([
+        let before = latest(marked.filter(col("_new").is_null()), &key)?.select([
             col(&key).alias("order_id"),
             col(&date).alias("_old_date"),
             col(REGION).alias("_old_region"),
@@ -751,7 +774,7 @@ impl Nightly<'_> {
                         JoinArgs::new(JoinType::Inner),
                     ),
                 "order_id",
-            )
+            )?
             .select(columns),
         )
         .await?;
@@ -776,7 +799,7 @@ impl Nightly<'_> {
         orders: &DataFrame,
         dates: &BTreeSet<NaiveDate>,
         state: &KpiState,
-    ) -> Result<(DataFrame, BTreeSet<NaiveDate>, usize), GoldError> {
+    ) -> Result<FirstOrders, GoldError> {
         let mut phase = Phase::start();
         let (s, m, new) = (col(FIRST_ORDER_DATE), col("_m"), col("_new"));
         let recomputed = date_frame(FIRST_ORDER_DATE, dates)?.with_column(lit(true).alias("_rec"));
@@ -878,13 +901,28 @@ impl Nightly<'_> {
         // from, not by its bytes (sorting a row per customer ever cost O(customers) a night).
         let first_orders = collect(
             decided
+                .clone()
                 .lazy()
                 .filter(new.clone().is_not_null())
+                .select([col("customer_id"), new.clone().alias(FIRST_ORDER_DATE)]),
+        )
+        .await?;
+        // The customers with a non-cancelled order on the recomputed days: the only first
+        // dates those days' measures look up (a cancelled order counts no new customer).
+        let on_days = collect(
+            decided
+                .lazy()
+                .filter(m.is_not_null().and(new.clone().is_not_null()))
                 .select([col("customer_id"), new.alias(FIRST_ORDER_DATE)]),
         )
         .await?;
         phase.done("first_orders_state");
-        Ok((first_orders, extra, searched))
+        Ok(FirstOrders {
+            state: first_orders,
+            on_days,
+            extra,
+            searched,
+        })
     }
 
     /// Each of the `needy` customers' first non-cancelled order day among the days after their
@@ -914,7 +952,7 @@ impl Nightly<'_> {
             latest(
                 self.rows(&self.contracts.orders, &days, state).await?,
                 "order_id",
-            )
+            )?
             .join(
                 needy.clone().lazy().select([col("customer_id")]),
                 [col("customer_id")],

@@ -45,13 +45,22 @@ fn any_of(column: &str, values: &[&str]) -> Expr {
 }
 
 /// Latest version of every key: greatest `updated_at`, then the later ingestion.
-pub(crate) fn latest(silver: LazyFrame, key: &str) -> LazyFrame {
-    silver
+///
+/// Most keys have one version, and those rows are latest as they are: only the keys with
+/// several are sorted by version (a sort of every row by three columns was most of the cost).
+/// The output's row order is not defined.
+pub(crate) fn latest(silver: LazyFrame, key: &str) -> PolarsResult<LazyFrame> {
+    const VERSIONS: &str = "_versions";
+    let counted = silver.with_column(len().over([col(key)])?.alias(VERSIONS));
+    let single = counted.clone().filter(col(VERSIONS).eq(lit(1u32)));
+    let several = counted
+        .filter(col(VERSIONS).gt(lit(1u32)))
         .sort_by_exprs(
             [col("updated_at"), col("_ingested_at"), col("_batch_id")],
             SortMultipleOptions::default(),
         )
-        .unique_stable(Some(cols([key])), UniqueKeepStrategy::Last)
+        .unique_stable(Some(cols([key])), UniqueKeepStrategy::Last);
+    Ok(concat([single, several], UnionArgs::default())?.drop(cols([VERSIONS])))
 }
 
 pub(crate) fn count(e: Expr) -> Expr {
@@ -203,8 +212,8 @@ pub fn daily_kpis(
     payments: LazyFrame,
     window_days: Option<u32>,
 ) -> PolarsResult<DataFrame> {
-    let orders = latest(orders, "order_id");
-    let payments = with_regions(latest(payments, "payment_id"), orders.clone(), window_days);
+    let orders = latest(orders, "order_id")?;
+    let payments = with_regions(latest(payments, "payment_id")?, orders.clone(), window_days);
     kpis_of(orders.clone(), first_order_dates(orders), payments)
 }
 

@@ -37,9 +37,9 @@ pub fn payment_methods_daily(
     payments: LazyFrame,
     window_days: Option<u32>,
 ) -> PolarsResult<DataFrame> {
-    let orders = latest(orders, "order_id");
+    let orders = latest(orders, "order_id")?;
     methods_of(with_regions(
-        latest(payments, "payment_id"),
+        latest(payments, "payment_id")?,
         orders,
         window_days,
     ))
