@@ -229,42 +229,33 @@ async fn list_after_a_watermark(store: &dyn ObjectStore) {
     ] {
         store.put(key, Bytes::from_static(b"x")).await.unwrap();
     }
-    assert_eq!(
-        keys(
-            store
-                .list_after("p/", "p/d=2026-01-02/~", None)
-                .await
-                .unwrap()
+    let after = [
+        (
+            "p/d=2026-01-02/~",
+            &[
+                "p/d=2026-01-02x/r=EU/a.parquet",
+                "p/d=2026-01-03/r=EU/a.parquet",
+                "p/d=2026-01-03/r=EU/b.parquet",
+            ][..],
         ),
-        [
-            "p/d=2026-01-02x/r=EU/a.parquet",
+        (
+            "p/d=2026-01-02/r=EU/a.parquet",
+            &[
+                "p/d=2026-01-02/r=NA/a.parquet",
+                "p/d=2026-01-02x/r=EU/a.parquet",
+                "p/d=2026-01-03/r=EU/a.parquet",
+                "p/d=2026-01-03/r=EU/b.parquet",
+            ],
+        ),
+        (
             "p/d=2026-01-03/r=EU/a.parquet",
-            "p/d=2026-01-03/r=EU/b.parquet"
-        ]
-    );
-    assert_eq!(
-        keys(
-            store
-                .list_after("p/", "p/d=2026-01-02/r=EU/a.parquet", None)
-                .await
-                .unwrap()
+            &["p/d=2026-01-03/r=EU/b.parquet"],
         ),
-        [
-            "p/d=2026-01-02/r=NA/a.parquet",
-            "p/d=2026-01-02x/r=EU/a.parquet",
-            "p/d=2026-01-03/r=EU/a.parquet",
-            "p/d=2026-01-03/r=EU/b.parquet"
-        ]
-    );
-    assert_eq!(
-        keys(
-            store
-                .list_after("p/", "p/d=2026-01-03/r=EU/a.parquet", None)
-                .await
-                .unwrap()
-        ),
-        ["p/d=2026-01-03/r=EU/b.parquet"]
-    );
+    ];
+    for (start, expected) in after {
+        let listed = keys(store.list_after("p/", start, None).await.unwrap());
+        assert_eq!(listed, expected, "after {start}");
+    }
 }
 
 async fn large_files_and_copies(store: &dyn ObjectStore) {
