@@ -398,16 +398,6 @@ impl Nightly<'_> {
             .get(&contract.name)
             .cloned()
             .unwrap_or_default();
-        let batches: Vec<String> = night
-            .new_batches
-            .get(&contract.name)
-            .map(|b| b.iter().cloned().collect())
-            .unwrap_or_default();
-        let batch_frame = DataFrame::new(
-            batches.len(),
-            vec![Series::new(BATCH_ID.into(), batches).into_column()],
-        )?
-        .lazy();
         let root = self.source.prepare(contract, &touched).await?;
         let files: Vec<PathBuf> = night
             .files
@@ -432,6 +422,16 @@ impl Nightly<'_> {
             collect(concat(scans, UnionArgs::default())?.unique(None, UniqueKeepStrategy::First))
                 .await?
         } else {
+            let batches: Vec<String> = night
+                .new_batches
+                .get(&contract.name)
+                .map(|b| b.iter().cloned().collect())
+                .unwrap_or_default();
+            let batch_frame = DataFrame::new(
+                batches.len(),
+                vec![Series::new(BATCH_ID.into(), batches).into_column()],
+            )?
+            .lazy();
             collect(
                 scan_dates(&root, contract, &touched)?
                     .select([col(&key), col(BATCH_ID)])

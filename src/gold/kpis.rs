@@ -47,8 +47,9 @@ fn any_of(column: &str, values: &[&str]) -> Expr {
 /// Latest version of every key: greatest `updated_at`, then the later ingestion.
 ///
 /// Most keys have one version, and those rows are latest as they are: only the keys with
-/// several are sorted by version (a sort of every row by three columns was most of the cost).
-/// The output's row order is not defined.
+/// several are sorted by version, not every row by three columns (one a string). The input is
+/// evaluated once (polars caches the subplan both branches share). The output's row order is
+/// not defined.
 pub(crate) fn latest(silver: LazyFrame, key: &str) -> PolarsResult<LazyFrame> {
     const VERSIONS: &str = "_versions";
     let counted = silver.with_column(len().over([col(key)])?.alias(VERSIONS));

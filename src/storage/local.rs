@@ -174,7 +174,10 @@ impl LocalStore {
                     Err(e) => return Err(io_err("list", prefix)(e)),
                 };
                 if md.is_dir() {
-                    if path != scratch && !wholly_before(self.key_of(&path), start_after) {
+                    let skipped = start_after.is_some_and(|s| {
+                        self.key_of(&path).is_some_and(|dir| wholly_before(&dir, s))
+                    });
+                    if path != scratch && !skipped {
                         pending.push(path);
                     }
                     continue;
@@ -307,14 +310,9 @@ impl LocalStore {
 
 /// True when every key under the directory `dir` (a key, without its trailing `/`) sorts at or
 /// before `start_after`: `dir/` sorts before it and is not its prefix.
-fn wholly_before(dir: Option<String>, start_after: Option<&str>) -> bool {
-    match (dir, start_after) {
-        (Some(dir), Some(s)) => {
-            let dir = format!("{dir}/");
-            dir.as_str() < s && !s.starts_with(&dir)
-        }
-        _ => false,
-    }
+fn wholly_before(dir: &str, start_after: &str) -> bool {
+    let dir = format!("{dir}/");
+    dir.as_str() < start_after && !start_after.starts_with(&dir)
 }
 
 #[async_trait]
