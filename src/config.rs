@@ -4,6 +4,12 @@
 
 /// Set by Lambda: the function's memory size in MiB.
 pub const LAMBDA_MEMORY_MB: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
+/// Memory budget of a stage's data, in MiB (default: 40% of the Lambda's memory, else the
+/// stage's own default).
+pub const MEMORY_BUDGET_MB: &str = "LAKE_MEMORY_BUDGET_MB";
+/// Share of a Lambda's memory given to a stage's data; the rest is runtime, encoders and I/O.
+const LAMBDA_BUDGET_PERCENT: usize = 40;
+const MIB: usize = 1024 * 1024;
 /// The data bucket of the stages that are not told it by an event (aggregate, load, alert).
 pub const LAKE_BUCKET: &str = "LAKE_BUCKET";
 /// Scratch directory for spill, staged and mirrored files (default: the system temp dir,
@@ -29,6 +35,21 @@ pub fn parse_mib(name: &str, value: Option<String>, problems: &mut Vec<String>) 
             ));
             None
         }
+    }
+}
+
+/// The memory budget in bytes [`MEMORY_BUDGET_MB`] or the Lambda's memory size allow (None:
+/// neither is set; problems noted for bad values).
+pub fn memory_budget_bytes(
+    var: &impl Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<usize> {
+    let budget = parse_mib(MEMORY_BUDGET_MB, var(MEMORY_BUDGET_MB), problems);
+    let lambda_memory = parse_mib(LAMBDA_MEMORY_MB, var(LAMBDA_MEMORY_MB), problems);
+    match (budget, lambda_memory) {
+        (Some(mb), _) => Some(mb * MIB),
+        (None, Some(mb)) => Some(mb * MIB * LAMBDA_BUDGET_PERCENT / 100),
+        (None, None) => None,
     }
 }
 

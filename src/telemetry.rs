@@ -1,5 +1,6 @@
 //! Tracing set-up: JSON lines for Lambda (CloudWatch Logs Insights queries fields), readable
-//! text on stderr for the CLI. Log events carry counts and ids, never row contents.
+//! text on stderr for the CLI. Log events carry counts and ids, never row contents. Also the
+//! process figures the debug logs of long phases carry (page faults, peak RSS).
 
 use tracing_subscriber::EnvFilter;
 
@@ -29,4 +30,28 @@ pub fn init_cli() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+/// The process's minor page faults so far (0 where `/proc` does not say). Ingest's system time
+/// is mostly first touches of fresh memory, so the debug log counts them per phase.
+pub fn minor_faults() -> u64 {
+    // Field 10 of /proc/self/stat; the command name (field 2) may hold spaces, so count after it.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            after_name.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The process's peak resident memory so far in MiB (0 where `/proc` does not say).
+pub fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib >> 10)
 }

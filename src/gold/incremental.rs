@@ -36,7 +36,7 @@ use super::kpis::{self, FIRST_ORDER_DATE, first_order_dates, latest, with_region
 use super::methods;
 use super::writer::GoldError;
 use crate::contract::Contract;
-use crate::silver::read::scan_dates;
+use crate::silver::read::{day_bytes, scan_dates};
 use crate::silver::{BATCH_ID, INGESTED_AT};
 use crate::values;
 
@@ -103,6 +103,19 @@ const REGION: &str = "customer_region";
 /// orders are a few days older than their payments, so the whole window (90 days, six doublings
 /// away) is read only for orders that are not there.
 const FIRST_SEARCH_DAYS: usize = 1;
+
+/// Memory a recomputed day's silver takes per byte on disk while its measures are computed:
+/// night 366 of a 365-day lake recomputed 32 days (36.2 MB of orders and payments Parquet) in
+/// one group, which added about 650 MiB to the process besides the first-order state (Parquet
+/// compresses ids and dates several times over; polars holds each string in a 16-byte view,
+/// and the joins and the latest-version step hold copies).
+const SILVER_EXPANSION: u64 = 18;
+
+/// The most silver (bytes on disk) a nightly recompute holds at once for a memory budget: half
+/// the budget, at [`SILVER_EXPANSION`]; the other half is the first-order state and the runtime.
+pub fn group_bytes(memory_budget_bytes: usize) -> u64 {
+    memory_budget_bytes as u64 / 2 / SILVER_EXPANSION
+}
 
 /// The KPI inputs as the contracts define them.
 #[derive(Debug, Clone)]
@@ -359,6 +372,9 @@ pub struct Nightly<'a> {
     pub source: &'a dyn SilverDates,
     pub contracts: &'a KpiContracts,
     pub state: &'a KpiState,
+    /// The most silver (orders and payments, bytes on disk) recomputed at once
+    /// ([`group_bytes`]).
+    pub group_bytes: u64,
 }
 
 impl Nightly<'_> {
@@ -554,13 +570,26 @@ impl Nightly<'_> {
         }
 
         phase.done("payment_days");
-        // First order dates of the customers with orders on those days.
-        let orders = collect(latest(
-            self.rows(orders_c, &dates, &state)
-                .await?
-                .select(ORDER_COLUMNS.map(col)),
-            "order_id",
-        )?)
+        // The days are recomputed in groups of at most `group_bytes` of silver each, so a
+        // night's memory is one group's rows plus the first-order state, however many days a
+        // night touches (a backfill of late updates, a re-export of a month).
+        let groups = self.day_groups(&dates).await?;
+        // First pass: each customer's first order day among all the recomputed days. With one
+        // group, its orders are kept for the measures instead of being read twice.
+        let mut kept = None;
+        let mut firsts = Vec::with_capacity(groups.len());
+        for days in &groups {
+            let orders = self.latest_orders(days, &state).await?;
+            firsts.push(first_order_dates(orders.clone().lazy()));
+            if groups.len() == 1 {
+                kept = Some(orders);
+            }
+        }
+        let on_days = collect(
+            concat(firsts, UnionArgs::default())?
+                .group_by([col("customer_id")])
+                .agg([col(FIRST_ORDER_DATE).min()]),
+        )
         .await?;
         phase.done("orders_latest");
         let FirstOrders {
@@ -568,7 +597,7 @@ impl Nightly<'_> {
             on_days: first_on_days,
             extra,
             searched,
-        } = self.first_orders(&orders, &dates, &state).await?;
+        } = self.first_orders(on_days, &dates, &state).await?;
         state.first_orders = first_orders;
         // Orders of extra days may be by customers without an order on the others.
         let first = if extra.is_empty() {
@@ -576,24 +605,93 @@ impl Nightly<'_> {
         } else {
             state.first_orders.clone()
         };
-        let mut orders = orders;
-        if !extra.is_empty() {
-            let more = collect(latest(
-                self.rows(orders_c, &extra, &state)
-                    .await?
-                    .select(ORDER_COLUMNS.map(col)),
-                "order_id",
-            )?)
-            .await?;
-            orders = orders.vstack(&more)?;
+        let groups = if extra.is_empty() {
+            groups
+        } else {
             dates.extend(extra);
-        }
-
+            kept = None;
+            self.day_groups(&dates).await?
+        };
         phase.done("orders_and_first_orders");
+
+        let mut kpis = Vec::with_capacity(groups.len());
+        let mut methods = Vec::with_capacity(groups.len());
+        for days in &groups {
+            let orders = match kept.take() {
+                Some(orders) => orders,
+                None => self.latest_orders(days, &state).await?,
+            };
+            let (k, m) = self.measures(orders, &first, days, window, &state).await?;
+            kpis.push(k);
+            methods.push(m);
+        }
+        phase.done("measures");
+        Ok(NightResult {
+            dates,
+            kpis: stacked_frames(kpis)?,
+            methods: stacked_frames(methods)?,
+            state,
+            moved_keys: moved,
+            searched_customers: searched,
+        })
+    }
+
+    /// `dates` in groups of consecutive days, each holding at most `group_bytes` of orders
+    /// and payments silver on disk (a day larger than that alone).
+    async fn day_groups(
+        &self,
+        dates: &BTreeSet<NaiveDate>,
+    ) -> Result<Vec<BTreeSet<NaiveDate>>, GoldError> {
+        let mut sizes: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+        for contract in [&self.contracts.orders, &self.contracts.payments] {
+            let root = self.source.prepare(contract, dates).await?;
+            for day in dates {
+                *sizes.entry(*day).or_default() += day_bytes(&root, contract, *day);
+            }
+        }
+        let silver_bytes: u64 = sizes.values().sum();
+        let groups = consecutive_groups(sizes, self.group_bytes);
+        tracing::debug!(
+            days = dates.len(),
+            silver_bytes,
+            groups = groups.len(),
+            group_bytes = self.group_bytes,
+            "nightly day groups"
+        );
+        Ok(groups)
+    }
+
+    /// The latest version of every order on `days` (stale versions left out).
+    async fn latest_orders(
+        &self,
+        days: &BTreeSet<NaiveDate>,
+        state: &KpiState,
+    ) -> Result<DataFrame, GoldError> {
+        collect(latest(
+            self.rows(&self.contracts.orders, days, state)
+                .await?
+                .select(ORDER_COLUMNS.map(col)),
+            "order_id",
+        )?)
+        .await
+    }
+
+    /// `daily_kpis` and `payment_methods_daily` rows of `days`, from those days' latest
+    /// `orders`, the first order days `first` of (at least) their customers, and their
+    /// payments, read here with the regions of their orders.
+    async fn measures(
+        &self,
+        orders: DataFrame,
+        first: &DataFrame,
+        days: &BTreeSet<NaiveDate>,
+        window: u32,
+        state: &KpiState,
+    ) -> Result<(DataFrame, DataFrame), GoldError> {
+        let mut phase = Phase::start();
         // Regions of the payments on those days: their orders within the reference window.
         // Only the orders these payments name are sorted for their latest version.
         let payments = collect(latest(
-            self.rows(payments_c, &dates, &state)
+            self.rows(&self.contracts.payments, days, state)
                 .await?
                 .select(PAYMENT_COLUMNS.map(col)),
             "payment_id",
@@ -601,7 +699,7 @@ impl Nightly<'_> {
         .await?;
         phase.done("payments_latest");
         let order_regions = self
-            .order_regions(&payments, &orders, &dates, window, &state)
+            .order_regions(&payments, &orders, days, window, state)
             .await?;
         let payments = collect(with_regions(
             payments.lazy(),
@@ -609,21 +707,13 @@ impl Nightly<'_> {
             self.contracts.window_days(),
         ))
         .await?;
-
         phase.done("payments_and_regions");
-        let first = first.lazy();
+        let first = first.clone().lazy();
         let (o, p) = (orders.lazy(), payments.clone().lazy());
         let kpis = off_runtime(move || kpis::kpis_of(o, first, p)).await?;
         let methods = off_runtime(move || methods::methods_of(payments.lazy())).await?;
-        phase.done("measures");
-        Ok(NightResult {
-            dates,
-            kpis,
-            methods,
-            state,
-            moved_keys: moved,
-            searched_customers: searched,
-        })
+        phase.done("group_measures");
+        Ok((kpis, methods))
     }
 
     /// The orders of the night whose latest `(order_date, customer_region)` differs from the one
@@ -796,14 +886,15 @@ impl Nightly<'_> {
     ///   not bounded by the night's data).
     async fn first_orders(
         &self,
-        orders: &DataFrame,
+        on_days: DataFrame,
         dates: &BTreeSet<NaiveDate>,
         state: &KpiState,
     ) -> Result<FirstOrders, GoldError> {
         let mut phase = Phase::start();
         let (s, m, new) = (col(FIRST_ORDER_DATE), col("_m"), col("_new"));
         let recomputed = date_frame(FIRST_ORDER_DATE, dates)?.with_column(lit(true).alias("_rec"));
-        let on_days = first_order_dates(orders.clone().lazy())
+        let on_days = on_days
+            .lazy()
             .select([col("customer_id"), col(FIRST_ORDER_DATE).alias("_m")]);
         let s_recomputed = col("_rec").is_not_null();
         let needs_search = s
@@ -991,13 +1082,71 @@ impl Phase {
         tracing::debug!(
             phase,
             ms = self.0.elapsed().as_millis() as u64,
+            peak_rss_mib = crate::telemetry::peak_rss_mib(),
             "nightly phase"
         );
         self.0 = std::time::Instant::now();
     }
 }
 
+/// Days in order, in groups of consecutive days of at most `limit` bytes each (a larger day
+/// alone). No day at all is one empty group, whose measures are the empty frames.
+fn consecutive_groups(sizes: BTreeMap<NaiveDate, u64>, limit: u64) -> Vec<BTreeSet<NaiveDate>> {
+    let mut groups: Vec<BTreeSet<NaiveDate>> = Vec::new();
+    if sizes.is_empty() {
+        groups.push(BTreeSet::new());
+    }
+    let mut bytes: u64 = 0;
+    for (day, size) in sizes {
+        match groups.last_mut() {
+            Some(group) if bytes.saturating_add(size) <= limit => {
+                group.insert(day);
+                bytes += size;
+            }
+            _ => {
+                groups.push(BTreeSet::from([day]));
+                bytes = size;
+            }
+        }
+    }
+    groups
+}
+
+/// The frames one after the other (of one schema; at least one frame).
+fn stacked_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+    let mut frames = frames.into_iter();
+    let Some(mut all) = frames.next() else {
+        polars_bail!(ComputeError: "no frames to stack");
+    };
+    for f in frames {
+        all.vstack_mut(&f)?;
+    }
+    Ok(all)
+}
+
 /// `a` then `b` (frames of one schema).
 fn stacked(a: LazyFrame, b: LazyFrame) -> PolarsResult<LazyFrame> {
     concat([a, b], UnionArgs::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_grouped_in_order_up_to_the_limit_and_a_large_day_stands_alone() {
+        let d = |n: u32| NaiveDate::from_ymd_opt(2026, 3, n).unwrap();
+        let sizes = BTreeMap::from([(d(1), 4), (d(2), 5), (d(3), 20), (d(4), 1), (d(5), 9)]);
+        let groups: Vec<Vec<NaiveDate>> = consecutive_groups(sizes, 10)
+            .into_iter()
+            .map(|g| g.into_iter().collect())
+            .collect();
+        assert_eq!(groups, vec![vec![d(1), d(2)], vec![d(3)], vec![d(4), d(5)]]);
+        assert_eq!(
+            consecutive_groups(BTreeMap::new(), 10),
+            vec![BTreeSet::new()]
+        );
+        let one = consecutive_groups(BTreeMap::from([(d(1), 4), (d(2), 5)]), u64::MAX);
+        assert_eq!(one.len(), 1);
+    }
 }

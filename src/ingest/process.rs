@@ -396,7 +396,13 @@ pub fn process_file(
     let started = std::time::Instant::now();
     // Counted only for the debug log: each count reads /proc.
     let counting = tracing::enabled!(tracing::Level::DEBUG);
-    let faults = || if counting { minor_faults() } else { 0 };
+    let faults = || {
+        if counting {
+            crate::telemetry::minor_faults()
+        } else {
+            0
+        }
+    };
     let faults_at_start = faults();
     let csv_bytes = expected_csv_bytes(job.input_bytes, gzip, job.declared_csv_bytes);
     let bucket_count = plan_buckets(csv_bytes, job.memory_budget_bytes);
@@ -475,7 +481,11 @@ pub fn process_file(
     let mut duplicates_dropped = 0;
     let read = started.elapsed();
     let faults_after_read = faults();
-    let peak_after_read = if counting { peak_rss_mib() } else { 0 };
+    let peak_after_read = if counting {
+        crate::telemetry::peak_rss_mib()
+    } else {
+        0
+    };
     let mut dedup_faults = 0;
     let (mut load, mut dedup, mut write) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut batch = Batch::new(contract);
@@ -515,7 +525,11 @@ pub fn process_file(
         read_minor_faults = faults_after_read.saturating_sub(faults_at_start),
         dedup_minor_faults = dedup_faults,
         peak_rss_read_mib = peak_after_read,
-        peak_rss_mib = if counting { peak_rss_mib() } else { 0 },
+        peak_rss_mib = if counting {
+            crate::telemetry::peak_rss_mib()
+        } else {
+            0
+        },
         load_write_minor_faults = faults_at_end
             .saturating_sub(faults_after_read)
             .saturating_sub(dedup_faults),
@@ -536,30 +550,6 @@ pub fn process_file(
         stats,
         buckets: bucket_count,
     })))
-}
-
-/// The process's minor page faults so far (0 where `/proc` does not say). Ingest's system time
-/// is mostly first touches of fresh memory, so the debug log counts them per phase.
-fn minor_faults() -> u64 {
-    // Field 10 of /proc/self/stat; the command name (field 2) may hold spaces, so count after it.
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let after_name = &stat[stat.rfind(')')? + 1..];
-            after_name.split_whitespace().nth(7)?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
-/// The process's peak resident memory so far in MiB (0 where `/proc` does not say).
-fn peak_rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib >> 10)
 }
 
 fn rejected(reason: String, rows_read: u64, source_columns: Vec<String>) -> FileOutcome {

@@ -2,7 +2,7 @@
 //! named columns of one file from any store (quality).
 
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use polars::prelude::*;
@@ -70,9 +70,7 @@ pub fn scan_dates(
     };
     let mut frames = Vec::new();
     for day in dates {
-        let dir = root
-            .join(layout::processed_prefix(&contract.name))
-            .join(format!("{}={}", date.name, day.format("%Y-%m-%d")));
+        let dir = day_dir(root, contract, &date.name, *day);
         if !has_parquet(&dir) {
             continue;
         }
@@ -98,6 +96,38 @@ pub fn scan_dates(
 
 /// True when `dir` holds a Parquet file at any depth.
 fn has_parquet(dir: &Path) -> bool {
+    let mut found = false;
+    visit_parquet(dir, |_| {
+        found = true;
+        false
+    });
+    found
+}
+
+/// Bytes of `contract`'s Parquet files on one day (its leading date partition) under `root`,
+/// laid out like the lake; 0 when it has none.
+pub fn day_bytes(root: &Path, contract: &Contract, day: chrono::NaiveDate) -> u64 {
+    let Some(date) = contract.window_partition() else {
+        return 0;
+    };
+    let dir = day_dir(root, contract, &date.name, day);
+    let mut bytes = 0;
+    visit_parquet(&dir, |size| {
+        bytes += size;
+        true
+    });
+    bytes
+}
+
+/// The directory of one day's partitions (`processed/<dataset>/<date>=D`).
+fn day_dir(root: &Path, contract: &Contract, date: &str, day: chrono::NaiveDate) -> PathBuf {
+    root.join(layout::processed_prefix(&contract.name))
+        .join(format!("{date}={}", day.format("%Y-%m-%d")))
+}
+
+/// Calls `visit` with the size of each Parquet file under `dir` at any depth until it returns
+/// false.
+fn visit_parquet(dir: &Path, mut visit: impl FnMut(u64) -> bool) {
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
@@ -107,12 +137,13 @@ fn has_parquet(dir: &Path) -> bool {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                return true;
+            } else if path.extension().is_some_and(|e| e == "parquet")
+                && !visit(entry.metadata().map_or(0, |m| m.len()))
+            {
+                return;
             }
         }
     }
-    false
 }
 
 /// The named columns of one silver file.

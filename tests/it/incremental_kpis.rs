@@ -407,7 +407,10 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
     let local = Arc::new(LocalStore::new(&lake).unwrap());
     let store: Arc<dyn ObjectStore> = local.clone();
     let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
-    let aggregator = Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"));
+    // A night's days recomputed in one group, a group per day, or groups of a few days.
+    let group_bytes = [u64::MAX, 1, 12 * 1024][(seed % 3) as usize];
+    let aggregator = Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"))
+        .with_group_bytes(group_bytes);
     let mut history = History {
         rng: Rng(seed),
         orders: BTreeMap::new(),

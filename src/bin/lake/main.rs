@@ -24,7 +24,7 @@ use shoplake::layout;
 use shoplake::manifest::{BatchStatus, BatchSummary};
 use shoplake::quality::{CheckStatus, QualityReport};
 use shoplake::report;
-use shoplake::stages::aggregate::{AggregateRequest, Aggregator};
+use shoplake::stages::aggregate::{AggregateRequest, Aggregator, nightly_group_bytes};
 use shoplake::stages::alert::config::ALERT_TOPIC_ARN;
 use shoplake::stages::alert::{AlertRequest, AlertService, AlertSettings};
 use shoplake::stages::compact::{CompactRequest, CompactService};
@@ -171,6 +171,10 @@ enum Command {
         /// How many recent days to print (without --from/--to).
         #[arg(long, default_value_t = 3)]
         days: usize,
+        /// Memory budget in MiB that sizes the groups of days a nightly run recomputes at once
+        /// (default: LAKE_MEMORY_BUDGET_MB, else 40% of AWS_LAMBDA_FUNCTION_MEMORY_SIZE, else 1024).
+        #[arg(long)]
+        memory_budget_mb: Option<usize>,
     },
     /// Load every gated batch and the changed gold months into the warehouse
     ///
@@ -467,17 +471,24 @@ impl Lake {
             .with_registry(self.registry.clone())
     }
 
-    fn aggregator(&self) -> Aggregator {
+    /// The aggregate stage on this lake, its nightly groups sized by `memory_budget_mb`, else
+    /// by the environment as the Lambda's are (`LAKE_MEMORY_BUDGET_MB`, the Lambda's memory).
+    fn aggregator(&self, memory_budget_mb: Option<usize>) -> anyhow::Result<Aggregator> {
+        let group_bytes = match memory_budget_mb {
+            Some(mb) => shoplake::gold::incremental::group_bytes(mb * 1024 * 1024),
+            None => nightly_group_bytes(|name| std::env::var(name).ok())?,
+        };
         // A local lake is read in place; the work directory is only for a mirror of S3.
         let aggregator = Aggregator::new(
             self.store.clone(),
             self.registry.clone(),
             std::env::temp_dir(),
-        );
-        match self.catalog(NOT_REGISTERED) {
+        )
+        .with_group_bytes(group_bytes);
+        Ok(match self.catalog(NOT_REGISTERED) {
             Some(catalog) => aggregator.with_catalog(catalog),
             None => aggregator,
-        }
+        })
     }
 
     /// Brings `file` into `raw/<dataset>/` (unless it is there already) and ingests it.
@@ -912,6 +923,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             full,
             days,
+            memory_budget_mb,
         } => {
             let lake = Lake::open(&lake, registry).await?;
             let request = match (from, to) {
@@ -923,7 +935,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             };
             let spinner = spinner("aggregate: computing gold from silver");
-            let run = lake.aggregator().aggregate(request).await;
+            let run = lake.aggregator(memory_budget_mb)?.aggregate(request).await;
             spinner.finish_and_clear();
             let run = run?;
             let rows = report::kpi_rows(&run.kpis)?;
@@ -1122,7 +1134,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ))?;
             }
             let run = lake
-                .aggregator()
+                .aggregator(None)?
                 .aggregate(AggregateRequest::Scheduled {})
                 .await?;
             if json {

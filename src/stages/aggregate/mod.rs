@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use config::AggregateConfig;
+pub use config::{AggregateConfig, nightly_group_bytes};
 pub use request::AggregateRequest;
 pub use service::{AggregateError, AggregateReport, AggregateRun, Aggregator};
 
@@ -35,7 +35,8 @@ impl Aggregator {
     ) -> Result<Self, ConfigError> {
         let config = AggregateConfig::from_env(|name| std::env::var(name).ok())?;
         let store = Arc::new(S3Store::new(crate::aws::s3_client(sdk), &config.bucket));
-        let mut aggregator = Aggregator::new(store, registry, config.work_dir);
+        let mut aggregator =
+            Aggregator::new(store, registry, config.work_dir).with_group_bytes(config.group_bytes);
         if let Some(database) = config.glue_database {
             let glue = GlueCatalog::new(crate::aws::glue_client(sdk), database);
             aggregator = aggregator.with_catalog(Arc::new(glue));

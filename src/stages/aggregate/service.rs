@@ -22,7 +22,7 @@ use super::request::AggregateRequest;
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::contract::Registry;
 use crate::error::Retryable;
-use crate::gold::incremental::{KpiContracts, KpiState, Night, Nightly};
+use crate::gold::incremental::{self, KpiContracts, KpiState, Night, Nightly};
 use crate::gold::{self, GoldError, kpis};
 use crate::layout;
 use crate::report::{self, ReportError};
@@ -144,6 +144,7 @@ pub struct Aggregator {
     registry: Arc<Registry>,
     work_dir: PathBuf,
     catalog: Option<Arc<dyn Catalog>>,
+    group_bytes: u64,
 }
 
 impl Aggregator {
@@ -159,7 +160,15 @@ impl Aggregator {
             registry,
             work_dir: work_dir.into(),
             catalog: None,
+            group_bytes: incremental::group_bytes(super::config::DEFAULT_MEMORY_BUDGET_BYTES),
         }
+    }
+
+    /// Recomputes a night's days in groups of at most `bytes` of silver on disk (default: from
+    /// [`super::config::DEFAULT_MEMORY_BUDGET_BYTES`]; see [`incremental::group_bytes`]).
+    pub fn with_group_bytes(mut self, bytes: u64) -> Self {
+        self.group_bytes = bytes;
+        self
     }
 
     /// Registers written months as partitions of `daily_kpis`.
@@ -377,6 +386,7 @@ impl Aggregator {
             source: &source,
             contracts: &contracts,
             state: &kpi,
+            group_bytes: self.group_bytes,
         }
         .run(&night)
         .await?;

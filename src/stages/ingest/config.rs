@@ -2,21 +2,14 @@
 
 use std::path::PathBuf;
 
-use crate::config::{ConfigError, LAMBDA_MEMORY_MB, parse_mib, parse_number};
-pub use crate::config::{GLUE_DATABASE, WORK_DIR};
+use crate::config::{ConfigError, memory_budget_bytes, parse_number};
+pub use crate::config::{GLUE_DATABASE, MEMORY_BUDGET_MB, WORK_DIR};
 use crate::ingest::{DEFAULT_MEMORY_BUDGET_BYTES, IngestSettings, InputLimits};
-
-/// Memory budget per ingested file, in MiB (default: 40% of the Lambda's memory, else 512).
-pub const MEMORY_BUDGET_MB: &str = "LAKE_MEMORY_BUDGET_MB";
 
 /// Longest CSV record in KiB before a file is rejected whole (default 1024).
 pub const MAX_RECORD_KB: &str = "LAKE_MAX_RECORD_KB";
 /// Most a gzip export may expand, as a multiple of its compressed size (default 100).
 pub const MAX_GZIP_EXPANSION: &str = "LAKE_MAX_GZIP_EXPANSION";
-
-/// Share of a Lambda's memory given to the row budget; the rest is runtime, encoder and I/O.
-const LAMBDA_BUDGET_PERCENT: usize = 40;
-const MIB: usize = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -38,8 +31,7 @@ pub fn ingest_settings(
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<IngestSettings, ConfigError> {
     let mut problems = Vec::new();
-    let budget = parse_mib(MEMORY_BUDGET_MB, var(MEMORY_BUDGET_MB), &mut problems);
-    let lambda_memory = parse_mib(LAMBDA_MEMORY_MB, var(LAMBDA_MEMORY_MB), &mut problems);
+    let budget = memory_budget_bytes(&var, &mut problems);
     let defaults = InputLimits::default();
     let limits = InputLimits {
         max_record_bytes: parse_number(MAX_RECORD_KB, var(MAX_RECORD_KB), &mut problems, |n| {
@@ -57,13 +49,8 @@ pub fn ingest_settings(
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
-    let memory_budget_bytes = match (budget, lambda_memory) {
-        (Some(mb), _) => mb * MIB,
-        (None, Some(mb)) => mb * MIB * LAMBDA_BUDGET_PERCENT / 100,
-        (None, None) => DEFAULT_MEMORY_BUDGET_BYTES,
-    };
     Ok(IngestSettings {
-        memory_budget_bytes,
+        memory_budget_bytes: budget.unwrap_or(DEFAULT_MEMORY_BUDGET_BYTES),
         work_dir: var(WORK_DIR).filter(|v| !v.is_empty()).map(PathBuf::from),
         force: false,
         limits,
@@ -79,7 +66,9 @@ pub fn ingest_settings_from_env() -> Result<IngestSettings, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::env;
+    use crate::config::{LAMBDA_MEMORY_MB, env};
+
+    const MIB: usize = 1024 * 1024;
 
     #[test]
     fn budget_defaults_follow_the_lambda_size() {
