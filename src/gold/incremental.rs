@@ -1090,8 +1090,13 @@ impl Phase {
 }
 
 /// Days in order, in groups of consecutive days of at most `limit` bytes each (a larger day
-/// alone). No day at all is one empty group, whose measures are the empty frames.
+/// alone), about equal: as few groups as the limit allows, each closed once it reaches an equal
+/// share (greedy filling up to the limit would leave the first group as large as before and a
+/// small rest). No day at all is one empty group, whose measures are the empty frames.
 fn consecutive_groups(sizes: BTreeMap<NaiveDate, u64>, limit: u64) -> Vec<BTreeSet<NaiveDate>> {
+    let total: u64 = sizes.values().sum();
+    let limit = limit.max(1);
+    let share = total.div_ceil(total.div_ceil(limit).max(1));
     let mut groups: Vec<BTreeSet<NaiveDate>> = Vec::new();
     if sizes.is_empty() {
         groups.push(BTreeSet::new());
@@ -1099,7 +1104,7 @@ fn consecutive_groups(sizes: BTreeMap<NaiveDate, u64>, limit: u64) -> Vec<BTreeS
     let mut bytes: u64 = 0;
     for (day, size) in sizes {
         match groups.last_mut() {
-            Some(group) if bytes.saturating_add(size) <= limit => {
+            Some(group) if bytes < share && bytes.saturating_add(size) <= limit => {
                 group.insert(day);
                 bytes += size;
             }
@@ -1148,5 +1153,12 @@ mod tests {
         );
         let one = consecutive_groups(BTreeMap::from([(d(1), 4), (d(2), 5)]), u64::MAX);
         assert_eq!(one.len(), 1);
+        // Just over the limit: two halves, not everything but one day and that day.
+        let even: BTreeMap<NaiveDate, u64> = (1..=8).map(|n| (d(n), 10)).collect();
+        let sizes: Vec<usize> = consecutive_groups(even, 75)
+            .iter()
+            .map(BTreeSet::len)
+            .collect();
+        assert_eq!(sizes, vec![4, 4]);
     }
 }
