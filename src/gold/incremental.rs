@@ -580,7 +580,12 @@ impl Nightly<'_> {
         let mut firsts = Vec::with_capacity(groups.len());
         for days in &groups {
             let orders = self.latest_orders(days, &state).await?;
-            firsts.push(first_order_dates(orders.clone().lazy()));
+            // Collected here: a lazy plan would hold on to the group's orders until the end.
+            firsts.push(
+                collect(first_order_dates(orders.clone().lazy()))
+                    .await?
+                    .lazy(),
+            );
             if groups.len() == 1 {
                 kept = Some(orders);
             }
@@ -1096,7 +1101,8 @@ impl Phase {
 fn consecutive_groups(sizes: BTreeMap<NaiveDate, u64>, limit: u64) -> Vec<BTreeSet<NaiveDate>> {
     let total: u64 = sizes.values().sum();
     let limit = limit.max(1);
-    let share = total.div_ceil(total.div_ceil(limit).max(1));
+    // At least a byte: days without silver are grouped with the next, not one group each.
+    let share = total.div_ceil(total.div_ceil(limit).max(1)).max(1);
     let mut groups: Vec<BTreeSet<NaiveDate>> = Vec::new();
     if sizes.is_empty() {
         groups.push(BTreeSet::new());
@@ -1160,5 +1166,7 @@ mod tests {
             .map(BTreeSet::len)
             .collect();
         assert_eq!(sizes, vec![4, 4]);
+        let empty: BTreeMap<NaiveDate, u64> = (1..=3).map(|n| (d(n), 0)).collect();
+        assert_eq!(consecutive_groups(empty, 10).len(), 1);
     }
 }

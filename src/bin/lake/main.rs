@@ -120,7 +120,7 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// Memory budget per file in MiB (default: LAKE_MEMORY_BUDGET_MB, else 512).
-        #[arg(long)]
+        #[arg(long, value_parser = budget_mib())]
         memory_budget_mb: Option<usize>,
         /// CSV or CSV.gz exports to ingest, each its own batch.
         #[arg(required = true)]
@@ -173,7 +173,7 @@ enum Command {
         days: usize,
         /// Memory budget in MiB that sizes the groups of days a nightly run recomputes at once
         /// (default: LAKE_MEMORY_BUDGET_MB, else 40% of AWS_LAMBDA_FUNCTION_MEMORY_SIZE, else 1024).
-        #[arg(long)]
+        #[arg(long, value_parser = budget_mib())]
         memory_budget_mb: Option<usize>,
     },
     /// Load every gated batch and the changed gold months into the warehouse
@@ -322,6 +322,11 @@ fn spinner(message: &'static str) -> ProgressBar {
 }
 
 /// Writes one line to stdout, reporting a closed pipe as an error instead of panicking.
+/// A memory budget flag: a positive number of MiB, at most 1 TiB (so its bytes fit).
+fn budget_mib() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 20)
+}
+
 fn emit(line: impl std::fmt::Display) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{line}")
 }
