@@ -488,6 +488,8 @@ impl Nightly<'_> {
         let (orders_c, payments_c) = (&self.contracts.orders, &self.contracts.payments);
         let window = self.contracts.window_days().unwrap_or(0);
         let mut phase = Phase::start();
+        // The peak RSS so far: the state loaded, before the night's work.
+        phase.done("start");
         let mut dates: BTreeSet<NaiveDate> = night.touched.values().flatten().copied().collect();
 
         // Keys that moved day: tombstone their old days and recompute them.
@@ -513,8 +515,9 @@ impl Nightly<'_> {
             if is_orders {
                 order_changes = Some(versions);
             }
+            // One line per dataset: orders, then payments.
+            phase.done("changed_keys");
         }
-        phase.done("changed_keys");
         let mut all = vec![state.tombstones.clone().lazy()];
         all.extend(new_tombs.into_iter().map(|t| t.lazy()));
         state.tombstones = collect(
