@@ -630,14 +630,17 @@ impl Nightly<'_> {
                 None => self.latest_orders(days, &state).await?,
             };
             let (k, m) = self.measures(orders, &first, days, window, &state).await?;
-            kpis.push(k);
-            methods.push(m);
+            kpis.push(k.lazy());
+            methods.push(m.lazy());
         }
+        // Groups are in day order and disjoint: stacked, the rows stay sorted.
+        let kpis = collect(concat(kpis, UnionArgs::default())?).await?;
+        let methods = collect(concat(methods, UnionArgs::default())?).await?;
         phase.done("measures");
         Ok(NightResult {
             dates,
-            kpis: stacked_frames(kpis)?,
-            methods: stacked_frames(methods)?,
+            kpis,
+            methods,
             state,
             moved_keys: moved,
             searched_customers: searched,
@@ -1124,18 +1127,6 @@ fn consecutive_groups(sizes: BTreeMap<NaiveDate, u64>, limit: u64) -> Vec<BTreeS
         }
     }
     groups
-}
-
-/// The frames one after the other (of one schema; at least one frame).
-fn stacked_frames(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
-    let mut frames = frames.into_iter();
-    let Some(mut all) = frames.next() else {
-        polars_bail!(ComputeError: "no frames to stack");
-    };
-    for f in frames {
-        all.vstack_mut(&f)?;
-    }
-    Ok(all)
 }
 
 /// `a` then `b` (frames of one schema).
