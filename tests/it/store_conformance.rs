@@ -56,3 +56,30 @@ async fn a_prefixed_store_conforms_on_both_adapters_and_stays_in_its_prefix() {
     store_suite::run(&prefixed).await;
     assert!(prefixed.uri("a/b.txt").ends_with("/lakes/prod/a/b.txt"));
 }
+
+/// A staged file goes up with its CRC32 (S3 verifies the bytes it receives against it): the
+/// stored object carries the checksum of what was on disk.
+#[tokio::test]
+async fn s3_uploads_carry_the_files_crc32() {
+    use aws_sdk_s3::types::ChecksumMode;
+    use shoplake::storage::ObjectStore;
+
+    let bucket = bucket_name("checksum");
+    let client = crate::support::moto::server().bucket(&bucket).await;
+    let store = shoplake::storage::S3Store::new(client.clone(), &bucket);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("part-00000.parquet");
+    // More than one read of the checksum's buffer.
+    std::fs::write(&path, b"shoplake".repeat(10_000)).unwrap();
+    store.put_file("p/part.parquet", &path).await.unwrap();
+    let head = client
+        .head_object()
+        .bucket(&bucket)
+        .key("p/part.parquet")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    // zlib.crc32(b"shoplake" * 10000), big-endian, base64.
+    assert_eq!(head.checksum_crc32(), Some("hHibeQ=="));
+}
