@@ -57,8 +57,35 @@ async fn a_prefixed_store_conforms_on_both_adapters_and_stays_in_its_prefix() {
     assert!(prefixed.uri("a/b.txt").ends_with("/lakes/prod/a/b.txt"));
 }
 
+/// Headers of every request the client sends, for checks on how a body went out.
+#[derive(Debug, Default, Clone)]
+struct SentHeaders(std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>);
+
+impl aws_sdk_s3::config::Intercept for SentHeaders {
+    fn name(&self) -> &'static str {
+        "SentHeaders"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let headers = context
+            .request()
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        self.0.lock().unwrap().push(headers);
+        Ok(())
+    }
+}
+
 /// A staged file goes up with its CRC32 (S3 verifies the bytes it receives against it): the
-/// stored object carries the checksum of what was on disk.
+/// stored object carries the checksum of what was on disk, and the body is sent as it is, not
+/// re-framed into aws-chunked encoding (the SDK's copy of every chunk, which this avoids).
 #[tokio::test]
 async fn s3_uploads_carry_the_files_crc32() {
     use aws_sdk_s3::types::ChecksumMode;
@@ -66,7 +93,15 @@ async fn s3_uploads_carry_the_files_crc32() {
 
     let bucket = bucket_name("checksum");
     let client = crate::support::moto::server().bucket(&bucket).await;
-    let store = shoplake::storage::S3Store::new(client.clone(), &bucket);
+    let sent = SentHeaders::default();
+    let recording = aws_sdk_s3::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .interceptor(sent.clone())
+            .build(),
+    );
+    let store = shoplake::storage::S3Store::new(recording, &bucket);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("part-00000.parquet");
     // More than one read of the checksum's buffer.
@@ -82,4 +117,17 @@ async fn s3_uploads_carry_the_files_crc32() {
         .unwrap();
     // zlib.crc32(b"shoplake" * 10000), big-endian, base64.
     assert_eq!(head.checksum_crc32(), Some("hHibeQ=="));
+    let sent = sent.0.lock().unwrap();
+    let [put] = sent.as_slice() else {
+        panic!("one request expected, got {sent:?}")
+    };
+    let header = |name: &str| put.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    assert_eq!(header("x-amz-checksum-crc32"), Some("hHibeQ=="));
+    assert!(
+        !header("content-encoding")
+            .unwrap_or_default()
+            .contains("aws-chunked"),
+        "the body went out re-framed: {put:?}"
+    );
+    assert!(header("x-amz-trailer").is_none(), "{put:?}");
 }

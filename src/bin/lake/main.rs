@@ -321,12 +321,12 @@ fn spinner(message: &'static str) -> ProgressBar {
     bar
 }
 
-/// Writes one line to stdout, reporting a closed pipe as an error instead of panicking.
 /// A memory budget flag: a positive number of MiB, at most 1 TiB (so its bytes fit).
 fn budget_mib() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 20)
 }
 
+/// Writes one line to stdout, reporting a closed pipe as an error instead of panicking.
 fn emit(line: impl std::fmt::Display) -> std::io::Result<()> {
     writeln!(std::io::stdout().lock(), "{line}")
 }
