@@ -57,9 +57,12 @@ async fn a_prefixed_store_conforms_on_both_adapters_and_stays_in_its_prefix() {
     assert!(prefixed.uri("a/b.txt").ends_with("/lakes/prod/a/b.txt"));
 }
 
+/// One request's headers, names in lower case.
+type Headers = Vec<(String, String)>;
+
 /// Headers of every request the client sends, for checks on how a body went out.
 #[derive(Debug, Default, Clone)]
-struct SentHeaders(std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>);
+struct SentHeaders(std::sync::Arc<std::sync::Mutex<Vec<Headers>>>);
 
 impl aws_sdk_s3::config::Intercept for SentHeaders {
     fn name(&self) -> &'static str {
