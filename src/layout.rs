@@ -137,6 +137,17 @@ pub fn aggregate_state_table_key(table: &str, digest: &str) -> String {
     format!("{AGGREGATE_STATE_PREFIX}{table}-{digest}.parquet")
 }
 
+/// Bucket `bucket` of `count` of one generation of a bucketed nightly aggregate state table
+/// (`first_orders`).
+pub fn aggregate_state_bucket_key(
+    table: &str,
+    digest: &str,
+    bucket: usize,
+    count: usize,
+) -> String {
+    format!("{AGGREGATE_STATE_PREFIX}{table}-{digest}-{bucket:05}-of-{count:05}.parquet")
+}
+
 /// Where the load stage records batches (and gold months) that failed to load.
 pub const LOAD_FAILURES_PREFIX: &str = "runs/load_failures/";
 

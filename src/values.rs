@@ -222,6 +222,14 @@ pub fn format_timestamp(micros: i64) -> String {
         .unwrap_or_else(|| format!("{micros}us"))
 }
 
+/// FNV-1a: stable across builds and platforms, so what is placed by it (ingest's buckets and
+/// file names, the first-order state's buckets) stays where it was put.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,10 @@
 //! arrives; later when the first order is cancelled or moved, and then the customer's next
 //! order is searched for among the other days after the old first (rare; the one read not
 //! bounded by the night's data). The state outlives silver's expiry, so KPIs do not change when
-//! old files expire.
+//! old files expire. It holds a row per customer ever, so it is kept in buckets by customer hash
+//! ([`FirstOrderBuckets`], doubled as customers arrive) and a night holds one bucket at a time:
+//! its memory stays bounded however many customers a shop has had, while its time still grows
+//! with them (each bucket is read twice and rewritten).
 //!
 //! Everything else (which version is latest, every measure) is the definition
 //! [`super::kpis`] and [`super::methods`] share with the full recompute, so the two cannot
@@ -58,11 +61,59 @@ pub trait SilverDates: Send + Sync {
     ) -> Result<BTreeSet<NaiveDate>, GoldError>;
 }
 
-/// What the nightly run keeps between runs (besides its batch watermark).
+/// The first-order state between runs: a row per customer ever (`customer_id`,
+/// `first_order_date`), in buckets by customer hash ([`bucket_of`]), one object each. A night
+/// holds one bucket at a time, so its memory does not grow with the customers of all history
+/// (its time does: every bucket is read twice and rewritten when it changed).
+#[async_trait::async_trait]
+pub trait FirstOrderBuckets: Send + Sync {
+    /// Buckets of the state before the night (a power of two, at least one).
+    fn count(&self) -> usize;
+    /// Bucket `bucket` of the state before the night.
+    async fn read(&self, bucket: usize) -> Result<DataFrame, GoldError>;
+    /// Stores bucket `bucket` of the `count` buckets of the state after the night.
+    async fn write(&self, bucket: usize, count: usize, rows: DataFrame) -> Result<(), GoldError>;
+    /// Bucket `bucket` is the same after the night (and the count unchanged): the state after
+    /// the night keeps the one before.
+    async fn keep(&self, bucket: usize) -> Result<(), GoldError>;
+}
+
+/// Customers a bucket of the first-order state holds before the buckets are doubled: about
+/// 20 MiB as a frame, a few times that while a night changes it.
+pub const BUCKET_CUSTOMERS: usize = 1 << 20;
+
+/// The bucket of `customer` among `count` (a power of two). Doubling the count splits bucket
+/// `b` into `b` and `b + count`, so a bucket is split on its own.
+pub fn bucket_of(customer: &str, count: usize) -> usize {
+    (values::stable_hash(customer.as_bytes()) % count.max(1) as u64) as usize
+}
+
+/// The buckets for `customers` at `per_bucket` each: at least `at_least` (a power of two),
+/// doubled until they hold them.
+pub fn bucket_count(customers: usize, per_bucket: usize, at_least: usize) -> usize {
+    let mut count = at_least.max(1);
+    while count.saturating_mul(per_bucket.max(1)) < customers {
+        count *= 2;
+    }
+    count
+}
+
+/// The rows of `df` in `count` frames by the bucket of their `customer_id`.
+pub fn split_by_bucket(df: &DataFrame, count: usize) -> PolarsResult<Vec<DataFrame>> {
+    let ids = df.column("customer_id")?.str()?;
+    let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); count.max(1)];
+    for (i, id) in ids.iter().enumerate() {
+        rows[bucket_of(id.unwrap_or_default(), count)].push(i as IdxSize);
+    }
+    rows.into_iter()
+        .map(|r| df.take(&IdxCa::from_vec("".into(), r)))
+        .collect()
+}
+
+/// What the nightly run keeps between runs besides its batch watermark and the first-order
+/// buckets ([`FirstOrderBuckets`]).
 #[derive(Debug, Clone)]
 pub struct KpiState {
-    /// `customer_id`, `first_order_date`: each customer's first non-cancelled order date.
-    pub first_orders: DataFrame,
     /// `dataset`, `key`, `date`, `updated_at`, `_ingested_at`, `_batch_id`: versions of `key`
     /// in `date` up to this version are stale (the key moved to another day).
     pub tombstones: DataFrame,
@@ -267,28 +318,30 @@ pub fn empty_first_orders() -> PolarsResult<DataFrame> {
 impl KpiState {
     pub fn empty() -> PolarsResult<Self> {
         Ok(KpiState {
-            first_orders: empty_first_orders()?,
             tombstones: empty_tombstones()?,
         })
     }
 
-    /// The state a full recompute leaves: every customer's first order date, and a tombstone
-    /// for every (key, day) holding only stale versions of a key whose latest is elsewhere.
+    /// The state a full recompute leaves: every customer's first order date (the whole
+    /// first-order table, to be stored in buckets), and a tombstone for every (key, day)
+    /// holding only stale versions of a key whose latest is elsewhere.
     pub fn from_full(
         contracts: &KpiContracts,
         orders: LazyFrame,
         payments: LazyFrame,
-    ) -> PolarsResult<Self> {
+    ) -> PolarsResult<(DataFrame, Self)> {
         let first_orders = first_order_dates(latest(orders.clone(), "order_id")?).collect()?;
         let mut tombs = Vec::new();
         for (contract, lf) in [(&contracts.orders, orders), (&contracts.payments, payments)] {
             let (key, date) = (key_of(contract), date_of(contract).map_err(to_polars)?);
             tombs.push(stale_days(&contract.name, lf, &key, &date)?);
         }
-        Ok(KpiState {
+        Ok((
             first_orders,
-            tombstones: concat(tombs, UnionArgs::default())?.collect()?,
-        })
+            KpiState {
+                tombstones: concat(tombs, UnionArgs::default())?.collect()?,
+            },
+        ))
     }
 
     /// The tombstones of one dataset, named for joining onto its rows.
@@ -357,9 +410,8 @@ fn stale_days(
 
 /// What [`Nightly::first_orders`] decides.
 struct FirstOrders {
-    /// The state after the night: every customer's first non-cancelled order date.
-    state: DataFrame,
-    /// Its rows for the customers with a non-cancelled order on the recomputed days.
+    /// The first days the measures need: of the customers with a non-cancelled order on the
+    /// recomputed days, and of every customer first on one of the `extra` days.
     on_days: DataFrame,
     /// Days outside the recomputed ones whose new customers change.
     extra: BTreeSet<NaiveDate>,
@@ -372,6 +424,10 @@ pub struct Nightly<'a> {
     pub source: &'a dyn SilverDates,
     pub contracts: &'a KpiContracts,
     pub state: &'a KpiState,
+    /// The first-order state: read by bucket, the night's written back the same way.
+    pub first_orders: &'a dyn FirstOrderBuckets,
+    /// Customers per bucket before the buckets are doubled ([`BUCKET_CUSTOMERS`]).
+    pub bucket_customers: usize,
     /// The most silver (orders and payments, bytes on disk) recomputed at once
     /// ([`group_bytes`]).
     pub group_bytes: u64,
@@ -601,18 +657,10 @@ impl Nightly<'_> {
         .await?;
         phase.done("orders_latest");
         let FirstOrders {
-            state: first_orders,
-            on_days: first_on_days,
+            on_days: first,
             extra,
             searched,
         } = self.first_orders(on_days, &dates, &state).await?;
-        state.first_orders = first_orders;
-        // Orders of extra days may be by customers without an order on the others.
-        let first = if extra.is_empty() {
-            first_on_days
-        } else {
-            state.first_orders.clone()
-        };
         let groups = if extra.is_empty() {
             groups
         } else {
@@ -882,12 +930,12 @@ impl Nightly<'_> {
         Ok(found.vstack(&rest)?)
     }
 
-    /// The first-order state after the night, the days outside `dates` whose new customers
-    /// change with it, and how many customers needed a search.
+    /// Decides the first-order state's changes for the night, writes the state after it, and
+    /// returns the first days the measures need, the days outside `dates` whose new customers
+    /// change, and how many customers needed a search.
     ///
-    /// One full join of the state with the recomputed days' first orders decides every
-    /// customer at once (the state holds a row per customer ever, so each pass over it is the
-    /// cost that grows with history: one join and one filter, no per-customer loop). With `s`
+    /// Only the customers the night can change are decided: those with a non-cancelled order
+    /// on the recomputed days (`on_days`) and those whose old first day is recomputed. With `s`
     /// the old first day and `m` the first day among the recomputed days' orders:
     /// - no `s`: a new customer, first on `m`;
     /// - `s` not recomputed: its order there stands, so `min(s, m)`;
@@ -895,6 +943,11 @@ impl Nightly<'_> {
     /// - `s` recomputed and `m` none or later: the first order was cancelled or moved, and the
     ///   customer's next order is searched for on the other days after `s` (rare; the one read
     ///   not bounded by the night's data).
+    ///
+    /// The state is passed over twice, one bucket at a time: to decide (a join with the night's
+    /// customers of the bucket, a filter by day), then, once the searches are done, to apply the
+    /// changes (an anti-join) and write the bucket. Everything held across buckets is of the
+    /// night's size.
     async fn first_orders(
         &self,
         on_days: DataFrame,
@@ -902,59 +955,21 @@ impl Nightly<'_> {
         state: &KpiState,
     ) -> Result<FirstOrders, GoldError> {
         let mut phase = Phase::start();
+        let id = || col("customer_id");
         let (s, m, new) = (col(FIRST_ORDER_DATE), col("_m"), col("_new"));
-        let recomputed = date_frame(FIRST_ORDER_DATE, dates)?.with_column(lit(true).alias("_rec"));
-        let on_days = on_days
-            .lazy()
-            .select([col("customer_id"), col(FIRST_ORDER_DATE).alias("_m")]);
-        let s_recomputed = col("_rec").is_not_null();
-        let needs_search = s
-            .clone()
-            .is_not_null()
-            .and(s_recomputed.clone())
-            .and(m.clone().is_null().or(m.clone().gt(s.clone())));
-        let earlier = |a: Expr, b: Expr| {
-            when(b.clone().is_null().or(a.clone().lt_eq(b.clone())))
-                .then(a)
-                .otherwise(b)
-        };
-        let decided = collect(
-            state
-                .first_orders
-                .clone()
-                .lazy()
-                .join(
-                    on_days,
-                    [col("customer_id")],
-                    [col("customer_id")],
-                    JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
-                )
-                .join(
-                    recomputed,
-                    [s.clone()],
-                    [s.clone()],
-                    JoinArgs::new(JoinType::Left),
-                )
-                .with_columns([
-                    when(s.clone().is_null())
-                        .then(m.clone())
-                        .when(s_recomputed.clone().not())
-                        .then(earlier(s.clone(), m.clone()))
-                        .when(needs_search.clone())
-                        .then(lit(NULL).cast(DataType::Date))
-                        .otherwise(m.clone())
-                        .alias("_new"),
-                    needs_search.alias("_needy"),
-                ])
-                .select([
-                    col("customer_id"),
-                    s.clone(),
-                    m.clone(),
-                    new.clone(),
-                    col("_needy"),
-                ]),
-        )
-        .await?;
+        let buckets = self.first_orders.count().max(1);
+        let mut customers = 0;
+        let mut decided = Vec::with_capacity(buckets);
+        for (bucket, night) in split_by_bucket(&on_days, buckets)?.into_iter().enumerate() {
+            let previous = self.first_orders.read(bucket).await?;
+            customers += previous.height();
+            decided.push(
+                collect(decide(previous.lazy(), night.lazy(), dates)?)
+                    .await?
+                    .lazy(),
+            );
+        }
+        let decided = collect(concat(decided, UnionArgs::default())?).await?;
         phase.done("first_orders_decided");
 
         let needy = collect(decided.clone().lazy().filter(col("_needy"))).await?;
@@ -962,17 +977,15 @@ impl Nightly<'_> {
         let decided = if searched == 0 {
             decided
         } else {
-            // Only the needy rows change: patched on their own, not by a join over every
-            // customer.
             let found = self.search_first_orders(&needy, dates, state).await?;
             let patched = needy
                 .lazy()
                 .join(
                     found
                         .lazy()
-                        .select([col("customer_id"), col(FIRST_ORDER_DATE).alias("_f")]),
-                    [col("customer_id")],
-                    [col("customer_id")],
+                        .select([id(), col(FIRST_ORDER_DATE).alias("_f")]),
+                    [id()],
+                    [id()],
                     JoinArgs::new(JoinType::Left),
                 )
                 .with_column(earlier(m.clone(), col("_f")).alias("_new"))
@@ -991,7 +1004,7 @@ impl Nightly<'_> {
                 .clone()
                 .lazy()
                 .filter(new.clone().neq_missing(s.clone()))
-                .select([s.clone(), new.clone()]),
+                .select([id(), s.clone(), new.clone()]),
         )
         .await?;
         let extra: BTreeSet<NaiveDate> = days_of(&changed, FIRST_ORDER_DATE)?
@@ -999,28 +1012,88 @@ impl Nightly<'_> {
             .chain(days_of(&changed, "_new")?)
             .filter(|d| !dates.contains(d))
             .collect();
-        // Not sorted: nothing reads it in order, and its file is named by what it was computed
-        // from, not by its bytes (sorting a row per customer ever cost O(customers) a night).
-        let first_orders = collect(
-            decided
-                .clone()
-                .lazy()
-                .filter(new.clone().is_not_null())
-                .select([col("customer_id"), new.clone().alias(FIRST_ORDER_DATE)]),
-        )
-        .await?;
-        // The customers with a non-cancelled order on the recomputed days: the only first
-        // dates those days' measures look up (a cancelled order counts no new customer).
-        let on_days = collect(
+        let added = changed.column(FIRST_ORDER_DATE)?.null_count();
+        let removed = changed.column("_new")?.null_count();
+        let count = bucket_count(
+            (customers + added).saturating_sub(removed),
+            self.bucket_customers,
+            buckets,
+        );
+        // The first days of the customers first on an extra day: their orders there count them
+        // as new (only `order_date == first_order_date` matters to a day's measures, so no
+        // other customer's first day is needed there).
+        let mut firsts_on_extra = Vec::new();
+        for (bucket, changes) in split_by_bucket(&changed, buckets)?.into_iter().enumerate() {
+            let unchanged = changes.height() == 0 && count == buckets;
+            if unchanged && extra.is_empty() {
+                self.first_orders.keep(bucket).await?;
+                continue;
+            }
+            let previous = self.first_orders.read(bucket).await?;
+            // Not sorted: nothing reads it in order, and its object is named by what it was
+            // computed from, not by its bytes.
+            let next = if unchanged {
+                previous
+            } else {
+                collect(stacked(
+                    previous
+                        .lazy()
+                        .join(
+                            changes
+                                .clone()
+                                .lazy()
+                                .select([id(), lit(true).alias("_chg")]),
+                            [id()],
+                            [id()],
+                            JoinArgs::new(JoinType::Left),
+                        )
+                        .filter(col("_chg").is_null())
+                        .select([id(), s.clone()]),
+                    changes
+                        .lazy()
+                        .filter(new.clone().is_not_null())
+                        .select([id(), new.clone().alias(FIRST_ORDER_DATE)]),
+                )?)
+                .await?
+            };
+            if !extra.is_empty() {
+                firsts_on_extra.push(
+                    collect(next.clone().lazy().join(
+                        date_frame(FIRST_ORDER_DATE, &extra)?,
+                        [s.clone()],
+                        [s.clone()],
+                        JoinArgs::new(JoinType::Inner),
+                    ))
+                    .await?
+                    .lazy(),
+                );
+            }
+            if unchanged {
+                self.first_orders.keep(bucket).await?;
+                continue;
+            }
+            // Split in place when the buckets double: bucket b becomes b, b + buckets, …
+            let parts = split_by_bucket(&next, count)?;
+            for (to, rows) in parts.into_iter().enumerate().skip(bucket).step_by(buckets) {
+                self.first_orders.write(to, count, rows).await?;
+            }
+        }
+        // The customers with a non-cancelled order on the recomputed days (a cancelled order
+        // counts no new customer), then those first on an extra day.
+        let mut first = vec![
             decided
                 .lazy()
                 .filter(m.is_not_null().and(new.clone().is_not_null()))
-                .select([col("customer_id"), new.alias(FIRST_ORDER_DATE)]),
+                .select([id(), new.alias(FIRST_ORDER_DATE)]),
+        ];
+        first.extend(firsts_on_extra);
+        let on_days = collect(
+            concat(first, UnionArgs::default())?
+                .unique(Some(cols(["customer_id"])), UniqueKeepStrategy::First),
         )
         .await?;
         phase.done("first_orders_state");
         Ok(FirstOrders {
-            state: first_orders,
             on_days,
             extra,
             searched,
@@ -1064,6 +1137,80 @@ impl Nightly<'_> {
         ))
         .await
     }
+}
+
+/// `a` unless `b` is earlier (a null `b` is never earlier).
+fn earlier(a: Expr, b: Expr) -> Expr {
+    when(b.clone().is_null().or(a.clone().lt_eq(b.clone())))
+        .then(a)
+        .otherwise(b)
+}
+
+/// The decisions of [`Nightly::first_orders`] for one bucket: `previous` (`customer_id`,
+/// `first_order_date`: the state) and `night` (the same, the first days among the recomputed
+/// days' non-cancelled orders) give `customer_id`, `first_order_date` (old), `_m`, `_new` (null
+/// where a search decides) and `_needy`, for the night's customers and those whose old first day
+/// is recomputed.
+fn decide(
+    previous: LazyFrame,
+    night: LazyFrame,
+    dates: &BTreeSet<NaiveDate>,
+) -> PolarsResult<LazyFrame> {
+    let id = || col("customer_id");
+    let (s, m) = (col(FIRST_ORDER_DATE), col("_m"));
+    let night = night.select([id(), col(FIRST_ORDER_DATE).alias("_m")]);
+    // The night's customers, with their old first day (none for a new customer).
+    let hits = night
+        .clone()
+        .join(
+            previous.clone(),
+            [id()],
+            [id()],
+            JoinArgs::new(JoinType::Left),
+        )
+        .select([id(), s.clone(), m.clone()]);
+    // Customers whose first day is recomputed and who have no order left on those days.
+    let gone = previous
+        .join(
+            date_frame(FIRST_ORDER_DATE, dates)?,
+            [s.clone()],
+            [s.clone()],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .join(
+            night.select([id(), lit(true).alias("_on")]),
+            [id()],
+            [id()],
+            JoinArgs::new(JoinType::Left),
+        )
+        .filter(col("_on").is_null())
+        .select([id(), s.clone(), lit(NULL).cast(DataType::Date).alias("_m")]);
+    let recomputed = date_frame(FIRST_ORDER_DATE, dates)?.with_column(lit(true).alias("_rec"));
+    let s_recomputed = col("_rec").is_not_null();
+    let needs_search = s
+        .clone()
+        .is_not_null()
+        .and(s_recomputed.clone())
+        .and(m.clone().is_null().or(m.clone().gt(s.clone())));
+    Ok(stacked(hits, gone)?
+        .join(
+            recomputed,
+            [s.clone()],
+            [s.clone()],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_columns([
+            when(s.clone().is_null())
+                .then(m.clone())
+                .when(s_recomputed.not())
+                .then(earlier(s.clone(), m.clone()))
+                .when(needs_search.clone())
+                .then(lit(NULL).cast(DataType::Date))
+                .otherwise(m.clone())
+                .alias("_new"),
+            needs_search.alias("_needy"),
+        ])
+        .select([id(), s, m, col("_new"), col("_needy")]))
 }
 
 /// The rows of `rows` (one column, `key`) whose key is not in `other` (an anti-join).
@@ -1137,6 +1284,41 @@ fn stacked(a: LazyFrame, b: LazyFrame) -> PolarsResult<LazyFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doubling_the_buckets_splits_each_bucket_on_its_own() {
+        let ids: Vec<String> = (0..500).map(|i| format!("C{i}")).collect();
+        let df = DataFrame::new(
+            ids.len(),
+            vec![Series::new("customer_id".into(), ids.clone()).into_column()],
+        )
+        .unwrap();
+        for count in [1, 2, 4, 8] {
+            let parts = split_by_bucket(&df, count).unwrap();
+            assert_eq!(parts.len(), count);
+            assert_eq!(parts.iter().map(DataFrame::height).sum::<usize>(), 500);
+            for (b, part) in parts.iter().enumerate() {
+                for id in part.column("customer_id").unwrap().str().unwrap().iter() {
+                    let id = id.unwrap();
+                    assert_eq!(bucket_of(id, count), b);
+                    // Under twice the buckets, the same customer is in b or b + count.
+                    assert_eq!(bucket_of(id, 2 * count) % count, b);
+                }
+                // Spread: no bucket empty or holding most of them.
+                assert!(
+                    part.height() > 500 / count / 3,
+                    "{count}: {}",
+                    part.height()
+                );
+            }
+        }
+        assert_eq!(bucket_count(0, 10, 1), 1);
+        assert_eq!(bucket_count(10, 10, 1), 1);
+        assert_eq!(bucket_count(11, 10, 1), 2);
+        assert_eq!(bucket_count(41, 10, 1), 8);
+        // Never fewer than before: a shrinking state keeps its buckets.
+        assert_eq!(bucket_count(5, 10, 4), 4);
+    }
 
     #[test]
     fn days_are_grouped_in_order_up_to_the_limit_and_a_large_day_stands_alone() {

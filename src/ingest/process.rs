@@ -28,7 +28,7 @@ use crate::manifest::SchemaDrift;
 use crate::manifest::{ColumnStats, PartitionSummary, WrittenFile};
 use crate::partition::hive_partition_path;
 use crate::silver::{self, Lineage};
-use crate::values;
+use crate::values::{self, stable_hash};
 
 /// A fixed-seed hasher: fast on short keys, and the same on every run.
 type FastHash = foldhash::fast::FixedState;
@@ -136,13 +136,6 @@ pub fn expected_csv_bytes(input_bytes: u64, gzip: bool, declared: Option<u64>) -
         (true, Some(declared)) => declared,
         (true, None) => input_bytes.saturating_mul(GZIP_EXPANSION),
     }
-}
-
-/// FNV-1a: stable across builds and platforms, so bucket numbers (and file names) are too.
-fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Smallest chunk a bucket spills at once.

@@ -409,8 +409,12 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
     let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
     // A night's days recomputed in one group, a group per day, or groups of a few days.
     let group_bytes = [u64::MAX, 1, 12 * 1024][(seed % 3) as usize];
+    // The first-order state in one bucket, or split (and doubled as customers arrive) at one or
+    // two of the history's six customers per bucket.
+    let bucket_customers = [usize::MAX, 1, 2][((seed / 3) % 3) as usize];
     let aggregator = Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"))
-        .with_group_bytes(group_bytes);
+        .with_group_bytes(group_bytes)
+        .with_bucket_customers(bucket_customers);
     let mut history = History {
         rng: Rng(seed),
         orders: BTreeMap::new(),
@@ -455,6 +459,14 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
     }
     prop_assert_eq!(&modes[0], "full", "the first run builds the state");
     prop_assert!(modes[1..].iter().all(|m| m == "nightly"), "{:?}", modes);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lake.join(layout::AGGREGATE_STATE_KEY)).unwrap())
+            .unwrap();
+    let buckets = state["first_orders_keys"].as_array().map_or(0, Vec::len);
+    prop_assert!(
+        (bucket_customers == usize::MAX) == (buckets == 1),
+        "{buckets} first-order buckets at {bucket_customers} customers each"
+    );
     compare(&registry, &reference, store.as_ref(), seed).await
 }
 

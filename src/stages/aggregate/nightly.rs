@@ -2,8 +2,10 @@
 //!
 //! `runs/aggregate/state.json` holds, per input dataset, a batch watermark (the newest batch id
 //! seen) and the batches seen within [`WATERMARK_LAG`] of it, plus the keys of the state tables
-//! ([`KpiState`], one Parquet object each, written under a new generation name before the JSON
-//! that points at them, so a crash never leaves the pointer naming half a state). A run lists
+//! (the first-order state's buckets, [`FirstOrderBuckets`], and the tombstones of [`KpiState`],
+//! one Parquet object each, written under a new generation name before the JSON that points at
+//! them, so a crash never leaves the pointer naming half a state). A bucket a night did not
+//! change keeps its object from an earlier generation. A run lists
 //! only the manifests after `watermark − WATERMARK_LAG` (batch ids sort by the source's upload
 //! time, and a batch may commit a while after a newer one), so its listing cost follows the new
 //! batches, not the history, and the seen set stays bounded by the lag.
@@ -21,13 +23,16 @@ use sha2::{Digest, Sha256};
 
 use crate::contract::Contract;
 use crate::gold::GoldError;
-use crate::gold::incremental::{KpiState, SilverDates};
+use crate::gold::incremental::{
+    self, FirstOrderBuckets, KpiState, SilverDates, empty_first_orders, split_by_bucket,
+};
 use crate::layout;
 use crate::state::LakeState;
 use crate::state::cursor::{BatchCursor, WATERMARK_LAG, batch_time};
 use crate::storage::{ObjectStore, StorageError};
 
-const STATE_VERSION: u32 = 1;
+/// Version 2 keeps the first-order state in buckets; a version 1 state is read as one bucket.
+const STATE_VERSION: u32 = 2;
 
 /// One dataset's batch watermark ([`crate::state::cursor`]'s listing) and the batches folded
 /// into gold that the next listing returns again (those within the lag of the watermark).
@@ -42,8 +47,31 @@ pub struct SeenCursor {
 pub struct RunState {
     pub version: u32,
     pub cursors: BTreeMap<String, SeenCursor>,
-    pub first_orders_key: String,
+    /// The first-order state's buckets, in bucket order.
+    #[serde(default)]
+    pub first_orders_keys: Vec<String>,
+    /// Version 1's first-order table (one bucket); read into `first_orders_keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_orders_key: Option<String>,
     pub tombstones_key: String,
+}
+
+impl RunState {
+    /// Every state table it names.
+    fn tables(&self) -> impl Iterator<Item = &String> {
+        self.first_orders_keys
+            .iter()
+            .chain(&self.first_orders_key)
+            .chain(std::iter::once(&self.tombstones_key))
+    }
+}
+
+/// What the state after a run holds of the first-order state.
+pub enum FirstOrdersOut {
+    /// The buckets a night wrote or kept ([`StoreFirstOrders::keys`]).
+    Written(Vec<String>),
+    /// The whole table of a full recompute, to be stored in buckets.
+    Table(DataFrame),
 }
 
 impl SeenCursor {
@@ -95,78 +123,177 @@ impl SeenCursor {
 pub async fn load_state(
     state: &LakeState,
 ) -> Result<Option<(RunState, KpiState)>, crate::stages::aggregate::AggregateError> {
-    let Some(run): Option<RunState> = state.get_json(layout::AGGREGATE_STATE_KEY).await? else {
+    let Some(mut run): Option<RunState> = state.get_json(layout::AGGREGATE_STATE_KEY).await? else {
         return Ok(None);
     };
-    if run.version != STATE_VERSION {
-        return Ok(None);
+    match run.version {
+        1 => {
+            run.first_orders_keys = run.first_orders_key.take().into_iter().collect();
+            run.version = STATE_VERSION;
+        }
+        STATE_VERSION => {}
+        _ => return Ok(None),
     }
     let store = state.store();
-    let read = async |key: &str| -> Result<Option<DataFrame>, GoldError> {
-        match store.get(key).await? {
-            Some(bytes) => Ok(Some(ParquetReader::new(Cursor::new(bytes)).finish()?)),
-            None => Ok(None),
+    // A state whose tables are gone (deleted by hand) is no state: rebuild it in full. The
+    // buckets are only looked at here; a night reads them one at a time.
+    for key in &run.first_orders_keys {
+        if store.head(key).await?.is_none() {
+            return Ok(None);
         }
-    };
-    // A state whose tables are gone (deleted by hand) is no state: rebuild it in full.
-    let (Some(first_orders), Some(tombstones)) = (
-        read(&run.first_orders_key).await?,
-        read(&run.tombstones_key).await?,
-    ) else {
+    }
+    if run.first_orders_keys.is_empty() {
+        return Ok(None);
+    }
+    let Some(tombstones) = read_table(store.as_ref(), &run.tombstones_key).await? else {
         return Ok(None);
     };
-    Ok(Some((
-        run,
-        KpiState {
-            first_orders,
-            tombstones,
-        },
-    )))
+    Ok(Some((run, KpiState { tombstones })))
 }
 
-/// Writes `kpi`'s tables, then the pointer, then removes every state table the pointer does not
-/// name. The tables are named by a digest of what they were computed from (the previous state's
-/// tables and the batches seen), not of their bytes (polars' dictionary order is not stable): a
-/// retried run rewrites its own objects, and a crash leaves nothing the next run does not clear.
-pub async fn save_state(
-    state: &LakeState,
-    previous: Option<&RunState>,
-    cursors: BTreeMap<String, SeenCursor>,
-    kpi: &KpiState,
-) -> Result<(), crate::stages::aggregate::AggregateError> {
-    let store = state.store();
-    let mut hasher = Sha256::new();
-    if let Some(p) = previous {
-        hasher.update(p.first_orders_key.as_bytes());
-        hasher.update(p.tombstones_key.as_bytes());
+async fn read_table(store: &dyn ObjectStore, key: &str) -> Result<Option<DataFrame>, GoldError> {
+    match store.get(key).await? {
+        Some(bytes) => Ok(Some(ParquetReader::new(Cursor::new(bytes)).finish()?)),
+        None => Ok(None),
     }
-    hasher.update(crate::state::to_json(&cursors));
-    let digest: String = hasher
+}
+
+fn parquet_bytes(df: &DataFrame) -> Result<Bytes, GoldError> {
+    let mut df = df.clone();
+    let mut buffer = Vec::new();
+    ParquetWriter::new(Cursor::new(&mut buffer))
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(&mut df)?;
+    Ok(Bytes::from(buffer))
+}
+
+/// The name of the generation of state tables a run writes: a digest of what they are computed
+/// from (the previous state's tables and the batches seen), not of their bytes (polars'
+/// dictionary order is not stable), so a retried run rewrites its own objects.
+pub fn generation(previous: Option<&RunState>, cursors: &BTreeMap<String, SeenCursor>) -> String {
+    let mut hasher = Sha256::new();
+    for key in previous.into_iter().flat_map(RunState::tables) {
+        hasher.update(key.as_bytes());
+    }
+    hasher.update(crate::state::to_json(cursors));
+    hasher
         .finalize()
         .iter()
         .take(8)
         .map(|b| format!("{b:02x}"))
-        .collect();
-    let mut keys = Vec::new();
-    for (table, df) in [
-        ("first_orders", &kpi.first_orders),
-        ("tombstones", &kpi.tombstones),
-    ] {
-        let mut df = df.clone();
-        let mut buffer = Vec::new();
-        ParquetWriter::new(Cursor::new(&mut buffer))
-            .with_compression(ParquetCompression::Zstd(None))
-            .finish(&mut df)
-            .map_err(GoldError::from)?;
-        let key = layout::aggregate_state_table_key(table, &digest);
-        store.put(&key, Bytes::from(buffer)).await?;
-        keys.push(key);
+        .collect()
+}
+
+/// The first-order buckets in the store: the previous generation's read by key, the next
+/// generation's written under `generation`'s name.
+pub struct StoreFirstOrders {
+    store: Arc<dyn ObjectStore>,
+    previous: Vec<String>,
+    generation: String,
+    next: std::sync::Mutex<BTreeMap<usize, String>>,
+}
+
+impl StoreFirstOrders {
+    pub fn new(store: Arc<dyn ObjectStore>, previous: Vec<String>, generation: String) -> Self {
+        StoreFirstOrders {
+            store,
+            previous,
+            generation,
+            next: Default::default(),
+        }
     }
+
+    /// Writes a whole first-order table in the buckets its size calls for.
+    pub async fn write_all(&self, table: &DataFrame, per_bucket: usize) -> Result<(), GoldError> {
+        let count = incremental::bucket_count(table.height(), per_bucket, 1);
+        for (bucket, rows) in split_by_bucket(table, count)?.into_iter().enumerate() {
+            self.write(bucket, count, rows).await?;
+        }
+        Ok(())
+    }
+
+    /// The keys of the state after the run, in bucket order.
+    pub fn keys(&self) -> Result<Vec<String>, GoldError> {
+        let next = self.next.lock().expect("not poisoned");
+        let keys: Vec<String> = next.values().cloned().collect();
+        if keys.is_empty() || next.keys().copied().ne(0..keys.len()) {
+            return Err(GoldError::Polars(PolarsError::ComputeError(
+                format!(
+                    "the first-order state after the run has buckets {:?}; expected 0..n",
+                    next.keys().collect::<Vec<_>>()
+                )
+                .into(),
+            )));
+        }
+        Ok(keys)
+    }
+}
+
+#[async_trait::async_trait]
+impl FirstOrderBuckets for StoreFirstOrders {
+    fn count(&self) -> usize {
+        self.previous.len()
+    }
+
+    async fn read(&self, bucket: usize) -> Result<DataFrame, GoldError> {
+        let Some(key) = self.previous.get(bucket) else {
+            return Ok(empty_first_orders()?);
+        };
+        read_table(self.store.as_ref(), key)
+            .await?
+            .ok_or_else(|| GoldError::Storage(StorageError::NotFound { key: key.clone() }))
+    }
+
+    async fn write(&self, bucket: usize, count: usize, rows: DataFrame) -> Result<(), GoldError> {
+        let key =
+            layout::aggregate_state_bucket_key("first_orders", &self.generation, bucket, count);
+        self.store.put(&key, parquet_bytes(&rows)?).await?;
+        self.next.lock().expect("not poisoned").insert(bucket, key);
+        Ok(())
+    }
+
+    async fn keep(&self, bucket: usize) -> Result<(), GoldError> {
+        let key = self.previous.get(bucket).cloned().ok_or_else(|| {
+            GoldError::Polars(PolarsError::ComputeError(
+                format!("no first-order bucket {bucket} to keep").into(),
+            ))
+        })?;
+        self.next.lock().expect("not poisoned").insert(bucket, key);
+        Ok(())
+    }
+}
+
+/// Writes `kpi`'s tables (and the first-order buckets of a full recompute), then the pointer,
+/// then removes every state table the pointer does not name. A crash leaves nothing the next
+/// run does not clear.
+pub async fn save_state(
+    state: &LakeState,
+    previous: Option<&RunState>,
+    cursors: BTreeMap<String, SeenCursor>,
+    first_orders: FirstOrdersOut,
+    kpi: &KpiState,
+    per_bucket: usize,
+) -> Result<(), crate::stages::aggregate::AggregateError> {
+    let store = state.store();
+    let generation = generation(previous, &cursors);
+    let first_orders_keys = match first_orders {
+        FirstOrdersOut::Written(keys) => keys,
+        FirstOrdersOut::Table(table) => {
+            let buckets = StoreFirstOrders::new(store.clone(), Vec::new(), generation.clone());
+            buckets.write_all(&table, per_bucket).await?;
+            buckets.keys()?
+        }
+    };
+    let tombstones_key = layout::aggregate_state_table_key("tombstones", &generation);
+    store
+        .put(&tombstones_key, parquet_bytes(&kpi.tombstones)?)
+        .await?;
     let run = RunState {
         version: STATE_VERSION,
         cursors,
-        first_orders_key: keys[0].clone(),
-        tombstones_key: keys[1].clone(),
+        first_orders_keys,
+        first_orders_key: None,
+        tombstones_key,
     };
     state.put_json(layout::AGGREGATE_STATE_KEY, &run).await?;
     prune(state, &run).await
@@ -180,7 +307,7 @@ pub async fn prune(
 ) -> Result<(), crate::stages::aggregate::AggregateError> {
     let store = state.store();
     for meta in store.list(layout::AGGREGATE_STATE_PREFIX).await? {
-        let named = meta.key == run.first_orders_key || meta.key == run.tombstones_key;
+        let named = run.tables().any(|k| *k == meta.key);
         if meta.key.ends_with(".parquet") && !named {
             store.delete(&meta.key).await?;
         }
@@ -320,6 +447,105 @@ impl SilverDates for StoreSilver {
 mod tests {
     use super::*;
     use crate::storage::LocalStore;
+
+    fn first_orders(ids: &[&str]) -> DataFrame {
+        let days: Vec<i32> = (0..ids.len() as i32).map(|i| 20_000 + i).collect();
+        DataFrame::new(
+            ids.len(),
+            vec![
+                Series::new("customer_id".into(), ids).into_column(),
+                Int32Chunked::from_vec(crate::gold::kpis::FIRST_ORDER_DATE.into(), days)
+                    .into_date()
+                    .into_series()
+                    .into_column(),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_version_1_state_is_read_as_one_bucket_and_its_table_pruned_once_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let state = LakeState::new(store.clone());
+        let (v1_first, v1_tombs) = (
+            layout::aggregate_state_table_key("first_orders", "v1"),
+            layout::aggregate_state_table_key("tombstones", "v1"),
+        );
+        let table = first_orders(&["C1", "C2", "C3", "C4", "C5"]);
+        store
+            .put(&v1_first, parquet_bytes(&table).unwrap())
+            .await
+            .unwrap();
+        let tombstones = incremental::empty_tombstones().unwrap();
+        store
+            .put(&v1_tombs, parquet_bytes(&tombstones).unwrap())
+            .await
+            .unwrap();
+        let v1 = serde_json::json!({
+            "version": 1, "cursors": {}, "first_orders_key": v1_first, "tombstones_key": v1_tombs
+        });
+        state
+            .put_json(layout::AGGREGATE_STATE_KEY, &v1)
+            .await
+            .unwrap();
+
+        let (run, kpi) = load_state(&state)
+            .await
+            .unwrap()
+            .expect("a version 1 state loads");
+        assert_eq!(run.first_orders_keys, vec![v1_first.clone()]);
+        let cursors = BTreeMap::new();
+        let buckets = StoreFirstOrders::new(
+            store.clone(),
+            run.first_orders_keys.clone(),
+            generation(Some(&run), &cursors),
+        );
+        assert_eq!(buckets.count(), 1);
+        let read = buckets.read(0).await.unwrap();
+        assert!(read.equals(&table));
+        // The night doubles the buckets: bucket 0 becomes 0 and 1.
+        for (b, rows) in split_by_bucket(&read, 2).unwrap().into_iter().enumerate() {
+            buckets.write(b, 2, rows).await.unwrap();
+        }
+        let keys = buckets.keys().unwrap();
+        save_state(
+            &state,
+            Some(&run),
+            cursors,
+            FirstOrdersOut::Written(keys.clone()),
+            &kpi,
+            1,
+        )
+        .await
+        .unwrap();
+
+        let (run, _) = load_state(&state).await.unwrap().unwrap();
+        assert_eq!(run.first_orders_keys, keys);
+        assert_eq!(run.first_orders_key, None);
+        let left: Vec<String> = store
+            .list(layout::AGGREGATE_STATE_PREFIX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .filter(|k| k.ends_with(".parquet"))
+            .collect();
+        assert!(
+            !left.contains(&v1_first) && !left.contains(&v1_tombs),
+            "{left:?}"
+        );
+        assert_eq!(left.len(), 3, "two buckets and the tombstones: {left:?}");
+        let mut rows = 0;
+        let next = StoreFirstOrders::new(store.clone(), run.first_orders_keys, String::new());
+        for b in 0..next.count() {
+            rows += next.read(b).await.unwrap().height();
+        }
+        assert_eq!(rows, 5);
+        // A missing bucket is no state: the next run rebuilds it in full.
+        store.delete(&keys[1]).await.unwrap();
+        assert!(load_state(&state).await.unwrap().is_none());
+    }
 
     #[tokio::test]
     async fn a_batch_committing_late_within_the_lag_is_new_once_and_the_seen_set_stays_bounded() {

@@ -17,7 +17,7 @@ use polars::prelude::DataFrame;
 use serde::Serialize;
 use tracing::info;
 
-use super::nightly::{self, RunState, SeenCursor, StoreSilver};
+use super::nightly::{self, FirstOrdersOut, RunState, SeenCursor, StoreFirstOrders, StoreSilver};
 use super::request::AggregateRequest;
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::contract::Registry;
@@ -64,6 +64,7 @@ struct Computed {
 struct StateToSave {
     previous: Option<RunState>,
     cursors: BTreeMap<String, SeenCursor>,
+    first_orders: FirstOrdersOut,
     kpi: KpiState,
 }
 
@@ -118,10 +119,11 @@ async fn kpis_from_local_silver(
     root: PathBuf,
     contracts: KpiContracts,
     with_state: bool,
-) -> Result<(DataFrame, DataFrame, Option<KpiState>), AggregateError> {
+) -> Result<(DataFrame, DataFrame, Option<(DataFrame, KpiState)>), AggregateError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let compute = || -> Result<(DataFrame, DataFrame, Option<KpiState>), GoldError> {
+        type Out = (DataFrame, DataFrame, Option<(DataFrame, KpiState)>);
+        let compute = || -> Result<Out, GoldError> {
             let orders = scan_dataset(&root, &contracts.orders)?;
             let payments = scan_dataset(&root, &contracts.payments)?;
             let window = contracts.window_days();
@@ -145,6 +147,7 @@ pub struct Aggregator {
     work_dir: PathBuf,
     catalog: Option<Arc<dyn Catalog>>,
     group_bytes: u64,
+    bucket_customers: usize,
 }
 
 impl Aggregator {
@@ -161,7 +164,15 @@ impl Aggregator {
             work_dir: work_dir.into(),
             catalog: None,
             group_bytes: incremental::group_bytes(super::config::DEFAULT_MEMORY_BUDGET_BYTES),
+            bucket_customers: incremental::BUCKET_CUSTOMERS,
         }
+    }
+
+    /// Keeps at most about `customers` customers per bucket of the first-order state (default
+    /// [`incremental::BUCKET_CUSTOMERS`]; small in tests, to exercise many buckets).
+    pub fn with_bucket_customers(mut self, customers: usize) -> Self {
+        self.bucket_customers = customers.max(1);
+        self
     }
 
     /// Recomputes a night's days in groups of at most `bytes` of silver on disk (default: from
@@ -328,9 +339,10 @@ impl Aggregator {
             &keep,
         )
         .await?;
-        let save = state.map(|kpi| StateToSave {
+        let save = state.map(|(first_orders, kpi)| StateToSave {
             previous: None,
             cursors,
+            first_orders: FirstOrdersOut::Table(first_orders),
             kpi,
         });
         Ok(Computed {
@@ -382,10 +394,17 @@ impl Aggregator {
         }
         let new_batches = new.values().map(Vec::len).sum();
         let source = StoreSilver::new(self.store.clone(), self.work_dir.clone());
+        let buckets = StoreFirstOrders::new(
+            self.store.clone(),
+            previous.first_orders_keys.clone(),
+            nightly::generation(Some(&previous), &cursors),
+        );
         let result = Nightly {
             source: &source,
             contracts: &contracts,
             state: &kpi,
+            first_orders: &buckets,
+            bucket_customers: self.bucket_customers,
             group_bytes: self.group_bytes,
         }
         .run(&night)
@@ -410,6 +429,7 @@ impl Aggregator {
             let save = StateToSave {
                 previous: Some(previous),
                 cursors,
+                first_orders: FirstOrdersOut::Written(buckets.keys()?),
                 kpi: result.state.clone(),
             };
             (Some(save), None)
@@ -508,10 +528,19 @@ impl Aggregator {
         if let Some(StateToSave {
             previous,
             cursors,
+            first_orders,
             kpi,
         }) = save
         {
-            nightly::save_state(&self.state, previous.as_ref(), cursors, &kpi).await?;
+            nightly::save_state(
+                &self.state,
+                previous.as_ref(),
+                cursors,
+                first_orders,
+                &kpi,
+                self.bucket_customers,
+            )
+            .await?;
         }
         if let Some(run) = keep {
             // A run that died between its pointer and its clean-up left the old tables.
