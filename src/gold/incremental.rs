@@ -958,6 +958,17 @@ impl Nightly<'_> {
         let id = || col("customer_id");
         let (s, m, new) = (col(FIRST_ORDER_DATE), col("_m"), col("_new"));
         let buckets = self.first_orders.count().max(1);
+        if dates.is_empty() {
+            // Nothing recomputed (no new batch): nothing to decide, every bucket kept.
+            for bucket in 0..buckets {
+                self.first_orders.keep(bucket).await?;
+            }
+            return Ok(FirstOrders {
+                on_days: empty_first_orders()?,
+                extra: BTreeSet::new(),
+                searched: 0,
+            });
+        }
         let mut customers = 0;
         let mut decided = Vec::with_capacity(buckets);
         for (bucket, night) in split_by_bucket(&on_days, buckets)?.into_iter().enumerate() {
