@@ -131,8 +131,8 @@ pub const AGGREGATE_STATE_KEY: &str = "runs/aggregate/state.json";
 /// Where the nightly aggregate keeps its state.
 pub const AGGREGATE_STATE_PREFIX: &str = "runs/aggregate/";
 
-/// One generation of one nightly aggregate state table (`first_orders`, `tombstones`), named by
-/// a digest of its content.
+/// One generation of one nightly aggregate state table (`tombstones`; `first_orders` in version
+/// 1), named by a digest of what it was computed from.
 pub fn aggregate_state_table_key(table: &str, digest: &str) -> String {
     format!("{AGGREGATE_STATE_PREFIX}{table}-{digest}.parquet")
 }

@@ -23,7 +23,7 @@
 //! old files expire. It holds a row per customer ever, so it is kept in buckets by customer hash
 //! ([`FirstOrderBuckets`], doubled as customers arrive) and a night holds one bucket at a time:
 //! its memory stays bounded however many customers a shop has had, while its time still grows
-//! with them (each bucket is read twice and rewritten).
+//! with them (each bucket is read twice, and rewritten when it changed).
 //!
 //! Everything else (which version is latest, every measure) is the definition
 //! [`super::kpis`] and [`super::methods`] share with the full recompute, so the two cannot
@@ -163,7 +163,8 @@ const FIRST_SEARCH_DAYS: usize = 1;
 const SILVER_EXPANSION: u64 = 18;
 
 /// The most silver (bytes on disk) a nightly recompute holds at once for a memory budget: half
-/// the budget, at [`SILVER_EXPANSION`]; the other half is the first-order state and the runtime.
+/// the budget, at [`SILVER_EXPANSION`]; the other half is the night's keys, a first-order bucket
+/// and the runtime.
 pub fn group_bytes(memory_budget_bytes: usize) -> u64 {
     memory_budget_bytes as u64 / 2 / SILVER_EXPANSION
 }
@@ -630,7 +631,7 @@ impl Nightly<'_> {
 
         phase.done("payment_days");
         // The days are recomputed in groups of at most `group_bytes` of silver each, so a
-        // night's memory is one group's rows plus the first-order state, however many days a
+        // night's memory is one group's rows plus one first-order bucket, however many days a
         // night touches (a backfill of late updates, a re-export of a month).
         let groups = self.day_groups(&dates).await?;
         // First pass: each customer's first order day among all the recomputed days. With one

@@ -181,6 +181,45 @@ async fn aggregate(store: Arc<dyn ObjectStore>) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// A second night's orders, ingested: new customers, and C1's first order cancelled (its first
+/// order day moves: a search), so the nightly aggregate after it changes every first-order bucket.
+async fn ingest_next_night(store: Arc<dyn ObjectStore>) -> Result<(), String> {
+    let root = store
+        .local_root()
+        .expect("set up on a local lake")
+        .to_owned();
+    let path = root.join("raw/orders/orders-2.csv");
+    std::fs::write(
+        &path,
+        "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n\
+         O100,C4,2026-11-21T15:00:00Z,paid,EU,EUR,5.00,1,2026-11-21T15:00:00Z\n\
+         O101,C5,2026-11-21T16:00:00Z,paid,NA,EUR,6.00,1,2026-11-21T16:00:00Z\n\
+         O3,C1,2026-11-19T10:00:00Z,cancelled,LATAM,EUR,4.50,1,2026-11-21T18:00:00Z\n",
+    )
+    .map_err(|e| e.to_string())?;
+    // The same batch id in every trial.
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| {
+            f.set_modified(
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_100_000),
+            )
+        })
+        .map_err(|e| e.to_string())?;
+    let stores = store.clone();
+    IngestService::new(
+        Arc::new(move |_| stores.clone()),
+        registry(),
+        Default::default(),
+    )
+    .with_catalog(Arc::new(LocalCatalog::new(store, "shoplake")))
+    .ingest(IngestRequest::object("lake", "raw/orders/orders-2.csv"))
+    .await
+    .map(drop)
+    .map_err(|e| e.to_string())
+}
+
 async fn load(store: Arc<dyn ObjectStore>) -> Result<(), String> {
     let warehouse = Warehouse {
         schema: "shoplake".into(),
@@ -452,6 +491,22 @@ async fn aggregate_crashed_at_any_write_then_retried_equals_an_uninterrupted_run
     crash_at_every_write(
         "aggregate",
         &[stage!(ingest_all), stage!(check_and_alert)],
+        stage!(aggregate),
+    )
+    .await;
+}
+
+/// The nightly path: a state from the night before, then a night that rewrites its first-order
+/// buckets (written one by one during the run, before gold and the pointer).
+#[tokio::test]
+async fn nightly_aggregate_crashed_at_any_write_then_retried_equals_an_uninterrupted_run() {
+    crash_at_every_write(
+        "nightly aggregate",
+        &[
+            stage!(ingest_all),
+            stage!(aggregate),
+            stage!(ingest_next_night),
+        ],
         stage!(aggregate),
     )
     .await;

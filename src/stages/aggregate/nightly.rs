@@ -50,7 +50,9 @@ pub struct RunState {
     /// The first-order state's buckets, in bucket order.
     #[serde(default)]
     pub first_orders_keys: Vec<String>,
-    /// Version 1's first-order table (one bucket); read into `first_orders_keys`.
+    /// Version 1's first-order table (one bucket); read into `first_orders_keys`. Version 2
+    /// writes its first bucket here too, so that a version 1 binary (a rollback) can parse the
+    /// pointer, sees a version it does not know and rebuilds, instead of failing on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_orders_key: Option<String>,
     pub tombstones_key: String,
@@ -291,8 +293,8 @@ pub async fn save_state(
     let run = RunState {
         version: STATE_VERSION,
         cursors,
+        first_orders_key: first_orders_keys.first().cloned(),
         first_orders_keys,
-        first_orders_key: None,
         tombstones_key,
     };
     state.put_json(layout::AGGREGATE_STATE_KEY, &run).await?;
@@ -522,7 +524,8 @@ mod tests {
 
         let (run, _) = load_state(&state).await.unwrap().unwrap();
         assert_eq!(run.first_orders_keys, keys);
-        assert_eq!(run.first_orders_key, None);
+        // For a rollback: a version 1 binary parses a pointer with this field.
+        assert_eq!(run.first_orders_key.as_ref(), keys.first());
         let left: Vec<String> = store
             .list(layout::AGGREGATE_STATE_PREFIX)
             .await

@@ -311,10 +311,13 @@ impl Aggregator {
     }
 
     /// Everything from all of silver: `Full` and a first scheduled run also rebuild the state.
+    /// `current` is the state in place, if any: the rebuilt one is named after it too, so a
+    /// rebuild with nothing new since the last never writes over the objects it names.
     async fn recompute_all(
         &self,
         contracts: KpiContracts,
         request: AggregateRequest,
+        current: Option<RunState>,
     ) -> Result<Computed, AggregateError> {
         let rebuild = !matches!(request, AggregateRequest::Range { .. });
         // Listed before silver is read: a batch landing meanwhile is left for the next run.
@@ -340,7 +343,7 @@ impl Aggregator {
         )
         .await?;
         let save = state.map(|(first_orders, kpi)| StateToSave {
-            previous: None,
+            previous: current,
             cursors,
             first_orders: FirstOrdersOut::Table(first_orders),
             kpi,
@@ -488,7 +491,10 @@ impl Aggregator {
             {
                 self.recompute_night(contracts, run, kpi).await?
             }
-            (request, _) => self.recompute_all(contracts, request).await?,
+            (request, previous) => {
+                self.recompute_all(contracts, request, previous.map(|(run, _)| run))
+                    .await?
+            }
         };
         let Computed {
             kpi_rows,

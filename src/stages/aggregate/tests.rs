@@ -52,3 +52,36 @@ async fn a_mistyped_backfill_fails_without_a_retry() {
     assert_eq!(failure.error_type, "AggregateFailed");
     assert!(failure.error_message.contains("`to`"), "{failure}");
 }
+
+/// A rebuild with nothing new since the last writes a state under new names, never over the
+/// objects the pointer in place names (a crash midway would leave that pointer naming a mix).
+#[tokio::test]
+async fn a_full_rebuild_with_nothing_new_names_its_state_apart_from_the_one_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aggregator, _) = aggregator(dir.path());
+    let pointer = || -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(dir.path().join(layout::AGGREGATE_STATE_KEY)).unwrap(),
+        )
+        .unwrap()
+    };
+    invoke(&aggregator, json!({}), chrono::Utc::now())
+        .await
+        .unwrap();
+    let before = pointer();
+    invoke(&aggregator, json!({"full": true}), chrono::Utc::now())
+        .await
+        .unwrap();
+    let after = pointer();
+    assert_eq!(before["cursors"], after["cursors"], "nothing new");
+    for table in ["first_orders_keys", "tombstones_key"] {
+        assert_ne!(before[table], after[table], "{table}");
+    }
+    let again = {
+        invoke(&aggregator, json!({"full": true}), chrono::Utc::now())
+            .await
+            .unwrap();
+        pointer()
+    };
+    assert_ne!(after["tombstones_key"], again["tombstones_key"]);
+}
