@@ -530,14 +530,25 @@ impl Nightly<'_> {
             col(VERSION[2]),
         ];
         columns.extend(extra.iter().map(|c| col(*c)));
-        let versions = collect(scan_dates(&root, contract, &window)?.select(columns).join(
-            keys.lazy(),
-            [col(&key)],
-            [col(&key)],
-            JoinArgs::new(JoinType::Inner),
-        ))
-        .await?;
-        Ok(versions)
+        // In groups of days, as the recompute: the window's rows are read to keep only the
+        // night's keys, so only the versions found (of the night's size) are held across groups.
+        let sizes = window
+            .iter()
+            .map(|d| (*d, day_bytes(&root, contract, *d)))
+            .collect();
+        let mut found = Vec::new();
+        for days in consecutive_groups(sizes, self.group_bytes) {
+            let part = scan_dates(&root, contract, &days)?
+                .select(columns.clone())
+                .join(
+                    keys.clone().lazy(),
+                    [col(&key)],
+                    [col(&key)],
+                    JoinArgs::new(JoinType::Inner),
+                );
+            found.push(collect(part).await?.lazy());
+        }
+        collect(concat(found, UnionArgs::default())?).await
     }
 
     /// Recomputes the days `night` changed.
