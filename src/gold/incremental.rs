@@ -1059,18 +1059,7 @@ impl Nightly<'_> {
                 previous
             } else {
                 collect(stacked(
-                    previous
-                        .lazy()
-                        .join(
-                            changes
-                                .clone()
-                                .lazy()
-                                .select([id(), lit(true).alias("_chg")]),
-                            [id()],
-                            [id()],
-                            JoinArgs::new(JoinType::Left),
-                        )
-                        .filter(col("_chg").is_null())
+                    without(previous.lazy(), changes.clone().lazy(), "customer_id")
                         .select([id(), s.clone()]),
                     changes
                         .lazy()
@@ -1193,22 +1182,18 @@ fn decide(
         )
         .select([id(), s.clone(), m.clone()]);
     // Customers whose first day is recomputed and who have no order left on those days.
-    let gone = previous
-        .join(
-            date_frame(FIRST_ORDER_DATE, dates)?,
+    let recomputed = date_frame(FIRST_ORDER_DATE, dates)?.with_column(lit(true).alias("_rec"));
+    let gone = without(
+        previous.join(
+            recomputed.clone(),
             [s.clone()],
             [s.clone()],
             JoinArgs::new(JoinType::Inner),
-        )
-        .join(
-            night.select([id(), lit(true).alias("_on")]),
-            [id()],
-            [id()],
-            JoinArgs::new(JoinType::Left),
-        )
-        .filter(col("_on").is_null())
-        .select([id(), s.clone(), lit(NULL).cast(DataType::Date).alias("_m")]);
-    let recomputed = date_frame(FIRST_ORDER_DATE, dates)?.with_column(lit(true).alias("_rec"));
+        ),
+        night,
+        "customer_id",
+    )
+    .select([id(), s.clone(), lit(NULL).cast(DataType::Date).alias("_m")]);
     let s_recomputed = col("_rec").is_not_null();
     let needs_search = s
         .clone()
@@ -1236,7 +1221,7 @@ fn decide(
         .select([id(), s, m, col("_new"), col("_needy")]))
 }
 
-/// The rows of `rows` (one column, `key`) whose key is not in `other` (an anti-join).
+/// The rows of `rows` whose `key` is not in `other` (an anti-join).
 fn without(rows: LazyFrame, other: LazyFrame, key: &str) -> LazyFrame {
     rows.join(
         other
@@ -1247,7 +1232,7 @@ fn without(rows: LazyFrame, other: LazyFrame, key: &str) -> LazyFrame {
         JoinArgs::new(JoinType::Left),
     )
     .filter(col("_in_other").is_null())
-    .select([col(key)])
+    .drop(cols(["_in_other"]))
 }
 
 /// Debug-level timing of the nightly run's phases (`RUST_LOG=shoplake=debug`), for finding
