@@ -469,7 +469,10 @@ LAMBDA_OF = {"ingest": "ingest", "quality_customers": "quality", "quality_orders
              "quality_payments": "quality", "aggregate": "aggregate"}
 
 
-def measure_night(stages, day, lake_dir, work, runs, threads):
+def measure_night(stages, day, lake_dir, work, runs, threads, keep=False):
+    """The night's stages `runs` times from the same lake, then once under strace. With `keep`,
+    the lake before the night (its exports in raw/, nothing ingested) stays beside it as
+    `before-night-<date>`, to run that night's stages again with another binary."""
     snapshot = work / "snapshot"
     shutil.rmtree(snapshot, ignore_errors=True)
     subprocess.run(["cp", "-al", lake_dir, snapshot], check=True)
@@ -497,7 +500,7 @@ def measure_night(stages, day, lake_dir, work, runs, threads):
     if not shutil.which("strace"):
         print("    strace not found: the table shows read(2) bytes, which miss mmap (install "
               "strace for the lake bytes each stage opens)", flush=True)
-        shutil.rmtree(snapshot)
+        set_aside(snapshot, work, day, keep)
         return results, gold_matches_duckdb(lake_dir, work / "duckdb")
     restore(snapshot, lake_dir)
     stages.trace = True
@@ -507,9 +510,18 @@ def measure_night(stages, day, lake_dir, work, runs, threads):
         if key != "duckdb":
             for r in results:
                 r.setdefault("opened", {})[key] = sum(p["opened_bytes"] for p in picks(traced))
-    shutil.rmtree(snapshot)
+    set_aside(snapshot, work, day, keep)
     compared = gold_matches_duckdb(lake_dir, work / "duckdb")
     return results, compared
+
+
+def set_aside(snapshot, work, day, keep):
+    if keep:
+        kept = work / f"before-night-{day['date']}"
+        shutil.rmtree(kept, ignore_errors=True)
+        snapshot.rename(kept)
+    else:
+        shutil.rmtree(snapshot)
 
 
 # ----------------------------------------------------------------------------- the template
@@ -719,7 +731,7 @@ def main():
                     help="while building history, run the scheduled aggregate every N nights "
                          "(1: every night, as production; the night before a measured one always)")
     ap.add_argument("--template", type=Path, default=HERE.parent / "infra" / "template.yaml")
-    ap.add_argument("--keep", action="store_true", help="keep the lake in the work dir")
+    ap.add_argument("--keep", action="store_true", help="keep the lake, and the lake before each measured night, in the work dir")
     args = ap.parse_args()
     horizons = sorted({int(h) for h in args.horizons.split(",")})
     functions = lambda_limits(args.template)
@@ -757,7 +769,7 @@ def main():
                 print(f"  H={history}: night {k} ({day['date']}), {args.runs} runs", flush=True)
                 t0 = time.perf_counter()
                 runs, compared = measure_night(stages, day, lake_dir, work, args.runs,
-                                               args.threads)
+                                               args.threads, args.keep)
                 measured_s += time.perf_counter() - t0
                 report["horizons"].append({
                     "history_days": history, "night": k, "date": day["date"], "rows": day["rows"],

@@ -6,7 +6,8 @@
 #   BENCH_HISTORY_RUNS=3         repetitions of each measured night (medians)
 #   BENCH_HISTORY_AGGREGATE_EVERY=1  nights between aggregates while building history
 #   BENCH_HISTORY_WORK=...       where the lake grows (removed afterwards; a few GB at scale 1)
-#   BENCH_HISTORY_KEEP=1         keep the lake (to run a stage on it again)
+#   BENCH_HISTORY_KEEP=1         keep the lake, and the lake before each measured night
+#                                (before-night-<date>: to run that night again with another binary)
 # The figures land in target/bench/history.json (and on stdout).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -645,11 +645,13 @@ impl Nightly<'_> {
         // night's memory is one group's rows plus one first-order bucket, however many days a
         // night touches (a backfill of late updates, a re-export of a month).
         let groups = self.day_groups(&dates).await?;
-        // First pass: each customer's first order day among all the recomputed days. With one
-        // group, its orders are kept for the measures instead of being read twice.
-        let mut kept = None;
+        // First pass: each customer's first order day among all the recomputed days. It goes
+        // through the groups backwards and keeps the last one it reads, the first group, for the
+        // measures, which go forwards: that group is not read twice (with one group, nothing
+        // is), and the night holds one group's orders at a time as before.
+        let mut kept: Option<(BTreeSet<NaiveDate>, DataFrame)> = None;
         let mut firsts = Vec::with_capacity(groups.len());
-        for days in &groups {
+        for (i, days) in groups.iter().enumerate().rev() {
             let orders = self.latest_orders(days, &state).await?;
             // Collected here: a lazy plan would hold on to the group's orders until the end.
             firsts.push(
@@ -657,8 +659,8 @@ impl Nightly<'_> {
                     .await?
                     .lazy(),
             );
-            if groups.len() == 1 {
-                kept = Some(orders);
+            if i == 0 {
+                kept = Some((days.clone(), orders));
             }
         }
         let on_days = collect(
@@ -677,7 +679,6 @@ impl Nightly<'_> {
             groups
         } else {
             dates.extend(extra);
-            kept = None;
             self.day_groups(&dates).await?
         };
         phase.done("orders_and_first_orders");
@@ -685,9 +686,11 @@ impl Nightly<'_> {
         let mut kpis = Vec::with_capacity(groups.len());
         let mut methods = Vec::with_capacity(groups.len());
         for days in &groups {
+            // The kept orders serve only the very same days (a searched customer's extra day
+            // may have regrouped them).
             let orders = match kept.take() {
-                Some(orders) => orders,
-                None => self.latest_orders(days, &state).await?,
+                Some((kept_days, orders)) if kept_days == *days => orders,
+                _ => self.latest_orders(days, &state).await?,
             };
             let (k, m) = self.measures(orders, &first, days, window, &state).await?;
             kpis.push(k.lazy());
