@@ -128,6 +128,42 @@ mod keyset {
         Ok(keys)
     }
 
+    /// Splits `wanted` into the keys the file holds and those it does not (each once), in one
+    /// walk over the file, checked as [`decode`] checks it, without a list of its keys: a
+    /// look-up then holds the file's bytes and the wanted keys, nothing of the file's size more.
+    pub fn lookup<'k>(
+        bytes: &[u8],
+        mut wanted: Vec<&'k str>,
+    ) -> Result<(Vec<&'k str>, Vec<&'k str>), &'static str> {
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut rest = bytes.strip_prefix(MAGIC).ok_or("not a key index file")?;
+        let (mut held, mut missing) = (Vec::new(), Vec::new());
+        let mut wanted = wanted.into_iter().peekable();
+        let mut last: Option<&[u8]> = None;
+        while !rest.is_empty() {
+            let (len, tail) = rest.split_first_chunk::<4>().ok_or("truncated length")?;
+            let len = u32::from_le_bytes(*len) as usize;
+            if tail.len() < len {
+                return Err("truncated key");
+            }
+            let (key, tail) = tail.split_at(len);
+            if last.is_some_and(|last| last >= key) {
+                return Err("keys out of order");
+            }
+            while let Some(k) = wanted.next_if(|k| k.as_bytes() < key) {
+                missing.push(k);
+            }
+            if let Some(k) = wanted.next_if(|k| k.as_bytes() == key) {
+                held.push(k);
+            }
+            last = Some(key);
+            rest = tail;
+        }
+        missing.extend(wanted);
+        Ok((held, missing))
+    }
+
     /// The sorted union of two sorted, distinct key lists (a merge walk, no set).
     pub fn union<'a>(old: &[&'a [u8]], new: &[&'a [u8]]) -> Vec<&'a [u8]> {
         let mut out = Vec::with_capacity(old.len() + new.len());
@@ -176,6 +212,17 @@ impl KeyIndex {
 
     fn decode<'a>(key: &str, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, KeyIndexError> {
         keyset::decode(bytes).map_err(|reason| KeyIndexError::Corrupt {
+            key: key.to_owned(),
+            reason,
+        })
+    }
+
+    fn lookup<'k>(
+        key: &str,
+        bytes: &[u8],
+        wanted: Vec<&'k str>,
+    ) -> Result<(Vec<&'k str>, Vec<&'k str>), KeyIndexError> {
+        keyset::lookup(bytes, wanted).map_err(|reason| KeyIndexError::Corrupt {
             key: key.to_owned(),
             reason,
         })
@@ -314,18 +361,13 @@ impl KeyIndex {
             let mut missing: Vec<&str> = Vec::new();
             for (shard, keys) in by_shard {
                 let key = layout::key_index_shard_key(dataset, shard);
-                let bytes = self.store.get(&key).await?;
-                let held = match &bytes {
-                    Some(b) => Self::decode(&key, b)?,
-                    None => Vec::new(),
+                let Some(bytes) = self.store.get(&key).await? else {
+                    missing.extend(keys);
+                    continue;
                 };
-                for k in keys {
-                    if held.binary_search(&k.as_bytes()).is_ok() {
-                        found.insert(k.to_owned());
-                    } else {
-                        missing.push(k);
-                    }
-                }
+                let (held, rest) = Self::lookup(&key, &bytes, keys)?;
+                found.extend(held.into_iter().map(str::to_owned));
+                missing.extend(rest);
             }
             for meta in &deltas {
                 if missing.is_empty() {
@@ -340,14 +382,9 @@ impl KeyIndex {
                     }
                     continue 'attempt;
                 };
-                let held = Self::decode(&meta.key, &bytes)?;
-                missing.retain(|k| {
-                    let hit = held.binary_search(&k.as_bytes()).is_ok();
-                    if hit {
-                        found.insert((*k).to_owned());
-                    }
-                    !hit
-                });
+                let (held, rest) = Self::lookup(&meta.key, &bytes, missing)?;
+                found.extend(held.into_iter().map(str::to_owned));
+                missing = rest;
             }
             return Ok(found);
         }
@@ -549,6 +586,30 @@ mod tests {
             Err("truncated key")
         );
         assert_eq!(keyset::decode(b"[]"), Err("not a key index file"));
+    }
+
+    #[test]
+    fn a_lookup_walks_the_file_once_and_splits_the_wanted_keys() {
+        let body = keyset::encode([b"C1".as_slice(), b"C3", b"C5", "Müller".as_bytes()]);
+        // Unsorted, repeated, before, between and after the file's keys.
+        let wanted = vec!["C5", "Müller", "C0", "C3", "C4", "C5", "Z"];
+        let (held, missing) = keyset::lookup(&body, wanted).unwrap();
+        assert_eq!(held, ["C3", "C5", "Müller"]);
+        assert_eq!(missing, ["C0", "C4", "Z"]);
+        let (held, missing) = keyset::lookup(&keyset::encode([]), vec!["C1"]).unwrap();
+        assert!(held.is_empty());
+        assert_eq!(missing, ["C1"]);
+        // Checked as a decode checks it, even past the last wanted key.
+        let unsorted = keyset::encode([b"a".as_slice(), b"c", b"b"]);
+        assert_eq!(
+            keyset::lookup(&unsorted, vec!["a"]),
+            Err("keys out of order")
+        );
+        assert_eq!(
+            keyset::lookup(&body[..body.len() - 1], vec!["C1"]),
+            Err("truncated key")
+        );
+        assert_eq!(keyset::lookup(b"[]", vec![]), Err("not a key index file"));
     }
 
     #[tokio::test]
