@@ -108,22 +108,47 @@ mod keyset {
         out
     }
 
-    /// The keys of a file, checked: framing and strict order (a search relies on it).
-    pub fn decode(bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
-        let mut rest = bytes.strip_prefix(MAGIC).ok_or("not a key index file")?;
-        let mut keys: Vec<&[u8]> = Vec::new();
-        while !rest.is_empty() {
-            let (len, tail) = rest.split_first_chunk::<4>().ok_or("truncated length")?;
+    /// A walk over a file's keys, each checked as it is reached: framing and strict order (a
+    /// search relies on it).
+    struct Walk<'a> {
+        rest: &'a [u8],
+        last: Option<&'a [u8]>,
+    }
+
+    impl<'a> Walk<'a> {
+        fn new(bytes: &'a [u8]) -> Result<Self, &'static str> {
+            let rest = bytes.strip_prefix(MAGIC).ok_or("not a key index file")?;
+            Ok(Walk { rest, last: None })
+        }
+
+        fn next_key(&mut self) -> Result<Option<&'a [u8]>, &'static str> {
+            if self.rest.is_empty() {
+                return Ok(None);
+            }
+            let (len, tail) = self
+                .rest
+                .split_first_chunk::<4>()
+                .ok_or("truncated length")?;
             let len = u32::from_le_bytes(*len) as usize;
             if tail.len() < len {
                 return Err("truncated key");
             }
             let (key, tail) = tail.split_at(len);
-            if keys.last().is_some_and(|last| *last >= key) {
+            if self.last.is_some_and(|last| last >= key) {
                 return Err("keys out of order");
             }
+            self.last = Some(key);
+            self.rest = tail;
+            Ok(Some(key))
+        }
+    }
+
+    /// The keys of a file, checked.
+    pub fn decode(bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+        let mut walk = Walk::new(bytes)?;
+        let mut keys = Vec::new();
+        while let Some(key) = walk.next_key()? {
             keys.push(key);
-            rest = tail;
         }
         Ok(keys)
     }
@@ -137,28 +162,16 @@ mod keyset {
     ) -> Result<(Vec<&'k str>, Vec<&'k str>), &'static str> {
         wanted.sort_unstable();
         wanted.dedup();
-        let mut rest = bytes.strip_prefix(MAGIC).ok_or("not a key index file")?;
+        let mut walk = Walk::new(bytes)?;
         let (mut held, mut missing) = (Vec::new(), Vec::new());
         let mut wanted = wanted.into_iter().peekable();
-        let mut last: Option<&[u8]> = None;
-        while !rest.is_empty() {
-            let (len, tail) = rest.split_first_chunk::<4>().ok_or("truncated length")?;
-            let len = u32::from_le_bytes(*len) as usize;
-            if tail.len() < len {
-                return Err("truncated key");
-            }
-            let (key, tail) = tail.split_at(len);
-            if last.is_some_and(|last| last >= key) {
-                return Err("keys out of order");
-            }
+        while let Some(key) = walk.next_key()? {
             while let Some(k) = wanted.next_if(|k| k.as_bytes() < key) {
                 missing.push(k);
             }
             if let Some(k) = wanted.next_if(|k| k.as_bytes() == key) {
                 held.push(k);
             }
-            last = Some(key);
-            rest = tail;
         }
         missing.extend(wanted);
         Ok((held, missing))
