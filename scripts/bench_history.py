@@ -731,7 +731,8 @@ def main():
                     help="while building history, run the scheduled aggregate every N nights "
                          "(1: every night, as production; the night before a measured one always)")
     ap.add_argument("--template", type=Path, default=HERE.parent / "infra" / "template.yaml")
-    ap.add_argument("--keep", action="store_true", help="keep the lake, and the lake before each measured night, in the work dir")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the lake, and the lake before each measured night, in the work dir")
     args = ap.parse_args()
     horizons = sorted({int(h) for h in args.horizons.split(",")})
     functions = lambda_limits(args.template)

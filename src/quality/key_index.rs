@@ -223,22 +223,12 @@ impl KeyIndex {
         KeyIndex { store }
     }
 
-    fn decode<'a>(key: &str, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, KeyIndexError> {
-        keyset::decode(bytes).map_err(|reason| KeyIndexError::Corrupt {
+    /// The error of a file at `key` that [`keyset`] refused.
+    fn corrupt(key: &str) -> impl FnOnce(&'static str) -> KeyIndexError + '_ {
+        move |reason| KeyIndexError::Corrupt {
             key: key.to_owned(),
             reason,
-        })
-    }
-
-    fn lookup<'k>(
-        key: &str,
-        bytes: &[u8],
-        wanted: Vec<&'k str>,
-    ) -> Result<(Vec<&'k str>, Vec<&'k str>), KeyIndexError> {
-        keyset::lookup(bytes, wanted).map_err(|reason| KeyIndexError::Corrupt {
-            key: key.to_owned(),
-            reason,
-        })
+        }
     }
 
     /// Records the keys of `batch_id` (ingest, before its manifest): one file of the batch's
@@ -280,7 +270,7 @@ impl KeyIndex {
                     Some(_) => self.store.get(&key).await?,
                 };
                 let old = match &bytes {
-                    Some(b) => Self::decode(&key, b)?,
+                    Some(b) => keyset::decode(b).map_err(Self::corrupt(&key))?,
                     None => Vec::new(),
                 };
                 if new.iter().all(|k| old.binary_search(k).is_ok()) {
@@ -322,7 +312,7 @@ impl KeyIndex {
             let Some(bytes) = self.store.get(&meta.key).await? else {
                 continue;
             };
-            for k in Self::decode(&meta.key, &bytes)? {
+            for k in keyset::decode(&bytes).map_err(Self::corrupt(&meta.key))? {
                 by_shard
                     .entry(shard_of_bytes(k))
                     .or_default()
@@ -378,7 +368,7 @@ impl KeyIndex {
                     missing.extend(keys);
                     continue;
                 };
-                let (held, rest) = Self::lookup(&key, &bytes, keys)?;
+                let (held, rest) = keyset::lookup(&bytes, keys).map_err(Self::corrupt(&key))?;
                 found.extend(held.into_iter().map(str::to_owned));
                 missing.extend(rest);
             }
@@ -395,7 +385,8 @@ impl KeyIndex {
                     }
                     continue 'attempt;
                 };
-                let (held, rest) = Self::lookup(&meta.key, &bytes, missing)?;
+                let (held, rest) =
+                    keyset::lookup(&bytes, missing).map_err(Self::corrupt(&meta.key))?;
                 found.extend(held.into_iter().map(str::to_owned));
                 missing = rest;
             }
