@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use chrono::{Duration, NaiveDate};
 use polars::prelude::*;
 
-use super::kpis::{self, FIRST_ORDER_DATE, first_order_dates, latest, with_regions};
+use super::kpis::{self, FIRST_ORDER_DATE, first_order_dates, latest};
 use super::methods;
 use super::writer::GoldError;
 use crate::contract::Contract;
@@ -345,19 +345,32 @@ impl KpiState {
         ))
     }
 
-    /// The tombstones of one dataset, named for joining onto its rows.
-    fn tombstones_of(&self, dataset: &str, key: &str, date: &str) -> LazyFrame {
-        self.tombstones
+    /// The tombstones of one dataset on `dates`, named for joining onto its rows.
+    fn tombstones_on(
+        &self,
+        dataset: &str,
+        key: &str,
+        date: &str,
+        dates: &BTreeSet<NaiveDate>,
+    ) -> PolarsResult<LazyFrame> {
+        Ok(self
+            .tombstones
             .clone()
             .lazy()
             .filter(col("dataset").eq(lit(dataset.to_owned())))
+            .join(
+                date_frame("date", dates)?,
+                [col("date")],
+                [col("date")],
+                JoinArgs::new(JoinType::Inner),
+            )
             .select([
                 col("key").alias(key),
                 col("date").alias(date),
                 col("updated_at").alias(TOMB_VERSION[0]),
                 col(INGESTED_AT).alias(TOMB_VERSION[1]),
                 col(BATCH_ID).alias(TOMB_VERSION[2]),
-            ])
+            ]))
     }
 }
 
@@ -445,10 +458,16 @@ impl Nightly<'_> {
         let root = self.source.prepare(contract, dates).await?;
         let (key, date) = (key_of(contract), date_of(contract)?);
         let rows = scan_dates(&root, contract, dates)?;
-        let t = tombs.tombstones_of(&contract.name, &key, &date);
+        // Collected off the runtime, as every polars query here (`collect`).
+        let t = collect(tombs.tombstones_on(&contract.name, &key, &date, dates)?).await?;
+        // Keys rarely move day, so most reads have no tombstone: then no join at all, which
+        // would hash every row's key to find none.
+        if t.height() == 0 {
+            return Ok(rows);
+        }
         Ok(rows
             .join(
-                t,
+                t.lazy(),
                 [col(&key), col(&date)],
                 [col(&key), col(&date)],
                 JoinArgs::new(JoinType::Left),
@@ -772,12 +791,10 @@ impl Nightly<'_> {
         )?)
         .await?;
         phase.done("payments_latest");
-        let order_regions = self
-            .order_regions(&payments, &orders, days, window, state)
-            .await?;
-        let payments = collect(with_regions(
-            payments.lazy(),
-            order_regions.lazy(),
+        let joined = collect(kpis::join_orders(payments.lazy(), orders.clone().lazy())).await?;
+        let joined = self.other_orders(joined, days, window, state).await?;
+        let payments = collect(kpis::region_in_window(
+            joined.lazy(),
             self.contracts.window_days(),
         ))
         .await?;
@@ -851,37 +868,32 @@ impl Nightly<'_> {
         .await
     }
 
-    /// The latest version (`order_id`, `customer_region`, `order_date`) of every order the
-    /// `payments` name that lies within the reference window before their days. Most are
-    /// among `orders` (the recomputed days, already read). The rest are looked for on the other
-    /// days of the window in two passes: their keys and days first (one column), then only the
-    /// days that hold one, so the window's other rows are never materialised.
-    async fn order_regions(
+    /// `joined` (the days' payments joined to the days' latest orders, [`kpis::join_orders`])
+    /// with the orders it lacks, the latest versions of those on the other days of the
+    /// reference window before the payments' days. Most payments' orders are on the recomputed
+    /// days; the rest are looked for nearest day first in two passes, their keys and days first
+    /// (one column), then only the days that hold one, so the window's other rows are never
+    /// materialised. The days' orders are joined once, not first to list which are missing.
+    async fn other_orders(
         &self,
-        payments: &DataFrame,
-        orders: &DataFrame,
+        joined: DataFrame,
         dates: &BTreeSet<NaiveDate>,
         window: u32,
         state: &KpiState,
     ) -> Result<DataFrame, GoldError> {
         let orders_c = &self.contracts.orders;
-        let columns = [col("order_id"), col("customer_region"), col("order_date")];
-        let named = payments
-            .clone()
-            .lazy()
-            .select([col("order_id")])
-            .unique(None, UniqueKeepStrategy::First);
-        let here = orders.clone().lazy().select(columns.clone());
-        let found = collect(here.clone().join(
-            named.clone(),
-            [col("order_id")],
-            [col("order_id")],
-            JoinArgs::new(JoinType::Inner),
-        ))
+        let unfound = || col(kpis::PAYMENT_ORDER_DATE).is_null();
+        let missing = collect(
+            joined
+                .clone()
+                .lazy()
+                .filter(unfound().and(col("order_id").is_not_null()))
+                .select([col("order_id")])
+                .unique(None, UniqueKeepStrategy::First),
+        )
         .await?;
-        let missing = collect(without(named, here, "order_id")).await?;
         if missing.height() == 0 {
-            return Ok(found);
+            return Ok(joined);
         }
         // Nearest days first: each missing order lies within the window before a payment day.
         let mut others: Vec<(i64, NaiveDate)> = around(dates, i64::from(window), 0)
@@ -939,10 +951,18 @@ impl Nightly<'_> {
                     ),
                 "order_id",
             )?
-            .select(columns),
+            .select([col("order_id"), col("customer_region"), col("order_date")]),
         )
         .await?;
-        Ok(found.vstack(&rest)?)
+        let filled = kpis::join_orders(
+            joined
+                .clone()
+                .lazy()
+                .filter(unfound())
+                .drop(cols(["customer_region", kpis::PAYMENT_ORDER_DATE])),
+            rest.lazy(),
+        );
+        collect(stacked(joined.lazy().filter(unfound().not()), filled)?).await
     }
 
     /// Decides the first-order state's changes for the night, writes the state after it, and
@@ -1085,6 +1105,11 @@ impl Nightly<'_> {
             }
             if unchanged {
                 self.first_orders.keep(bucket).await?;
+                continue;
+            }
+            // Every row of a bucket stays in it while the count stays.
+            if count == buckets {
+                self.first_orders.write(bucket, count, next).await?;
                 continue;
             }
             // Split in place when the buckets double: bucket b becomes b, b + buckets, …

@@ -114,33 +114,39 @@ fn order_measures(orders: LazyFrame, first: LazyFrame) -> LazyFrame {
         ])
 }
 
-/// Latest payments with the `customer_region` of their order: the order's latest version when
-/// its `order_date` lies within the payments contract's reference window (at most
-/// `window_days` before the payment's date and not after it, the rule the quality gate
-/// checks), else `UNKNOWN`. The window is what lets the nightly run look regions up in a
-/// bounded number of order partitions; without one, any order in `orders` counts.
-pub fn with_regions(payments: LazyFrame, orders: LazyFrame, window_days: Option<u32>) -> LazyFrame {
+/// The column [`join_orders`] adds beside `customer_region`: the order's `order_date`, null
+/// when the orders joined do not hold the payment's order.
+pub(crate) const PAYMENT_ORDER_DATE: &str = "_order_date";
+
+/// `payments` with their order's `customer_region` and date ([`PAYMENT_ORDER_DATE`]), both null
+/// when `orders` does not hold it: one row per payment when `orders` holds one row per order.
+pub(crate) fn join_orders(payments: LazyFrame, orders: LazyFrame) -> LazyFrame {
     let regions = orders.select([
         col("order_id"),
         col("customer_region"),
-        col("order_date").alias("_order_date"),
+        col("order_date").alias(PAYMENT_ORDER_DATE),
     ]);
-    let joined = payments.join(
+    payments.join(
         regions,
         [col("order_id")],
         [col("order_id")],
         JoinArgs::new(JoinType::Left),
-    );
+    )
+}
+
+/// Rows of [`join_orders`] with the region a payment counts under: its order's when the order's
+/// date lies within the reference window ([`with_regions`]), else `UNKNOWN`.
+pub(crate) fn region_in_window(joined: LazyFrame, window_days: Option<u32>) -> LazyFrame {
     let in_window = match window_days {
         Some(days) => {
             let age = (col("payment_date").cast(DataType::Int32)
-                - col("_order_date").cast(DataType::Int32))
+                - col(PAYMENT_ORDER_DATE).cast(DataType::Int32))
             .cast(DataType::Int64);
             age.clone()
                 .gt_eq(lit(0i64))
                 .and(age.lt_eq(lit(i64::from(days))))
         }
-        None => col("_order_date").is_not_null(),
+        None => col(PAYMENT_ORDER_DATE).is_not_null(),
     };
     joined
         .with_column(
@@ -150,7 +156,16 @@ pub fn with_regions(payments: LazyFrame, orders: LazyFrame, window_days: Option<
                 .fill_null(lit(UNKNOWN_REGION))
                 .alias("customer_region"),
         )
-        .drop(cols(["_order_date"]))
+        .drop(cols([PAYMENT_ORDER_DATE]))
+}
+
+/// Latest payments with the `customer_region` of their order: the order's latest version when
+/// its `order_date` lies within the payments contract's reference window (at most
+/// `window_days` before the payment's date and not after it, the rule the quality gate
+/// checks), else `UNKNOWN`. The window is what lets the nightly run look regions up in a
+/// bounded number of order partitions; without one, any order in `orders` counts.
+pub fn with_regions(payments: LazyFrame, orders: LazyFrame, window_days: Option<u32>) -> LazyFrame {
+    region_in_window(join_orders(payments, orders), window_days)
 }
 
 /// Per-day payment measures of latest payments that carry their region ([`with_regions`]).
