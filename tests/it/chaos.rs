@@ -181,6 +181,19 @@ async fn aggregate(store: Arc<dyn ObjectStore>) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// As [`aggregate`], with every changed first-order bucket's night kept as a delta beside its
+/// base (never folded): a crash can fall between the deltas' writes.
+async fn aggregate_with_deltas(store: Arc<dyn ObjectStore>) -> Result<(), String> {
+    Aggregator::new(store.clone(), registry(), std::env::temp_dir())
+        .with_bucket_customers(2)
+        .with_delta_share(0)
+        .with_catalog(Arc::new(LocalCatalog::new(store, "shoplake")))
+        .aggregate(AggregateRequest::Scheduled {})
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// A second night's orders, ingested: new customers, and C1's first order cancelled (its first
 /// order day moves: a search), so the nightly aggregate after it changes every first-order bucket.
 async fn ingest_next_night(store: Arc<dyn ObjectStore>) -> Result<(), String> {
@@ -508,6 +521,22 @@ async fn nightly_aggregate_crashed_at_any_write_then_retried_equals_an_uninterru
             stage!(ingest_next_night),
         ],
         stage!(aggregate),
+    )
+    .await;
+}
+
+/// The nightly path with the first-order buckets' changes written as deltas.
+#[tokio::test]
+async fn nightly_aggregate_writing_deltas_crashed_at_any_write_then_retried_equals_an_uninterrupted_run()
+ {
+    crash_at_every_write(
+        "nightly aggregate (deltas)",
+        &[
+            stage!(ingest_all),
+            stage!(aggregate),
+            stage!(ingest_next_night),
+        ],
+        stage!(aggregate_with_deltas),
     )
     .await;
 }

@@ -412,9 +412,14 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
     // The first-order state in one bucket, or split (and doubled as customers arrive) at one or
     // two of the history's six customers per bucket.
     let bucket_customers = [usize::MAX, 1, 2][((seed / 3) % 3) as usize];
+    // A bucket's night changes kept as a delta beside its base (never folded), folded once the
+    // delta outgrows the base (a history's few customers: now one, now the other), or folded
+    // every night.
+    let delta_share = [0, 1, usize::MAX][((seed / 9) % 3) as usize];
     let aggregator = Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"))
         .with_group_bytes(group_bytes)
-        .with_bucket_customers(bucket_customers);
+        .with_bucket_customers(bucket_customers)
+        .with_delta_share(delta_share);
     let mut history = History {
         rng: Rng(seed),
         orders: BTreeMap::new(),
@@ -467,6 +472,12 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
         (bucket_customers == usize::MAX) == (buckets == 1),
         "{buckets} first-order buckets at {bucket_customers} customers each"
     );
+    if delta_share == usize::MAX {
+        prop_assert!(
+            state.get("first_orders_deltas").is_none(),
+            "every changed bucket folded: no delta is left ({state})"
+        );
+    }
     compare(&registry, &reference, store.as_ref(), seed).await
 }
 
@@ -540,6 +551,106 @@ fn one_history() {
         .build()
         .unwrap();
     rt.block_on(scenario(seed)).unwrap();
+}
+
+/// The first-order state kept as deltas over several nights gives the same gold as one folded
+/// every night, and as a full recompute; a later night that folds the deltas reads them first.
+#[tokio::test(flavor = "multi_thread")]
+async fn first_order_deltas_give_the_gold_of_a_state_folded_every_night() {
+    let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
+    let row = |id: &str, c: &str, d: i64, status: &str, at: i64| {
+        format!(
+            "{id},{c},{},{status},EU,EUR,10.00,1,{}\n",
+            ts(d, 600),
+            ts(at, 700)
+        )
+    };
+    let nights = [
+        // C1 and C7 first on day 0 (and again on day 4), C2 on day 2.
+        [
+            row("A", "C1", 0, "paid", 0),
+            row("B", "C1", 4, "paid", 4),
+            row("C", "C2", 2, "paid", 2),
+            row("P", "C7", 0, "paid", 0),
+            row("Q", "C7", 4, "paid", 4),
+        ]
+        .concat(),
+        // C1's and C7's first orders cancelled: their next (day 4) makes them new; C3 arrives.
+        [
+            row("A", "C1", 0, "cancelled", 5),
+            row("P", "C7", 0, "cancelled", 5),
+            row("D", "C3", 5, "paid", 5),
+        ]
+        .concat(),
+        // A late earlier order moves C2's first day back, and C1's to day 3 (from the delta's
+        // day 4, not the base's cancelled day 0), so day 4 is recomputed for its new customers
+        // though nothing of it changed: C7, first there by the delta; C4 arrives; C3's only
+        // order cancelled.
+        [
+            row("E", "C2", 1, "paid", 6),
+            row("H", "C1", 3, "paid", 6),
+            row("F", "C4", 6, "paid", 6),
+            row("D", "C3", 5, "cancelled", 6),
+        ]
+        .concat(),
+        // C3 orders again.
+        row("G", "C3", 7, "paid", 7),
+    ];
+    let mut golds = Vec::new();
+    // Deltas never folded, then folded on the last night; folded every night.
+    for shares in [[0, 0, 0, usize::MAX], [usize::MAX; 4]] {
+        let dir = tempfile::tempdir().unwrap();
+        let contracts = tempfile::tempdir().unwrap();
+        let registry = registry(contracts.path());
+        let lake = dir.path().join("lake");
+        std::fs::create_dir_all(&lake).unwrap();
+        let local = Arc::new(LocalStore::new(&lake).unwrap());
+        let store: Arc<dyn ObjectStore> = local.clone();
+        let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+        let mut deltas = Vec::new();
+        for (n, (body, share)) in nights.iter().zip(shares).enumerate() {
+            let key = format!("raw/orders/night-{n}.csv");
+            put_raw(
+                &lake,
+                &local,
+                &key,
+                format!("{header}{body}"),
+                4 * n as i64,
+                0,
+            )
+            .await;
+            ingestor.ingest(&key).await.unwrap();
+            // One bucket, which every night changes.
+            Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"))
+                .with_delta_share(share)
+                .aggregate(AggregateRequest::Scheduled {})
+                .await
+                .unwrap();
+            let state: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(lake.join(layout::AGGREGATE_STATE_KEY)).unwrap(),
+            )
+            .unwrap();
+            let named = state["first_orders_deltas"]
+                .as_array()
+                .map_or(0, |d| d.iter().filter(|k| k.is_string()).count());
+            deltas.push(named);
+        }
+        if shares[0] == 0 {
+            assert_eq!(deltas[0], 0, "a full run writes bases only");
+            assert!(
+                deltas[1..3].iter().all(|&d| d > 0),
+                "nights that change customers write deltas: {deltas:?}"
+            );
+        }
+        assert_eq!(deltas[3], 0, "folded: {deltas:?}");
+        compare(&registry, &lake, store.as_ref(), 0).await.unwrap();
+        golds.push(
+            gold_table(store.as_ref(), layout::DAILY_KPIS)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(golds[0].equals_missing(&golds[1]));
 }
 
 /// A customer's first order is cancelled on a later night: the next order, on a day no batch

@@ -31,8 +31,9 @@ use crate::state::LakeState;
 use crate::state::cursor::{BatchCursor, WATERMARK_LAG, batch_time};
 use crate::storage::{ObjectStore, StorageError};
 
-/// Version 2 keeps the first-order state in buckets; a version 1 state is read as one bucket.
-const STATE_VERSION: u32 = 2;
+/// Version 2 keeps the first-order state in buckets, version 3 a delta beside each bucket's base;
+/// a version 2 state is read as buckets without deltas, a version 1 state as one bucket.
+const STATE_VERSION: u32 = 3;
 
 /// One dataset's batch watermark ([`crate::state::cursor`]'s listing) and the batches folded
 /// into gold that the next listing returns again (those within the lag of the watermark).
@@ -47,9 +48,12 @@ pub struct SeenCursor {
 pub struct RunState {
     pub version: u32,
     pub cursors: BTreeMap<String, SeenCursor>,
-    /// The first-order state's buckets, in bucket order.
+    /// The first-order state's buckets (their bases), in bucket order.
     #[serde(default)]
     pub first_orders_keys: Vec<String>,
+    /// Each bucket's delta, if it has one, in bucket order (none at all before version 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_orders_deltas: Vec<Option<String>>,
     /// Version 1's first-order table (one bucket); read into `first_orders_keys`. Version 2
     /// writes its first bucket here too, so that a version 1 binary (a rollback) can parse the
     /// pointer, sees a version it does not know and rebuilds, instead of failing on it.
@@ -63,6 +67,7 @@ impl RunState {
     fn tables(&self) -> impl Iterator<Item = &String> {
         self.first_orders_keys
             .iter()
+            .chain(self.first_orders_deltas.iter().flatten())
             .chain(&self.first_orders_key)
             .chain(std::iter::once(&self.tombstones_key))
     }
@@ -71,7 +76,7 @@ impl RunState {
 /// What the state after a run holds of the first-order state.
 pub enum FirstOrdersOut {
     /// The buckets a night wrote or kept ([`StoreFirstOrders::keys`]).
-    Written(Vec<String>),
+    Written(BucketKeys),
     /// The whole table of a full recompute, to be stored in buckets.
     Table(DataFrame),
 }
@@ -131,6 +136,11 @@ pub async fn load_state(
     match run.version {
         1 => {
             run.first_orders_keys = run.first_orders_key.take().into_iter().collect();
+            run.first_orders_deltas.clear();
+            run.version = STATE_VERSION;
+        }
+        2 => {
+            run.first_orders_deltas.clear();
             run.version = STATE_VERSION;
         }
         STATE_VERSION => {}
@@ -139,7 +149,16 @@ pub async fn load_state(
     let store = state.store();
     // A state whose tables are gone (deleted by hand) is no state: rebuild it in full. The
     // buckets are only looked at here; a night reads them one at a time.
-    for key in &run.first_orders_keys {
+    if !run.first_orders_deltas.is_empty()
+        && run.first_orders_deltas.len() != run.first_orders_keys.len()
+    {
+        return Ok(None);
+    }
+    for key in run
+        .first_orders_keys
+        .iter()
+        .chain(run.first_orders_deltas.iter().flatten())
+    {
         if store.head(key).await?.is_none() {
             return Ok(None);
         }
@@ -190,19 +209,41 @@ pub fn generation(previous: Option<&RunState>, cursors: &BTreeMap<String, SeenCu
 /// generation's written under `generation`'s name.
 pub struct StoreFirstOrders {
     store: Arc<dyn ObjectStore>,
-    previous: Vec<String>,
+    previous: BucketKeys,
     generation: String,
-    next: std::sync::Mutex<BTreeMap<usize, String>>,
+    /// Per bucket after the night: its base and its delta.
+    next: std::sync::Mutex<BTreeMap<usize, (String, Option<String>)>>,
+}
+
+/// The objects of the first-order buckets: bases, and deltas (none, or one per bucket).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketKeys {
+    pub bases: Vec<String>,
+    pub deltas: Vec<Option<String>>,
+}
+
+impl BucketKeys {
+    /// The keys a state names (`first_orders_keys`, `first_orders_deltas`).
+    pub fn of(run: &RunState) -> Self {
+        BucketKeys {
+            bases: run.first_orders_keys.clone(),
+            deltas: run.first_orders_deltas.clone(),
+        }
+    }
 }
 
 impl StoreFirstOrders {
-    pub fn new(store: Arc<dyn ObjectStore>, previous: Vec<String>, generation: String) -> Self {
+    pub fn new(store: Arc<dyn ObjectStore>, previous: BucketKeys, generation: String) -> Self {
         StoreFirstOrders {
             store,
             previous,
             generation,
             next: Default::default(),
         }
+    }
+
+    fn next(&self, bucket: usize, keys: (String, Option<String>)) {
+        self.next.lock().expect("not poisoned").insert(bucket, keys);
     }
 
     /// Writes a whole first-order table in the buckets its size calls for.
@@ -215,10 +256,9 @@ impl StoreFirstOrders {
     }
 
     /// The keys of the state after the run, in bucket order.
-    pub fn keys(&self) -> Result<Vec<String>, GoldError> {
+    pub fn keys(&self) -> Result<BucketKeys, GoldError> {
         let next = self.next.lock().expect("not poisoned");
-        let keys: Vec<String> = next.values().cloned().collect();
-        if keys.is_empty() || next.keys().copied().ne(0..keys.len()) {
+        if next.is_empty() || next.keys().copied().ne(0..next.len()) {
             return Err(GoldError::Polars(PolarsError::ComputeError(
                 format!(
                     "the first-order state after the run has buckets {:?}; expected 0..n",
@@ -227,42 +267,78 @@ impl StoreFirstOrders {
                 .into(),
             )));
         }
-        Ok(keys)
+        let (bases, deltas) = next.values().cloned().unzip();
+        Ok(BucketKeys { bases, deltas })
     }
 }
 
 #[async_trait::async_trait]
 impl FirstOrderBuckets for StoreFirstOrders {
     fn count(&self) -> usize {
-        self.previous.len()
+        self.previous.bases.len()
     }
 
     async fn read(&self, bucket: usize) -> Result<DataFrame, GoldError> {
-        let Some(key) = self.previous.get(bucket) else {
-            return Ok(empty_first_orders()?);
-        };
-        read_table(self.store.as_ref(), key)
-            .await?
-            .ok_or_else(|| GoldError::Storage(StorageError::NotFound { key: key.clone() }))
+        match self.previous.bases.get(bucket) {
+            Some(key) => read_named(self.store.as_ref(), key).await,
+            None => Ok(empty_first_orders()?),
+        }
+    }
+
+    async fn read_delta(&self, bucket: usize) -> Result<DataFrame, GoldError> {
+        match self.previous.deltas.get(bucket).and_then(Option::as_ref) {
+            Some(key) => read_named(self.store.as_ref(), key).await,
+            None => Ok(empty_first_orders()?),
+        }
     }
 
     async fn write(&self, bucket: usize, count: usize, rows: DataFrame) -> Result<(), GoldError> {
         let key =
             layout::aggregate_state_bucket_key("first_orders", &self.generation, bucket, count);
         self.store.put(&key, parquet_bytes(&rows)?).await?;
-        self.next.lock().expect("not poisoned").insert(bucket, key);
+        self.next(bucket, (key, None));
+        Ok(())
+    }
+
+    async fn write_delta(&self, bucket: usize, rows: DataFrame) -> Result<(), GoldError> {
+        let base = self.previous_base(bucket)?;
+        let count = self.count();
+        let key = layout::aggregate_state_bucket_key(
+            "first_orders_delta",
+            &self.generation,
+            bucket,
+            count,
+        );
+        self.store.put(&key, parquet_bytes(&rows)?).await?;
+        self.next(bucket, (base, Some(key)));
         Ok(())
     }
 
     async fn keep(&self, bucket: usize) -> Result<(), GoldError> {
-        let key = self.previous.get(bucket).cloned().ok_or_else(|| {
-            GoldError::Polars(PolarsError::ComputeError(
-                format!("no first-order bucket {bucket} to keep").into(),
-            ))
-        })?;
-        self.next.lock().expect("not poisoned").insert(bucket, key);
+        let base = self.previous_base(bucket)?;
+        let delta = self.previous.deltas.get(bucket).cloned().flatten();
+        self.next(bucket, (base, delta));
         Ok(())
     }
+}
+
+impl StoreFirstOrders {
+    fn previous_base(&self, bucket: usize) -> Result<String, GoldError> {
+        self.previous.bases.get(bucket).cloned().ok_or_else(|| {
+            GoldError::Polars(PolarsError::ComputeError(
+                format!("no first-order bucket {bucket} in the state before the night").into(),
+            ))
+        })
+    }
+}
+
+/// A state table the pointer names: gone is an error (the pointer was checked at load).
+async fn read_named(store: &dyn ObjectStore, key: &str) -> Result<DataFrame, GoldError> {
+    read_table(store, key).await?.ok_or_else(|| {
+        GoldError::Storage(StorageError::NotFound {
+            key: key.to_owned(),
+        })
+    })
 }
 
 /// Writes `kpi`'s tables (and the first-order buckets of a full recompute), then the pointer,
@@ -281,7 +357,8 @@ pub async fn save_state(
     let first_orders_keys = match first_orders {
         FirstOrdersOut::Written(keys) => keys,
         FirstOrdersOut::Table(table) => {
-            let buckets = StoreFirstOrders::new(store.clone(), Vec::new(), generation.clone());
+            let buckets =
+                StoreFirstOrders::new(store.clone(), BucketKeys::default(), generation.clone());
             buckets.write_all(&table, per_bucket).await?;
             buckets.keys()?
         }
@@ -290,11 +367,18 @@ pub async fn save_state(
     store
         .put(&tombstones_key, parquet_bytes(&kpi.tombstones)?)
         .await?;
+    // No delta at all is stored as none (a full rebuild, or every delta folded).
+    let deltas = if first_orders_keys.deltas.iter().all(Option::is_none) {
+        Vec::new()
+    } else {
+        first_orders_keys.deltas
+    };
     let run = RunState {
         version: STATE_VERSION,
         cursors,
-        first_orders_key: first_orders_keys.first().cloned(),
-        first_orders_keys,
+        first_orders_key: first_orders_keys.bases.first().cloned(),
+        first_orders_keys: first_orders_keys.bases,
+        first_orders_deltas: deltas,
         tombstones_key,
     };
     state.put_json(layout::AGGREGATE_STATE_KEY, &run).await?;
@@ -500,7 +584,7 @@ mod tests {
         let cursors = BTreeMap::new();
         let buckets = StoreFirstOrders::new(
             store.clone(),
-            run.first_orders_keys.clone(),
+            BucketKeys::of(&run),
             generation(Some(&run), &cursors),
         );
         assert_eq!(buckets.count(), 1);
@@ -523,9 +607,9 @@ mod tests {
         .unwrap();
 
         let (run, _) = load_state(&state).await.unwrap().unwrap();
-        assert_eq!(run.first_orders_keys, keys);
+        assert_eq!(BucketKeys::of(&run), keys);
         // For a rollback: a version 1 binary parses a pointer with this field.
-        assert_eq!(run.first_orders_key.as_ref(), keys.first());
+        assert_eq!(run.first_orders_key.as_ref(), keys.bases.first());
         let left: Vec<String> = store
             .list(layout::AGGREGATE_STATE_PREFIX)
             .await
@@ -540,13 +624,13 @@ mod tests {
         );
         assert_eq!(left.len(), 3, "two buckets and the tombstones: {left:?}");
         let mut rows = 0;
-        let next = StoreFirstOrders::new(store.clone(), run.first_orders_keys, String::new());
+        let next = StoreFirstOrders::new(store.clone(), BucketKeys::of(&run), String::new());
         for b in 0..next.count() {
             rows += next.read(b).await.unwrap().height();
         }
         assert_eq!(rows, 5);
         // A missing bucket is no state: the next run rebuilds it in full.
-        store.delete(&keys[1]).await.unwrap();
+        store.delete(&keys.bases[1]).await.unwrap();
         assert!(load_state(&state).await.unwrap().is_none());
     }
 

@@ -148,6 +148,7 @@ pub struct Aggregator {
     catalog: Option<Arc<dyn Catalog>>,
     group_bytes: u64,
     bucket_customers: usize,
+    delta_share: usize,
 }
 
 impl Aggregator {
@@ -165,6 +166,7 @@ impl Aggregator {
             catalog: None,
             group_bytes: incremental::group_bytes(super::config::DEFAULT_MEMORY_BUDGET_BYTES),
             bucket_customers: incremental::BUCKET_CUSTOMERS,
+            delta_share: incremental::DELTA_SHARE,
         }
     }
 
@@ -172,6 +174,14 @@ impl Aggregator {
     /// [`incremental::BUCKET_CUSTOMERS`]; small in tests, to exercise many buckets).
     pub fn with_bucket_customers(mut self, customers: usize) -> Self {
         self.bucket_customers = customers.max(1);
+        self
+    }
+
+    /// Folds a first-order bucket's delta into its base once `delta rows × share > base rows`
+    /// (default [`incremental::DELTA_SHARE`]; in tests `usize::MAX` folds every changed
+    /// bucket and 0 never folds one).
+    pub fn with_delta_share(mut self, share: usize) -> Self {
+        self.delta_share = share;
         self
     }
 
@@ -399,7 +409,7 @@ impl Aggregator {
         let source = StoreSilver::new(self.store.clone(), self.work_dir.clone());
         let buckets = StoreFirstOrders::new(
             self.store.clone(),
-            previous.first_orders_keys.clone(),
+            nightly::BucketKeys::of(&previous),
             nightly::generation(Some(&previous), &cursors),
         );
         let result = Nightly {
@@ -408,6 +418,7 @@ impl Aggregator {
             state: &kpi,
             first_orders: &buckets,
             bucket_customers: self.bucket_customers,
+            delta_share: self.delta_share,
             group_bytes: self.group_bytes,
         }
         .run(&night)
