@@ -267,7 +267,12 @@ impl StoreFirstOrders {
                 .into(),
             )));
         }
-        let (bases, deltas) = next.values().cloned().unzip();
+        let (bases, mut deltas): (Vec<String>, Vec<Option<String>>) =
+            next.values().cloned().unzip();
+        // No delta at all is stored as none (a full rebuild, or every delta folded).
+        if deltas.iter().all(Option::is_none) {
+            deltas.clear();
+        }
         Ok(BucketKeys { bases, deltas })
     }
 }
@@ -367,18 +372,12 @@ pub async fn save_state(
     store
         .put(&tombstones_key, parquet_bytes(&kpi.tombstones)?)
         .await?;
-    // No delta at all is stored as none (a full rebuild, or every delta folded).
-    let deltas = if first_orders_keys.deltas.iter().all(Option::is_none) {
-        Vec::new()
-    } else {
-        first_orders_keys.deltas
-    };
     let run = RunState {
         version: STATE_VERSION,
         cursors,
         first_orders_key: first_orders_keys.bases.first().cloned(),
         first_orders_keys: first_orders_keys.bases,
-        first_orders_deltas: deltas,
+        first_orders_deltas: first_orders_keys.deltas,
         tombstones_key,
     };
     state.put_json(layout::AGGREGATE_STATE_KEY, &run).await?;
@@ -547,6 +546,84 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delta_is_named_by_the_pointer_kept_by_a_night_that_keeps_its_bucket_and_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let state = LakeState::new(store.clone());
+        let kpi = KpiState::empty().unwrap();
+        let mut cursors = BTreeMap::new();
+        save_state(
+            &state,
+            None,
+            cursors.clone(),
+            FirstOrdersOut::Table(first_orders(&["C1", "C2", "C3", "C4"])),
+            &kpi,
+            2,
+        )
+        .await
+        .unwrap();
+        let (run, _) = load_state(&state).await.unwrap().unwrap();
+        assert_eq!(run.first_orders_keys.len(), 2);
+        assert!(run.first_orders_deltas.is_empty(), "a rebuild writes bases");
+
+        // A night writes a delta for bucket 0 and keeps bucket 1.
+        cursors.insert("orders".to_owned(), SeenCursor::default());
+        let night = StoreFirstOrders::new(
+            store.clone(),
+            BucketKeys::of(&run),
+            generation(Some(&run), &cursors),
+        );
+        night.write_delta(0, first_orders(&["C9"])).await.unwrap();
+        night.keep(1).await.unwrap();
+        let keys = night.keys().unwrap();
+        assert_eq!(keys.bases, run.first_orders_keys, "bases kept");
+        assert!(keys.deltas[0].is_some() && keys.deltas[1].is_none());
+        save_state(
+            &state,
+            Some(&run),
+            cursors.clone(),
+            FirstOrdersOut::Written(keys.clone()),
+            &kpi,
+            2,
+        )
+        .await
+        .unwrap();
+        let (run, _) = load_state(&state).await.unwrap().unwrap();
+        assert_eq!(BucketKeys::of(&run), keys);
+
+        // The next night keeps both buckets: the delta stays named, and is not pruned.
+        cursors.insert("payments".to_owned(), SeenCursor::default());
+        let night = StoreFirstOrders::new(
+            store.clone(),
+            BucketKeys::of(&run),
+            generation(Some(&run), &cursors),
+        );
+        let delta = night.read_delta(0).await.unwrap();
+        assert!(delta.equals(&first_orders(&["C9"])));
+        assert_eq!(night.read_delta(1).await.unwrap().height(), 0);
+        night.keep(0).await.unwrap();
+        night.keep(1).await.unwrap();
+        save_state(
+            &state,
+            Some(&run),
+            cursors,
+            FirstOrdersOut::Written(night.keys().unwrap()),
+            &kpi,
+            2,
+        )
+        .await
+        .unwrap();
+        let (run, _) = load_state(&state).await.unwrap().unwrap();
+        assert_eq!(BucketKeys::of(&run), keys);
+        let delta_key = keys.deltas[0].clone().unwrap();
+        assert!(store.head(&delta_key).await.unwrap().is_some());
+
+        // A missing delta is no state: the next run rebuilds it in full.
+        store.delete(&delta_key).await.unwrap();
+        assert!(load_state(&state).await.unwrap().is_none());
     }
 
     #[tokio::test]
