@@ -548,6 +548,22 @@ mod tests {
         .unwrap()
     }
 
+    /// Saves a night's buckets as the state after `run` and loads the pointer back.
+    async fn saved(
+        state: &LakeState,
+        run: &RunState,
+        cursors: &BTreeMap<String, SeenCursor>,
+        keys: &BucketKeys,
+        per_bucket: usize,
+    ) -> RunState {
+        let kpi = KpiState::empty().unwrap();
+        let out = FirstOrdersOut::Written(keys.clone());
+        save_state(state, Some(run), cursors.clone(), out, &kpi, per_bucket)
+            .await
+            .unwrap();
+        load_state(state).await.unwrap().unwrap().0
+    }
+
     #[tokio::test]
     async fn a_delta_is_named_by_the_pointer_kept_by_a_night_that_keeps_its_bucket_and_required() {
         let dir = tempfile::tempdir().unwrap();
@@ -581,17 +597,7 @@ mod tests {
         let keys = night.keys().unwrap();
         assert_eq!(keys.bases, run.first_orders_keys, "bases kept");
         assert!(keys.deltas[0].is_some() && keys.deltas[1].is_none());
-        save_state(
-            &state,
-            Some(&run),
-            cursors.clone(),
-            FirstOrdersOut::Written(keys.clone()),
-            &kpi,
-            2,
-        )
-        .await
-        .unwrap();
-        let (run, _) = load_state(&state).await.unwrap().unwrap();
+        let run = saved(&state, &run, &cursors, &keys, 2).await;
         assert_eq!(BucketKeys::of(&run), keys);
 
         // The next night keeps both buckets: the delta stays named, and is not pruned.
@@ -606,17 +612,7 @@ mod tests {
         assert_eq!(night.read_delta(1).await.unwrap().height(), 0);
         night.keep(0).await.unwrap();
         night.keep(1).await.unwrap();
-        save_state(
-            &state,
-            Some(&run),
-            cursors,
-            FirstOrdersOut::Written(night.keys().unwrap()),
-            &kpi,
-            2,
-        )
-        .await
-        .unwrap();
-        let (run, _) = load_state(&state).await.unwrap().unwrap();
+        let run = saved(&state, &run, &cursors, &night.keys().unwrap(), 2).await;
         assert_eq!(BucketKeys::of(&run), keys);
         let delta_key = keys.deltas[0].clone().unwrap();
         assert!(store.head(&delta_key).await.unwrap().is_some());
@@ -653,7 +649,7 @@ mod tests {
             .await
             .unwrap();
 
-        let (run, kpi) = load_state(&state)
+        let (run, _) = load_state(&state)
             .await
             .unwrap()
             .expect("a version 1 state loads");
@@ -672,18 +668,7 @@ mod tests {
             buckets.write(b, 2, rows).await.unwrap();
         }
         let keys = buckets.keys().unwrap();
-        save_state(
-            &state,
-            Some(&run),
-            cursors,
-            FirstOrdersOut::Written(keys.clone()),
-            &kpi,
-            1,
-        )
-        .await
-        .unwrap();
-
-        let (run, _) = load_state(&state).await.unwrap().unwrap();
+        let run = saved(&state, &run, &cursors, &keys, 1).await;
         assert_eq!(BucketKeys::of(&run), keys);
         // For a rollback: a version 1 binary parses a pointer with this field.
         assert_eq!(run.first_orders_key.as_ref(), keys.bases.first());
