@@ -1113,44 +1113,42 @@ impl Nightly<'_> {
                 self.first_orders.keep(bucket).await?;
                 continue;
             }
-            // The night's changes as delta rows: a customer's new first day (null: none left).
-            let changes = changes
-                .lazy()
-                .select([id(), new.clone().alias(FIRST_ORDER_DATE)]);
-            if count != buckets {
-                // Split in place when the buckets double: bucket b becomes b, b + buckets, …
-                // (every row of a base stays in its bucket while the count stays).
-                let base = self.first_orders.read(bucket).await?;
-                let delta = self.first_orders.read_delta(bucket).await?;
-                let next = collect(applied(applied(base.lazy(), delta.lazy())?, changes)?).await?;
-                if !extra.is_empty() {
-                    firsts_on_extra.push(collect(on_extra(next.clone().lazy())?).await?.lazy());
-                }
-                let parts = split_by_bucket(&next, count)?;
-                for (to, rows) in parts.into_iter().enumerate().skip(bucket).step_by(buckets) {
-                    self.first_orders.write(to, count, rows).await?;
-                }
-                continue;
-            }
+            // The night's changes merged into the bucket's delta: a customer's new first day
+            // (null: none left). Not sorted: nothing reads it in order, and its object is named
+            // by what it was computed from, not by its bytes.
             let delta = self.first_orders.read_delta(bucket).await?;
-            // Not sorted: nothing reads it in order, and its object is named by what it was
-            // computed from, not by its bytes.
-            let delta = if unchanged {
+            let delta = if changes.height() == 0 {
                 delta
             } else {
+                let changes = changes
+                    .lazy()
+                    .select([id(), new.clone().alias(FIRST_ORDER_DATE)]);
                 collect(stacked(
                     without(delta.lazy(), changes.clone(), "customer_id"),
                     changes,
                 )?)
                 .await?
             };
-            if !unchanged && delta.height().saturating_mul(self.delta_share) > base_rows[bucket] {
+            // Doubling the buckets, or a delta grown past its share, writes whole bases.
+            if count != buckets
+                || (!unchanged
+                    && delta.height().saturating_mul(self.delta_share) > base_rows[bucket])
+            {
                 let base = self.first_orders.read(bucket).await?;
                 let next = collect(applied(base.lazy(), delta.lazy())?).await?;
                 if !extra.is_empty() {
                     firsts_on_extra.push(collect(on_extra(next.clone().lazy())?).await?.lazy());
                 }
-                self.first_orders.write(bucket, count, next).await?;
+                if count == buckets {
+                    self.first_orders.write(bucket, count, next).await?;
+                    continue;
+                }
+                // Split in place: bucket b becomes b, b + buckets, … (every row of a base stays
+                // in its bucket while the count stays).
+                let parts = split_by_bucket(&next, count)?;
+                for (to, rows) in parts.into_iter().enumerate().skip(bucket).step_by(buckets) {
+                    self.first_orders.write(to, count, rows).await?;
+                }
                 continue;
             }
             if !extra.is_empty() {

@@ -242,6 +242,14 @@ impl StoreFirstOrders {
         }
     }
 
+    fn previous_base(&self, bucket: usize) -> Result<String, GoldError> {
+        self.previous.bases.get(bucket).cloned().ok_or_else(|| {
+            GoldError::Polars(PolarsError::ComputeError(
+                format!("no first-order bucket {bucket} in the state before the night").into(),
+            ))
+        })
+    }
+
     fn next(&self, bucket: usize, keys: (String, Option<String>)) {
         self.next.lock().expect("not poisoned").insert(bucket, keys);
     }
@@ -324,16 +332,6 @@ impl FirstOrderBuckets for StoreFirstOrders {
         let delta = self.previous.deltas.get(bucket).cloned().flatten();
         self.next(bucket, (base, delta));
         Ok(())
-    }
-}
-
-impl StoreFirstOrders {
-    fn previous_base(&self, bucket: usize) -> Result<String, GoldError> {
-        self.previous.bases.get(bucket).cloned().ok_or_else(|| {
-            GoldError::Polars(PolarsError::ComputeError(
-                format!("no first-order bucket {bucket} in the state before the night").into(),
-            ))
-        })
     }
 }
 
