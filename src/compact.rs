@@ -2,6 +2,12 @@
 //! holding the latest version of each key (latest-wins, the lake's read rule), lineage columns
 //! (`_ingested_at`, `_source_file`, `_batch_id`) kept as they were.
 //!
+//! Which partitions: those with at least `min_files` eligible files (a partition still taking
+//! a file a night, inside the exports' update window), and those with two or more whose newest
+//! file is older than `settle` (a partition the updates have left: without this it would keep
+//! its last few small files for as long as silver keeps it, and every night's listing, marker
+//! checks and reads of it would pay for them).
+//!
 //! What it may touch: only files of batches the load stage is done with (their marker
 //! `runs/loaded/<dataset>/<batch>` exists) and earlier compacted files. A batch not yet gated
 //! or loaded keeps its own files, so the loader (which copies a batch's files, named in its
@@ -20,6 +26,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -105,9 +113,16 @@ pub struct Compactor {
     store: Arc<dyn ObjectStore>,
     state: LakeState,
     registry: Arc<Registry>,
-    /// Partitions with fewer eligible files than this are left alone.
+    /// Partitions with fewer eligible files than this are left alone unless settled.
     pub min_files: usize,
+    /// A partition whose newest file is older than this is settled: two eligible files are
+    /// enough to compact it.
+    pub settle: chrono::TimeDelta,
 }
+
+/// The default of [`Compactor::settle`]: two nights without a new file (the exports arrive
+/// nightly, so a partition still being updated has one from last night).
+pub const SETTLE_HOURS: u32 = 48;
 
 impl Compactor {
     pub fn new(store: Arc<dyn ObjectStore>, registry: Arc<Registry>) -> Self {
@@ -116,7 +131,13 @@ impl Compactor {
             store,
             registry,
             min_files: 8,
+            settle: chrono::TimeDelta::hours(i64::from(SETTLE_HOURS)),
         }
+    }
+
+    pub fn with_settle_hours(mut self, hours: u32) -> Self {
+        self.settle = chrono::TimeDelta::hours(i64::from(hours.max(1)));
+        self
     }
 
     pub fn with_min_files(mut self, min_files: usize) -> Self {
@@ -124,9 +145,13 @@ impl Compactor {
         self
     }
 
-    /// Compacts every partition of `dataset` with at least `min_files` eligible files; one run
-    /// per dataset at a time.
-    pub async fn compact(&self, dataset: &str) -> Result<CompactionReport, CompactError> {
+    /// Compacts every partition of `dataset` with at least `min_files` eligible files, or two
+    /// and settled at `now`; one run per dataset at a time.
+    pub async fn compact(
+        &self,
+        dataset: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CompactionReport, CompactError> {
         let contract = self
             .registry
             .get(dataset)
@@ -136,12 +161,16 @@ impl Compactor {
                 &layout::stage_claim_key(&format!("compact-{dataset}")),
                 CLAIM_TTL,
                 CLAIM_TTL,
-                async || self.compact_claimed(contract).await,
+                async || self.compact_claimed(contract, now).await,
             )
             .await
     }
 
-    async fn compact_claimed(&self, contract: &Contract) -> Result<CompactionReport, CompactError> {
+    async fn compact_claimed(
+        &self,
+        contract: &Contract,
+        now: DateTime<Utc>,
+    ) -> Result<CompactionReport, CompactError> {
         let dataset = contract.name.as_str();
         let mut report = CompactionReport::default();
         for meta in self
@@ -154,16 +183,26 @@ impl Compactor {
                 report.resumed += 1;
             }
         }
-        let mut partitions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Per partition: its files and when the newest was written.
+        let mut partitions: BTreeMap<String, (Vec<String>, DateTime<Utc>)> = BTreeMap::new();
         for meta in self.store.list(&layout::processed_prefix(dataset)).await? {
             if let Some((dir, _)) = meta.key.rsplit_once('/')
                 && meta.key.ends_with(".parquet")
             {
-                partitions.entry(dir.to_owned()).or_default().push(meta.key);
+                let (files, newest) = partitions
+                    .entry(dir.to_owned())
+                    .or_insert_with(|| (Vec::new(), meta.last_modified));
+                *newest = (*newest).max(meta.last_modified);
+                files.push(meta.key);
             }
         }
         let mut loaded: HashMap<String, bool> = HashMap::new();
-        for (dir, files) in partitions {
+        for (dir, (files, newest)) in partitions {
+            let settled = now - newest > self.settle;
+            if files.len() < 2 || (files.len() < self.min_files && !settled) {
+                // Too few files to be compacted whatever their markers say: no marker is read.
+                continue;
+            }
             let mut eligible = Vec::new();
             for key in files {
                 let name = layout::file_name(&key);
@@ -191,7 +230,7 @@ impl Compactor {
                     eligible.push(key);
                 }
             }
-            if eligible.len() < self.min_files {
+            if eligible.len() < 2 || (eligible.len() < self.min_files && !settled) {
                 continue;
             }
             let partition = dir

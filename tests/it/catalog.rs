@@ -326,7 +326,13 @@ async fn expired_partitions_leave_the_catalog(store: Arc<dyn ObjectStore>, cat: 
         .await
         .unwrap();
 
-    let service = CompactService::new(store.clone(), reg.clone(), 8).with_catalog(cat.clone());
+    let service = CompactService::new(
+        store.clone(),
+        reg.clone(),
+        8,
+        shoplake::compact::SETTLE_HOURS,
+    )
+    .with_catalog(cat.clone());
     let night = |now| {
         let service = service.clone();
         async move {

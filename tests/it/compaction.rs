@@ -184,7 +184,7 @@ async fn a_partition_of_many_files_becomes_one_latest_wins_file_and_the_late_bat
     let before = lake.view();
     assert_eq!(lake.files().len(), BATCHES as usize + 1);
     let report = Compactor::new(lake.local.clone(), lake.registry.clone())
-        .compact("orders")
+        .compact("orders", Utc::now())
         .await
         .unwrap();
     assert_eq!((report.partitions, report.files_in), (1, BATCHES as usize));
@@ -206,7 +206,7 @@ async fn a_partition_of_many_files_becomes_one_latest_wins_file_and_the_late_bat
 
     // Idempotent: nothing left to do.
     let again = Compactor::new(lake.local.clone(), lake.registry.clone())
-        .compact("orders")
+        .compact("orders", Utc::now())
         .await
         .unwrap();
     assert_eq!(again.partitions, 0);
@@ -229,6 +229,41 @@ async fn a_partition_of_many_files_becomes_one_latest_wins_file_and_the_late_bat
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_of_fewer_files_than_min_files_is_compacted_once_settled() {
+    let (lake, late) = Lake::build().await;
+    let before = lake.view();
+    // More than the partition's files: only the settle rule can compact it.
+    let compactor = |hours| {
+        Compactor::new(lake.local.clone(), lake.registry.clone())
+            .with_min_files(BATCHES as usize + 5)
+            .with_settle_hours(hours)
+    };
+    let written = Utc::now();
+    let still_updated = compactor(48).compact("orders", written).await.unwrap();
+    assert_eq!(still_updated.partitions, 0, "its files are fresh");
+    let later = written + chrono::TimeDelta::hours(49);
+    let not_yet = compactor(72).compact("orders", later).await.unwrap();
+    assert_eq!(not_yet.partitions, 0, "49 hours is not 72");
+    let settled = compactor(48).compact("orders", later).await.unwrap();
+    assert_eq!(
+        (settled.partitions, settled.files_in),
+        (1, BATCHES as usize),
+        "the loaded files are compacted, the late batch's is not: {settled:?}"
+    );
+    assert_eq!(lake.view(), before, "readers see the same latest rows");
+    let files = lake.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.contains(&format!("part-{late}.parquet")), "{files:?}");
+    // The compacted file and the late batch's are two files, but the late one is not
+    // eligible: a settled partition of one eligible file is left as it is.
+    let again = compactor(48)
+        .compact("orders", later + chrono::TimeDelta::hours(49))
+        .await
+        .unwrap();
+    assert_eq!(again.partitions, 0, "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_finishes_it() {
     // Writes of a run: claim, record, output, BATCHES deletes, record delete, claim release.
     for nth in [2, 3, 4, 8, BATCHES as usize + 4] {
@@ -237,7 +272,7 @@ async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_fini
             let before = lake.view();
             let faulty = Arc::new(FaultyStore::failing(lake.local.clone(), nth, fault));
             let killed = Compactor::new(faulty.clone(), lake.registry.clone())
-                .compact("orders")
+                .compact("orders", Utc::now())
                 .await;
             assert!(killed.is_err(), "write {nth} ({fault:?}) ends the run");
             assert_eq!(
@@ -249,7 +284,7 @@ async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_fini
             // The re-run (its claim taken over: the killed run's owner is gone) finishes it.
             tokio::time::sleep(Duration::from_millis(10)).await;
             let rerun = Compactor::new(lake.local.clone(), lake.registry.clone());
-            let report = match rerun.compact("orders").await {
+            let report = match rerun.compact("orders", Utc::now()).await {
                 Ok(r) => r,
                 Err(e) => panic!("re-run after write {nth} ({fault:?}): {e}"),
             };
@@ -305,7 +340,7 @@ async fn the_kpis_are_the_same_before_after_and_in_the_middle_of_a_compaction() 
     let faulty = Arc::new(FaultyStore::failing(lake.local.clone(), 5, Fault::Abort));
     assert!(
         Compactor::new(faulty, lake.registry.clone())
-            .compact("orders")
+            .compact("orders", Utc::now())
             .await
             .is_err()
     );
@@ -314,7 +349,7 @@ async fn the_kpis_are_the_same_before_after_and_in_the_middle_of_a_compaction() 
         "killed midway"
     );
     Compactor::new(lake.local.clone(), lake.registry.clone())
-        .compact("orders")
+        .compact("orders", Utc::now())
         .await
         .unwrap();
     assert!(

@@ -273,6 +273,9 @@ enum Command {
         /// Leave partitions with fewer eligible files than this alone.
         #[arg(long, default_value_t = 8)]
         min_files: usize,
+        /// Also compact a partition of two or more files once none came for this many hours.
+        #[arg(long, default_value_t = shoplake::compact::SETTLE_HOURS)]
+        settle_hours: u32,
     },
 }
 
@@ -1196,10 +1199,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lake,
             dataset,
             min_files,
+            settle_hours,
         } => {
             let lake = Lake::open(&lake, registry.clone()).await?;
             // The compact function's service: compaction, then the catalog's expired partitions.
-            let service = CompactService::new(lake.store.clone(), registry.clone(), min_files);
+            let service = CompactService::new(
+                lake.store.clone(),
+                registry.clone(),
+                min_files,
+                settle_hours,
+            );
             let service = match lake.catalog("expired partitions are not removed from Glue") {
                 Some(catalog) => service.with_catalog(catalog),
                 None => service,

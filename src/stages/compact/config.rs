@@ -1,5 +1,6 @@
 //! The compact function's environment.
 
+use crate::compact::SETTLE_HOURS;
 use crate::config::{ConfigError, GLUE_DATABASE, LAKE_BUCKET, optional, required};
 
 #[derive(Debug, Clone)]
@@ -8,6 +9,10 @@ pub struct CompactConfig {
     /// Partitions with fewer eligible files than this are left alone (`COMPACT_MIN_FILES`,
     /// default 8).
     pub min_files: usize,
+    /// Hours without a new file after which a partition of two or more eligible files is
+    /// compacted whatever `min_files` says (`COMPACT_SETTLE_HOURS`, default
+    /// [`SETTLE_HOURS`]).
+    pub settle_hours: u32,
     /// The Glue database whose expired silver partitions are removed (`GLUE_DATABASE`; unset:
     /// no catalog is touched).
     pub glue_database: Option<String>,
@@ -15,6 +20,8 @@ pub struct CompactConfig {
 
 /// Environment variable: the fewest eligible files that make a partition worth rewriting.
 pub const COMPACT_MIN_FILES: &str = "COMPACT_MIN_FILES";
+/// Environment variable: the hours without a new file that make a partition settled.
+pub const COMPACT_SETTLE_HOURS: &str = "COMPACT_SETTLE_HOURS";
 
 impl CompactConfig {
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -32,12 +39,25 @@ impl CompactConfig {
                 }
             },
         };
+        let settle_hours = match optional(&var, COMPACT_SETTLE_HOURS) {
+            None => SETTLE_HOURS,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    problems.push(format!(
+                        "{COMPACT_SETTLE_HOURS} must be a whole number of hours, at least 1, got {text:?}"
+                    ));
+                    SETTLE_HOURS
+                }
+            },
+        };
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
         Ok(CompactConfig {
             bucket,
             min_files,
+            settle_hours,
             glue_database: optional(&var, GLUE_DATABASE),
         })
     }
@@ -62,5 +82,15 @@ mod tests {
         let err = CompactConfig::from_env(env(&[(LAKE_BUCKET, "b"), (COMPACT_MIN_FILES, "1")]))
             .unwrap_err();
         assert!(err.to_string().contains(COMPACT_MIN_FILES), "{err}");
+        assert_eq!(c.settle_hours, SETTLE_HOURS);
+        let c = CompactConfig::from_env(env(&[(LAKE_BUCKET, "b"), (COMPACT_SETTLE_HOURS, "72")]))
+            .unwrap();
+        assert_eq!(c.settle_hours, 72);
+        for bad in ["0", "-1", "two days"] {
+            let err =
+                CompactConfig::from_env(env(&[(LAKE_BUCKET, "b"), (COMPACT_SETTLE_HOURS, bad)]))
+                    .unwrap_err();
+            assert!(err.to_string().contains(COMPACT_SETTLE_HOURS), "{err}");
+        }
     }
 }

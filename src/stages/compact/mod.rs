@@ -35,7 +35,7 @@ impl CompactService {
     ) -> Result<Self, ConfigError> {
         let config = CompactConfig::from_env(|name| std::env::var(name).ok())?;
         let store = Arc::new(S3Store::new(crate::aws::s3_client(sdk), &config.bucket));
-        let service = CompactService::new(store, registry, config.min_files);
+        let service = CompactService::new(store, registry, config.min_files, config.settle_hours);
         Ok(match config.glue_database {
             Some(database) => service.with_catalog(Arc::new(GlueCatalog::new(
                 crate::aws::glue_client(sdk),

@@ -44,9 +44,18 @@ pub struct CompactService {
 }
 
 impl CompactService {
-    pub fn new(store: Arc<dyn ObjectStore>, registry: Arc<Registry>, min_files: usize) -> Self {
+    /// Compacts partitions of `min_files` eligible files, or of two once no file came for
+    /// `settle_hours` ([`Compactor`]).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        registry: Arc<Registry>,
+        min_files: usize,
+        settle_hours: u32,
+    ) -> Self {
         CompactService {
-            compactor: Compactor::new(store.clone(), registry.clone()).with_min_files(min_files),
+            compactor: Compactor::new(store.clone(), registry.clone())
+                .with_min_files(min_files)
+                .with_settle_hours(settle_hours),
             registry,
             store,
             sweep: None,
@@ -80,7 +89,7 @@ impl CompactService {
         };
         let mut response = CompactResponse::default();
         for dataset in datasets {
-            let report = self.compactor.compact(&dataset).await?;
+            let report = self.compactor.compact(&dataset, now).await?;
             let index_merge = if key_index::is_indexed(&self.registry, &dataset) {
                 Some(KeyIndex::new(self.store.clone()).merge(&dataset).await?)
             } else {

@@ -13,6 +13,7 @@ async fn the_schedule_compacts_every_dataset_parents_first_and_an_unknown_one_fa
         Arc::new(LocalStore::new(dir.path()).unwrap()),
         registry.clone(),
         8,
+        crate::compact::SETTLE_HOURS,
     );
     let schedule = serde_json::json!({"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}});
     let response = crate::stages::invoke(&service, schedule, chrono::Utc::now())
