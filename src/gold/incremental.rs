@@ -96,6 +96,13 @@ pub trait FirstOrderBuckets: Send + Sync {
 /// writes), and between folds a night writes deltas of a few thousand rows.
 pub const DELTA_SHARE: usize = 8;
 
+/// True when a bucket's delta of `delta_rows` is folded into its base of `base_rows`: once
+/// `delta_rows × share` exceeds the base ([`DELTA_SHARE`]; `usize::MAX` folds any delta, 0
+/// none).
+fn folds(delta_rows: usize, base_rows: usize, share: usize) -> bool {
+    delta_rows.saturating_mul(share) > base_rows
+}
+
 /// Customers a bucket of the first-order state holds before the buckets are doubled: about
 /// 20 MiB as a frame, a few times that while a night changes it.
 pub const BUCKET_CUSTOMERS: usize = 1 << 20;
@@ -725,14 +732,16 @@ impl Nightly<'_> {
 
         let mut kpis = Vec::with_capacity(groups.len());
         let mut methods = Vec::with_capacity(groups.len());
-        for days in &groups {
+        for (group, days) in groups.iter().enumerate() {
             // The kept orders serve only the very same days (a searched customer's extra day
             // may have regrouped them).
             let orders = match kept.take() {
                 Some((kept_days, orders)) if kept_days == *days => orders,
                 _ => self.latest_orders(days, &state).await?,
             };
-            let (k, m) = self.measures(orders, &first, days, window, &state).await?;
+            let (k, m) = self
+                .measures(orders, &first, days, window, &state, group)
+                .await?;
             kpis.push(k.lazy());
             methods.push(m.lazy());
         }
@@ -800,8 +809,10 @@ impl Nightly<'_> {
         days: &BTreeSet<NaiveDate>,
         window: u32,
         state: &KpiState,
+        group: usize,
     ) -> Result<(DataFrame, DataFrame), GoldError> {
         let mut phase = Phase::start();
+        let mut done = |name| phase.done_in(name, Some(group));
         // Regions of the payments on those days: their orders within the reference window.
         // Only the orders these payments name are sorted for their latest version.
         let payments = collect(latest(
@@ -811,7 +822,7 @@ impl Nightly<'_> {
             "payment_id",
         )?)
         .await?;
-        phase.done("payments_latest");
+        done("payments_latest");
         let joined = collect(kpis::join_orders(payments.lazy(), orders.clone().lazy())).await?;
         let joined = self.other_orders(joined, days, window, state).await?;
         let payments = collect(kpis::region_in_window(
@@ -819,12 +830,12 @@ impl Nightly<'_> {
             self.contracts.window_days(),
         ))
         .await?;
-        phase.done("payments_and_regions");
+        done("payments_and_regions");
         let first = first.clone().lazy();
         let (o, p) = (orders.lazy(), payments.clone().lazy());
         let kpis = off_runtime(move || kpis::kpis_of(o, first, p)).await?;
         let methods = off_runtime(move || methods::methods_of(payments.lazy())).await?;
-        phase.done("group_measures");
+        done("group_measures");
         Ok((kpis, methods))
     }
 
@@ -1131,8 +1142,7 @@ impl Nightly<'_> {
             };
             // Doubling the buckets, or a delta grown past its share, writes whole bases.
             if count != buckets
-                || (!unchanged
-                    && delta.height().saturating_mul(self.delta_share) > base_rows[bucket])
+                || (!unchanged && folds(delta.height(), base_rows[bucket], self.delta_share))
             {
                 let base = self.first_orders.read(bucket).await?;
                 let next = collect(applied(base.lazy(), delta.lazy())?).await?;
@@ -1352,8 +1362,14 @@ impl Phase {
     }
 
     fn done(&mut self, phase: &'static str) {
+        self.done_in(phase, None);
+    }
+
+    /// A phase of one day group's work (`group`: its index in day order).
+    fn done_in(&mut self, phase: &'static str, group: Option<usize>) {
         tracing::debug!(
             phase,
+            group,
             ms = self.0.elapsed().as_millis() as u64,
             peak_rss_mib = crate::telemetry::peak_rss_mib(),
             "nightly phase"
@@ -1433,6 +1449,16 @@ mod tests {
         assert_eq!(bucket_count(41, 10, 1), 8);
         // Never fewer than before: a shrinking state keeps its buckets.
         assert_eq!(bucket_count(5, 10, 4), 4);
+    }
+
+    #[test]
+    fn a_delta_is_folded_once_it_times_the_share_exceeds_the_base() {
+        assert!(!folds(100, 800, 8), "exactly an eighth stays a delta");
+        assert!(folds(101, 800, 8));
+        assert!(!folds(0, 0, 8), "an empty delta of an empty base");
+        assert!(folds(1, 0, 8), "a delta on an empty base");
+        assert!(folds(1, usize::MAX - 1, usize::MAX), "MAX folds any delta");
+        assert!(!folds(usize::MAX, 1, 0), "0 folds none");
     }
 
     #[test]
