@@ -3,10 +3,14 @@
 //! (`_ingested_at`, `_source_file`, `_batch_id`) kept as they were.
 //!
 //! Which partitions: those with at least `min_files` eligible files (a partition still taking
-//! a file a night, inside the exports' update window), and those with two or more whose newest
-//! file is older than `settle` (a partition the updates have left: without this it would keep
-//! its last few small files for as long as silver keeps it, and every night's listing, marker
-//! checks and reads of it would pay for them).
+//! a file a night, inside the exports' update window), and those with two or more that have
+//! just settled: their newest file is older than `settle` but by at most [`SETTLED_FOR`]
+//! more. Without this, a partition the updates have left would keep its last few small files
+//! for as long as silver keeps it, and every night's listing, marker checks and reads of it
+//! would pay for them. Only just settled: silver's lifecycle rule counts 365 days from when a
+//! file was written, so a rewrite gives every row of the partition the life of the newest
+//! file plus at most `settle` + [`SETTLED_FOR`], never a second year to a partition that has
+//! long been quiet or is about to expire (and an upgraded lake has no backlog to catch up).
 //!
 //! What it may touch: only files of batches the load stage is done with (their marker
 //! `runs/loaded/<dataset>/<batch>` exists) and earlier compacted files. A batch not yet gated
@@ -115,14 +119,18 @@ pub struct Compactor {
     registry: Arc<Registry>,
     /// Partitions with fewer eligible files than this are left alone unless settled.
     pub min_files: usize,
-    /// A partition whose newest file is older than this is settled: two eligible files are
-    /// enough to compact it.
+    /// A partition whose newest file is older than this (by at most [`SETTLED_FOR`] more) has
+    /// just settled: two eligible files are enough to compact it.
     pub settle: chrono::TimeDelta,
 }
 
 /// The default of [`Compactor::settle`]: two nights without a new file (the exports arrive
 /// nightly, so a partition still being updated has one from last night).
 pub const SETTLE_HOURS: u32 = 48;
+
+/// How long after settling a partition is still compacted by the settle rule: a week of
+/// nightly runs, so a few failed nights do not leave it as it was.
+pub const SETTLED_FOR: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
 impl Compactor {
     pub fn new(store: Arc<dyn ObjectStore>, registry: Arc<Registry>) -> Self {
@@ -146,7 +154,7 @@ impl Compactor {
     }
 
     /// Compacts every partition of `dataset` with at least `min_files` eligible files, or two
-    /// and settled at `now`; one run per dataset at a time.
+    /// and just settled at `now`; one run per dataset at a time.
     pub async fn compact(
         &self,
         dataset: &str,
@@ -198,7 +206,8 @@ impl Compactor {
         }
         let mut loaded: HashMap<String, bool> = HashMap::new();
         for (dir, (files, newest)) in partitions {
-            let settled = now - newest > self.settle;
+            let quiet = now - newest;
+            let settled = quiet > self.settle && quiet <= self.settle + SETTLED_FOR;
             if files.len() < 2 || (files.len() < self.min_files && !settled) {
                 // Too few files to be compacted whatever their markers say: no marker is read.
                 continue;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use chrono::{NaiveDate, TimeZone, Utc};
 use polars::prelude::*;
-use shoplake::compact::Compactor;
+use shoplake::compact::{Compactor, SETTLED_FOR};
 use shoplake::contract::Registry;
 use shoplake::ingest::{IngestSettings, Ingestor};
 use shoplake::quality::QualityGate;
@@ -244,6 +244,11 @@ async fn a_partition_of_fewer_files_than_min_files_is_compacted_once_settled() {
     let later = written + chrono::TimeDelta::hours(49);
     let not_yet = compactor(72).compact("orders", later).await.unwrap();
     assert_eq!(not_yet.partitions, 0, "49 hours is not 72");
+    // Long quiet: left to expire as it is (a rewrite would give its rows another year).
+    let long_after =
+        written + chrono::TimeDelta::hours(48) + SETTLED_FOR + chrono::TimeDelta::hours(1);
+    let long_quiet = compactor(48).compact("orders", long_after).await.unwrap();
+    assert_eq!(long_quiet.partitions, 0, "settled over a week ago");
     let settled = compactor(48).compact("orders", later).await.unwrap();
     assert_eq!(
         (settled.partitions, settled.files_in),

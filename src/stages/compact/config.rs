@@ -10,8 +10,8 @@ pub struct CompactConfig {
     /// default 8).
     pub min_files: usize,
     /// Hours without a new file after which a partition of two or more eligible files is
-    /// compacted whatever `min_files` says (`COMPACT_SETTLE_HOURS`, default
-    /// [`SETTLE_HOURS`]).
+    /// compacted whatever `min_files` says, for a week after ([`crate::compact::SETTLED_FOR`];
+    /// `COMPACT_SETTLE_HOURS`, default [`SETTLE_HOURS`]).
     pub settle_hours: u32,
     /// The Glue database whose expired silver partitions are removed (`GLUE_DATABASE`; unset:
     /// no catalog is touched).
