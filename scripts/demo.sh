@@ -157,7 +157,7 @@ invoke load events/load-schedule.json "$DEMO/load.json"
 python3 scripts/demo_tools.py - show-load "$DEMO/load.json" "$DEMO/redshift.jsonl"
 done_if load events/load-schedule.json "$DEMO/load.json"
 
-echo "  the 03:00 UTC compaction (partitions with 8 or more small files of loaded batches):"
+echo "  the 03:00 UTC compaction (partitions with 8 or more small files of loaded batches, or 2 or more quiet for 48 hours):"
 invoke compact events/compact-schedule.json "$DEMO/compact.json"
 python3 scripts/demo_tools.py - show-json "$DEMO/compact.json"
 done_if compact events/compact-schedule.json "$DEMO/compact.json"
