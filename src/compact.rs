@@ -32,7 +32,6 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
