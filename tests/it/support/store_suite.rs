@@ -146,6 +146,18 @@ async fn put_get_head_list_delete(store: &dyn ObjectStore) {
         .map(|m| m.key)
         .collect();
     assert_eq!(keys, ["a/one.txt", "a/sub/two.txt"]);
+    // A listing says when each object was written: compaction's settle rule ages partitions by
+    // it (S3 to the second; moto and this process share the clock).
+    let now = chrono::Utc::now();
+    for m in store.list("a/").await.unwrap() {
+        let age = now - m.last_modified;
+        assert!(
+            age > -chrono::TimeDelta::seconds(5) && age < chrono::TimeDelta::minutes(5),
+            "{} listed as written at {}, now {now}",
+            m.key,
+            m.last_modified
+        );
+    }
     let keys: Vec<String> = store
         .list("a")
         .await
