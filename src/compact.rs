@@ -207,7 +207,8 @@ impl Compactor {
         for (dir, (files, newest)) in partitions {
             let quiet = now - newest;
             let settled = quiet > self.settle && quiet <= self.settle + SETTLED_FOR;
-            if files.len() < 2 || (files.len() < self.min_files && !settled) {
+            let worth = |files: usize| files >= 2 && (files >= self.min_files || settled);
+            if !worth(files.len()) {
                 // Too few files to be compacted whatever their markers say: no marker is read.
                 continue;
             }
@@ -238,7 +239,7 @@ impl Compactor {
                     eligible.push(key);
                 }
             }
-            if eligible.len() < 2 || (eligible.len() < self.min_files && !settled) {
+            if !worth(eligible.len()) {
                 continue;
             }
             let partition = dir

@@ -1,7 +1,7 @@
 //! The compact function's environment.
 
 use crate::compact::SETTLE_HOURS;
-use crate::config::{ConfigError, GLUE_DATABASE, LAKE_BUCKET, optional, required};
+use crate::config::{ConfigError, GLUE_DATABASE, LAKE_BUCKET, optional, parse_number, required};
 
 #[derive(Debug, Clone)]
 pub struct CompactConfig {
@@ -39,18 +39,13 @@ impl CompactConfig {
                 }
             },
         };
-        let settle_hours = match optional(&var, COMPACT_SETTLE_HOURS) {
-            None => SETTLE_HOURS,
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    problems.push(format!(
-                        "{COMPACT_SETTLE_HOURS} must be a whole number of hours, at least 1, got {text:?}"
-                    ));
-                    SETTLE_HOURS
-                }
-            },
-        };
+        let settle_hours = parse_number(
+            COMPACT_SETTLE_HOURS,
+            optional(&var, COMPACT_SETTLE_HOURS),
+            &mut problems,
+            |n| (1..=i64::from(u32::MAX)).contains(&n),
+        )
+        .map_or(SETTLE_HOURS, |n| n as u32);
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
