@@ -188,6 +188,11 @@ impl Contract {
         &self.columns[self.key]
     }
 
+    /// The column whose greatest value marks a key's latest version (`version_column`).
+    pub fn version_column(&self) -> &Column {
+        &self.columns[self.version]
+    }
+
     /// The date partition when it is the first partition, so that one day of the dataset lies
     /// under one key prefix (`processed/orders/order_date=D/`): what a reference window prunes on.
     pub fn window_partition(&self) -> Option<&Partition> {

@@ -35,7 +35,8 @@ use std::path::PathBuf;
 use chrono::{Duration, NaiveDate};
 use polars::prelude::*;
 
-use super::kpis::{self, FIRST_ORDER_DATE, first_order_dates, latest};
+pub use super::kpis::KpiContracts;
+use super::kpis::{self, FIRST_ORDER_DATE, first_order_dates, latest, version_order};
 use super::methods;
 use super::writer::GoldError;
 use crate::contract::Contract;
@@ -139,14 +140,14 @@ pub fn split_by_bucket(df: &DataFrame, count: usize) -> PolarsResult<Vec<DataFra
 /// buckets ([`FirstOrderBuckets`]).
 #[derive(Debug, Clone)]
 pub struct KpiState {
-    /// `dataset`, `key`, `date`, `updated_at`, `_ingested_at`, `_batch_id`: versions of `key`
-    /// in `date` up to this version are stale (the key moved to another day).
+    /// `dataset`, `key`, `date`, `updated_at` (the version, whatever the contract names its
+    /// version column), `_ingested_at`, `_batch_id`: versions of `key` in `date` up to this
+    /// version are stale (the key moved to another day).
     pub tombstones: DataFrame,
 }
 
-const VERSION: [&str; 3] = ["updated_at", INGESTED_AT, BATCH_ID];
-/// The order columns the KPIs read (with the version, to pick the latest).
-const ORDER_COLUMNS: [&str; 10] = [
+/// The order columns the KPIs read (besides the version columns, [`version_order`]).
+const ORDER_COLUMNS: [&str; 7] = [
     "order_id",
     "customer_id",
     "status",
@@ -154,12 +155,9 @@ const ORDER_COLUMNS: [&str; 10] = [
     "currency",
     "customer_region",
     "order_date",
-    "updated_at",
-    INGESTED_AT,
-    BATCH_ID,
 ];
-/// The payment columns the KPIs read.
-const PAYMENT_COLUMNS: [&str; 10] = [
+/// The payment columns the KPIs read (besides the version columns).
+const PAYMENT_COLUMNS: [&str; 7] = [
     "payment_id",
     "order_id",
     "status",
@@ -167,11 +165,12 @@ const PAYMENT_COLUMNS: [&str; 10] = [
     "currency",
     "method",
     "payment_date",
-    "updated_at",
-    INGESTED_AT,
-    BATCH_ID,
 ];
-const TOMB_VERSION: [&str; 3] = ["t_updated_at", "t_ingested_at", "t_batch_id"];
+/// A tombstone's version as joined onto a dataset's rows.
+const TOMB_VERSION: [&str; 3] = ["t_version", "t_ingested_at", "t_batch_id"];
+/// The tombstones' column holding a key's version, whatever the contract names its version
+/// column: the name the state was first written with, so a lake's state stays readable.
+const TOMB_STORED_VERSION: &str = "updated_at";
 /// The order column a payment takes its region from.
 const REGION: &str = "customer_region";
 /// Days of the reference window searched first for the orders of payments whose order is not
@@ -192,25 +191,6 @@ const SILVER_EXPANSION: u64 = 18;
 /// and the runtime.
 pub fn group_bytes(memory_budget_bytes: usize) -> u64 {
     memory_budget_bytes as u64 / 2 / SILVER_EXPANSION
-}
-
-/// The KPI inputs as the contracts define them.
-#[derive(Debug, Clone)]
-pub struct KpiContracts {
-    pub orders: Contract,
-    pub payments: Contract,
-}
-
-impl KpiContracts {
-    /// The payments → orders reference window (`window_days`), which bounds region look-ups.
-    pub fn window_days(&self) -> Option<u32> {
-        self.payments
-            .quality
-            .references
-            .iter()
-            .find(|r| r.dataset == self.orders.name)
-            .and_then(|r| r.window_days)
-    }
 }
 
 /// What a night changed: per dataset, the new batch ids, the dates they wrote and the silver
@@ -274,9 +254,16 @@ fn date_of(c: &Contract) -> Result<String, GoldError> {
     })
 }
 
-/// `(updated_at, _ingested_at, _batch_id)` strictly after the tombstone's version.
-fn newer_than_tombstone() -> Expr {
-    let [a, b, c] = VERSION.map(col);
+/// `columns` of `contract` and its version columns ([`version_order`]), to pick latest versions.
+fn read_columns(columns: &[&str], contract: &Contract) -> Vec<Expr> {
+    let mut read: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
+    read.extend(version_order(contract));
+    read
+}
+
+/// `contract`'s version columns ([`version_order`]) strictly after the tombstone's version.
+fn newer_than_tombstone(contract: &Contract) -> Expr {
+    let [a, b, c] = version_order(contract);
     let [ta, tb, tc] = TOMB_VERSION.map(col);
     a.clone().gt(ta.clone()).or(a
         .eq(ta)
@@ -323,7 +310,7 @@ pub fn empty_tombstones() -> PolarsResult<DataFrame> {
             Column::new_empty("dataset".into(), &DataType::String),
             Column::new_empty("key".into(), &DataType::String),
             Column::new_empty("date".into(), &DataType::Date),
-            Column::new_empty("updated_at".into(), &utc),
+            Column::new_empty(TOMB_STORED_VERSION.into(), &utc),
             Column::new_empty(INGESTED_AT.into(), &utc),
             Column::new_empty(BATCH_ID.into(), &DataType::String),
         ],
@@ -356,11 +343,11 @@ impl KpiState {
         orders: LazyFrame,
         payments: LazyFrame,
     ) -> PolarsResult<(DataFrame, Self)> {
-        let first_orders = first_order_dates(latest(orders.clone(), "order_id")?).collect()?;
+        let first_orders =
+            first_order_dates(latest(orders.clone(), &contracts.orders)?).collect()?;
         let mut tombs = Vec::new();
         for (contract, lf) in [(&contracts.orders, orders), (&contracts.payments, payments)] {
-            let (key, date) = (key_of(contract), date_of(contract).map_err(to_polars)?);
-            tombs.push(stale_days(&contract.name, lf, &key, &date)?);
+            tombs.push(stale_days(contract, lf)?);
         }
         Ok((
             first_orders,
@@ -392,7 +379,7 @@ impl KpiState {
             .select([
                 col("key").alias(key),
                 col("date").alias(date),
-                col("updated_at").alias(TOMB_VERSION[0]),
+                col(TOMB_STORED_VERSION).alias(TOMB_VERSION[0]),
                 col(INGESTED_AT).alias(TOMB_VERSION[1]),
                 col(BATCH_ID).alias(TOMB_VERSION[2]),
             ]))
@@ -406,27 +393,22 @@ fn to_polars(e: GoldError) -> PolarsError {
     }
 }
 
-/// Tombstones of `versions` (key, date and version columns): every (key, day) holding a
-/// version of a key whose latest version lies on another day, stamped with that latest.
-fn stale_days(
-    dataset: &str,
-    versions: LazyFrame,
-    key: &str,
-    date: &str,
-) -> PolarsResult<LazyFrame> {
-    let versions = versions.select([
-        col(key),
-        col(date),
-        col(VERSION[0]),
-        col(VERSION[1]),
-        col(VERSION[2]),
-    ]);
-    let newest = latest(versions.clone(), key)?.select([
+/// Tombstones of `versions` of `contract`'s keys (key, date and version columns): every (key,
+/// day) holding a version of a key whose latest version lies on another day, stamped with that
+/// latest.
+fn stale_days(contract: &Contract, versions: LazyFrame) -> PolarsResult<LazyFrame> {
+    let (key, date) = (key_of(contract), date_of(contract).map_err(to_polars)?);
+    let (key, date) = (key.as_str(), date.as_str());
+    let mut columns = vec![col(key), col(date)];
+    columns.extend(version_order(contract));
+    let versions = versions.select(columns);
+    let [v, i, b] = version_order(contract);
+    let newest = latest(versions.clone(), contract)?.select([
         col(key),
         col(date).alias("l_date"),
-        col(VERSION[0]).alias(TOMB_VERSION[0]),
-        col(VERSION[1]).alias(TOMB_VERSION[1]),
-        col(VERSION[2]).alias(TOMB_VERSION[2]),
+        v.alias(TOMB_VERSION[0]),
+        i.alias(TOMB_VERSION[1]),
+        b.alias(TOMB_VERSION[2]),
     ]);
     Ok(versions
         .join(
@@ -437,10 +419,10 @@ fn stale_days(
         )
         .filter(col(date).neq(col("l_date")))
         .select([
-            lit(dataset.to_owned()).alias("dataset"),
+            lit(contract.name.clone()).alias("dataset"),
             col(key).cast(DataType::String).alias("key"),
             col(date).alias("date"),
-            col(TOMB_VERSION[0]).alias("updated_at"),
+            col(TOMB_VERSION[0]).alias(TOMB_STORED_VERSION),
             col(TOMB_VERSION[1]).alias(INGESTED_AT),
             col(TOMB_VERSION[2]).alias(BATCH_ID),
         ])
@@ -500,7 +482,11 @@ impl Nightly<'_> {
                 [col(&key), col(&date)],
                 JoinArgs::new(JoinType::Left),
             )
-            .filter(col(TOMB_VERSION[0]).is_null().or(newer_than_tombstone()))
+            .filter(
+                col(TOMB_VERSION[0])
+                    .is_null()
+                    .or(newer_than_tombstone(contract)),
+            )
             .drop(cols(TOMB_VERSION)))
     }
 
@@ -569,13 +555,8 @@ impl Nightly<'_> {
         let radius = i64::from(contract.max_date_move_days);
         let window = around(&touched, radius, radius);
         let root = self.source.prepare(contract, &window).await?;
-        let mut columns = vec![
-            col(&key),
-            col(&date),
-            col(VERSION[0]),
-            col(VERSION[1]),
-            col(VERSION[2]),
-        ];
+        let mut columns = vec![col(&key), col(&date)];
+        columns.extend(version_order(contract));
         columns.extend(extra.iter().map(|c| col(*c)));
         // In groups of days, as the recompute: the window's rows are read to keep only the
         // night's keys, so only the versions found (of the night's size) are held across groups.
@@ -613,15 +594,12 @@ impl Nightly<'_> {
         let mut moved = 0;
         let mut order_changes = None;
         for contract in [orders_c, payments_c] {
-            let (key, date) = (key_of(contract), date_of(contract)?);
             let is_orders = contract.name == orders_c.name;
             let extra: &[&str] = if is_orders { &[REGION] } else { &[] };
             let versions = self.changed_keys(contract, night, extra).await?;
             let stale = collect(stale_days(
-                &contract.name,
+                contract,
                 versions.clone().lazy().drop(cols(extra.iter().copied())),
-                &key,
-                &date,
             )?)
             .await?;
             moved += stale.column("key")?.n_unique()?;
@@ -642,7 +620,7 @@ impl Nightly<'_> {
                         col("dataset"),
                         col("key"),
                         col("date"),
-                        col("updated_at"),
+                        col(TOMB_STORED_VERSION),
                         col(INGESTED_AT),
                         col(BATCH_ID),
                     ],
@@ -790,11 +768,12 @@ impl Nightly<'_> {
         days: &BTreeSet<NaiveDate>,
         state: &KpiState,
     ) -> Result<DataFrame, GoldError> {
+        let orders = &self.contracts.orders;
         collect(latest(
-            self.rows(&self.contracts.orders, days, state)
+            self.rows(orders, days, state)
                 .await?
-                .select(ORDER_COLUMNS.map(col)),
-            "order_id",
+                .select(read_columns(&ORDER_COLUMNS, orders)),
+            orders,
         )?)
         .await
     }
@@ -815,11 +794,12 @@ impl Nightly<'_> {
         let mut done = |name| phase.done_in(name, Some(group));
         // Regions of the payments on those days: their orders within the reference window.
         // Only the orders these payments name are sorted for their latest version.
+        let payments_c = &self.contracts.payments;
         let payments = collect(latest(
-            self.rows(&self.contracts.payments, days, state)
+            self.rows(payments_c, days, state)
                 .await?
-                .select(PAYMENT_COLUMNS.map(col)),
-            "payment_id",
+                .select(read_columns(&PAYMENT_COLUMNS, payments_c)),
+            payments_c,
         )?)
         .await?;
         done("payments_latest");
@@ -868,12 +848,12 @@ impl Nightly<'_> {
             [col(BATCH_ID)],
             JoinArgs::new(JoinType::Left),
         );
-        let now = latest(marked.clone(), &key)?.select([
+        let now = latest(marked.clone(), orders_c)?.select([
             col(&key).alias("order_id"),
             col(&date).alias("order_date"),
             col(REGION),
         ]);
-        let before = latest(marked.filter(col("_new").is_null()), &key)?.select([
+        let before = latest(marked.filter(col("_new").is_null()), orders_c)?.select([
             col(&key).alias("order_id"),
             col(&date).alias("_old_date"),
             col(REGION).alias("_old_region"),
@@ -967,21 +947,17 @@ impl Nightly<'_> {
             latest(
                 self.rows(orders_c, &days, state)
                     .await?
-                    .select([
-                        col("order_id"),
-                        col("customer_region"),
-                        col("order_date"),
-                        col(VERSION[0]),
-                        col(VERSION[1]),
-                        col(VERSION[2]),
-                    ])
+                    .select(read_columns(
+                        &["order_id", "customer_region", "order_date"],
+                        orders_c,
+                    ))
                     .join(
                         wanted.lazy(),
                         [col("order_id")],
                         [col("order_id")],
                         JoinArgs::new(JoinType::Inner),
                     ),
-                "order_id",
+                orders_c,
             )?
             .select([col("order_id"), col("customer_region"), col("order_date")]),
         )
@@ -1221,7 +1197,7 @@ impl Nightly<'_> {
         collect(first_order_dates(
             latest(
                 self.rows(&self.contracts.orders, &days, state).await?,
-                "order_id",
+                &self.contracts.orders,
             )?
             .join(
                 needy.clone().lazy().select([col("customer_id")]),

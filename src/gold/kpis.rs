@@ -6,6 +6,9 @@
 
 use polars::prelude::*;
 
+use crate::contract::Contract;
+use crate::silver::{BATCH_ID, INGESTED_AT};
+
 /// The datasets the KPI definitions read: orders (by `order_date`) and payments (by
 /// `payment_date`), as their contracts name them.
 pub const INPUTS: [&str; 2] = ["orders", "payments"];
@@ -44,22 +47,65 @@ fn any_of(column: &str, values: &[&str]) -> Expr {
         .expect("at least one value")
 }
 
-/// Latest version of every key: greatest `updated_at`, then the later ingestion.
+/// The KPI inputs as the contracts define them.
+#[derive(Debug, Clone)]
+pub struct KpiContracts {
+    pub orders: Contract,
+    pub payments: Contract,
+}
+
+impl KpiContracts {
+    /// The payments → orders reference window (`window_days`), which bounds region look-ups.
+    pub fn window_days(&self) -> Option<u32> {
+        self.payments
+            .quality
+            .references
+            .iter()
+            .find(|r| r.dataset == self.orders.name)
+            .and_then(|r| r.window_days)
+    }
+}
+
+/// The built-in orders and payments contracts, payments referencing orders within
+/// `window_days` (`None`: any order counts).
+#[cfg(test)]
+pub(crate) fn test_contracts(window_days: Option<u32>) -> KpiContracts {
+    let parse = |text: &str| Contract::from_toml(text).expect("a built-in contract parses");
+    let orders = parse(include_str!("../../contracts/orders.toml"));
+    let mut payments = parse(include_str!("../../contracts/payments.toml"));
+    for reference in &mut payments.quality.references {
+        if reference.dataset == orders.name {
+            reference.window_days = window_days;
+        }
+    }
+    KpiContracts { orders, payments }
+}
+
+/// The columns that order a key's versions, most significant first: the contract's
+/// `version_column`, then the later ingestion (`_ingested_at`, then `_batch_id`), the rule
+/// compaction and the warehouse MERGE apply too.
+pub(crate) fn version_order(contract: &Contract) -> [Expr; 3] {
+    [
+        col(contract.version_column().name.as_str()),
+        col(INGESTED_AT),
+        col(BATCH_ID),
+    ]
+}
+
+/// Latest version of every key of `contract` ([`version_order`]).
 ///
 /// Most keys have one version, and those rows are latest as they are: only the keys with
 /// several are sorted by version, not every row by three columns (one a string). The input is
 /// evaluated once (polars caches the subplan both branches share). The output's row order is
 /// not defined.
-pub(crate) fn latest(silver: LazyFrame, key: &str) -> PolarsResult<LazyFrame> {
+pub(crate) fn latest(silver: LazyFrame, contract: &Contract) -> PolarsResult<LazyFrame> {
     const VERSIONS: &str = "_versions";
+    let key = contract.key_column().name.as_str();
     let counted = silver.with_column(len().over([col(key)])?.alias(VERSIONS));
     let single = counted.clone().filter(col(VERSIONS).eq(lit(1u32)));
     let several = counted
         .filter(col(VERSIONS).gt(lit(1u32)))
-        .sort_by_exprs(
-            [col("updated_at"), col("_ingested_at"), col("_batch_id")],
-            SortMultipleOptions::default(),
-        )
+        .sort_by_exprs(version_order(contract), SortMultipleOptions::default())
         .unique_stable(Some(cols([key])), UniqueKeepStrategy::Last);
     Ok(concat([single, several], UnionArgs::default())?.drop(cols([VERSIONS])))
 }
@@ -222,14 +268,19 @@ pub fn divide_half_away(numerator: i128, denominator: i128) -> Option<i128> {
 
 /// Computes `daily_kpis` from silver orders and payments (all files, all versions; partition
 /// columns `order_date`, `customer_region`, `payment_date` included): a full recompute.
-/// `window_days` is the payments contract's reference window to orders ([`with_regions`]).
+/// `contracts` say how each picks its latest versions and the reference window of payments to
+/// orders ([`with_regions`]).
 pub fn daily_kpis(
     orders: LazyFrame,
     payments: LazyFrame,
-    window_days: Option<u32>,
+    contracts: &KpiContracts,
 ) -> PolarsResult<DataFrame> {
-    let orders = latest(orders, "order_id")?;
-    let payments = with_regions(latest(payments, "payment_id")?, orders.clone(), window_days);
+    let orders = latest(orders, &contracts.orders)?;
+    let payments = with_regions(
+        latest(payments, &contracts.payments)?,
+        orders.clone(),
+        contracts.window_days(),
+    );
     kpis_of(orders.clone(), first_order_dates(orders), payments)
 }
 

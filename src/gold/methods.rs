@@ -5,7 +5,7 @@
 
 use polars::prelude::*;
 
-use super::kpis::{cents, count, decimal_column, latest, with_regions};
+use super::kpis::{KpiContracts, cents, count, decimal_column, latest, with_regions};
 
 /// The gold table's name (its objects are `gold/payment_methods_daily/month=YYYY-MM/…`).
 pub const TABLE: &str = "payment_methods_daily";
@@ -35,13 +35,13 @@ pub const MONEY: [&str; 2] = ["succeeded_amount", "refunded_amount"];
 pub fn payment_methods_daily(
     orders: LazyFrame,
     payments: LazyFrame,
-    window_days: Option<u32>,
+    contracts: &KpiContracts,
 ) -> PolarsResult<DataFrame> {
-    let orders = latest(orders, "order_id")?;
+    let orders = latest(orders, &contracts.orders)?;
     methods_of(with_regions(
-        latest(payments, "payment_id")?,
+        latest(payments, &contracts.payments)?,
         orders,
-        window_days,
+        contracts.window_days(),
     ))
 }
 
@@ -163,7 +163,8 @@ mod tests {
             strs("_batch_id", &["A", "A", "B", "A", "A", "A", "A"]),
             dates("payment_date", &day),
         ]);
-        let out = payment_methods_daily(orders, payments, None).unwrap();
+        let out = payment_methods_daily(orders, payments, &crate::gold::kpis::test_contracts(None))
+            .unwrap();
         assert_eq!(
             out.get_column_names()
                 .iter()

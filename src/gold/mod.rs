@@ -7,6 +7,6 @@ pub mod kpis;
 pub mod methods;
 pub mod writer;
 
-pub use kpis::{UNKNOWN_REGION, daily_kpis};
+pub use kpis::{KpiContracts, UNKNOWN_REGION, daily_kpis};
 pub use methods::payment_methods_daily;
 pub use writer::{GoldError, merge_days, read_months, write_months, write_table_months};

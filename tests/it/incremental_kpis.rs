@@ -33,12 +33,19 @@ const MOVE: i64 = 3;
 /// reach back over the whole history).
 const WINDOW: i64 = 2;
 
-/// The built-in contracts with payments referencing orders at most `WINDOW` days older.
-fn registry(dir: &Path) -> Arc<Registry> {
+/// Names of the contracts' version column a history is run with: the built-in one, and another
+/// (gold picks latest versions by the contract's column, as compaction and the warehouse do).
+const VERSION_COLUMNS: [&str; 2] = ["updated_at", "changed_at"];
+
+/// The built-in contracts with payments referencing orders at most `WINDOW` days older and
+/// their version column named `version`.
+fn registry(dir: &Path, version: &str) -> Arc<Registry> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
     for name in ["customers", "orders", "payments"] {
         let text = std::fs::read_to_string(src.join(format!("{name}.toml"))).unwrap();
-        let text = text.replace("window_days = 90", &format!("window_days = {WINDOW}"));
+        let text = text
+            .replace("window_days = 90", &format!("window_days = {WINDOW}"))
+            .replace("\"updated_at\"", &format!("\"{version}\""));
         std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
     }
     let registry = Registry::from_dir(dir).unwrap();
@@ -48,6 +55,7 @@ fn registry(dir: &Path) -> Arc<Registry> {
         Some(WINDOW as u32)
     );
     assert_eq!(i64::from(payments.max_date_move_days), MOVE);
+    assert_eq!(payments.version_column().name, version);
     Arc::new(registry)
 }
 
@@ -125,6 +133,8 @@ fn ts(day_n: i64, minutes: i64) -> String {
 /// The history's truth (latest versions) and the exports it sends.
 struct History {
     rng: Rng,
+    /// The exports' version column ([`VERSION_COLUMNS`]).
+    version: &'static str,
     orders: BTreeMap<String, Order>,
     payments: BTreeMap<String, Payment>,
     next_id: u64,
@@ -154,8 +164,9 @@ impl History {
     }
 
     fn orders_csv(&mut self, night: i64) -> String {
-        let mut s = String::from(
-            "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+        let mut s = format!(
+            "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,{}\n",
+            self.version
         );
         let floor = Self::floor(night);
         let today = 2 * night;
@@ -236,8 +247,9 @@ impl History {
     }
 
     fn payments_csv(&mut self, night: i64) -> String {
-        let mut s = String::from(
-            "payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n",
+        let mut s = format!(
+            "payment_id,order_id,payment_ts,method,status,amount,currency,{}\n",
+            self.version
         );
         let floor = Self::floor(night);
         let mut rows: BTreeMap<String, Payment> = BTreeMap::new();
@@ -402,8 +414,10 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
     let lake = dir.path().join("lake");
     let reference = dir.path().join("reference");
     std::fs::create_dir_all(&lake).unwrap();
+    // The version column under the built-in name, or another.
+    let version = VERSION_COLUMNS[((seed / 27) % 2) as usize];
     let contracts = tempfile::tempdir().unwrap();
-    let registry = registry(contracts.path());
+    let registry = registry(contracts.path(), version);
     let local = Arc::new(LocalStore::new(&lake).unwrap());
     let store: Arc<dyn ObjectStore> = local.clone();
     let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
@@ -422,6 +436,7 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
         .with_delta_share(delta_share);
     let mut history = History {
         rng: Rng(seed),
+        version,
         orders: BTreeMap::new(),
         payments: BTreeMap::new(),
         next_id: 0,
@@ -489,12 +504,15 @@ async fn compare(
     seed: u64,
 ) -> Result<(), TestCaseError> {
     let contract = |d: &str| registry.get(d).unwrap().clone();
-    let orders = scan_dataset(reference, &contract("orders")).unwrap();
-    let payments = scan_dataset(reference, &contract("payments")).unwrap();
-    let window = contract("payments").quality.references[0].window_days;
+    let contracts = gold::KpiContracts {
+        orders: contract("orders"),
+        payments: contract("payments"),
+    };
+    let orders = scan_dataset(reference, &contracts.orders).unwrap();
+    let payments = scan_dataset(reference, &contracts.payments).unwrap();
     let keys = ["kpi_date", "customer_region", "currency"];
     let full = sorted(
-        gold::daily_kpis(orders.clone(), payments.clone(), window).unwrap(),
+        gold::daily_kpis(orders.clone(), payments.clone(), &contracts).unwrap(),
         &keys,
     );
     let nightly = sorted(gold_table(store, layout::DAILY_KPIS).await.unwrap(), &keys);
@@ -505,7 +523,7 @@ async fn compare(
     );
     let keys = ["kpi_date", "customer_region", "currency", "payment_method"];
     let full = sorted(
-        gold::payment_methods_daily(orders, payments, window).unwrap(),
+        gold::payment_methods_daily(orders, payments, &contracts).unwrap(),
         &keys,
     );
     // No payments at all: no month object either.
@@ -539,6 +557,19 @@ proptest! {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
         rt.block_on(scenario(seed))?;
     }
+}
+
+/// A history whose contracts name the version column `changed_at` ([`VERSION_COLUMNS`]; the
+/// random cases above draw it about every other time).
+#[test]
+fn a_history_with_another_version_column_equals_a_full_recompute() {
+    let seed = 27;
+    assert_eq!(VERSION_COLUMNS[((seed / 27) % 2) as usize], "changed_at");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(scenario(seed)).unwrap();
 }
 
 /// Replays one history: `SHOPLAKE_KPI_SEED=13621 cargo test --test it one_history -- --ignored`.
@@ -601,7 +632,7 @@ async fn first_order_deltas_give_the_gold_of_a_state_folded_every_night() {
     for shares in [[0, 0, 0, usize::MAX], [usize::MAX; 4]] {
         let dir = tempfile::tempdir().unwrap();
         let contracts = tempfile::tempdir().unwrap();
-        let registry = registry(contracts.path());
+        let registry = registry(contracts.path(), "updated_at");
         let lake = dir.path().join("lake");
         std::fs::create_dir_all(&lake).unwrap();
         let local = Arc::new(LocalStore::new(&lake).unwrap());
@@ -660,7 +691,7 @@ async fn first_order_deltas_give_the_gold_of_a_state_folded_every_night() {
 async fn a_cancelled_first_order_makes_the_next_order_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let contracts = tempfile::tempdir().unwrap();
-    let registry = registry(contracts.path());
+    let registry = registry(contracts.path(), "updated_at");
     let lake = dir.path().join("lake");
     std::fs::create_dir_all(&lake).unwrap();
     let local = Arc::new(LocalStore::new(&lake).unwrap());

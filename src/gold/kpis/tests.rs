@@ -202,7 +202,7 @@ fn one_day_of_orders_by_hand() {
         ),
         ("o4", "c3", "placed", "EUR", 300, 1, "A", "2026-11-20", "EU"),
     ];
-    let kpis = daily_kpis(orders(&o), payments(&[]), None).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&[]), &test_contracts(None)).unwrap();
     assert_eq!(kpis.height(), 1);
     let names: Vec<String> = kpis
         .get_column_names()
@@ -271,7 +271,7 @@ fn the_latest_version_across_files_wins_including_cancelled_then_reinstated() {
         ),
         ("o2", "c2", "paid", "EUR", 2000, 7, "C", "2026-11-20", "EU"),
     ];
-    let kpis = daily_kpis(orders(&o), payments(&[]), None).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&[]), &test_contracts(None)).unwrap();
     check(
         &kpis,
         ("2026-11-20", "EU", "EUR"),
@@ -315,7 +315,7 @@ fn returning_and_new_customers_use_all_of_history() {
         ),
         ("o4", "c2", "paid", "USD", 500, 1, "B", "2026-11-20", "NA"),
     ];
-    let kpis = daily_kpis(orders(&o), payments(&[]), None).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&[]), &test_contracts(None)).unwrap();
     check(
         &kpis,
         ("2026-11-19", "NA", "USD"),
@@ -353,7 +353,7 @@ fn payments_by_status_orphans_currencies_and_days_without_orders() {
         // An orphan: its order never reached silver.
         ("p5", "o404", "succeeded", "EUR", 250, 1, "A", "2026-11-20"),
     ];
-    let kpis = daily_kpis(orders(&o), payments(&p), None).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&p), &test_contracts(None)).unwrap();
     assert_eq!(
         kpis.height(),
         4,
@@ -422,7 +422,7 @@ fn a_payment_takes_its_orders_region_only_within_the_reference_window() {
         // Before its order's day: outside it.
         ("p3", "o2", "succeeded", "EUR", 100, 1, "A", "2026-11-24"),
     ];
-    let kpis = daily_kpis(orders(&o), payments(&p), Some(10)).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&p), &test_contracts(Some(10))).unwrap();
     check(
         &kpis,
         ("2026-11-20", "EU", "EUR"),
@@ -439,7 +439,7 @@ fn a_payment_takes_its_orders_region_only_within_the_reference_window() {
         &[("payments_succeeded", "1")],
     );
     // Without a window any order in silver gives its region.
-    let kpis = daily_kpis(orders(&o), payments(&p), None).unwrap();
+    let kpis = daily_kpis(orders(&o), payments(&p), &test_contracts(None)).unwrap();
     check(
         &kpis,
         ("2026-11-21", "EU", "EUR"),
@@ -450,4 +450,43 @@ fn a_payment_takes_its_orders_region_only_within_the_reference_window() {
         ("2026-11-24", "NA", "EUR"),
         &[("payments_succeeded", "1")],
     );
+}
+
+#[test]
+fn the_latest_version_follows_the_contracts_version_column() {
+    let hours = |h: [i64; 2], name: &str| utc(h.iter().map(|h| h * HOUR).collect(), name);
+    // Two versions of one order whose `updated_at` and `changed_at` disagree on the newer.
+    let versions = DataFrame::new(
+        2,
+        vec![
+            strs(vec!["o1", "o1"], "order_id"),
+            strs(vec!["paid", "cancelled"], "status"),
+            hours([2, 1], "updated_at"),
+            hours([1, 2], "changed_at"),
+            hours([1, 1], "_ingested_at"),
+            strs(vec!["A", "A"], "_batch_id"),
+        ],
+    )
+    .unwrap()
+    .lazy();
+    let status = |contract: &crate::contract::Contract| -> String {
+        let df = latest(versions.clone(), contract)
+            .unwrap()
+            .collect()
+            .unwrap();
+        assert_eq!(df.height(), 1, "one row per key");
+        let status = df.column("status").unwrap().str().unwrap().get(0);
+        status.unwrap().to_owned()
+    };
+    assert_eq!(
+        status(&test_contracts(None).orders),
+        "paid",
+        "by updated_at"
+    );
+    let text = include_str!("../../../contracts/orders.toml");
+    let renamed =
+        crate::contract::Contract::from_toml(&text.replace("\"updated_at\"", "\"changed_at\""))
+            .unwrap();
+    assert_eq!(renamed.version_column().name, "changed_at");
+    assert_eq!(status(&renamed), "cancelled", "by changed_at");
 }

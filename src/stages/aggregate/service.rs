@@ -126,9 +126,9 @@ async fn kpis_from_local_silver(
         let compute = || -> Result<Out, GoldError> {
             let orders = scan_dataset(&root, &contracts.orders)?;
             let payments = scan_dataset(&root, &contracts.payments)?;
-            let window = contracts.window_days();
-            let kpis = gold::daily_kpis(orders.clone(), payments.clone(), window)?;
-            let methods = gold::payment_methods_daily(orders.clone(), payments.clone(), window)?;
+            let kpis = gold::daily_kpis(orders.clone(), payments.clone(), &contracts)?;
+            let methods =
+                gold::payment_methods_daily(orders.clone(), payments.clone(), &contracts)?;
             let state = with_state
                 .then(|| KpiState::from_full(&contracts, orders, payments))
                 .transpose()?;
