@@ -10,6 +10,7 @@
 //! (`ingest`, `quality`, `gold`, `alert`, `warehouse`).
 
 pub mod alert;
+pub mod alloc;
 pub mod aws;
 pub mod catalog;
 pub mod columns;

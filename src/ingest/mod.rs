@@ -5,7 +5,6 @@
 //! the manifest is written last. A redelivered event finds the manifest and replays it; a retry
 //! after a crash rewrites the same names and deletes whatever the crashed attempt left behind.
 
-mod alloc;
 mod dedup;
 mod input;
 mod parallel;

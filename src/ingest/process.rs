@@ -498,7 +498,7 @@ pub fn process_file(
         dedup_faults += faults().saturating_sub(f);
         duplicates_dropped += dropped;
         let t = std::time::Instant::now();
-        let reuse = super::alloc::ReuseFreedMemory::new();
+        let reuse = crate::alloc::ReuseFreedMemory::new(crate::alloc::Keep::PARTITION_WRITES);
         out.write_bucket(contract, &batch, &winners, &lineage, job)?;
         drop(reuse);
         write += t.elapsed();

@@ -412,6 +412,8 @@ impl Aggregator {
             nightly::BucketKeys::of(&previous),
             nightly::generation(Some(&previous), &cursors),
         );
+        // Reads a few hundred small files over and over: keep what it frees (crate::alloc).
+        let reuse = crate::alloc::ReuseFreedMemory::new(crate::alloc::Keep::NIGHTLY_KPIS);
         let result = Nightly {
             source: &source,
             contracts: &contracts,
@@ -422,7 +424,9 @@ impl Aggregator {
             group_bytes: self.group_bytes,
         }
         .run(&night)
-        .await?;
+        .await;
+        drop(reuse);
+        let result = result?;
         let months_written = gold::merge_days(
             self.store.as_ref(),
             layout::DAILY_KPIS,
