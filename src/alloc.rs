@@ -13,10 +13,11 @@
 //!   Raised for the whole ingest instead, the bucket's own growing columns moved into the heap
 //!   and were copied on every growth (more faults, 50 MiB more RSS);
 //! - the nightly KPI run ([`Keep::NIGHTLY_KPIS`]): it reads a few hundred small files over
-//!   and over (each file's columns, a group's joins and sorts), and at H=365 of
-//!   `make bench-history` took 285 k page faults and 1.1-1.2 s of system time of 3.5 s of CPU.
-//!   With nothing unmapped or trimmed while it runs: 150-180 k faults, wall 2.42 → 2.09 s
-//!   (medians of 6 alternating runs), peak RSS 549 → 595 MiB.
+//!   and over (each file's columns, a group's joins and sorts), and on the H=365 night of
+//!   `make bench-history` took 285-300 k page faults and 1.1-1.3 s of system time of 3.5-4 s
+//!   of CPU. With nothing unmapped or trimmed while it runs: 145 k faults, system time
+//!   0.8-0.9 s, wall 2.89 → 2.49 s (medians of 5 alternating runs on a slow hour of this
+//!   machine; the same as `GLIBC_TUNABLES` set for the whole process), peak RSS 545 → 577 MiB.
 //!
 //! The thresholds are process-wide: the first guard's apply until the last guard is dropped,
 //! and then glibc's defaults are put back (a warm Lambda's next phase starts as a cold one).

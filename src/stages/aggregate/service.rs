@@ -378,6 +378,8 @@ impl Aggregator {
         previous: RunState,
         kpi: KpiState,
     ) -> Result<Computed, AggregateError> {
+        // Reads a few hundred small files over and over: keep what it frees (`crate::alloc`).
+        let _reuse = crate::alloc::ReuseFreedMemory::new(crate::alloc::Keep::NIGHTLY_KPIS);
         let (new, cursors) = self.new_batches(Some(&previous)).await?;
         let mut night = Night::default();
         for (dataset, ids) in &new {
@@ -412,8 +414,6 @@ impl Aggregator {
             nightly::BucketKeys::of(&previous),
             nightly::generation(Some(&previous), &cursors),
         );
-        // Reads a few hundred small files over and over: keep what it frees (crate::alloc).
-        let reuse = crate::alloc::ReuseFreedMemory::new(crate::alloc::Keep::NIGHTLY_KPIS);
         let result = Nightly {
             source: &source,
             contracts: &contracts,
@@ -424,9 +424,7 @@ impl Aggregator {
             group_bytes: self.group_bytes,
         }
         .run(&night)
-        .await;
-        drop(reuse);
-        let result = result?;
+        .await?;
         let months_written = gold::merge_days(
             self.store.as_ref(),
             layout::DAILY_KPIS,
