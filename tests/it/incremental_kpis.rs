@@ -33,16 +33,23 @@ const MOVE: i64 = 3;
 /// reach back over the whole history).
 const WINDOW: i64 = 2;
 
-/// Names of the contracts' version column a history is run with: the built-in one, and another
-/// (gold picks latest versions by the contract's column, as compaction and the warehouse do).
-const VERSION_COLUMNS: [&str; 2] = ["updated_at", "changed_at"];
+/// Names of the orders and payments contracts' version columns a history is run with: the
+/// built-in ones, and others, one per dataset (gold picks latest versions by each contract's
+/// column, as compaction and the warehouse do).
+const VERSION_COLUMNS: [[&str; 2]; 2] =
+    [["updated_at", "updated_at"], ["changed_at", "modified_at"]];
 
 /// The built-in contracts with payments referencing orders at most `WINDOW` days older and
-/// their version column named `version`.
-fn registry(dir: &Path, version: &str) -> Arc<Registry> {
+/// the orders and payments version columns named `versions`.
+fn registry(dir: &Path, versions: [&str; 2]) -> Arc<Registry> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
     for name in ["customers", "orders", "payments"] {
         let text = std::fs::read_to_string(src.join(format!("{name}.toml"))).unwrap();
+        let version = match name {
+            "orders" => versions[0],
+            "payments" => versions[1],
+            _ => "updated_at",
+        };
         let text = text
             .replace("window_days = 90", &format!("window_days = {WINDOW}"))
             .replace("\"updated_at\"", &format!("\"{version}\""));
@@ -55,7 +62,11 @@ fn registry(dir: &Path, version: &str) -> Arc<Registry> {
         Some(WINDOW as u32)
     );
     assert_eq!(i64::from(payments.max_date_move_days), MOVE);
-    assert_eq!(payments.version_column().name, version);
+    assert_eq!(payments.version_column().name, versions[1]);
+    assert_eq!(
+        registry.get("orders").unwrap().version_column().name,
+        versions[0]
+    );
     Arc::new(registry)
 }
 
@@ -133,8 +144,8 @@ fn ts(day_n: i64, minutes: i64) -> String {
 /// The history's truth (latest versions) and the exports it sends.
 struct History {
     rng: Rng,
-    /// The exports' version column ([`VERSION_COLUMNS`]).
-    version: &'static str,
+    /// The orders and payments exports' version columns ([`VERSION_COLUMNS`]).
+    version_columns: [&'static str; 2],
     orders: BTreeMap<String, Order>,
     payments: BTreeMap<String, Payment>,
     next_id: u64,
@@ -166,7 +177,7 @@ impl History {
     fn orders_csv(&mut self, night: i64) -> String {
         let mut s = format!(
             "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,{}\n",
-            self.version
+            self.version_columns[0]
         );
         let floor = Self::floor(night);
         let today = 2 * night;
@@ -249,7 +260,7 @@ impl History {
     fn payments_csv(&mut self, night: i64) -> String {
         let mut s = format!(
             "payment_id,order_id,payment_ts,method,status,amount,currency,{}\n",
-            self.version
+            self.version_columns[1]
         );
         let floor = Self::floor(night);
         let mut rows: BTreeMap<String, Payment> = BTreeMap::new();
@@ -414,10 +425,10 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
     let lake = dir.path().join("lake");
     let reference = dir.path().join("reference");
     std::fs::create_dir_all(&lake).unwrap();
-    // The version column under the built-in name, or another.
-    let version = VERSION_COLUMNS[((seed / 27) % 2) as usize];
+    // The version columns under the built-in name, or others.
+    let version_columns = VERSION_COLUMNS[((seed / 27) % 2) as usize];
     let contracts = tempfile::tempdir().unwrap();
-    let registry = registry(contracts.path(), version);
+    let registry = registry(contracts.path(), version_columns);
     let local = Arc::new(LocalStore::new(&lake).unwrap());
     let store: Arc<dyn ObjectStore> = local.clone();
     let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
@@ -436,7 +447,7 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
         .with_delta_share(delta_share);
     let mut history = History {
         rng: Rng(seed),
-        version,
+        version_columns,
         orders: BTreeMap::new(),
         payments: BTreeMap::new(),
         next_id: 0,
@@ -559,12 +570,17 @@ proptest! {
     }
 }
 
-/// A history whose contracts name the version column `changed_at` ([`VERSION_COLUMNS`]; the
-/// random cases above draw it about every other time).
+/// A history whose orders and payments contracts name their version columns otherwise, each
+/// its own ([`VERSION_COLUMNS`]; the random cases above draw that about every other time), with
+/// the nightly's days in groups of a few days, the first-order state split at one customer per
+/// bucket, and a bucket's delta folded once it outgrows its base.
 #[test]
-fn a_history_with_another_version_column_equals_a_full_recompute() {
-    let seed = 27;
-    assert_eq!(VERSION_COLUMNS[((seed / 27) % 2) as usize], "changed_at");
+fn a_history_with_other_version_columns_equals_a_full_recompute() {
+    let seed = 27 + 2 + 3 + 9;
+    assert_eq!(
+        VERSION_COLUMNS[((seed / 27) % 2) as usize],
+        ["changed_at", "modified_at"]
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -632,7 +648,7 @@ async fn first_order_deltas_give_the_gold_of_a_state_folded_every_night() {
     for shares in [[0, 0, 0, usize::MAX], [usize::MAX; 4]] {
         let dir = tempfile::tempdir().unwrap();
         let contracts = tempfile::tempdir().unwrap();
-        let registry = registry(contracts.path(), "updated_at");
+        let registry = registry(contracts.path(), VERSION_COLUMNS[0]);
         let lake = dir.path().join("lake");
         std::fs::create_dir_all(&lake).unwrap();
         let local = Arc::new(LocalStore::new(&lake).unwrap());
@@ -691,7 +707,7 @@ async fn first_order_deltas_give_the_gold_of_a_state_folded_every_night() {
 async fn a_cancelled_first_order_makes_the_next_order_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let contracts = tempfile::tempdir().unwrap();
-    let registry = registry(contracts.path(), "updated_at");
+    let registry = registry(contracts.path(), VERSION_COLUMNS[0]);
     let lake = dir.path().join("lake");
     std::fs::create_dir_all(&lake).unwrap();
     let local = Arc::new(LocalStore::new(&lake).unwrap());
