@@ -15,9 +15,10 @@
 //! - the nightly KPI run ([`Keep::NIGHTLY_KPIS`]): it reads a few hundred small files over
 //!   and over (each file's columns, a group's joins and sorts), and on the H=365 night of
 //!   `make bench-history` took 285-300 k page faults and 1.1-1.3 s of system time of 3.5-4 s
-//!   of CPU. With nothing unmapped or trimmed while it runs: 145 k faults, system time
-//!   0.8-0.9 s, wall 2.89 → 2.49 s (medians of 5 alternating runs on a slow hour of this
-//!   machine; the same as `GLIBC_TUNABLES` set for the whole process), peak RSS 545 → 577 MiB.
+//!   of CPU. With no heap trimmed while it runs and only blocks over 32 MiB mapped apart:
+//!   about 150 k faults, system time 0.75-0.9 s, wall 2.22 → 2.06 s (medians of 6 alternating
+//!   runs; 2.89 → 2.49 s in 5 on a slower hour, with a 1 GiB mmap threshold), peak RSS
+//!   +35-75 MiB.
 //!
 //! The thresholds are process-wide: the first guard's apply until the last guard is dropped,
 //! and then glibc's default values are put back (its dynamic mmap threshold stays off, as after
