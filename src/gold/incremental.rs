@@ -35,8 +35,7 @@ use std::path::PathBuf;
 use chrono::{Duration, NaiveDate};
 use polars::prelude::*;
 
-pub use super::kpis::KpiContracts;
-use super::kpis::{self, FIRST_ORDER_DATE, first_order_dates, latest, version_order};
+use super::kpis::{self, FIRST_ORDER_DATE, KpiContracts, first_order_dates, latest, version_order};
 use super::methods;
 use super::writer::GoldError;
 use crate::contract::Contract;
@@ -399,9 +398,7 @@ fn to_polars(e: GoldError) -> PolarsError {
 fn stale_days(contract: &Contract, versions: LazyFrame) -> PolarsResult<LazyFrame> {
     let (key, date) = (key_of(contract), date_of(contract).map_err(to_polars)?);
     let (key, date) = (key.as_str(), date.as_str());
-    let mut columns = vec![col(key), col(date)];
-    columns.extend(version_order(contract));
-    let versions = versions.select(columns);
+    let versions = versions.select(read_columns(&[key, date], contract));
     let [v, i, b] = version_order(contract);
     let newest = latest(versions.clone(), contract)?.select([
         col(key),
@@ -555,8 +552,7 @@ impl Nightly<'_> {
         let radius = i64::from(contract.max_date_move_days);
         let window = around(&touched, radius, radius);
         let root = self.source.prepare(contract, &window).await?;
-        let mut columns = vec![col(&key), col(&date)];
-        columns.extend(version_order(contract));
+        let mut columns = read_columns(&[&key, &date], contract);
         columns.extend(extra.iter().map(|c| col(*c)));
         // In groups of days, as the recompute: the window's rows are read to keep only the
         // night's keys, so only the versions found (of the night's size) are held across groups.
