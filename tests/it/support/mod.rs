@@ -10,6 +10,20 @@ use std::process::Command;
 
 use polars::prelude::*;
 
+/// The Python the tests run moto and their scripts with: `MOTO_PYTHON` (the Makefile sets it),
+/// else the project's `.venv` that `make test` installs into, else `python3`. So a bare
+/// `cargo test` after one `make test` finds moto, duckdb and pyarrow too.
+pub fn python() -> String {
+    if let Ok(python) = std::env::var("MOTO_PYTHON") {
+        return python;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.is_file() {
+        return venv.display().to_string();
+    }
+    "python3".into()
+}
+
 /// Every file under `dir`, recursively (none when it does not exist).
 pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -65,9 +79,8 @@ pub fn python_report(script: &str, lake_dir: &Path) -> serde_json::Value {
 
 /// Runs a Python script of `tests/it/` with `args` and parses the JSON it prints.
 pub fn python_json(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
-    let python = std::env::var("MOTO_PYTHON").unwrap_or_else(|_| "python3".into());
     let path = format!("{}/tests/it/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(python)
+    let out = Command::new(python())
         .arg(&path)
         .args(args)
         .output()

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
 
+use super::python;
+
 pub struct Moto {
     pub endpoint: String,
     /// JSON lines of every redshift-data statement (see `moto_launcher.py`).
@@ -23,10 +25,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn python() -> String {
-    std::env::var("MOTO_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 /// The shared server, started on first use.
