@@ -37,6 +37,7 @@ use polars::prelude::*;
 
 use super::kpis::{self, FIRST_ORDER_DATE, KpiContracts, first_order_dates, latest, version_order};
 use super::methods;
+use super::probe::one_of;
 use super::writer::GoldError;
 use crate::contract::Contract;
 use crate::silver::read::{day_bytes, scan_dates};
@@ -155,6 +156,8 @@ const ORDER_COLUMNS: [&str; 7] = [
     "customer_region",
     "order_date",
 ];
+/// The order columns each customer's first order day is found from ([`first_order_dates`]).
+const FIRST_ORDER_COLUMNS: [&str; 4] = ["order_id", "customer_id", "status", "order_date"];
 /// The payment columns the KPIs read (besides the version columns).
 const PAYMENT_COLUMNS: [&str; 7] = [
     "payment_id",
@@ -561,15 +564,11 @@ impl Nightly<'_> {
             .map(|d| (*d, day_bytes(&root, contract, *d)))
             .collect();
         let mut found = Vec::new();
+        let wanted = one_of(&key, keys.column(&key)?)?;
         for days in consecutive_groups(sizes, self.group_bytes) {
             let part = scan_dates(&root, contract, &days)?
-                .select(columns.clone())
-                .join(
-                    keys.clone().lazy(),
-                    [col(&key)],
-                    [col(&key)],
-                    JoinArgs::new(JoinType::Inner),
-                );
+                .filter(wanted.clone())
+                .select(columns.clone());
             found.push(collect(part).await?.lazy());
         }
         collect(concat(found, UnionArgs::default())?).await
@@ -673,7 +672,14 @@ impl Nightly<'_> {
         let mut kept: Option<(BTreeSet<NaiveDate>, DataFrame)> = None;
         let mut firsts = Vec::with_capacity(groups.len());
         for (i, days) in groups.iter().enumerate().rev() {
-            let orders = self.latest_orders(days, &state).await?;
+            // A group read again for its measures is read here only for what first orders
+            // need, not its amounts and currencies.
+            let columns: &[&str] = if i == 0 {
+                &ORDER_COLUMNS
+            } else {
+                &FIRST_ORDER_COLUMNS
+            };
+            let orders = self.latest_orders(days, &state, columns).await?;
             // Collected here: a lazy plan would hold on to the group's orders until the end.
             firsts.push(
                 collect(first_order_dates(orders.clone().lazy()))
@@ -711,7 +717,7 @@ impl Nightly<'_> {
             // may have regrouped them).
             let orders = match kept.take() {
                 Some((kept_days, orders)) if kept_days == *days => orders,
-                _ => self.latest_orders(days, &state).await?,
+                _ => self.latest_orders(days, &state, &ORDER_COLUMNS).await?,
             };
             let (k, m) = self
                 .measures(orders, &first, days, window, &state, group)
@@ -758,17 +764,19 @@ impl Nightly<'_> {
         Ok(groups)
     }
 
-    /// The latest version of every order on `days` (stale versions left out).
+    /// The latest version of every order on `days` (stale versions left out), its `columns`
+    /// and version columns.
     async fn latest_orders(
         &self,
         days: &BTreeSet<NaiveDate>,
         state: &KpiState,
+        columns: &[&str],
     ) -> Result<DataFrame, GoldError> {
         let orders = &self.contracts.orders;
         collect(latest(
             self.rows(orders, days, state)
                 .await?
-                .select(read_columns(&ORDER_COLUMNS, orders)),
+                .select(read_columns(columns, orders)),
             orders,
         )?)
         .await
@@ -1457,5 +1465,78 @@ mod tests {
         assert_eq!(sizes, vec![4, 4]);
         let empty: BTreeMap<NaiveDate, u64> = (1..=3).map(|n| (d(n), 0)).collect();
         assert_eq!(consecutive_groups(empty, 10).len(), 1);
+    }
+
+    /// Lakes hold state tables that earlier releases wrote: the names here are written out, not
+    /// taken from the constants, so renaming a stored column (the tombstones keep the version
+    /// as `updated_at` whatever a contract names its version column) fails here instead of
+    /// making every existing lake's state unreadable.
+    #[test]
+    fn state_tables_written_before_stay_readable() {
+        let day = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+        let stamp = |name: &str| {
+            Int64Chunked::from_vec(name.into(), vec![1_767_600_000_000_000])
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_series()
+                .into_column()
+        };
+        let stored = DataFrame::new(
+            1,
+            vec![
+                Series::new("dataset".into(), ["orders"]).into_column(),
+                Series::new("key".into(), ["O1"]).into_column(),
+                Int32Chunked::from_vec("date".into(), vec![values::epoch_days(day)])
+                    .into_date()
+                    .into_series()
+                    .into_column(),
+                stamp("updated_at"),
+                stamp("_ingested_at"),
+                Series::new("_batch_id".into(), ["b1"]).into_column(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            stored.schema(),
+            empty_tombstones().unwrap().schema(),
+            "the tombstones' stored schema changed: existing lakes' state would not be read"
+        );
+        let state = KpiState { tombstones: stored };
+        let on = state
+            .tombstones_on("orders", "order_id", "order_date", &BTreeSet::from([day]))
+            .unwrap()
+            .collect()
+            .unwrap();
+        assert_eq!(on.height(), 1);
+        assert_eq!(
+            on.column("order_id").unwrap().str().unwrap().get(0),
+            Some("O1")
+        );
+
+        let first_orders = DataFrame::new(
+            1,
+            vec![
+                Series::new("customer_id".into(), ["C1"]).into_column(),
+                Int32Chunked::from_vec("first_order_date".into(), vec![values::epoch_days(day)])
+                    .into_date()
+                    .into_series()
+                    .into_column(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            first_orders.schema(),
+            empty_first_orders().unwrap().schema()
+        );
+        let decided = decide(
+            &first_orders,
+            &empty_first_orders().unwrap(),
+            &BTreeSet::from([day]),
+        )
+        .unwrap();
+        assert_eq!(
+            decided.height(),
+            1,
+            "a customer first on a recomputed day is decided"
+        );
     }
 }

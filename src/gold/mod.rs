@@ -5,6 +5,7 @@
 pub mod incremental;
 pub mod kpis;
 pub mod methods;
+mod probe;
 pub mod writer;
 
 pub use kpis::{KpiContracts, UNKNOWN_REGION, daily_kpis};
