@@ -7,10 +7,12 @@
 //! just settled: their newest file is older than `settle` but by at most [`SETTLED_FOR`]
 //! more. Without this, a partition the updates have left would keep its last few small files
 //! for as long as silver keeps it, and every night's listing, marker checks and reads of it
-//! would pay for them. Only just settled: silver's lifecycle rule counts 365 days from when a
-//! file was written, so a rewrite gives every row of the partition the life of the newest
-//! file plus at most `settle` + [`SETTLED_FOR`], never a second year to a partition that has
-//! long been quiet or is about to expire (and an upgraded lake has no backlog to catch up).
+//! would pay for them. Only just settled, and only files written within [`MAX_INPUT_AGE`]:
+//! silver's lifecycle rule counts 365 days from when a file was written, so a rewrite gives
+//! its inputs' rows the life of the output. A rewrite therefore extends no input's life by
+//! more than that age, and never gives a second year to a partition that has long been quiet,
+//! is about to expire or gains a few late files (those are compacted among themselves; an
+//! upgraded lake has no backlog to catch up either).
 //!
 //! What it may touch: only files of batches the load stage is done with (their marker
 //! `runs/loaded/<dataset>/<batch>` exists) and earlier compacted files. A batch not yet gated
@@ -131,6 +133,13 @@ pub const SETTLE_HOURS: u32 = 48;
 /// nightly runs, so a few failed nights do not leave it as it was.
 pub const SETTLED_FOR: chrono::TimeDelta = chrono::TimeDelta::days(7);
 
+/// The oldest file a rewrite takes: silver's lifecycle rule counts from when a file was
+/// written, so rewriting a file gives its rows the life of the output. A partition still being
+/// updated is rewritten every few nights (its inputs are days old); an old partition that gains
+/// late files (a backfill into a quiet month) has only those compacted, among themselves, and
+/// its old files keep their own expiry instead of another year.
+pub const MAX_INPUT_AGE: chrono::TimeDelta = chrono::TimeDelta::days(31);
+
 impl Compactor {
     pub fn new(store: Arc<dyn ObjectStore>, registry: Arc<Registry>) -> Self {
         Compactor {
@@ -190,7 +199,9 @@ impl Compactor {
                 report.resumed += 1;
             }
         }
-        // Per partition: its files and when the newest was written.
+        // Per partition: the files young enough to rewrite ([`MAX_INPUT_AGE`], or as long as
+        // the settle rule looks back when that is longer) and when its newest was written.
+        let max_age = MAX_INPUT_AGE.max(self.settle + SETTLED_FOR);
         let mut partitions: BTreeMap<String, (Vec<String>, DateTime<Utc>)> = BTreeMap::new();
         for meta in self.store.list(&layout::processed_prefix(dataset)).await? {
             if let Some((dir, _)) = meta.key.rsplit_once('/')
@@ -200,7 +211,9 @@ impl Compactor {
                     .entry(dir.to_owned())
                     .or_insert_with(|| (Vec::new(), meta.last_modified));
                 *newest = (*newest).max(meta.last_modified);
-                files.push(meta.key);
+                if now - meta.last_modified <= max_age {
+                    files.push(meta.key);
+                }
             }
         }
         let mut loaded: HashMap<String, bool> = HashMap::new();

@@ -170,6 +170,22 @@ impl Lake {
             .collect()
     }
 
+    /// Sets when the silver files named in `names` were written.
+    fn written_at(&self, names: &[String], at: chrono::DateTime<Utc>) {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(at.timestamp() as u64);
+        for path in crate::support::files(&self.dir.path().join("processed/orders")) {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if names.contains(&name) {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_modified(at)
+                    .unwrap();
+            }
+        }
+    }
+
     fn files(&self) -> Vec<String> {
         crate::support::files(&self.dir.path().join("processed/orders"))
             .into_iter()
@@ -266,6 +282,61 @@ async fn a_partition_of_fewer_files_than_min_files_is_compacted_once_settled() {
         .await
         .unwrap();
     assert_eq!(again.partitions, 0, "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrite_takes_only_young_files_so_old_rows_keep_their_own_expiry() {
+    let (lake, late) = Lake::build().await;
+    let before = lake.view();
+    let now = Utc::now();
+    let loaded: Vec<String> = lake
+        .files()
+        .into_iter()
+        .filter(|f| *f != format!("part-{late}.parquet"))
+        .collect();
+    let compactor = || Compactor::new(lake.local.clone(), lake.registry.clone()).with_min_files(4);
+    // A quiet partition written over a year ago: enough files, but a rewrite would give its
+    // rows a second year (the lifecycle rule counts from when a file was written).
+    let long_ago = now - chrono::TimeDelta::days(400);
+    lake.written_at(&loaded, long_ago);
+    let quiet = compactor().compact("orders", now).await.unwrap();
+    assert_eq!(quiet.partitions, 0, "{quiet:?}");
+    // Then it gains late files: only those are compacted, among themselves.
+    let (old, young) = loaded.split_at(4);
+    lake.written_at(young, now - chrono::TimeDelta::days(2));
+    let report = compactor().compact("orders", now).await.unwrap();
+    assert_eq!(
+        (report.partitions, report.files_in),
+        (1, young.len()),
+        "{report:?}"
+    );
+    let files = lake.files();
+    for name in old {
+        assert!(files.contains(name), "{name} was rewritten: {files:?}");
+    }
+    assert!(young.iter().all(|name| !files.contains(name)), "{files:?}");
+    assert_eq!(
+        files.len(),
+        old.len() + 2,
+        "old files, the output, the late batch's"
+    );
+    assert_eq!(lake.view(), before, "readers see the same latest rows");
+    // A file at the bound is still taken, one just past it is not.
+    let just_past = now - shoplake::compact::MAX_INPUT_AGE - chrono::TimeDelta::minutes(1);
+    lake.written_at(old, just_past);
+    let again = compactor().compact("orders", now).await.unwrap();
+    assert_eq!(again.partitions, 0, "{again:?}");
+    lake.written_at(
+        old,
+        now - shoplake::compact::MAX_INPUT_AGE + chrono::TimeDelta::minutes(1),
+    );
+    let at_bound = compactor().compact("orders", now).await.unwrap();
+    assert_eq!(
+        (at_bound.partitions, at_bound.files_in),
+        (1, old.len() + 1),
+        "{at_bound:?}"
+    );
+    assert_eq!(lake.view(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
