@@ -1,6 +1,7 @@
-//! Compaction: a partition that accumulated many small silver files is rewritten into one file
-//! holding the latest version of each key (latest-wins, the lake's read rule), lineage columns
-//! (`_ingested_at`, `_source_file`, `_batch_id`) kept as they were.
+//! Compaction: a partition that accumulated many small silver files has its recent ones
+//! ([`MAX_INPUT_AGE`]) rewritten into one file holding the latest version of each key among
+//! them (latest-wins, the lake's read rule), lineage columns (`_ingested_at`, `_source_file`,
+//! `_batch_id`) kept as they were.
 //!
 //! Which partitions: those with at least `min_files` eligible files (a partition still taking
 //! a file a night, inside the exports' update window), and those with two or more that have
@@ -15,7 +16,8 @@
 //! upgraded lake has no backlog to catch up either).
 //!
 //! What it may touch: only files of batches the load stage is done with (their marker
-//! `runs/loaded/<dataset>/<batch>` exists) and earlier compacted files. A batch not yet gated
+//! `runs/loaded/<dataset>/<batch>` exists) and earlier compacted files, written within
+//! [`MAX_INPUT_AGE`]. A batch not yet gated
 //! or loaded keeps its own files, so the loader (which copies a batch's files, named in its
 //! manifest) and the quality gate never miss one. Re-checking an old batch whose files were
 //! compacted fails with "does not exist": its rows live on in the compacted file.

@@ -1472,7 +1472,7 @@ mod tests {
     /// as `updated_at` whatever a contract names its version column) fails here instead of
     /// making every existing lake's state unreadable.
     #[test]
-    fn state_tables_written_before_stay_readable() {
+    fn stored_state_tables_keep_their_column_names_and_types() {
         let day = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
         let stamp = |name: &str| {
             Int64Chunked::from_vec(name.into(), vec![1_767_600_000_000_000])

@@ -1,4 +1,5 @@
-//! Compaction: a partition of many small files becomes one latest-wins file; readers see every
+//! Compaction: a partition of many recent small files becomes one latest-wins file (older files
+//! keep their own expiry); readers see every
 //! row exactly once whether a compaction finished, was killed at any write, or was re-run; a
 //! batch the load stage has not loaded keeps its own file and still loads.
 
@@ -288,7 +289,8 @@ async fn a_partition_of_fewer_files_than_min_files_is_compacted_once_settled() {
 async fn a_rewrite_takes_only_young_files_so_old_rows_keep_their_own_expiry() {
     let (lake, late) = Lake::build().await;
     let before = lake.view();
-    let now = Utc::now();
+    // Whole seconds, as the file times set below: the bound itself is tested exactly.
+    let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
     let loaded: Vec<String> = lake
         .files()
         .into_iter()
@@ -321,15 +323,12 @@ async fn a_rewrite_takes_only_young_files_so_old_rows_keep_their_own_expiry() {
         "old files, the output, the late batch's"
     );
     assert_eq!(lake.view(), before, "readers see the same latest rows");
-    // A file at the bound is still taken, one just past it is not.
-    let just_past = now - shoplake::compact::MAX_INPUT_AGE - chrono::TimeDelta::minutes(1);
+    // A file written exactly at the bound is still taken, one a second older is not.
+    let just_past = now - shoplake::compact::MAX_INPUT_AGE - chrono::TimeDelta::seconds(1);
     lake.written_at(old, just_past);
     let again = compactor().compact("orders", now).await.unwrap();
     assert_eq!(again.partitions, 0, "{again:?}");
-    lake.written_at(
-        old,
-        now - shoplake::compact::MAX_INPUT_AGE + chrono::TimeDelta::minutes(1),
-    );
+    lake.written_at(old, now - shoplake::compact::MAX_INPUT_AGE);
     let at_bound = compactor().compact("orders", now).await.unwrap();
     assert_eq!(
         (at_bound.partitions, at_bound.files_in),

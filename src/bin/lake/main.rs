@@ -258,6 +258,7 @@ enum Command {
         rejects: usize,
     },
     /// Rewrite partitions that gathered many small files into one latest-wins file each
+    /// (files written in the last 31 days; older ones keep their own expiry)
     ///
     /// Only files of batches already in the warehouse (and earlier compacted files) take part;
     /// a killed run is finished by the next one, and readers see every row once meanwhile.

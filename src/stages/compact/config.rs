@@ -7,7 +7,7 @@ use crate::config::{ConfigError, GLUE_DATABASE, LAKE_BUCKET, optional, parse_num
 pub struct CompactConfig {
     pub bucket: String,
     /// Partitions with fewer eligible files than this are left alone (`COMPACT_MIN_FILES`,
-    /// default 8).
+    /// default 8; eligible: of loaded batches, written within [`crate::compact::MAX_INPUT_AGE`]).
     pub min_files: usize,
     /// Hours without a new file after which a partition of two or more eligible files is
     /// compacted whatever `min_files` says, for a week after ([`crate::compact::SETTLED_FOR`];
