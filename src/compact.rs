@@ -17,9 +17,8 @@
 //!
 //! What it may touch: only files of batches the load stage is done with (their marker
 //! `runs/loaded/<dataset>/<batch>` exists) and earlier compacted files, written within
-//! [`MAX_INPUT_AGE`]. A batch not yet gated
-//! or loaded keeps its own files, so the loader (which copies a batch's files, named in its
-//! manifest) and the quality gate never miss one. Re-checking an old batch whose files were
+//! [`MAX_INPUT_AGE`]. A batch not yet gated or loaded keeps its own files, so the loader
+//! (which copies a batch's files, named in its manifest) and the quality gate never miss one. Re-checking an old batch whose files were
 //! compacted fails with "does not exist": its rows live on in the compacted file.
 //!
 //! Crash safety: a record `runs/compact/<dataset>/<digest>.json` naming the inputs and the

@@ -339,6 +339,27 @@ async fn a_rewrite_takes_only_young_files_so_old_rows_keep_their_own_expiry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_period_longer_than_the_input_age_looks_back_as_far_for_its_inputs() {
+    let (lake, _late) = Lake::build().await;
+    let before = lake.view();
+    let now = Utc::now();
+    // Every file, the late batch's too, written 45 days ago: settled under a 40-day period.
+    lake.written_at(&lake.files(), now - chrono::TimeDelta::days(45));
+    let settled = Compactor::new(lake.local.clone(), lake.registry.clone())
+        .with_min_files(BATCHES as usize + 5)
+        .with_settle_hours(40 * 24)
+        .compact("orders", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (settled.partitions, settled.files_in),
+        (1, BATCHES as usize),
+        "files older than MAX_INPUT_AGE but within the settle look-back are taken: {settled:?}"
+    );
+    assert_eq!(lake.view(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_finishes_it() {
     // Writes of a run: claim, record, output, BATCHES deletes, record delete, claim release.
     for nth in [2, 3, 4, 8, BATCHES as usize + 4] {
