@@ -108,10 +108,11 @@ impl ColumnKind {
         }
     }
 
-    /// How values of this kind are held in memory and in Parquet.
+    /// How values of this kind are held in memory (Parquet holds an enum as its text).
     pub fn physical(&self) -> Physical {
         match self {
-            ColumnKind::String { .. } | ColumnKind::Enum { .. } => Physical::Utf8,
+            ColumnKind::String { .. } => Physical::Utf8,
+            ColumnKind::Enum { .. } => Physical::Code,
             ColumnKind::Date | ColumnKind::Int32 { .. } => Physical::Int32,
             ColumnKind::Timestamp | ColumnKind::Decimal { .. } => Physical::Int64,
         }
@@ -122,9 +123,15 @@ impl ColumnKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Physical {
     Utf8,
+    /// An enum's values as their position in the contract's list.
+    Code,
     Int32,
     Int64,
 }
+
+/// The most values an enum may list: validated rows hold an enum value as its position in the
+/// list, in two bytes.
+pub const MAX_ENUM_VALUES: usize = 1 << 16;
 
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -315,6 +322,55 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle:?} missing from: {err}");
         }
+    }
+
+    #[test]
+    fn an_enum_lists_at_most_as_many_values_as_a_code_can_name() {
+        let text = |n: usize| {
+            let values: Vec<String> = (0..n).map(|i| format!("\"v{i}\"")).collect();
+            format!(
+                r#"
+            name = "tags"
+            key = "id"
+            version_column = "updated_at"
+            [[columns]]
+            name = "id"
+            type = "string"
+            required = true
+            [[columns]]
+            name = "tag"
+            type = "enum"
+            values = [{}]
+            [[columns]]
+            name = "updated_at"
+            type = "timestamp"
+            required = true
+        "#,
+                values.join(", ")
+            )
+        };
+        let c = Contract::from_toml(&text(MAX_ENUM_VALUES)).unwrap();
+        let mut batch = crate::columns::Batch::new(&c);
+        let last = crate::columns::Value::Code((MAX_ENUM_VALUES - 1) as u16);
+        batch.push_row(
+            2,
+            &[
+                crate::columns::Value::Null,
+                last,
+                crate::columns::Value::I64(0),
+            ],
+        );
+        assert_eq!(
+            batch.str(1, 0),
+            Some(format!("v{}", MAX_ENUM_VALUES - 1).as_str())
+        );
+        let err = Contract::from_toml(&text(MAX_ENUM_VALUES + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at most 65536 values, this one 65537"),
+            "{err}"
+        );
     }
 
     #[test]

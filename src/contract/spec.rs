@@ -300,6 +300,14 @@ fn compile_kind(spec: &ColumnSpec, problems: &mut Problems) -> Option<ColumnKind
             if values.is_empty() {
                 problems.add(format!("column `{name}`: an enum needs `values`"));
             }
+            if values.len() > super::MAX_ENUM_VALUES {
+                problems.add(format!(
+                    "column `{name}`: an enum lists at most {} values, this one {}; use a \
+                     string column with a domain instead",
+                    super::MAX_ENUM_VALUES,
+                    values.len()
+                ));
+            }
             ColumnKind::Enum { values }
         }
         TypeName::Date => ColumnKind::Date,

@@ -266,10 +266,11 @@ fn check_value<'a>(column: &'a Column, raw: &'a str) -> Result<Value<'a>, String
             }
             Ok(Value::Str(value))
         }
+        // The contract caps an enum at MAX_ENUM_VALUES, so a position fits a code.
         ColumnKind::Enum { values } => values
             .iter()
-            .find(|v| v.eq_ignore_ascii_case(raw))
-            .map(|v| Value::Str(Cow::Borrowed(v.as_str())))
+            .position(|v| v.eq_ignore_ascii_case(raw))
+            .map(|i| Value::Code(i as u16))
             .ok_or_else(|| {
                 format!(
                     "{}: {} is not one of {}",
