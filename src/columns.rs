@@ -427,6 +427,29 @@ impl Batch {
         }
     }
 
+    /// How many of `rows` hold each value of an enum column, by value (values no row holds are
+    /// left out); `None` for a column of another kind. Counted by code, not by text.
+    pub fn enum_counts(&self, column: usize, rows: &[u32]) -> Option<Vec<(&str, u64)>> {
+        let c = &self.columns[column];
+        let Values::Code { codes, names } = &c.values else {
+            return None;
+        };
+        let mut counts = vec![0u64; names.len()];
+        for &r in rows {
+            if c.valid.get(r as usize) {
+                counts[usize::from(codes[r as usize])] += 1;
+            }
+        }
+        Some(
+            names
+                .iter()
+                .zip(counts)
+                .filter(|&(_, n)| n > 0)
+                .map(|(name, n)| (&**name, n))
+                .collect(),
+        )
+    }
+
     pub fn i32(&self, column: usize, row: usize) -> Option<i32> {
         let c = &self.columns[column];
         match &c.values {
@@ -909,6 +932,32 @@ mod tests {
         let mut c = Batch::new(orders);
         assert!(c.read_chunk(&mut spill.as_slice()).unwrap());
         assert_eq!(format!("{b:?}"), format!("{c:?}"));
+    }
+
+    #[test]
+    fn enum_counts_count_the_rows_asked_for_by_value_and_skip_nulls() {
+        let reg = Registry::builtin();
+        let orders = reg.get("orders").unwrap();
+        let status = orders.column_index("status").unwrap();
+        let mut a = Batch::new(orders);
+        for (line, value) in [
+            (2, Value::Str(Cow::Borrowed("shipped"))),
+            (3, Value::Str(Cow::Borrowed("paid"))),
+            (4, Value::Null),
+            (5, Value::Str(Cow::Borrowed("shipped"))),
+            (6, Value::Str(Cow::Borrowed("returned"))),
+        ] {
+            let mut r = row("o", Some(1));
+            r[status] = value;
+            a.push_row(line, &r);
+        }
+        // In the contract's order; a value no row asked for holds is left out.
+        assert_eq!(
+            a.enum_counts(status, &[0, 1, 2, 3]),
+            Some(vec![("paid", 1), ("shipped", 2)])
+        );
+        assert_eq!(a.enum_counts(status, &[]), Some(vec![]));
+        assert_eq!(a.enum_counts(0, &[0]), None, "order_id is not an enum");
     }
 
     /// One orders row (line 2) as one spill chunk.

@@ -789,23 +789,16 @@ impl Outputs {
                     .filter(|&&r| batch.is_null(idx, r as usize))
                     .count() as u64;
             }
-            if let ColumnKind::Enum { .. } = column.kind {
+            if let ColumnKind::Enum { .. } = column.kind
+                && let Some(found) = batch.enum_counts(idx, winners)
+            {
                 let counts = self
                     .stats
                     .value_counts
                     .entry(column.name.clone())
                     .or_default();
-                for &r in winners {
-                    let Some(v) = batch.str(idx, r as usize) else {
-                        continue;
-                    };
-                    // An enum has a handful of values: allocate a name once, not once per row.
-                    match counts.get_mut(v) {
-                        Some(n) => *n += 1,
-                        None => {
-                            counts.insert(v.to_owned(), 1);
-                        }
-                    }
+                for (value, n) in found {
+                    *counts.entry(value.to_owned()).or_default() += n;
                 }
             }
         }
