@@ -303,7 +303,7 @@ fn compile_kind(spec: &ColumnSpec, problems: &mut Problems) -> Option<ColumnKind
             if values.len() > super::MAX_ENUM_VALUES {
                 problems.add(format!(
                     "column `{name}`: an enum lists at most {} values, this one {}; use a \
-                     string column with a domain instead",
+                     string column (with a `pattern` if the values have a shape) instead",
                     super::MAX_ENUM_VALUES,
                     values.len()
                 ));

@@ -37,11 +37,16 @@ fn wide_export() -> String {
 }
 
 fn silver_digest(budget: usize) -> (usize, String) {
+    digest_of("orders", &wide_export(), budget)
+}
+
+/// The number of files ingesting `csv` into `dataset` writes under `budget`, and a digest of
+/// their names and bytes.
+fn digest_of(dataset: &str, csv: &str, budget: usize) -> (usize, String) {
     let registry = Registry::builtin();
     let work = tempfile::tempdir().unwrap();
-    let csv = wide_export();
     let job = FileJob {
-        contract: registry.get("orders").unwrap(),
+        contract: registry.get(dataset).unwrap(),
         batch_id: "20261201T000000Z-000000000000",
         source_uri: "s3://lake/raw/orders/wide.csv",
         ingested_at_micros: 1_795_000_000_000_000,
@@ -82,3 +87,58 @@ fn a_wide_batch_writes_the_same_bytes_as_before_buffering() {
 }
 
 const EXPECTED: &str = "5b607a9865cc4e2d13b7c5f6a494135e8ed722f08dabe8bbc675ef89243f35a7";
+
+/// Customers with empty optional fields, an enum in several spellings and newer versions of
+/// earlier keys: the rows that exercise nulls and enum values through validation, spill (at the
+/// tight budget) and dedup.
+fn customers_with_gaps() -> String {
+    let mut csv = String::from(
+        "customer_id,email,first_name,last_name,customer_region,country,signup_date,updated_at\n",
+    );
+    let regions = ["EU", "na", "Apac", "LATAM", "mea"];
+    for i in 0..4000u32 {
+        let first = if i % 3 == 0 {
+            String::new()
+        } else {
+            format!("F{i}")
+        };
+        let last = if i % 7 == 0 {
+            String::new()
+        } else {
+            format!("L{}", i % 50)
+        };
+        let country = ["", "DE", "US", "JP", "BR"][(i % 5) as usize];
+        // Every 9th row a newer version of an earlier customer.
+        let id = if i % 9 == 8 { i / 2 } else { i };
+        csv += &format!(
+            "C{id:06},c{id}@example.com,{first},{last},{},{country},2026-0{}-1{},2026-11-{:02}T0{}:00:00Z\n",
+            regions[(i % 5) as usize],
+            1 + i % 9,
+            i % 10,
+            1 + i % 28,
+            i % 10
+        );
+    }
+    csv
+}
+
+/// Recorded on commit 6315aa7, before enum values and validity were held in a new form: at a
+/// budget that keeps one bucket, and at one that spills many.
+const CUSTOMERS_EXPECTED: [&str; 2] = [
+    "bdadc64dda732d640bceb2c23e34da15229f80080496dcbaa794a1ffa3806796",
+    "09e7272b20f8049df3290235614de39be9804b85529566f5d36678bf3c007f0b",
+];
+
+#[test]
+fn nulls_and_enums_write_the_same_bytes_as_before_their_in_memory_form_changed() {
+    let csv = customers_with_gaps();
+    for (budget, expected) in [
+        (512 << 20, CUSTOMERS_EXPECTED[0]),
+        (256 << 10, CUSTOMERS_EXPECTED[1]),
+    ] {
+        let (files, digest) = digest_of("customers", &csv, budget);
+        assert_eq!(files, 5, "one file per region");
+        eprintln!("budget {budget} digest {digest}");
+        assert_eq!(digest, expected, "budget {budget}");
+    }
+}
