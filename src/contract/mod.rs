@@ -324,13 +324,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_enum_lists_at_most_as_many_values_as_a_code_can_name() {
-        let text = |n: usize| {
-            let values: Vec<String> = (0..n).map(|i| format!("\"v{i}\"")).collect();
-            format!(
-                r#"
-            name = "tags"
+    /// A contract keyed by `id` and versioned by `updated_at`, with `column` (its TOML lines)
+    /// between the two.
+    fn contract_with(name: &str, column: &str) -> String {
+        format!(
+            r#"
+            name = "{name}"
             key = "id"
             version_column = "updated_at"
             [[columns]]
@@ -338,15 +337,25 @@ mod tests {
             type = "string"
             required = true
             [[columns]]
-            name = "tag"
-            type = "enum"
-            values = [{}]
+            {column}
             [[columns]]
             name = "updated_at"
             type = "timestamp"
             required = true
-        "#,
-                values.join(", ")
+        "#
+        )
+    }
+
+    #[test]
+    fn an_enum_lists_at_most_as_many_values_as_a_code_can_name() {
+        let text = |n: usize| {
+            let values: Vec<String> = (0..n).map(|i| format!("\"v{i}\"")).collect();
+            contract_with(
+                "tags",
+                &format!(
+                    "name = \"tag\"\n type = \"enum\"\n values = [{}]",
+                    values.join(", ")
+                ),
             )
         };
         let c = Contract::from_toml(&text(MAX_ENUM_VALUES)).unwrap();
@@ -376,24 +385,9 @@ mod tests {
     #[test]
     fn strings_have_a_byte_limit_that_reaches_the_warehouse_ddl() {
         let text = |extra: &str| {
-            format!(
-                r#"
-            name = "notes"
-            key = "id"
-            version_column = "updated_at"
-            [[columns]]
-            name = "id"
-            type = "string"
-            required = true
-            [[columns]]
-            name = "note"
-            type = "string"
-            {extra}
-            [[columns]]
-            name = "updated_at"
-            type = "timestamp"
-            required = true
-        "#
+            contract_with(
+                "notes",
+                &format!("name = \"note\"\n type = \"string\"\n {extra}"),
             )
         };
         let c = Contract::from_toml(&text("max_bytes = 1000")).unwrap();
