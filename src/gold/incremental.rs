@@ -670,7 +670,7 @@ impl Nightly<'_> {
         // measures, which go forwards: that group is not read twice (with one group, nothing
         // is), and the night holds one group's orders at a time as before.
         let mut kept: Option<(BTreeSet<NaiveDate>, DataFrame)> = None;
-        let mut firsts = Vec::with_capacity(groups.len());
+        let mut firsts = FirstDays::default();
         for (i, days) in groups.iter().enumerate().rev() {
             // A group read again for its measures is read here only for what first orders
             // need, not its amounts and currencies.
@@ -681,21 +681,13 @@ impl Nightly<'_> {
             };
             let orders = self.latest_orders(days, &state, columns).await?;
             // Collected here: a lazy plan would hold on to the group's orders until the end.
-            firsts.push(
-                collect(first_order_dates(orders.clone().lazy()))
-                    .await?
-                    .lazy(),
-            );
+            firsts.add(&collect(first_order_dates(orders.clone().lazy())).await?)?;
             if i == 0 {
                 kept = Some((days.clone(), orders));
             }
+            phase.done_in("first_pass_group", Some(i));
         }
-        let on_days = collect(
-            concat(firsts, UnionArgs::default())?
-                .group_by([col("customer_id")])
-                .agg([col(FIRST_ORDER_DATE).min()]),
-        )
-        .await?;
+        let on_days = firsts.into_frame()?;
         phase.done("orders_latest");
         let FirstOrders {
             on_days: first,
@@ -1211,6 +1203,63 @@ impl Nightly<'_> {
             ),
         ))
         .await
+    }
+}
+
+/// Each customer's earliest first order day over the groups of a night's first pass, kept as the
+/// groups come. Keeping every group's (customer, day) rows and grouping them at the end held a
+/// row per customer per group: at 1 M orders a day, 31 one-day groups of about 625 k customers
+/// took the night from 2.1 to 3.9 GiB in that last step. A map holds each customer once.
+#[derive(Default)]
+struct FirstDays {
+    days: std::collections::HashMap<Box<str>, Option<i32>, foldhash::fast::FixedState>,
+    /// The day of a null customer id, which the group-by kept as a group of its own.
+    null_customer: Option<Option<i32>>,
+}
+
+impl FirstDays {
+    /// Takes one group's [`first_order_dates`].
+    fn add(&mut self, group: &DataFrame) -> PolarsResult<()> {
+        let ids = group.column("customer_id")?.str()?;
+        let days = group.column(FIRST_ORDER_DATE)?.date()?.physical();
+        // The earlier day; a null day (no day) never wins over a day.
+        let earliest = |a: Option<i32>, b: Option<i32>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for (id, day) in ids.iter().zip(days.iter()) {
+            match id {
+                Some(id) => match self.days.get_mut(id) {
+                    Some(seen) => *seen = earliest(*seen, day),
+                    None => {
+                        self.days.insert(id.into(), day);
+                    }
+                },
+                None => {
+                    self.null_customer = Some(earliest(self.null_customer.flatten(), day));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every customer seen, with the earliest day: the columns of [`first_order_dates`].
+    fn into_frame(self) -> PolarsResult<DataFrame> {
+        let n = self.days.len() + usize::from(self.null_customer.is_some());
+        let mut ids = Vec::with_capacity(n);
+        let mut days = Vec::with_capacity(n);
+        for (id, day) in self.days {
+            ids.push(Some(id));
+            days.push(day);
+        }
+        if let Some(day) = self.null_customer {
+            ids.push(None);
+            days.push(day);
+        }
+        let ids = StringChunked::from_iter_options("customer_id".into(), ids.into_iter());
+        let days =
+            Int32Chunked::from_iter_options(FIRST_ORDER_DATE.into(), days.into_iter()).into_date();
+        DataFrame::new(n, vec![ids.into_column(), days.into_column()])
     }
 }
 
