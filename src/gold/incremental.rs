@@ -680,7 +680,7 @@ impl Nightly<'_> {
                 &FIRST_ORDER_COLUMNS
             };
             let orders = self.latest_orders(days, &state, columns).await?;
-            // Collected here: a lazy plan would hold on to the group's orders until the end.
+            // The group's first days go into the map before the next group is read.
             firsts.add(&collect(first_order_dates(orders.clone().lazy())).await?)?;
             if i == 0 {
                 kept = Some((days.clone(), orders));
