@@ -36,12 +36,13 @@ impl Validity {
         self.0.get_or_insert_with(|| vec![true; len])
     }
 
-    /// Appends one row to a column of `len` rows.
-    fn push(&mut self, len: usize, present: bool) {
+    /// Appends one row to a column; `len` gives its rows before this one, asked only when the
+    /// list starts (this runs for every value validated).
+    fn push(&mut self, present: bool, len: impl FnOnce() -> usize) {
         match &mut self.0 {
             Some(list) => list.push(present),
             None if present => {}
-            None => self.list(len).push(false),
+            None => self.list(len()).push(false),
         }
     }
 
@@ -51,6 +52,19 @@ impl Validity {
             return;
         }
         self.list(len).extend(rows);
+    }
+
+    /// Appends the validity of `src`'s rows `rows` to a column of `len` rows.
+    fn extend_from(
+        &mut self,
+        len: usize,
+        src: &Validity,
+        rows: impl Iterator<Item = usize> + Clone,
+    ) {
+        // Both without nulls (the common case): nothing to hold, nothing to look at.
+        if !(src.all_valid() && self.all_valid()) {
+            self.extend(len, rows.map(|r| src.get(r)));
+        }
     }
 
     /// Keeps rows `rows` (ascending), in place.
@@ -105,6 +119,17 @@ enum Values {
     },
     Int32(Vec<i32>),
     Int64(Vec<i64>),
+}
+
+impl Values {
+    fn len(&self) -> usize {
+        match self {
+            Values::Utf8 { offsets, .. } => offsets.len() - 1,
+            Values::Code { codes, .. } => codes.len(),
+            Values::Int32(x) => x.len(),
+            Values::Int64(x) => x.len(),
+        }
+    }
 }
 
 /// A value ready to be appended to a [`ColumnBuffer`].
@@ -164,16 +189,10 @@ impl ColumnBuffer {
 
     /// Rows held.
     fn len(&self) -> usize {
-        match &self.values {
-            Values::Utf8 { offsets, .. } => offsets.len() - 1,
-            Values::Code { codes, .. } => codes.len(),
-            Values::Int32(x) => x.len(),
-            Values::Int64(x) => x.len(),
-        }
+        self.values.len()
     }
 
     fn push(&mut self, value: &Value<'_>) {
-        let len = self.len();
         let present = match (&mut self.values, value) {
             (Values::Utf8 { bytes, offsets }, v) => {
                 if let Value::Str(s) = v {
@@ -222,15 +241,14 @@ impl ColumnBuffer {
                 false
             }
         };
-        self.valid.push(len, present);
+        let values = &self.values;
+        // The values now hold this row too.
+        self.valid.push(present, || values.len() - 1);
     }
 
     /// Appends rows `rows` of `src`, a column of the same type.
     fn extend_from(&mut self, src: &ColumnBuffer, rows: Range<usize>) {
-        if !(src.valid.all_valid() && self.valid.all_valid()) {
-            self.valid
-                .extend(self.len(), rows.clone().map(|r| src.valid.get(r)));
-        }
+        self.valid.extend_from(self.len(), &src.valid, rows.clone());
         match (&mut self.values, &src.values) {
             (
                 Values::Utf8 { bytes, offsets },
@@ -259,10 +277,7 @@ impl ColumnBuffer {
     /// Appends the rows of `src` (a column of the same type) named by `rows`, in that order.
     fn gather(&mut self, src: &ColumnBuffer, rows: &[u32]) {
         let rows = rows.iter().map(|&r| r as usize);
-        if !(src.valid.all_valid() && self.valid.all_valid()) {
-            self.valid
-                .extend(self.len(), rows.clone().map(|r| src.valid.get(r)));
-        }
+        self.valid.extend_from(self.len(), &src.valid, rows.clone());
         match (&mut self.values, &src.values) {
             (
                 Values::Utf8 { bytes, offsets },

@@ -22,7 +22,7 @@ use super::quarantine::QuarantineWriter;
 use super::row_validator::RowValidator;
 use super::writer::PartitionFile;
 use crate::columns::Batch;
-use crate::contract::{ColumnKind, Contract, Partition, PartitionTransform};
+use crate::contract::{Contract, Partition, PartitionTransform};
 use crate::layout;
 use crate::manifest::SchemaDrift;
 use crate::manifest::{ColumnStats, PartitionSummary, WrittenFile};
@@ -789,9 +789,8 @@ impl Outputs {
                     .filter(|&&r| batch.is_null(idx, r as usize))
                     .count() as u64;
             }
-            if let ColumnKind::Enum { .. } = column.kind
-                && let Some(found) = batch.enum_counts(idx, winners)
-            {
+            // Enum columns only (others have no codes to count).
+            if let Some(found) = batch.enum_counts(idx, winners) {
                 let counts = self
                     .stats
                     .value_counts
