@@ -93,6 +93,21 @@ impl Drop for ReuseFreedMemory {
     }
 }
 
+/// Hands the free memory glibc keeps back to the kernel, whatever the thresholds: for the end
+/// of a phase that freed far more than what comes next allocates. While a guard keeps memory,
+/// the heap is never trimmed, and freed small blocks in the middle of a heap never are: on the
+/// 1 M orders a day night, the first pass's map of 7.6 M customers (a block per id) stayed
+/// resident through the rest of the night, and the measures grew the heap on top of it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release_freed() {
+    // SAFETY: malloc_trim takes each arena's lock and only returns whole free pages.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Other allocators decide for themselves.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_freed() {}
+
 /// Sets `keep`'s values; false when glibc refused them. The mmap threshold goes first and must
 /// be taken: a trim threshold set alone would freeze the mmap threshold wherever glibc's
 /// dynamic one stands (at its 128 KiB start, every larger block is mapped and unmapped on its

@@ -45,6 +45,18 @@ pub fn minor_faults() -> u64 {
         .unwrap_or(0)
 }
 
+/// The process's resident memory now in MiB (0 where `/proc` does not say): beside the peak,
+/// it tells a phase that holds memory from one that only passed through it.
+pub fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib >> 10)
+}
+
 /// The process's peak resident memory so far in MiB (0 where `/proc` does not say).
 pub fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -30,6 +30,7 @@
 //! disagree; a property test checks they agree row for row.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 use std::path::PathBuf;
 
 use chrono::{Duration, NaiveDate};
@@ -431,8 +432,10 @@ fn stale_days(contract: &Contract, versions: LazyFrame) -> PolarsResult<LazyFram
 
 /// What [`Nightly::first_orders`] decides.
 struct FirstOrders {
-    /// The first days the measures need: of the customers with a non-cancelled order on the
-    /// recomputed days, and of every customer first on one of the `extra` days.
+    /// The first days the measures need: of every customer first on a recomputed day or on
+    /// one of the `extra` days, a row per customer. A customer first on another day is new on
+    /// none of them, so is left out (at 1 M orders a day, a night that recomputes a month
+    /// would otherwise hold and join every customer of that month).
     on_days: DataFrame,
     /// Days outside the recomputed ones whose new customers change.
     extra: BTreeSet<NaiveDate>,
@@ -688,6 +691,8 @@ impl Nightly<'_> {
             phase.done_in("first_pass_group", Some(i));
         }
         let on_days = firsts.into_frame()?;
+        // The map's blocks are free now, but a heap keeps them (`alloc::release_freed`).
+        crate::alloc::release_freed();
         phase.done("orders_latest");
         let FirstOrders {
             on_days: first,
@@ -700,11 +705,16 @@ impl Nightly<'_> {
             dates.extend(extra);
             self.day_groups(&dates).await?
         };
+        // Each group's measures join only the customers first on its own days.
+        let firsts = first_by_group(&first, &groups)?;
+        drop(first);
+        // What deciding the first orders held is free (`alloc::release_freed`).
+        crate::alloc::release_freed();
         phase.done("orders_and_first_orders");
 
         let mut kpis = Vec::with_capacity(groups.len());
         let mut methods = Vec::with_capacity(groups.len());
-        for (group, days) in groups.iter().enumerate() {
+        for ((group, days), first) in groups.iter().enumerate().zip(firsts) {
             // The kept orders serve only the very same days (a searched customer's extra day
             // may have regrouped them).
             let orders = match kept.take() {
@@ -712,7 +722,7 @@ impl Nightly<'_> {
                 _ => self.latest_orders(days, &state, &ORDER_COLUMNS).await?,
             };
             let (k, m) = self
-                .measures(orders, &first, days, window, &state, group)
+                .measures(orders, first, days, window, &state, group)
                 .await?;
             kpis.push(k.lazy());
             methods.push(m.lazy());
@@ -775,12 +785,12 @@ impl Nightly<'_> {
     }
 
     /// `daily_kpis` and `payment_methods_daily` rows of `days`, from those days' latest
-    /// `orders`, the first order days `first` of (at least) their customers, and their
-    /// payments, read here with the regions of their orders.
+    /// `orders`, the first order days `first` of (at least) the customers first on one of
+    /// `days`, and their payments, read here with the regions of their orders.
     async fn measures(
         &self,
         orders: DataFrame,
-        first: &DataFrame,
+        first: DataFrame,
         days: &BTreeSet<NaiveDate>,
         window: u32,
         state: &KpiState,
@@ -807,7 +817,7 @@ impl Nightly<'_> {
         ))
         .await?;
         done("payments_and_regions");
-        let first = first.clone().lazy();
+        let first = first.lazy();
         let (o, p) = (orders.lazy(), payments.clone().lazy());
         let kpis = off_runtime(move || kpis::kpis_of(o, first, p)).await?;
         let methods = off_runtime(move || methods::methods_of(payments.lazy())).await?;
@@ -1011,7 +1021,10 @@ impl Nightly<'_> {
         let mut customers = 0;
         let mut base_rows = Vec::with_capacity(buckets);
         let mut decided = Vec::with_capacity(buckets);
-        for (bucket, night) in split_by_bucket(&on_days, buckets)?.into_iter().enumerate() {
+        // Split, the night's customers are held once, not twice.
+        let nights = split_by_bucket(&on_days, buckets)?;
+        drop(on_days);
+        for (bucket, night) in nights.into_iter().enumerate() {
             let base = self.first_orders.read(bucket).await?;
             base_rows.push(base.height());
             let delta = self.first_orders.read_delta(bucket).await?;
@@ -1145,20 +1158,24 @@ impl Nightly<'_> {
                 self.first_orders.write_delta(bucket, delta).await?;
             }
         }
-        // The customers with a non-cancelled order on the recomputed days (a cancelled order
-        // counts no new customer), then those first on an extra day.
+        // The customers first on a recomputed day (each has a non-cancelled order there, `_m`),
+        // then those first on an extra day. No customer is in both, as the extra days are not
+        // recomputed, and `decided` and the buckets hold a customer once each: no `unique`,
+        // which on the 1 M/day night's 7.6 M rows took 1.4 GiB.
         let mut first = vec![
             decided
                 .lazy()
-                .filter(m.is_not_null().and(new.clone().is_not_null()))
+                .filter(m.is_not_null())
+                .join(
+                    date_frame("_new", dates)?,
+                    [new.clone()],
+                    [new.clone()],
+                    JoinArgs::new(JoinType::Inner),
+                )
                 .select([id(), new.alias(FIRST_ORDER_DATE)]),
         ];
         first.extend(firsts_on_extra);
-        let on_days = collect(
-            concat(first, UnionArgs::default())?
-                .unique(Some(cols(["customer_id"])), UniqueKeepStrategy::First),
-        )
-        .await?;
+        let on_days = collect(concat(first, UnionArgs::default())?).await?;
         phase.done("first_orders_state");
         Ok(FirstOrders {
             on_days,
@@ -1209,10 +1226,17 @@ impl Nightly<'_> {
 /// Each customer's earliest first order day over the groups of a night's first pass, kept as the
 /// groups come. Keeping every group's (customer, day) rows and grouping them at the end held a
 /// row per customer per group: at 1 M orders a day, 31 one-day groups of about 625 k customers
-/// took the night from 2.1 to 3.9 GiB in that last step. A map holds each customer once.
+/// took the night from 2.1 to 3.9 GiB in that last step. Here each customer is held once, and
+/// compactly: its id in one string, its day in a list, and a table of entry numbers (a map of
+/// boxed ids took about 110 bytes a customer, 840 MiB for the 7.6 M customers of that night).
 #[derive(Default)]
 struct FirstDays {
-    days: std::collections::HashMap<Box<str>, Option<i32>, foldhash::fast::FixedState>,
+    /// Every id seen, concatenated; entry `i` is `ids[ends[i - 1]..ends[i]]`.
+    ids: String,
+    ends: Vec<usize>,
+    days: Vec<Option<i32>>,
+    /// Entry numbers, hashed by their id.
+    index: hashbrown::HashTable<u32>,
     /// The day of a null customer id, which the group-by kept as a group of its own.
     null_customer: Option<Option<i32>>,
 }
@@ -1227,16 +1251,36 @@ impl FirstDays {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let hasher = foldhash::fast::FixedState::default();
+        let hash = |id: &str| hasher.hash_one(id);
         for (id, day) in ids.iter().zip(days.iter()) {
-            match id {
-                Some(id) => match self.days.get_mut(id) {
-                    Some(seen) => *seen = earliest(*seen, day),
-                    None => {
-                        self.days.insert(id.into(), day);
-                    }
-                },
+            let Some(id) = id else {
+                self.null_customer = Some(earliest(self.null_customer.flatten(), day));
+                continue;
+            };
+            let Self {
+                ids: text,
+                ends,
+                days: seen,
+                index,
+                ..
+            } = self;
+            let found = index
+                .find(hash(id), |&e| entry_id(text, ends, e) == id)
+                .copied();
+            match found {
+                Some(entry) => {
+                    let seen = &mut seen[entry as usize];
+                    *seen = earliest(*seen, day);
+                }
                 None => {
-                    self.null_customer = Some(earliest(self.null_customer.flatten(), day));
+                    let entry = u32::try_from(ends.len()).map_err(|_| {
+                        polars_err!(ComputeError: "a night's first pass holds at most {} customers", u32::MAX)
+                    })?;
+                    text.push_str(id);
+                    ends.push(text.len());
+                    seen.push(day);
+                    index.insert_unique(hash(id), entry, |&e| hash(entry_id(text, ends, e)));
                 }
             }
         }
@@ -1244,23 +1288,53 @@ impl FirstDays {
     }
 
     /// Every customer seen, with the earliest day: the columns of [`first_order_dates`].
-    fn into_frame(self) -> PolarsResult<DataFrame> {
-        let n = self.days.len() + usize::from(self.null_customer.is_some());
-        let mut ids = Vec::with_capacity(n);
-        let mut days = Vec::with_capacity(n);
-        for (id, day) in self.days {
-            ids.push(Some(id));
-            days.push(day);
-        }
-        if let Some(day) = self.null_customer {
-            ids.push(None);
-            days.push(day);
-        }
-        let ids = StringChunked::from_iter_options("customer_id".into(), ids.into_iter());
-        let days =
-            Int32Chunked::from_iter_options(FIRST_ORDER_DATE.into(), days.into_iter()).into_date();
+    fn into_frame(mut self) -> PolarsResult<DataFrame> {
+        // The table is not needed to list the entries.
+        self.index = hashbrown::HashTable::new();
+        let n = self.ends.len() + usize::from(self.null_customer.is_some());
+        let listed = (0..self.ends.len() as u32).map(|e| Some(entry_id(&self.ids, &self.ends, e)));
+        let ids = StringChunked::from_iter_options(
+            "customer_id".into(),
+            listed.chain(self.null_customer.map(|_| None)),
+        );
+        let days = Int32Chunked::from_iter_options(
+            FIRST_ORDER_DATE.into(),
+            self.days.iter().copied().chain(self.null_customer),
+        )
+        .into_date();
         DataFrame::new(n, vec![ids.into_column(), days.into_column()])
     }
+}
+
+/// Entry `entry`'s id in [`FirstDays`]: `ids[ends[entry - 1]..ends[entry]]`.
+fn entry_id<'a>(ids: &'a str, ends: &[usize], entry: u32) -> &'a str {
+    let entry = entry as usize;
+    let start = entry.checked_sub(1).map_or(0, |e| ends[e]);
+    &ids[start..ends[entry]]
+}
+
+/// The rows of `first` ([`first_order_dates`] shape) by the group of `groups` holding their
+/// first day: a group's measures need only the customers first on its days, since a
+/// customer counts as new only on its first day. Rows first on no group's day are dropped.
+fn first_by_group(
+    first: &DataFrame,
+    groups: &[BTreeSet<NaiveDate>],
+) -> PolarsResult<Vec<DataFrame>> {
+    let group_of: std::collections::HashMap<i32, usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, days)| days.iter().map(move |d| (values::epoch_days(*d), g)))
+        .collect();
+    let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); groups.len()];
+    let days = first.column(FIRST_ORDER_DATE)?.date()?.physical();
+    for (i, day) in days.iter().enumerate() {
+        if let Some(&g) = day.and_then(|d| group_of.get(&d)) {
+            rows[g].push(i as IdxSize);
+        }
+    }
+    rows.into_iter()
+        .map(|r| first.take(&IdxCa::from_vec("".into(), r)))
+        .collect()
 }
 
 /// `a` unless `b` is earlier (a null `b` is never earlier).
@@ -1400,6 +1474,7 @@ impl Phase {
             phase,
             group,
             ms = self.0.elapsed().as_millis() as u64,
+            rss_mib = crate::telemetry::rss_mib(),
             peak_rss_mib = crate::telemetry::peak_rss_mib(),
             "nightly phase"
         );
@@ -1444,6 +1519,101 @@ fn stacked(a: LazyFrame, b: LazyFrame) -> PolarsResult<LazyFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A (customer, first day) frame; `None` ids and days are nulls.
+    fn firsts(rows: &[(Option<&str>, Option<i32>)]) -> DataFrame {
+        let ids = StringChunked::from_iter_options("customer_id".into(), rows.iter().map(|r| r.0));
+        let days =
+            Int32Chunked::from_iter_options(FIRST_ORDER_DATE.into(), rows.iter().map(|r| r.1))
+                .into_date();
+        DataFrame::new(rows.len(), vec![ids.into_column(), days.into_column()]).unwrap()
+    }
+
+    fn sorted_rows(df: &DataFrame) -> Vec<(Option<String>, Option<i32>)> {
+        let ids = df.column("customer_id").unwrap().str().unwrap().clone();
+        let days = df
+            .column(FIRST_ORDER_DATE)
+            .unwrap()
+            .date()
+            .unwrap()
+            .physical()
+            .clone();
+        let mut rows: Vec<_> = ids
+            .iter()
+            .zip(days.iter())
+            .map(|(i, d)| (i.map(str::to_owned), d))
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    proptest::proptest! {
+        /// The first pass's map gives what grouping every group's rows at once gives.
+        #[test]
+        fn first_days_equal_one_group_by_of_every_group(
+            groups in proptest::collection::vec(
+                proptest::collection::vec(
+                    (proptest::option::weighted(0.95, 0u8..40), proptest::option::weighted(0.8, 0i32..30)),
+                    0..30,
+                ),
+                0..6,
+            )
+        ) {
+            let mut map = FirstDays::default();
+            let mut all = Vec::new();
+            for group in &groups {
+                let ids: Vec<Option<String>> = group.iter().map(|(c, _)| c.map(|c| format!("C{c}"))).collect();
+                let rows: Vec<(Option<&str>, Option<i32>)> =
+                    ids.iter().zip(group).map(|(id, (_, d))| (id.as_deref(), *d)).collect();
+                // Each group as the first pass hands it over: a row per customer.
+                let one = first_order_dates(
+                    firsts(&rows)
+                        .lazy()
+                        .rename([FIRST_ORDER_DATE], ["order_date"], true)
+                        .with_column(lit("delivered").alias("status")),
+                )
+                .collect()
+                .unwrap();
+                map.add(&one).unwrap();
+                all.extend(rows.iter().map(|(i, d)| (i.map(str::to_owned), *d)));
+            }
+            let all: Vec<(Option<&str>, Option<i32>)> = all.iter().map(|(i, d)| (i.as_deref(), *d)).collect();
+            let expected = first_order_dates(
+                firsts(&all)
+                    .lazy()
+                    .rename([FIRST_ORDER_DATE], ["order_date"], true)
+                    .with_column(lit("delivered").alias("status")),
+            )
+            .collect()
+            .unwrap();
+            proptest::prop_assert_eq!(sorted_rows(&map.into_frame().unwrap()), sorted_rows(&expected));
+        }
+    }
+
+    #[test]
+    fn each_group_gets_the_customers_first_on_its_days() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 1, d).unwrap();
+        let groups = vec![BTreeSet::from([day(1), day(2)]), BTreeSet::from([day(5)])];
+        let e = |d: u32| Some(values::epoch_days(day(d)));
+        let first = firsts(&[
+            (Some("a"), e(1)),
+            (Some("b"), e(5)),
+            (Some("c"), e(3)),
+            (Some("d"), e(2)),
+            (None, e(5)),
+        ]);
+        let split = first_by_group(&first, &groups).unwrap();
+        assert_eq!(split.len(), 2);
+        let ids = |df: &DataFrame| -> Vec<Option<String>> {
+            sorted_rows(df).into_iter().map(|(i, _)| i).collect()
+        };
+        assert_eq!(
+            ids(&split[0]),
+            vec![Some("a".to_owned()), Some("d".to_owned())]
+        );
+        // Day 3 is no group's: its customer is new on none of their days.
+        assert_eq!(ids(&split[1]), vec![None, Some("b".to_owned())]);
+    }
 
     #[test]
     fn doubling_the_buckets_splits_each_bucket_on_its_own() {
