@@ -96,8 +96,9 @@ impl Drop for ReuseFreedMemory {
 /// Hands the free memory glibc keeps back to the kernel, whatever the thresholds: for the end
 /// of a phase that freed far more than what comes next allocates. While a guard keeps memory,
 /// the heap is never trimmed, and freed small blocks in the middle of a heap never are: on the
-/// 1 M orders a day night, the first pass's map of 7.6 M customers (a block per id) stayed
-/// resident through the rest of the night, and the measures grew the heap on top of it.
+/// 1 M orders a day night, what the first pass had freed (31 groups' frames, the smaller tables
+/// its map outgrew) stayed resident through the rest of the night, and the measures grew the
+/// heap on top of it; released after the pass, the process went from 2.0 to 0.7 GiB resident.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn release_freed() {
     // SAFETY: malloc_trim takes each arena's lock and only returns whole free pages.

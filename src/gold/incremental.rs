@@ -433,7 +433,7 @@ fn stale_days(contract: &Contract, versions: LazyFrame) -> PolarsResult<LazyFram
 /// What [`Nightly::first_orders`] decides.
 struct FirstOrders {
     /// The first days the measures need: of every customer first on a recomputed day or on
-    /// one of the `extra` days, a row per customer. A customer first on another day is new on
+    /// one of the `extra` days, a row per customer id. A customer first on another day is new on
     /// none of them, so is left out (at 1 M orders a day, a night that recomputes a month
     /// would otherwise hold and join every customer of that month).
     on_days: DataFrame,
@@ -691,7 +691,7 @@ impl Nightly<'_> {
             phase.done_in("first_pass_group", Some(i));
         }
         let on_days = firsts.into_frame()?;
-        // The map's blocks are free now, but a heap keeps them (`alloc::release_freed`).
+        // The groups' frames are free now, but a heap keeps them (`alloc::release_freed`).
         crate::alloc::release_freed();
         phase.done("orders_latest");
         let FirstOrders {
@@ -1160,7 +1160,8 @@ impl Nightly<'_> {
         }
         // The customers first on a recomputed day (each has a non-cancelled order there, `_m`),
         // then those first on an extra day. No customer is in both, as the extra days are not
-        // recomputed, and `decided` and the buckets hold a customer once each: no `unique`,
+        // recomputed, and `decided` and the buckets hold a customer id once each (a null id,
+        // which ingest quarantines and a join never matches, aside): no `unique`,
         // which on the 1 M/day night's 7.6 M rows took 1.4 GiB.
         let mut first = vec![
             decided
@@ -1265,8 +1266,9 @@ impl FirstDays {
                 index,
                 ..
             } = self;
+            let hashed = hash(id);
             let found = index
-                .find(hash(id), |&e| entry_id(text, ends, e) == id)
+                .find(hashed, |&e| entry_id(text, ends, e) == id)
                 .copied();
             match found {
                 Some(entry) => {
@@ -1274,13 +1276,17 @@ impl FirstDays {
                     *seen = earliest(*seen, day);
                 }
                 None => {
-                    let entry = u32::try_from(ends.len()).map_err(|_| {
-                        polars_err!(ComputeError: "a night's first pass holds at most {} customers", u32::MAX)
-                    })?;
+                    // Entry numbers are u32, and the count must fit too.
+                    let entry = u32::try_from(ends.len())
+                        .ok()
+                        .filter(|&e| e < u32::MAX)
+                        .ok_or_else(|| {
+                            polars_err!(ComputeError: "a night's first pass holds at most {} customers", u32::MAX)
+                        })?;
                     text.push_str(id);
                     ends.push(text.len());
                     seen.push(day);
-                    index.insert_unique(hash(id), entry, |&e| hash(entry_id(text, ends, e)));
+                    index.insert_unique(hashed, entry, |&e| hash(entry_id(text, ends, e)));
                 }
             }
         }
@@ -1292,7 +1298,7 @@ impl FirstDays {
         // The table is not needed to list the entries.
         self.index = hashbrown::HashTable::new();
         let n = self.ends.len() + usize::from(self.null_customer.is_some());
-        let listed = (0..self.ends.len() as u32).map(|e| Some(entry_id(&self.ids, &self.ends, e)));
+        let listed = (0..self.ends.len()).map(|e| Some(entry_id(&self.ids, &self.ends, e as u32)));
         let ids = StringChunked::from_iter_options(
             "customer_id".into(),
             listed.chain(self.null_customer.map(|_| None)),
