@@ -490,3 +490,58 @@ fn the_latest_version_follows_the_contracts_version_column() {
     assert_eq!(renamed.version_column().name, "changed_at");
     assert_eq!(status(&renamed), "cancelled", "by changed_at");
 }
+
+proptest::proptest! {
+    /// `latest` keeps, of each key's versions, the one greatest by (version, ingested at,
+    /// batch), and every key once: the same rows as sorting every version, whatever the number
+    /// of versions a key has (nulls as one key).
+    #[test]
+    fn latest_keeps_each_keys_greatest_version(
+        rows in proptest::collection::vec(
+            (proptest::option::weighted(0.95, 0u8..12), 0i64..4, 0i64..3),
+            0..60,
+        )
+    ) {
+        let contracts = test_contracts(None);
+        let key = contracts.orders.key_column().name.clone();
+        let version = contracts.orders.version_column().name.clone();
+        let keys: Vec<Option<String>> = rows.iter().map(|(k, _, _)| k.map(|k| format!("O{k}"))).collect();
+        let versions: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let ingested: Vec<i64> = rows.iter().map(|r| r.2).collect();
+        // A batch id per row, so no two versions tie on all three columns.
+        let batches: Vec<String> = (0..rows.len()).map(|i| format!("b{i:03}")).collect();
+        let df = DataFrame::new(
+            rows.len(),
+            vec![
+                Series::new(key.as_str().into(), keys.clone()).into_column(),
+                Series::new(version.as_str().into(), versions.clone()).into_column(),
+                Series::new(INGESTED_AT.into(), ingested.clone()).into_column(),
+                Series::new(BATCH_ID.into(), batches.clone()).into_column(),
+            ],
+        )
+        .unwrap();
+        let got = latest(df.lazy(), &contracts.orders).unwrap().collect().unwrap();
+        let mut got: Vec<(Option<String>, String)> = got
+            .column(&key)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .zip(got.column(BATCH_ID).unwrap().str().unwrap().iter())
+            .map(|(k, b)| (k.map(str::to_owned), b.unwrap().to_owned()))
+            .collect();
+        got.sort();
+        let mut best: std::collections::BTreeMap<Option<String>, (i64, i64, String)> =
+            std::collections::BTreeMap::new();
+        for i in 0..rows.len() {
+            let candidate = (versions[i], ingested[i], batches[i].clone());
+            let entry = best.entry(keys[i].clone()).or_insert_with(|| candidate.clone());
+            if candidate > *entry {
+                *entry = candidate;
+            }
+        }
+        let expected: Vec<(Option<String>, String)> =
+            best.into_iter().map(|(k, (_, _, b))| (k, b)).collect();
+        proptest::prop_assert_eq!(got, expected);
+    }
+}
