@@ -48,21 +48,20 @@ pub fn minor_faults() -> u64 {
 /// The process's resident memory now in MiB (0 where `/proc` does not say): beside the peak,
 /// it tells a phase that holds memory from one that only passed through it.
 pub fn rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib >> 10)
+    status_mib("VmRSS:")
 }
 
 /// The process's peak resident memory so far in MiB (0 where `/proc` does not say).
 pub fn peak_rss_mib() -> u64 {
+    status_mib("VmHWM:")
+}
+
+/// A kB `field` of `/proc/self/status` in MiB (0 where it does not say).
+fn status_mib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let line = status.lines().find(|l| l.starts_with(field))?;
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
         .map_or(0, |kib| kib >> 10)

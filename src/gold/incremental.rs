@@ -1566,6 +1566,18 @@ mod tests {
         rows
     }
 
+    /// [`first_order_dates`] of (customer, order day) rows, every order delivered.
+    fn grouped(rows: &[(Option<&str>, Option<i32>)]) -> DataFrame {
+        first_order_dates(
+            firsts(rows)
+                .lazy()
+                .rename([FIRST_ORDER_DATE], ["order_date"], true)
+                .with_column(lit("delivered").alias("status")),
+        )
+        .collect()
+        .unwrap()
+    }
+
     proptest::proptest! {
         /// The first pass's map gives what grouping every group's rows at once gives.
         #[test]
@@ -1585,27 +1597,11 @@ mod tests {
                 let rows: Vec<(Option<&str>, Option<i32>)> =
                     ids.iter().zip(group).map(|(id, (_, d))| (id.as_deref(), *d)).collect();
                 // Each group as the first pass hands it over: a row per customer.
-                let one = first_order_dates(
-                    firsts(&rows)
-                        .lazy()
-                        .rename([FIRST_ORDER_DATE], ["order_date"], true)
-                        .with_column(lit("delivered").alias("status")),
-                )
-                .collect()
-                .unwrap();
-                map.add(&one).unwrap();
+                map.add(&grouped(&rows)).unwrap();
                 all.extend(rows.iter().map(|(i, d)| (i.map(str::to_owned), *d)));
             }
             let all: Vec<(Option<&str>, Option<i32>)> = all.iter().map(|(i, d)| (i.as_deref(), *d)).collect();
-            let expected = first_order_dates(
-                firsts(&all)
-                    .lazy()
-                    .rename([FIRST_ORDER_DATE], ["order_date"], true)
-                    .with_column(lit("delivered").alias("status")),
-            )
-            .collect()
-            .unwrap();
-            proptest::prop_assert_eq!(sorted_rows(&map.into_frame().unwrap()), sorted_rows(&expected));
+            proptest::prop_assert_eq!(sorted_rows(&map.into_frame().unwrap()), sorted_rows(&grouped(&all)));
         }
     }
 
