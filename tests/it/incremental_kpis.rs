@@ -770,3 +770,69 @@ async fn a_cancelled_first_order_makes_the_next_order_the_first() {
         .await
         .unwrap();
 }
+
+/// A searched customer's new first day lies outside the recomputed days: C1's first order (day
+/// 0) is cancelled while its order on day 4 changes, so the search finds day 2, an extra day that
+/// regroups the days, and C2 stays first on day 4; C3's first order moves to day 6, recomputed
+/// but no one else's first. With a group per day and many buckets, a group per day and one
+/// bucket, and one group: each group's measures see exactly the customers first on its days.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_order_found_on_an_extra_day_counts_in_its_regrouped_day() {
+    for (group_bytes, buckets) in [(1u64, 1usize), (1, usize::MAX), (u64::MAX, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let contracts = tempfile::tempdir().unwrap();
+        let registry = registry(contracts.path(), VERSION_COLUMNS[0]);
+        let lake = dir.path().join("lake");
+        std::fs::create_dir_all(&lake).unwrap();
+        let local = Arc::new(LocalStore::new(&lake).unwrap());
+        let store: Arc<dyn ObjectStore> = local.clone();
+        let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+        let aggregator = Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"))
+            .with_group_bytes(group_bytes)
+            .with_bucket_customers(buckets);
+        let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
+        let row = |id: &str, c: &str, d: i64, status: &str, at: i64| {
+            format!(
+                "{id},{c},{},{status},EU,EUR,10.00,1,{}\n",
+                ts(d, 600),
+                ts(at, 700)
+            )
+        };
+        let nights = [
+            [
+                row("A", "C1", 0, "paid", 0),
+                row("B", "C1", 2, "paid", 2),
+                row("C", "C1", 4, "paid", 4),
+                row("D", "C2", 4, "paid", 4),
+                row("E", "C3", 1, "paid", 4),
+            ]
+            .concat(),
+            [
+                row("A", "C1", 0, "cancelled", 8),
+                row("C", "C1", 4, "shipped", 8),
+                row("E", "C3", 1, "cancelled", 8),
+                row("F", "C3", 6, "paid", 8),
+                row("G", "C2", 6, "paid", 8),
+            ]
+            .concat(),
+        ];
+        for (n, body) in nights.into_iter().enumerate() {
+            let key = format!("raw/orders/night-{n}.csv");
+            put_raw(
+                &lake,
+                &local,
+                &key,
+                format!("{header}{body}"),
+                4 * n as i64,
+                0,
+            )
+            .await;
+            ingestor.ingest(&key).await.unwrap();
+            aggregator
+                .aggregate(AggregateRequest::Scheduled {})
+                .await
+                .unwrap();
+        }
+        compare(&registry, &lake, store.as_ref(), 0).await.unwrap();
+    }
+}
