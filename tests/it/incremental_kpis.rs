@@ -4,7 +4,7 @@
 //! arriving before their order, month and year boundaries, and old silver files expiring.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -600,18 +600,59 @@ fn one_history() {
     rt.block_on(scenario(seed)).unwrap();
 }
 
+/// The orders header of the hand-written nights below.
+const ORDER_HEADER: &str = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
+
+/// An order version: `id` of customer `c` on day `d`, `status`, updated at hour `at`.
+fn order_row(id: &str, c: &str, d: i64, status: &str, at: i64) -> String {
+    format!(
+        "{id},{c},{},{status},EU,EUR,10.00,1,{}\n",
+        ts(d, 600),
+        ts(at, 700)
+    )
+}
+
+/// A local lake with the test contracts (`VERSION_COLUMNS[0]`) and its ingestor.
+struct OrdersLake {
+    registry: Arc<Registry>,
+    lake: PathBuf,
+    local: Arc<LocalStore>,
+    store: Arc<dyn ObjectStore>,
+    ingestor: Ingestor,
+}
+
+impl OrdersLake {
+    fn new(dir: &Path, contracts: &Path) -> Self {
+        let registry = registry(contracts, VERSION_COLUMNS[0]);
+        let lake = dir.join("lake");
+        std::fs::create_dir_all(&lake).unwrap();
+        let local = Arc::new(LocalStore::new(&lake).unwrap());
+        let store: Arc<dyn ObjectStore> = local.clone();
+        let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+        OrdersLake {
+            registry,
+            lake,
+            local,
+            store,
+            ingestor,
+        }
+    }
+
+    /// Night `n`'s orders export (`ORDER_HEADER` and `body`), landed 4 days after night 0's
+    /// per night and ingested.
+    async fn ingest_night(&self, n: usize, body: &str) {
+        let key = format!("raw/orders/night-{n}.csv");
+        let text = format!("{ORDER_HEADER}{body}");
+        put_raw(&self.lake, &self.local, &key, text, 4 * n as i64, 0).await;
+        self.ingestor.ingest(&key).await.unwrap();
+    }
+}
+
 /// The first-order state kept as deltas over several nights gives the same gold as one folded
 /// every night, and as a full recompute; a later night that folds the deltas reads them first.
 #[tokio::test(flavor = "multi_thread")]
 async fn first_order_deltas_give_the_gold_of_a_state_folded_every_night() {
-    let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
-    let row = |id: &str, c: &str, d: i64, status: &str, at: i64| {
-        format!(
-            "{id},{c},{},{status},EU,EUR,10.00,1,{}\n",
-            ts(d, 600),
-            ts(at, 700)
-        )
-    };
+    let row = order_row;
     let nights = [
         // C1 and C7 first on day 0 (and again on day 4), C2 on day 2.
         [
@@ -646,27 +687,12 @@ async fn first_order_deltas_give_the_gold_of_a_state_folded_every_night() {
     let mut golds = Vec::new();
     // Deltas never folded, then folded on the last night; folded every night.
     for shares in [[0, 0, 0, usize::MAX], [usize::MAX; 4]] {
-        let dir = tempfile::tempdir().unwrap();
-        let contracts = tempfile::tempdir().unwrap();
-        let registry = registry(contracts.path(), VERSION_COLUMNS[0]);
-        let lake = dir.path().join("lake");
-        std::fs::create_dir_all(&lake).unwrap();
-        let local = Arc::new(LocalStore::new(&lake).unwrap());
-        let store: Arc<dyn ObjectStore> = local.clone();
-        let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+        let (dir, contracts) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let orders = OrdersLake::new(dir.path(), contracts.path());
+        let (registry, lake, store) = (&orders.registry, &orders.lake, &orders.store);
         let mut deltas = Vec::new();
         for (n, (body, share)) in nights.iter().zip(shares).enumerate() {
-            let key = format!("raw/orders/night-{n}.csv");
-            put_raw(
-                &lake,
-                &local,
-                &key,
-                format!("{header}{body}"),
-                4 * n as i64,
-                0,
-            )
-            .await;
-            ingestor.ingest(&key).await.unwrap();
+            orders.ingest_night(n, body).await;
             // One bucket, which every night changes.
             Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"))
                 .with_delta_share(share)
@@ -690,7 +716,7 @@ async fn first_order_deltas_give_the_gold_of_a_state_folded_every_night() {
             );
         }
         assert_eq!(deltas[3], 0, "folded: {deltas:?}");
-        compare(&registry, &lake, store.as_ref(), 0).await.unwrap();
+        compare(registry, lake, store.as_ref(), 0).await.unwrap();
         golds.push(
             gold_table(store.as_ref(), layout::DAILY_KPIS)
                 .await
@@ -779,25 +805,13 @@ async fn a_cancelled_first_order_makes_the_next_order_the_first() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_first_order_found_on_an_extra_day_counts_in_its_regrouped_day() {
     for (group_bytes, buckets) in [(1u64, 1usize), (1, usize::MAX), (u64::MAX, 1)] {
-        let dir = tempfile::tempdir().unwrap();
-        let contracts = tempfile::tempdir().unwrap();
-        let registry = registry(contracts.path(), VERSION_COLUMNS[0]);
-        let lake = dir.path().join("lake");
-        std::fs::create_dir_all(&lake).unwrap();
-        let local = Arc::new(LocalStore::new(&lake).unwrap());
-        let store: Arc<dyn ObjectStore> = local.clone();
-        let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+        let (dir, contracts) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let orders = OrdersLake::new(dir.path(), contracts.path());
+        let (registry, lake, store) = (&orders.registry, &orders.lake, &orders.store);
         let aggregator = Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"))
             .with_group_bytes(group_bytes)
             .with_bucket_customers(buckets);
-        let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
-        let row = |id: &str, c: &str, d: i64, status: &str, at: i64| {
-            format!(
-                "{id},{c},{},{status},EU,EUR,10.00,1,{}\n",
-                ts(d, 600),
-                ts(at, 700)
-            )
-        };
+        let row = order_row;
         let nights = [
             [
                 row("A", "C1", 0, "paid", 0),
@@ -817,22 +831,12 @@ async fn a_first_order_found_on_an_extra_day_counts_in_its_regrouped_day() {
             .concat(),
         ];
         for (n, body) in nights.into_iter().enumerate() {
-            let key = format!("raw/orders/night-{n}.csv");
-            put_raw(
-                &lake,
-                &local,
-                &key,
-                format!("{header}{body}"),
-                4 * n as i64,
-                0,
-            )
-            .await;
-            ingestor.ingest(&key).await.unwrap();
+            orders.ingest_night(n, &body).await;
             aggregator
                 .aggregate(AggregateRequest::Scheduled {})
                 .await
                 .unwrap();
         }
-        compare(&registry, &lake, store.as_ref(), 0).await.unwrap();
+        compare(registry, lake, store.as_ref(), 0).await.unwrap();
     }
 }
