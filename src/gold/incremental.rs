@@ -128,9 +128,26 @@ pub fn bucket_count(customers: usize, per_bucket: usize, at_least: usize) -> usi
 /// The rows of `df` in `count` frames by the bucket of their `customer_id`.
 pub fn split_by_bucket(df: &DataFrame, count: usize) -> PolarsResult<Vec<DataFrame>> {
     let ids = df.column("customer_id")?.str()?;
-    let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); count.max(1)];
-    for (i, id) in ids.iter().enumerate() {
-        rows[bucket_of(id.unwrap_or_default(), count)].push(i as IdxSize);
+    split_rows(
+        df,
+        count.max(1),
+        ids.iter()
+            .map(|id| Some(bucket_of(id.unwrap_or_default(), count))),
+    )
+}
+
+/// The rows of `df` in `parts` frames: row `i` in the part `part_of` names for it (none: in no
+/// part), in row order.
+fn split_rows(
+    df: &DataFrame,
+    parts: usize,
+    part_of: impl Iterator<Item = Option<usize>>,
+) -> PolarsResult<Vec<DataFrame>> {
+    let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); parts];
+    for (i, part) in part_of.enumerate() {
+        if let Some(p) = part {
+            rows[p].push(i as IdxSize);
+        }
     }
     rows.into_iter()
         .map(|r| df.take(&IdxCa::from_vec("".into(), r)))
@@ -1344,16 +1361,13 @@ fn first_by_group(
         .enumerate()
         .flat_map(|(g, days)| days.iter().map(move |d| (values::epoch_days(*d), g)))
         .collect();
-    let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); groups.len()];
     let days = first.column(FIRST_ORDER_DATE)?.date()?.physical();
-    for (i, day) in days.iter().enumerate() {
-        if let Some(&g) = day.and_then(|d| group_of.get(&d)) {
-            rows[g].push(i as IdxSize);
-        }
-    }
-    rows.into_iter()
-        .map(|r| first.take(&IdxCa::from_vec("".into(), r)))
-        .collect()
+    split_rows(
+        first,
+        groups.len(),
+        days.iter()
+            .map(|day| day.and_then(|d| group_of.get(&d).copied())),
+    )
 }
 
 /// `a` unless `b` is earlier (a null `b` is never earlier).
