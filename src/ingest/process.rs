@@ -499,7 +499,8 @@ pub fn process_file(
         duplicates_dropped += dropped;
         let t = std::time::Instant::now();
         let reuse = crate::alloc::ReuseFreedMemory::new(crate::alloc::Keep::PARTITION_WRITES);
-        out.write_bucket(contract, &batch, &winners, &lineage, job)?;
+        let last = index + 1 == bucket_count;
+        out.write_bucket(contract, &batch, &winners, &lineage, job, last)?;
         drop(reuse);
         write += t.elapsed();
     }
@@ -614,7 +615,11 @@ const ENCODER_BYTES: usize = 32 * 1024 * 1024;
 
 /// A partition file still being written, with what it will be uploaded as.
 struct OpenPartition {
-    file: PartitionFile,
+    /// `None` once finished: after its rows of the last bucket, so its encoder and buffer are
+    /// freed for the next partition instead of 300 of them (a 60-day export) staying resident.
+    file: Option<PartitionFile>,
+    /// The finished file's size.
+    bytes: u64,
     staged: PathBuf,
     key: String,
 }
@@ -653,6 +658,7 @@ impl Outputs {
         winners: &[u32],
         lineage: &Lineage<'_>,
         job: &FileJob<'_>,
+        last_bucket: bool,
     ) -> Result<(), ProcessError> {
         self.collect_stats(contract, batch, winners);
         // Each row's partition key is built in one reused buffer: a key is allocated per
@@ -707,8 +713,15 @@ impl Outputs {
                     .join(format!("part-{:05}.parquet", self.open.len()));
                 let buffer = super::writer::buffer_bytes(job.memory_budget_bytes);
                 let file = PartitionFile::create(&staged, &self.schema, buffer)?;
-                self.open
-                    .insert(path.clone(), OpenPartition { file, staged, key });
+                self.open.insert(
+                    path.clone(),
+                    OpenPartition {
+                        file: Some(file),
+                        bytes: 0,
+                        staged,
+                        key,
+                    },
+                );
             }
             let summary = self
                 .partitions
@@ -749,9 +762,17 @@ impl Outputs {
                         while let Some((target, rows)) =
                             targets.get(next.fetch_add(1, Ordering::Relaxed))
                         {
-                            let mut df = silver::to_dataframe_with(contract, batch, rows, lineage)?;
                             let mut open = target.lock().unwrap_or_else(PoisonError::into_inner);
-                            open.file.write(&mut df)?;
+                            let file = open.file.as_mut().expect("finished after its last bucket");
+                            for rows in super::writer::row_groups(rows) {
+                                let mut df =
+                                    silver::to_dataframe_with(contract, batch, rows, lineage)?;
+                                file.write(&mut df)?;
+                            }
+                            if last_bucket {
+                                let file = open.file.take().expect("written above");
+                                open.bytes = file.finish()?;
+                            }
                         }
                         Ok(())
                     })
@@ -767,7 +788,10 @@ impl Outputs {
     fn finish(self) -> Result<(Vec<StagedFile>, Vec<PartitionSummary>, ColumnStats), ProcessError> {
         let mut files = Vec::with_capacity(self.open.len());
         for (path, open) in self.open {
-            let bytes = open.file.finish()?;
+            let bytes = match open.file {
+                Some(file) => file.finish()?,
+                None => open.bytes,
+            };
             files.push(StagedFile {
                 path: open.staged,
                 file: WrittenFile {
@@ -859,6 +883,73 @@ mod tests {
                 assert!(path.starts_with(&missing) && path.to_string_lossy().contains("spill-"))
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// `rows` orders of one day and region (one partition), the last tenth newer versions.
+    fn one_partition_export(rows: usize) -> String {
+        let mut csv = String::from(
+            "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+        );
+        for i in 0..rows {
+            let (id, at) = if i >= rows - rows / 10 {
+                (i % 1000, "12")
+            } else {
+                (i, "11")
+            };
+            csv.push_str(&format!(
+                "o{id},c{},2026-11-21T10:00:00Z,paid,EU,EUR,9.99,1,2026-11-21T{at}:00:00Z\n",
+                i % 97
+            ));
+        }
+        csv
+    }
+
+    #[test]
+    fn a_large_partition_is_written_in_capped_row_groups_and_every_row_read_back() {
+        use polars::prelude::{ParquetReader, SerReader};
+        let registry = crate::contract::Registry::builtin();
+        // After dedup, between two and three caps: three row groups.
+        let rows = 3 * super::super::writer::MAX_ROW_GROUP_ROWS;
+        let csv = one_partition_export(rows);
+        // One bucket, and a budget that spills many: the last bucket finishes the file early.
+        for budget in [512 << 20, 4 << 20] {
+            let work = tempfile::tempdir().unwrap();
+            let job = FileJob {
+                contract: registry.get("orders").unwrap(),
+                batch_id: "b",
+                source_uri: "mem://test",
+                ingested_at_micros: 0,
+                input_bytes: csv.len() as u64,
+                declared_csv_bytes: None,
+                memory_budget_bytes: budget,
+                work_dir: work.path(),
+                limits: Default::default(),
+            };
+            let FileOutcome::Processed(p) = process_file(csv.as_bytes(), &job).unwrap() else {
+                panic!("rejected")
+            };
+            assert_eq!(p.files.len(), 1, "one partition");
+            let kept = rows - rows / 10;
+            assert_eq!(p.rows_written, kept as u64);
+            assert_eq!(p.duplicates_dropped, (rows / 10) as u64);
+            let f = &p.files[0];
+            assert_eq!(f.file.bytes, std::fs::metadata(&f.path).unwrap().len());
+            let mut reader = ParquetReader::new(File::open(&f.path).unwrap());
+            let groups = reader.get_metadata().unwrap().row_groups.clone();
+            assert!(
+                groups
+                    .iter()
+                    .all(|g| g.num_rows() <= super::super::writer::MAX_ROW_GROUP_ROWS),
+                "budget {budget}"
+            );
+            if p.buckets == 1 {
+                assert_eq!(groups.len(), 3, "{kept} rows in one bucket");
+            }
+            let df = reader.finish().unwrap();
+            assert_eq!(df.height(), kept, "budget {budget}");
+            let distinct = df.column("order_id").unwrap().n_unique().unwrap();
+            assert_eq!(distinct, kept, "every key once, budget {budget}");
         }
     }
 

@@ -1,5 +1,5 @@
-//! Writes a partition's silver Parquet file: zstd, min/max/null statistics, a row group per
-//! bucket.
+//! Writes a partition's silver Parquet file: zstd, min/max/null statistics, row groups of at
+//! most [`MAX_ROW_GROUP_ROWS`] rows, split anew for each bucket.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -7,8 +7,24 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-/// One partition's zstd Parquet file, written a row group per bucket: a batch leaves one file
-/// per partition however many buckets its memory budget needed.
+/// Most rows in one row group. Each encoding thread holds its row group twice over, as a polars
+/// frame and as encoded pages, and that memory is faulted in afresh (page faults are most of
+/// ingest's system time here). A one-day export of 1 M orders has partitions of 200 k rows:
+/// encoded whole, the two encoders took 80 MiB of ingest's 210 MiB peak; in row groups of
+/// 50 k rows the peak was 161 MiB and the page faults 24% fewer (5 alternating runs), at the
+/// same speed. The files grew 4.6% (17.4 to 18.2 MB; DuckDB's, of 122,880-row groups, are
+/// 19.0 MB). Partitions of a wide export are far smaller and keep one row group a bucket.
+pub const MAX_ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// `rows` in order, in as few row groups as [`MAX_ROW_GROUP_ROWS`] allows, of about equal size:
+/// a short last group would cost its own dictionaries and statistics for a few rows.
+pub fn row_groups(rows: &[u32]) -> impl Iterator<Item = &[u32]> {
+    let groups = rows.len().div_ceil(MAX_ROW_GROUP_ROWS).max(1);
+    rows.chunks(rows.len().div_ceil(groups).max(1))
+}
+
+/// One partition's zstd Parquet file: a batch leaves one file per partition however many
+/// buckets its memory budget needed.
 pub struct PartitionFile {
     writer: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
 }
@@ -48,5 +64,39 @@ impl PartitionFile {
     /// Writes the footer; returns the file's size in bytes.
     pub fn finish(self) -> PolarsResult<u64> {
         self.writer.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_groups_are_as_few_as_the_cap_allows_and_about_equal() {
+        let max = MAX_ROW_GROUP_ROWS;
+        for n in [
+            0,
+            1,
+            7,
+            max - 1,
+            max,
+            max + 1,
+            3 * max,
+            3 * max + 1,
+            200_000,
+            1_000_003,
+        ] {
+            let rows: Vec<u32> = (0..n as u32).collect();
+            let groups: Vec<&[u32]> = row_groups(&rows).collect();
+            assert_eq!(groups.len(), n.div_ceil(max), "{n} rows");
+            assert_eq!(groups.concat(), rows, "{n} rows, in order");
+            let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+            let (low, high) = (sizes.iter().min(), sizes.iter().max());
+            assert!(high.is_none_or(|&h| h <= max), "{n} rows: {sizes:?}");
+            // Shorter only by what an even split cannot spread: less than one row a group.
+            if let (Some(low), Some(high)) = (low, high) {
+                assert!(high - low < groups.len(), "{n} rows: {sizes:?}");
+            }
+        }
     }
 }
