@@ -866,23 +866,33 @@ mod tests {
         }
         let work = tempfile::tempdir().unwrap();
         let missing = work.path().join("gone");
-        let job = FileJob {
-            contract: registry.get("orders").unwrap(),
-            batch_id: "b",
-            source_uri: "mem://test",
-            ingested_at_micros: 0,
-            input_bytes: csv.len() as u64,
-            declared_csv_bytes: None,
-            memory_budget_bytes: 1024 * 1024,
-            work_dir: &missing,
-            limits: Default::default(),
-        };
+        let job = orders_job(&registry, &csv, 1024 * 1024, &missing);
         assert!(plan_buckets(job.input_bytes, job.memory_budget_bytes) > 1);
         match process_file(csv.as_bytes(), &job) {
             Err(ProcessError::WorkDir { path, .. }) => {
                 assert!(path.starts_with(&missing) && path.to_string_lossy().contains("spill-"))
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A job ingesting `csv` as orders under `budget`.
+    fn orders_job<'a>(
+        registry: &'a crate::contract::Registry,
+        csv: &str,
+        budget: usize,
+        work_dir: &'a Path,
+    ) -> FileJob<'a> {
+        FileJob {
+            contract: registry.get("orders").unwrap(),
+            batch_id: "b",
+            source_uri: "mem://test",
+            ingested_at_micros: 0,
+            input_bytes: csv.len() as u64,
+            declared_csv_bytes: None,
+            memory_budget_bytes: budget,
+            work_dir,
+            limits: Default::default(),
         }
     }
 
@@ -915,17 +925,7 @@ mod tests {
         // One bucket, and a budget that spills many: the last bucket finishes the file early.
         for budget in [512 << 20, 4 << 20] {
             let work = tempfile::tempdir().unwrap();
-            let job = FileJob {
-                contract: registry.get("orders").unwrap(),
-                batch_id: "b",
-                source_uri: "mem://test",
-                ingested_at_micros: 0,
-                input_bytes: csv.len() as u64,
-                declared_csv_bytes: None,
-                memory_budget_bytes: budget,
-                work_dir: work.path(),
-                limits: Default::default(),
-            };
+            let job = orders_job(&registry, &csv, budget, work.path());
             let FileOutcome::Processed(p) = process_file(csv.as_bytes(), &job).unwrap() else {
                 panic!("rejected")
             };
