@@ -741,10 +741,20 @@ impl Outputs {
             .collect();
         // Largest first, so the last partition to finish is a small one.
         targets.sort_by_key(|(_, rows)| std::cmp::Reverse(rows.len()));
-        let longest = targets.first().map_or(0, |(_, rows)| rows.len());
+        // Frames are built a row group at a time, so the lineage columns need only be as long
+        // as the largest row group, not the largest partition: at one day of 1 M rows (row
+        // groups of 50 k rows) 2.5 MB of memory faulted in instead of 10.
+        let longest = targets
+            .iter()
+            .flat_map(|(_, rows)| super::writer::row_groups(rows))
+            .map(<[u32]>::len)
+            .max()
+            .unwrap_or(0);
         if self.lineage.as_ref().is_none_or(|l| l.len() < longest) {
-            // A quarter more than needed: the next bucket's partitions are about as large.
-            self.lineage = Some(silver::LineageColumns::new(lineage, longest + longest / 4));
+            // A quarter more than needed (the next bucket's partitions are about as large), never
+            // more than a row group can hold.
+            let len = (longest + longest / 4).min(super::writer::MAX_ROW_GROUP_ROWS);
+            self.lineage = Some(silver::LineageColumns::new(lineage, len));
         }
         let lineage = self.lineage.as_ref().expect("built above");
         let next = AtomicUsize::new(0);
