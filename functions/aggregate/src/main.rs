@@ -11,6 +11,7 @@ use shoplake::stages::aggregate::Aggregator as Service;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shoplake::telemetry::init_lambda();
+    shoplake::alloc::limit_arenas();
     let registry = Arc::new(Registry::from_env()?);
     let service = Service::from_env(&shoplake::aws::sdk_config().await, registry)?;
     let service = &service;

@@ -283,6 +283,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     shoplake::telemetry::init_cli();
+    shoplake::alloc::limit_arenas();
     match run(Cli::parse()).await {
         Ok(code) => code,
         // A closed pipe (`lake … | head`) is the reader's choice, not a failure.
