@@ -615,13 +615,18 @@ const ENCODER_BYTES: usize = 32 * 1024 * 1024;
 
 /// A partition file still being written, with what it will be uploaded as.
 struct OpenPartition {
-    /// `None` once finished: after its rows of the last bucket, so its encoder and buffer are
-    /// freed for the next partition instead of 300 of them (a 60-day export) staying resident.
-    file: Option<PartitionFile>,
-    /// The finished file's size.
-    bytes: u64,
+    file: FileState,
     staged: PathBuf,
     key: String,
+}
+
+/// A partition file is finished after its rows of the last bucket, so its encoder and buffer
+/// are freed for the next partition instead of 300 of them (a 60-day export) staying resident.
+enum FileState {
+    /// Boxed: a writer is some 700 bytes, a finished file eight.
+    Writing(Box<PartitionFile>),
+    /// Closed, this many bytes long.
+    Finished(u64),
 }
 
 /// Accumulates partition files, summaries and column statistics across buckets.
@@ -716,8 +721,7 @@ impl Outputs {
                 self.open.insert(
                     path.clone(),
                     OpenPartition {
-                        file: Some(file),
-                        bytes: 0,
+                        file: FileState::Writing(Box::new(file)),
                         staged,
                         key,
                     },
@@ -773,15 +777,19 @@ impl Outputs {
                             targets.get(next.fetch_add(1, Ordering::Relaxed))
                         {
                             let mut open = target.lock().unwrap_or_else(PoisonError::into_inner);
-                            let file = open.file.as_mut().expect("finished after its last bucket");
+                            let FileState::Writing(file) = &mut open.file else {
+                                unreachable!("a file is finished after its last bucket only")
+                            };
                             for rows in super::writer::row_groups(rows) {
                                 let mut df =
                                     silver::to_dataframe_with(contract, batch, rows, lineage)?;
                                 file.write(&mut df)?;
                             }
-                            if last_bucket {
-                                let file = open.file.take().expect("written above");
-                                open.bytes = file.finish()?;
+                            if last_bucket
+                                && let FileState::Writing(file) =
+                                    std::mem::replace(&mut open.file, FileState::Finished(0))
+                            {
+                                open.file = FileState::Finished(file.finish()?);
                             }
                         }
                         Ok(())
@@ -799,8 +807,8 @@ impl Outputs {
         let mut files = Vec::with_capacity(self.open.len());
         for (path, open) in self.open {
             let bytes = match open.file {
-                Some(file) => file.finish()?,
-                None => open.bytes,
+                FileState::Writing(file) => file.finish()?,
+                FileState::Finished(bytes) => bytes,
             };
             files.push(StagedFile {
                 path: open.staged,
@@ -846,6 +854,7 @@ impl Outputs {
 
 #[cfg(test)]
 mod tests {
+    use super::super::writer::MAX_ROW_GROUP_ROWS;
     use super::*;
 
     #[test]
@@ -930,7 +939,7 @@ mod tests {
         use polars::prelude::{ParquetReader, SerReader};
         let registry = crate::contract::Registry::builtin();
         // After dedup, between two and three caps: three row groups.
-        let rows = 3 * super::super::writer::MAX_ROW_GROUP_ROWS;
+        let rows = 3 * MAX_ROW_GROUP_ROWS;
         let csv = one_partition_export(rows);
         // One bucket, and a budget that spills many: the last bucket finishes the file early.
         for budget in [512 << 20, 4 << 20] {
@@ -948,9 +957,7 @@ mod tests {
             let mut reader = ParquetReader::new(File::open(&f.path).unwrap());
             let groups = reader.get_metadata().unwrap().row_groups.clone();
             assert!(
-                groups
-                    .iter()
-                    .all(|g| g.num_rows() <= super::super::writer::MAX_ROW_GROUP_ROWS),
+                groups.iter().all(|g| g.num_rows() <= MAX_ROW_GROUP_ROWS),
                 "budget {budget}"
             );
             if p.buckets == 1 {
