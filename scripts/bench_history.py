@@ -17,12 +17,14 @@ Each measured process reports wall time, user/system CPU and peak RSS (wait4 of 
 and the bytes it read through read(2) (`rchar` of /proc/<pid>/io, read after the child exits and
 before it is reaped). Repeated runs of a night start from a hard-linked copy of the lake taken
 before it (every lake write is a new file renamed into place, so the copy never changes), so each
-repetition measures the same night. From the medians it fits time and RSS against H and turns the
-slopes into the daily volume and years of history each Lambda's memory and timeout (read from
-infra/template.yaml) allow.
+repetition measures the same night. A second lake at ten times the daily volume is grown to 31
+days (a full update window) and its next night measured the same way: the volume probe. From the
+medians it fits time and RSS against H, takes the growth with the daily volume from the probe,
+and turns both into the daily volume and years of history each Lambda's memory and timeout (read
+from infra/template.yaml) allow (see `envelope`).
 
   bench_history.py --lake BIN --work-dir DIR --out JSON [--horizons 7,90,365] [--scale 1]
-                   [--runs 3] [--aggregate-every 1]
+                   [--runs 3] [--aggregate-every 1] [--volume-probe 10:31|none]
 
 Internally `--make-days` runs the exports' maker as a separate process, so the big samples it
 keeps never inflate the measured children (a child's peak RSS starts from its parent's at fork).
@@ -204,10 +206,10 @@ def serve_days(args):
 
 
 class Days:
-    def __init__(self, args, raw_dir, gen_dir, first):
+    def __init__(self, args, raw_dir, gen_dir, first, scale):
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--make-days", "--lake", args.lake, "--raw-dir", raw_dir,
-             "--gen-dir", gen_dir, "--scale", str(args.scale), "--seed", str(args.seed),
+             "--gen-dir", gen_dir, "--scale", str(scale), "--seed", str(args.seed),
              "--first-day", first.isoformat()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -570,14 +572,31 @@ def fit(xs, ys):
     return my - slope * mx, slope
 
 
+def history_points(report):
+    """The measured points the history slope is fitted on: those whose night's update window is
+    full (history of at least the window). A shorter history's night recomputes fewer days (its
+    updates reach back only as far as its history), so it lies below the long-history line and
+    would tilt the slope; with fewer than two full-window points, all of them."""
+    full = [h for h in report["horizons"] if h["history_days"] >= report["update_window_days"]]
+    return full if len(full) >= 2 else report["horizons"]
+
+
 def envelope(report, functions):
-    """From the measured lines (a + b·H at the bench's daily volume V0): the history each Lambda
-    allows at 1 M orders/day, and the daily volume it allows at 3 years. The part of a night's
-    cost above the same stage on an empty lake (the fixed cost of the process) is taken to grow
-    in proportion to the daily volume, intercept and slope alike; ingest's memory is bounded by
-    its budget instead, so for it the memory line overstates."""
+    """From the measured lines, the history each Lambda allows at 1 M orders/day and the daily
+    volume it allows at 3 years.
+
+    At the bench's volume V0 a stage's cost is a + b·H (fitted on the full-window points,
+    `history_points`). What grows with history is taken to grow with the volume too (b·H·V/V0:
+    a day of history at 10× the volume holds 10× the keys). The intercept's growth with the
+    volume is measured by the volume probe (the next night of a lake at a larger volume V1 and
+    history H1): a(V) = a + s·(V - V0), with s = (y1 - b·H1·V1/V0 - a) / (V1 - V0), not below
+    0. Without a probe, the part of a above the same stage on an empty lake (the process's
+    fixed cost) is scaled in proportion to the volume, which overstates it. Ingest's memory is
+    bounded by its budget, so for it the memory line overstates either way."""
     v0 = report["orders_per_day"]
-    hs = [h["history_days"] for h in report["horizons"]]
+    points = history_points(report)
+    hs = [h["history_days"] for h in points]
+    probe = report.get("volume_probe")
     target_v, target_h = 1_000_000, 3 * 365
     rows = []
     for key, fn in LAMBDA_OF.items():
@@ -586,27 +605,41 @@ def envelope(report, functions):
         limits = functions[fn]
         for measure_name, field, limit in (("memory", "peak_rss_mib", limits["memory_mb"]),
                                            ("timeout", "max_process_wall_s", limits["timeout_s"])):
-            ys = [h["stages"][key][field] for h in report["horizons"]]
-            a, b = fit(hs, ys)
+            a, b = fit(hs, [h["stages"][key][field] for h in points])
             if a is None:
                 continue
+            b = max(b, 0.0)
             fixed = min(report["empty_lake"][key][field], a)
-            grows = lambda v, h: fixed + (a - fixed + max(b, 0) * h) * v / v0
-            scale = target_v / v0
-            # None: no limit from history (the line does not rise).
-            if grows(target_v, 0) > limit:
-                years = 0.0
-            elif b <= 0:
-                years = None
+            if probe:
+                v1, h1 = probe["orders_per_day"], probe["history_days"]
+                y1 = probe["stages"][key][field]
+                s = max((y1 - b * h1 * v1 / v0 - a) / (v1 - v0), 0.0)
+                intercept = lambda v: a + s * (v - v0)
+                model = "probe"
             else:
-                years = ((limit - fixed) / scale - (a - fixed)) / b / 365
-            per_volume = (a - fixed + max(b, 0) * target_h) / v0
+                s = (a - fixed) / v0
+                intercept = lambda v: fixed + (a - fixed) * v / v0
+                model = "proportional"
+            cost = lambda v, h: intercept(v) + b * h * v / v0
+            per_history_day = b * target_v / v0
+            if intercept(target_v) > limit:
+                years = 0.0
+            elif per_history_day <= 0:
+                years = None  # no limit from history (the line does not rise)
+            else:
+                years = (limit - intercept(target_v)) / per_history_day / 365
+            # cost(v, H) is a line in v: c0 + c1·v.
+            c1 = s + b * target_h / v0
+            c0 = cost(0, target_h)
+            volume = (limit - c0) / c1 if c1 > 0 else None
             rows.append({"stage": key, "lambda": fn, "limit": measure_name,
                          "limit_value": limit, "fixed": fixed, "intercept": a,
-                         "slope_per_day": b, "years_at_1m_orders_per_day": years,
-                         "orders_per_day_at_3_years":
-                             (limit - fixed) / per_volume if per_volume > 0 else None,
-                         "fits_1m_for_3_years": grows(target_v, target_h) <= limit})
+                         "slope_per_day": b, "volume_model": model,
+                         "slope_per_order_per_day": s,
+                         "at_1m_for_3_years": cost(target_v, target_h),
+                         "years_at_1m_orders_per_day": years,
+                         "orders_per_day_at_3_years": volume,
+                         "fits_1m_for_3_years": cost(target_v, target_h) <= limit})
     return rows
 
 
@@ -684,13 +717,33 @@ def print_report(r):
     speed = ratio(last["stages"]["duckdb"]["wall_s"], last["stages"]["aggregate"]["wall_s"])
     print(f"   aggregate vs DuckDB at H={hs[-1]}: {fx(speed)}×  "
           f"{'ok' if speed and speed >= 10 else 'MISSED'}")
-    print(f"\nEnvelope from the measured slopes: a + b·H at {r['orders_per_day']:,} orders/day, the "
-          f"part above the same stage on an empty lake scaled in proportion to the daily volume; "
-          f"a stage's largest single process against its Lambda's MemorySize/Timeout in "
+    probe = r.get("volume_probe")
+    if probe:
+        print(f"\nvolume probe: a lake of {probe['orders_per_day']:,} orders, "
+              f"{probe['payments_per_day']:,} payments and {probe['customers_per_day']:,} "
+              f"customers a day (scale {probe['scale']:g}), the night after "
+              f"H={probe['history_days']} (build took {probe['build_minutes']:.1f} min):")
+        for key, (label, _) in STAGES.items():
+            print(f"   {label:<40} {fmt_cell(probe['stages'][key])}")
+        a, d = probe["stages"]["aggregate"], probe["stages"]["duckdb"]
+        eq = probe["gold_vs_duckdb"]
+        print(f"   aggregate against DuckDB: speed {fx(ratio(d['wall_s'], a['wall_s']))}×   "
+              f"RSS {fx(ratio(a['peak_rss_mib'], d['peak_rss_mib']))}×   gold = DuckDB: "
+              f"{'yes' if eq['equal'] else 'NO ' + json.dumps({k: v for k, v in eq.items() if k != 'equal'})}")
+    fitted = [h["history_days"] for h in history_points(r)]
+    print(f"\nEnvelope from the measured slopes: a + b·H at {r['orders_per_day']:,} orders/day, "
+          f"fitted on H={','.join(map(str, fitted))} (a full {r['update_window_days']}-day "
+          f"update window); b·H grows with the daily volume V; "
+          + (f"the intercept grows by s per order/day, measured by the volume probe "
+             f"(a + s·(V − {r['orders_per_day']:,})); " if probe else
+             "the part of a above the same stage on an empty lake is scaled in proportion to V "
+             "(no volume probe: this overstates it); ")
+          + f"a stage's largest single process against its Lambda's MemorySize/Timeout in "
           f"{r['template']}:")
-    print("| stage | Lambda | limit | empty lake | a | b per day | years of history at 1 M "
-          "orders/day | orders/day at 3 years | 1 M × 3 y fits |")
-    print("|---|---|---|---:|---:|---:|---:|---:|:---:|")
+    print("| stage | Lambda | limit | empty lake | a | b per day | s per 1k orders/day "
+          "| at 1 M/day, 3 years | years of history at 1 M orders/day | orders/day at 3 years "
+          "| 1 M × 3 y fits |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for e in r["envelope"]:
         unit = "MiB" if e["limit"] == "memory" else "s"
         limit = f"{e['limit']} {e['limit_value']} {'MB' if unit == 'MiB' else 's'}"
@@ -699,11 +752,82 @@ def print_report(r):
         years = e["years_at_1m_orders_per_day"]
         print(f"| {STAGES[e['stage']][0]} | {e['lambda']} | {limit} | {e['fixed']:.2f} {unit} "
               f"| {e['intercept']:.2f} {unit} "
-              f"| {e['slope_per_day']:.4f} {unit} | {'∞' if years is None else f'{years:.1f}'} | "
+              f"| {e['slope_per_day']:.4f} {unit} "
+              f"| {e['slope_per_order_per_day'] * 1000:.3f} {unit} "
+              f"| {e['at_1m_for_3_years']:.0f} {unit} "
+              f"| {'∞' if years is None else f'{years:.1f}'} | "
               f"{volume} | {'yes' if e['fits_1m_for_3_years'] else 'no'} |")
 
 
 # ----------------------------------------------------------------------------- main
+
+def grow(args, work, scale, horizons, functions, report):
+    """Grows one lake in `work` a day at a time at `scale` to the largest of `horizons` (+1
+    night), measuring the next night at each; with `report`, also the stages on an empty lake
+    first (into report["empty_lake"]). Returns the measured points and each day's row counts."""
+    lake_dir, scratch = work / "lake", work / "scratch"
+    (lake_dir / "raw").mkdir(parents=True)
+    scratch.mkdir()
+    days = Days(args, lake_dir / "raw", scratch / "gen", first_day(horizons), scale)
+    stages = Stages(args, lake_dir, scratch, functions)
+    print(f"== growing one lake to {horizons[-1]} days (+1 night), scale {scale:g}, "
+          f"measuring the next night at H={','.join(map(str, horizons))}; lake in {lake_dir}",
+          flush=True)
+    started = time.perf_counter()
+    measured_s = 0.0
+    points, volumes = [], []
+    try:
+        for k in range(1, horizons[-1] + 2):
+            day = days.make(k)
+            if k == 1 and report is not None:
+                headers = {ds: Path(day["files"][ds]).open().readline() for ds in DATASETS}
+                report["empty_lake"] = baseline(args, work, functions, headers, args.runs)
+            history = k - 1
+            if history in horizons:
+                print(f"  H={history}: night {k} ({day['date']}), {args.runs} runs", flush=True)
+                t0 = time.perf_counter()
+                runs, compared = measure_night(stages, day, lake_dir, work, args.runs,
+                                               args.threads, args.keep)
+                measured_s += time.perf_counter() - t0
+                points.append({
+                    "history_days": history, "night": k, "date": day["date"], "rows": day["rows"],
+                    "silver_bytes": {ds: sum(p.stat().st_size for p in
+                                             (lake_dir / "processed" / ds).rglob("*.parquet"))
+                                     for ds in DATASETS},
+                    "silver_files": {ds: sum(1 for _ in (lake_dir / "processed" / ds).rglob(
+                        "*.parquet")) for ds in DATASETS},
+                    "stages": {key: stage_figures(runs, key, picks)
+                               for key, (_, picks) in STAGES.items()},
+                    "gold_vs_duckdb": compared, "runs": runs})
+            else:
+                aggregate = k % args.aggregate_every == 0 or k in horizons
+                night(stages, day, measured=False, aggregate=aggregate)
+            volumes.append({ds: sum(day["rows"][ds].values()) for ds in DATASETS})
+            if k % 10 == 0:
+                spent = time.perf_counter() - started
+                building = (spent - measured_s) / k
+                # A floor: nights whose cost grows with history make the rest slower still.
+                left = (horizons[-1] + 1 - k) * building / 60
+                print(f"  day {k}/{horizons[-1] + 1}: {spent / 60:.1f} min so far, "
+                      f"{building:.1f} s per built day, at least {left:.0f} min to go", flush=True)
+    finally:
+        days.close()
+    return points, volumes
+
+
+def volume_probe(text):
+    """`SCALE:H` (the probe's volume against --scale's, and its history in days) or `none`."""
+    if text.strip().lower() in ("", "none", "0"):
+        return None
+    try:
+        factor, h = text.split(":")
+        factor, h = float(factor), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SCALE:H, e.g. 10:31, or none")
+    if factor <= 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: SCALE must be above 1 and H at least 1")
+    return factor, h
+
 
 def main():
     if sys.argv[1:2] == ["--make-days"]:
@@ -732,7 +856,13 @@ def main():
                          "(1: every night, as production; the night before a measured one always)")
     ap.add_argument("--template", type=Path, default=HERE.parent / "infra" / "template.yaml")
     ap.add_argument("--keep", action="store_true",
-                    help="keep the lake, and the lake before each measured night, in the work dir")
+                    help="keep the lakes, and the lake before each measured night, in the work "
+                         "dir (main/ and probe/)")
+    ap.add_argument("--volume-probe", type=volume_probe, default=volume_probe("10:31"),
+                    metavar="SCALE:H",
+                    help="also grow a lake at SCALE times --scale's daily volume to H days and "
+                         "measure its next night: the envelope's slope in the daily volume "
+                         "(default 10:31, a full update window; 'none' to skip)")
     args = ap.parse_args()
     horizons = sorted({int(h) for h in args.horizons.split(",")})
     functions = lambda_limits(args.template)
@@ -740,64 +870,32 @@ def main():
 
     work = args.work_dir
     shutil.rmtree(work, ignore_errors=True)
-    lake_dir, scratch = work / "lake", work / "scratch"
-    (lake_dir / "raw").mkdir(parents=True)
-    scratch.mkdir()
-    first = first_day(horizons)
-    days = Days(args, lake_dir / "raw", scratch / "gen", first)
-    stages = Stages(args, lake_dir, scratch, functions)
     report = {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "threads": args.threads, "runs": args.runs,
               "scale": args.scale, "seed": args.seed, "aggregate_every": args.aggregate_every,
-              "first_day": first.isoformat(), "update_share": UPDATE_SHARE,
+              "first_day": first_day(horizons).isoformat(), "update_share": UPDATE_SHARE,
               "update_window_days": UPDATE_WINDOW_DAYS,
               "duckdb_version": version("duckdb"), "template": str(args.template),
               "lambdas": functions, "horizons": []}
-    print(f"== growing one lake to {horizons[-1]} days (+1 night), scale {args.scale:g}, "
-          f"measuring the next night at H={','.join(map(str, horizons))}; lake in {lake_dir}",
-          flush=True)
     started = time.perf_counter()
-    measured_s = 0.0
-    volumes = []
-    try:
-        for k in range(1, horizons[-1] + 2):
-            day = days.make(k)
-            if k == 1:
-                headers = {ds: Path(day["files"][ds]).open().readline() for ds in DATASETS}
-                report["empty_lake"] = baseline(args, work, functions, headers, args.runs)
-            history = k - 1
-            if history in horizons:
-                print(f"  H={history}: night {k} ({day['date']}), {args.runs} runs", flush=True)
-                t0 = time.perf_counter()
-                runs, compared = measure_night(stages, day, lake_dir, work, args.runs,
-                                               args.threads, args.keep)
-                measured_s += time.perf_counter() - t0
-                report["horizons"].append({
-                    "history_days": history, "night": k, "date": day["date"], "rows": day["rows"],
-                    "silver_bytes": {ds: sum(p.stat().st_size for p in
-                                             (lake_dir / "processed" / ds).rglob("*.parquet"))
-                                     for ds in DATASETS},
-                    "silver_files": {ds: sum(1 for _ in (lake_dir / "processed" / ds).rglob(
-                        "*.parquet")) for ds in DATASETS},
-                    "stages": {key: stage_figures(runs, key, picks)
-                               for key, (_, picks) in STAGES.items()},
-                    "gold_vs_duckdb": compared, "runs": runs})
-            else:
-                aggregate = k % args.aggregate_every == 0 or k in horizons
-                night(stages, day, measured=False, aggregate=aggregate)
-            volumes.append({ds: sum(day["rows"][ds].values()) for ds in DATASETS})
-            if k % 10 == 0:
-                spent = time.perf_counter() - started
-                building = (spent - measured_s) / k
-                # A floor: nights whose cost grows with history make the rest slower still.
-                left = (horizons[-1] + 1 - k) * building / 60
-                print(f"  day {k}/{horizons[-1] + 1}: {spent / 60:.1f} min so far, "
-                      f"{building:.1f} s per built day, at least {left:.0f} min to go", flush=True)
-    finally:
-        days.close()
+    report["horizons"], volumes = grow(args, work / "main", args.scale, horizons, functions,
+                                       report)
+    if not args.keep:
+        shutil.rmtree(work / "main", ignore_errors=True)
     report["build_minutes"] = (time.perf_counter() - started) / 60
     for ds in DATASETS:
         report[f"{ds}_per_day"] = round(statistics.mean(v[ds] for v in volumes[1:] or volumes))
+    report["volume_probe"] = None
+    if args.volume_probe:
+        factor, h = args.volume_probe
+        scale = args.scale * factor
+        started = time.perf_counter()
+        [point], volumes = grow(args, work / "probe", scale, [h], functions, None)
+        point["scale"] = scale
+        point["build_minutes"] = (time.perf_counter() - started) / 60
+        for ds in DATASETS:
+            point[f"{ds}_per_day"] = round(statistics.mean(v[ds] for v in volumes[1:] or volumes))
+        report["volume_probe"] = point
     report["envelope"] = envelope(report, functions)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -805,7 +903,8 @@ def main():
     print(f"\nwritten: {args.out}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    if not all(h["gold_vs_duckdb"]["equal"] for h in report["horizons"]):
+    points = report["horizons"] + ([report["volume_probe"]] if report["volume_probe"] else [])
+    if not all(h["gold_vs_duckdb"]["equal"] for h in points):
         sys.exit("gold differs from DuckDB's recompute of the same silver")
 
 

@@ -5,9 +5,11 @@
 #   BENCH_HISTORY_SCALE=1        rows per day against issue 15's shop (~30k orders/day)
 #   BENCH_HISTORY_RUNS=3         repetitions of each measured night (medians)
 #   BENCH_HISTORY_AGGREGATE_EVERY=1  nights between aggregates while building history
+#   BENCH_HISTORY_PROBE=10:31    a second lake at 10x the daily volume, its night after 31 days
+#                                measured too: the envelope's slope in the volume (none: skip)
 #   BENCH_HISTORY_WORK=...       where the lake grows (removed afterwards; a few GB at scale 1)
-#   BENCH_HISTORY_KEEP=1         keep the lake, and the lake before each measured night
-#                                (before-night-<date>: to run that night again with another binary)
+#   BENCH_HISTORY_KEEP=1         keep the lakes (main/, probe/), and the lake before each measured
+#                                night (before-night-<date>: to run it again with another binary)
 # The figures land in target/bench/history.json (and on stdout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +27,5 @@ python3 scripts/bench_history.py \
   --scale "${BENCH_HISTORY_SCALE:-1}" \
   --runs "${BENCH_HISTORY_RUNS:-3}" \
   --aggregate-every "${BENCH_HISTORY_AGGREGATE_EVERY:-1}" \
+  --volume-probe "${BENCH_HISTORY_PROBE:-10:31}" \
   ${BENCH_HISTORY_KEEP:+--keep}
