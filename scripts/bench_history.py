@@ -731,9 +731,12 @@ def print_report(r):
               f"RSS {fx(ratio(a['peak_rss_mib'], d['peak_rss_mib']))}×   gold = DuckDB: "
               f"{'yes' if eq['equal'] else 'NO ' + json.dumps({k: v for k, v in eq.items() if k != 'equal'})}")
     fitted = [h["history_days"] for h in history_points(r)]
+    window = r["update_window_days"]
+    full = (f"a full {window}-day update window" if min(fitted) >= window else
+            f"all of them: fewer than two have a full {window}-day update window")
     print(f"\nEnvelope from the measured slopes: a + b·H at {r['orders_per_day']:,} orders/day, "
-          f"fitted on H={','.join(map(str, fitted))} (a full {r['update_window_days']}-day "
-          f"update window); b·H grows with the daily volume V; "
+          f"fitted on H={','.join(map(str, fitted))} ({full}); b·H grows with the daily "
+          f"volume V; "
           + (f"the intercept grows by s per order/day, measured by the volume probe "
              f"(a + s·(V − {r['orders_per_day']:,})); " if probe else
              "the part of a above the same stage on an empty lake is scaled in proportion to V "
