@@ -663,6 +663,17 @@ def fx(x, digits=2):
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def against_duckdb(point):
+    """A measured night's aggregate against DuckDB: speed, RSS, and whether gold equals its
+    recompute (what differs if not)."""
+    a, d = point["stages"]["aggregate"], point["stages"]["duckdb"]
+    eq = point["gold_vs_duckdb"]
+    gold = "yes" if eq["equal"] else "NO " + json.dumps(
+        {k: v for k, v in eq.items() if k != "equal"})
+    return (f"speed {fx(ratio(d['wall_s'], a['wall_s']))}×   "
+            f"RSS {fx(ratio(a['peak_rss_mib'], d['peak_rss_mib']))}×   gold = DuckDB: {gold}")
+
+
 def print_report(r):
     m = r["machine"]
     hs = [h["history_days"] for h in r["horizons"]]
@@ -702,11 +713,7 @@ def print_report(r):
     print("\naggregate against DuckDB over the same silver (DuckDB's time / ours; our RSS / "
           "DuckDB's; gold equal to DuckDB's recompute, row for row):")
     for h in r["horizons"]:
-        a, d = h["stages"]["aggregate"], h["stages"]["duckdb"]
-        eq = h["gold_vs_duckdb"]
-        print(f"   H={h['history_days']:<4} speed {fx(ratio(d['wall_s'], a['wall_s']))}×   "
-              f"RSS {fx(ratio(a['peak_rss_mib'], d['peak_rss_mib']))}×   gold = DuckDB: "
-              f"{'yes' if eq['equal'] else 'NO ' + json.dumps({k: v for k, v in eq.items() if k != 'equal'})}")
+        print(f"   H={h['history_days']:<4} {against_duckdb(h)}")
     print(f"\nTargets (issue 15): at H={hs[-1]} each nightly stage ≤ 1.5× its H={hs[0]} time and "
           f"RSS; aggregate ≥ 10× faster than DuckDB; 1 M orders/day for 3 years fits:")
     for key in LAMBDA_OF:
@@ -725,11 +732,7 @@ def print_report(r):
               f"H={probe['history_days']} (build took {probe['build_minutes']:.1f} min):")
         for key, (label, _) in STAGES.items():
             print(f"   {label:<40} {fmt_cell(probe['stages'][key])}")
-        a, d = probe["stages"]["aggregate"], probe["stages"]["duckdb"]
-        eq = probe["gold_vs_duckdb"]
-        print(f"   aggregate against DuckDB: speed {fx(ratio(d['wall_s'], a['wall_s']))}×   "
-              f"RSS {fx(ratio(a['peak_rss_mib'], d['peak_rss_mib']))}×   gold = DuckDB: "
-              f"{'yes' if eq['equal'] else 'NO ' + json.dumps({k: v for k, v in eq.items() if k != 'equal'})}")
+        print(f"   aggregate against DuckDB: {against_duckdb(probe)}")
     fitted = [h["history_days"] for h in history_points(r)]
     window = r["update_window_days"]
     full = (f"a full {window}-day update window" if min(fitted) >= window else
