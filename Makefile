@@ -24,9 +24,10 @@ build: setup
 	CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-target}/arm64 cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
 
 ## Unit, property and integration tests (moto on 127.0.0.1, started and stopped by the tests),
-## then the template checks.
+## the bench scripts' own arithmetic (scripts/test_*.py), then the template checks.
 test: setup
 	cargo test --workspace
+	python3 -m unittest discover --start-directory scripts --pattern 'test_*.py'
 	$(MAKE) --no-print-directory infra-check
 
 ## The parser/processor property tests with 100,000 cases each (release build; `make test` runs

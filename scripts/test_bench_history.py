@@ -1,0 +1,105 @@
+"""The envelope arithmetic of `bench_history.py` on synthetic measurements with a known model.
+
+The README's claim "1 M orders a day for 3 years fits every Lambda" comes from `envelope`; these
+tests build a report whose points lie exactly on chosen lines and check that the envelope gives
+back those lines and the limits they imply. Run by `make test` (`python3 -m unittest`).
+"""
+import sys
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_history  # noqa: E402
+
+V0, WINDOW = 30_000, 30
+TARGET_V, TARGET_H = 1_000_000, 3 * 365
+FUNCTIONS = {"aggregate": {"memory_mb": 3008, "timeout_s": 900}}
+
+
+def point(h, rss, wall):
+    return {"history_days": h,
+            "stages": {"aggregate": {"peak_rss_mib": rss, "max_process_wall_s": wall}}}
+
+
+def report(a, b, s, horizons=(7, 90, 365), probe=(300_000, 31), below_window=-50.0):
+    """A report whose full-window points lie on a + b·H (memory; the timeout line is a tenth of
+    it), shorter histories `below_window` off that line, and a probe at (V1, H1) on
+    a + s·(V1 − V0) + b·H1·V1/V0."""
+    line = lambda h: a + b * h + (below_window if h < WINDOW else 0.0)
+    r = {"orders_per_day": V0, "update_window_days": WINDOW,
+         "horizons": [point(h, line(h), line(h) / 10) for h in horizons],
+         "empty_lake": {"aggregate": {"peak_rss_mib": 40.0, "max_process_wall_s": 4.0}}}
+    if probe:
+        v1, h1 = probe
+        y1 = a + s * (v1 - V0) + b * h1 * v1 / V0
+        r["volume_probe"] = {"orders_per_day": v1, "history_days": h1,
+                             "stages": {"aggregate": {"peak_rss_mib": y1,
+                                                      "max_process_wall_s": y1 / 10}}}
+    return r
+
+
+def memory_row(rows):
+    return next(r for r in rows if r["stage"] == "aggregate" and r["limit"] == "memory")
+
+
+class EnvelopeTest(unittest.TestCase):
+    def test_the_lines_and_the_probe_slope_are_recovered(self):
+        a, b, s = 400.0, 0.5, 0.001
+        row = memory_row(bench_history.envelope(report(a, b, s), FUNCTIONS))
+        # H=7 lies below the line: fitted only on 90 and 365, the line is exact.
+        self.assertAlmostEqual(row["intercept"], a)
+        self.assertAlmostEqual(row["slope_per_day"], b)
+        self.assertAlmostEqual(row["slope_per_order_per_day"], s)
+        self.assertEqual(row["volume_model"], "probe")
+        expected = a + s * (TARGET_V - V0) + b * TARGET_H * TARGET_V / V0
+        self.assertAlmostEqual(row["at_1m_for_3_years"], expected)
+        self.assertEqual(row["fits_1m_for_3_years"], expected <= 3008)
+
+    def test_the_limits_reported_lie_on_the_model(self):
+        a, b, s = 300.0, 0.002, 0.0008
+        row = memory_row(bench_history.envelope(report(a, b, s), FUNCTIONS))
+        cost = lambda v, h: a + s * (v - V0) + b * h * v / V0
+        # The volume allowed at 3 years and the years allowed at 1 M/day both reach the limit.
+        self.assertAlmostEqual(cost(row["orders_per_day_at_3_years"], TARGET_H), 3008, places=6)
+        self.assertAlmostEqual(cost(TARGET_V, 365 * row["years_at_1m_orders_per_day"]), 3008,
+                               places=6)
+
+    def test_a_flat_history_line_allows_any_history(self):
+        row = memory_row(bench_history.envelope(report(500.0, 0.0, 0.001), FUNCTIONS))
+        self.assertIsNone(row["years_at_1m_orders_per_day"])
+        self.assertTrue(row["fits_1m_for_3_years"])
+
+    def test_an_intercept_over_the_limit_at_1m_allows_no_history(self):
+        row = memory_row(bench_history.envelope(report(500.0, 0.1, 0.01), FUNCTIONS))
+        self.assertEqual(row["years_at_1m_orders_per_day"], 0.0)
+        self.assertFalse(row["fits_1m_for_3_years"])
+
+    def test_a_falling_line_is_not_extrapolated_below_its_intercept(self):
+        r = report(450.0, 0.0, 0.001)
+        r["horizons"][-1]["stages"]["aggregate"]["peak_rss_mib"] -= 20  # H=365 below H=90
+        row = memory_row(bench_history.envelope(r, FUNCTIONS))
+        self.assertEqual(row["slope_per_day"], 0.0)
+
+    def test_without_a_probe_the_intercept_above_an_empty_lake_scales_with_volume(self):
+        a, b = 400.0, 0.5
+        row = memory_row(bench_history.envelope(report(a, b, 0.0, probe=None), FUNCTIONS))
+        self.assertEqual(row["volume_model"], "proportional")
+        fixed = 40.0
+        expected = fixed + (a - fixed) * TARGET_V / V0 + b * TARGET_H * TARGET_V / V0
+        self.assertAlmostEqual(row["at_1m_for_3_years"], expected)
+
+
+class HistoryPointsTest(unittest.TestCase):
+    def test_only_full_window_histories_when_two_or_more(self):
+        hs = [p["history_days"] for p in bench_history.history_points(report(1, 1, 0))]
+        self.assertEqual(hs, [90, 365])
+
+    def test_every_history_when_fewer_than_two_are_full(self):
+        r = report(1, 1, 0, horizons=(3, 10, 90))
+        hs = [p["history_days"] for p in bench_history.history_points(r)]
+        self.assertEqual(hs, [3, 10, 90])
+
+
+if __name__ == "__main__":
+    unittest.main()
