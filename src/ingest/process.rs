@@ -629,6 +629,18 @@ enum FileState {
     Finished(u64),
 }
 
+impl FileState {
+    /// Closes the file if it is still being written; its length either way.
+    fn close(&mut self) -> Result<u64, ProcessError> {
+        let bytes = match std::mem::replace(self, FileState::Finished(0)) {
+            FileState::Writing(file) => file.finish()?,
+            FileState::Finished(bytes) => bytes,
+        };
+        *self = FileState::Finished(bytes);
+        Ok(bytes)
+    }
+}
+
 /// Accumulates partition files, summaries and column statistics across buckets.
 struct Outputs {
     schema: polars::prelude::Schema,
@@ -785,11 +797,8 @@ impl Outputs {
                                     silver::to_dataframe_with(contract, batch, rows, lineage)?;
                                 file.write(&mut df)?;
                             }
-                            if last_bucket
-                                && let FileState::Writing(file) =
-                                    std::mem::replace(&mut open.file, FileState::Finished(0))
-                            {
-                                open.file = FileState::Finished(file.finish()?);
+                            if last_bucket {
+                                open.file.close()?;
                             }
                         }
                         Ok(())
@@ -805,11 +814,8 @@ impl Outputs {
     /// Closes every partition file; in partition order, so manifests are reproducible.
     fn finish(self) -> Result<(Vec<StagedFile>, Vec<PartitionSummary>, ColumnStats), ProcessError> {
         let mut files = Vec::with_capacity(self.open.len());
-        for (path, open) in self.open {
-            let bytes = match open.file {
-                FileState::Writing(file) => file.finish()?,
-                FileState::Finished(bytes) => bytes,
-            };
+        for (path, mut open) in self.open {
+            let bytes = open.file.close()?;
             files.push(StagedFile {
                 path: open.staged,
                 file: WrittenFile {
