@@ -769,11 +769,10 @@ impl Nightly<'_> {
             // they leave in the heap, so every group adds a little. Given back only once that
             // nears the night's peak so far: below it, keeping it costs no peak and spares the
             // next group faulting its pages in again.
-            let (now, peak) = (
+            if near_peak(
                 crate::telemetry::rss_mib(),
                 crate::telemetry::peak_rss_mib(),
-            );
-            if now >= peak - peak / 8 {
+            ) {
                 self.release_freed_if_large();
             }
         }
@@ -1535,6 +1534,12 @@ impl Phase {
     }
 }
 
+/// True when a process at `now_mib` is within an eighth of its peak so far (`peak_mib`): the
+/// point where the measures give freed memory back (see `release_freed_if_large`).
+fn near_peak(now_mib: u64, peak_mib: u64) -> bool {
+    now_mib >= peak_mib - peak_mib / 8
+}
+
 /// Days in order, in groups of consecutive days of at most `limit` bytes each (a larger day
 /// alone), about equal: as few groups as the limit allows, each closed once it reaches an equal
 /// share (greedy filling up to the limit would leave the first group as large as before and a
@@ -1571,6 +1576,14 @@ fn stacked(a: LazyFrame, b: LazyFrame) -> PolarsResult<LazyFrame> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn freed_memory_goes_back_only_within_an_eighth_of_the_peak() {
+        assert!(near_peak(875, 1000));
+        assert!(near_peak(1000, 1000));
+        assert!(!near_peak(874, 1000));
+        assert!(!near_peak(100, 1000));
+    }
+
     use super::*;
 
     /// A (customer, first day) frame; `None` ids and days are nulls.
