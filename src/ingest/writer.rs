@@ -5,7 +5,11 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
+use polars::io::parquet::write::get_encodings;
 use polars::prelude::*;
+use polars_parquet::write::{DynIter, Encoding, ParquetType, Version, WriteOptions};
+
+mod small;
 
 /// Most rows in one row group. Each encoding thread holds its row group twice over, as a polars
 /// frame and as encoded pages, and that memory is faulted in afresh (page faults are most of
@@ -27,6 +31,9 @@ pub fn row_groups(rows: &[u32]) -> impl Iterator<Item = &[u32]> {
 /// buckets its memory budget needed.
 pub struct PartitionFile {
     writer: polars::io::parquet::write::BatchedWriter<BufWriter<File>>,
+    /// What the writer was built with, for [`small`]'s row groups.
+    columns: Vec<(ParquetType, Vec<Encoding>)>,
+    options: WriteOptions,
 }
 
 /// Output buffer of one partition file. The encoder writes every page header and footer piece
@@ -45,20 +52,55 @@ impl PartitionFile {
     pub fn create(path: &Path, schema: &Schema, buffer_bytes: usize) -> PolarsResult<Self> {
         // The encoder flushes it when it writes the footer, so a write error is never lost.
         let out = BufWriter::with_capacity(buffer_bytes, File::create(path)?);
-        let writer = ParquetWriter::new(out)
-            .with_compression(ParquetCompression::Zstd(None))
-            // min, max and nulls: what readers prune with (distinct counts cost a hash per value).
-            .with_statistics(StatisticsOptions::default())
+        let compression = ParquetCompression::Zstd(None);
+        // min, max and nulls: what readers prune with (distinct counts cost a hash per value).
+        let statistics = StatisticsOptions::default();
+        let mut writer = ParquetWriter::new(out)
+            .with_compression(compression)
+            .with_statistics(statistics)
             // Ingest already encodes one partition per core; polars' own column parallelism
             // would only hand each column to its thread pool and back.
             .set_parallel(false)
             .batched(schema)?;
-        Ok(Self { writer })
+        let arrow = schema.to_arrow(CompatLevel::newest());
+        let columns = writer
+            .parquet_schema()
+            .fields()
+            .iter()
+            .cloned()
+            .zip(get_encodings(&arrow).iter().cloned())
+            .collect();
+        // As `ParquetWriter` builds them (`materialize_options`); a test holds the two
+        // writers to the same bytes.
+        let options = WriteOptions {
+            statistics,
+            compression: compression.into(),
+            version: Version::V1,
+            data_page_size: None,
+        };
+        Ok(Self {
+            writer,
+            columns,
+            options,
+        })
     }
 
     pub fn write(&mut self, df: &mut DataFrame) -> PolarsResult<()> {
         df.rechunk_mut();
-        self.writer.write_batch(df)
+        if !small::applies(df.height()) {
+            return self.writer.write_batch(df);
+        }
+        for batch in df.iter_chunks(CompatLevel::newest(), false) {
+            let mut columns = Vec::with_capacity(self.columns.len());
+            for (array, (type_, encoding)) in batch.columns().iter().zip(&self.columns) {
+                columns.extend(small::pages(array, type_, encoding, self.options)?);
+            }
+            let mut file = self.writer.get_writer().lock().map_err(
+                |_| polars_err!(ComputeError: "a partition file's writer failed earlier"),
+            )?;
+            file.write(batch.len() as u64, DynIter::new(columns.into_iter()))?;
+        }
+        Ok(())
     }
 
     /// Writes the footer; returns the file's size in bytes.
