@@ -235,8 +235,9 @@ mod tests {
         DataFrame::new(n, columns).unwrap()
     }
 
-    /// The bytes polars' own batched writer gives, with [`PartitionFile`]'s settings.
-    fn polars_bytes(df: &DataFrame) -> Vec<u8> {
+    /// The bytes polars' own batched writer gives, with [`PartitionFile`]'s settings, `df`
+    /// written in `groups` row groups of equal size (the last shorter).
+    fn polars_bytes(df: &DataFrame, groups: usize) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.parquet");
         let out = BufWriter::new(std::fs::File::create(&path).unwrap());
@@ -246,21 +247,27 @@ mod tests {
             .set_parallel(false)
             .batched(df.schema())
             .unwrap();
-        writer.write_batch(df).unwrap();
+        for part in parts(df, groups) {
+            writer.write_batch(&part).unwrap();
+        }
         writer.finish().unwrap();
         std::fs::read(path).unwrap()
+    }
+
+    fn parts(df: &DataFrame, groups: usize) -> Vec<DataFrame> {
+        let size = df.height().div_ceil(groups.max(1)).max(1);
+        (0..df.height())
+            .step_by(size)
+            .map(|offset| df.slice(offset as i64, size))
+            .collect()
     }
 
     fn our_bytes(df: &DataFrame, groups: usize) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.parquet");
         let mut file = PartitionFile::create(&path, df.schema(), 8 << 10).unwrap();
-        let size = df.height().div_ceil(groups.max(1)).max(1);
-        let mut offset = 0;
-        while offset < df.height() {
-            let mut part = df.slice(offset as i64, size);
+        for mut part in parts(df, groups) {
             file.write(&mut part).unwrap();
-            offset += size;
         }
         file.finish().unwrap();
         std::fs::read(path).unwrap()
@@ -299,7 +306,7 @@ mod tests {
         ) {
             for schema in schemas() {
                 let df = frame(&schema, n, seed, nulls, spread);
-                prop_assert!(our_bytes(&df, 1) == polars_bytes(&df), "{n} rows of {schema:?}");
+                prop_assert!(our_bytes(&df, 1) == polars_bytes(&df, 1), "{n} rows of {schema:?}");
             }
         }
     }
@@ -310,21 +317,7 @@ mod tests {
     fn several_small_row_groups_match_polars_group_by_group() {
         for schema in schemas() {
             let df = frame(&schema, 300, 7, 2, 50);
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("p.parquet");
-            let out = BufWriter::new(std::fs::File::create(&path).unwrap());
-            let mut writer = ParquetWriter::new(out)
-                .with_compression(ParquetCompression::Zstd(None))
-                .with_statistics(StatisticsOptions::default())
-                .set_parallel(false)
-                .batched(df.schema())
-                .unwrap();
-            for offset in (0..300).step_by(100) {
-                writer.write_batch(&df.slice(offset, 100)).unwrap();
-            }
-            writer.finish().unwrap();
-            let want = std::fs::read(path).unwrap();
-            assert!(our_bytes(&df, 3) == want, "{schema:?}");
+            assert!(our_bytes(&df, 3) == polars_bytes(&df, 3), "{schema:?}");
         }
     }
 
