@@ -90,6 +90,13 @@ impl PartitionFile {
         if !small::applies(df.height()) {
             return self.writer.write_batch(df);
         }
+        // polars' own path would zip them the same way; a frame of other columns is a bug.
+        polars_ensure!(
+            df.width() == self.columns.len(),
+            ShapeMismatch: "a frame of {} columns written to a partition file of {}",
+            df.width(),
+            self.columns.len()
+        );
         for batch in df.iter_chunks(CompatLevel::newest(), false) {
             let mut columns = Vec::with_capacity(self.columns.len());
             for (array, (type_, encoding)) in batch.columns().iter().zip(&self.columns) {
@@ -112,6 +119,20 @@ impl PartitionFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_of_other_columns_is_an_error_not_a_short_row_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Schema::from_iter([
+            ("a".into(), DataType::String),
+            ("b".into(), DataType::Int64),
+        ]);
+        let mut file =
+            PartitionFile::create(&dir.path().join("p.parquet"), &schema, 8 << 10).unwrap();
+        let mut df = DataFrame::new(2, vec![Column::new("a".into(), ["x", "y"])]).unwrap();
+        let err = file.write(&mut df).unwrap_err();
+        assert!(err.to_string().contains("1 columns"), "{err}");
+    }
 
     #[test]
     fn row_groups_are_as_few_as_the_cap_allows_and_about_equal() {
