@@ -21,6 +21,10 @@ use crate::state::{BatchCursor, LakeState, StateError, batch_time, manifests_fro
 use crate::storage::{ObjectStore, StorageError};
 use crate::values;
 
+/// The checks' sets of keys: probed once per parent row read (a 32-day window of orders is
+/// about a million rows), where std's SipHash was a cost of its own.
+type Set<T> = HashSet<T, foldhash::fast::RandomState>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QualityError {
     #[error("no manifest {key}: the batch was never ingested (or not under this name)")]
@@ -112,7 +116,7 @@ impl QualityGate {
         &self,
         rule: &crate::contract::quality::ReferenceRule,
         rows: &[BatchRows],
-    ) -> Result<HashSet<String>, QualityError> {
+    ) -> Result<Set<String>, QualityError> {
         let parent = self.contract(&rule.dataset)?;
         let index = KeyIndex::new(self.store.clone());
         index.ensure_built(parent).await?;
@@ -120,7 +124,11 @@ impl QualityGate {
             .iter()
             .flat_map(|(_, _, refs)| refs.iter().flatten().map(String::as_str))
             .collect();
-        Ok(index.found(&rule.dataset, &wanted).await?)
+        Ok(index
+            .found(&rule.dataset, &wanted)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Which of `wanted` the parent's date partitions `dates` hold (one listing per date, under
@@ -130,8 +138,8 @@ impl QualityGate {
         &self,
         parent: &Contract,
         dates: &BTreeSet<NaiveDate>,
-        wanted: &HashSet<&str>,
-        found: &mut HashSet<String>,
+        wanted: &Set<&str>,
+        found: &mut Set<String>,
     ) -> Result<(), QualityError> {
         let key = parent.key_column().name.as_str();
         let Some(partition) = parent.window_partition() else {
@@ -169,9 +177,9 @@ impl QualityGate {
         parent: &Contract,
         days: i64,
         retained_from: NaiveDate,
-        mut unresolved: BTreeMap<NaiveDate, HashSet<&str>>,
-    ) -> Result<HashSet<String>, QualityError> {
-        let mut found = HashSet::new();
+        mut unresolved: BTreeMap<NaiveDate, Set<&str>>,
+    ) -> Result<Set<String>, QualityError> {
+        let mut found = Set::default();
         let mut read: BTreeSet<NaiveDate> = BTreeSet::new();
         let (mut near, mut width) = (0i64, 1i64);
         while near <= days {
@@ -189,7 +197,7 @@ impl QualityGate {
                 }
             }
             if !dates.is_empty() {
-                let wanted: HashSet<&str> = unresolved.values().flatten().copied().collect();
+                let wanted: Set<&str> = unresolved.values().flatten().copied().collect();
                 self.window_keys(parent, &dates, &wanted, &mut found)
                     .await?;
                 read.extend(dates);
@@ -197,7 +205,7 @@ impl QualityGate {
                     refs.retain(|r| !found.contains(*r));
                 }
             }
-            if unresolved.values().all(HashSet::is_empty) {
+            if unresolved.values().all(Set::is_empty) {
                 break;
             }
             near = far + 1;
@@ -252,7 +260,7 @@ impl QualityGate {
                 Some(days) => {
                     // Each row is looked for in its own window: the parent's dates from its
                     // date back `days` days (what is still retained of them).
-                    let mut unresolved: BTreeMap<NaiveDate, HashSet<&str>> = BTreeMap::new();
+                    let mut unresolved: BTreeMap<NaiveDate, Set<&str>> = BTreeMap::new();
                     for (date, _, refs) in &rows {
                         if let Some(d) = date {
                             unresolved
