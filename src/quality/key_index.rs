@@ -197,7 +197,7 @@ mod keyset {
     ///
     /// The keys are walked as slices of the bytes read, not read one by one: through a
     /// buffered reader, two reads and a copy per key were most of the orders check at 365 days
-    /// of history (2.7 M customers: `perf` put the look-up's polls, copies and compares at
+    /// of history (2.46 M customers: `perf` put the look-up's polls, copies and compares at
     /// about 60% of its time).
     pub async fn lookup(
         file: impl AsyncRead + Unpin,
