@@ -212,12 +212,13 @@ mod keyset {
         }
         let (mut held, mut missing) = (Vec::new(), Vec::new());
         let mut wanted = wanted.into_iter().peekable();
-        // `buf[at..]` is not walked yet; `buf[last]` is the key walked last (kept across reads
-        // for the order check).
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_BYTES);
-        let (mut at, mut last) = (0usize, None::<std::ops::Range<usize>>);
+        // `buf[at..end]` has arrived and is not walked yet; `buf[last]` is the key walked last
+        // (kept across reads for the order check). The buffer is zeroed once, not per read: a
+        // store's reader may return a few KiB a time.
+        let mut buf = vec![0u8; READ_BYTES];
+        let (mut at, mut end, mut last) = (0usize, 0usize, None::<std::ops::Range<usize>>);
         loop {
-            while let Some((len, tail)) = buf[at..].split_first_chunk::<4>() {
+            while let Some((len, tail)) = buf[at..end].split_first_chunk::<4>() {
                 let len = u32::from_le_bytes(*len) as usize;
                 let Some(key) = tail.get(..len) else {
                     break;
@@ -234,22 +235,22 @@ mod keyset {
                 last = Some(at + 4..at + 4 + len);
                 at += 4 + len;
             }
-            // What was walked goes, but the last key; then the next read is appended. The
-            // buffer grows only by bytes that arrived, so a corrupt length allocates no more
-            // than the file holds.
+            // What was walked goes, but the last key; the next read goes after the rest.
             let keep = last.as_ref().map_or(at, |l| l.start);
-            buf.drain(..keep);
-            at -= keep;
+            buf.copy_within(keep..end, 0);
+            (at, end) = (at - keep, end - keep);
             last = last.map(|l| l.start - keep..l.end - keep);
-            let filled = buf.len();
-            buf.resize(filled + READ_BYTES, 0);
+            if end == buf.len() {
+                // A key longer than the buffer: it grows, but only once what arrived fills
+                // it, so a corrupt length allocates at most twice what the file holds.
+                buf.resize(2 * buf.len(), 0);
+            }
             let n = file
-                .read(&mut buf[filled..])
+                .read(&mut buf[end..])
                 .await
                 .map_err(LookupError::Read)?;
-            buf.truncate(filled + n);
             if n == 0 {
-                return match buf.len() - at {
+                return match end - at {
                     0 => {
                         missing.extend(wanted);
                         Ok((held, missing))
@@ -258,6 +259,7 @@ mod keyset {
                     _ => Err(LookupError::Format("truncated key")),
                 };
             }
+            end += n;
         }
     }
 
@@ -743,6 +745,16 @@ mod tests {
             err(keyset::lookup(&b"[]"[..], vec![]).await),
             "not a key index file"
         );
+    }
+
+    #[tokio::test]
+    async fn a_key_longer_than_a_read_is_looked_up_whole() {
+        let long = "L".repeat(600 << 10);
+        let body = keyset::encode([b"A".as_slice(), long.as_bytes(), b"M", b"Z"]);
+        let wanted = vec![long.as_str(), "M", "B"];
+        let (held, missing) = keyset::lookup(&body[..], wanted).await.unwrap();
+        assert_eq!(held, [long.as_str(), "M"]);
+        assert_eq!(missing, ["B"]);
     }
 
     proptest::proptest! {
