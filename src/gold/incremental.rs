@@ -1576,6 +1576,8 @@ fn stacked(a: LazyFrame, b: LazyFrame) -> PolarsResult<LazyFrame> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn freed_memory_goes_back_only_within_an_eighth_of_the_peak() {
         assert!(near_peak(875, 1000));
@@ -1583,8 +1585,6 @@ mod tests {
         assert!(!near_peak(874, 1000));
         assert!(!near_peak(100, 1000));
     }
-
-    use super::*;
 
     /// A (customer, first day) frame; `None` ids and days are nulls.
     fn firsts(rows: &[(Option<&str>, Option<i32>)]) -> DataFrame {
