@@ -17,7 +17,10 @@ Each measured process reports wall time, user/system CPU and peak RSS (wait4 of 
 and the bytes it read through read(2) (`rchar` of /proc/<pid>/io, read after the child exits and
 before it is reaped). Repeated runs of a night start from a hard-linked copy of the lake taken
 before it (every lake write is a new file renamed into place, so the copy never changes), so each
-repetition measures the same night. A second lake at ten times the daily volume is grown to 31
+repetition measures the same night. Once the lake is grown, the measured nights run again in
+interleaved rounds (H=7, 90, 365, then back), each from the lake kept before it: the growth
+measures H=7 and H=365 tens of minutes apart, a round seconds apart, so the targets' ratios and
+the envelope's slopes come from the rounds (see `interleave`). A second lake at ten times the daily volume is grown to 31
 days (a full update window) and its next night measured the same way: the volume probe. From the
 medians it fits time and RSS against H, takes the growth with the daily volume from the probe,
 and turns both into the daily volume and years of history each Lambda's memory and timeout (read
@@ -25,6 +28,7 @@ from infra/template.yaml) allow (see `envelope`).
 
   bench_history.py --lake BIN --work-dir DIR --out JSON [--horizons 7,90,365] [--scale 1]
                    [--runs 3] [--aggregate-every 1] [--volume-probe 10:31|none]
+                   [--interleaved-rounds 5]
 
 Internally `--make-days` runs the exports' maker as a separate process, so the big samples it
 keeps never inflate the measured children (a child's peak RSS starts from its parent's at fork).
@@ -471,10 +475,11 @@ LAMBDA_OF = {"ingest": "ingest", "quality_customers": "quality", "quality_orders
              "quality_payments": "quality", "aggregate": "aggregate"}
 
 
-def measure_night(stages, day, lake_dir, work, runs, threads, keep=False):
-    """The night's stages `runs` times from the same lake, then once under strace. With `keep`,
-    the lake before the night (its exports in raw/, nothing ingested) stays beside it as
-    `before-night-<date>`, to run that night's stages again with another binary."""
+def measure_night(stages, day, lake_dir, work, runs, threads):
+    """The night's stages `runs` times from the same lake, then once under strace. The lake
+    before the night (its exports in raw/, nothing ingested) is left beside it as
+    `before-night-<date>` (its path is returned third): the interleaved rounds run the night
+    again from it, and with `--keep` it stays, to run it with another binary."""
     snapshot = work / "snapshot"
     shutil.rmtree(snapshot, ignore_errors=True)
     subprocess.run(["cp", "-al", lake_dir, snapshot], check=True)
@@ -502,8 +507,8 @@ def measure_night(stages, day, lake_dir, work, runs, threads, keep=False):
     if not shutil.which("strace"):
         print("    strace not found: the table shows read(2) bytes, which miss mmap (install "
               "strace for the lake bytes each stage opens)", flush=True)
-        set_aside(snapshot, work, day, keep)
-        return results, gold_matches_duckdb(lake_dir, work / "duckdb")
+        kept = set_aside(snapshot, work, day)
+        return results, gold_matches_duckdb(lake_dir, work / "duckdb"), kept
     restore(snapshot, lake_dir)
     stages.trace = True
     traced = night(stages, day, measured=True)
@@ -512,18 +517,65 @@ def measure_night(stages, day, lake_dir, work, runs, threads, keep=False):
         if key != "duckdb":
             for r in results:
                 r.setdefault("opened", {})[key] = sum(p["opened_bytes"] for p in picks(traced))
-    set_aside(snapshot, work, day, keep)
+    kept = set_aside(snapshot, work, day)
     compared = gold_matches_duckdb(lake_dir, work / "duckdb")
-    return results, compared
+    return results, compared, kept
 
 
-def set_aside(snapshot, work, day, keep):
-    if keep:
-        kept = work / f"before-night-{day['date']}"
-        shutil.rmtree(kept, ignore_errors=True)
-        snapshot.rename(kept)
-    else:
-        shutil.rmtree(snapshot)
+def set_aside(snapshot, work, day):
+    kept = work / f"before-night-{day['date']}"
+    shutil.rmtree(kept, ignore_errors=True)
+    snapshot.rename(kept)
+    return kept
+
+
+def interleave(args, work, functions, points, rounds):
+    """Runs the measured nights again, `rounds` times, from the lakes kept before them: round i
+    runs H=7, then 90, then 365 (every other round in reverse), each night's stages as in the
+    timed runs (no DuckDB). The growth's runs of H=7 and H=365 are tens of minutes apart, and on
+    this shared machine the same binary's 0.2 s stage moved by half between such runs; within a
+    round the nights are seconds apart, so a round's ratio H=365 / H=7 compares like with like.
+    Adds `interleaved` (medians) and `interleaved_runs` to each point."""
+    lake_dir = work / "interleaved"
+    stages = Stages(args, lake_dir, work / "scratch-interleaved", functions)
+    results = {id(p): [] for p in points}
+    for i in range(rounds):
+        order = points if i % 2 == 0 else points[::-1]
+        for p in order:
+            restore(p["before_night"], lake_dir)
+            day = {"files": {ds: str(lake_dir / rel) for ds, rel in p["files"].items()}}
+            r = night(stages, day, measured=True)
+            for ds in DATASETS:
+                for step in ("ingest", "quality"):
+                    r[step][ds].pop("stdout", None)
+            r["aggregate"].pop("stdout", None)
+            results[id(p)].append(r)
+        print(f"  round {i + 1}/{rounds}: " + ", ".join(
+            f"H={p['history_days']} aggregate {results[id(p)][-1]['aggregate']['wall_s']:.2f} s"
+            for p in points), flush=True)
+    shutil.rmtree(lake_dir, ignore_errors=True)
+    for p in points:
+        runs = results[id(p)]
+        p["interleaved_runs"] = runs
+        p["interleaved"] = {key: stage_figures(runs, key, picks)
+                            for key, (_, picks) in STAGES.items() if key != "duckdb"}
+
+
+def figures(point):
+    """A point's stage figures for the targets and the envelope: the interleaved rounds' when
+    run (measured beside the other histories), else the growth's."""
+    return point.get("interleaved") or point["stages"]
+
+
+def round_ratios(report, key, field):
+    """Per interleaved round, the last history's `field` of stage `key` over the first's (empty
+    without interleaved rounds)."""
+    first, last = report["horizons"][0], report["horizons"][-1]
+    pairs = zip(first.get("interleaved_runs", []), last.get("interleaved_runs", []))
+    _, picks = STAGES[key]
+    how = max if field == "peak_rss_mib" else sum
+    return [ratio(how(p[field] for p in picks(b)), how(p[field] for p in picks(a)))
+            for a, b in pairs]
 
 
 # ----------------------------------------------------------------------------- the template
@@ -605,7 +657,7 @@ def envelope(report, functions):
         limits = functions[fn]
         for measure_name, field, limit in (("memory", "peak_rss_mib", limits["memory_mb"]),
                                            ("timeout", "max_process_wall_s", limits["timeout_s"])):
-            a, b = fit(hs, [h["stages"][key][field] for h in points])
+            a, b = fit(hs, [figures(h)[key][field] for h in points])
             if a is None:
                 continue
             b = max(b, 0.0)
@@ -643,6 +695,40 @@ def envelope(report, functions):
     return rows
 
 
+def envelope_rounds(report, functions):
+    """The envelope once per interleaved round, each history's figures from that round alone:
+    how far its verdicts move with the noise. The slope per day comes from two points and is
+    multiplied by the volume's 33× and 1,095 days: from one binary, three runs gave the
+    aggregate's memory 0, 0.12 and 0.023 MiB/day, and the verdict went yes, no, yes. Empty
+    without rounds."""
+    n = min((len(h.get("interleaved_runs", [])) for h in report["horizons"]), default=0)
+    return [envelope(dict(report, horizons=[
+        dict(h, interleaved={key: stage_figures([h["interleaved_runs"][i]], key,
+                                                STAGES[key][1])
+                             for key in h["interleaved"]})
+        for h in report["horizons"]]), functions) for i in range(n)]
+
+
+def with_rounds(rows, rounds):
+    """Adds to each envelope row how many of the rounds' envelopes fit 1 M orders/day for 3 years
+    (`fits_rounds` of `rounds`) and their cost there (`at_1m_rounds`). Its `verdict` is yes or no
+    only when the medians' line and every round agree, else unresolved."""
+    for row in rows:
+        same = [x for env in rounds for x in env
+                if (x["stage"], x["limit"]) == (row["stage"], row["limit"])]
+        row["rounds"] = len(same)
+        row["fits_rounds"] = sum(x["fits_1m_for_3_years"] for x in same)
+        row["at_1m_rounds"] = [x["at_1m_for_3_years"] for x in same]
+        fits = row["fits_1m_for_3_years"]
+        if fits and row["fits_rounds"] == row["rounds"]:
+            row["verdict"] = "yes"
+        elif not fits and row["fits_rounds"] == 0:
+            row["verdict"] = "no"
+        else:
+            row["verdict"] = f"unresolved: {row['fits_rounds']} of {row['rounds']} rounds fit"
+    return rows
+
+
 def fmt_cell(s):
     if s["wall_s"] is None:
         return "-"
@@ -657,6 +743,25 @@ def fmt_cell(s):
 
 def ratio(a, b):
     return a / b if a is not None and b else None
+
+
+def spread(values):
+    """`median× (min–max)` of ratios; `-` when there are none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f}× ({min(values):.2f}–{max(values):.2f})"
+
+
+def target_ratios(report, key):
+    """Stage `key`'s time and RSS at the last history over the first, as the targets judge them:
+    the median of the interleaved rounds' own ratios when they ran, else the growth's medians'."""
+    ratios = [round_ratios(report, key, f) for f in ("wall_s", "peak_rss_mib")]
+    if all(ratios):
+        return tuple(statistics.median(x) for x in ratios)
+    first, last = report["horizons"][0]["stages"][key], report["horizons"][-1]["stages"][key]
+    return (ratio(last["wall_s"], first["wall_s"]),
+            ratio(last["peak_rss_mib"], first["peak_rss_mib"]))
 
 
 def fx(x, digits=2):
@@ -714,19 +819,36 @@ def print_report(r):
           "DuckDB's; gold equal to DuckDB's recompute, row for row):")
     for h in r["horizons"]:
         print(f"   H={h['history_days']:<4} {against_duckdb(h)}")
+    rounds = r.get("interleaved_rounds") or 0
+    if rounds:
+        print(f"\nthe same nights again, interleaved: {rounds} rounds, each running "
+              f"H={', '.join(map(str, hs))} in turn (every other round in reverse), seconds "
+              f"apart; medians, and the range of the rounds' own H={hs[-1]}/H={hs[0]} ratios:")
+        head = ["next night's stage"] + [f"H={h}" for h in hs] + [
+            f"H={hs[-1]}/H={hs[0]} time", "RSS"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+        for key in LAMBDA_OF:
+            cells = [f"{figures(h)[key]['wall_s']:.2f} s, {figures(h)[key]['peak_rss_mib']:.0f} MiB"
+                     for h in r["horizons"]]
+            spans = [spread(round_ratios(r, key, f)) for f in ("wall_s", "peak_rss_mib")]
+            print("| " + " | ".join([STAGES[key][0], *cells, *spans]) + " |")
+    basis = "the median of the interleaved rounds' ratios" if rounds else "the medians above"
     print(f"\nTargets (issue 15): at H={hs[-1]} each nightly stage ≤ 1.5× its H={hs[0]} time and "
-          f"RSS; aggregate ≥ 10× faster than DuckDB; 1 M orders/day for 3 years fits:")
+          f"RSS ({basis}); "
+          f"aggregate ≥ 10× faster than DuckDB; 1 M orders/day for 3 years fits:")
     for key in LAMBDA_OF:
         if len(hs) < 2:
             # A history against itself is 1.00×: no verdict without a second history.
             print(f"   {STAGES[key][0]:<40} not measured (one history)")
             continue
-        t = ratio(last["stages"][key]["wall_s"], first["stages"][key]["wall_s"])
-        mm = ratio(last["stages"][key]["peak_rss_mib"], first["stages"][key]["peak_rss_mib"])
+        t, mm = target_ratios(r, key)
         ok = t is not None and mm is not None and t <= 1.5 and mm <= 1.5
         print(f"   {STAGES[key][0]:<40} time {fx(t)}×, RSS {fx(mm)}×  {'ok' if ok else 'MISSED'}")
     speed = ratio(last["stages"]["duckdb"]["wall_s"], last["stages"]["aggregate"]["wall_s"])
-    print(f"   aggregate vs DuckDB at H={hs[-1]}: {fx(speed)}×  "
+    per_run = [ratio(x["duckdb"]["wall_s"], x["aggregate"]["wall_s"]) for x in last["runs"]]
+    print(f"   aggregate vs DuckDB at H={hs[-1]}: {fx(speed)}× (runs: "
+          f"{', '.join(f'{x:.2f}×' for x in per_run)})  "
           f"{'ok' if speed and speed >= 10 else 'MISSED'}")
     probe = r.get("volume_probe")
     if probe:
@@ -749,24 +871,30 @@ def print_report(r):
              "the part of a above the same stage on an empty lake is scaled in proportion to V "
              "(no volume probe: this overstates it); ")
           + f"a stage's largest single process against its Lambda's MemorySize/Timeout in "
-          f"{r['template']}:")
+          f"{r['template']}"
+          + ("; fitted on the interleaved rounds' medians, and once per round (the rounds' "
+             "range at 1 M/day for 3 years; a verdict the rounds disagree on is unresolved)"
+             if rounds else "") + ":")
     print("| stage | Lambda | limit | empty lake | a | b per day | s per 1k orders/day "
-          "| at 1 M/day, 3 years | years of history at 1 M orders/day | orders/day at 3 years "
-          "| 1 M × 3 y fits |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|")
+          "| at 1 M/day, 3 years | rounds | years of history at 1 M orders/day "
+          "| orders/day at 3 years | 1 M × 3 y fits |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     for e in r["envelope"]:
         unit = "MiB" if e["limit"] == "memory" else "s"
         limit = f"{e['limit']} {e['limit_value']} {'MB' if unit == 'MiB' else 's'}"
         volume = e["orders_per_day_at_3_years"]
         volume = "∞" if volume is None else f"{round(volume):,}"
         years = e["years_at_1m_orders_per_day"]
+        per_round = e.get("at_1m_rounds") or []
+        per_round = f"{min(per_round):.0f}–{max(per_round):.0f}" if per_round else "-"
+        verdict = e.get("verdict") or ("yes" if e["fits_1m_for_3_years"] else "no")
         print(f"| {STAGES[e['stage']][0]} | {e['lambda']} | {limit} | {e['fixed']:.2f} {unit} "
               f"| {e['intercept']:.2f} {unit} "
               f"| {e['slope_per_day']:.4f} {unit} "
               f"| {e['slope_per_order_per_day'] * 1000:.3f} {unit} "
-              f"| {e['at_1m_for_3_years']:.0f} {unit} "
+              f"| {e['at_1m_for_3_years']:.0f} {unit} | {per_round} "
               f"| {'∞' if years is None else f'{years:.1f}'} | "
-              f"{volume} | {'yes' if e['fits_1m_for_3_years'] else 'no'} |")
+              f"{volume} | {verdict} |")
 
 
 # ----------------------------------------------------------------------------- main
@@ -796,8 +924,8 @@ def grow(args, work, scale, horizons, functions, report):
             if history in horizons:
                 print(f"  H={history}: night {k} ({day['date']}), {args.runs} runs", flush=True)
                 t0 = time.perf_counter()
-                runs, compared = measure_night(stages, day, lake_dir, work, args.runs,
-                                               args.threads, args.keep)
+                runs, compared, kept = measure_night(stages, day, lake_dir, work, args.runs,
+                                                     args.threads)
                 measured_s += time.perf_counter() - t0
                 points.append({
                     "history_days": history, "night": k, "date": day["date"], "rows": day["rows"],
@@ -808,7 +936,9 @@ def grow(args, work, scale, horizons, functions, report):
                         "*.parquet")) for ds in DATASETS},
                     "stages": {key: stage_figures(runs, key, picks)
                                for key, (_, picks) in STAGES.items()},
-                    "gold_vs_duckdb": compared, "runs": runs})
+                    "gold_vs_duckdb": compared, "runs": runs, "before_night": str(kept),
+                    "files": {ds: str(Path(f).resolve().relative_to(lake_dir.resolve()))
+                              for ds, f in day["files"].items()}})
             else:
                 aggregate = k % args.aggregate_every == 0 or k in horizons
                 night(stages, day, measured=False, aggregate=aggregate)
@@ -864,6 +994,9 @@ def main():
     ap.add_argument("--aggregate-every", type=int, default=1,
                     help="while building history, run the scheduled aggregate every N nights "
                          "(1: every night, as production; the night before a measured one always)")
+    ap.add_argument("--interleaved-rounds", type=int, default=5,
+                    help="after the growth, run the measured nights again this many times, the "
+                         "histories in turn (the targets and the envelope use these; 0: skip)")
     ap.add_argument("--template", type=Path, default=HERE.parent / "infra" / "template.yaml")
     ap.add_argument("--keep", action="store_true",
                     help="keep the lakes, and the lake before each measured night, in the work "
@@ -890,6 +1023,11 @@ def main():
     started = time.perf_counter()
     report["horizons"], volumes = grow(args, work / "main", args.scale, horizons, functions,
                                        report)
+    report["interleaved_rounds"] = args.interleaved_rounds if len(horizons) > 1 else 0
+    if report["interleaved_rounds"]:
+        print(f"== the measured nights again, interleaved: {args.interleaved_rounds} rounds",
+              flush=True)
+        interleave(args, work / "main", functions, report["horizons"], args.interleaved_rounds)
     if not args.keep:
         shutil.rmtree(work / "main", ignore_errors=True)
     report["build_minutes"] = (time.perf_counter() - started) / 60
@@ -906,7 +1044,8 @@ def main():
         for ds in DATASETS:
             point[f"{ds}_per_day"] = round(statistics.mean(v[ds] for v in volumes[1:] or volumes))
         report["volume_probe"] = point
-    report["envelope"] = envelope(report, functions)
+    report["envelope"] = with_rounds(envelope(report, functions),
+                                     envelope_rounds(report, functions))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print_report(report)

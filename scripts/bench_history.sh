@@ -4,6 +4,8 @@
 #   BENCH_HISTORY_H=7,90,365     history sizes (days) measured (one lake grown to the largest)
 #   BENCH_HISTORY_SCALE=1        rows per day against issue 15's shop (~30k orders/day)
 #   BENCH_HISTORY_RUNS=3         repetitions of each measured night (medians)
+#   BENCH_HISTORY_ROUNDS=5       interleaved rounds of the measured nights after the growth
+#                                (the targets and the envelope use them; 0: skip)
 #   BENCH_HISTORY_AGGREGATE_EVERY=1  nights between aggregates while building history
 #   BENCH_HISTORY_PROBE=10:31    a second lake at 10x the daily volume, its night after 31 days
 #                                measured too: the envelope's slope in the volume (none: skip)
@@ -27,5 +29,6 @@ python3 scripts/bench_history.py \
   --scale "${BENCH_HISTORY_SCALE:-1}" \
   --runs "${BENCH_HISTORY_RUNS:-3}" \
   --aggregate-every "${BENCH_HISTORY_AGGREGATE_EVERY:-1}" \
+  --interleaved-rounds "${BENCH_HISTORY_ROUNDS:-5}" \
   --volume-probe "${BENCH_HISTORY_PROBE:-10:31}" \
   ${BENCH_HISTORY_KEEP:+--keep}

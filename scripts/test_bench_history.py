@@ -101,5 +101,75 @@ class HistoryPointsTest(unittest.TestCase):
         self.assertEqual(hs, [3, 10, 90])
 
 
+def night_run(rss, wall):
+    """One interleaved round's night, as `interleave` records it (the aggregate only)."""
+    return {"aggregate": {"peak_rss_mib": rss, "wall_s": wall, "read_bytes": 0, "user_s": wall,
+                          "sys_s": 0.0}}
+
+
+def with_interleaved(r, rounds):
+    """`r` with interleaved rounds: `rounds[i][j]` is round i's aggregate RSS at history j (its
+    wall time a tenth of it), and the medians taken as `interleave` takes them."""
+    for j, h in enumerate(r["horizons"]):
+        h["interleaved_runs"] = [night_run(rnd[j], rnd[j] / 10) for rnd in rounds]
+        h["interleaved"] = {"aggregate": bench_history.stage_figures(
+            h["interleaved_runs"], "aggregate", bench_history.STAGES["aggregate"][1])}
+    r["interleaved_rounds"] = len(rounds)
+    return r
+
+
+class InterleavedTest(unittest.TestCase):
+    def test_the_envelope_fits_the_interleaved_medians_not_the_growth(self):
+        # The growth's points lie on 400 + 0.5·H; the rounds' medians on 300 + 0.1·H.
+        r = with_interleaved(report(400.0, 0.5, 0.0, probe=None),
+                             [[250, 309, 336.5], [280, 309, 336.5], [260, 309, 336.5]])
+        row = memory_row(bench_history.envelope(r, FUNCTIONS))
+        self.assertAlmostEqual(row["intercept"], 300.0)
+        self.assertAlmostEqual(row["slope_per_day"], 0.1)
+
+    def test_a_verdict_the_rounds_disagree_on_is_unresolved(self):
+        r = report(400.0, 0.5, 0.0, probe=None)
+        # Round 2's H=365 point makes its slope, and its cost at 1 M/day for 3 years, far larger.
+        r = with_interleaved(r, [[100, 100, 100.1], [100, 100, 160], [100, 100, 100.2]])
+        rows = bench_history.with_rounds(bench_history.envelope(r, FUNCTIONS),
+                                         bench_history.envelope_rounds(r, FUNCTIONS))
+        row = memory_row(rows)
+        self.assertTrue(row["fits_1m_for_3_years"])  # the medians' line (slope 0.1/275)
+        self.assertEqual((row["fits_rounds"], row["rounds"]), (2, 3))
+        self.assertEqual(row["verdict"], "unresolved: 2 of 3 rounds fit")
+        self.assertEqual(len(row["at_1m_rounds"]), 3)
+
+    def test_a_verdict_every_round_agrees_on_stands(self):
+        rounds = bench_history.envelope_rounds
+        fits = with_interleaved(report(400.0, 0.5, 0.0, probe=None),
+                                [[100, 100, 100], [100, 101, 101], [100, 100, 100.1]])
+        row = memory_row(bench_history.with_rounds(bench_history.envelope(fits, FUNCTIONS),
+                                                   rounds(fits, FUNCTIONS)))
+        self.assertEqual(row["verdict"], "yes")
+        over = with_interleaved(report(400.0, 0.5, 0.0, probe=None),
+                                [[100, 100, 200], [100, 110, 220], [100, 100, 250]])
+        row = memory_row(bench_history.with_rounds(bench_history.envelope(over, FUNCTIONS),
+                                                   rounds(over, FUNCTIONS)))
+        self.assertEqual(row["verdict"], "no")
+
+    def test_the_targets_take_the_median_of_the_rounds_own_ratios(self):
+        # Round ratios H=365 / H=7: 1.2, 1.4 and 3.0 (a slow moment in round 3's H=365 night).
+        r = with_interleaved(report(400.0, 0.5, 0.0, probe=None),
+                             [[100, 0, 120], [200, 0, 280], [100, 0, 300]])
+        self.assertEqual([round(x, 6) for x in
+                          bench_history.round_ratios(r, "aggregate", "wall_s")], [1.2, 1.4, 3.0])
+        time, rss = bench_history.target_ratios(r, "aggregate")
+        self.assertAlmostEqual(time, 1.4)
+        self.assertAlmostEqual(rss, 1.4)
+
+    def test_without_rounds_the_targets_take_the_growths_medians(self):
+        r = report(400.0, 0.5, 0.0, probe=None)
+        r["horizons"][0]["stages"]["aggregate"]["wall_s"] = 2.0
+        r["horizons"][-1]["stages"]["aggregate"]["wall_s"] = 3.0
+        for h, rss in zip(r["horizons"], (100.0, 0.0, 250.0)):
+            h["stages"]["aggregate"]["peak_rss_mib"] = rss
+        self.assertEqual(bench_history.target_ratios(r, "aggregate"), (1.5, 2.5))
+
+
 if __name__ == "__main__":
     unittest.main()
