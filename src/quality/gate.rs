@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tracing::info;
 
 use super::checks::{self, Facts, ReferenceFacts};
@@ -18,7 +19,7 @@ use crate::manifest::{BatchStatus, Manifest};
 use crate::partition::parse_partition_path;
 use crate::silver::read::{self, ReadError};
 use crate::state::{BatchCursor, LakeState, StateError, batch_time, manifests_from};
-use crate::storage::{ObjectStore, StorageError};
+use crate::storage::{self, ObjectStore, StorageError};
 use crate::values;
 
 /// The checks' sets of keys: probed once per parent row read (a 32-day window of orders is
@@ -145,21 +146,30 @@ impl QualityGate {
         let Some(partition) = parent.window_partition() else {
             return Ok(());
         };
-        for date in dates {
-            let prefix = format!(
-                "{}{}={}/",
-                layout::processed_prefix(&parent.name),
-                partition.name,
-                date.format("%Y-%m-%d")
-            );
-            for meta in self.store.list(&prefix).await? {
-                if meta.key.ends_with(".parquet") {
-                    let df = read::read_columns(self.store.as_ref(), &meta.key, &[key]).await?;
-                    for k in read::str_column(&df, key, &meta.key)?.iter().flatten() {
-                        if wanted.contains(k) && !found.contains(k) {
-                            found.insert(k.to_owned());
-                        }
-                    }
+        let prefixes: Vec<String> = dates
+            .iter()
+            .map(|date| {
+                format!(
+                    "{}{}={}/",
+                    layout::processed_prefix(&parent.name),
+                    partition.name,
+                    date.format("%Y-%m-%d")
+                )
+            })
+            .collect();
+        // Listed and fetched many at a time (`storage::get_many`), parsed one at a time.
+        let files = storage::wanted(
+            storage::list_many(&self.store, prefixes)
+                .await?
+                .into_iter()
+                .filter(|meta| meta.key.ends_with(".parquet")),
+        );
+        let mut frames = storage::get_many(&self.store, files);
+        while let Some((file, bytes)) = frames.try_next().await? {
+            let df = read::columns_of(bytes, &file, &[key])?;
+            for k in read::str_column(&df, key, &file)?.iter().flatten() {
+                if wanted.contains(k) && !found.contains(k) {
+                    found.insert(k.to_owned());
                 }
             }
         }
@@ -247,9 +257,11 @@ impl QualityGate {
             };
             // The batch's key and reference columns, file by file, with the file's date.
             let mut rows = Vec::with_capacity(m.files.len());
-            for f in &m.files {
-                let df =
-                    read::read_columns(self.store.as_ref(), &f.key, &[key, &rule.column]).await?;
+            let files = m.files.iter().map(|f| (f.key.clone(), f.bytes)).collect();
+            let mut fetched = storage::get_many(&self.store, files).zip(stream::iter(&m.files));
+            while let Some((got, f)) = fetched.next().await {
+                let (_, bytes) = got?;
+                let df = read::columns_of(bytes, &f.key, &[key, &rule.column])?;
                 rows.push((
                     date_of(&f.partition),
                     read::strings(&df, key, &f.key)?,

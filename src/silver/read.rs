@@ -5,6 +5,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use polars::prelude::*;
 
 use super::{partition_schema, silver_schema};
@@ -158,6 +159,11 @@ pub async fn read_columns(
         .ok_or_else(|| StorageError::NotFound {
             key: key.to_owned(),
         })?;
+    columns_of(bytes, key, columns)
+}
+
+/// `columns` of the Parquet file `bytes`, the object `key` (named in errors).
+pub fn columns_of(bytes: Bytes, key: &str, columns: &[&str]) -> Result<DataFrame, ReadError> {
     ParquetReader::new(Cursor::new(bytes))
         .with_columns(Some(columns.iter().map(|c| c.to_string()).collect()))
         .finish()

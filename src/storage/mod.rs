@@ -3,6 +3,7 @@
 //! conformance suite (`tests/support/store_suite.rs`).
 
 mod local;
+mod many;
 mod prefixed;
 mod s3;
 
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
 pub use local::{LocalStore, TEMP_DIR, TEMP_PREFIX};
+pub use many::{Wanted, get_many, list_many, wanted};
 pub use prefixed::PrefixedStore;
 pub use s3::{MULTIPART_PART_BYTES, S3Store};
 

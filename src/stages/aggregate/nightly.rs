@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::NaiveDate;
+use futures_util::TryStreamExt;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -29,7 +30,7 @@ use crate::gold::incremental::{
 use crate::layout;
 use crate::state::LakeState;
 use crate::state::cursor::{BatchCursor, WATERMARK_LAG, batch_time};
-use crate::storage::{ObjectStore, StorageError};
+use crate::storage::{self, ObjectStore, StorageError};
 
 /// Version 2 keeps the first-order state in buckets, version 3 a delta beside each bucket's base;
 /// a version 2 state is read as buckets without deltas, a version 1 state as one bucket.
@@ -440,23 +441,24 @@ fn work_error(source: std::io::Error) -> GoldError {
 /// missing or of another size, and removes files the store no longer has (a re-ingest with
 /// another split, a compaction), which must not linger and be read twice.
 pub async fn mirror_prefix(
-    store: &dyn ObjectStore,
+    store: &Arc<dyn ObjectStore>,
     work_dir: &Path,
     prefix: &str,
 ) -> Result<(), GoldError> {
     let remote = store.list(prefix).await?;
     let wanted: BTreeSet<PathBuf> = remote.iter().map(|m| work_dir.join(&m.key)).collect();
-    for meta in remote.iter().filter(|m| m.key.ends_with(".parquet")) {
-        let path = work_dir.join(&meta.key);
-        if std::fs::metadata(&path).is_ok_and(|md| md.len() == meta.size) {
-            continue;
-        }
-        let bytes = store
-            .get(&meta.key)
-            .await?
-            .ok_or_else(|| StorageError::NotFound {
-                key: meta.key.clone(),
-            })?;
+    let missing = storage::wanted(
+        remote
+            .into_iter()
+            .filter(|m| m.key.ends_with(".parquet"))
+            .filter(|m| {
+                !std::fs::metadata(work_dir.join(&m.key)).is_ok_and(|md| md.len() == m.size)
+            }),
+    );
+    // Many at a time: a day's partitions are tens of small files, each a GET's round trip.
+    let mut fetched = storage::get_many(store, missing);
+    while let Some((key, bytes)) = fetched.try_next().await? {
+        let path = work_dir.join(&key);
         std::fs::create_dir_all(path.parent().expect("keys have a parent")).map_err(work_error)?;
         std::fs::write(&path, &bytes).map_err(work_error)?;
     }
@@ -495,7 +497,7 @@ impl SilverDates for StoreSilver {
             if self.prepared.lock().expect("not poisoned").contains(&done) {
                 continue;
             }
-            mirror_prefix(self.store.as_ref(), &self.work_dir, &prefix).await?;
+            mirror_prefix(&self.store, &self.work_dir, &prefix).await?;
             self.prepared.lock().expect("not poisoned").insert(done);
         }
         Ok(self.work_dir.clone())

@@ -201,7 +201,7 @@ impl Aggregator {
     /// Makes the local mirror of `processed/<dataset>/` equal to the store's.
     async fn mirror(&self, dataset: &str) -> Result<(), AggregateError> {
         let prefix = layout::processed_prefix(dataset);
-        Ok(nightly::mirror_prefix(self.store.as_ref(), &self.work_dir, &prefix).await?)
+        Ok(nightly::mirror_prefix(&self.store, &self.work_dir, &prefix).await?)
     }
 
     /// Where the KPIs read silver from: the lake itself when it is a local directory, else a
