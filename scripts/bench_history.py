@@ -20,11 +20,11 @@ before it (every lake write is a new file renamed into place, so the copy never 
 repetition measures the same night. Once the lake is grown, the measured nights run again in
 interleaved rounds (H=7, 90, 365, then back), each from the lake kept before it: the growth
 measures H=7 and H=365 tens of minutes apart, a round seconds apart, so the targets' ratios and
-the envelope's slopes come from the rounds (see `interleave`). A second lake at ten times the daily volume is grown to 31
-days (a full update window) and its next night measured the same way: the volume probe. From the
-medians it fits time and RSS against H, takes the growth with the daily volume from the probe,
-and turns both into the daily volume and years of history each Lambda's memory and timeout (read
-from infra/template.yaml) allow (see `envelope`).
+the envelope's slopes come from the rounds (see `interleave`). A second lake at ten times the
+daily volume is grown to 31 days (a full update window) and its next night measured the same
+way: the volume probe. From the medians it fits time and RSS against H, takes the growth with
+the daily volume from the probe, and turns both into the daily volume and years of history each
+Lambda's memory and timeout (read from infra/template.yaml) allow (see `envelope`).
 
   bench_history.py --lake BIN --work-dir DIR --out JSON [--horizons 7,90,365] [--scale 1]
                    [--runs 3] [--aggregate-every 1] [--volume-probe 10:31|none]
