@@ -15,7 +15,7 @@ use super::report::{MAX_OFFENDING_KEYS, Override, QualityReport, REPORT_VERSION}
 use crate::contract::{Contract, Registry};
 use crate::error::Retryable;
 use crate::layout;
-use crate::manifest::{BatchStatus, Manifest};
+use crate::manifest::{BatchStatus, Manifest, WrittenFile};
 use crate::partition::parse_partition_path;
 use crate::silver::read::{self, ReadError};
 use crate::state::{BatchCursor, LakeState, StateError, batch_time, manifests_from};
@@ -99,8 +99,7 @@ impl QualityGate {
         let key = contract.key_column().name.as_str();
         let mut seen = HashSet::new();
         let mut dups = Vec::new();
-        for f in &m.files {
-            let df = read::read_columns(self.store.as_ref(), &f.key, &[key]).await?;
+        for (f, df) in self.batch_columns(m, &[key]).await? {
             for k in read::strings(&df, key, &f.key)?.into_iter().flatten() {
                 if !seen.insert(k.clone()) {
                     dups.push(k);
@@ -108,6 +107,23 @@ impl QualityGate {
             }
         }
         Ok(dups)
+    }
+
+    /// `columns` of each of the batch's silver files, in the manifest's order, the files fetched
+    /// many at a time (`storage::get_many`).
+    async fn batch_columns<'m>(
+        &self,
+        m: &'m Manifest,
+        columns: &[&str],
+    ) -> Result<Vec<(&'m WrittenFile, polars::prelude::DataFrame)>, QualityError> {
+        let files = m.files.iter().map(|f| (f.key.clone(), f.bytes)).collect();
+        let mut fetched = storage::get_many(&self.store, files).zip(stream::iter(&m.files));
+        let mut out = Vec::with_capacity(m.files.len());
+        while let Some((got, f)) = fetched.next().await {
+            let (_, bytes) = got?;
+            out.push((f, read::columns_of(bytes, &f.key, columns)?));
+        }
+        Ok(out)
     }
 
     /// The batch's referenced values that the parent's key index holds (a reference without a
@@ -121,15 +137,11 @@ impl QualityGate {
         let parent = self.contract(&rule.dataset)?;
         let index = KeyIndex::new(self.store.clone());
         index.ensure_built(parent).await?;
-        let wanted: HashSet<&str> = rows
+        let wanted: Set<&str> = rows
             .iter()
             .flat_map(|(_, _, refs)| refs.iter().flatten().map(String::as_str))
             .collect();
-        Ok(index
-            .found(&rule.dataset, &wanted)
-            .await?
-            .into_iter()
-            .collect())
+        Ok(index.found(&rule.dataset, &wanted).await?)
     }
 
     /// Which of `wanted` the parent's date partitions `dates` hold (one listing per date, under
@@ -158,7 +170,7 @@ impl QualityGate {
             })
             .collect();
         // Listed and fetched many at a time (`storage::get_many`), parsed one at a time.
-        let files = storage::wanted(
+        let files = storage::fetches(
             storage::list_many(&self.store, prefixes)
                 .await?
                 .into_iter()
@@ -257,11 +269,7 @@ impl QualityGate {
             };
             // The batch's key and reference columns, file by file, with the file's date.
             let mut rows = Vec::with_capacity(m.files.len());
-            let files = m.files.iter().map(|f| (f.key.clone(), f.bytes)).collect();
-            let mut fetched = storage::get_many(&self.store, files).zip(stream::iter(&m.files));
-            while let Some((got, f)) = fetched.next().await {
-                let (_, bytes) = got?;
-                let df = read::columns_of(bytes, &f.key, &[key, &rule.column])?;
+            for (f, df) in self.batch_columns(m, &[key, &rule.column]).await? {
                 rows.push((
                     date_of(&f.partition),
                     read::strings(&df, key, &f.key)?,

@@ -23,6 +23,7 @@
 //! current.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -438,12 +439,13 @@ impl KeyIndex {
     }
 
     /// The subset of `wanted` that the index of `dataset` holds: the shards the wanted keys fall
-    /// into, one at a time, then the waiting deltas for what the shards did not hold.
-    pub async fn found(
+    /// into, one at a time, then the waiting deltas for what the shards did not hold. In the
+    /// caller's kind of set, so the keys found are hashed once.
+    pub async fn found<S: BuildHasher + Default>(
         &self,
         dataset: &str,
-        wanted: &HashSet<&str>,
-    ) -> Result<HashSet<String>, KeyIndexError> {
+        wanted: &HashSet<&str, impl BuildHasher>,
+    ) -> Result<HashSet<String, S>, KeyIndexError> {
         let prefix = layout::key_index_delta_prefix(dataset);
         let mut attempts = 0;
         'attempt: loop {
@@ -461,7 +463,7 @@ impl KeyIndex {
             for k in wanted {
                 by_shard.entry(shard_of(k)).or_default().push(k);
             }
-            let mut found = HashSet::new();
+            let mut found = HashSet::default();
             let mut missing: Vec<&str> = Vec::new();
             for (shard, keys) in by_shard {
                 let key = layout::key_index_shard_key(dataset, shard);
@@ -591,7 +593,7 @@ mod tests {
         while let Some(done) = tasks.join_next().await {
             done.unwrap().unwrap();
         }
-        let found = index.found("customers", &wanted).await.unwrap();
+        let found: HashSet<String> = index.found("customers", &wanted).await.unwrap();
         assert_eq!(
             found.len(),
             400,
@@ -793,7 +795,7 @@ mod tests {
         store.put(&key, Bytes::from_static(b"{oops")).await.unwrap();
         let index = KeyIndex::new(store);
         let err = index
-            .found("customers", &HashSet::from(["C1"]))
+            .found::<std::hash::RandomState>("customers", &HashSet::from(["C1"]))
             .await
             .unwrap_err();
         assert!(!err.is_retryable());

@@ -36,11 +36,11 @@ pub async fn list_many(
 }
 
 /// An object to fetch: its key and its size in bytes (from a listing or a manifest).
-pub type Wanted = (String, u64);
+pub type Fetch = (String, u64);
 
 /// How many of `objects` [`get_many`] fetches at once: [`AT_ONCE`], or fewer when the largest
 /// would take the bytes in flight past [`BYTES_IN_FLIGHT`] (at least one).
-pub fn get_at_once(objects: &[Wanted]) -> usize {
+pub fn get_at_once(objects: &[Fetch]) -> usize {
     let largest = objects
         .iter()
         .map(|(_, size)| *size)
@@ -56,7 +56,7 @@ pub fn get_at_once(objects: &[Wanted]) -> usize {
 /// [`get_at_once`] at a time. An object that is gone is [`StorageError::NotFound`].
 pub fn get_many(
     store: &Arc<dyn ObjectStore>,
-    objects: Vec<Wanted>,
+    objects: Vec<Fetch>,
 ) -> impl Stream<Item = StorageResult<(String, Bytes)>> + Send + 'static {
     let at_once = get_at_once(&objects);
     let store = Arc::clone(store);
@@ -75,7 +75,7 @@ pub fn get_many(
 }
 
 /// The keys and sizes of `metas`, as [`get_many`] takes them.
-pub fn wanted(metas: impl IntoIterator<Item = ObjectMeta>) -> Vec<Wanted> {
+pub fn fetches(metas: impl IntoIterator<Item = ObjectMeta>) -> Vec<Fetch> {
     metas.into_iter().map(|m| (m.key, m.size)).collect()
 }
 
@@ -84,7 +84,7 @@ mod tests {
     use super::*;
     use crate::storage::LocalStore;
 
-    fn object(key: &str, size: u64) -> Wanted {
+    fn object(key: &str, size: u64) -> Fetch {
         (key.to_owned(), size)
     }
 
@@ -125,7 +125,7 @@ mod tests {
             .collect();
         assert_eq!(keys, expected);
 
-        let got: Vec<(String, Bytes)> = get_many(&store, wanted(listed.clone()))
+        let got: Vec<(String, Bytes)> = get_many(&store, fetches(listed.clone()))
             .try_collect()
             .await
             .unwrap();
@@ -141,7 +141,7 @@ mod tests {
 
         // A file deleted after the listing is an error, not a silent gap.
         store.delete(&listed[70].key).await.unwrap();
-        let err = get_many(&store, wanted(listed))
+        let err = get_many(&store, fetches(listed))
             .try_collect::<Vec<_>>()
             .await
             .unwrap_err();

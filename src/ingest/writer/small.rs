@@ -6,12 +6,13 @@
 //! estimates the column's distinct values with a HyperLogLog sketch of 16,384 registers to
 //! decide between a dictionary and plain values. It heeds the estimate only above 128 rows:
 //! at 128 rows or fewer it always casts the column to a dictionary (plain values where the cast
-//! fails, as for decimals), yet it builds and counts the sketch first: a fixed cost of tens of microseconds per column chunk. A night's late
-//! updates land as a few rows in each of many old partitions (the 10% updates of one orders
-//! export reach 150 partitions): `perf` of that ingest at 365 days of history put 27% of its
-//! CPU time in `HyperLogLog::count`. Here a chunk that would reach the estimate is cast to the
-//! dictionary directly and handed to the same page encoder, so the bytes are polars' own (a
-//! test compares the two writers on every contract's columns).
+//! fails, as for decimals), yet it builds and counts the sketch first: a fixed cost of tens of
+//! microseconds per column chunk. A night's late updates land as a few rows in each of many old
+//! partitions (the 10% updates of one orders export reach 150 partitions): `perf` of that
+//! ingest at 365 days of history put 27% of its CPU time in `HyperLogLog::count`. Here a chunk
+//! that would reach the estimate is cast to the dictionary directly and handed to the same page
+//! encoder, so the bytes are polars' own (a test compares the two writers on every contract's
+//! columns).
 
 use polars::prelude::*;
 use polars_arrow::array::{Array, PrimitiveArray};

@@ -447,7 +447,7 @@ pub async fn mirror_prefix(
 ) -> Result<(), GoldError> {
     let remote = store.list(prefix).await?;
     let wanted: BTreeSet<PathBuf> = remote.iter().map(|m| work_dir.join(&m.key)).collect();
-    let missing = storage::wanted(
+    let missing = storage::fetches(
         remote
             .into_iter()
             .filter(|m| m.key.ends_with(".parquet"))
