@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::contract::{ColumnKind, Contract, Physical};
+use crate::varint;
 
 /// One column: its values, and for each row whether it has one.
 #[derive(Debug, Clone)]
@@ -516,7 +517,7 @@ impl Batch {
         section(out, |out| {
             let mut previous = 0u64;
             for &line in &self.lines {
-                put_varint(out, zigzag(line.wrapping_sub(previous) as i64));
+                varint::put(out, zigzag(line.wrapping_sub(previous) as i64));
                 previous = line;
             }
         });
@@ -531,18 +532,18 @@ impl Batch {
                 match &column.values {
                     Values::Utf8 { bytes, offsets } => {
                         for pair in offsets.windows(2) {
-                            put_varint(out, (pair[1] - pair[0]) as u64);
+                            varint::put(out, (pair[1] - pair[0]) as u64);
                         }
-                        put_varint(out, bytes.len() as u64);
+                        varint::put(out, bytes.len() as u64);
                         out.extend_from_slice(bytes.as_bytes());
                     }
                     Values::Code { codes, .. } => {
-                        codes.iter().for_each(|&c| put_varint(out, u64::from(c)))
+                        codes.iter().for_each(|&c| varint::put(out, u64::from(c)))
                     }
                     Values::Int32(x) => x
                         .iter()
-                        .for_each(|&v| put_varint(out, zigzag(i64::from(v)))),
-                    Values::Int64(x) => x.iter().for_each(|&v| put_varint(out, zigzag(v))),
+                        .for_each(|&v| varint::put(out, zigzag(i64::from(v)))),
+                    Values::Int64(x) => x.iter().for_each(|&v| varint::put(out, zigzag(v))),
                 }
             });
         }
@@ -672,15 +673,6 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// LEB128: seven bits a byte, low bits first.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Reads a section written by [`section`], every read bounds-checked.
 struct Decoder<'a> {
     buf: &'a [u8],
@@ -711,15 +703,13 @@ impl<'a> Decoder<'a> {
     }
 
     fn varint(&mut self) -> io::Result<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
+        match crate::varint::get(&self.buf[self.at..]) {
+            Ok(Some((v, n))) => {
+                self.at += n;
+                Ok(v)
             }
+            _ => Err(corrupt()),
         }
-        Err(corrupt())
     }
 }
 

@@ -34,6 +34,7 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod values;
+pub mod varint;
 pub mod warehouse;
 
 pub use error::Retryable;

@@ -15,7 +15,7 @@ use super::report::{MAX_OFFENDING_KEYS, Override, QualityReport, REPORT_VERSION}
 use crate::contract::{Contract, Registry};
 use crate::error::Retryable;
 use crate::layout;
-use crate::manifest::{BatchStatus, Manifest, WrittenFile};
+use crate::manifest::{BatchStatus, Manifest};
 use crate::partition::parse_partition_path;
 use crate::silver::read::{self, ReadError};
 use crate::state::{BatchCursor, LakeState, StateError, batch_time, manifests_from};
@@ -60,9 +60,13 @@ impl Retryable for QualityError {
     }
 }
 
-/// One batch file's rows for a reference check: the file's date, then its key and reference
-/// columns.
-type BatchRows = (Option<NaiveDate>, Vec<Option<String>>, Vec<Option<String>>);
+/// What the checks read of one of a batch's silver files: its date (the value of its date
+/// partition), its key column, and each reference rule's column in the contract's order.
+struct BatchFile {
+    date: Option<NaiveDate>,
+    keys: Vec<Option<String>>,
+    refs: Vec<Vec<Option<String>>>,
+}
 
 /// How long a claim on a batch's report lasts: longer than the quality function may run (300 s
 /// in the template).
@@ -91,37 +95,58 @@ impl QualityGate {
     }
 
     /// Keys appearing more than once across the batch's silver files.
-    async fn duplicate_keys(
+    fn duplicate_keys(files: &[BatchFile]) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut dups = Vec::new();
+        for k in files.iter().flat_map(|f| f.keys.iter().flatten()) {
+            if !seen.insert(k.as_str()) {
+                dups.push(k.clone());
+            }
+        }
+        dups
+    }
+
+    /// What the checks read of each of the batch's silver files (the key and each reference
+    /// rule's column), in the manifest's order, the files fetched many at a time
+    /// (`storage::get_many`) and each parsed frame dropped once its columns are taken. Read
+    /// once for every check: read per check, the orders check at 365 days of history opened
+    /// and decoded the batch's 160 files twice.
+    async fn batch_files(
         &self,
         contract: &Contract,
         m: &Manifest,
-    ) -> Result<Vec<String>, QualityError> {
+    ) -> Result<Vec<BatchFile>, QualityError> {
         let key = contract.key_column().name.as_str();
-        let mut seen = HashSet::new();
-        let mut dups = Vec::new();
-        for (f, df) in self.batch_columns(m, &[key]).await? {
-            for k in read::strings(&df, key, &f.key)?.into_iter().flatten() {
-                if !seen.insert(k.clone()) {
-                    dups.push(k);
-                }
+        let rules = &contract.quality.references;
+        let mut columns = vec![key];
+        for rule in rules {
+            if !columns.contains(&rule.column.as_str()) {
+                columns.push(&rule.column);
             }
         }
-        Ok(dups)
-    }
-
-    /// `columns` of each of the batch's silver files, in the manifest's order, the files fetched
-    /// many at a time (`storage::get_many`).
-    async fn batch_columns<'m>(
-        &self,
-        m: &'m Manifest,
-        columns: &[&str],
-    ) -> Result<Vec<(&'m WrittenFile, polars::prelude::DataFrame)>, QualityError> {
+        // The date of a row is the value of the batch file's date partition.
+        let date_of = |partition: &str| -> Option<NaiveDate> {
+            let name = &contract.date_partition()?.name;
+            parse_partition_path(partition)
+                .into_iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| NaiveDate::parse_from_str(v.as_deref()?, "%Y-%m-%d").ok())
+        };
         let files = m.files.iter().map(|f| (f.key.clone(), f.bytes)).collect();
         let mut fetched = storage::get_many(&self.store, files).zip(stream::iter(&m.files));
         let mut out = Vec::with_capacity(m.files.len());
         while let Some((got, f)) = fetched.next().await {
             let (_, bytes) = got?;
-            out.push((f, read::columns_of(bytes, &f.key, columns)?));
+            let df = read::columns_of(bytes, &f.key, &columns)?;
+            let refs = rules
+                .iter()
+                .map(|rule| read::strings(&df, &rule.column, &f.key))
+                .collect::<Result<_, _>>()?;
+            out.push(BatchFile {
+                date: date_of(&f.partition),
+                keys: read::strings(&df, key, &f.key)?,
+                refs,
+            });
         }
         Ok(out)
     }
@@ -132,16 +157,12 @@ impl QualityGate {
     async fn indexed_keys(
         &self,
         rule: &crate::contract::quality::ReferenceRule,
-        rows: &[BatchRows],
+        wanted: &Set<&str>,
     ) -> Result<Set<String>, QualityError> {
         let parent = self.contract(&rule.dataset)?;
         let index = KeyIndex::new(self.store.clone());
         index.ensure_built(parent).await?;
-        let wanted: Set<&str> = rows
-            .iter()
-            .flat_map(|(_, _, refs)| refs.iter().flatten().map(String::as_str))
-            .collect();
-        Ok(index.found(&rule.dataset, &wanted).await?)
+        Ok(index.found(&rule.dataset, wanted).await?)
     }
 
     /// Which of `wanted` the parent's date partitions `dates` hold (one listing per date, under
@@ -245,48 +266,30 @@ impl QualityGate {
     async fn references(
         &self,
         contract: &Contract,
-        m: &Manifest,
+        files: &[BatchFile],
         now: DateTime<Utc>,
     ) -> Result<Vec<ReferenceFacts>, QualityError> {
         let mut out = Vec::new();
-        let key = contract.key_column().name.as_str();
-        // The date of a row is the value of the batch file's date partition.
-        let date_of = |partition: &str| -> Option<NaiveDate> {
-            let name = &contract.date_partition()?.name;
-            parse_partition_path(partition)
-                .into_iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| NaiveDate::parse_from_str(v.as_deref()?, "%Y-%m-%d").ok())
-        };
         // Older parent partitions may have expired (`processed/` lifecycle rule).
         let retained_from = now.date_naive() - Duration::days(layout::SILVER_RETENTION_DAYS);
-        for rule in &contract.quality.references {
+        for (i, rule) in contract.quality.references.iter().enumerate() {
             let windowed = match rule.window_days {
                 Some(days) if self.contract(&rule.dataset)?.window_partition().is_some() => {
                     Some(i64::from(days))
                 }
                 _ => None,
             };
-            // The batch's key and reference columns, file by file, with the file's date.
-            let mut rows = Vec::with_capacity(m.files.len());
-            for (f, df) in self.batch_columns(m, &[key, &rule.column]).await? {
-                rows.push((
-                    date_of(&f.partition),
-                    read::strings(&df, key, &f.key)?,
-                    read::strings(&df, &rule.column, &f.key)?,
-                ));
-            }
             let target = match windowed {
                 Some(days) => {
                     // Each row is looked for in its own window: the parent's dates from its
                     // date back `days` days (what is still retained of them).
                     let mut unresolved: BTreeMap<NaiveDate, Set<&str>> = BTreeMap::new();
-                    for (date, _, refs) in &rows {
-                        if let Some(d) = date {
+                    for f in files {
+                        if let Some(d) = f.date {
                             unresolved
-                                .entry(*d)
+                                .entry(d)
                                 .or_default()
-                                .extend(refs.iter().flatten().map(String::as_str));
+                                .extend(f.refs[i].iter().flatten().map(String::as_str));
                         }
                     }
                     self.window_search(
@@ -297,7 +300,13 @@ impl QualityGate {
                     )
                     .await?
                 }
-                None => self.indexed_keys(rule, &rows).await?,
+                None => {
+                    let wanted: Set<&str> = files
+                        .iter()
+                        .flat_map(|f| f.refs[i].iter().flatten().map(String::as_str))
+                        .collect();
+                    self.indexed_keys(rule, &wanted).await?
+                }
             };
             let mut facts = ReferenceFacts {
                 rule: rule.clone(),
@@ -307,14 +316,16 @@ impl QualityGate {
                 sample: vec![],
                 missing: HashMap::new(),
             };
-            for (date, keys, refs) in rows {
+            for f in files {
                 // A row whose window reaches before the retained history (or that has no date)
                 // may reference a parent that expired: not found is then no proof of an orphan.
                 let verifiable = match windowed {
                     None => true,
-                    Some(days) => date.is_some_and(|d| d - Duration::days(days) >= retained_from),
+                    Some(days) => f
+                        .date
+                        .is_some_and(|d| d - Duration::days(days) >= retained_from),
                 };
-                for (k, r) in keys.into_iter().zip(refs) {
+                for (k, r) in f.keys.iter().zip(&f.refs[i]) {
                     facts.checked += 1;
                     if r.as_ref().is_some_and(|r| target.contains(r)) {
                         continue;
@@ -325,9 +336,9 @@ impl QualityGate {
                     }
                     facts.orphans += 1;
                     if facts.sample.len() < MAX_OFFENDING_KEYS {
-                        facts.sample.extend(k);
+                        facts.sample.extend(k.clone());
                     }
-                    *facts.missing.entry(r).or_default() += 1;
+                    *facts.missing.entry(r.clone()).or_default() += 1;
                 }
             }
             out.push(facts);
@@ -428,21 +439,21 @@ impl QualityGate {
         let history = self
             .recent_history(dataset, batch_id, contract.quality.volume.history)
             .await?;
-        let written = manifest.status == BatchStatus::Succeeded;
+        let (duplicate_keys, references) = if manifest.status == BatchStatus::Succeeded {
+            let files = self.batch_files(contract, &manifest).await?;
+            (
+                Some(Self::duplicate_keys(&files)),
+                self.references(contract, &files, now).await?,
+            )
+        } else {
+            (None, vec![])
+        };
         let facts = Facts {
             contract,
             manifest: &manifest,
             history: &history,
-            duplicate_keys: if written {
-                Some(self.duplicate_keys(contract, &manifest).await?)
-            } else {
-                None
-            },
-            references: if written {
-                self.references(contract, &manifest, now).await?
-            } else {
-                vec![]
-            },
+            duplicate_keys,
+            references,
             now,
         };
         let checks = checks::evaluate(&facts);

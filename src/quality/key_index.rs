@@ -12,8 +12,8 @@
 //! them itself, so a lake that never compacts still reads a bounded number of them.
 //!
 //! A check reads the shards its references fall into, one at a time, then the waiting deltas
-//! only for the references the shards did not hold. The shards are sorted length-prefixed
-//! strings, searched in place (no parse into a set): reading one costs about its bytes. The
+//! only for the references the shards did not hold. The shards are sorted keys, front-coded
+//! (`keyset`), searched in place (no parse into a set): reading one costs about its bytes. The
 //! index may hold a key whose batch never committed (a crash between delta and manifest, until
 //! the retry commits it) or whose rows a forced re-ingest dropped: it over-approximates, it never
 //! forgets.
@@ -94,202 +94,7 @@ fn shard_of_bytes(key: &[u8]) -> usize {
     usize::from(u16::from_be_bytes([d[0], d[1]])) % SHARDS
 }
 
-/// The file format of shards and deltas: a magic line, then each key as a little-endian `u32`
-/// length and its bytes, in strictly increasing byte order.
-mod keyset {
-    use tokio::io::{AsyncRead, AsyncReadExt};
-
-    const MAGIC: &[u8] = b"shoplake-keys-v2\n";
-
-    /// Bytes a look-up reads at a time (the shard itself is never held).
-    const READ_BYTES: usize = 256 << 10;
-
-    pub fn encode<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        for k in keys {
-            let len = u32::try_from(k.len()).expect("a key is shorter than 4 GiB");
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(k);
-        }
-        out
-    }
-
-    /// A walk over a file's keys, each checked as it is reached: framing and strict order (a
-    /// search relies on it).
-    struct Walk<'a> {
-        rest: &'a [u8],
-        last: Option<&'a [u8]>,
-    }
-
-    impl<'a> Walk<'a> {
-        fn new(bytes: &'a [u8]) -> Result<Self, &'static str> {
-            let rest = bytes.strip_prefix(MAGIC).ok_or("not a key index file")?;
-            Ok(Walk { rest, last: None })
-        }
-
-        fn next_key(&mut self) -> Result<Option<&'a [u8]>, &'static str> {
-            if self.rest.is_empty() {
-                return Ok(None);
-            }
-            let (len, tail) = self
-                .rest
-                .split_first_chunk::<4>()
-                .ok_or("truncated length")?;
-            let len = u32::from_le_bytes(*len) as usize;
-            if tail.len() < len {
-                return Err("truncated key");
-            }
-            let (key, tail) = tail.split_at(len);
-            if self.last.is_some_and(|last| last >= key) {
-                return Err("keys out of order");
-            }
-            self.last = Some(key);
-            self.rest = tail;
-            Ok(Some(key))
-        }
-    }
-
-    /// The keys of a file, checked.
-    pub fn decode(bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
-        let mut walk = Walk::new(bytes)?;
-        let mut keys = Vec::new();
-        while let Some(key) = walk.next_key()? {
-            keys.push(key);
-        }
-        Ok(keys)
-    }
-
-    /// Why a look-up stopped.
-    #[derive(Debug)]
-    pub enum LookupError {
-        /// The file is not a key index file, or not a well-formed one.
-        Format(&'static str),
-        /// Reading the file failed.
-        Read(std::io::Error),
-    }
-
-    impl PartialEq<&'static str> for LookupError {
-        fn eq(&self, reason: &&'static str) -> bool {
-            matches!(self, LookupError::Format(r) if r == reason)
-        }
-    }
-
-    /// Reads `buf` full, or as much as there is; returns how much that was.
-    async fn read_up_to(
-        file: &mut (impl AsyncRead + Unpin),
-        buf: &mut [u8],
-    ) -> Result<usize, LookupError> {
-        let mut at = 0;
-        while at < buf.len() {
-            match file.read(&mut buf[at..]).await.map_err(LookupError::Read)? {
-                0 => break,
-                n => at += n,
-            }
-        }
-        Ok(at)
-    }
-
-    /// Splits `wanted` into the keys the file holds and those it does not (each once), in one
-    /// walk over the file as it is read, checked as [`decode`] checks it: a look-up holds one
-    /// read of [`READ_BYTES`], the key that straddles it, and the wanted keys, nothing of the
-    /// file's size. A shard holds every distinct key of all history (about 340 MB a shard at
-    /// 1 M orders a day after 3 years, 250 k new customers a day); holding it whole made a
-    /// check's memory grow with history.
-    ///
-    /// The keys are walked as slices of the bytes read, not read one by one: through a
-    /// buffered reader, two reads and a copy per key were most of the orders check at 365 days
-    /// of history (2.46 M customers: `perf` put the look-up's polls, copies and compares at
-    /// about 60% of its time).
-    pub async fn lookup(
-        file: impl AsyncRead + Unpin,
-        mut wanted: Vec<&str>,
-    ) -> Result<(Vec<&str>, Vec<&str>), LookupError> {
-        wanted.sort_unstable();
-        wanted.dedup();
-        let mut file = file;
-        let mut magic = [0u8; MAGIC.len()];
-        if read_up_to(&mut file, &mut magic).await? < MAGIC.len() || magic != MAGIC {
-            return Err(LookupError::Format("not a key index file"));
-        }
-        let (mut held, mut missing) = (Vec::new(), Vec::new());
-        let mut wanted = wanted.into_iter().peekable();
-        // `buf[at..end]` has arrived and is not walked yet; `buf[last]` is the key walked last
-        // (kept across reads for the order check). The buffer is zeroed once, not per read: a
-        // store's reader may return a few KiB a time.
-        let mut buf = vec![0u8; READ_BYTES];
-        let (mut at, mut end, mut last) = (0usize, 0usize, None::<std::ops::Range<usize>>);
-        loop {
-            while let Some((len, tail)) = buf[at..end].split_first_chunk::<4>() {
-                let len = u32::from_le_bytes(*len) as usize;
-                let Some(key) = tail.get(..len) else {
-                    break;
-                };
-                if last.clone().is_some_and(|l| buf[l] >= *key) {
-                    return Err(LookupError::Format("keys out of order"));
-                }
-                while let Some(k) = wanted.next_if(|k| k.as_bytes() < key) {
-                    missing.push(k);
-                }
-                if let Some(k) = wanted.next_if(|k| k.as_bytes() == key) {
-                    held.push(k);
-                }
-                last = Some(at + 4..at + 4 + len);
-                at += 4 + len;
-            }
-            // What was walked goes, but the last key; the next read goes after the rest.
-            let keep = last.as_ref().map_or(at, |l| l.start);
-            buf.copy_within(keep..end, 0);
-            (at, end) = (at - keep, end - keep);
-            last = last.map(|l| l.start - keep..l.end - keep);
-            if end == buf.len() {
-                // A key longer than the buffer: it grows, but only once what arrived fills
-                // it, so a corrupt length allocates at most twice what the file holds.
-                buf.resize(2 * buf.len(), 0);
-            }
-            let n = file
-                .read(&mut buf[end..])
-                .await
-                .map_err(LookupError::Read)?;
-            if n == 0 {
-                return match end - at {
-                    0 => {
-                        missing.extend(wanted);
-                        Ok((held, missing))
-                    }
-                    1..4 => Err(LookupError::Format("truncated length")),
-                    _ => Err(LookupError::Format("truncated key")),
-                };
-            }
-            end += n;
-        }
-    }
-
-    /// The sorted union of two sorted, distinct key lists (a merge walk, no set).
-    pub fn union<'a>(old: &[&'a [u8]], new: &[&'a [u8]]) -> Vec<&'a [u8]> {
-        let mut out = Vec::with_capacity(old.len() + new.len());
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() && j < new.len() {
-            match old[i].cmp(new[j]) {
-                std::cmp::Ordering::Less => {
-                    out.push(old[i]);
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    out.push(new[j]);
-                    j += 1;
-                }
-                std::cmp::Ordering::Equal => {
-                    out.push(old[i]);
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        out.extend_from_slice(&old[i..]);
-        out.extend_from_slice(&new[j..]);
-        out
-    }
-}
+mod keyset;
 
 /// What a merge of waiting deltas did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -373,12 +178,13 @@ impl KeyIndex {
                 };
                 let old = match &bytes {
                     Some(b) => keyset::decode(b).map_err(Self::corrupt(&key))?,
-                    None => Vec::new(),
+                    None => keyset::Keys::default(),
                 };
-                if new.iter().all(|k| old.binary_search(k).is_ok()) {
+                if new.iter().all(|k| old.contains(k)) {
                     break;
                 }
-                let body = Bytes::from(keyset::encode(keyset::union(&old, &new)));
+                let union = keyset::union(old.iter(), new.iter().copied());
+                let body = Bytes::from(keyset::encode(union));
                 let condition = match meta {
                     Some(m) if bytes.is_some() => Precondition::Matches(m.etag),
                     _ => Precondition::Absent,
@@ -414,7 +220,10 @@ impl KeyIndex {
             let Some(bytes) = self.store.get(&meta.key).await? else {
                 continue;
             };
-            for k in keyset::decode(&bytes).map_err(Self::corrupt(&meta.key))? {
+            for k in keyset::decode(&bytes)
+                .map_err(Self::corrupt(&meta.key))?
+                .iter()
+            {
                 by_shard
                     .entry(shard_of_bytes(k))
                     .or_default()
@@ -685,106 +494,38 @@ mod tests {
         assert_eq!(found, HashSet::from(["C1-0".to_owned()]));
     }
 
-    #[test]
-    fn the_file_format_round_trips_and_refuses_what_it_cannot_search() {
-        let body = keyset::encode(["Müller".as_bytes(), b"a", b"b"]);
-        let keys = keyset::decode(&body).unwrap();
-        assert_eq!(keys, ["Müller".as_bytes(), b"a", b"b"]);
-        assert_eq!(
-            keyset::union(&keys, &[b"0".as_slice(), b"b", b"c"]),
-            [b"0".as_slice(), "Müller".as_bytes(), b"a", b"b", b"c"]
-        );
-        let unsorted = keyset::encode([b"b".as_slice(), b"a"]);
-        assert_eq!(keyset::decode(&unsorted), Err("keys out of order"));
-        assert_eq!(
-            keyset::decode(&body[..body.len() - 1]),
-            Err("truncated key")
-        );
-        assert_eq!(keyset::decode(b"[]"), Err("not a key index file"));
-    }
-
     #[tokio::test]
-    async fn a_lookup_walks_the_file_once_and_splits_the_wanted_keys() {
-        let body = keyset::encode([b"C1".as_slice(), b"C3", b"C5", "Müller".as_bytes()]);
-        // Unsorted, repeated, before, between and after the file's keys.
-        let wanted = vec!["C5", "Müller", "C0", "C3", "C4", "C5", "Z"];
-        let (held, missing) = keyset::lookup(&body[..], wanted).await.unwrap();
-        assert_eq!(held, ["C3", "C5", "Müller"]);
-        assert_eq!(missing, ["C0", "C4", "Z"]);
-        let empty = keyset::encode([]);
-        let (held, missing) = keyset::lookup(&empty[..], vec!["C1"]).await.unwrap();
-        assert!(held.is_empty());
-        assert_eq!(missing, ["C1"]);
-        // Checked as a decode checks it, even past the last wanted key.
-        let unsorted = keyset::encode([b"a".as_slice(), b"c", b"b"]);
-        let err = |r: Result<_, keyset::LookupError>| r.unwrap_err();
-        assert_eq!(
-            err(keyset::lookup(&unsorted[..], vec!["a"]).await),
-            "keys out of order"
-        );
-        let equal = keyset::encode([b"a".as_slice(), b"a"]);
-        assert_eq!(
-            err(keyset::lookup(&equal[..], vec![]).await),
-            "keys out of order"
-        );
-        assert_eq!(
-            err(keyset::lookup(&body[..body.len() - 1], vec!["C1"]).await),
-            "truncated key"
-        );
-        assert_eq!(
-            err(keyset::lookup(&body[..body.len() - 8], vec!["C1"]).await),
-            "truncated length"
-        );
-        // A length past the end of the file allocates nothing of that size.
-        let mut huge = keyset::encode([]);
-        huge.extend_from_slice(&u32::MAX.to_le_bytes());
-        huge.extend_from_slice(b"C1");
-        assert_eq!(
-            err(keyset::lookup(&huge[..], vec![]).await),
-            "truncated key"
-        );
-        assert_eq!(
-            err(keyset::lookup(&b"[]"[..], vec![]).await),
-            "not a key index file"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_key_longer_than_a_read_is_looked_up_whole() {
-        let long = "L".repeat(600 << 10);
-        let body = keyset::encode([b"A".as_slice(), long.as_bytes(), b"M", b"Z"]);
-        let wanted = vec![long.as_str(), "M", "B"];
-        let (held, missing) = keyset::lookup(&body[..], wanted).await.unwrap();
-        assert_eq!(held, [long.as_str(), "M"]);
-        assert_eq!(missing, ["B"]);
-    }
-
-    proptest::proptest! {
-        /// Read a few bytes at a time, so keys and lengths straddle every read, a look-up
-        /// splits the wanted keys exactly as the sets do.
-        #[test]
-        fn a_streamed_lookup_splits_the_wanted_keys_as_the_sets_do(
-            file in proptest::collection::btree_set("[a-d]{0,6}", 0..60),
-            wanted in proptest::collection::vec("[a-d]{0,6}", 0..40),
-            chunk in 1usize..9,
-        ) {
-            let body = keyset::encode(file.iter().map(|k| k.as_bytes()));
-            let reader = tokio_util::io::StreamReader::new(futures_util::stream::iter(
-                body.chunks(chunk)
-                    .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
-                    .collect::<Vec<_>>(),
-            ));
-            let wanted_refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let (held, missing) = rt.block_on(keyset::lookup(reader, wanted_refs)).unwrap();
-            let wanted: BTreeSet<&str> = wanted.iter().map(String::as_str).collect();
-            let expect_held: Vec<&str> =
-                wanted.iter().copied().filter(|k| file.contains(*k)).collect();
-            let expect_missing: Vec<&str> =
-                wanted.iter().copied().filter(|k| !file.contains(*k)).collect();
-            proptest::prop_assert_eq!(held, expect_held);
-            proptest::prop_assert_eq!(missing, expect_missing);
+    async fn an_index_written_in_the_older_format_is_read_and_rewritten_in_the_new_by_a_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let mut by_shard: BTreeMap<usize, BTreeSet<&str>> = BTreeMap::new();
+        let old = keys(0);
+        for k in &old {
+            by_shard.entry(shard_of(k)).or_default().insert(k);
         }
+        for (shard, keys) in &by_shard {
+            let body = keyset::encode_v2(keys.iter().map(|k| k.as_bytes()));
+            let key = layout::key_index_shard_key("customers", *shard);
+            store.put(&key, Bytes::from(body)).await.unwrap();
+        }
+        let waiting = keyset::encode_v2(["C1-0".as_bytes()]);
+        let delta = layout::key_index_delta_key("customers", "b1");
+        store.put(&delta, Bytes::from(waiting)).await.unwrap();
+        let index = KeyIndex::new(store.clone());
+        let wanted = HashSet::from(["C0-0", "C0-49", "C1-0", "NOPE"]);
+        let expect = HashSet::from(["C0-0".to_owned(), "C0-49".to_owned(), "C1-0".to_owned()]);
+        let found: HashSet<String> = index.found("customers", &wanted).await.unwrap();
+        assert_eq!(found, expect);
+
+        index.merge("customers").await.unwrap();
+        let shard = layout::key_index_shard_key("customers", shard_of("C1-0"));
+        let body = store.get(&shard).await.unwrap().unwrap();
+        assert!(
+            body.starts_with(b"shoplake-keys-v3\n"),
+            "rewritten by the merge"
+        );
+        let found: HashSet<String> = index.found("customers", &wanted).await.unwrap();
+        assert_eq!(found, expect);
     }
 
     #[tokio::test]

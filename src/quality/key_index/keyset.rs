@@ -1,0 +1,595 @@
+//! The file format of shards and deltas (v3): a magic line, then the keys in strictly increasing
+//! byte order, each front-coded against the key before it: the length of the prefix the two
+//! share and the length of the rest (LEB128 varints), then the rest.
+//!
+//! Why front-coded: a check reads every shard its references fall into, which hold every
+//! customer ever, and sorted neighbours share most of their bytes when ids are numbered
+//! (`C0001000022`, `C0001000031`), as many shop platforms number them. On the 365-day lake of
+//! `make bench-history` (2.46 M customers) the 16 shards took 39.4 MB as length-prefixed keys
+//! (v2) and take 9.7 MB front-coded, about 4 bytes a key. Random ids (UUIDs) share only their
+//! first few characters with a neighbour and gain little. The walk gets cheaper too: the next
+//! wanted key is compared with a file's key only where that key branches off the one before
+//! within the prefix the wanted key shares with it, which most keys do not (see [`Search`]).
+//!
+//! Files of v2 (each key as a little-endian `u32` length and its bytes) are still read, so a
+//! lake's shards change format as merges rewrite them; every file written is v3.
+
+use std::ops::Range;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::varint;
+
+const MAGIC: &[u8] = b"shoplake-keys-v3\n";
+const MAGIC_V2: &[u8] = b"shoplake-keys-v2\n";
+
+/// Bytes a look-up reads at a time (the shard itself is never held).
+const READ_BYTES: usize = 256 << 10;
+
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    V2,
+    V3,
+}
+
+fn format_of(magic: &[u8]) -> Result<Format, &'static str> {
+    match magic {
+        MAGIC => Ok(Format::V3),
+        MAGIC_V2 => Ok(Format::V2),
+        _ => Err("not a key index file"),
+    }
+}
+
+/// How many leading bytes `a` and `b` share.
+#[inline]
+fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// A file of `keys` (meant sorted and distinct: a reader refuses anything else).
+pub fn encode<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = MAGIC.to_vec();
+    let mut before: &[u8] = &[];
+    for key in keys {
+        let shared = shared_prefix(before, key);
+        varint::put(&mut out, shared as u64);
+        varint::put(&mut out, (key.len() - shared) as u64);
+        out.extend_from_slice(&key[shared..]);
+        before = key;
+    }
+    out
+}
+
+/// One entry at the start of a file's remaining bytes.
+struct Entry {
+    /// The bytes it takes.
+    size: usize,
+    /// The prefix it shares with the key before (v3); v2 stores whole keys.
+    shared: Option<usize>,
+    /// Where the rest of its key lies in the bytes (v2: the whole key).
+    rest: Range<usize>,
+}
+
+/// The entry at the start of `bytes`: `Ok(Err(reason))` when `bytes` ends inside it (the
+/// reason, should the file end there), `Err` when it cannot be one.
+#[inline]
+fn entry(bytes: &[u8], format: Format) -> Result<Result<Entry, &'static str>, &'static str> {
+    match format {
+        Format::V2 => {
+            let Some((len, tail)) = bytes.split_first_chunk::<4>() else {
+                return Ok(Err("truncated length"));
+            };
+            let len = u32::from_le_bytes(*len) as usize;
+            if tail.len() < len {
+                return Ok(Err("truncated key"));
+            }
+            Ok(Ok(Entry {
+                size: 4 + len,
+                shared: None,
+                rest: 4..4 + len,
+            }))
+        }
+        Format::V3 => {
+            let Some((shared, a)) = varint::get(bytes)? else {
+                return Ok(Err("truncated length"));
+            };
+            let Some((len, b)) = varint::get(&bytes[a..])? else {
+                return Ok(Err("truncated length"));
+            };
+            let shared = usize::try_from(shared).map_err(|_| "key too long")?;
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|len| (a + b).checked_add(len))
+                .ok_or("key too long")?;
+            if bytes.len() < end {
+                return Ok(Err("truncated key"));
+            }
+            Ok(Ok(Entry {
+                size: end,
+                shared: Some(shared),
+                rest: a + b..end,
+            }))
+        }
+    }
+}
+
+/// Bytes a short rest is copied in: one fixed-size move instead of a call to `memmove` per key
+/// (which was 15% of a look-up at 365 days of history).
+const BLOCK: usize = 16;
+
+/// The key walked last, rebuilt entry by entry and checked: strictly above the one before.
+/// `bytes[..len]` is the key; the bytes after it are spare room for [`BLOCK`] copies.
+#[derive(Default)]
+struct Last {
+    bytes: Vec<u8>,
+    len: usize,
+    started: bool,
+}
+
+impl Last {
+    fn key(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// Moves to the key of the entry whose rest is `from[rest]` (`from` goes on past it, as
+    /// far as the bytes read go); returns the prefix it shares with the key before.
+    #[inline]
+    fn advance(
+        &mut self,
+        shared: Option<usize>,
+        from: &[u8],
+        rest: Range<usize>,
+    ) -> Result<usize, &'static str> {
+        let (shared, rest) = match shared {
+            Some(shared) => (shared, rest),
+            None => {
+                let shared = shared_prefix(self.key(), &from[rest.clone()]);
+                (shared, rest.start + shared..rest.end)
+            }
+        };
+        if shared > self.len {
+            return Err("a key shares more than the key before holds");
+        }
+        // Above the key before: it goes on past it, or differs from it by a greater byte.
+        // Written by `encode`, a shared prefix is the longest, so that byte never equals.
+        let above = match (from.get(rest.start), self.key().get(shared)) {
+            _ if rest.is_empty() => !self.started,
+            (Some(next), Some(before)) => next > before,
+            _ => true,
+        };
+        if !above {
+            return Err("keys out of order");
+        }
+        let n = rest.len();
+        if self.bytes.len() < shared + n.max(BLOCK) {
+            self.bytes.resize(shared + n.max(BLOCK), 0);
+        }
+        match from.get(rest.start..rest.start + BLOCK) {
+            Some(block) if n <= BLOCK => {
+                let to: &mut [u8; BLOCK] = (&mut self.bytes[shared..shared + BLOCK])
+                    .try_into()
+                    .expect("a block");
+                *to = block.try_into().expect("a block");
+            }
+            _ => self.bytes[shared..shared + n].copy_from_slice(&from[rest]),
+        }
+        self.len = shared + n;
+        self.started = true;
+        Ok(shared)
+    }
+}
+
+/// A file's keys, checked, in one buffer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Keys {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Keys {
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.ends.len()).map(|i| self.get(i))
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+}
+
+/// The keys of a file, checked.
+pub fn decode(bytes: &[u8]) -> Result<Keys, &'static str> {
+    if bytes.len() < MAGIC.len() {
+        return Err("not a key index file");
+    }
+    let format = format_of(&bytes[..MAGIC.len()])?;
+    let mut rest = &bytes[MAGIC.len()..];
+    let (mut last, mut keys) = (Last::default(), Keys::default());
+    while !rest.is_empty() {
+        let e = entry(rest, format)??;
+        last.advance(e.shared, rest, e.rest)?;
+        keys.bytes.extend_from_slice(last.key());
+        keys.ends.push(keys.bytes.len());
+        rest = &rest[e.size..];
+    }
+    Ok(keys)
+}
+
+/// Why a look-up stopped.
+#[derive(Debug)]
+pub enum LookupError {
+    /// The file is not a key index file, or not a well-formed one.
+    Format(&'static str),
+    /// Reading the file failed.
+    Read(std::io::Error),
+}
+
+impl PartialEq<&'static str> for LookupError {
+    fn eq(&self, reason: &&'static str) -> bool {
+        matches!(self, LookupError::Format(r) if r == reason)
+    }
+}
+
+/// Reads `buf` full, or as much as there is; returns how much that was.
+async fn read_up_to(
+    file: &mut (impl AsyncRead + Unpin),
+    buf: &mut [u8],
+) -> Result<usize, LookupError> {
+    let mut at = 0;
+    while at < buf.len() {
+        match file.read(&mut buf[at..]).await.map_err(LookupError::Read)? {
+            0 => break,
+            n => at += n,
+        }
+    }
+    Ok(at)
+}
+
+/// The merge of the sorted wanted keys with a file's keys, as they come.
+///
+/// Invariant between keys: the next wanted key is above the file's key walked last and shares
+/// `common` bytes with it. A new key that shares more than `common` bytes with the key before
+/// differs from the wanted key where the key before did, by the same smaller byte: it is below
+/// the wanted key and shares `common` bytes with it too, so it needs no compare at all. Only a
+/// key that branches off within those bytes is compared, from where they branch.
+struct Search<'w> {
+    wanted: std::iter::Peekable<std::vec::IntoIter<&'w str>>,
+    common: usize,
+    held: Vec<&'w str>,
+    missing: Vec<&'w str>,
+}
+
+impl<'w> Search<'w> {
+    fn new(wanted: Vec<&'w str>) -> Self {
+        Search {
+            wanted: wanted.into_iter().peekable(),
+            common: 0,
+            held: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// The file's next key, `key`, sharing `shared` bytes with the key before.
+    #[inline(always)]
+    fn step(&mut self, shared: usize, key: &[u8]) {
+        if shared <= self.common {
+            self.compare(shared, key);
+        }
+    }
+
+    fn compare(&mut self, shared: usize, key: &[u8]) {
+        // `key` and the wanted key share at least `from` bytes: what `key` shares with the key
+        // before, which the wanted key shares too (`shared <= common`).
+        let mut from = shared;
+        while let Some(&w) = self.wanted.peek() {
+            let w = w.as_bytes();
+            let common = from + shared_prefix(&w[from..], &key[from..]);
+            // A key that ends is below the one that goes on.
+            match w.get(common).cmp(&key.get(common)) {
+                std::cmp::Ordering::Greater => {
+                    self.common = common;
+                    return;
+                }
+                std::cmp::Ordering::Equal => self.held.extend(self.wanted.next()),
+                std::cmp::Ordering::Less => self.missing.extend(self.wanted.next()),
+            }
+            from = 0;
+        }
+    }
+
+    fn finish(mut self) -> (Vec<&'w str>, Vec<&'w str>) {
+        self.missing.extend(self.wanted);
+        (self.held, self.missing)
+    }
+}
+
+/// Splits `wanted` into the keys the file holds and those it does not (each once), in one walk
+/// over the file as it is read, checked as [`decode`] checks it: a look-up holds one read of
+/// [`READ_BYTES`], the entry that straddles it, the key walked last and the wanted keys, nothing
+/// of the file's size. A shard holds every distinct key of all history (about 340 MB a shard at
+/// 1 M orders a day after 3 years, 250 k new customers a day, as v2); holding it whole made a
+/// check's memory grow with history.
+///
+/// The keys are walked in the bytes read, not read one by one: through a buffered reader, two
+/// reads and a copy per key were most of the orders check at 365 days of history (2.46 M
+/// customers: `perf` put the look-up's polls, copies and compares at about 60% of its time).
+pub async fn lookup(
+    file: impl AsyncRead + Unpin,
+    mut wanted: Vec<&str>,
+) -> Result<(Vec<&str>, Vec<&str>), LookupError> {
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut file = file;
+    let mut magic = [0u8; MAGIC.len()];
+    if read_up_to(&mut file, &mut magic).await? < MAGIC.len() {
+        return Err(LookupError::Format("not a key index file"));
+    }
+    let format = format_of(&magic).map_err(LookupError::Format)?;
+    let mut search = Search::new(wanted);
+    let mut last = Last::default();
+    // `buf[at..end]` has arrived and is not walked yet. The buffer is zeroed once, not per
+    // read: a store's reader may return a few KiB a time.
+    let mut buf = vec![0u8; READ_BYTES];
+    let (mut at, mut end) = (0usize, 0usize);
+    loop {
+        let straddles = loop {
+            match entry(&buf[at..end], format).map_err(LookupError::Format)? {
+                Ok(e) => {
+                    // The bytes past `end` are stale but allocated: `advance` may copy some
+                    // past the key, never into it.
+                    let shared = last
+                        .advance(e.shared, &buf[at..], e.rest)
+                        .map_err(LookupError::Format)?;
+                    search.step(shared, last.key());
+                    at += e.size;
+                }
+                Err(reason) => break reason,
+            }
+        };
+        // What was walked goes; the next read goes after the rest.
+        buf.copy_within(at..end, 0);
+        (at, end) = (0, end - at);
+        if end == buf.len() {
+            // An entry longer than the buffer: it grows, but only once what arrived fills it,
+            // so a corrupt length allocates at most twice what the file holds.
+            buf.resize(2 * buf.len(), 0);
+        }
+        let n = file
+            .read(&mut buf[end..])
+            .await
+            .map_err(LookupError::Read)?;
+        if n == 0 {
+            return match end {
+                0 => Ok(search.finish()),
+                _ => Err(LookupError::Format(straddles)),
+            };
+        }
+        end += n;
+    }
+}
+
+/// A file of the older format, as `encode` wrote it before v3.
+#[cfg(test)]
+pub(super) fn encode_v2<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = MAGIC_V2.to_vec();
+    for k in keys {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k);
+    }
+    out
+}
+
+/// The sorted union of two sorted, distinct key lists (a merge walk, no set).
+pub fn union<'a>(
+    old: impl IntoIterator<Item = &'a [u8]>,
+    new: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<&'a [u8]> {
+    let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
+    let mut out = Vec::new();
+    loop {
+        let next = match (old.peek(), new.peek()) {
+            (Some(o), Some(n)) => match o.cmp(n) {
+                std::cmp::Ordering::Less => old.next(),
+                std::cmp::Ordering::Greater => new.next(),
+                std::cmp::Ordering::Equal => {
+                    new.next();
+                    old.next()
+                }
+            },
+            (Some(_), None) => old.next(),
+            (None, Some(_)) => new.next(),
+            (None, None) => return out,
+        };
+        out.extend(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::collections::BTreeSet;
+
+    fn both(keys: &[&[u8]]) -> [Vec<u8>; 2] {
+        [
+            encode(keys.iter().copied()),
+            encode_v2(keys.iter().copied()),
+        ]
+    }
+
+    #[test]
+    fn the_file_format_round_trips_and_refuses_what_it_cannot_search() {
+        for body in both(&["Müller".as_bytes(), b"a", b"ab", b"b"]) {
+            let keys = decode(&body).unwrap();
+            let listed: Vec<&[u8]> = keys.iter().collect();
+            assert_eq!(listed, ["Müller".as_bytes(), b"a", b"ab", b"b"]);
+            assert!(keys.contains(b"ab") && keys.contains("Müller".as_bytes()));
+            assert!(!keys.contains(b"") && !keys.contains(b"aa") && !keys.contains(b"c"));
+            assert_eq!(
+                union(keys.iter(), [b"0".as_slice(), b"b", b"c"]),
+                [
+                    b"0".as_slice(),
+                    "Müller".as_bytes(),
+                    b"a",
+                    b"ab",
+                    b"b",
+                    b"c"
+                ]
+            );
+            assert_eq!(decode(&body[..body.len() - 1]), Err("truncated key"));
+        }
+        for unsorted in both(&[b"b".as_slice(), b"a"]) {
+            assert_eq!(decode(&unsorted), Err("keys out of order"));
+        }
+        for repeated in both(&[b"ab".as_slice(), b"ab"]) {
+            assert_eq!(decode(&repeated), Err("keys out of order"));
+        }
+        for shorter in both(&[b"ab".as_slice(), b"a"]) {
+            assert_eq!(decode(&shorter), Err("keys out of order"));
+        }
+        // Only an empty first key may be empty.
+        let empty_first = encode([b"".as_slice(), b"a"]);
+        assert_eq!(decode(&empty_first).unwrap().iter().count(), 2);
+        assert_eq!(decode(b"[]"), Err("not a key index file"));
+        let mut past = MAGIC.to_vec();
+        past.extend_from_slice(&[0, 1, b'a', 2, 1, b'b']);
+        assert_eq!(
+            decode(&past),
+            Err("a key shares more than the key before holds")
+        );
+        // A shared prefix shorter than the longest is not how `encode` writes: refused.
+        let mut short = MAGIC.to_vec();
+        short.extend_from_slice(&[0, 2, b'a', b'b', 0, 2, b'a', b'c']);
+        assert_eq!(decode(&short), Err("keys out of order"));
+        let mut first = MAGIC.to_vec();
+        first.extend_from_slice(&[1, 1, b'a']);
+        assert_eq!(
+            decode(&first),
+            Err("a key shares more than the key before holds")
+        );
+    }
+
+    #[test]
+    fn neighbours_share_their_prefix() {
+        let keys: Vec<String> = (1000..1100).map(|i| format!("C000100{i}")).collect();
+        let body = encode(keys.iter().map(String::as_bytes));
+        let v2 = encode_v2(keys.iter().map(String::as_bytes));
+        // 11-byte keys: two varints and the last 1-4 digits, against a u32 and the whole key.
+        assert!(body.len() * 2 < v2.len(), "{} vs {}", body.len(), v2.len());
+    }
+
+    #[tokio::test]
+    async fn a_lookup_walks_the_file_once_and_splits_the_wanted_keys() {
+        for body in both(&[b"C1".as_slice(), b"C3", b"C5", "Müller".as_bytes()]) {
+            // Unsorted, repeated, before, between and after the file's keys.
+            let wanted = vec!["C5", "Müller", "C0", "C3", "C4", "C5", "Z"];
+            let (held, missing) = lookup(&body[..], wanted).await.unwrap();
+            assert_eq!(held, ["C3", "C5", "Müller"]);
+            assert_eq!(missing, ["C0", "C4", "Z"]);
+        }
+        let empty = encode([]);
+        let (held, missing) = lookup(&empty[..], vec!["C1"]).await.unwrap();
+        assert!(held.is_empty());
+        assert_eq!(missing, ["C1"]);
+        let err = |r: Result<_, LookupError>| r.unwrap_err();
+        let [unsorted, unsorted_v2] = both(&[b"a".as_slice(), b"c", b"b"]);
+        let [equal, equal_v2] = both(&[b"a".as_slice(), b"a"]);
+        for (unsorted, equal) in [(unsorted, equal), (unsorted_v2, equal_v2)] {
+            // Checked as a decode checks it, even past the last wanted key.
+            assert_eq!(
+                err(lookup(&unsorted[..], vec!["a"]).await),
+                "keys out of order"
+            );
+            assert_eq!(err(lookup(&equal[..], vec![]).await), "keys out of order");
+        }
+        for body in both(&[b"C1".as_slice(), b"C3", b"C5", "Müller".as_bytes()]) {
+            assert_eq!(
+                err(lookup(&body[..body.len() - 1], vec!["C1"]).await),
+                "truncated key"
+            );
+        }
+        let v3 = encode([b"C1".as_slice(), b"C3", b"C5", "Müller".as_bytes()]);
+        // "Müller" is 7 bytes after its two one-byte varints.
+        assert_eq!(
+            err(lookup(&v3[..v3.len() - 8], vec!["C1"]).await),
+            "truncated length"
+        );
+        let v2 = encode_v2([b"C1".as_slice(), b"C3", b"C5", "Müller".as_bytes()]);
+        assert_eq!(
+            err(lookup(&v2[..v2.len() - 8], vec!["C1"]).await),
+            "truncated length"
+        );
+        // A length past the end of the file allocates nothing of that size.
+        let mut huge = encode([]);
+        varint::put(&mut huge, 0);
+        varint::put(&mut huge, u64::from(u32::MAX));
+        huge.extend_from_slice(b"C1");
+        assert_eq!(err(lookup(&huge[..], vec![]).await), "truncated key");
+        let mut huge_v2 = encode_v2([]);
+        huge_v2.extend_from_slice(&u32::MAX.to_le_bytes());
+        huge_v2.extend_from_slice(b"C1");
+        assert_eq!(err(lookup(&huge_v2[..], vec![]).await), "truncated key");
+        assert_eq!(
+            err(lookup(&b"[]"[..], vec![]).await),
+            "not a key index file"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_longer_than_a_read_is_looked_up_whole() {
+        let long = "L".repeat(600 << 10);
+        let longer = format!("{long}M");
+        for body in both(&[b"A".as_slice(), long.as_bytes(), longer.as_bytes(), b"Z"]) {
+            let wanted = vec![long.as_str(), longer.as_str(), "B"];
+            let (held, missing) = lookup(&body[..], wanted).await.unwrap();
+            assert_eq!(held, [long.as_str(), longer.as_str()]);
+            assert_eq!(missing, ["B"]);
+        }
+    }
+
+    proptest::proptest! {
+        /// Read a few bytes at a time, so keys and lengths straddle every read, a look-up
+        /// splits the wanted keys exactly as the sets do, in either format.
+        #[test]
+        fn a_streamed_lookup_splits_the_wanted_keys_as_the_sets_do(
+            file in proptest::collection::btree_set("[a-d]{0,6}(x{0,20})?", 0..60),
+            wanted in proptest::collection::vec("[a-d]{0,6}(x{0,20})?", 0..40),
+            chunk in 1usize..9,
+            v2: bool,
+        ) {
+            let keys = file.iter().map(|k| k.as_bytes());
+            let body = if v2 { encode_v2(keys) } else { encode(keys) };
+            let reader = tokio_util::io::StreamReader::new(futures_util::stream::iter(
+                body.chunks(chunk)
+                    .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>(),
+            ));
+            let wanted_refs: Vec<&str> = wanted.iter().map(String::as_str).collect();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (held, missing) = rt.block_on(lookup(reader, wanted_refs)).unwrap();
+            let wanted: BTreeSet<&str> = wanted.iter().map(String::as_str).collect();
+            let expect_held: Vec<&str> =
+                wanted.iter().copied().filter(|k| file.contains(*k)).collect();
+            let expect_missing: Vec<&str> =
+                wanted.iter().copied().filter(|k| !file.contains(*k)).collect();
+            proptest::prop_assert_eq!(held, expect_held);
+            proptest::prop_assert_eq!(missing, expect_missing);
+            let decoded: Vec<Vec<u8>> = decode(&body).unwrap().iter().map(<[u8]>::to_vec).collect();
+            let expect: Vec<Vec<u8>> = file.iter().map(|k| k.as_bytes().to_vec()).collect();
+            proptest::prop_assert_eq!(decoded, expect);
+        }
+    }
+}
