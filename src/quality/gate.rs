@@ -338,7 +338,13 @@ impl QualityGate {
                     if facts.sample.len() < MAX_OFFENDING_KEYS {
                         facts.sample.extend(k.clone());
                     }
-                    *facts.missing.entry(r.clone()).or_default() += 1;
+                    // Cloned once per distinct value, not once per orphan row.
+                    match facts.missing.get_mut(r) {
+                        Some(n) => *n += 1,
+                        None => {
+                            facts.missing.insert(r.clone(), 1);
+                        }
+                    }
                 }
             }
             out.push(facts);

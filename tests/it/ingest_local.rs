@@ -602,7 +602,8 @@ fn lake_compact_merges_the_waiting_customer_keys_into_the_key_index() {
     let csv = format!(
         "{header}O1,C00,2026-11-21T09:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T09:00:00Z\n\
          O2,C14,2026-11-21T09:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T09:00:00Z\n\
-         O3,CGHOST,2026-11-21T09:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T09:00:00Z\n"
+         O3,CGHOST,2026-11-21T09:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T09:00:00Z\n\
+         O4,CGHOST,2026-11-21T09:00:00Z,paid,EU,EUR,1.00,1,2026-11-21T09:00:00Z\n"
     );
     let batch = ingest("orders", "orders.csv", csv);
     let (_, stdout, stderr) = lake(&["quality", "--json", "--lake", l, "--batch", &batch]);
@@ -613,6 +614,10 @@ fn lake_compact_merges_the_waiting_customer_keys_into_the_key_index() {
         .iter()
         .find(|c| c["check"] == "referential_integrity")
         .unwrap_or_else(|| panic!("no referential check: {stdout} {stderr}"));
-    assert_eq!(check["observed"], Value::from(1.0 / 3.0), "{check}");
+    assert_eq!(check["observed"], Value::from(2.0 / 4.0), "{check}");
     assert_eq!(check["breakdown"][0]["what"], "CGHOST", "{check}");
+    assert_eq!(
+        check["breakdown"][0]["count"], 2,
+        "both orphan rows: {check}"
+    );
 }
