@@ -115,8 +115,7 @@ impl KeyIndex {
         KeyIndex { store }
     }
 
-    /// The error of a file at `key` that [`keyset`] refused.
-    /// A failed look-up in `key`.
+    /// The error of a look-up in the file at `key`: refused by [`keyset`], or not read.
     fn lookup_failed(key: &str) -> impl FnOnce(keyset::LookupError) -> KeyIndexError + '_ {
         move |e| match e {
             keyset::LookupError::Format(reason) => KeyIndexError::Corrupt {
@@ -131,6 +130,7 @@ impl KeyIndex {
         }
     }
 
+    /// The error of a file at `key` that [`keyset`] refused.
     fn corrupt(key: &str) -> impl FnOnce(&'static str) -> KeyIndexError + '_ {
         move |reason| KeyIndexError::Corrupt {
             key: key.to_owned(),

@@ -210,8 +210,19 @@ impl Keys {
     }
 }
 
+/// At most this many times a file's bytes (plus [`EXPANSION_SLACK`]) come out of [`decode`].
+/// Front coding lets a few bytes stand for a long key, so a corrupt file of entries that each
+/// extend the key before by one byte would decode to the square of its size and take a merge
+/// down; real keys expand 3× here (11-byte ids in about 4 bytes each).
+const MAX_EXPANSION: usize = 64;
+const EXPANSION_SLACK: usize = 1 << 20;
+
 /// The keys of a file, checked.
 pub fn decode(bytes: &[u8]) -> Result<Keys, &'static str> {
+    let limit = bytes
+        .len()
+        .saturating_mul(MAX_EXPANSION)
+        .saturating_add(EXPANSION_SLACK);
     if bytes.len() < MAGIC.len() {
         return Err("not a key index file");
     }
@@ -221,6 +232,9 @@ pub fn decode(bytes: &[u8]) -> Result<Keys, &'static str> {
     while !rest.is_empty() {
         let e = entry(rest, format)??;
         last.advance(e.shared, rest, e.rest)?;
+        if keys.bytes.len() + last.key().len() > limit {
+            return Err("keys far longer than the file: not written by this program");
+        }
         keys.bytes.extend_from_slice(last.key());
         keys.ends.push(keys.bytes.len());
         rest = &rest[e.size..];
@@ -480,6 +494,30 @@ mod tests {
             decode(&first),
             Err("a key shares more than the key before holds")
         );
+    }
+
+    #[test]
+    fn a_file_that_decodes_far_larger_than_itself_is_refused() {
+        // Each entry adds one byte to a 64 KiB key: 3 bytes in, 64 KiB out.
+        let mut body = MAGIC.to_vec();
+        varint::put(&mut body, 0);
+        varint::put(&mut body, 1 << 16);
+        body.extend(std::iter::repeat_n(b'a', 1 << 16));
+        for i in 0..2000u64 {
+            varint::put(&mut body, (1 << 16) + i);
+            varint::put(&mut body, 1);
+            body.push(b'a');
+        }
+        assert_eq!(
+            decode(&body),
+            Err("keys far longer than the file: not written by this program")
+        );
+        // A look-up holds one key at a time: it walks the same file to its end.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (held, missing) = rt.block_on(lookup(&body[..], vec!["a"])).unwrap();
+        assert!(held.is_empty() && missing == ["a"]);
     }
 
     #[test]
