@@ -59,8 +59,10 @@ pub fn key_index_delta_key(dataset: &str, batch_id: &str) -> String {
     format!("{}{batch_id}.bin", key_index_delta_prefix(dataset))
 }
 
-/// Present once a dataset's key index holds every key in silver. Versioned with the shards'
-/// format: a lake whose index predates it is rebuilt from silver once.
+/// Present once a dataset's key index holds every key in silver. Versioned with the index's
+/// layout (binary shards and deltas since v2): a lake whose index predates it is rebuilt from
+/// silver once. The files' own format (v3, front-coded) is read in either version, so it did
+/// not change the marker.
 pub fn key_index_built_key(dataset: &str) -> String {
     format!("{INDEX}/{dataset}/_built-v2.json")
 }
