@@ -295,3 +295,42 @@ async fn a_check_against_a_dimension_reads_its_key_index_not_its_history() {
         assert_eq!(missing, &["CGHOST"], "the missing customer, named: {msg}");
     }
 }
+
+/// The gate fetches a batch's files once for all its checks (key uniqueness, every reference):
+/// each check fetching them again had cost the H=365 night 160 files per check.
+#[tokio::test]
+async fn a_batch_s_files_are_fetched_once_for_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let contracts = tempfile::tempdir().unwrap();
+    let registry = registry(contracts.path(), WINDOW_DAYS);
+    let local = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let store: Arc<dyn ObjectStore> = local.clone();
+    let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    for n in 1..=3 {
+        let key = format!("raw/orders/{}.csv", day(n));
+        put_raw(dir.path(), &local, &key, orders_csv(n), n).await;
+        ingestor.ingest(&key).await.unwrap();
+    }
+    let key = format!("raw/payments/{}.csv", day(4));
+    put_raw(dir.path(), &local, &key, payments_with(4, true), 4).await;
+    let manifest = ingestor.ingest(&key).await.unwrap().manifest;
+    assert!(!manifest.files.is_empty());
+
+    let counting = Arc::new(FaultyStore::counting(store.clone()));
+    let gate = QualityGate::new(counting.clone(), registry);
+    let now = Utc.from_utc_datetime(&day(4).and_hms_opt(23, 30, 0).unwrap());
+    let report = gate
+        .evaluate("payments", &manifest.batch_id, now)
+        .await
+        .unwrap();
+    for check in ["key_uniqueness", "referential_integrity"] {
+        assert!(
+            report.checks.iter().any(|c| c.check == check),
+            "{check} ran: {:?}",
+            report.checks.iter().map(|c| &c.check).collect::<Vec<_>>()
+        );
+    }
+    for file in &manifest.files {
+        assert_eq!(counting.gets_of(&file.key), 1, "{} fetched once", file.key);
+    }
+}

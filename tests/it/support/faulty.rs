@@ -30,6 +30,8 @@ pub struct FaultyStore {
     /// HEAD requests, and keys returned by `list`/`list_after` under `manifests/`.
     heads: AtomicUsize,
     manifests_listed: AtomicUsize,
+    /// `get` and `get_range` calls per key.
+    gets: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl FaultyStore {
@@ -43,6 +45,7 @@ impl FaultyStore {
             bytes_read: AtomicU64::new(0),
             heads: AtomicUsize::new(0),
             manifests_listed: AtomicUsize::new(0),
+            gets: Default::default(),
         }
     }
 
@@ -56,12 +59,23 @@ impl FaultyStore {
             bytes_read: AtomicU64::new(0),
             heads: AtomicUsize::new(0),
             manifests_listed: AtomicUsize::new(0),
+            gets: Default::default(),
         }
     }
 
     /// Bytes downloaded through `get` and `get_range` so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read.load(Ordering::SeqCst)
+    }
+
+    /// `get` and `get_range` calls of `key` so far.
+    pub fn gets_of(&self, key: &str) -> usize {
+        self.gets.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    fn fetched(&self, key: &str, bytes: usize) {
+        self.bytes_read.fetch_add(bytes as u64, Ordering::SeqCst);
+        *self.gets.lock().unwrap().entry(key.to_owned()).or_default() += 1;
     }
 
     /// HEAD requests so far.
@@ -129,8 +143,7 @@ impl ObjectStore for FaultyStore {
     }
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
         let got = self.inner.get(key).await?;
-        let n = got.as_ref().map_or(0, |b| b.len() as u64);
-        self.bytes_read.fetch_add(n, Ordering::SeqCst);
+        self.fetched(key, got.as_ref().map_or(0, |b| b.len()));
         Ok(got)
     }
     async fn reader(&self, key: &str) -> StorageResult<ObjectReader> {
@@ -138,8 +151,7 @@ impl ObjectStore for FaultyStore {
     }
     async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes> {
         let got = self.inner.get_range(key, range).await?;
-        self.bytes_read
-            .fetch_add(got.len() as u64, Ordering::SeqCst);
+        self.fetched(key, got.len());
         Ok(got)
     }
     async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
