@@ -196,7 +196,7 @@ impl Compactor {
             .await?
         {
             if let Some(record) = self.state.get_json::<CompactionRecord>(&meta.key).await? {
-                self.finish(&meta.key, &record).await?;
+                self.resume(&meta.key, &record).await?;
                 report.resumed += 1;
             }
         }
@@ -280,19 +280,31 @@ impl Compactor {
         Ok(report)
     }
 
-    /// Finishes (or drops) the compaction a record describes.
-    async fn finish(
+    /// Finishes or drops the compaction an earlier run's record describes, which that run did
+    /// not get to the end of.
+    async fn resume(
         &self,
         record_key: &str,
         record: &CompactionRecord,
     ) -> Result<(), CompactError> {
         if self.store.head(&record.output).await?.is_some() {
-            for input in record.inputs.iter().filter(|k| **k != record.output) {
-                self.store.delete(input).await?;
-            }
+            self.complete(record_key, record).await?;
             info!(partition = %record.partition, "finished an interrupted compaction");
         } else {
             warn!(partition = %record.partition, "dropped an interrupted compaction that wrote nothing");
+            self.state.delete(record_key).await?;
+        }
+        Ok(())
+    }
+
+    /// The end of a compaction whose output is in place: its inputs deleted, then its record.
+    async fn complete(
+        &self,
+        record_key: &str,
+        record: &CompactionRecord,
+    ) -> Result<(), CompactError> {
+        for input in record.inputs.iter().filter(|k| **k != record.output) {
+            self.store.delete(input).await?;
         }
         self.state.delete(record_key).await?;
         Ok(())
@@ -372,7 +384,7 @@ impl Compactor {
         }
         self.store.put_file_moving(&output, &path).await?;
         drop(work);
-        self.finish(&record_key, &record).await?;
+        self.complete(&record_key, &record).await?;
         info!(
             dataset,
             partition,
