@@ -365,19 +365,24 @@ class Stages:
         return self.step("aggregate", [self.lake, "aggregate", "--json", "--lake", self.dir],
                          measured)
 
-    def load_and_compact(self, batches):
+    def load_and_compact(self, batches, measured):
         """What production does after the aggregate: the load (03:00 compaction takes only loaded
         batches) and the compaction. There is no warehouse here, so the batches are marked loaded
-        as the load stage would mark them; then `lake compact` runs as the compact function does."""
+        as the load stage would mark them (not timed); then `lake compact` runs as the compact
+        function does (timed in a measured night: it is a nightly stage too)."""
         for ds, batch in batches:
             marker = Path(self.dir) / "runs" / "loaded" / ds / batch
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text("{}")
-        self.step("compact", [self.lake, "compact", "--json", "--lake", self.dir], False)
+        r = self.step("compact", [self.lake, "compact", "--json", "--lake", self.dir], measured)
+        r.pop("stdout", None)
+        return r
 
 
-def night(stages, day, measured, aggregate=True):
-    """One night: ingest the day's three files, check each batch, the scheduled aggregate."""
+def night(stages, day, measured, aggregate=True, compact=True):
+    """One night: ingest the day's three files, check each batch, the scheduled aggregate, then
+    (unless `compact` is false, or the bench runs with --no-compact) the load markers and the
+    compaction."""
     r = {"ingest": {}, "quality": {}}
     for ds in DATASETS:
         r["ingest"][ds] = stages.ingest(ds, day["files"][ds], measured)
@@ -388,9 +393,18 @@ def night(stages, day, measured, aggregate=True):
         stages.quality(None, measured)
     if aggregate:
         r["aggregate"] = stages.aggregate(measured)
-    if not measured and stages.compact:
-        stages.load_and_compact([(ds, r["ingest"][ds]["batch_id"]) for ds in DATASETS])
+    if compact:
+        compact_night(stages, r, measured)
     return r
+
+
+def compact_night(stages, r, measured):
+    """The night `r`'s load markers and compaction (into r["compact"] when measured)."""
+    if stages.compact:
+        done = stages.load_and_compact([(ds, r["ingest"][ds]["batch_id"]) for ds in DATASETS],
+                                       measured)
+        if measured:
+            r["compact"] = done
 
 
 def duckdb_peer(lake_dir, out, threads):
@@ -468,11 +482,14 @@ STAGES = {
     "quality_payments": ("quality, payments batch (vs orders)",
                          lambda r: [r["quality"]["payments"]]),
     "aggregate": ("aggregate, nightly (no range)", lambda r: [r["aggregate"]]),
+    # The 03:00 function: the night's partitions rewritten, the key index's deltas merged into
+    # its shards, expired catalog partitions removed.
+    "compact": ("compact, nightly (03:00)", lambda r: [r["compact"]]),
     "duckdb": ("DuckDB, same KPIs, full (peer)", lambda r: [r["duckdb"]]),
 }
 # Which Lambda runs each stage (one invocation per process measured).
 LAMBDA_OF = {"ingest": "ingest", "quality_customers": "quality", "quality_orders": "quality",
-             "quality_payments": "quality", "aggregate": "aggregate"}
+             "quality_payments": "quality", "aggregate": "aggregate", "compact": "compact"}
 
 
 def measure_night(stages, day, lake_dir, work, runs, threads):
@@ -487,8 +504,11 @@ def measure_night(stages, day, lake_dir, work, runs, threads):
     for i in range(runs):
         if i:
             restore(snapshot, lake_dir)
-        r = night(stages, day, measured=True)
+        # The peer runs where the aggregate does, before the night's compaction (02:00 and
+        # 03:00 in production), over the same files.
+        r = night(stages, day, measured=True, compact=False)
         r["duckdb"] = duckdb_peer(lake_dir, work / "duckdb", threads)
+        compact_night(stages, r, measured=True)
         for ds in DATASETS:
             for step in ("ingest", "quality"):
                 r[step][ds].pop("stdout", None)
@@ -496,12 +516,14 @@ def measure_night(stages, day, lake_dir, work, runs, threads):
         r["duckdb"].pop("stdout", None)
         results.append(r)
         quality = " / ".join(f"{r['quality'][d]['wall_s']:.2f}" for d in DATASETS)
+        compacted = (f", compact {r['compact']['wall_s']:.2f} s "
+                     f"{r['compact']['peak_rss_mib']:.0f} MiB" if "compact" in r else "")
         print(f"    run {i + 1}: ingest {sum(x['wall_s'] for x in r['ingest'].values()):.2f} s, "
               f"quality {quality} s, "
               f"aggregate {r['aggregate']['wall_s']:.2f} s "
               f"{r['aggregate']['peak_rss_mib']:.0f} MiB, "
-              f"DuckDB {r['duckdb']['wall_s']:.2f} s {r['duckdb']['peak_rss_mib']:.0f} MiB",
-              flush=True)
+              f"DuckDB {r['duckdb']['wall_s']:.2f} s {r['duckdb']['peak_rss_mib']:.0f} MiB"
+              f"{compacted}", flush=True)
     # One more run of the night under strace: the lake bytes each stage opened (the timed runs
     # above are not traced). Its lake is the night done: history goes on from it.
     if not shutil.which("strace"):
@@ -511,7 +533,8 @@ def measure_night(stages, day, lake_dir, work, runs, threads):
         return results, gold_matches_duckdb(lake_dir, work / "duckdb"), kept
     restore(snapshot, lake_dir)
     stages.trace = True
-    traced = night(stages, day, measured=True)
+    traced = night(stages, day, measured=True, compact=False)
+    compact_night(stages, traced, measured=True)
     stages.trace = False
     for key, (_, picks) in STAGES.items():
         if key != "duckdb":
@@ -1007,6 +1030,9 @@ def main():
                          "measure its next night: the envelope's slope in the daily volume "
                          "(default 10:31, a full update window; 'none' to skip)")
     args = ap.parse_args()
+    if not args.compact:
+        # No compaction at all: no compact stage to measure.
+        del STAGES["compact"], LAMBDA_OF["compact"]
     horizons = sorted({int(h) for h in args.horizons.split(",")})
     functions = lambda_limits(args.template)
     from importlib.metadata import version
