@@ -33,6 +33,35 @@ fn registry(dir: &std::path::Path, window: u32) -> Arc<Registry> {
     Arc::new(registry)
 }
 
+/// A local lake for these tests: its directory, store and ingestor under `registry`.
+struct Lake {
+    dir: tempfile::TempDir,
+    local: Arc<LocalStore>,
+    store: Arc<dyn ObjectStore>,
+    ingestor: Ingestor,
+}
+
+impl Lake {
+    fn new(registry: Arc<Registry>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let store: Arc<dyn ObjectStore> = local.clone();
+        let ingestor = Ingestor::new(store.clone(), registry, IngestSettings::default());
+        Lake {
+            dir,
+            local,
+            store,
+            ingestor,
+        }
+    }
+
+    /// Ingests `body` as the export `key`, written `n` days in; its manifest.
+    async fn ingest(&self, key: &str, body: String, n: i64) -> shoplake::manifest::Manifest {
+        put_raw(self.dir.path(), &self.local, key, body, n).await;
+        self.ingestor.ingest(key).await.unwrap().manifest
+    }
+}
+
 fn day(n: i64) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Duration::days(n)
 }
@@ -108,28 +137,25 @@ async fn check_after(history: i64) -> (u64, f64, usize, String) {
 
 /// `check_after` with the contract's window `window` and a last batch with or without defects.
 async fn check_with(history: i64, window: u32, defects: bool) -> (u64, f64, usize, String) {
-    let dir = tempfile::tempdir().unwrap();
     let contracts = tempfile::tempdir().unwrap();
     let registry = registry(contracts.path(), window);
-    let local = Arc::new(LocalStore::new(dir.path()).unwrap());
-    let store: Arc<dyn ObjectStore> = local.clone();
-    let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    let lake = Lake::new(registry.clone());
     for n in 1..=history {
         let key = format!("raw/orders/{}.csv", day(n));
-        put_raw(dir.path(), &local, &key, orders_csv(n), n).await;
-        ingestor.ingest(&key).await.unwrap();
+        lake.ingest(&key, orders_csv(n), n).await;
         if n > 1 {
             let key = format!("raw/payments/{}.csv", day(n));
-            put_raw(dir.path(), &local, &key, payments_csv(n, false), n).await;
-            ingestor.ingest(&key).await.unwrap();
+            lake.ingest(&key, payments_csv(n, false), n).await;
         }
     }
     let last = history + 1;
     let key = format!("raw/payments/{}.csv", day(last));
-    put_raw(dir.path(), &local, &key, payments_with(last, defects), last).await;
-    let batch = ingestor.ingest(&key).await.unwrap().manifest.batch_id;
+    let batch = lake
+        .ingest(&key, payments_with(last, defects), last)
+        .await
+        .batch_id;
 
-    let counting = Arc::new(FaultyStore::counting(store.clone()));
+    let counting = Arc::new(FaultyStore::counting(lake.store.clone()));
     let gate = QualityGate::new(counting.clone(), registry);
     let now = Utc.from_utc_datetime(&day(last).and_hms_opt(23, 30, 0).unwrap());
     let report = gate.evaluate("payments", &batch, now).await.unwrap();
@@ -234,29 +260,21 @@ fn orders_for_customers_csv(n: i64, last: bool) -> String {
 /// `history` days of customers, then an orders batch checked once (building the customers' key
 /// index from silver, once per lake), then the measured check of the next orders batch.
 async fn orders_check_after(history: i64) -> (u64, f64, Vec<String>, String) {
-    let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::builtin());
-    let local = Arc::new(LocalStore::new(dir.path()).unwrap());
-    let store: Arc<dyn ObjectStore> = local.clone();
-    let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    let lake = Lake::new(registry.clone());
+    let store = lake.store.clone();
     for n in 1..=history {
         let key = format!("raw/customers/{}.csv", day(n));
-        put_raw(dir.path(), &local, &key, customers_csv(n), n).await;
-        ingestor.ingest(&key).await.unwrap();
+        lake.ingest(&key, customers_csv(n), n).await;
     }
     let gate = QualityGate::new(store.clone(), registry.clone());
     let mut batches = vec![];
     for (n, last) in [(history + 1, false), (history + 2, true)] {
         let key = format!("raw/orders/{}.csv", day(n));
-        put_raw(
-            dir.path(),
-            &local,
-            &key,
-            orders_for_customers_csv(n, last),
-            n,
-        )
-        .await;
-        batches.push(ingestor.ingest(&key).await.unwrap().manifest.batch_id);
+        let manifest = lake
+            .ingest(&key, orders_for_customers_csv(n, last), n)
+            .await;
+        batches.push(manifest.batch_id);
     }
     let now = Utc.from_utc_datetime(&day(history + 2).and_hms_opt(23, 30, 0).unwrap());
     gate.evaluate("orders", &batches[0], now).await.unwrap();
@@ -300,23 +318,18 @@ async fn a_check_against_a_dimension_reads_its_key_index_not_its_history() {
 /// each check fetching them again had cost the H=365 night 160 files per check.
 #[tokio::test]
 async fn a_batch_s_files_are_fetched_once_for_every_check() {
-    let dir = tempfile::tempdir().unwrap();
     let contracts = tempfile::tempdir().unwrap();
     let registry = registry(contracts.path(), WINDOW_DAYS);
-    let local = Arc::new(LocalStore::new(dir.path()).unwrap());
-    let store: Arc<dyn ObjectStore> = local.clone();
-    let ingestor = Ingestor::new(store.clone(), registry.clone(), IngestSettings::default());
+    let lake = Lake::new(registry.clone());
     for n in 1..=3 {
         let key = format!("raw/orders/{}.csv", day(n));
-        put_raw(dir.path(), &local, &key, orders_csv(n), n).await;
-        ingestor.ingest(&key).await.unwrap();
+        lake.ingest(&key, orders_csv(n), n).await;
     }
     let key = format!("raw/payments/{}.csv", day(4));
-    put_raw(dir.path(), &local, &key, payments_with(4, true), 4).await;
-    let manifest = ingestor.ingest(&key).await.unwrap().manifest;
+    let manifest = lake.ingest(&key, payments_with(4, true), 4).await;
     assert!(!manifest.files.is_empty());
 
-    let counting = Arc::new(FaultyStore::counting(store.clone()));
+    let counting = Arc::new(FaultyStore::counting(lake.store.clone()));
     let gate = QualityGate::new(counting.clone(), registry);
     let now = Utc.from_utc_datetime(&day(4).and_hms_opt(23, 30, 0).unwrap());
     let report = gate
