@@ -2,7 +2,8 @@
 
 The README's claim "1 M orders a day for 3 years fits every Lambda" comes from `envelope`; these
 tests build a report whose points lie exactly on chosen lines and check that the envelope gives
-back those lines and the limits they imply. Run by `make test` (`python3 -m unittest`).
+back those lines and the limits they imply. They also check which stages a night runs and
+records, in what order (`NightTest`). Run by `make test` (`python3 -m unittest`).
 """
 import sys
 import unittest
@@ -169,6 +170,60 @@ class InterleavedTest(unittest.TestCase):
         for h, rss in zip(r["horizons"], (100.0, 0.0, 250.0)):
             h["stages"]["aggregate"]["peak_rss_mib"] = rss
         self.assertEqual(bench_history.target_ratios(r, "aggregate"), (1.5, 2.5))
+
+
+class FakeStages:
+    """The stages as `night` calls them, recording the calls (no `lake` process)."""
+
+    def __init__(self, compact=True):
+        self.compact, self.calls = compact, []
+
+    def ingest(self, ds, file, measured):
+        self.calls.append(("ingest", ds))
+        return {"batch_id": f"batch-{ds}"}
+
+    def quality(self, batch, measured):
+        self.calls.append(("quality", batch))
+        return {}
+
+    def aggregate(self, measured):
+        self.calls.append(("aggregate",))
+        return {"wall_s": 2.0}
+
+    def load_and_compact(self, batches, measured):
+        self.calls.append(("compact", tuple(batches), measured))
+        return {"wall_s": 1.0}
+
+
+DAY = {"files": {ds: f"{ds}.csv" for ds in bench_history.DATASETS}}
+
+
+class NightTest(unittest.TestCase):
+    def test_a_measured_night_times_the_compaction_of_its_batches_after_the_aggregate(self):
+        stages = FakeStages()
+        r = bench_history.night(stages, DAY, measured=True)
+        self.assertEqual(r["compact"], {"wall_s": 1.0})
+        batches = tuple((ds, f"batch-{ds}") for ds in bench_history.DATASETS)
+        self.assertEqual(stages.calls[-2:], [("aggregate",), ("compact", batches, True)])
+
+    def test_a_night_building_history_compacts_without_recording_it(self):
+        stages = FakeStages()
+        r = bench_history.night(stages, DAY, measured=False)
+        self.assertNotIn("compact", r)
+        self.assertEqual(stages.calls[-1][0], "compact")
+
+    def test_the_peer_can_run_between_the_aggregate_and_the_compaction(self):
+        stages = FakeStages()
+        r = bench_history.night(stages, DAY, measured=True, compact=False)
+        self.assertEqual(stages.calls[-1], ("aggregate",))
+        bench_history.compact_night(stages, r, measured=True)
+        self.assertEqual(r["compact"], {"wall_s": 1.0})
+
+    def test_without_compaction_a_night_has_no_compact_stage(self):
+        stages = FakeStages(compact=False)
+        r = bench_history.night(stages, DAY, measured=True)
+        self.assertNotIn("compact", r)
+        self.assertNotIn("compact", [c[0] for c in stages.calls])
 
 
 if __name__ == "__main__":
