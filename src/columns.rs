@@ -703,7 +703,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn varint(&mut self) -> io::Result<u64> {
-        match crate::varint::get(&self.buf[self.at..]) {
+        match varint::get(&self.buf[self.at..]) {
             Ok(Some((v, n))) => {
                 self.at += n;
                 Ok(v)
