@@ -12,7 +12,7 @@ use tracing::warn;
 use super::message::Message;
 use crate::error::Retryable;
 use crate::layout;
-use crate::storage::{ObjectStore, StorageError};
+use crate::storage::{ObjectStore, Precondition, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -144,14 +144,27 @@ impl OutboxNotifier {
 
 #[async_trait]
 impl Notifier for OutboxNotifier {
+    /// Numbers the message after those in the outbox. Two publishers (the quality and alert
+    /// stages of overlapping runs) can count the same outbox and pick the same number, so the
+    /// message is only written where no message is yet (`put_if` absent) and otherwise takes
+    /// the next number: an email is never written over another one.
     async fn publish(&self, m: &Message) -> Result<(), NotifyError> {
-        let n = self
+        let mut n = self
             .store
             .list(&format!("{}/", layout::OUTBOX))
             .await?
             .len();
-        let key = layout::outbox_key(n + 1, m.alert_type.name(), &m.dataset);
-        self.store.put(&key, Bytes::from(Self::render(m))).await?;
-        Ok(())
+        let body = Bytes::from(Self::render(m));
+        loop {
+            n += 1;
+            let key = layout::outbox_key(n, m.alert_type.name(), &m.dataset);
+            if self
+                .store
+                .put_if(&key, body.clone(), Precondition::Absent)
+                .await?
+            {
+                return Ok(());
+            }
+        }
     }
 }

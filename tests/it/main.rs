@@ -23,6 +23,7 @@ mod load_redshift;
 mod load_watermark;
 mod memory_bound;
 mod new_dataset;
+mod notifier_conformance;
 mod notifier_faults;
 mod properties;
 mod quality_alert;

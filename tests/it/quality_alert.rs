@@ -1,8 +1,6 @@
 //! The quality gate and alerting against moto (S3 and SNS): verdicts, reports, and the email
 //! actually published, read back from the emulator.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 
 use aws_lambda_events::s3::S3Event;
@@ -16,6 +14,7 @@ use shoplake::stages::ingest::{IngestRequest, IngestService};
 use shoplake::stages::quality::{QualityRequest, QualityService};
 use shoplake::storage::{ObjectStore, S3Store};
 
+use crate::support::moto::published;
 use crate::support::{bucket_name, moto};
 
 fn now() -> DateTime<Utc> {
@@ -29,61 +28,6 @@ fn event(bucket: &str, key: &str) -> S3Event {
         "s3": {"bucket": {"name": bucket}, "object": {"key": key.replace(' ', "+")}}
     }]}))
     .unwrap()
-}
-
-/// moto's dump of every model it holds (`/moto-api/data.json`). moto builds it from live objects
-/// while the other tests keep writing to the same server, so a dump can fail with a 500 (an empty
-/// bucket that passed its serialisability check gains an object before the final encode); a
-/// failed dump says nothing about this test, so it is asked again.
-fn moto_data() -> Value {
-    let endpoint = moto::server()
-        .endpoint
-        .trim_start_matches("http://")
-        .to_owned();
-    let mut last = String::new();
-    for _ in 0..20 {
-        let mut stream = TcpStream::connect(&endpoint).unwrap();
-        write!(
-            stream,
-            "GET /moto-api/data.json HTTP/1.0\r\nHost: {endpoint}\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        if head.split_whitespace().nth(1) == Some("200") {
-            return serde_json::from_str(body).expect("moto's data.json is JSON");
-        }
-        last = head.lines().next().unwrap_or_default().to_owned();
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!(
-        "moto's /moto-api/data.json failed 20 times (last: {last}); see moto's log in the temp dir"
-    )
-}
-
-/// What moto recorded as published to `topic`: (subject, message, attributes).
-fn published(topic: &str) -> Vec<(String, String, Value)> {
-    let data = moto_data();
-    data["sns"]["Topic"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["arn"] == topic)
-        .flat_map(|t| {
-            t["sent_notifications"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .map(|n| {
-            (
-                n[2].as_str().unwrap_or_default().to_owned(),
-                n[1].as_str().unwrap_or_default().to_owned(),
-                n[3].clone(),
-            )
-        })
-        .collect()
 }
 
 struct Env {

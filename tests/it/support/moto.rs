@@ -1,6 +1,7 @@
 //! A moto server on 127.0.0.1, shared by the tests of this binary. A shell watchdog stops it
 //! when the test process exits (statics are never dropped), so no server outlives the run.
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
+use serde_json::Value;
 
 use super::python;
 
@@ -94,4 +96,56 @@ impl Moto {
         s3.create_bucket().bucket(name).send().await.unwrap();
         s3
     }
+}
+
+/// moto's dump of every model it holds (`/moto-api/data.json`). moto builds it from live objects
+/// while the other tests keep writing to the same server, so a dump can fail with a 500 (an empty
+/// bucket that passed its serialisability check gains an object before the final encode); a
+/// failed dump says nothing about this test, so it is asked again.
+pub fn data() -> Value {
+    let endpoint = server().endpoint.trim_start_matches("http://").to_owned();
+    let mut last = String::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(&endpoint).unwrap();
+        write!(
+            stream,
+            "GET /moto-api/data.json HTTP/1.0\r\nHost: {endpoint}\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        if head.split_whitespace().nth(1) == Some("200") {
+            return serde_json::from_str(body).expect("moto's data.json is JSON");
+        }
+        last = head.lines().next().unwrap_or_default().to_owned();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!(
+        "moto's /moto-api/data.json failed 20 times (last: {last}); see moto's log in the temp dir"
+    )
+}
+
+/// What moto recorded as published to `topic`: (subject, message, attributes).
+pub fn published(topic: &str) -> Vec<(String, String, Value)> {
+    let data = data();
+    data["sns"]["Topic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["arn"] == topic)
+        .flat_map(|t| {
+            t["sent_notifications"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|n| {
+            (
+                n[2].as_str().unwrap_or_default().to_owned(),
+                n[1].as_str().unwrap_or_default().to_owned(),
+                n[3].clone(),
+            )
+        })
+        .collect()
 }
