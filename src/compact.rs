@@ -30,11 +30,12 @@
 //! present, the remaining inputs are deleted; output absent, the record is dropped (nothing was
 //! visible) and the partition is compacted again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt, stream};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -45,8 +46,8 @@ use crate::error::Retryable;
 use crate::layout;
 use crate::scratch::Scratch;
 use crate::silver::{BATCH_ID, INGESTED_AT};
-use crate::state::{LakeState, StateError};
-use crate::storage::{ObjectStore, StorageError};
+use crate::state::{BatchCursor, LakeState, StateError};
+use crate::storage::{ObjectMeta, ObjectStore, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {
@@ -106,6 +107,53 @@ pub struct CompactionReport {
     pub rows_out: u64,
     /// Records of interrupted runs that this run finished or dropped.
     pub resumed: usize,
+}
+
+/// What the compaction keeps per dataset (`runs/compacted/<dataset>/_cursor.json`) so that a
+/// night lists the partitions that may hold files young enough to take, not all of silver:
+/// those of the directories it kept, and those the batches listed since its last run wrote to.
+/// A directory is kept while its newest file is within the look-back (the input age, or the
+/// settle rule's when longer); a file is written either by a batch, whose manifest the cursor
+/// lists (from [`crate::state::WATERMARK_LAG`] behind its watermark, like the load stage), or by a
+/// compaction of a directory listed then. Without a cursor (the first run) every file is listed
+/// once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactCursor {
+    /// The manifests listed so far (only the watermark is used).
+    pub batches: BatchCursor,
+    /// Batches whose manifests were read (or listed with their files on a first run), within
+    /// the listing's reach: a manifest listed again within the lag is not read again.
+    pub seen: BTreeSet<String>,
+    /// Listing directories ([`listing_dir`]) and when their newest file was written.
+    pub dirs: BTreeMap<String, DateTime<Utc>>,
+    /// The look-back the directories were kept for, in seconds.
+    pub look_back_secs: i64,
+}
+
+impl CompactCursor {
+    /// Forgets the batches the next listing starts after (it will not list them again).
+    fn forget_unlisted(&mut self, dataset: &str) {
+        let start = self.batches.start_after(dataset);
+        self.seen
+            .retain(|batch| layout::manifest_key(dataset, batch) > start);
+    }
+}
+
+/// GETs and LISTs in flight at once.
+const CONCURRENT_REQUESTS: usize = 16;
+
+/// The directory a night lists for a silver file: its first partition level (every region of
+/// `processed/orders/order_date=2026-11-04/` in one listing), or the dataset's own directory
+/// when the file lies directly in it.
+fn listing_dir(dataset: &str, key: &str) -> String {
+    let root = layout::processed_prefix(dataset);
+    match key
+        .strip_prefix(&root)
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((first, _)) => format!("{root}{first}/"),
+        None => root,
+    }
 }
 
 /// How long a claim on the compaction of a dataset lasts.
@@ -203,11 +251,25 @@ impl Compactor {
         // Per partition: the files young enough to rewrite ([`MAX_INPUT_AGE`], or as long as
         // the settle rule looks back when that is longer) and when its newest was written.
         let max_age = MAX_INPUT_AGE.max(self.settle + SETTLED_FOR);
+        let cursor_key = layout::compact_cursor_key(dataset);
+        let stored: Option<CompactCursor> = self.state.get_json(&cursor_key).await?;
+        // A longer look-back than the cursor kept directories for (a longer settle period)
+        // lists everything once, like a first run.
+        let fresh = stored
+            .as_ref()
+            .is_none_or(|c| c.look_back_secs < max_age.num_seconds());
+        let mut cursor = stored.unwrap_or_default();
+        let listed = self.candidate_files(dataset, &mut cursor, fresh).await?;
         let mut partitions: BTreeMap<String, (Vec<String>, DateTime<Utc>)> = BTreeMap::new();
-        for meta in self.store.list(&layout::processed_prefix(dataset)).await? {
+        let mut newest_in: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        for meta in listed {
             if let Some((dir, _)) = meta.key.rsplit_once('/')
                 && meta.key.ends_with(".parquet")
             {
+                let newest = newest_in
+                    .entry(listing_dir(dataset, &meta.key))
+                    .or_insert(meta.last_modified);
+                *newest = (*newest).max(meta.last_modified);
                 let (files, newest) = partitions
                     .entry(dir.to_owned())
                     .or_insert_with(|| (Vec::new(), meta.last_modified));
@@ -267,7 +329,21 @@ impl Compactor {
             report.files_in += eligible.len();
             report.rows_in += rows_in;
             report.rows_out += rows_out;
+            // Its output was written just now.
+            if let Some(newest) = newest_in.get_mut(&listing_dir(dataset, &dir)) {
+                *newest = (*newest).max(now);
+            }
         }
+        // What the next night lists besides the new batches' directories: those still holding
+        // a file it may take. Written last: a run that stops earlier leaves the old cursor, and
+        // the next one lists what this one did.
+        cursor.dirs = newest_in
+            .into_iter()
+            .filter(|(_, newest)| now - *newest <= max_age)
+            .collect();
+        cursor.look_back_secs = max_age.num_seconds();
+        cursor.forget_unlisted(dataset);
+        self.state.put_json(&cursor_key, &cursor).await?;
         info!(
             dataset,
             partitions = report.partitions,
@@ -278,6 +354,53 @@ impl Compactor {
             "compaction done"
         );
         Ok(report)
+    }
+
+    /// The silver files a night looks at. With a cursor: every file of the directories it
+    /// kept and of those the batches listed since wrote to (their manifests name the files),
+    /// listed a directory at a time. Without one (`fresh`: the first run, or a longer
+    /// look-back): every file of the dataset, once.
+    async fn candidate_files(
+        &self,
+        dataset: &str,
+        cursor: &mut CompactCursor,
+        fresh: bool,
+    ) -> Result<Vec<ObjectMeta>, CompactError> {
+        let listing = cursor.batches.list(self.store.as_ref(), dataset).await?;
+        if fresh {
+            // Their files are all in the listing below.
+            cursor.seen = listing.listed;
+            return Ok(self.store.list(&layout::processed_prefix(dataset)).await?);
+        }
+        let new: Vec<String> = listing
+            .listed
+            .into_iter()
+            .filter(|b| !cursor.seen.contains(b))
+            .collect();
+        // Owned in each request, so the stream is `Send` for any lifetime (the stage's future
+        // must be).
+        let manifests: Vec<_> = stream::iter(new.clone())
+            .map(|batch| {
+                let (state, dataset) = (self.state.clone(), dataset.to_owned());
+                async move { state.manifest(&dataset, &batch).await }
+            })
+            .buffered(CONCURRENT_REQUESTS)
+            .try_collect()
+            .await?;
+        let mut dirs: BTreeSet<String> = cursor.dirs.keys().cloned().collect();
+        for manifest in manifests.into_iter().flatten() {
+            dirs.extend(manifest.files.iter().map(|f| listing_dir(dataset, &f.key)));
+        }
+        cursor.seen.extend(new);
+        let listed: Vec<Vec<ObjectMeta>> = stream::iter(dirs)
+            .map(|dir| {
+                let store = Arc::clone(&self.store);
+                async move { store.list(&dir).await }
+            })
+            .buffered(CONCURRENT_REQUESTS)
+            .try_collect()
+            .await?;
+        Ok(listed.into_iter().flatten().collect())
     }
 
     /// Finishes or drops the compaction an earlier run's record describes, which that run did

@@ -17,6 +17,7 @@
 //! runs/loaded/<dataset>/<batch_id>                           a batch is in the warehouse
 //! runs/loaded/<dataset>/_cursor.json                          where the next load lists from
 //! runs/compact/<dataset>/<digest>.json                        a compaction in progress
+//! runs/compacted/<dataset>/_cursor.json                       which partitions the next compaction lists
 //! runs/loaded/gold_months.json                               gold months loaded, by ETag
 //! runs/aggregate/state.json                                   the nightly KPIs' watermark and state files
 //! runs/aggregate/<table>-<digest>.parquet                     its first orders and tombstones
@@ -260,6 +261,12 @@ pub fn compacted_silver_key(dataset: &str, partition_path: &str, digest: &str) -
 /// Where a compaction records its inputs and output until it has finished.
 pub fn compaction_record_prefix(dataset: &str) -> String {
     format!("{RUNS}/compact/{dataset}/")
+}
+
+/// The compaction's cursor: the manifests it has listed and the partition directories that
+/// may still hold files young enough to compact (`compact::CompactCursor`).
+pub fn compact_cursor_key(dataset: &str) -> String {
+    format!("{RUNS}/compacted/{dataset}/_cursor.json")
 }
 
 pub fn compaction_record_key(dataset: &str, digest: &str) -> String {

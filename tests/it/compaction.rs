@@ -453,3 +453,199 @@ async fn the_kpis_are_the_same_before_after_and_in_the_middle_of_a_compaction() 
         "compacted"
     );
 }
+
+/// A lake whose clock the test keeps: every file is dated when the night wrote it.
+struct Night {
+    dir: tempfile::TempDir,
+    local: Arc<LocalStore>,
+    registry: Arc<Registry>,
+    /// Batches to mark loaded on a later night: (night, batch).
+    late: std::sync::Mutex<Vec<(usize, String)>>,
+}
+
+impl Night {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Night {
+            local: Arc::new(LocalStore::new(dir.path()).unwrap()),
+            dir,
+            registry: Arc::new(Registry::builtin()),
+            late: Default::default(),
+        }
+    }
+
+    /// Ingests an export of orders on `dates` (two regions a date), uploaded at `at`; its
+    /// silver files are dated `at`. Returns its batch id.
+    async fn ingest(&self, n: usize, dates: &[NaiveDate], at: chrono::DateTime<Utc>) -> String {
+        let key = format!("raw/orders/night-{n:03}.csv");
+        let mut body = String::from(
+            "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+        );
+        for (i, date) in dates.iter().enumerate() {
+            for (r, region) in ["EU", "NA"].iter().enumerate() {
+                // Orders O<date>-<r> again and again: each night a newer version.
+                body += &format!(
+                    "O{date}-{r},C{i},{date}T09:00:00Z,paid,{region},EUR,1{n}.00,1,{}\n",
+                    at.format("%Y-%m-%dT%H:%M:%SZ")
+                );
+            }
+        }
+        self.local.put(&key, Bytes::from(body)).await.unwrap();
+        self.date(&self.dir.path().join(&key), at);
+        let batch = Ingestor::new(
+            self.local.clone(),
+            self.registry.clone(),
+            IngestSettings::default(),
+        )
+        .ingest(&key)
+        .await
+        .unwrap()
+        .manifest
+        .batch_id;
+        self.date_new_files(at);
+        batch
+    }
+
+    /// Marks a batch loaded: the compaction takes only loaded batches' files (the load itself
+    /// is tested above).
+    async fn loaded(&self, batch: &str) {
+        self.local
+            .put(
+                &shoplake::layout::loaded_marker_key("orders", batch),
+                Bytes::new(),
+            )
+            .await
+            .unwrap();
+    }
+
+    fn date(&self, path: &std::path::Path, at: chrono::DateTime<Utc>) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(at.timestamp() as u64))
+            .unwrap();
+    }
+
+    /// Files written just now (the wall clock is later than the test's) are dated `at`.
+    fn date_new_files(&self, at: chrono::DateTime<Utc>) {
+        let cut = SystemTime::UNIX_EPOCH + Duration::from_secs(at.timestamp() as u64);
+        for path in crate::support::files(&self.dir.path().join("processed")) {
+            if std::fs::metadata(&path).unwrap().modified().unwrap() > cut {
+                self.date(&path, at);
+            }
+        }
+    }
+
+    async fn compact(&self, now: chrono::DateTime<Utc>, full: bool) -> (CompactSummary, usize) {
+        if full {
+            self.local
+                .delete(&shoplake::layout::compact_cursor_key("orders"))
+                .await
+                .unwrap();
+        }
+        let counting = Arc::new(FaultyStore::counting(self.local.clone()));
+        let report = Compactor::new(counting.clone(), self.registry.clone())
+            .with_min_files(3)
+            .compact("orders", now)
+            .await
+            .unwrap();
+        self.date_new_files(now);
+        let summary = CompactSummary {
+            partitions: report.partitions,
+            files_in: report.files_in,
+            rows_in: report.rows_in,
+            rows_out: report.rows_out,
+            files: self.files_per_partition(),
+        };
+        (summary, counting.processed_listed())
+    }
+
+    /// Per partition directory, its number of files.
+    fn files_per_partition(&self) -> BTreeMap<String, usize> {
+        let root = self.dir.path().join("processed/orders");
+        let mut out = BTreeMap::new();
+        for path in crate::support::files(&root) {
+            let dir = path.parent().unwrap().strip_prefix(&root).unwrap();
+            *out.entry(dir.display().to_string()).or_default() += 1;
+        }
+        out
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct CompactSummary {
+    partitions: usize,
+    files_in: usize,
+    rows_in: u64,
+    rows_out: u64,
+    files: BTreeMap<String, usize>,
+}
+
+/// The nightly compaction lists the directories that may hold a file it can take (those its
+/// cursor kept, and those the night's batches wrote to), not all of silver, and compacts exactly
+/// what a listing of everything would: 45 nights three days apart, each writing today's orders
+/// and updates of 2 and 5 days back, some nights one of 60 days back (an old directory the
+/// cursor had dropped comes back through the night's manifest), some batches loaded only 2
+/// nights later (their directories wait in the cursor with no new manifest), on two lakes
+/// alike, one with its cursor and one listing everything every night.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_night_lists_only_the_partitions_recent_batches_wrote_to_and_compacts_the_same() {
+    let (cursor, full) = (Night::new(), Night::new());
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    // Silver files listed per night, with the cursor and in full.
+    let mut listed: Vec<(usize, usize)> = Vec::new();
+    for n in 0..45 {
+        let today = start + chrono::TimeDelta::days(3 * n as i64);
+        let date = |back: i64| (today - chrono::TimeDelta::days(back)).date_naive();
+        let mut dates = vec![date(0), date(2), date(5)];
+        if n % 7 == 6 {
+            dates.push(date(60));
+        }
+        let upload = today + chrono::TimeDelta::hours(1);
+        for lake in [&cursor, &full] {
+            let batch = lake.ingest(n, &dates, upload).await;
+            lake.late
+                .lock()
+                .unwrap()
+                .push((n + if n % 5 == 2 { 2 } else { 0 }, batch));
+            let due: Vec<String> = {
+                let mut late = lake.late.lock().unwrap();
+                let (due, wait) = late.drain(..).partition(|(at, _)| *at <= n);
+                *late = wait;
+                due.into_iter().map(|(_, b)| b).collect()
+            };
+            for batch in due {
+                lake.loaded(&batch).await;
+            }
+        }
+        let now = today + chrono::TimeDelta::hours(3);
+        let (a, listed_a) = cursor.compact(now, false).await;
+        let (b, listed_b) = full.compact(now, true).await;
+        assert_eq!(
+            a, b,
+            "night {n}: the cursor's compaction differs from a full listing's"
+        );
+        listed.push((listed_a, listed_b));
+    }
+    let compacted: usize = cursor
+        .files_per_partition()
+        .values()
+        .filter(|f| **f == 1)
+        .count();
+    assert!(
+        compacted > 10,
+        "the nights compacted partitions: {compacted}"
+    );
+    // Nights 15-29 against 30-44: the cursor's listing stays as it was (the look-back, 31
+    // days, spans about 11 nights), a full listing grows with the history.
+    let sum = |nights: std::ops::Range<usize>, pick: fn(&(usize, usize)) -> usize| -> usize {
+        listed[nights].iter().map(pick).sum()
+    };
+    let (cursor_before, cursor_after) = (sum(15..30, |l| l.0), sum(30..45, |l| l.0));
+    let (full_before, full_after) = (sum(15..30, |l| l.1), sum(30..45, |l| l.1));
+    assert!(
+        cursor_after * 10 <= cursor_before * 11 && full_after * 10 >= full_before * 14,
+        "silver files listed, nights 15-29 then 30-44: {cursor_before} then {cursor_after} with the cursor, {full_before} then {full_after} in full"
+    );
+}

@@ -30,6 +30,8 @@ pub struct FaultyStore {
     /// HEAD requests, and keys returned by `list`/`list_after` under `manifests/`.
     heads: AtomicUsize,
     manifests_listed: AtomicUsize,
+    /// Keys returned by `list`/`list_after` under `processed/` (silver files listed).
+    processed_listed: AtomicUsize,
     /// `get` and `get_range` calls per key.
     gets: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
@@ -45,6 +47,7 @@ impl FaultyStore {
             bytes_read: AtomicU64::new(0),
             heads: AtomicUsize::new(0),
             manifests_listed: AtomicUsize::new(0),
+            processed_listed: AtomicUsize::new(0),
             gets: Default::default(),
         }
     }
@@ -59,6 +62,7 @@ impl FaultyStore {
             bytes_read: AtomicU64::new(0),
             heads: AtomicUsize::new(0),
             manifests_listed: AtomicUsize::new(0),
+            processed_listed: AtomicUsize::new(0),
             gets: Default::default(),
         }
     }
@@ -88,12 +92,17 @@ impl FaultyStore {
         self.manifests_listed.load(Ordering::SeqCst)
     }
 
+    /// Silver keys returned by listings so far.
+    pub fn processed_listed(&self) -> usize {
+        self.processed_listed.load(Ordering::SeqCst)
+    }
+
     fn listed(&self, metas: &[ObjectMeta]) {
-        let n = metas
-            .iter()
-            .filter(|m| m.key.starts_with("manifests/"))
-            .count();
-        self.manifests_listed.fetch_add(n, Ordering::SeqCst);
+        let under = |prefix: &str| metas.iter().filter(|m| m.key.starts_with(prefix)).count();
+        self.manifests_listed
+            .fetch_add(under("manifests/"), Ordering::SeqCst);
+        self.processed_listed
+            .fetch_add(under("processed/"), Ordering::SeqCst);
     }
 
     pub fn writes(&self) -> usize {
