@@ -47,7 +47,7 @@ use crate::layout;
 use crate::scratch::Scratch;
 use crate::silver::{BATCH_ID, INGESTED_AT};
 use crate::state::{BatchCursor, LakeState, StateError};
-use crate::storage::{ObjectMeta, ObjectStore, StorageError};
+use crate::storage::{self, Fetch, ObjectMeta, ObjectStore, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompactError {
@@ -138,9 +138,6 @@ impl CompactCursor {
             .retain(|batch| layout::manifest_key(dataset, batch) > start);
     }
 }
-
-/// GETs and LISTs in flight at once.
-const CONCURRENT_REQUESTS: usize = 16;
 
 /// The directory a night lists for a silver file: its first partition level (every region of
 /// `processed/orders/order_date=2026-11-04/` in one listing), or the dataset's own directory
@@ -260,7 +257,7 @@ impl Compactor {
             .is_none_or(|c| c.look_back_secs < max_age.num_seconds());
         let mut cursor = stored.unwrap_or_default();
         let listed = self.candidate_files(dataset, &mut cursor, fresh).await?;
-        let mut partitions: BTreeMap<String, (Vec<String>, DateTime<Utc>)> = BTreeMap::new();
+        let mut partitions: BTreeMap<String, (Vec<Fetch>, DateTime<Utc>)> = BTreeMap::new();
         let mut newest_in: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for meta in listed {
             if let Some((dir, _)) = meta.key.rsplit_once('/')
@@ -275,7 +272,7 @@ impl Compactor {
                     .or_insert_with(|| (Vec::new(), meta.last_modified));
                 *newest = (*newest).max(meta.last_modified);
                 if now - meta.last_modified <= max_age {
-                    files.push(meta.key);
+                    files.push((meta.key, meta.size));
                 }
             }
         }
@@ -289,7 +286,7 @@ impl Compactor {
                 continue;
             }
             let mut eligible = Vec::new();
-            for key in files {
+            for (key, size) in files {
                 let name = layout::file_name(&key);
                 let ok = if name.starts_with(COMPACTED) {
                     true
@@ -312,7 +309,7 @@ impl Compactor {
                     false
                 };
                 if ok {
-                    eligible.push(key);
+                    eligible.push((key, size));
                 }
             }
             if !worth(eligible.len()) {
@@ -384,7 +381,7 @@ impl Compactor {
                 let (state, dataset) = (self.state.clone(), dataset.to_owned());
                 async move { state.manifest(&dataset, &batch).await }
             })
-            .buffered(CONCURRENT_REQUESTS)
+            .buffered(storage::AT_ONCE)
             .try_collect()
             .await?;
         let mut dirs: BTreeSet<String> = cursor.dirs.keys().cloned().collect();
@@ -392,15 +389,7 @@ impl Compactor {
             dirs.extend(manifest.files.iter().map(|f| listing_dir(dataset, &f.key)));
         }
         cursor.seen.extend(new);
-        let listed: Vec<Vec<ObjectMeta>> = stream::iter(dirs)
-            .map(|dir| {
-                let store = Arc::clone(&self.store);
-                async move { store.list(&dir).await }
-            })
-            .buffered(CONCURRENT_REQUESTS)
-            .try_collect()
-            .await?;
-        Ok(listed.into_iter().flatten().collect())
+        Ok(storage::list_many(&self.store, dirs.into_iter().collect()).await?)
     }
 
     /// Finishes or drops the compaction an earlier run's record describes, which that run did
@@ -426,9 +415,8 @@ impl Compactor {
         record_key: &str,
         record: &CompactionRecord,
     ) -> Result<(), CompactError> {
-        for input in record.inputs.iter().filter(|k| **k != record.output) {
-            self.store.delete(input).await?;
-        }
+        let inputs = record.inputs.iter().filter(|k| **k != record.output);
+        storage::delete_many(&self.store, inputs.cloned().collect()).await?;
         self.state.delete(record_key).await?;
         Ok(())
     }
@@ -437,7 +425,7 @@ impl Compactor {
         &self,
         contract: &Contract,
         partition: &str,
-        inputs: &[String],
+        inputs: &[Fetch],
     ) -> Result<(u64, u64), CompactError> {
         let dataset = contract.name.as_str();
         let parquet = |source| CompactError::Parquet {
@@ -445,12 +433,10 @@ impl Compactor {
             source,
         };
         let mut all: Option<DataFrame> = None;
-        for key in inputs {
-            let bytes = self
-                .store
-                .get(key)
-                .await?
-                .ok_or_else(|| StorageError::NotFound { key: key.clone() })?;
+        // Fetched many at a time: on S3 a partition's inputs are tens of small files, each a
+        // round trip.
+        let mut fetched = storage::get_many(&self.store, inputs.to_vec());
+        while let Some((_, bytes)) = fetched.try_next().await? {
             let df = ParquetReader::new(Cursor::new(bytes))
                 .finish()
                 .map_err(parquet)?;
@@ -474,7 +460,7 @@ impl Compactor {
         let rows_out = out.height() as u64;
 
         let mut digest = Sha256::new();
-        for key in inputs {
+        for (key, _) in inputs {
             digest.update(key.as_bytes());
             digest.update(b"\n");
         }
@@ -490,7 +476,7 @@ impl Compactor {
             dataset: dataset.to_owned(),
             partition: partition.to_owned(),
             output: output.clone(),
-            inputs: inputs.to_vec(),
+            inputs: inputs.iter().map(|(key, _)| key.clone()).collect(),
         };
         self.state.put_json(&record_key, &record).await?;
 

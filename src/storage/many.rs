@@ -35,6 +35,17 @@ pub async fn list_many(
     Ok(listings.into_iter().flatten().collect())
 }
 
+/// Deletes `keys`, up to [`AT_ONCE`] at a time, in no particular order: a caller that must
+/// delete something after them (a record naming them) does it once this returns.
+pub async fn delete_many(store: &Arc<dyn ObjectStore>, keys: Vec<String>) -> StorageResult<()> {
+    stream::iter(keys.into_iter().map(Ok::<_, StorageError>))
+        .try_for_each_concurrent(AT_ONCE, |key| {
+            let store = Arc::clone(store);
+            async move { store.delete(&key).await }
+        })
+        .await
+}
+
 /// An object to fetch: its key and its size in bytes (from a listing or a manifest).
 pub type Fetch = (String, u64);
 
@@ -148,6 +159,18 @@ mod tests {
         assert!(
             matches!(&err, StorageError::NotFound { key } if key == "p/day=16/f1.bin"),
             "{err:?}"
+        );
+
+        // Every key deleted, the one already gone too; nothing else.
+        let doomed: Vec<String> = (0..39)
+            .flat_map(|d| (0..3).map(move |f| format!("p/day={d:02}/f{f}.bin")))
+            .collect();
+        delete_many(&store, doomed).await.unwrap();
+        let left = store.list("p/").await.unwrap();
+        let left: Vec<&str> = left.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(
+            left,
+            ["p/day=39/f0.bin", "p/day=39/f1.bin", "p/day=39/f2.bin"]
         );
     }
 }
