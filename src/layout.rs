@@ -61,11 +61,22 @@ pub fn key_index_delta_key(dataset: &str, batch_id: &str) -> String {
 }
 
 /// Present once a dataset's key index holds every key in silver. Versioned with the index's
-/// layout (binary shards and deltas since v2): a lake whose index predates it is rebuilt from
-/// silver once. The files' own format (v3, front-coded) is read in either version, so it did
-/// not change the marker.
+/// layout (binary shards and deltas since v2, shards' recent parts since v3): a lake whose index
+/// predates v2 is rebuilt from silver once, one of v2 is renamed (`KeyIndex::ensure_built`). The
+/// files' own format (front-coded) is read in any version, so it did not change the marker.
 pub fn key_index_built_key(dataset: &str) -> String {
+    format!("{INDEX}/{dataset}/_built-v3.json")
+}
+
+/// The marker of an index complete before shards had recent parts: read as complete, and
+/// renamed to [`key_index_built_key`] so an older binary rebuilds rather than miss their keys.
+pub fn key_index_built_key_v2(dataset: &str) -> String {
     format!("{INDEX}/{dataset}/_built-v2.json")
+}
+
+/// The recent part of a shard: keys merged since its base was last rewritten.
+pub fn key_index_recent_key(dataset: &str, shard: usize) -> String {
+    format!("{INDEX}/{dataset}/recent-{shard:03}.bin")
 }
 
 /// The gold KPI table and its one object per month.

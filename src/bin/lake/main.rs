@@ -1257,8 +1257,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         },
                         match d.index_merge {
                             Some(m) if m.deltas > 0 => format!(
-                                "; {} batch(es) of keys merged into the key index ({} shard(s) written)",
-                                m.deltas, m.shards_written
+                                "; {} batch(es) of keys merged into the key index ({} shard(s) written, {} folded into their base)",
+                                m.deltas, m.shards_written, m.shards_folded
                             ),
                             _ => String::new(),
                         }
