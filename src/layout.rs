@@ -76,7 +76,12 @@ pub fn key_index_built_key_v2(dataset: &str) -> String {
 
 /// The recent part of a shard: keys merged since its base was last rewritten.
 pub fn key_index_recent_key(dataset: &str, shard: usize) -> String {
-    format!("{INDEX}/{dataset}/recent-{shard:03}.bin")
+    format!("{}{shard:03}.bin", key_index_recent_prefix(dataset))
+}
+
+/// Every shard's recent part starts with this.
+pub fn key_index_recent_prefix(dataset: &str) -> String {
+    format!("{INDEX}/{dataset}/recent-")
 }
 
 /// The gold KPI table and its one object per month.

@@ -14,8 +14,8 @@
 //! ETag, then the merged deltas are deleted. A check that finds more than [`MAX_DELTAS`]
 //! waiting merges them itself, so a lake that never compacts still reads a bounded number.
 //!
-//! A check reads, per shard its references fall into, the recent part, then the base for what
-//! that did not hold, then the waiting deltas for the rest. The files are sorted keys,
+//! A check fetches every recent part at once, then reads, per shard its references fall into,
+//! the base for what its recent part did not hold, then the waiting deltas for the rest. The files are sorted keys,
 //! front-coded (`keyset`), searched in place (no parse into a set): reading one costs about its
 //! bytes. The index may hold a key whose batch never committed (a crash between delta and
 //! manifest, until the retry commits it) or whose rows a forced re-ingest dropped: it
@@ -30,6 +30,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::info;
@@ -38,7 +39,7 @@ use crate::contract::{Contract, Registry};
 use crate::error::Retryable;
 use crate::layout;
 use crate::silver::read::{self, ReadError};
-use crate::storage::{ObjectStore, Precondition, StorageError};
+use crate::storage::{self, ObjectStore, Precondition, StorageError};
 
 /// Shards per dataset: a check reads the shards its references hash to.
 pub const SHARDS: usize = 16;
@@ -374,6 +375,14 @@ impl KeyIndex {
                 self.merge(dataset).await?;
                 deltas = self.store.list(&prefix).await?;
             }
+            // Every recent part at once, before any base (see below), and in memory: they are
+            // small, and one at a time on S3 each would be a round trip.
+            let recent_prefix = layout::key_index_recent_prefix(dataset);
+            let listed = self.store.list(&recent_prefix).await?;
+            let recent: BTreeMap<String, Bytes> =
+                storage::get_many(&self.store, storage::fetches(listed))
+                    .try_collect()
+                    .await?;
             let mut by_shard: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
             for k in wanted {
                 by_shard.entry(shard_of(k)).or_default().push(k);
@@ -381,26 +390,31 @@ impl KeyIndex {
             let mut found = HashSet::default();
             let mut missing: Vec<&str> = Vec::new();
             for (shard, mut keys) in by_shard {
-                // The recent part before the base: a fold writes the base before it empties the
-                // recent part, so a key is in one or the other whenever each is read.
-                for key in [
-                    layout::key_index_recent_key(dataset, shard),
-                    layout::key_index_shard_key(dataset, shard),
-                ] {
-                    if keys.is_empty() {
-                        break;
-                    }
-                    // Streamed, not fetched whole: the base grows with every key ever.
-                    let file = match self.store.reader(&key).await {
-                        Ok(file) => file,
-                        Err(StorageError::NotFound { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    };
-                    let (held, rest) = keyset::lookup(file, keys)
+                // The recent part (read above) before the base: a fold writes the base before
+                // it empties the recent part, so a key is in one or the other whenever each is
+                // read.
+                let recent_key = layout::key_index_recent_key(dataset, shard);
+                if let Some(bytes) = recent.get(&recent_key) {
+                    let (held, rest) = keyset::lookup(&bytes[..], keys)
                         .await
-                        .map_err(Self::lookup_failed(&key))?;
+                        .map_err(Self::lookup_failed(&recent_key))?;
                     found.extend(held.into_iter().map(str::to_owned));
                     keys = rest;
+                }
+                let key = layout::key_index_shard_key(dataset, shard);
+                if !keys.is_empty() {
+                    // Streamed, not fetched whole: the base grows with every key ever.
+                    match self.store.reader(&key).await {
+                        Ok(file) => {
+                            let (held, rest) = keyset::lookup(file, keys)
+                                .await
+                                .map_err(Self::lookup_failed(&key))?;
+                            found.extend(held.into_iter().map(str::to_owned));
+                            keys = rest;
+                        }
+                        Err(StorageError::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 missing.extend(keys);
             }
