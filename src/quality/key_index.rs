@@ -183,6 +183,9 @@ impl KeyIndex {
         by_shard: &BTreeMap<usize, BTreeSet<Vec<u8>>>,
     ) -> Result<(usize, usize), KeyIndexError> {
         let (mut written, mut folded) = (0, 0);
+        if !by_shard.is_empty() {
+            self.retire_v2_marker(dataset).await?;
+        }
         for (shard, keys) in by_shard {
             let base = layout::key_index_shard_key(dataset, *shard);
             let recent = layout::key_index_recent_key(dataset, *shard);
@@ -258,6 +261,25 @@ impl KeyIndex {
             }
         }
         Ok((written, folded))
+    }
+
+    /// Renames the marker of an index built before recent parts (`_built-v2.json`) to the
+    /// current one, if it is there; `true` when it was. Such an index is complete as it is,
+    /// and a binary from before recent parts, which would not read them, then finds no marker
+    /// it knows and rebuilds the index instead of missing their keys. Done before a merge
+    /// writes any recent part, and by the gate's [`Self::ensure_built`].
+    async fn retire_v2_marker(&self, dataset: &str) -> Result<bool, KeyIndexError> {
+        let v2 = layout::key_index_built_key_v2(dataset);
+        if self.store.head(&v2).await?.is_none() {
+            return Ok(false);
+        }
+        // The old marker goes first: a crash in between leaves no marker, and the next gate
+        // rebuilds the index (correct, if slow), where both markers would let an older binary
+        // trust an index whose recent parts it does not read.
+        self.store.delete(&v2).await?;
+        let marker = layout::key_index_built_key(dataset);
+        self.store.put(&marker, Bytes::from_static(b"{}")).await?;
+        Ok(true)
     }
 
     /// An object's metadata and bytes, or `None`s when it is absent.
@@ -448,13 +470,7 @@ impl KeyIndex {
         if self.store.head(&marker).await?.is_some() {
             return Ok(());
         }
-        // An index built before the recent parts is complete as it is. Its marker is renamed
-        // so that a binary from before them, which would not read the recent parts, finds no
-        // marker it knows and rebuilds instead of missing keys.
-        let before_recent = layout::key_index_built_key_v2(&parent.name);
-        if self.store.head(&before_recent).await?.is_some() {
-            self.store.put(&marker, Bytes::from_static(b"{}")).await?;
-            self.store.delete(&before_recent).await?;
+        if self.retire_v2_marker(&parent.name).await? {
             return Ok(());
         }
         let key = parent.key_column().name.as_str();
@@ -867,6 +883,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(found.len(), 2, "kept, not rebuilt from (empty) silver");
+
+        // A merge (the nightly compaction's, before any gate ran) renames it too, before it
+        // writes a recent part.
+        store.put(&v2, Bytes::from_static(b"{}")).await.unwrap();
+        store.delete(&marker).await.unwrap();
+        index.add("customers", "b2", keys(2)).await.unwrap();
+        index.merge("customers").await.unwrap();
+        assert!(store.head(&v2).await.unwrap().is_none());
+        assert!(store.head(&marker).await.unwrap().is_some());
     }
 
     #[tokio::test]
