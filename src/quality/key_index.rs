@@ -15,11 +15,11 @@
 //! waiting merges them itself, so a lake that never compacts still reads a bounded number.
 //!
 //! A check fetches every recent part at once, then reads, per shard its references fall into,
-//! the base for what its recent part did not hold, then the waiting deltas for the rest. The files are sorted keys,
-//! front-coded (`keyset`), searched in place (no parse into a set): reading one costs about its
-//! bytes. The index may hold a key whose batch never committed (a crash between delta and
-//! manifest, until the retry commits it) or whose rows a forced re-ingest dropped: it
-//! over-approximates, it never forgets.
+//! the base for what its recent part did not hold, then the waiting deltas for the rest. The
+//! files are sorted keys, front-coded (`keyset`), searched in place (no parse into a set):
+//! reading one costs about its bytes. The index may hold a key whose batch never committed (a
+//! crash between delta and manifest, until the retry commits it) or whose rows a forced
+//! re-ingest dropped: it over-approximates, it never forgets.
 //!
 //! An index is complete once `index/<dataset>/_built-v3.json` exists: the gate builds it from
 //! silver once (a lake that predates the index or its format), after which ingest keeps it
@@ -528,9 +528,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_adds_and_merges_lose_no_key_and_a_repeat_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
-        let index = KeyIndex::new(store.clone());
+        let (_dir, store, index) = local_index();
         let all: Vec<String> = (0..8).flat_map(keys).collect();
         let mut wanted: HashSet<&str> = all.iter().map(String::as_str).collect();
         wanted.insert("NOPE");
@@ -582,6 +580,19 @@ mod tests {
         assert_eq!(store.list("index/").await.unwrap(), before);
     }
 
+    /// A key index on a local store in a temporary directory (kept while the first is).
+    fn local_index() -> (tempfile::TempDir, Arc<dyn ObjectStore>, KeyIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let index = KeyIndex::new(store.clone());
+        (dir, store, index)
+    }
+
+    /// `n` customer ids numbered from `from`, as a shop numbers them.
+    fn customers(from: usize, n: usize) -> Vec<String> {
+        (from..from + n).map(|i| format!("C{i:09}")).collect()
+    }
+
     /// The objects under `index/customers/` whose name starts with `name`, and their bytes.
     async fn files_named(store: &Arc<dyn ObjectStore>, name: &str) -> BTreeMap<String, Bytes> {
         let mut out = BTreeMap::new();
@@ -597,12 +608,7 @@ mod tests {
     #[tokio::test]
     async fn a_merge_writes_the_recent_parts_and_folds_a_shard_once_its_recent_part_outgrows_an_eighth()
      {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
-        let index = KeyIndex::new(store.clone());
-        let customers = |from: usize, n: usize| -> Vec<String> {
-            (from..from + n).map(|i| format!("C{i:09}")).collect()
-        };
+        let (_dir, store, index) = local_index();
         // The first merge has no base to add to: it writes the bases (every shard folds).
         index
             .add("customers", "b000", customers(0, 16_000))
@@ -673,12 +679,7 @@ mod tests {
     /// batches added before it started.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn look_ups_beside_concurrent_merges_and_folds_miss_no_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
-        let index = KeyIndex::new(store.clone());
-        let customers = |from: usize, n: usize| -> Vec<String> {
-            (from..from + n).map(|i| format!("C{i:09}")).collect()
-        };
+        let (_dir, _, index) = local_index();
         index
             .add("customers", "b000", customers(0, 4_000))
             .await
@@ -822,9 +823,7 @@ mod tests {
     /// that part into the base: the look-up reads the recent part first.
     #[tokio::test]
     async fn a_look_up_across_a_fold_finds_the_keys_the_fold_moved() {
-        let dir = tempfile::tempdir().unwrap();
-        let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
-        let index = KeyIndex::new(local.clone());
+        let (_dir, local, index) = local_index();
         let shard = shard_of("K-moved");
         // One shard: a base of 2,000 keys, one key in its recent part.
         let in_shard = |from: usize, n: usize| -> Vec<String> {
@@ -862,9 +861,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_index_built_before_recent_parts_is_kept_and_its_marker_renamed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
-        let index = KeyIndex::new(store.clone());
+        let (_dir, store, index) = local_index();
         index.add("customers", "b1", keys(1)).await.unwrap();
         index.merge("customers").await.unwrap();
         let v2 = layout::key_index_built_key_v2("customers");
@@ -896,9 +893,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_check_merges_the_deltas_when_too_many_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
-        let index = KeyIndex::new(store.clone());
+        let (_dir, store, index) = local_index();
         for t in 0..=MAX_DELTAS {
             index
                 .add("customers", &format!("b{t:03}"), keys(t))

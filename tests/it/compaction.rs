@@ -45,16 +45,34 @@ fn loader(store: Arc<dyn ObjectStore>, registry: Arc<Registry>) -> Loader {
 }
 
 impl Lake {
+    fn empty() -> Lake {
+        let dir = tempfile::tempdir().unwrap();
+        Lake {
+            local: Arc::new(LocalStore::new(dir.path()).unwrap()),
+            dir,
+            registry: Arc::new(Registry::builtin()),
+        }
+    }
+
+    /// Ingests the raw file at `key`; its batch id.
+    async fn ingest_file(&self, key: &str) -> String {
+        Ingestor::new(
+            self.local.clone(),
+            self.registry.clone(),
+            IngestSettings::default(),
+        )
+        .ingest(key)
+        .await
+        .unwrap()
+        .manifest
+        .batch_id
+    }
+
     /// `BATCHES` daily orders exports, all in one partition (orders of 1 March, EU), each
     /// updating earlier orders and adding new ones; all gated and loaded. Then one more batch,
     /// ingested but not gated (so not loaded). Returns the lake and that batch's id.
     async fn build() -> (Lake, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake {
-            local: Arc::new(LocalStore::new(dir.path()).unwrap()),
-            dir,
-            registry: Arc::new(Registry::builtin()),
-        };
+        let lake = Lake::empty();
         for n in 1..=BATCHES {
             let batch = lake.ingest(n).await;
             let now = Utc.from_utc_datetime(&day(n).and_hms_opt(2, 0, 0).unwrap());
@@ -109,16 +127,7 @@ impl Lake {
             .unwrap()
             .set_modified(at)
             .unwrap();
-        Ingestor::new(
-            self.local.clone(),
-            self.registry.clone(),
-            IngestSettings::default(),
-        )
-        .ingest(&key)
-        .await
-        .unwrap()
-        .manifest
-        .batch_id
+        self.ingest_file(&key).await
     }
 
     /// Every silver row as a reader scans it: (order_id, status, updated_at, _ingested_at,
@@ -456,20 +465,15 @@ async fn the_kpis_are_the_same_before_after_and_in_the_middle_of_a_compaction() 
 
 /// A lake whose clock the test keeps: every file is dated when the night wrote it.
 struct Night {
-    dir: tempfile::TempDir,
-    local: Arc<LocalStore>,
-    registry: Arc<Registry>,
+    lake: Lake,
     /// Batches to mark loaded on a later night: (night, batch).
     late: std::sync::Mutex<Vec<(usize, String)>>,
 }
 
 impl Night {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
         Night {
-            local: Arc::new(LocalStore::new(dir.path()).unwrap()),
-            dir,
-            registry: Arc::new(Registry::builtin()),
+            lake: Lake::empty(),
             late: Default::default(),
         }
     }
@@ -490,18 +494,9 @@ impl Night {
                 );
             }
         }
-        self.local.put(&key, Bytes::from(body)).await.unwrap();
-        self.date(&self.dir.path().join(&key), at);
-        let batch = Ingestor::new(
-            self.local.clone(),
-            self.registry.clone(),
-            IngestSettings::default(),
-        )
-        .ingest(&key)
-        .await
-        .unwrap()
-        .manifest
-        .batch_id;
+        self.lake.local.put(&key, Bytes::from(body)).await.unwrap();
+        self.date(&self.lake.dir.path().join(&key), at);
+        let batch = self.lake.ingest_file(&key).await;
         self.date_new_files(at);
         batch
     }
@@ -509,7 +504,8 @@ impl Night {
     /// Marks a batch loaded: the compaction takes only loaded batches' files (the load itself
     /// is tested above).
     async fn loaded(&self, batch: &str) {
-        self.local
+        self.lake
+            .local
             .put(
                 &shoplake::layout::loaded_marker_key("orders", batch),
                 Bytes::new(),
@@ -530,7 +526,7 @@ impl Night {
     /// Files written just now (the wall clock is later than the test's) are dated `at`.
     fn date_new_files(&self, at: chrono::DateTime<Utc>) {
         let cut = SystemTime::UNIX_EPOCH + Duration::from_secs(at.timestamp() as u64);
-        for path in crate::support::files(&self.dir.path().join("processed")) {
+        for path in crate::support::files(&self.lake.dir.path().join("processed")) {
             if std::fs::metadata(&path).unwrap().modified().unwrap() > cut {
                 self.date(&path, at);
             }
@@ -539,13 +535,14 @@ impl Night {
 
     async fn compact(&self, now: chrono::DateTime<Utc>, full: bool) -> (CompactSummary, usize) {
         if full {
-            self.local
+            self.lake
+                .local
                 .delete(&shoplake::layout::compact_cursor_key("orders"))
                 .await
                 .unwrap();
         }
-        let counting = Arc::new(FaultyStore::counting(self.local.clone()));
-        let report = Compactor::new(counting.clone(), self.registry.clone())
+        let counting = Arc::new(FaultyStore::counting(self.lake.local.clone()));
+        let report = Compactor::new(counting.clone(), self.lake.registry.clone())
             .with_min_files(3)
             .compact("orders", now)
             .await
@@ -563,7 +560,7 @@ impl Night {
 
     /// Per partition directory, its number of files.
     fn files_per_partition(&self) -> BTreeMap<String, usize> {
-        let root = self.dir.path().join("processed/orders");
+        let root = self.lake.dir.path().join("processed/orders");
         let mut out = BTreeMap::new();
         for path in crate::support::files(&root) {
             let dir = path.parent().unwrap().strip_prefix(&root).unwrap();

@@ -103,17 +103,7 @@ async fn the_outbox_notifier_conforms() {
 
 #[tokio::test]
 async fn the_sns_notifier_conforms_against_moto() {
-    let server = moto::server();
-    let sns = shoplake::aws::sns_client(&server.sdk_config());
-    let topic = sns
-        .create_topic()
-        .name(bucket_name("notifier-conformance"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
+    let (sns, topic) = moto::topic(&bucket_name("notifier-conformance")).await;
     let notifier = SnsNotifier::new(sns, &topic);
     suite(&notifier, || {
         published(&topic)

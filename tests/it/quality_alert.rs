@@ -43,16 +43,7 @@ async fn env(test: &str) -> Env {
     let server = moto::server();
     let bucket = bucket_name(test);
     let s3 = server.bucket(&bucket).await;
-    let sns = shoplake::aws::sns_client(&server.sdk_config());
-    let topic = sns
-        .create_topic()
-        .name(&bucket)
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
+    let (sns, topic) = moto::topic(&bucket).await;
     let store = S3Store::new(s3.clone(), &bucket);
     let notifier =
         SnsNotifier::new(sns, &topic).with_retries(3, std::time::Duration::from_millis(10));

@@ -98,6 +98,21 @@ impl Moto {
     }
 }
 
+/// An SNS client of the shared server and a new topic named `name` (its ARN).
+pub async fn topic(name: &str) -> (aws_sdk_sns::Client, String) {
+    let sns = shoplake::aws::sns_client(&server().sdk_config());
+    let arn = sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
+    (sns, arn)
+}
+
 /// moto's dump of every model it holds (`/moto-api/data.json`). moto builds it from live objects
 /// while the other tests keep writing to the same server, so a dump can fail with a 500 (an empty
 /// bucket that passed its serialisability check gains an object before the final encode); a
