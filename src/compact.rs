@@ -122,12 +122,18 @@ pub struct CompactCursor {
     /// The manifests listed so far (only the watermark is used).
     pub batches: BatchCursor,
     /// Batches whose manifests were read (or listed with their files on a first run), within
-    /// the listing's reach: a manifest listed again within the lag is not read again.
-    pub seen: BTreeSet<String>,
+    /// the listing's reach, and the ETag read: a manifest listed again within the lag is not
+    /// read again unless it was rewritten (a forced re-ingest keeps its batch id and may write
+    /// to other directories).
+    pub seen: BTreeMap<String, String>,
     /// Listing directories ([`listing_dir`]) and when their newest file was written.
     pub dirs: BTreeMap<String, DateTime<Utc>>,
     /// The look-back the directories were kept for, in seconds.
     pub look_back_secs: i64,
+    /// The `now` the directories were kept at. A run at an earlier `now` (a clock set back, or
+    /// the run after one whose clock was ahead) lists everything: a directory dropped as too
+    /// old then may not be too old now.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 impl CompactCursor {
@@ -135,7 +141,7 @@ impl CompactCursor {
     fn forget_unlisted(&mut self, dataset: &str) {
         let start = self.batches.start_after(dataset);
         self.seen
-            .retain(|batch| layout::manifest_key(dataset, batch) > start);
+            .retain(|batch, _| layout::manifest_key(dataset, batch) > start);
     }
 }
 
@@ -252,9 +258,9 @@ impl Compactor {
         let stored: Option<CompactCursor> = self.state.get_json(&cursor_key).await?;
         // A longer look-back than the cursor kept directories for (a longer settle period)
         // lists everything once, like a first run.
-        let fresh = stored
-            .as_ref()
-            .is_none_or(|c| c.look_back_secs < max_age.num_seconds());
+        let fresh = stored.as_ref().is_none_or(|c| {
+            c.look_back_secs < max_age.num_seconds() || c.as_of.is_none_or(|at| now < at)
+        });
         let mut cursor = stored.unwrap_or_default();
         let listed = self.candidate_files(dataset, &mut cursor, fresh).await?;
         let mut partitions: BTreeMap<String, (Vec<Fetch>, DateTime<Utc>)> = BTreeMap::new();
@@ -339,6 +345,7 @@ impl Compactor {
             .filter(|(_, newest)| now - *newest <= max_age)
             .collect();
         cursor.look_back_secs = max_age.num_seconds();
+        cursor.as_of = Some(now);
         cursor.forget_unlisted(dataset);
         self.state.put_json(&cursor_key, &cursor).await?;
         info!(
@@ -366,13 +373,14 @@ impl Compactor {
         let listing = cursor.batches.list(self.store.as_ref(), dataset).await?;
         if fresh {
             // Their files are all in the listing below.
-            cursor.seen = listing.listed;
+            cursor.seen = listing.etags;
             return Ok(self.store.list(&layout::processed_prefix(dataset)).await?);
         }
         let new: Vec<String> = listing
-            .listed
-            .into_iter()
-            .filter(|b| !cursor.seen.contains(b))
+            .etags
+            .iter()
+            .filter(|(batch, etag)| cursor.seen.get(*batch) != Some(*etag))
+            .map(|(batch, _)| batch.clone())
             .collect();
         // Owned in each request, so the stream is `Send` for any lifetime (the stage's future
         // must be).
@@ -388,7 +396,10 @@ impl Compactor {
         for manifest in manifests.into_iter().flatten() {
             dirs.extend(manifest.files.iter().map(|f| listing_dir(dataset, &f.key)));
         }
-        cursor.seen.extend(new);
+        for batch in new {
+            let etag = listing.etags[&batch].clone();
+            cursor.seen.insert(batch, etag);
+        }
         Ok(storage::list_many(&self.store, dirs.into_iter().collect()).await?)
     }
 

@@ -13,7 +13,7 @@
 //! the old cursor and the next run looks at the same batches again, so the stage's own record of
 //! what is done (a marker, a report) must be what decides, never the cursor alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,9 @@ pub struct CursorListing {
     pub listed: BTreeSet<String>,
     /// `listed` and the cursor's open batches, in batch (so time) order.
     pub candidates: BTreeSet<String>,
+    /// The ETag of each listed manifest: a manifest rewritten under its batch id (a forced
+    /// re-ingest) has another.
+    pub etags: BTreeMap<String, String>,
 }
 
 impl CursorListing {
@@ -82,16 +85,19 @@ impl BatchCursor {
         store: &dyn ObjectStore,
         dataset: &str,
     ) -> StorageResult<CursorListing> {
-        let listed: BTreeSet<String> = store
+        let etags: BTreeMap<String, String> = store
             .list_after(
                 &layout::manifest_prefix(dataset),
                 &self.start_after(dataset),
                 None,
             )
             .await?
-            .iter()
-            .filter_map(|m| layout::parse_manifest_key(&m.key).map(|(_, b)| b.to_owned()))
+            .into_iter()
+            .filter_map(|m| {
+                layout::parse_manifest_key(&m.key).map(|(_, b)| (b.to_owned(), m.etag.clone()))
+            })
             .collect();
+        let listed: BTreeSet<String> = etags.keys().cloned().collect();
         if let Some(newest) = listed.last()
             && self.watermark.as_ref().is_none_or(|w| w < newest)
         {
@@ -99,7 +105,11 @@ impl BatchCursor {
         }
         let mut candidates = listed.clone();
         candidates.extend(self.open.iter().cloned());
-        Ok(CursorListing { listed, candidates })
+        Ok(CursorListing {
+            listed,
+            candidates,
+            etags,
+        })
     }
 }
 

@@ -54,18 +54,18 @@ impl Lake {
         }
     }
 
-    /// Ingests the raw file at `key`; its batch id.
-    async fn ingest_file(&self, key: &str) -> String {
-        Ingestor::new(
-            self.local.clone(),
-            self.registry.clone(),
-            IngestSettings::default(),
-        )
-        .ingest(key)
-        .await
-        .unwrap()
-        .manifest
-        .batch_id
+    /// Ingests the raw file at `key` (`force`: again, as `lake ingest --force`); its batch id.
+    async fn ingest_file(&self, key: &str, force: bool) -> String {
+        let settings = IngestSettings {
+            force,
+            ..IngestSettings::default()
+        };
+        Ingestor::new(self.local.clone(), self.registry.clone(), settings)
+            .ingest(key)
+            .await
+            .unwrap()
+            .manifest
+            .batch_id
     }
 
     /// `BATCHES` daily orders exports, all in one partition (orders of 1 March, EU), each
@@ -127,7 +127,7 @@ impl Lake {
             .unwrap()
             .set_modified(at)
             .unwrap();
-        self.ingest_file(&key).await
+        self.ingest_file(&key, false).await
     }
 
     /// Every silver row as a reader scans it: (order_id, status, updated_at, _ingested_at,
@@ -481,6 +481,21 @@ impl Night {
     /// Ingests an export of orders on `dates` (two regions a date), uploaded at `at`; its
     /// silver files are dated `at`. Returns its batch id.
     async fn ingest(&self, n: usize, dates: &[NaiveDate], at: chrono::DateTime<Utc>) -> String {
+        self.ingest_with(n, dates, at, at, false).await
+    }
+
+    /// [`Self::ingest`], its raw file uploaded at `uploaded` (its batch id's time) and its silver
+    /// files written at `written`; `force` ingests the same raw object again (same batch id, a
+    /// rewritten manifest).
+    async fn ingest_with(
+        &self,
+        n: usize,
+        dates: &[NaiveDate],
+        uploaded: chrono::DateTime<Utc>,
+        written: chrono::DateTime<Utc>,
+        force: bool,
+    ) -> String {
+        let at = uploaded;
         let key = format!("raw/orders/night-{n:03}.csv");
         let mut body = String::from(
             "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
@@ -496,8 +511,8 @@ impl Night {
         }
         self.lake.local.put(&key, Bytes::from(body)).await.unwrap();
         self.date(&self.lake.dir.path().join(&key), at);
-        let batch = self.lake.ingest_file(&key).await;
-        self.date_new_files(at);
+        let batch = self.lake.ingest_file(&key, force).await;
+        self.date_new_files(written);
         batch
     }
 
@@ -645,4 +660,69 @@ async fn a_night_lists_only_the_partitions_recent_batches_wrote_to_and_compacts_
         cursor_after * 10 <= cursor_before * 11 && full_after * 10 >= full_before * 14,
         "silver files listed, nights 15-29 then 30-44: {cursor_before} then {cursor_after} with the cursor, {full_before} then {full_after} in full"
     );
+}
+
+/// A run whose clock was 40 days ahead drops a directory as too old; once the clock is right
+/// again, the next run lists everything rather than trust that, and compacts the directory as a
+/// full listing does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_set_back_makes_the_cursor_list_everything_again() {
+    let (cursor, full) = (Night::new(), Night::new());
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    for lake in [&cursor, &full] {
+        for n in 0..2 {
+            let at = t0 + chrono::TimeDelta::hours(n as i64 + 1);
+            let batch = lake.ingest(n, &[t0.date_naive()], at).await;
+            lake.loaded(&batch).await;
+        }
+    }
+    for now in [
+        t0 + chrono::TimeDelta::days(40),
+        t0 + chrono::TimeDelta::days(3),
+    ] {
+        let (a, _) = cursor.compact(now, false).await;
+        let (b, _) = full.compact(now, true).await;
+        assert_eq!(a, b, "at {now}");
+    }
+    assert!(
+        cursor.files_per_partition().values().all(|f| *f == 1),
+        "{:?}",
+        cursor.files_per_partition()
+    );
+}
+
+/// A forced re-ingest keeps its batch id and rewrites its manifest, here with rows of a date
+/// 60 days back: the cursor reads the rewritten manifest again (its ETag changed) and lists
+/// the directory, as a full listing would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_rewritten_by_a_forced_re_ingest_is_read_again() {
+    let (cursor, full) = (Night::new(), Night::new());
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let old = (t0 - chrono::TimeDelta::days(60)).date_naive();
+    let mut first = Vec::new();
+    for lake in [&cursor, &full] {
+        for n in 0..2 {
+            let at = t0 + chrono::TimeDelta::hours(n as i64 + 1);
+            let batch = lake.ingest(n, &[t0.date_naive()], at).await;
+            lake.loaded(&batch).await;
+            first.push(batch);
+        }
+    }
+    let (a, _) = cursor
+        .compact(t0 + chrono::TimeDelta::hours(3), false)
+        .await;
+    let (b, _) = full.compact(t0 + chrono::TimeDelta::hours(3), true).await;
+    assert_eq!(a, b);
+    for lake in [&cursor, &full] {
+        for n in 0..2 {
+            let at = t0 + chrono::TimeDelta::hours(n as i64 + 1);
+            let again = t0 + chrono::TimeDelta::days(1);
+            let batch = lake.ingest_with(n, &[old], at, again, true).await;
+            assert!(first.contains(&batch), "the same batch id");
+        }
+    }
+    let (a, _) = cursor.compact(t0 + chrono::TimeDelta::days(4), false).await;
+    let (b, _) = full.compact(t0 + chrono::TimeDelta::days(4), true).await;
+    assert!(b.partitions > 0, "{b:?}");
+    assert_eq!(a, b);
 }
