@@ -55,9 +55,10 @@ pub fn key_index_delta_prefix(dataset: &str) -> String {
     format!("{INDEX}/{dataset}/delta/")
 }
 
-/// One batch's keys, waiting to be merged into its dataset's key index shards.
-pub fn key_index_delta_key(dataset: &str, batch_id: &str) -> String {
-    format!("{}{batch_id}.bin", key_index_delta_prefix(dataset))
+/// One batch's keys, waiting to be merged into its dataset's key index shards; `name` is the
+/// batch id and a digest of the keys (`KeyIndex::add`).
+pub fn key_index_delta_key(dataset: &str, name: &str) -> String {
+    format!("{}{name}.bin", key_index_delta_prefix(dataset))
 }
 
 /// Present once a dataset's key index holds every key in silver. Versioned with the index's

@@ -6,12 +6,12 @@
 //!
 //! Why the parts: a batch's keys hash into every shard, so adding them to the bases rewrites the
 //! whole index, which grows with the distinct keys of all history. Ingest therefore only writes
-//! its batch's keys (`delta/<batch>.bin`, before the manifest: its commit point; a retry writes
-//! the same file), a cost of the batch alone. The nightly compaction merges the deltas
-//! ([`KeyIndex::merge`]): per shard, the keys its base lacks go into its recent part, and the
-//! recent part is folded into the base once it outgrows [`RECENT_SHARE`] of it, so most nights
-//! write 16 small files rather than the index; every write a compare-and-swap on the file's
-//! ETag, then the merged deltas are deleted. A check that finds more than [`MAX_DELTAS`]
+//! its batch's keys (`delta/<batch>-<digest>.bin`, before the manifest: its commit point; a
+//! retry writes the same file), a cost of the batch alone. The nightly compaction merges the
+//! deltas ([`KeyIndex::merge`]): per shard, the keys its base lacks go into its recent part,
+//! and the recent part is folded into the base once it outgrows [`RECENT_SHARE`] of it, so most
+//! nights write 16 small files rather than the index; every write a compare-and-swap on the
+//! file's ETag, then the merged deltas are deleted. A check that finds more than [`MAX_DELTAS`]
 //! waiting merges them itself, so a lake that never compacts still reads a bounded number.
 //!
 //! A check fetches every recent part at once, then reads, per shard its references fall into,
@@ -153,7 +153,11 @@ impl KeyIndex {
     }
 
     /// Records the keys of `batch_id` (ingest, before its manifest): one file of the batch's
-    /// distinct keys, merged into the shards later. A retry writes the same file again.
+    /// distinct keys, merged into the shards later. Named after the batch and a digest of its
+    /// keys: a retry writes the same file again, while a forced re-ingest that yields other
+    /// keys writes another file beside it. Were it the same name, a merge that read the old
+    /// file before the re-ingest rewrote it would delete the new one unmerged, and lose its
+    /// new keys for good.
     pub async fn add(
         &self,
         dataset: &str,
@@ -162,9 +166,14 @@ impl KeyIndex {
     ) -> Result<(), KeyIndexError> {
         let keys: BTreeSet<String> = keys.into_iter().collect();
         let body = keyset::encode(keys.iter().map(String::as_bytes));
+        let digest: String = Sha256::digest(&body)
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         self.store
             .put(
-                &layout::key_index_delta_key(dataset, batch_id),
+                &layout::key_index_delta_key(dataset, &format!("{batch_id}-{digest}")),
                 Bytes::from(body),
             )
             .await?;
@@ -889,6 +898,28 @@ mod tests {
         index.merge("customers").await.unwrap();
         assert!(store.head(&v2).await.unwrap().is_none());
         assert!(store.head(&marker).await.unwrap().is_some());
+    }
+
+    /// A retried ingest writes its keys' file again; a forced re-ingest with other keys writes
+    /// a second one, which no merge that read only the first can delete.
+    #[tokio::test]
+    async fn a_re_ingest_with_other_keys_writes_another_delta() {
+        let (_dir, store, index) = local_index();
+        let prefix = layout::key_index_delta_prefix("customers");
+        index.add("customers", "b1", keys(1)).await.unwrap();
+        index.add("customers", "b1", keys(1)).await.unwrap();
+        assert_eq!(store.list(&prefix).await.unwrap().len(), 1, "a retry");
+        let mut more = keys(1);
+        more.push("C1-new".to_owned());
+        index.add("customers", "b1", more).await.unwrap();
+        let deltas = store.list(&prefix).await.unwrap();
+        assert_eq!(deltas.len(), 2, "{deltas:?}");
+        assert!(deltas.iter().all(|d| d.key.contains("/delta/b1-")));
+        let found: HashSet<String> = index
+            .found("customers", &HashSet::from(["C1-new", "C1-0"]))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 2);
     }
 
     #[tokio::test]
