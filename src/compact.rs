@@ -145,7 +145,8 @@ impl CompactCursor {
     }
 }
 
-/// The directory a night lists for a silver file: its first partition level (every region of
+/// The directory a night lists for a silver file, or for a partition directory given with its
+/// trailing `/`: its first partition level (every region of
 /// `processed/orders/order_date=2026-11-04/` in one listing), or the dataset's own directory
 /// when the file lies directly in it.
 fn listing_dir(dataset: &str, key: &str) -> String {
@@ -264,15 +265,10 @@ impl Compactor {
         let mut cursor = stored.unwrap_or_default();
         let listed = self.candidate_files(dataset, &mut cursor, fresh).await?;
         let mut partitions: BTreeMap<String, (Vec<Fetch>, DateTime<Utc>)> = BTreeMap::new();
-        let mut newest_in: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for meta in listed {
             if let Some((dir, _)) = meta.key.rsplit_once('/')
                 && meta.key.ends_with(".parquet")
             {
-                let newest = newest_in
-                    .entry(listing_dir(dataset, &meta.key))
-                    .or_insert(meta.last_modified);
-                *newest = (*newest).max(meta.last_modified);
                 let (files, newest) = partitions
                     .entry(dir.to_owned())
                     .or_insert_with(|| (Vec::new(), meta.last_modified));
@@ -281,6 +277,15 @@ impl Compactor {
                     files.push((meta.key, meta.size));
                 }
             }
+        }
+        // What the next night lists besides the new batches' directories: those still holding
+        // a file it may take (a partition compacted below gets its output's time).
+        let mut keep: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        for (dir, (_, newest)) in &partitions {
+            let at = keep
+                .entry(listing_dir(dataset, &format!("{dir}/")))
+                .or_insert(*newest);
+            *at = (*at).max(*newest);
         }
         let mut loaded: HashMap<String, bool> = HashMap::new();
         for (dir, (files, newest)) in partitions {
@@ -333,14 +338,13 @@ impl Compactor {
             report.rows_in += rows_in;
             report.rows_out += rows_out;
             // Its output was written just now.
-            if let Some(newest) = newest_in.get_mut(&listing_dir(dataset, &dir)) {
-                *newest = (*newest).max(now);
+            if let Some(at) = keep.get_mut(&listing_dir(dataset, &format!("{dir}/"))) {
+                *at = (*at).max(now);
             }
         }
-        // What the next night lists besides the new batches' directories: those still holding
-        // a file it may take. Written last: a run that stops earlier leaves the old cursor, and
-        // the next one lists what this one did.
-        cursor.dirs = newest_in
+        // Written last: a run that stops earlier leaves the old cursor, and the next one lists
+        // what this one did.
+        cursor.dirs = keep
             .into_iter()
             .filter(|(_, newest)| now - *newest <= max_age)
             .collect();
@@ -551,4 +555,26 @@ fn latest_rows(df: &DataFrame, contract: &Contract) -> PolarsResult<Vec<IdxSize>
     let mut rows: Vec<IdxSize> = winner.into_values().map(|i| i as IdxSize).collect();
     rows.sort_unstable();
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listing_dir;
+
+    #[test]
+    fn a_file_or_a_partition_directory_is_listed_by_its_first_partition_level() {
+        let orders = "processed/orders/order_date=2026-11-04/";
+        for key in [
+            "processed/orders/order_date=2026-11-04/customer_region=EU/part-b.parquet",
+            "processed/orders/order_date=2026-11-04/customer_region=EU/",
+            "processed/orders/order_date=2026-11-04/part-b.parquet",
+            "processed/orders/order_date=2026-11-04/",
+        ] {
+            assert_eq!(listing_dir("orders", key), orders, "{key}");
+        }
+        assert_eq!(
+            listing_dir("orders", "processed/orders/part-b.parquet"),
+            "processed/orders/"
+        );
+    }
 }
