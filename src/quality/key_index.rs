@@ -107,6 +107,12 @@ fn shard_of_bytes(key: &[u8]) -> usize {
 
 mod keyset;
 
+/// A key file with keys added: its new bytes and the condition of writing them.
+struct Grown {
+    body: Vec<u8>,
+    condition: Precondition,
+}
+
 /// What a merge of waiting deltas did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IndexMerge {
@@ -224,30 +230,21 @@ impl KeyIndex {
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                let (meta, bytes) = self.read_if_present(&recent).await?;
-                let old = match &bytes {
-                    Some(b) => keyset::decode(b).map_err(Self::corrupt(&recent))?,
-                    None => keyset::Keys::default(),
-                };
-                let union = keyset::union(old.iter(), new.iter().copied());
-                if union.len() == old.len() {
+                let Some(grown) = self.grown(&recent, &new).await? else {
                     break;
-                }
-                let body = keyset::encode(union.iter().copied());
-                let condition = match meta {
-                    Some(m) if bytes.is_some() => Precondition::Matches(m.etag),
-                    _ => Precondition::Absent,
                 };
                 let base_bytes = self.store.head(&base).await?.map_or(0, |m| m.size);
-                if (body.len() as u64).saturating_mul(RECENT_SHARE) > base_bytes {
+                if (grown.body.len() as u64).saturating_mul(RECENT_SHARE) > base_bytes {
                     // The base first: a look-up reads the recent part before the base, so it
                     // finds these keys in one or the other throughout.
-                    self.union_into(&base, &union).await?;
-                    if bytes.is_some() {
+                    let union = keyset::decode(&grown.body).map_err(Self::corrupt(&recent))?;
+                    self.union_into(&base, &union.iter().collect::<Vec<_>>())
+                        .await?;
+                    if let Precondition::Matches(_) = grown.condition {
                         // Emptied only if no merge added to it meanwhile (those keys would be
                         // lost); if one did, it keeps keys the base holds too, which is harmless.
                         let empty = Bytes::from(keyset::encode(std::iter::empty()));
-                        self.store.put_if(&recent, empty, condition).await?;
+                        self.store.put_if(&recent, empty, grown.condition).await?;
                     }
                     written += 1;
                     folded += 1;
@@ -255,7 +252,7 @@ impl KeyIndex {
                 }
                 if self
                     .store
-                    .put_if(&recent, Bytes::from(body), condition)
+                    .put_if(&recent, Bytes::from(grown.body), grown.condition)
                     .await?
                 {
                     written += 1;
@@ -291,42 +288,47 @@ impl KeyIndex {
         Ok(true)
     }
 
-    /// An object's metadata and bytes, or `None`s when it is absent.
-    async fn read_if_present(
-        &self,
-        key: &str,
-    ) -> Result<(Option<crate::storage::ObjectMeta>, Option<Bytes>), KeyIndexError> {
+    /// The file at `key` with sorted `new` keys added (`None` when it held them all already),
+    /// and the condition that writes it only over what was read.
+    async fn grown(&self, key: &str, new: &[&[u8]]) -> Result<Option<Grown>, KeyIndexError> {
         let meta = self.store.head(key).await?;
         let bytes = match &meta {
             None => None,
             Some(_) => self.store.get(key).await?,
         };
-        Ok((meta, bytes))
+        let old = match &bytes {
+            Some(b) => keyset::decode(b).map_err(Self::corrupt(key))?,
+            None => keyset::Keys::default(),
+        };
+        // A union no longer than the file: every key was there already.
+        let union = keyset::union(old.iter(), new.iter().copied());
+        if union.len() == old.len() {
+            return Ok(None);
+        }
+        let condition = match meta {
+            Some(m) if bytes.is_some() => Precondition::Matches(m.etag),
+            _ => Precondition::Absent,
+        };
+        Ok(Some(Grown {
+            body: keyset::encode(union),
+            condition,
+        }))
     }
 
-    /// Adds sorted `new` keys to the file at `key` by compare-and-swap on its ETag; `false`
-    /// when it held them all already.
-    async fn union_into(&self, key: &str, new: &[&[u8]]) -> Result<bool, KeyIndexError> {
+    /// Adds sorted `new` keys to the file at `key` by compare-and-swap on its ETag.
+    async fn union_into(&self, key: &str, new: &[&[u8]]) -> Result<(), KeyIndexError> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (meta, bytes) = self.read_if_present(key).await?;
-            let old = match &bytes {
-                Some(b) => keyset::decode(b).map_err(Self::corrupt(key))?,
-                None => keyset::Keys::default(),
+            let Some(grown) = self.grown(key, new).await? else {
+                return Ok(());
             };
-            // A union no longer than the file: every key was there already.
-            let union = keyset::union(old.iter(), new.iter().copied());
-            if union.len() == old.len() {
-                return Ok(false);
-            }
-            let body = Bytes::from(keyset::encode(union));
-            let condition = match meta {
-                Some(m) if bytes.is_some() => Precondition::Matches(m.etag),
-                _ => Precondition::Absent,
-            };
-            if self.store.put_if(key, body, condition).await? {
-                return Ok(true);
+            if self
+                .store
+                .put_if(key, Bytes::from(grown.body), grown.condition)
+                .await?
+            {
+                return Ok(());
             }
             if attempts >= CAS_ATTEMPTS {
                 return Err(KeyIndexError::Contended {
