@@ -55,15 +55,8 @@ impl FaultyStore {
     /// Faults the `nth` write (1-based).
     pub fn failing(inner: Arc<dyn ObjectStore>, nth: usize, fault: Fault) -> Self {
         FaultyStore {
-            inner,
-            writes: AtomicUsize::new(0),
             fault: Some((nth, fault)),
-            faulted: Default::default(),
-            bytes_read: AtomicU64::new(0),
-            heads: AtomicUsize::new(0),
-            manifests_listed: AtomicUsize::new(0),
-            processed_listed: AtomicUsize::new(0),
-            gets: Default::default(),
+            ..Self::counting(inner)
         }
     }
 
