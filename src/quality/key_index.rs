@@ -69,6 +69,8 @@ pub enum KeyIndexError {
     Corrupt { key: String, reason: &'static str },
     #[error("{key} kept changing under {attempts} attempts; retry")]
     Contended { key: String, attempts: usize },
+    #[error("a key index task was cancelled (the runtime is shutting down); retry")]
+    Cancelled,
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
@@ -79,7 +81,7 @@ impl Retryable for KeyIndexError {
     fn is_retryable(&self) -> bool {
         match self {
             KeyIndexError::Corrupt { .. } => false,
-            KeyIndexError::Contended { .. } => true,
+            KeyIndexError::Contended { .. } | KeyIndexError::Cancelled => true,
             KeyIndexError::Read(e) => e.is_retryable(),
             KeyIndexError::Storage(e) => e.is_retryable(),
         }
@@ -94,6 +96,79 @@ pub fn is_indexed(registry: &Registry, dataset: &str) -> bool {
             .iter()
             .any(|r| r.dataset == dataset && r.window_days.is_none())
     })
+}
+
+/// Runs `jobs` (one per shard), up to [`storage::AT_ONCE`] at a time, each in a task of its
+/// own, and returns their results in no particular order. On S3 a shard one at a time is a
+/// round trip before its walk starts, and the walks of the bases are most of a look-up's and a
+/// merge's CPU at a long history (2.46 M customers), which the cores then share. On an error
+/// the jobs still running are aborted (the set is dropped).
+async fn each_shard<T, F>(jobs: impl IntoIterator<Item = F>) -> Result<Vec<T>, KeyIndexError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, KeyIndexError>> + Send + 'static,
+{
+    let mut jobs = jobs.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    let mut out = Vec::new();
+    loop {
+        while running.len() < storage::AT_ONCE {
+            let Some(job) = jobs.next() else { break };
+            running.spawn(job);
+        }
+        let Some(joined) = running.join_next().await else {
+            return Ok(out);
+        };
+        let done = match joined {
+            Ok(done) => done,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Only a runtime shutting down cancels a task.
+                Err(_) => Err(KeyIndexError::Cancelled),
+            },
+        };
+        out.push(done?);
+    }
+}
+
+/// Which of `keys` (all of one shard) the shard holds, in its recent part (`recent`, read
+/// already) or its base, streamed: `(found, not found)`.
+async fn shard_lookup(
+    store: Arc<dyn ObjectStore>,
+    dataset: String,
+    shard: usize,
+    recent: Option<Bytes>,
+    keys: Vec<String>,
+) -> Result<(Vec<String>, Vec<String>), KeyIndexError> {
+    let owned = |keys: Vec<&str>| keys.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut found = Vec::new();
+    // The recent part before the base: a fold writes the base before it empties the recent
+    // part, so a key is in one or the other whenever each is read.
+    if let Some(bytes) = recent {
+        let recent_key = layout::key_index_recent_key(&dataset, shard);
+        let (held, rest) = keyset::lookup(&bytes[..], wanted)
+            .await
+            .map_err(KeyIndex::lookup_failed(&recent_key))?;
+        found = owned(held);
+        wanted = rest;
+    }
+    if wanted.is_empty() {
+        return Ok((found, Vec::new()));
+    }
+    // Streamed, not fetched whole: the base grows with every key ever.
+    let key = layout::key_index_shard_key(&dataset, shard);
+    match store.reader(&key).await {
+        Ok(file) => {
+            let (held, rest) = keyset::lookup(file, wanted)
+                .await
+                .map_err(KeyIndex::lookup_failed(&key))?;
+            found.extend(owned(held));
+            Ok((found, owned(rest)))
+        }
+        Err(StorageError::NotFound { .. }) => Ok((found, owned(wanted))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn shard_of(key: &str) -> usize {
@@ -195,78 +270,91 @@ impl KeyIndex {
     async fn union_into_shards(
         &self,
         dataset: &str,
-        by_shard: &BTreeMap<usize, BTreeSet<Vec<u8>>>,
+        by_shard: BTreeMap<usize, BTreeSet<Vec<u8>>>,
     ) -> Result<(usize, usize), KeyIndexError> {
-        let (mut written, mut folded) = (0, 0);
-        if !by_shard.is_empty() {
-            self.retire_v2_marker(dataset).await?;
+        if by_shard.is_empty() {
+            return Ok((0, 0));
         }
-        for (shard, keys) in by_shard {
-            let base = layout::key_index_shard_key(dataset, *shard);
-            let recent = layout::key_index_recent_key(dataset, *shard);
-            let keys = keys
-                .iter()
-                .map(|k| std::str::from_utf8(k))
-                .collect::<Result<Vec<&str>, _>>()
-                .map_err(|_| KeyIndexError::Corrupt {
-                    key: format!("{}*", layout::key_index_delta_prefix(dataset)),
-                    reason: "a key that is not UTF-8",
-                })?;
-            let new = match self.store.reader(&base).await {
-                Ok(file) => {
-                    keyset::lookup(file, keys)
-                        .await
-                        .map_err(Self::lookup_failed(&base))?
-                        .1
-                }
-                Err(StorageError::NotFound { .. }) => keys,
-                Err(e) => return Err(e.into()),
-            };
-            if new.is_empty() {
-                continue;
-            }
-            let mut new: Vec<&[u8]> = new.into_iter().map(str::as_bytes).collect();
-            new.sort_unstable();
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let Some(grown) = self.grown(&recent, &new).await? else {
-                    break;
-                };
-                let base_bytes = self.store.head(&base).await?.map_or(0, |m| m.size);
-                if (grown.body.len() as u64).saturating_mul(RECENT_SHARE) > base_bytes {
-                    // The base first: a look-up reads the recent part before the base, so it
-                    // finds these keys in one or the other throughout.
-                    let union = keyset::decode(&grown.body).map_err(Self::corrupt(&recent))?;
-                    self.union_into(&base, &union.iter().collect::<Vec<_>>())
-                        .await?;
-                    if let Precondition::Matches(_) = grown.condition {
-                        // Emptied only if no merge added to it meanwhile (those keys would be
-                        // lost); if one did, it keeps keys the base holds too, which is harmless.
-                        let empty = Bytes::from(keyset::encode(std::iter::empty()));
-                        self.store.put_if(&recent, empty, grown.condition).await?;
-                    }
-                    written += 1;
-                    folded += 1;
-                    break;
-                }
-                if self
-                    .store
-                    .put_if(&recent, Bytes::from(grown.body), grown.condition)
-                    .await?
-                {
-                    written += 1;
-                    break;
-                }
-                if attempts >= CAS_ATTEMPTS {
-                    return Err(KeyIndexError::Contended {
-                        key: recent,
-                        attempts,
-                    });
-                }
-            }
-        }
+        self.retire_v2_marker(dataset).await?;
+        // Shards hold disjoint keys: merged a few at a time ([`each_shard`]), as one at a time.
+        let merges = by_shard.into_iter().map(|(shard, keys)| {
+            let (index, dataset) = (self.clone(), dataset.to_owned());
+            async move { index.union_into_shard(&dataset, shard, keys).await }
+        });
+        let done = each_shard(merges).await?;
+        let written = done.iter().filter(|(w, _)| *w).count();
+        let folded = done.iter().filter(|(_, f)| *f).count();
         Ok((written, folded))
+    }
+
+    /// [`Self::union_into_shards`] for one shard: whether it wrote the shard, and whether that
+    /// was a fold.
+    async fn union_into_shard(
+        &self,
+        dataset: &str,
+        shard: usize,
+        keys: BTreeSet<Vec<u8>>,
+    ) -> Result<(bool, bool), KeyIndexError> {
+        let base = layout::key_index_shard_key(dataset, shard);
+        let recent = layout::key_index_recent_key(dataset, shard);
+        let keys = keys
+            .iter()
+            .map(|k| std::str::from_utf8(k))
+            .collect::<Result<Vec<&str>, _>>()
+            .map_err(|_| KeyIndexError::Corrupt {
+                key: format!("{}*", layout::key_index_delta_prefix(dataset)),
+                reason: "a key that is not UTF-8",
+            })?;
+        let new = match self.store.reader(&base).await {
+            Ok(file) => {
+                keyset::lookup(file, keys)
+                    .await
+                    .map_err(Self::lookup_failed(&base))?
+                    .1
+            }
+            Err(StorageError::NotFound { .. }) => keys,
+            Err(e) => return Err(e.into()),
+        };
+        if new.is_empty() {
+            return Ok((false, false));
+        }
+        let mut new: Vec<&[u8]> = new.into_iter().map(str::as_bytes).collect();
+        new.sort_unstable();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let Some(grown) = self.grown(&recent, &new).await? else {
+                return Ok((false, false));
+            };
+            let base_bytes = self.store.head(&base).await?.map_or(0, |m| m.size);
+            if (grown.body.len() as u64).saturating_mul(RECENT_SHARE) > base_bytes {
+                // The base first: a look-up reads the recent part before the base, so it
+                // finds these keys in one or the other throughout.
+                let union = keyset::decode(&grown.body).map_err(Self::corrupt(&recent))?;
+                self.union_into(&base, &union.iter().collect::<Vec<_>>())
+                    .await?;
+                if let Precondition::Matches(_) = grown.condition {
+                    // Emptied only if no merge added to it meanwhile (those keys would be
+                    // lost); if one did, it keeps keys the base holds too, which is harmless.
+                    let empty = Bytes::from(keyset::encode(std::iter::empty()));
+                    self.store.put_if(&recent, empty, grown.condition).await?;
+                }
+                return Ok((true, true));
+            }
+            if self
+                .store
+                .put_if(&recent, Bytes::from(grown.body), grown.condition)
+                .await?
+            {
+                return Ok((true, false));
+            }
+            if attempts >= CAS_ATTEMPTS {
+                return Err(KeyIndexError::Contended {
+                    key: recent,
+                    attempts,
+                });
+            }
+        }
     }
 
     /// Renames the marker of an index built before recent parts (`_built-v2.json`) to the
@@ -369,7 +457,7 @@ impl KeyIndex {
             }
             merged.push(meta.key.clone());
         }
-        let (shards_written, shards_folded) = self.union_into_shards(dataset, &by_shard).await?;
+        let (shards_written, shards_folded) = self.union_into_shards(dataset, by_shard).await?;
         for key in &merged {
             self.store.delete(key).await?;
         }
@@ -416,41 +504,27 @@ impl KeyIndex {
                 storage::get_many(&self.store, storage::fetches(listed))
                     .try_collect()
                     .await?;
-            let mut by_shard: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+            let mut by_shard: BTreeMap<usize, Vec<String>> = BTreeMap::new();
             for k in wanted {
-                by_shard.entry(shard_of(k)).or_default().push(k);
+                by_shard
+                    .entry(shard_of(k))
+                    .or_default()
+                    .push((*k).to_owned());
             }
+            // The shards a few at a time, each walked in a task of its own ([`each_shard`]).
+            let lookups = by_shard.into_iter().map(|(shard, keys)| {
+                let recent = recent
+                    .get(&layout::key_index_recent_key(dataset, shard))
+                    .cloned();
+                shard_lookup(self.store.clone(), dataset.to_owned(), shard, recent, keys)
+            });
             let mut found = HashSet::default();
-            let mut missing: Vec<&str> = Vec::new();
-            for (shard, mut keys) in by_shard {
-                // The recent part (read above) before the base: a fold writes the base before
-                // it empties the recent part, so a key is in one or the other whenever each is
-                // read.
-                let recent_key = layout::key_index_recent_key(dataset, shard);
-                if let Some(bytes) = recent.get(&recent_key) {
-                    let (held, rest) = keyset::lookup(&bytes[..], keys)
-                        .await
-                        .map_err(Self::lookup_failed(&recent_key))?;
-                    found.extend(held.into_iter().map(str::to_owned));
-                    keys = rest;
-                }
-                let key = layout::key_index_shard_key(dataset, shard);
-                if !keys.is_empty() {
-                    // Streamed, not fetched whole: the base grows with every key ever.
-                    match self.store.reader(&key).await {
-                        Ok(file) => {
-                            let (held, rest) = keyset::lookup(file, keys)
-                                .await
-                                .map_err(Self::lookup_failed(&key))?;
-                            found.extend(held.into_iter().map(str::to_owned));
-                            keys = rest;
-                        }
-                        Err(StorageError::NotFound { .. }) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                missing.extend(keys);
+            let mut missing: Vec<String> = Vec::new();
+            for (held, rest) in each_shard(lookups).await? {
+                found.extend(held);
+                missing.extend(rest);
             }
+            let mut missing: Vec<&str> = missing.iter().map(String::as_str).collect();
             for meta in &deltas {
                 if missing.is_empty() {
                     break;
@@ -506,13 +580,13 @@ impl KeyIndex {
                 }
                 files += 1;
                 if held >= BUILD_FLUSH_KEYS {
-                    self.union_into_shards(&parent.name, &pending).await?;
-                    pending.clear();
+                    self.union_into_shards(&parent.name, std::mem::take(&mut pending))
+                        .await?;
                     held = 0;
                 }
             }
         }
-        self.union_into_shards(&parent.name, &pending).await?;
+        self.union_into_shards(&parent.name, pending).await?;
         // The waiting deltas too: a build starts with a merged index.
         self.merge(&parent.name).await?;
         let dir = format!("{}/{}/", layout::INDEX, parent.name);
@@ -535,6 +609,73 @@ mod tests {
 
     fn keys(t: usize) -> Vec<String> {
         (0..50).map(|i| format!("C{t}-{i}")).collect()
+    }
+
+    /// The shards' jobs run at once (each waits for all to have started), an error ends the
+    /// run at once and aborts the jobs still running, and a panic is a panic.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_shard_runs_the_jobs_at_once_and_stops_at_an_error() {
+        let started = Arc::new(tokio::sync::Barrier::new(SHARDS));
+        let jobs = (0..SHARDS).map(|shard| {
+            let started = started.clone();
+            async move {
+                started.wait().await;
+                Ok::<_, KeyIndexError>(shard)
+            }
+        });
+        let mut done = tokio::time::timeout(std::time::Duration::from_secs(30), each_shard(jobs))
+            .await
+            .expect("the jobs ran at once")
+            .unwrap();
+        done.sort_unstable();
+        assert_eq!(done, (0..SHARDS).collect::<Vec<_>>());
+
+        // A job's future counts itself when it is dropped: once aborted, the sleepers are.
+        struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let jobs = (0..4).map(|shard| {
+            let counted = Counted(dropped.clone());
+            async move {
+                let _counted = counted;
+                if shard == 2 {
+                    return Err(KeyIndexError::Cancelled);
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                Ok(shard)
+            }
+        });
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(30), each_shard(jobs))
+            .await
+            .expect("an error ends the run at once");
+        assert!(
+            matches!(failed, Err(KeyIndexError::Cancelled)),
+            "{failed:?}"
+        );
+        for _ in 0..300 {
+            if dropped.load(std::sync::atomic::Ordering::SeqCst) == 4 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "the jobs still running were aborted"
+        );
+
+        let panics = std::iter::once(async {
+            if true {
+                panic!("a job's panic");
+            }
+            Ok::<(), KeyIndexError>(())
+        });
+        let panicked = tokio::spawn(each_shard(panics)).await;
+        assert!(panicked.is_err_and(|e| e.is_panic()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
