@@ -287,43 +287,46 @@ impl Compactor {
                 .or_insert(*newest);
             *at = (*at).max(*newest);
         }
-        let mut loaded: HashMap<String, bool> = HashMap::new();
-        for (dir, (files, newest)) in partitions {
+        // The partitions with enough files to be worth a look, whatever their markers say.
+        let worth = |files: usize, newest: DateTime<Utc>| {
             let quiet = now - newest;
             let settled = quiet > self.settle && quiet <= self.settle + SETTLED_FOR;
-            let worth = |files: usize| files >= 2 && (files >= self.min_files || settled);
-            if !worth(files.len()) {
-                // Too few files to be compacted whatever their markers say: no marker is read.
-                continue;
-            }
-            let mut eligible = Vec::new();
-            for (key, size) in files {
-                let name = layout::file_name(&key);
-                let ok = if name.starts_with(COMPACTED) {
-                    true
-                } else if let Some(batch) = name
-                    .strip_prefix("part-")
-                    .and_then(|n| n.strip_suffix(".parquet"))
-                {
-                    match loaded.get(batch) {
-                        Some(ok) => *ok,
-                        None => {
-                            let ok = self
-                                .state
-                                .exists(&layout::loaded_marker_key(dataset, batch))
-                                .await?;
-                            loaded.insert(batch.to_owned(), ok);
-                            ok
-                        }
-                    }
-                } else {
-                    false
-                };
-                if ok {
-                    eligible.push((key, size));
+            files >= 2 && (files >= self.min_files || settled)
+        };
+        let partitions: Vec<(String, Vec<Fetch>, DateTime<Utc>)> = partitions
+            .into_iter()
+            .filter(|(_, (files, newest))| worth(files.len(), *newest))
+            .map(|(dir, (files, newest))| (dir, files, newest))
+            .collect();
+        // Their batches' loaded markers, read up to `AT_ONCE` at a time: one after another,
+        // each is a round trip on S3, and a night's partitions hold a month of batches.
+        let batches: BTreeSet<String> = partitions
+            .iter()
+            .flat_map(|(_, files, _)| files.iter().filter_map(|(key, _)| batch_of(key)))
+            .map(str::to_owned)
+            .collect();
+        let loaded: HashMap<String, bool> = stream::iter(batches)
+            .map(|batch| {
+                let (state, dataset) = (self.state.clone(), dataset.to_owned());
+                async move {
+                    let ok = state
+                        .exists(&layout::loaded_marker_key(&dataset, &batch))
+                        .await?;
+                    Ok::<_, StateError>((batch, ok))
                 }
-            }
-            if !worth(eligible.len()) {
+            })
+            .buffer_unordered(storage::AT_ONCE)
+            .try_collect()
+            .await?;
+        for (dir, files, newest) in partitions {
+            let eligible: Vec<Fetch> = files
+                .into_iter()
+                .filter(|(key, _)| {
+                    layout::file_name(key).starts_with(COMPACTED)
+                        || batch_of(key).is_some_and(|b| loaded.get(b).copied().unwrap_or(false))
+                })
+                .collect();
+            if !worth(eligible.len(), newest) {
                 continue;
             }
             let partition = dir
@@ -519,6 +522,14 @@ impl Compactor {
         );
         Ok((rows_in, rows_out))
     }
+}
+
+/// The batch that wrote a silver file (`part-<batch>.parquet`); `None` for a compacted file or
+/// anything else.
+fn batch_of(key: &str) -> Option<&str> {
+    layout::file_name(key)
+        .strip_prefix("part-")
+        .and_then(|n| n.strip_suffix(".parquet"))
 }
 
 /// The row of each key that every reader keeps: greatest version, then the later ingestion
