@@ -365,7 +365,7 @@ class Stages:
         return self.step("aggregate", [self.lake, "aggregate", "--json", "--lake", self.dir],
                          measured)
 
-    def load_and_compact(self, batches, measured):
+    def load_and_compact(self, batches, measured, at):
         """What production does after the aggregate: the load (03:00 compaction takes only loaded
         batches) and the compaction. There is no warehouse here, so the batches are marked loaded
         as the load stage would mark them (not timed); then `lake compact` runs as the compact
@@ -374,7 +374,8 @@ class Stages:
             marker = Path(self.dir) / "runs" / "loaded" / ds / batch
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text("{}")
-        r = self.step("compact", [self.lake, "compact", "--json", "--lake", self.dir], measured)
+        r = self.step("compact", [self.lake, "compact", "--json", "--lake", self.dir, "--at",
+                                  at.strftime("%Y-%m-%dT%H:%M:%SZ")], measured)
         r.pop("stdout", None)
         return r
 
@@ -383,7 +384,7 @@ def night(stages, day, measured, aggregate=True, compact=True):
     """One night: ingest the day's three files, check each batch, the scheduled aggregate, then
     (unless `compact` is false, or the bench runs with --no-compact) the load markers and the
     compaction."""
-    r = {"ingest": {}, "quality": {}}
+    r = {"ingest": {}, "quality": {}, "date": day.get("date"), "started": time.time()}
     for ds in DATASETS:
         r["ingest"][ds] = stages.ingest(ds, day["files"][ds], measured)
     if measured:
@@ -399,12 +400,37 @@ def night(stages, day, measured, aggregate=True, compact=True):
 
 
 def compact_night(stages, r, measured):
-    """The night `r`'s load markers and compaction (into r["compact"] when measured)."""
+    """The night `r`'s load markers and compaction (into r["compact"] when measured), on the
+    night's clock: the silver files the night wrote carry its time, 23:30 of its day, and the
+    compaction runs at 03:00 the next morning (`lake compact --at`), its outputs dated so. The
+    compaction decides by the files' times (which are young enough to take, which partitions
+    have settled, which directories its cursor keeps); on the wall clock a lake built in minutes
+    would hold only young files, and every night would list and consider all of silver."""
+    if r["date"] is None:
+        # A night of no day (the empty lake's baseline): the wall clock.
+        night = datetime.now(timezone.utc) - timedelta(days=1, hours=3)
+    else:
+        night = datetime.fromisoformat(r["date"]).replace(tzinfo=timezone.utc)
+        date_files_since(Path(stages.dir) / "processed", r["started"],
+                         night + timedelta(hours=23, minutes=30))
     if stages.compact:
+        at = night + timedelta(days=1, hours=3)
+        started = time.time()
         done = stages.load_and_compact([(ds, r["ingest"][ds]["batch_id"]) for ds in DATASETS],
-                                       measured)
+                                       measured, at)
+        date_files_since(Path(stages.dir) / "processed", started, at)
         if measured:
             r["compact"] = done
+
+
+def date_files_since(root, since, at):
+    """Gives the files under `root` written since `since` (wall clock) the time `at`."""
+    stamp = at.timestamp()
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if os.stat(path).st_mtime >= since:
+                os.utime(path, (stamp, stamp))
 
 
 def duckdb_peer(lake_dir, out, threads):

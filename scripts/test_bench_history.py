@@ -175,11 +175,15 @@ class InterleavedTest(unittest.TestCase):
 class FakeStages:
     """The stages as `night` calls them, recording the calls (no `lake` process)."""
 
-    def __init__(self, compact=True):
-        self.compact, self.calls = compact, []
+    def __init__(self, compact=True, lake_dir="/nonexistent"):
+        self.compact, self.calls, self.dir = compact, [], lake_dir
+        self.written = []  # files the fake ingest writes under processed/
 
     def ingest(self, ds, file, measured):
         self.calls.append(("ingest", ds))
+        for path in self.written:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(ds)
         return {"batch_id": f"batch-{ds}"}
 
     def quality(self, batch, measured):
@@ -190,8 +194,9 @@ class FakeStages:
         self.calls.append(("aggregate",))
         return {"wall_s": 2.0}
 
-    def load_and_compact(self, batches, measured):
+    def load_and_compact(self, batches, measured, at):
         self.calls.append(("compact", tuple(batches), measured))
+        self.at = at
         return {"wall_s": 1.0}
 
 
@@ -224,6 +229,28 @@ class NightTest(unittest.TestCase):
         r = bench_history.night(stages, DAY, measured=True)
         self.assertNotIn("compact", r)
         self.assertNotIn("compact", [c[0] for c in stages.calls])
+
+    def test_a_night_runs_on_its_own_clock(self):
+        """The silver files a night writes carry 23:30 of its day and the compaction runs at
+        03:00 the next morning; files of earlier nights keep their times."""
+        import os
+        import tempfile
+        from datetime import datetime, timezone
+        with tempfile.TemporaryDirectory() as tmp:
+            lake = Path(tmp)
+            old = lake / "processed" / "orders" / "order_date=2026-01-01" / "part-a.parquet"
+            old.parent.mkdir(parents=True)
+            old.write_text("earlier night")
+            then = datetime(2026, 1, 1, 23, 30, tzinfo=timezone.utc).timestamp()
+            os.utime(old, (then, then))
+            stages = FakeStages(lake_dir=tmp)
+            new = lake / "processed" / "orders" / "order_date=2026-03-04" / "part-b.parquet"
+            stages.written = [new]
+            bench_history.night(stages, dict(DAY, date="2026-03-04"), measured=True)
+            self.assertEqual(stages.at, datetime(2026, 3, 5, 3, 0, tzinfo=timezone.utc))
+            self.assertEqual(os.stat(new).st_mtime,
+                             datetime(2026, 3, 4, 23, 30, tzinfo=timezone.utc).timestamp())
+            self.assertEqual(os.stat(old).st_mtime, then)
 
 
 if __name__ == "__main__":

@@ -277,6 +277,11 @@ enum Command {
         /// Also compact a partition of two or more files once none came for this many hours.
         #[arg(long, default_value_t = shoplake::compact::SETTLE_HOURS)]
         settle_hours: u32,
+        /// The run's time (RFC 3339, default: the clock): which files are young enough to take,
+        /// which partitions have settled, which catalog partitions have expired. For replaying
+        /// a night, or simulated nights whose files carry their night's time (bench-history).
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -1202,6 +1207,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dataset,
             min_files,
             settle_hours,
+            at,
         } => {
             let lake = Lake::open(&lake, registry.clone()).await?;
             // The compact function's service: compaction, then the catalog's expired partitions.
@@ -1219,7 +1225,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(d) => CompactRequest::Dataset(d),
                 None => CompactRequest::All,
             };
-            let response = service.handle(request, chrono::Utc::now()).await?;
+            let now = at.unwrap_or_else(chrono::Utc::now);
+            let response = service.handle(request, now).await?;
             for d in response.datasets {
                 let report = d.report;
                 if json {
