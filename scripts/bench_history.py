@@ -384,7 +384,7 @@ def night(stages, day, measured, aggregate=True, compact=True):
     """One night: ingest the day's three files, check each batch, the scheduled aggregate, then
     (unless `compact` is false, or the bench runs with --no-compact) the load markers and the
     compaction."""
-    r = {"ingest": {}, "quality": {}, "date": day.get("date"), "started": time.time()}
+    r = {"ingest": {}, "quality": {}, "date": day["date"], "started": time.time()}
     for ds in DATASETS:
         r["ingest"][ds] = stages.ingest(ds, day["files"][ds], measured)
     if measured:
@@ -406,13 +406,9 @@ def compact_night(stages, r, measured):
     compaction decides by the files' times (which are young enough to take, which partitions
     have settled, which directories its cursor keeps); on the wall clock a lake built in minutes
     would hold only young files, and every night would list and consider all of silver."""
-    if r["date"] is None:
-        # A night of no day (the empty lake's baseline): the wall clock.
-        night = datetime.now(timezone.utc) - timedelta(days=1, hours=3)
-    else:
-        night = datetime.fromisoformat(r["date"]).replace(tzinfo=timezone.utc)
-        date_files_since(Path(stages.dir) / "processed", r["started"],
-                         night + timedelta(hours=23, minutes=30))
+    night = datetime.fromisoformat(r["date"]).replace(tzinfo=timezone.utc)
+    date_files_since(Path(stages.dir) / "processed", r["started"],
+                     night + timedelta(hours=23, minutes=30))
     if stages.compact:
         at = night + timedelta(days=1, hours=3)
         started = time.time()
@@ -463,7 +459,9 @@ def baseline(args, work, functions, headers, runs):
             path.write_text(headers[ds])
             files[ds] = str(path)
         stages = Stages(args, lake_dir, work / "scratch", functions)
-        r = night(stages, {"files": files}, measured=True)
+        # Yesterday's night, as the last night of a history (an empty lake has no files to date).
+        yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat()
+        r = night(stages, {"date": yesterday, "files": files}, measured=True)
         results.append(r)
         shutil.rmtree(lake_dir)
     return {key: stage_figures(results, key, picks) for key, (_, picks) in STAGES.items()
@@ -592,7 +590,8 @@ def interleave(args, work, functions, points, rounds):
         order = points if i % 2 == 0 else points[::-1]
         for p in order:
             restore(p["before_night"], lake_dir)
-            day = {"files": {ds: str(lake_dir / rel) for ds, rel in p["files"].items()}}
+            day = {"date": p["date"],
+                   "files": {ds: str(lake_dir / rel) for ds, rel in p["files"].items()}}
             r = night(stages, day, measured=True)
             for ds in DATASETS:
                 for step in ("ingest", "quality"):

@@ -200,7 +200,7 @@ class FakeStages:
         return {"wall_s": 1.0}
 
 
-DAY = {"files": {ds: f"{ds}.csv" for ds in bench_history.DATASETS}}
+DAY = {"date": "2026-03-04", "files": {ds: f"{ds}.csv" for ds in bench_history.DATASETS}}
 
 
 class NightTest(unittest.TestCase):
@@ -246,7 +246,7 @@ class NightTest(unittest.TestCase):
             stages = FakeStages(lake_dir=tmp)
             new = lake / "processed" / "orders" / "order_date=2026-03-04" / "part-b.parquet"
             stages.written = [new]
-            bench_history.night(stages, dict(DAY, date="2026-03-04"), measured=True)
+            bench_history.night(stages, DAY, measured=True)
             self.assertEqual(stages.at, datetime(2026, 3, 5, 3, 0, tzinfo=timezone.utc))
             self.assertEqual(os.stat(new).st_mtime,
                              datetime(2026, 3, 4, 23, 30, tzinfo=timezone.utc).timestamp())
