@@ -14,8 +14,9 @@
 //! file's ETag, then the merged deltas are deleted. A check that finds more than [`MAX_DELTAS`]
 //! waiting merges them itself, so a lake that never compacts still reads a bounded number.
 //!
-//! A check fetches every recent part at once, then reads, per shard its references fall into,
-//! the base for what its recent part did not hold, then the waiting deltas for the rest. The
+//! A check fetches every recent part at once, then reads, per shard its references fall into
+//! (up to 16 shards at a time, [`each_shard`]), the base for what its recent part did not
+//! hold, then the waiting deltas for the rest. The
 //! files are sorted keys, front-coded (`keyset`), searched in place (no parse into a set):
 //! reading one costs about its bytes. The index may hold a key whose batch never committed (a
 //! crash between delta and manifest, until the retry commits it) or whose rows a forced
@@ -156,17 +157,24 @@ async fn shard_lookup(
     if wanted.is_empty() {
         return Ok((found, Vec::new()));
     }
-    // Streamed, not fetched whole: the base grows with every key ever.
-    let key = layout::key_index_shard_key(&dataset, shard);
-    match store.reader(&key).await {
-        Ok(file) => {
-            let (held, rest) = keyset::lookup(file, wanted)
-                .await
-                .map_err(KeyIndex::lookup_failed(&key))?;
-            found.extend(owned(held));
-            Ok((found, owned(rest)))
-        }
-        Err(StorageError::NotFound { .. }) => Ok((found, owned(wanted))),
+    let base = layout::key_index_shard_key(&dataset, shard);
+    let (held, rest) = base_lookup(store.as_ref(), &base, wanted).await?;
+    found.extend(owned(held));
+    Ok((found, owned(rest)))
+}
+
+/// Which of `wanted` the base at `key` holds, and which not (all of them when there is no
+/// base yet). Streamed, not fetched whole: a base grows with every key ever.
+async fn base_lookup<'a>(
+    store: &dyn ObjectStore,
+    key: &str,
+    wanted: Vec<&'a str>,
+) -> Result<(Vec<&'a str>, Vec<&'a str>), KeyIndexError> {
+    match store.reader(key).await {
+        Ok(file) => keyset::lookup(file, wanted)
+            .await
+            .map_err(KeyIndex::lookup_failed(key)),
+        Err(StorageError::NotFound { .. }) => Ok((Vec::new(), wanted)),
         Err(e) => Err(e.into()),
     }
 }
@@ -305,16 +313,7 @@ impl KeyIndex {
                 key: format!("{}*", layout::key_index_delta_prefix(dataset)),
                 reason: "a key that is not UTF-8",
             })?;
-        let new = match self.store.reader(&base).await {
-            Ok(file) => {
-                keyset::lookup(file, keys)
-                    .await
-                    .map_err(Self::lookup_failed(&base))?
-                    .1
-            }
-            Err(StorageError::NotFound { .. }) => keys,
-            Err(e) => return Err(e.into()),
-        };
+        let (_, new) = base_lookup(self.store.as_ref(), &base, keys).await?;
         if new.is_empty() {
             return Ok((false, false));
         }
