@@ -293,16 +293,12 @@ impl Compactor {
             let settled = quiet > self.settle && quiet <= self.settle + SETTLED_FOR;
             files >= 2 && (files >= self.min_files || settled)
         };
-        let partitions: Vec<(String, Vec<Fetch>, DateTime<Utc>)> = partitions
-            .into_iter()
-            .filter(|(_, (files, newest))| worth(files.len(), *newest))
-            .map(|(dir, (files, newest))| (dir, files, newest))
-            .collect();
+        partitions.retain(|_, (files, newest)| worth(files.len(), *newest));
         // Their batches' loaded markers, read up to `AT_ONCE` at a time: one after another,
         // each is a round trip on S3, and a night's partitions hold a month of batches.
         let batches: BTreeSet<String> = partitions
-            .iter()
-            .flat_map(|(_, files, _)| files.iter().filter_map(|(key, _)| batch_of(key)))
+            .values()
+            .flat_map(|(files, _)| files.iter().filter_map(|(key, _)| batch_of(key)))
             .map(str::to_owned)
             .collect();
         let loaded: HashMap<String, bool> = stream::iter(batches)
@@ -318,7 +314,7 @@ impl Compactor {
             .buffer_unordered(storage::AT_ONCE)
             .try_collect()
             .await?;
-        for (dir, files, newest) in partitions {
+        for (dir, (files, newest)) in partitions {
             let eligible: Vec<Fetch> = files
                 .into_iter()
                 .filter(|(key, _)| {
@@ -380,11 +376,11 @@ impl Compactor {
         let listing = cursor.batches.list(self.store.as_ref(), dataset).await?;
         if fresh {
             // Their files are all in the listing below.
-            cursor.seen = listing.etags;
+            cursor.seen = listing.listed;
             return Ok(self.store.list(&layout::processed_prefix(dataset)).await?);
         }
         let new: Vec<String> = listing
-            .etags
+            .listed
             .iter()
             .filter(|(batch, etag)| cursor.seen.get(*batch) != Some(*etag))
             .map(|(batch, _)| batch.clone())
@@ -404,7 +400,7 @@ impl Compactor {
             dirs.extend(manifest.files.iter().map(|f| listing_dir(dataset, &f.key)));
         }
         for batch in new {
-            let etag = listing.etags[&batch].clone();
+            let etag = listing.listed[&batch].clone();
             cursor.seen.insert(batch, etag);
         }
         Ok(storage::list_many(&self.store, dirs.into_iter().collect()).await?)

@@ -581,7 +581,7 @@ impl QualityGate {
             let cursor_key = layout::quality_cursor_key(dataset);
             let mut cursor: BatchCursor = self.state.get_json_or_default(&cursor_key).await?;
             let listing = cursor.list(self.store.as_ref(), dataset).await?;
-            for batch in &listing.listed {
+            for batch in listing.listed.keys() {
                 let report = layout::quality_report_key(dataset, batch);
                 if !self.state.exists(&report).await? {
                     out.push(self.evaluate(dataset, batch, now).await?);

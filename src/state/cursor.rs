@@ -37,20 +37,19 @@ const BATCH_TIME: &str = "%Y%m%dT%H%M%SZ";
 /// The batches one run looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CursorListing {
-    /// The batches whose manifests the listing returned (they exist).
-    pub listed: BTreeSet<String>,
+    /// The batches whose manifests the listing returned (they exist), in batch (so time)
+    /// order, each with its manifest's ETag: a manifest rewritten under its batch id (a forced
+    /// re-ingest) has another.
+    pub listed: BTreeMap<String, String>,
     /// `listed` and the cursor's open batches, in batch (so time) order.
     pub candidates: BTreeSet<String>,
-    /// The ETag of each listed manifest: a manifest rewritten under its batch id (a forced
-    /// re-ingest) has another.
-    pub etags: BTreeMap<String, String>,
 }
 
 impl CursorListing {
     /// Whether a candidate is only known from the cursor: its manifest may have gone since (a
     /// removed batch), which the caller checks before working on it.
     pub fn only_open(&self, batch: &str) -> bool {
-        !self.listed.contains(batch)
+        !self.listed.contains_key(batch)
     }
 }
 
@@ -85,7 +84,7 @@ impl BatchCursor {
         store: &dyn ObjectStore,
         dataset: &str,
     ) -> StorageResult<CursorListing> {
-        let etags: BTreeMap<String, String> = store
+        let listed: BTreeMap<String, String> = store
             .list_after(
                 &layout::manifest_prefix(dataset),
                 &self.start_after(dataset),
@@ -97,19 +96,14 @@ impl BatchCursor {
                 layout::parse_manifest_key(&m.key).map(|(_, b)| (b.to_owned(), m.etag.clone()))
             })
             .collect();
-        let listed: BTreeSet<String> = etags.keys().cloned().collect();
-        if let Some(newest) = listed.last()
+        if let Some((newest, _)) = listed.last_key_value()
             && self.watermark.as_ref().is_none_or(|w| w < newest)
         {
             self.watermark = Some(newest.clone());
         }
-        let mut candidates = listed.clone();
+        let mut candidates: BTreeSet<String> = listed.keys().cloned().collect();
         candidates.extend(self.open.iter().cloned());
-        Ok(CursorListing {
-            listed,
-            candidates,
-            etags,
-        })
+        Ok(CursorListing { listed, candidates })
     }
 }
 
@@ -143,7 +137,7 @@ mod tests {
         cursor.open.insert(batch(2));
         let second = cursor.list(store.as_ref(), "orders").await.unwrap();
         // 15 days behind the 30th: the 15th (the same second) and later.
-        assert_eq!(second.listed.first(), Some(&batch(15)));
+        assert_eq!(second.listed.keys().next(), Some(&batch(15)));
         assert_eq!(second.listed.len(), 16);
         assert!(second.candidates.contains(&batch(2)) && second.only_open(&batch(2)));
         assert_eq!(cursor.watermark, Some(batch(30)), "never moves back");

@@ -97,7 +97,7 @@ impl SeenCursor {
         let listing = cursor.list(store, dataset).await?;
         let new: Vec<String> = listing
             .listed
-            .iter()
+            .keys()
             .filter(|b| !self.recent.contains(*b))
             .cloned()
             .collect();

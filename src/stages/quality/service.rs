@@ -92,7 +92,12 @@ impl QualityService {
             let dataset = contract.name.as_str();
             let cursor_key = layout::verdict_cursor_key(dataset);
             let mut cursor: BatchCursor = state.get_json_or_default(&cursor_key).await?;
-            for batch in cursor.list(store.as_ref(), dataset).await?.listed {
+            for batch in cursor
+                .list(store.as_ref(), dataset)
+                .await?
+                .listed
+                .into_keys()
+            {
                 let alerted = layout::verdict_alerted_key(dataset, &batch);
                 if state.exists(&alerted).await? {
                     continue;
