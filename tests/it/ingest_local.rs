@@ -497,6 +497,7 @@ fn ingest_one(l: &str, dataset: &str, file: &Path) -> String {
         .to_owned()
 }
 
+/// `lake compact` takes only files young enough at the run's time, `--at` or the clock.
 #[test]
 fn lake_compact_rewrites_a_partition_of_loaded_batches_into_one_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -531,6 +532,18 @@ fn lake_compact_rewrites_a_partition_of_loaded_batches_into_one_file() {
         "2",
         "--json",
     ];
+    // Run as of 60 days on (`--at`, as bench-history replays its nights), the files are too old
+    // to take: nothing is compacted.
+    let later = (chrono::Utc::now() + chrono::TimeDelta::days(60)).to_rfc3339();
+    let (ok, stdout, stderr) = lake(&[&compact[..], &["--at", &later]].concat());
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        json_lines(&stdout)[0]["report"]["partitions"],
+        0,
+        "{stdout}"
+    );
+    assert_eq!(walk(&partition).len(), 3);
+
     let (ok, stdout, stderr) = lake(&compact);
     assert!(ok, "{stderr}");
     let report = &json_lines(&stdout)[0]["report"];
