@@ -32,7 +32,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::info;
@@ -46,8 +46,7 @@ use crate::storage::{self, ObjectStore, Precondition, StorageError};
 /// Shards per dataset: a check reads the shards its references hash to.
 pub const SHARDS: usize = 16;
 
-/// Attempts of one shard's compare-and-swap before giving up (others kept changing it), and of
-/// a look-up whose deltas were merged away while it read them.
+/// Attempts of one shard's compare-and-swap before giving up (others kept changing it).
 const CAS_ATTEMPTS: usize = 20;
 
 /// A shard's recent part is folded into its base once it would take more than 1/this of the
@@ -475,77 +474,76 @@ impl KeyIndex {
         })
     }
 
-    /// The subset of `wanted` that the index of `dataset` holds: the shards the wanted keys fall
-    /// into, one at a time, then the waiting deltas for what the shards did not hold. In the
-    /// caller's kind of set, so the keys found are hashed once.
+    /// The subset of `wanted` that the index of `dataset` holds: the waiting deltas first, then,
+    /// for what they did not hold, the shards those keys fall into. In the caller's kind of
+    /// set, so the keys found are hashed once.
+    ///
+    /// The deltas first because they hold the newest keys: a night's orders name the customers
+    /// ingested that night, whose batch waits as a delta until the 03:00 merge, and each key
+    /// found there is one fewer for the walks of the bases, which hold every key ever. The order
+    /// is safe against a merge at any moment: a merge writes a delta's keys to the shards
+    /// before it removes the delta, so a listed delta that is gone when read has its keys in
+    /// the shards read after it; and a fold writes the base before it empties the recent
+    /// part, which is read first. A delta written after the listing is a batch committed after
+    /// this look-up began.
     pub async fn found<S: BuildHasher + Default>(
         &self,
         dataset: &str,
         wanted: &HashSet<&str, impl BuildHasher>,
     ) -> Result<HashSet<String, S>, KeyIndexError> {
         let prefix = layout::key_index_delta_prefix(dataset);
-        let mut attempts = 0;
-        'attempt: loop {
-            attempts += 1;
-            // Listed before the shards are read: a merge writes the shards before it removes a
-            // delta, so a listed delta that is gone when read means the shards read may predate
-            // its merge (start again); one written after the listing is a batch committed after
-            // this look-up began.
-            let mut deltas = self.store.list(&prefix).await?;
-            if deltas.len() > MAX_DELTAS {
-                self.merge(dataset).await?;
-                deltas = self.store.list(&prefix).await?;
+        let mut deltas = self.store.list(&prefix).await?;
+        if deltas.len() > MAX_DELTAS {
+            self.merge(dataset).await?;
+            deltas = self.store.list(&prefix).await?;
+        }
+        let mut found = HashSet::default();
+        let mut missing: Vec<&str> = wanted.iter().copied().collect();
+        // Fetched many at once (each a batch's keys, small); one gone was merged (see above).
+        let mut waiting = stream::iter(deltas)
+            .map(|meta| {
+                let store = self.store.clone();
+                async move { Ok::<_, StorageError>((store.get(&meta.key).await?, meta.key)) }
+            })
+            .buffer_unordered(storage::AT_ONCE);
+        while let Some((bytes, key)) = waiting.try_next().await? {
+            let Some(bytes) = bytes else { continue };
+            if missing.is_empty() {
+                break;
             }
-            // Every recent part at once, before any base (see below), and in memory: they are
-            // small, and one at a time on S3 each would be a round trip.
-            let recent_prefix = layout::key_index_recent_prefix(dataset);
-            let listed = self.store.list(&recent_prefix).await?;
-            let recent: BTreeMap<String, Bytes> =
-                storage::get_many(&self.store, storage::fetches(listed))
-                    .try_collect()
-                    .await?;
-            let mut by_shard: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-            for k in wanted {
-                by_shard
-                    .entry(shard_of(k))
-                    .or_default()
-                    .push((*k).to_owned());
-            }
-            // The shards a few at a time, each walked in a task of its own ([`each_shard`]).
-            let lookups = by_shard.into_iter().map(|(shard, keys)| {
-                let recent = recent
-                    .get(&layout::key_index_recent_key(dataset, shard))
-                    .cloned();
-                shard_lookup(self.store.clone(), dataset.to_owned(), shard, recent, keys)
-            });
-            let mut found = HashSet::default();
-            let mut missing: Vec<String> = Vec::new();
-            for (held, rest) in each_shard(lookups).await? {
-                found.extend(held);
-                missing.extend(rest);
-            }
-            let mut missing: Vec<&str> = missing.iter().map(String::as_str).collect();
-            for meta in &deltas {
-                if missing.is_empty() {
-                    break;
-                }
-                let Some(bytes) = self.store.get(&meta.key).await? else {
-                    if attempts >= CAS_ATTEMPTS {
-                        return Err(KeyIndexError::Contended {
-                            key: meta.key.clone(),
-                            attempts,
-                        });
-                    }
-                    continue 'attempt;
-                };
-                let (held, rest) = keyset::lookup(&bytes[..], missing)
-                    .await
-                    .map_err(Self::lookup_failed(&meta.key))?;
-                found.extend(held.into_iter().map(str::to_owned));
-                missing = rest;
-            }
+            let (held, rest) = keyset::lookup(&bytes[..], missing)
+                .await
+                .map_err(Self::lookup_failed(&key))?;
+            found.extend(held.into_iter().map(str::to_owned));
+            missing = rest;
+        }
+        drop(waiting);
+        if missing.is_empty() {
             return Ok(found);
         }
+        // Every recent part at once, before any base (see above), and in memory: they are
+        // small, and one at a time on S3 each would be a round trip.
+        let recent_prefix = layout::key_index_recent_prefix(dataset);
+        let listed = self.store.list(&recent_prefix).await?;
+        let recent: BTreeMap<String, Bytes> =
+            storage::get_many(&self.store, storage::fetches(listed))
+                .try_collect()
+                .await?;
+        let mut by_shard: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for k in missing {
+            by_shard.entry(shard_of(k)).or_default().push(k.to_owned());
+        }
+        // The shards a few at a time, each walked in a task of its own ([`each_shard`]).
+        let lookups = by_shard.into_iter().map(|(shard, keys)| {
+            let recent = recent
+                .get(&layout::key_index_recent_key(dataset, shard))
+                .cloned();
+            shard_lookup(self.store.clone(), dataset.to_owned(), shard, recent, keys)
+        });
+        for (held, _) in each_shard(lookups).await? {
+            found.extend(held);
+        }
+        Ok(found)
     }
 
     /// Builds the index from silver once (a lake from before the index or its format), then
@@ -881,11 +879,27 @@ mod tests {
     }
 
     /// A store whose first read of a shard's base hands out the base as it was, and only then
-    /// lets a merge run (`hook`): a look-up that read the base just before a fold.
+    /// lets a merge run (`hook`): a look-up that read the base just before a fold. With
+    /// `merge_at_delta`, the merge runs instead just before the first read of a waiting delta,
+    /// which it removes: a look-up that listed a delta a merge then took. It logs the bases
+    /// read (`bases`).
     #[derive(Debug)]
     struct FoldAfterBaseRead {
         inner: Arc<dyn ObjectStore>,
         hook: tokio::sync::Mutex<Option<KeyIndex>>,
+        merge_at_delta: bool,
+        bases: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl FoldAfterBaseRead {
+        fn new(inner: Arc<dyn ObjectStore>, index: KeyIndex, merge_at_delta: bool) -> Self {
+            FoldAfterBaseRead {
+                inner,
+                hook: tokio::sync::Mutex::new(Some(index)),
+                merge_at_delta,
+                bases: Default::default(),
+            }
+        }
     }
 
     #[async_trait::async_trait]
@@ -897,13 +911,25 @@ mod tests {
             self.inner.head(key).await
         }
         async fn get(&self, key: &str) -> crate::storage::StorageResult<Option<Bytes>> {
+            if self.merge_at_delta
+                && key.starts_with(&layout::key_index_delta_prefix("customers"))
+                && let Some(index) = self.hook.lock().await.take()
+            {
+                // Into the recent parts: a fold would put the keys in the bases, read last.
+                let merge = index.merge("customers").await.unwrap();
+                assert_eq!(merge.shards_folded, 0, "{merge:?}");
+            }
             self.inner.get(key).await
         }
         async fn reader(
             &self,
             key: &str,
         ) -> crate::storage::StorageResult<crate::storage::ObjectReader> {
+            if layout::file_name(key).starts_with("keys-") {
+                self.bases.lock().unwrap().push(key.to_owned());
+            }
             if layout::file_name(key).starts_with("keys-")
+                && !self.merge_at_delta
                 && let Some(index) = self.hook.lock().await.take()
             {
                 let before = self.inner.get(key).await?.unwrap_or_default();
@@ -971,6 +997,41 @@ mod tests {
         }
     }
 
+    /// The waiting deltas are read before the shards: keys they hold are never looked for in a
+    /// base, and a delta a merge takes between the listing and its read is found in the shards
+    /// (which the merge wrote first).
+    #[tokio::test]
+    async fn a_look_up_reads_the_waiting_deltas_first_and_finds_a_delta_merged_meanwhile() {
+        let (_dir, local, index) = local_index();
+        // Bases large enough that the merge below adds to the recent parts.
+        let base: Vec<String> = (0..20_000).map(|i| format!("B{i:06}")).collect();
+        index.add("customers", "b0", base).await.unwrap();
+        index.merge("customers").await.unwrap();
+        index.add("customers", "b1", keys(1)).await.unwrap();
+        let wanted = HashSet::from(["C1-0", "C1-49"]);
+        let store = Arc::new(FoldAfterBaseRead::new(local.clone(), index.clone(), false));
+        let found: HashSet<String> = KeyIndex::new(store.clone())
+            .found("customers", &wanted)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 2);
+        assert!(store.bases.lock().unwrap().is_empty(), "no base read");
+
+        let store = Arc::new(FoldAfterBaseRead::new(local.clone(), index.clone(), true));
+        let found: HashSet<String> = KeyIndex::new(store.clone())
+            .found(
+                "customers",
+                &HashSet::from(["C1-0", "C1-49", "B000003", "NOPE"]),
+            )
+            .await
+            .unwrap();
+        assert!(store.hook.lock().await.is_none(), "the merge ran");
+        let prefix = layout::key_index_delta_prefix("customers");
+        assert!(local.list(&prefix).await.unwrap().is_empty(), "merged");
+        let expect = ["C1-0", "C1-49", "B000003"].map(str::to_owned);
+        assert_eq!(found, HashSet::from(expect));
+    }
+
     /// A key waiting in a shard's recent part is found by a look-up during which a merge folds
     /// that part into the base: the look-up reads the recent part first.
     #[tokio::test]
@@ -997,10 +1058,7 @@ mod tests {
         let merge = index.merge("customers").await.unwrap();
         assert_eq!((merge.shards_written, merge.shards_folded), (1, 0));
         let in_base = in_shard(0, 1).remove(0);
-        let store = Arc::new(FoldAfterBaseRead {
-            inner: local.clone(),
-            hook: tokio::sync::Mutex::new(Some(index.clone())),
-        });
+        let store = Arc::new(FoldAfterBaseRead::new(local.clone(), index.clone(), false));
         // No delta waits when the look-up lists; a batch is merged, folding the shard, right
         // after the look-up has read the base.
         let found: HashSet<String> = KeyIndex::new(store.clone())
