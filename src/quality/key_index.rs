@@ -14,9 +14,9 @@
 //! file's ETag, then the merged deltas are deleted. A check that finds more than [`MAX_DELTAS`]
 //! waiting merges them itself, so a lake that never compacts still reads a bounded number.
 //!
-//! A check fetches every recent part at once, then reads, per shard its references fall into
-//! (up to 16 shards at a time, [`each_shard`]), the base for what its recent part did not
-//! hold, then the waiting deltas for the rest. The
+//! A check reads the waiting deltas first (a night's newest keys), then fetches every recent
+//! part at once, then reads, per shard the rest fall into (up to 16 shards at a time,
+//! [`each_shard`]), the base for what its recent part did not hold. The
 //! files are sorted keys, front-coded in blocks of 32 (`keyset`), searched in place (no parse
 //! into a set): a look-up reads every byte of a base but decodes only the blocks its keys fall
 //! into and a header for each other block. The index may hold a key whose batch never committed (a
