@@ -229,6 +229,17 @@ impl Last {
         &self.bytes[..self.len]
     }
 
+    /// Moves to `other`'s key, which shares its first `same` bytes with this one: only the
+    /// bytes after them are copied.
+    fn take(&mut self, other: &Last, same: usize) {
+        let key = other.key();
+        if self.bytes.len() < key.len().max(BLOCK) {
+            self.bytes.resize(key.len().max(BLOCK), 0);
+        }
+        self.bytes[same..key.len()].copy_from_slice(&key[same..]);
+        self.len = key.len();
+    }
+
     /// Moves to the key of the entry whose rest is `from[rest]` (`from` goes on past it, as
     /// far as the bytes read go); returns the prefix it shares with the key before.
     #[inline]
@@ -417,18 +428,18 @@ impl<'w> Search<'w> {
         }
     }
 
-    /// The file's next key, `key`, sharing `shared` bytes with the key before.
+    /// The file's next key, `key`, sharing `shared` bytes with the key before: true when it
+    /// settled a wanted key (held or missing).
     #[inline(always)]
-    fn step(&mut self, shared: usize, key: &[u8]) {
-        if shared <= self.common {
-            self.compare(shared, key);
-        }
+    fn step(&mut self, shared: usize, key: &[u8]) -> bool {
+        shared <= self.common && self.compare(shared, key)
     }
 
-    fn compare(&mut self, shared: usize, key: &[u8]) {
+    fn compare(&mut self, shared: usize, key: &[u8]) -> bool {
         // `key` and the wanted key share at least `from` bytes: what `key` shares with the key
         // before, which the wanted key shares too (`shared <= common`).
         let mut from = shared;
+        let mut settled = false;
         while let Some(&w) = self.wanted.peek() {
             let w = w.as_bytes();
             let common = from + shared_prefix(&w[from..], &key[from..]);
@@ -436,13 +447,15 @@ impl<'w> Search<'w> {
             match w.get(common).cmp(&key.get(common)) {
                 std::cmp::Ordering::Greater => {
                     self.common = common;
-                    return;
+                    return settled;
                 }
                 std::cmp::Ordering::Equal => self.held.extend(self.wanted.next()),
                 std::cmp::Ordering::Less => self.missing.extend(self.wanted.next()),
             }
+            settled = true;
             from = 0;
         }
+        settled
     }
 
     /// True when a block whose last key is `last` may hold the next wanted key: it is at most
@@ -510,7 +523,7 @@ impl<'w> Walk<'w> {
                     match entry(&buf[at..end], self.format)? {
                         Ok(e) => {
                             let shared = self.last.advance(e.shared, &buf[at..], e.rest)?;
-                            self.search.step(shared, self.last.key());
+                            let _ = self.search.step(shared, self.last.key());
                             at += e.size;
                         }
                         Err(reason) => return Ok((at, reason)),
@@ -541,7 +554,7 @@ impl<'w> Walk<'w> {
                     match entry(&buf[at..at + here], self.format)? {
                         Ok(e) => {
                             let shared = self.last.advance(e.shared, &buf[at..], e.rest)?;
-                            self.search.step(shared, self.last.key());
+                            let settled = self.search.step(shared, self.last.key());
                             self.same = self.same.min(shared);
                             at += e.size;
                             let (last, block) = (self.last.key(), self.block.key());
@@ -552,6 +565,14 @@ impl<'w> Walk<'w> {
                                     return Err("a block's last key is not its header's");
                                 }
                                 0 => Pos::Header,
+                                // The block's wanted keys are settled: the rest of it is passed
+                                // over, as a whole block is (half a block decoded on average,
+                                // rather than all of it).
+                                left if settled && !self.search.wants_up_to(block) => {
+                                    self.last.take(&self.block, self.same);
+                                    self.search.passed(self.block.key());
+                                    Pos::Pass(left)
+                                }
                                 left => Pos::Body(left),
                             };
                         }
@@ -807,25 +828,36 @@ mod tests {
             out
         };
         // Three blocks: "a".."b", then a block whose header says "d" but whose entries are out
-        // of order ("d" then "c"), then "e".."f".
+        // of order ("c" then "b"), then "e".."f".
         let mut body = MAGIC.to_vec();
         body.extend(block(&[0, 1, b'a', 0, 1, b'b'], 0, b"b"));
-        body.extend(block(&[0, 1, b'd', 0, 1, b'c'], 0, b"d"));
+        body.extend(block(&[0, 1, b'c', 0, 1, b'b'], 0, b"d"));
         body.extend(block(&[0, 1, b'e', 0, 1, b'f'], 0, b"f"));
         assert_eq!(decode(&body), Err("keys out of order"));
         // Keys outside the middle block pass over it: its entries are never decoded.
         let (held, missing) = lookup(&body[..], vec!["a", "e", "ee", "0"]).await.unwrap();
         assert_eq!((held, missing), (vec!["a", "e"], vec!["0", "ee"]));
-        // A key up to its last key decodes it.
-        for wanted in ["c", "bb", "d"] {
+        // A key up to its last key decodes it, as far as the key is settled: past "c" for
+        // "cc" and "d", not for "bb" (missing once "c" is read).
+        for wanted in ["cc", "d"] {
             let err = lookup(&body[..], vec![wanted]).await.unwrap_err();
             assert_eq!(err, "keys out of order", "{wanted}");
         }
+        let (held, missing) = lookup(&body[..], vec!["bb"]).await.unwrap();
+        assert!(held.is_empty() && missing == ["bb"]);
+        // Decoding stops once the block's wanted keys are settled: its third entry (sharing
+        // more than the key before holds) is reached only by a key wanted past the second.
+        let mut tail = MAGIC.to_vec();
+        tail.extend(block(&[0, 1, b'a', 0, 1, b'b', 5, 1, b'z'], 0, b"z"));
+        let (held, missing) = lookup(&tail[..], vec!["a", "aa"]).await.unwrap();
+        assert_eq!((held, missing), (vec!["a"], vec!["aa"]));
+        let err = lookup(&tail[..], vec!["a", "y"]).await.unwrap_err();
+        assert_eq!(err, "a key shares more than the key before holds");
         // A block whose entries end elsewhere than its header says, decoded and passed over.
         let mut wrong = MAGIC.to_vec();
         wrong.extend(block(&[0, 1, b'a', 0, 1, b'b'], 0, b"c"));
         wrong.extend(block(&[0, 1, b'd'], 0, b"d"));
-        let err = lookup(&wrong[..], vec!["a"]).await.unwrap_err();
+        let err = lookup(&wrong[..], vec!["a", "bb"]).await.unwrap_err();
         assert_eq!(err, "a block's last key is not its header's");
         let (held, _) = lookup(&wrong[..], vec!["d"]).await.unwrap();
         assert_eq!(held, ["d"]);
@@ -882,12 +914,21 @@ mod tests {
         let unsorted = every(&[b"a".as_slice(), b"c", b"b"]);
         let equal = every(&[b"a".as_slice(), b"a"]);
         for (i, (unsorted, equal)) in unsorted.iter().zip(&equal).enumerate() {
-            // Checked as a decode checks it, even past the last wanted key.
-            assert_eq!(
-                err(lookup(&unsorted[..], vec!["a"]).await),
-                "keys out of order"
-            );
-            // Except a v4 block passed over, checked by its header alone: with both keys in one
+            // v2 and v3: checked as a decode checks it, even past the last wanted key. v4: each
+            // block's header, and a block's entries up to its last wanted key; in blocks of one
+            // and two the headers are out of order, in one block ("a", "c", "b" under "b") the
+            // walk stops once "a" is settled.
+            match i {
+                0 => {
+                    assert!(lookup(&unsorted[..], vec!["a"]).await.is_ok());
+                    assert_eq!(decode(unsorted), Err("keys out of order"));
+                }
+                _ => assert_eq!(
+                    err(lookup(&unsorted[..], vec!["a"]).await),
+                    "keys out of order"
+                ),
+            }
+            // A v4 block passed over is checked by its header alone: with both keys in one
             // block (the default size and blocks of two) the header is in order.
             match i {
                 0 | 2 => {
@@ -928,14 +969,15 @@ mod tests {
         varint::put(&mut huge, u64::from(u32::MAX));
         huge.extend_from_slice(b"C1");
         assert_eq!(err(lookup(&huge[..], vec![]).await), "truncated key");
-        // A block that says it is longer than the file, passed over and decoded.
+        // A block that says it is longer than the file, passed over, and decoded until its
+        // wanted key is settled, then passed over.
         let mut huge_v4 = encode([]);
         varint::put(&mut huge_v4, u64::from(u32::MAX));
         huge_v4.extend_from_slice(&[0, 2, b'C', b'1', 0, 2, b'C', b'1']);
         assert_eq!(err(lookup(&huge_v4[..], vec![]).await), "truncated block");
         assert_eq!(
-            err(lookup(&huge_v4[..], vec!["C0"]).await),
-            "truncated length"
+            err(lookup(&huge_v4[..], vec!["C1"]).await),
+            "truncated block"
         );
         let mut huge_v2 = encode_v2([]);
         huge_v2.extend_from_slice(&u32::MAX.to_le_bytes());
