@@ -36,9 +36,10 @@ const MAGIC_V3: &[u8] = b"shoplake-keys-v3\n";
 const MAGIC_V2: &[u8] = b"shoplake-keys-v2\n";
 
 /// Keys in a block of a v4 file. A block the walk passes over costs its header, about one
-/// key's decoding, and a block a wanted key falls into costs its keys: at 470 wanted keys
-/// against 154 k in a shard (the H=365 bench night), 32 decodes about a tenth of the keys. A
-/// header takes about 6 bytes, 5% of a block of 4-byte keys.
+/// key's decoding, and a block a wanted key falls into costs its keys up to the last wanted
+/// one: on the H=365 bench night (about 1,000 wanted keys a shard of 154 k) whole blocks of 32
+/// decoded about a fifth of the keys. A header takes about 6 bytes, 5% of a block of 4-byte
+/// keys.
 const BLOCK_KEYS: usize = 32;
 
 /// Bytes a look-up reads at a time (the shard itself is never held).
