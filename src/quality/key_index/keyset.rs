@@ -239,6 +239,7 @@ impl Last {
         }
         self.bytes[same..key.len()].copy_from_slice(&key[same..]);
         self.len = key.len();
+        self.started = true;
     }
 
     /// Moves to the key of the entry whose rest is `from[rest]` (`from` goes on past it, as
@@ -533,16 +534,14 @@ impl<'w> Walk<'w> {
                 Pos::Header => match header(&buf[at..end])? {
                     Ok(h) => {
                         // Checked before it decides: each block ends above the one before.
-                        let shared =
-                            self.block
-                                .advance(h.last.shared, &buf[at..], h.last.rest.clone())?;
+                        let shared = self.block.advance(h.last.shared, &buf[at..], h.last.rest)?;
                         self.pos = if self.search.wants_up_to(self.block.key()) {
                             self.same = shared;
                             Pos::Body(h.body)
                         } else {
                             // At a header the key walked last is the block before's last key,
-                            // so the header's entry moves it to this block's last key too.
-                            self.last.advance(h.last.shared, &buf[at..], h.last.rest)?;
+                            // which this block's last key shares `shared` bytes with.
+                            self.last.take(&self.block, shared);
                             self.search.passed(self.block.key());
                             Pos::Pass(h.body)
                         };
