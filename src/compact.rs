@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use polars::prelude::*;
@@ -44,6 +45,7 @@ use tracing::{info, warn};
 use crate::contract::{Contract, Registry};
 use crate::error::Retryable;
 use crate::layout;
+use crate::offload;
 use crate::scratch::Scratch;
 use crate::silver::{BATCH_ID, INGESTED_AT};
 use crate::state::{BatchCursor, LakeState, StateError};
@@ -314,26 +316,41 @@ impl Compactor {
             .buffer_unordered(storage::AT_ONCE)
             .try_collect()
             .await?;
-        for (dir, (files, newest)) in partitions {
-            let eligible: Vec<Fetch> = files
-                .into_iter()
-                .filter(|(key, _)| {
-                    layout::file_name(key).starts_with(COMPACTED)
-                        || batch_of(key).is_some_and(|b| loaded.get(b).copied().unwrap_or(false))
-                })
-                .collect();
-            if !worth(eligible.len(), newest) {
-                continue;
-            }
-            let partition = dir
-                .strip_prefix(&layout::processed_prefix(dataset))
-                .unwrap_or(&dir)
-                .to_owned();
-            let (rows_in, rows_out) = self
-                .compact_partition(contract, &partition, &eligible)
-                .await?;
+        let todo: Vec<(String, Vec<Fetch>)> = partitions
+            .into_iter()
+            .filter_map(|(dir, (files, newest))| {
+                let eligible: Vec<Fetch> = files
+                    .into_iter()
+                    .filter(|(key, _)| {
+                        layout::file_name(key).starts_with(COMPACTED)
+                            || batch_of(key)
+                                .is_some_and(|b| loaded.get(b).copied().unwrap_or(false))
+                    })
+                    .collect();
+                worth(eligible.len(), newest).then_some((dir, eligible))
+            })
+            .collect();
+        // A few partitions at a time: each is a chain of round trips (its inputs, the record,
+        // the output, the deletes) and a rewrite on a thread of its own, and a night's update
+        // window holds tens of them. A partition that fails stops the run; those in flight
+        // stop where they are, which their records make good on the next run as after a crash.
+        let done: Vec<(String, usize, u64, u64)> = stream::iter(todo)
+            .map(|(dir, eligible)| async move {
+                let partition = dir
+                    .strip_prefix(&layout::processed_prefix(dataset))
+                    .unwrap_or(&dir)
+                    .to_owned();
+                let (rows_in, rows_out) = self
+                    .compact_partition(contract, &partition, &eligible)
+                    .await?;
+                Ok::<_, CompactError>((dir, eligible.len(), rows_in, rows_out))
+            })
+            .buffer_unordered(PARTITIONS_AT_ONCE)
+            .try_collect()
+            .await?;
+        for (dir, files_in, rows_in, rows_out) in done {
             report.partitions += 1;
-            report.files_in += eligible.len();
+            report.files_in += files_in;
             report.rows_in += rows_in;
             report.rows_out += rows_out;
             // Its output was written just now.
@@ -442,36 +459,27 @@ impl Compactor {
         inputs: &[Fetch],
     ) -> Result<(u64, u64), CompactError> {
         let dataset = contract.name.as_str();
-        let parquet = |source| CompactError::Parquet {
-            partition: partition.to_owned(),
-            source,
-        };
-        let mut all: Option<DataFrame> = None;
         // Fetched many at a time: on S3 a partition's inputs are tens of small files, each a
         // round trip.
-        let mut fetched = storage::get_many(&self.store, inputs.to_vec());
-        while let Some((_, bytes)) = fetched.try_next().await? {
-            let df = ParquetReader::new(Cursor::new(bytes))
-                .finish()
-                .map_err(parquet)?;
-            match &mut all {
-                None => all = Some(df),
-                Some(acc) => {
-                    acc.vstack_mut(&df).map_err(parquet)?;
-                }
-            }
-        }
-        let Some(mut all) = all else {
-            return Ok((0, 0));
+        let fetched: Vec<Bytes> = storage::get_many(&self.store, inputs.to_vec())
+            .map_ok(|(_, bytes)| bytes)
+            .try_collect()
+            .await?;
+        let work = Scratch::create_in(&std::env::temp_dir(), "shoplake-compact-")
+            .map_err(CompactError::WorkDir)?;
+        let path = work.path().join("compacted.parquet");
+        let job = {
+            let (contract, partition, path) =
+                (contract.clone(), partition.to_owned(), path.clone());
+            move || rewrite(&contract, &partition, fetched, &path)
         };
-        all.rechunk_mut();
-        let rows_in = all.height() as u64;
-        let winners = latest_rows(&all, contract).map_err(parquet)?;
-        let mut out = all
-            .take(&IdxCa::from_vec("rows".into(), winners))
-            .map_err(parquet)?;
-        drop(all);
-        let rows_out = out.height() as u64;
+        let (rows_in, rows_out) =
+            offload::on_own_thread(job)
+                .await
+                .ok_or_else(|| CompactError::Parquet {
+                    partition: partition.to_owned(),
+                    source: PolarsError::ComputeError("the rewrite stopped unexpectedly".into()),
+                })??;
 
         let mut digest = Sha256::new();
         for (key, _) in inputs {
@@ -492,19 +500,9 @@ impl Compactor {
             output: output.clone(),
             inputs: inputs.iter().map(|(key, _)| key.clone()).collect(),
         };
+        // The record before the output: a run killed after the output's PUT is finished by the
+        // next one, which the record tells what to delete.
         self.state.put_json(&record_key, &record).await?;
-
-        let work = Scratch::create_in(&std::env::temp_dir(), "shoplake-compact-")
-            .map_err(CompactError::WorkDir)?;
-        let path = work.path().join("compacted.parquet");
-        {
-            let file = std::fs::File::create(&path).map_err(CompactError::WorkDir)?;
-            ParquetWriter::new(std::io::BufWriter::new(file))
-                .with_compression(ParquetCompression::Zstd(None))
-                .with_statistics(StatisticsOptions::default())
-                .finish(&mut out)
-                .map_err(parquet)?;
-        }
         self.store.put_file_moving(&output, &path).await?;
         drop(work);
         self.complete(&record_key, &record).await?;
@@ -518,6 +516,54 @@ impl Compactor {
         );
         Ok((rows_in, rows_out))
     }
+}
+
+/// Partitions [`Compactor`] rewrites at once. Each holds its rows in memory while it is
+/// rewritten, so the compaction's peak is about this many partitions' rows.
+const PARTITIONS_AT_ONCE: usize = 4;
+
+/// One partition's files (`inputs`, Parquet bytes) rewritten into one latest-wins file at
+/// `path`: how many rows went in and how many came out.
+fn rewrite(
+    contract: &Contract,
+    partition: &str,
+    inputs: Vec<Bytes>,
+    path: &std::path::Path,
+) -> Result<(u64, u64), CompactError> {
+    let parquet = |source| CompactError::Parquet {
+        partition: partition.to_owned(),
+        source,
+    };
+    let mut all: Option<DataFrame> = None;
+    for bytes in inputs {
+        let df = ParquetReader::new(Cursor::new(bytes))
+            .finish()
+            .map_err(parquet)?;
+        match &mut all {
+            None => all = Some(df),
+            Some(acc) => {
+                acc.vstack_mut(&df).map_err(parquet)?;
+            }
+        }
+    }
+    let Some(mut all) = all else {
+        return Ok((0, 0));
+    };
+    all.rechunk_mut();
+    let rows_in = all.height() as u64;
+    let winners = latest_rows(&all, contract).map_err(parquet)?;
+    let mut out = all
+        .take(&IdxCa::from_vec("rows".into(), winners))
+        .map_err(parquet)?;
+    drop(all);
+    let rows_out = out.height() as u64;
+    let file = std::fs::File::create(path).map_err(CompactError::WorkDir)?;
+    ParquetWriter::new(std::io::BufWriter::new(file))
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::default())
+        .finish(&mut out)
+        .map_err(parquet)?;
+    Ok((rows_in, rows_out))
 }
 
 /// The batch that wrote a silver file (`part-<batch>.parquet`); `None` for a compacted file or
@@ -538,24 +584,18 @@ fn latest_rows(df: &DataFrame, contract: &Contract) -> PolarsResult<Vec<IdxSize>
         let ca = c.i64()?;
         Ok((0..ca.len()).map(|i| ca.get(i)).collect())
     };
-    let strings = |name: &str| -> PolarsResult<Vec<Option<String>>> {
-        let ca = df.column(name)?.str()?;
-        Ok((0..ca.len())
-            .map(|i| ca.get(i).map(str::to_owned))
-            .collect())
-    };
-    let keys = strings(key_name)?;
+    let (key_ca, batch_ca) = (df.column(key_name)?.str()?, df.column(BATCH_ID)?.str()?);
+    let keys: Vec<Option<&str>> = key_ca.iter().collect();
     let versions = as_i64(version_name)?;
     let ingested = as_i64(INGESTED_AT)?;
-    let batches = strings(BATCH_ID)?;
-    let rank = |i: usize| (versions[i], ingested[i], batches[i].clone());
-    let mut winner: HashMap<Option<&str>, usize> = HashMap::new();
+    let batches: Vec<Option<&str>> = batch_ca.iter().collect();
+    let rank = |i: usize| (versions[i], ingested[i], batches[i]);
+    let mut winner: HashMap<Option<&str>, usize> = HashMap::with_capacity(keys.len());
     for (i, key) in keys.iter().enumerate() {
-        let k = key.as_deref();
-        match winner.get(&k) {
+        match winner.get(key) {
             Some(&j) if rank(j) >= rank(i) => {}
             _ => {
-                winner.insert(k, i);
+                winner.insert(*key, i);
             }
         }
     }

@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod layout;
 pub mod manifest;
 pub mod metrics;
+pub mod offload;
 pub mod partition;
 pub mod quality;
 pub mod report;

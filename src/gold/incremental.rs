@@ -235,18 +235,13 @@ pub struct NightResult {
     pub searched_customers: usize,
 }
 
-/// Runs polars work on a thread of its own: it is CPU-bound and must not hold the async
-/// runtime, and outside any runtime's context it never tries tokio's `block_in_place` (which
-/// panics on a current-thread runtime, as `spawn_blocking` threads would let it).
+/// Runs polars work on a thread of its own ([`crate::offload`]).
 async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> PolarsResult<T> + Send + 'static,
 ) -> Result<T, GoldError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work());
-    });
-    rx.await
-        .map_err(|_| {
+    crate::offload::on_own_thread(work)
+        .await
+        .ok_or_else(|| {
             GoldError::Polars(PolarsError::ComputeError(
                 "the KPI computation stopped unexpectedly".into(),
             ))

@@ -120,8 +120,7 @@ async fn kpis_from_local_silver(
     contracts: KpiContracts,
     with_state: bool,
 ) -> Result<(DataFrame, DataFrame, Option<(DataFrame, KpiState)>), AggregateError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
+    crate::offload::on_own_thread(move || {
         type Out = (DataFrame, DataFrame, Option<(DataFrame, KpiState)>);
         let compute = || -> Result<Out, GoldError> {
             let orders = scan_dataset(&root, &contracts.orders)?;
@@ -134,9 +133,10 @@ async fn kpis_from_local_silver(
                 .transpose()?;
             Ok((kpis, methods, state))
         };
-        let _ = tx.send(compute().map_err(AggregateError::from));
-    });
-    rx.await.unwrap_or(Err(AggregateError::Worker))
+        compute().map_err(AggregateError::from)
+    })
+    .await
+    .unwrap_or(Err(AggregateError::Worker))
 }
 
 #[derive(Debug, Clone)]
