@@ -1,7 +1,10 @@
 //! Compaction: a partition that accumulated many small silver files has its recent ones
 //! ([`MAX_INPUT_AGE`]) rewritten into one file holding the latest version of each key among
 //! them (latest-wins, the lake's read rule), lineage columns (`_ingested_at`, `_source_file`,
-//! `_batch_id`) kept as they were.
+//! `_batch_id`) kept as they were. While the partition is still being updated, its large files
+//! are left as they are and only the small ones merged ([`small_files`]): a night's rewriting
+//! follows the night's updates, not the size of the days they touch. Once settled, it is
+//! rewritten whole.
 //!
 //! Which partitions: those with at least `min_files` eligible files (a partition still taking
 //! a file a night, inside the exports' update window), and those with two or more that have
@@ -290,10 +293,12 @@ impl Compactor {
             *at = (*at).max(*newest);
         }
         // The partitions with enough files to be worth a look, whatever their markers say.
-        let worth = |files: usize, newest: DateTime<Utc>| {
+        let settled = |newest: DateTime<Utc>| {
             let quiet = now - newest;
-            let settled = quiet > self.settle && quiet <= self.settle + SETTLED_FOR;
-            files >= 2 && (files >= self.min_files || settled)
+            quiet > self.settle && quiet <= self.settle + SETTLED_FOR
+        };
+        let worth = |files: usize, newest: DateTime<Utc>| {
+            files >= 2 && (files >= self.min_files || settled(newest))
         };
         partitions.retain(|_, (files, newest)| worth(files.len(), *newest));
         // Their batches' loaded markers, read up to `AT_ONCE` at a time: one after another,
@@ -327,7 +332,17 @@ impl Compactor {
                                 .is_some_and(|b| loaded.get(b).copied().unwrap_or(false))
                     })
                     .collect();
-                worth(eligible.len(), newest).then_some((dir, eligible))
+                if !worth(eligible.len(), newest) {
+                    return None;
+                }
+                // A partition still being updated has only its small files rewritten; a
+                // settled one, all it may take, once.
+                let inputs = if settled(newest) {
+                    eligible
+                } else {
+                    small_files(eligible)
+                };
+                (inputs.len() >= 2).then_some((dir, inputs))
             })
             .collect();
         // A few partitions at a time: each is a chain of round trips (its inputs, the record,
@@ -566,6 +581,40 @@ fn rewrite(
     Ok((rows_in, rows_out))
 }
 
+/// The files of a partition still being updated that a rewrite takes: all but its large ones,
+/// a file being large when it is larger than all the smaller ones together (in bytes). A
+/// partition holds a day's export, large, and then a small file a night from the updates; a
+/// rewrite of every file would copy the whole day each time the updates reach `min_files`,
+/// every few nights for each day of the update window, so a night's work would grow with the
+/// window's data rather than the night's. As Delta's `OPTIMIZE` and Iceberg's bin-packing
+/// rewrite only files under a target size, this leaves the large ones as they are: the night's
+/// small files are merged among themselves, and a partition keeps a few files of sizes at least
+/// doubling (one more each time the merged small files outgrow the rest). Readers' latest-wins
+/// rule already reads across a partition's files; the versions a large file holds that later
+/// files replace stay in it until the partition settles ([`Compactor::settle`]) and is
+/// rewritten whole, as far as [`MAX_INPUT_AGE`] lets it.
+fn small_files(files: Vec<Fetch>) -> Vec<Fetch> {
+    let mut by_size: Vec<u64> = files.iter().map(|(_, size)| *size).collect();
+    by_size.sort_unstable_by(|a, b| b.cmp(a));
+    // The smallest size still large: files of this size and more are left out.
+    let mut rest: u64 = by_size.iter().sum();
+    let mut large_from = None;
+    for size in by_size {
+        rest -= size;
+        if size <= rest {
+            break;
+        }
+        large_from = Some(size);
+    }
+    match large_from {
+        Some(large) => files
+            .into_iter()
+            .filter(|(_, size)| *size < large)
+            .collect(),
+        None => files,
+    }
+}
+
 /// The batch that wrote a silver file (`part-<batch>.parquet`); `None` for a compacted file or
 /// anything else.
 fn batch_of(key: &str) -> Option<&str> {
@@ -606,7 +655,33 @@ fn latest_rows(df: &DataFrame, contract: &Contract) -> PolarsResult<Vec<IdxSize>
 
 #[cfg(test)]
 mod tests {
-    use super::listing_dir;
+    use super::{listing_dir, small_files};
+
+    fn sizes(files: &[u64]) -> Vec<u64> {
+        let fetches = files
+            .iter()
+            .enumerate()
+            .map(|(i, size)| (format!("f{i}"), *size))
+            .collect();
+        small_files(fetches).into_iter().map(|(_, s)| s).collect()
+    }
+
+    #[test]
+    fn a_file_larger_than_the_smaller_ones_together_is_left_out_and_so_on_down() {
+        // A day's export and a night's update each.
+        assert_eq!(sizes(&[900, 5, 6, 5, 7]), [5, 6, 5, 7]);
+        // Sizes at least doubling stay; the small ones below them are merged.
+        assert_eq!(sizes(&[3, 100, 40, 2, 20, 3, 9]), [3, 2, 3]);
+        // Nothing larger than the rest together: all of them (in the order given).
+        assert_eq!(sizes(&[10, 10, 1]), [10, 10, 1]);
+        assert_eq!(sizes(&[4, 10, 6]), [4, 10, 6]);
+        // The rest just as large: not left out.
+        assert_eq!(sizes(&[10, 5, 5]), [10, 5, 5]);
+        assert_eq!(sizes(&[10, 4, 4]), [4, 4]);
+        // Only large files (sizes at least doubling): nothing to merge.
+        assert_eq!(sizes(&[8, 3, 1]), Vec::<u64>::new());
+        assert_eq!(sizes(&[]), Vec::<u64>::new());
+    }
 
     #[test]
     fn a_file_or_a_partition_directory_is_listed_by_its_first_partition_level() {

@@ -98,7 +98,6 @@ impl Lake {
     }
 
     async fn ingest(&self, n: i64) -> String {
-        let key = format!("raw/orders/{}.csv", day(n));
         let mut body = String::from(
             "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
         );
@@ -115,6 +114,12 @@ impl Lake {
                 );
             }
         }
+        self.ingest_csv(n, body).await
+    }
+
+    /// Ingests `body` as the orders export of day `n` (arrived at 01:00 that day).
+    async fn ingest_csv(&self, n: i64, body: String) -> String {
+        let key = format!("raw/orders/{}.csv", day(n));
         self.local.put(&key, Bytes::from(body)).await.unwrap();
         let at = SystemTime::UNIX_EPOCH
             + Duration::from_secs(
@@ -252,6 +257,93 @@ async fn a_partition_of_many_files_becomes_one_latest_wins_file_and_the_late_bat
         "{:?}",
         report.batches
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_still_updated_has_its_small_files_merged_and_its_large_one_kept_until_settled()
+{
+    let lake = Lake::empty();
+    let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
+    let row = |i: usize, n: i64, status: &str| {
+        format!(
+            "O{i},C{i},2026-03-01T09:00:00Z,{status},EU,EUR,{i}.50,1,{}T05:00:00Z\n",
+            day(n)
+        )
+    };
+    // The day's export: 20000 orders (larger than the small files together, whose Parquet
+    // footers make most of their bytes), all in one partition.
+    let mut body = String::from(header);
+    for i in 0..20_000 {
+        body += &row(i, 1, "placed");
+    }
+    let mut batches = vec![lake.ingest_csv(1, body).await];
+    // Then a small file a night: a few of those orders paid, and one new order.
+    for n in 2..=9 {
+        let mut body = String::from(header);
+        for i in (0..20_000).skip(n as usize).step_by(3000) {
+            body += &row(i, n, "paid");
+        }
+        body += &row(20_000 + n as usize, n, "placed");
+        batches.push(lake.ingest_csv(n, body).await);
+    }
+    for (n, batch) in (1..).zip(&batches) {
+        let now = Utc.from_utc_datetime(&day(n).and_hms_opt(2, 0, 0).unwrap());
+        QualityGate::new(lake.local.clone(), lake.registry.clone())
+            .evaluate("orders", batch, now)
+            .await
+            .unwrap();
+    }
+    loader(lake.local.clone(), lake.registry.clone())
+        .load_pending(Utc::now())
+        .await
+        .unwrap();
+    let before = lake.view();
+    let large = format!("part-{}.parquet", batches[0]);
+    let bytes = |name: &str| {
+        let path = crate::support::files(&lake.dir.path().join("processed/orders"))
+            .into_iter()
+            .find(|p| p.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} is gone"));
+        std::fs::read(path).unwrap()
+    };
+    let large_bytes = bytes(&large);
+    let compactor = || Compactor::new(lake.local.clone(), lake.registry.clone());
+
+    // Still updated (its files are fresh): the eight small files become one, the day's export
+    // stays as it was.
+    let written = Utc::now();
+    let report = compactor().compact("orders", written).await.unwrap();
+    assert_eq!((report.partitions, report.files_in), (1, 8), "{report:?}");
+    assert_eq!(
+        report.rows_in, report.rows_out,
+        "each small file has its own orders"
+    );
+    let files = lake.files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(
+        bytes(&large),
+        large_bytes,
+        "the large file is not rewritten"
+    );
+    assert_eq!(lake.view(), before, "readers see the same latest rows");
+    // Nothing more while it is still updated: two files are not `min_files`.
+    let again = compactor().compact("orders", written).await.unwrap();
+    assert_eq!(again.partitions, 0, "{again:?}");
+
+    // Settled: the whole partition once, each order's latest version only.
+    let settled = compactor()
+        .compact("orders", written + chrono::TimeDelta::hours(49))
+        .await
+        .unwrap();
+    assert_eq!(
+        (settled.partitions, settled.files_in),
+        (1, 2),
+        "{settled:?}"
+    );
+    assert_eq!(settled.rows_out, 20_008, "{settled:?}");
+    assert_eq!(settled.rows_in, 20_000 + report.rows_out, "{settled:?}");
+    assert_eq!(lake.files().len(), 1);
+    assert_eq!(lake.view(), before, "readers see the same latest rows");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
