@@ -3,8 +3,9 @@
 //! them (latest-wins, the lake's read rule), lineage columns (`_ingested_at`, `_source_file`,
 //! `_batch_id`) kept as they were. While the partition is still being updated, its large files
 //! are left as they are and only the small ones merged ([`small_files`]): a night's rewriting
-//! follows the night's updates, not the size of the days they touch. Once settled, it is
-//! rewritten whole.
+//! follows the night's updates, not the size of the days they touch. A large file is rewritten
+//! with the rest once it is [`REFRESH_AGE`] old, and a settled partition whole, so that a
+//! partition the updates have left ends as one file.
 //!
 //! Which partitions: those with at least `min_files` eligible files (a partition still taking
 //! a file a night, inside the exports' update window), and those with two or more that have
@@ -270,6 +271,8 @@ impl Compactor {
         let mut cursor = stored.unwrap_or_default();
         let listed = self.candidate_files(dataset, &mut cursor, fresh).await?;
         let mut partitions: BTreeMap<String, (Vec<Fetch>, DateTime<Utc>)> = BTreeMap::new();
+        // When each file young enough to take was written.
+        let mut written: HashMap<String, DateTime<Utc>> = HashMap::new();
         for meta in listed {
             if let Some((dir, _)) = meta.key.rsplit_once('/')
                 && meta.key.ends_with(".parquet")
@@ -279,6 +282,7 @@ impl Compactor {
                     .or_insert_with(|| (Vec::new(), meta.last_modified));
                 *newest = (*newest).max(meta.last_modified);
                 if now - meta.last_modified <= max_age {
+                    written.insert(meta.key.clone(), meta.last_modified);
                     files.push((meta.key, meta.size));
                 }
             }
@@ -335,12 +339,20 @@ impl Compactor {
                 if !worth(eligible.len(), newest) {
                     return None;
                 }
-                // A partition still being updated has only its small files rewritten; a
-                // settled one, all it may take, once.
-                let inputs = if settled(newest) {
+                // A partition still being updated has only its small files rewritten, until
+                // one of its large files is half as old as a rewrite may take: then it is
+                // rewritten whole, so that its rows are young enough for the rewrite it gets
+                // when it settles (whole, once), which then leaves one file whose rows all
+                // expire together.
+                let small = small_files(&eligible);
+                let large_aging = eligible
+                    .iter()
+                    .filter(|f| !small.contains(f))
+                    .any(|(key, _)| written.get(key).is_some_and(|at| now - *at > REFRESH_AGE));
+                let inputs = if settled(newest) || large_aging {
                     eligible
                 } else {
-                    small_files(eligible)
+                    small
                 };
                 (inputs.len() >= 2).then_some((dir, inputs))
             })
@@ -591,9 +603,9 @@ fn rewrite(
 /// small files are merged among themselves, and a partition keeps a few files of sizes at least
 /// doubling (one more each time the merged small files outgrow the rest). Readers' latest-wins
 /// rule already reads across a partition's files; the versions a large file holds that later
-/// files replace stay in it until the partition settles ([`Compactor::settle`]) and is
-/// rewritten whole, as far as [`MAX_INPUT_AGE`] lets it.
-fn small_files(files: Vec<Fetch>) -> Vec<Fetch> {
+/// files replace stay in it until the partition is rewritten whole: when that file reaches
+/// [`REFRESH_AGE`], and once the partition settles ([`Compactor::settle`]).
+fn small_files(files: &[Fetch]) -> Vec<Fetch> {
     let mut by_size: Vec<u64> = files.iter().map(|(_, size)| *size).collect();
     by_size.sort_unstable_by(|a, b| b.cmp(a));
     // The smallest size still large: files of this size and more are left out.
@@ -608,12 +620,21 @@ fn small_files(files: Vec<Fetch>) -> Vec<Fetch> {
     }
     match large_from {
         Some(large) => files
-            .into_iter()
+            .iter()
             .filter(|(_, size)| *size < large)
+            .cloned()
             .collect(),
-        None => files,
+        None => files.to_vec(),
     }
 }
+
+/// The age at which a large file of a partition still being updated is rewritten with the
+/// rest ([`small_files`]): half of [`MAX_INPUT_AGE`]. A partition's merges come every
+/// `min_files` nights or so, so its large file is rewritten at most a week or so after this age
+/// and is still young enough to take when the partition settles two nights after its last
+/// update.
+pub const REFRESH_AGE: chrono::TimeDelta =
+    chrono::TimeDelta::seconds(MAX_INPUT_AGE.num_seconds() / 2);
 
 /// The batch that wrote a silver file (`part-<batch>.parquet`); `None` for a compacted file or
 /// anything else.
@@ -663,7 +684,7 @@ mod tests {
             .enumerate()
             .map(|(i, size)| (format!("f{i}"), *size))
             .collect();
-        small_files(fetches).into_iter().map(|(_, s)| s).collect()
+        small_files(&fetches).into_iter().map(|(_, s)| s).collect()
     }
 
     #[test]

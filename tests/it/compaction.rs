@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use chrono::{NaiveDate, TimeZone, Utc};
 use polars::prelude::*;
-use shoplake::compact::{Compactor, SETTLED_FOR};
+use shoplake::compact::{Compactor, REFRESH_AGE, SETTLED_FOR};
 use shoplake::contract::Registry;
 use shoplake::ingest::{IngestSettings, Ingestor};
 use shoplake::quality::QualityGate;
@@ -259,9 +259,11 @@ async fn a_partition_of_many_files_becomes_one_latest_wins_file_and_the_late_bat
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partition_still_updated_has_its_small_files_merged_and_its_large_one_kept_until_settled()
-{
+/// A day's export of 20000 orders in one partition (larger than the small files together,
+/// whose Parquet footers make most of their bytes), then eight nights each paying a few of
+/// them and adding one: nine files, all gated and loaded. Returns the lake and the name of the
+/// export's file.
+async fn a_large_file_and_eight_small_ones() -> (Lake, String) {
     let lake = Lake::empty();
     let header = "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n";
     let row = |i: usize, n: i64, status: &str| {
@@ -270,14 +272,11 @@ async fn a_partition_still_updated_has_its_small_files_merged_and_its_large_one_
             day(n)
         )
     };
-    // The day's export: 20000 orders (larger than the small files together, whose Parquet
-    // footers make most of their bytes), all in one partition.
     let mut body = String::from(header);
     for i in 0..20_000 {
         body += &row(i, 1, "placed");
     }
     let mut batches = vec![lake.ingest_csv(1, body).await];
-    // Then a small file a night: a few of those orders paid, and one new order.
     for n in 2..=9 {
         let mut body = String::from(header);
         for i in (0..20_000).skip(n as usize).step_by(3000) {
@@ -297,22 +296,27 @@ async fn a_partition_still_updated_has_its_small_files_merged_and_its_large_one_
         .load_pending(Utc::now())
         .await
         .unwrap();
-    let before = lake.view();
     let large = format!("part-{}.parquet", batches[0]);
-    let bytes = |name: &str| {
-        let path = crate::support::files(&lake.dir.path().join("processed/orders"))
-            .into_iter()
-            .find(|p| p.ends_with(name))
-            .unwrap_or_else(|| panic!("{name} is gone"));
-        std::fs::read(path).unwrap()
-    };
-    let large_bytes = bytes(&large);
-    let compactor = || Compactor::new(lake.local.clone(), lake.registry.clone());
+    (lake, large)
+}
 
-    // Still updated (its files are fresh): the eight small files become one, the day's export
-    // stays as it was.
-    let written = Utc::now();
-    let report = compactor().compact("orders", written).await.unwrap();
+fn bytes_of(lake: &Lake, name: &str) -> Vec<u8> {
+    let path = crate::support::files(&lake.dir.path().join("processed/orders"))
+        .into_iter()
+        .find(|p| p.ends_with(name))
+        .unwrap_or_else(|| panic!("{name} is gone"));
+    std::fs::read(path).unwrap()
+}
+
+/// The first compaction of [`a_large_file_and_eight_small_ones`], still updated (its files are
+/// fresh): the eight small files become one, the day's export stays as it was. Its report.
+async fn merge_the_small_ones(lake: &Lake, large: &str, now: chrono::DateTime<Utc>) -> u64 {
+    let before = lake.view();
+    let large_bytes = bytes_of(lake, large);
+    let report = Compactor::new(lake.local.clone(), lake.registry.clone())
+        .compact("orders", now)
+        .await
+        .unwrap();
     assert_eq!((report.partitions, report.files_in), (1, 8), "{report:?}");
     assert_eq!(
         report.rows_in, report.rows_out,
@@ -321,15 +325,25 @@ async fn a_partition_still_updated_has_its_small_files_merged_and_its_large_one_
     let files = lake.files();
     assert_eq!(files.len(), 2, "{files:?}");
     assert_eq!(
-        bytes(&large),
+        bytes_of(lake, large),
         large_bytes,
         "the large file is not rewritten"
     );
     assert_eq!(lake.view(), before, "readers see the same latest rows");
+    report.rows_out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_still_updated_has_its_small_files_merged_and_is_rewritten_whole_once_settled()
+{
+    let (lake, large) = a_large_file_and_eight_small_ones().await;
+    let before = lake.view();
+    let written = Utc::now();
+    let merged = merge_the_small_ones(&lake, &large, written).await;
+    let compactor = || Compactor::new(lake.local.clone(), lake.registry.clone());
     // Nothing more while it is still updated: two files are not `min_files`.
     let again = compactor().compact("orders", written).await.unwrap();
     assert_eq!(again.partitions, 0, "{again:?}");
-
     // Settled: the whole partition once, each order's latest version only.
     let settled = compactor()
         .compact("orders", written + chrono::TimeDelta::hours(49))
@@ -340,9 +354,41 @@ async fn a_partition_still_updated_has_its_small_files_merged_and_its_large_one_
         (1, 2),
         "{settled:?}"
     );
+    assert_eq!(settled.rows_in, 20_000 + merged, "{settled:?}");
     assert_eq!(settled.rows_out, 20_008, "{settled:?}");
-    assert_eq!(settled.rows_in, 20_000 + report.rows_out, "{settled:?}");
     assert_eq!(lake.files().len(), 1);
+    assert_eq!(lake.view(), before, "readers see the same latest rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_half_as_old_as_a_rewrite_may_take_is_rewritten_with_the_small_ones() {
+    let (lake, large) = a_large_file_and_eight_small_ones().await;
+    let before = lake.view();
+    let now = Utc::now();
+    merge_the_small_ones(&lake, &large, now).await;
+    // Two files each time a compaction looks, still updated.
+    let compactor = Compactor::new(lake.local.clone(), lake.registry.clone()).with_min_files(2);
+    let compactor = || compactor.compact("orders", now);
+    let young = compactor().await.unwrap();
+    assert_eq!(
+        young.partitions, 0,
+        "one small file has nothing to merge with: {young:?}"
+    );
+    lake.written_at(
+        std::slice::from_ref(&large),
+        now - REFRESH_AGE + chrono::TimeDelta::hours(1),
+    );
+    let not_yet = compactor().await.unwrap();
+    assert_eq!(not_yet.partitions, 0, "{not_yet:?}");
+    lake.written_at(
+        std::slice::from_ref(&large),
+        now - REFRESH_AGE - chrono::TimeDelta::hours(1),
+    );
+    let aged = compactor().await.unwrap();
+    assert_eq!((aged.partitions, aged.files_in), (1, 2), "{aged:?}");
+    assert_eq!(aged.rows_out, 20_008, "{aged:?}");
+    let files = lake.files();
+    assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(lake.view(), before, "readers see the same latest rows");
 }
 
