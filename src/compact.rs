@@ -679,7 +679,7 @@ mod tests {
     use super::{listing_dir, small_files};
 
     fn sizes(files: &[u64]) -> Vec<u64> {
-        let fetches = files
+        let fetches: Vec<_> = files
             .iter()
             .enumerate()
             .map(|(i, size)| (format!("f{i}"), *size))
