@@ -547,7 +547,7 @@ impl Compactor {
 
 /// Partitions [`Compactor`] rewrites at once. Each holds its rows in memory while it is
 /// rewritten, so the compaction's peak is about this many partitions' rows.
-const PARTITIONS_AT_ONCE: usize = 4;
+pub const PARTITIONS_AT_ONCE: usize = 4;
 
 /// One partition's files (`inputs`, Parquet bytes) rewritten into one latest-wins file at
 /// `path`: how many rows went in and how many came out.
