@@ -361,8 +361,15 @@ impl Compactor {
         // the output, the deletes) and a rewrite on a thread of its own, and a night's update
         // window holds tens of them. A partition that fails stops the run; those in flight
         // stop where they are, which their records make good on the next run as after a crash.
-        let done: Vec<(String, usize, u64, u64)> = stream::iter(todo)
-            .map(|(dir, eligible)| async move {
+        let todo = todo.into_iter().map(|(dir, eligible)| {
+            let bytes = eligible.iter().map(|(_, size)| size).sum();
+            ((dir, eligible), bytes)
+        });
+        let done: Vec<(String, usize, u64, u64)> = weighed(
+            todo,
+            PARTITIONS_AT_ONCE,
+            IN_FLIGHT_BYTES,
+            |(dir, eligible)| async move {
                 let partition = dir
                     .strip_prefix(&layout::processed_prefix(dataset))
                     .unwrap_or(&dir)
@@ -371,10 +378,9 @@ impl Compactor {
                     .compact_partition(contract, &partition, &eligible)
                     .await?;
                 Ok::<_, CompactError>((dir, eligible.len(), rows_in, rows_out))
-            })
-            .buffer_unordered(PARTITIONS_AT_ONCE)
-            .try_collect()
-            .await?;
+            },
+        )
+        .await?;
         for (dir, files_in, rows_in, rows_out) in done {
             report.partitions += 1;
             report.files_in += files_in;
@@ -545,9 +551,45 @@ impl Compactor {
     }
 }
 
-/// Partitions [`Compactor`] rewrites at once. Each holds its rows in memory while it is
-/// rewritten, so the compaction's peak is about this many partitions' rows.
+/// Partitions [`Compactor`] rewrites at once, at most. Each holds its rows in memory while it
+/// is rewritten, so they are also bounded by [`IN_FLIGHT_BYTES`].
 pub const PARTITIONS_AT_ONCE: usize = 4;
+
+/// The most input (Parquet bytes) the partitions being rewritten at once may hold together; a
+/// partition larger than this is rewritten alone. A partition that is not partitioned by date
+/// (customers, by region) holds every key its dataset ever had, and its partitions take a
+/// file each night alike, so they are rewritten whole on the same nights: four of them at once
+/// would hold four times what one did.
+pub const IN_FLIGHT_BYTES: u64 = 16 << 20;
+
+/// Runs `work` on `items` (each with its weight), at most `at_once` at a time and while the
+/// items in flight weigh at most `budget` together; an item heavier than that runs alone. The
+/// results come in the order the items finish; the first error ends the run (the items in
+/// flight are dropped where they are).
+async fn weighed<I, T, E, Fut>(
+    items: impl IntoIterator<Item = (I, u64)>,
+    at_once: usize,
+    budget: u64,
+    work: impl Fn(I) -> Fut,
+) -> Result<Vec<T>, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    // Permits in KiB (a semaphore counts in u32).
+    let kib = |bytes: u64| u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    let all = kib(budget).max(1);
+    let permits = tokio::sync::Semaphore::new(all as usize);
+    let (permits, work) = (&permits, &work);
+    stream::iter(items)
+        .map(|(item, weight)| async move {
+            // Never closed, so acquiring only waits.
+            let _held = permits.acquire_many(kib(weight).clamp(1, all)).await;
+            work(item).await
+        })
+        .buffer_unordered(at_once.max(1))
+        .try_collect()
+        .await
+}
 
 /// One partition's files (`inputs`, Parquet bytes) rewritten into one latest-wins file at
 /// `path`: how many rows went in and how many came out.
@@ -676,7 +718,71 @@ fn latest_rows(df: &DataFrame, contract: &Contract) -> PolarsResult<Vec<IdxSize>
 
 #[cfg(test)]
 mod tests {
-    use super::{listing_dir, small_files};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::{listing_dir, small_files, weighed};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn items_in_flight_stay_within_the_budget_and_a_heavy_one_runs_alone() {
+        // (in flight now, the largest sum seen, what ran beside the heavy item)
+        let seen = Mutex::new((0u64, 0u64, Vec::new()));
+        let kib = |n: u64| n * 1024;
+        let items: Vec<(u64, u64)> = [3, 5, 4, 40, 6, 2, 7, 1, 8]
+            .into_iter()
+            .map(|w| (kib(w), kib(w)))
+            .collect();
+        let done: Vec<u64> = weighed(items, 4, kib(16), |w| {
+            let seen = &seen;
+            async move {
+                {
+                    let mut s = seen.lock().unwrap();
+                    s.0 += w;
+                    s.1 = s.1.max(s.0);
+                    if s.0 > w && (w == kib(40) || s.0 >= kib(40)) {
+                        let now = s.0;
+                        s.2.push(now);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                seen.lock().unwrap().0 -= w;
+                Ok::<_, ()>(w)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(done.len(), 9);
+        let (_, most, beside_heavy) = seen.into_inner().unwrap();
+        assert!(most <= kib(40), "{most}");
+        assert!(
+            beside_heavy.is_empty(),
+            "the heavy item had company: {beside_heavy:?}"
+        );
+        // Without the heavy one, the light ones never exceed the budget.
+        let seen = Mutex::new((0u64, 0u64));
+        let light: Vec<(u64, u64)> = [9, 7, 8, 6, 5, 9, 3]
+            .iter()
+            .map(|w| (kib(*w), kib(*w)))
+            .collect();
+        weighed(light, 4, kib(16), |w| {
+            let seen = &seen;
+            async move {
+                {
+                    let mut s = seen.lock().unwrap();
+                    s.0 += w;
+                    s.1 = s.1.max(s.0);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                seen.lock().unwrap().0 -= w;
+                Ok::<_, ()>(())
+            }
+        })
+        .await
+        .unwrap();
+        let most = seen.into_inner().unwrap().1;
+        assert!(most <= kib(16), "{most}");
+        assert!(most > kib(9), "more than one at a time: {most}");
+    }
 
     fn sizes(files: &[u64]) -> Vec<u64> {
         let fetches: Vec<_> = files
