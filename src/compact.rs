@@ -2,7 +2,7 @@
 //! ([`MAX_INPUT_AGE`]) rewritten into one file holding the latest version of each key among
 //! them (latest-wins, the lake's read rule), lineage columns (`_ingested_at`, `_source_file`,
 //! `_batch_id`) kept as they were. While the partition is still being updated, its large files
-//! are left as they are and only the small ones merged ([`small_files`]): a night's rewriting
+//! are left as they are and only the small ones merged ([`small_and_large`]): a night's rewriting
 //! follows the night's updates, not the size of the days they touch. A large file is rewritten
 //! with the rest once it is [`REFRESH_AGE`] old, and a settled partition whole, so that a
 //! partition the updates have left ends as one file.
@@ -344,10 +344,9 @@ impl Compactor {
                 // rewritten whole, so that its rows are young enough for the rewrite it gets
                 // when it settles (whole, once), which then leaves one file whose rows all
                 // expire together.
-                let small = small_files(&eligible);
-                let large_aging = eligible
+                let (small, large) = small_and_large(&eligible);
+                let large_aging = large
                     .iter()
-                    .filter(|f| !small.contains(f))
                     .any(|(key, _)| written.get(key).is_some_and(|at| now - *at > REFRESH_AGE));
                 let inputs = if settled(newest) || large_aging {
                     eligible
@@ -361,15 +360,14 @@ impl Compactor {
         // the output, the deletes) and a rewrite on a thread of its own, and a night's update
         // window holds tens of them. A partition that fails stops the run; those in flight
         // stop where they are, which their records make good on the next run as after a crash.
-        let todo = todo.into_iter().map(|(dir, eligible)| {
-            let bytes = eligible.iter().map(|(_, size)| size).sum();
-            ((dir, eligible), bytes)
-        });
-        let done: Vec<(String, usize, u64, u64)> = weighed(
-            todo,
-            PARTITIONS_AT_ONCE,
-            IN_FLIGHT_BYTES,
-            |(dir, eligible)| async move {
+        // Their rows are in memory while they are rewritten: fewer at once when they are large.
+        let sizes: Vec<((), u64)> = todo
+            .iter()
+            .map(|(_, files)| ((), files.iter().map(|(_, size)| size).sum()))
+            .collect();
+        let at_once = storage::at_once_within(&sizes, IN_FLIGHT_BYTES, PARTITIONS_AT_ONCE);
+        let done: Vec<(String, usize, u64, u64)> = stream::iter(todo)
+            .map(|(dir, eligible)| async move {
                 let partition = dir
                     .strip_prefix(&layout::processed_prefix(dataset))
                     .unwrap_or(&dir)
@@ -378,9 +376,10 @@ impl Compactor {
                     .compact_partition(contract, &partition, &eligible)
                     .await?;
                 Ok::<_, CompactError>((dir, eligible.len(), rows_in, rows_out))
-            },
-        )
-        .await?;
+            })
+            .buffer_unordered(at_once)
+            .try_collect()
+            .await?;
         for (dir, files_in, rows_in, rows_out) in done {
             report.partitions += 1;
             report.files_in += files_in;
@@ -555,44 +554,16 @@ impl Compactor {
 }
 
 /// Partitions [`Compactor`] rewrites at once, at most. Each holds its rows in memory while it
-/// is rewritten, so they are also bounded by [`IN_FLIGHT_BYTES`].
+/// is rewritten, so fewer go at once when they are large ([`IN_FLIGHT_BYTES`]).
 pub const PARTITIONS_AT_ONCE: usize = 4;
 
-/// The most input (Parquet bytes) the partitions being rewritten at once may hold together; a
+/// The most input (Parquet bytes) the partitions being rewritten at once may hold together, by
+/// the night's largest ([`storage::at_once_within`], as `get_many` bounds its fetches); a
 /// partition larger than this is rewritten alone. A partition that is not partitioned by date
 /// (customers, by region) holds every key its dataset ever had, and its partitions take a
 /// file each night alike, so they are rewritten whole on the same nights: four of them at once
 /// would hold four times what one did.
 pub const IN_FLIGHT_BYTES: u64 = 16 << 20;
-
-/// Runs `work` on `items` (each with its weight), at most `at_once` at a time and while the
-/// items in flight weigh at most `budget` together; an item heavier than that runs alone. The
-/// results come in the order the items finish; the first error ends the run (the items in
-/// flight are dropped where they are).
-async fn weighed<I, T, E, Fut>(
-    items: impl IntoIterator<Item = (I, u64)>,
-    at_once: usize,
-    budget: u64,
-    work: impl Fn(I) -> Fut,
-) -> Result<Vec<T>, E>
-where
-    Fut: Future<Output = Result<T, E>>,
-{
-    // Permits in KiB (a semaphore counts in u32).
-    let kib = |bytes: u64| u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-    let all = kib(budget).max(1);
-    let permits = tokio::sync::Semaphore::new(all as usize);
-    let (permits, work) = (&permits, &work);
-    stream::iter(items)
-        .map(|(item, weight)| async move {
-            // Never closed, so acquiring only waits.
-            let _held = permits.acquire_many(kib(weight).clamp(1, all)).await;
-            work(item).await
-        })
-        .buffer_unordered(at_once.max(1))
-        .try_collect()
-        .await
-}
 
 /// One partition's files (`inputs`, Parquet bytes) rewritten into one latest-wins file at
 /// `path`: how many rows went in and how many came out.
@@ -639,8 +610,8 @@ fn rewrite(
     Ok((rows_in, rows_out))
 }
 
-/// The files of a partition still being updated that a rewrite takes: all but its large ones,
-/// a file being large when it is larger than all the smaller ones together (in bytes). A
+/// The files of a partition still being updated that a rewrite takes, and the large ones it
+/// leaves: a file is large when it is larger than all the smaller ones together (in bytes). A
 /// partition holds a day's export, large, and then a small file a night from the updates; a
 /// rewrite of every file would copy the whole day each time the updates reach `min_files`,
 /// every few nights for each day of the update window, so a night's work would grow with the
@@ -651,7 +622,7 @@ fn rewrite(
 /// rule already reads across a partition's files; the versions a large file holds that later
 /// files replace stay in it until the partition is rewritten whole: when that file reaches
 /// [`REFRESH_AGE`], and once the partition settles ([`Compactor::settle`]).
-fn small_files(files: &[Fetch]) -> Vec<Fetch> {
+fn small_and_large(files: &[Fetch]) -> (Vec<Fetch>, Vec<Fetch>) {
     let mut by_size: Vec<u64> = files.iter().map(|(_, size)| *size).collect();
     by_size.sort_unstable_by(|a, b| b.cmp(a));
     // The smallest size still large: files of this size and more are left out.
@@ -664,18 +635,12 @@ fn small_files(files: &[Fetch]) -> Vec<Fetch> {
         }
         large_from = Some(size);
     }
-    match large_from {
-        Some(large) => files
-            .iter()
-            .filter(|(_, size)| *size < large)
-            .cloned()
-            .collect(),
-        None => files.to_vec(),
-    }
+    let large = large_from.unwrap_or(u64::MAX);
+    files.iter().cloned().partition(|(_, size)| *size < large)
 }
 
 /// The age at which a large file of a partition still being updated is rewritten with the
-/// rest ([`small_files`]): half of [`MAX_INPUT_AGE`]. A partition's merges come every
+/// rest ([`small_and_large`]): half of [`MAX_INPUT_AGE`]. A partition's merges come every
 /// `min_files` nights or so, so its large file is rewritten at most a week or so after this age
 /// and is still young enough to take when the partition settles two nights after its last
 /// update.
@@ -722,70 +687,26 @@ fn latest_rows(df: &DataFrame, contract: &Contract) -> PolarsResult<Vec<IdxSize>
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-    use std::time::Duration;
+    use super::{IN_FLIGHT_BYTES, PARTITIONS_AT_ONCE, listing_dir, small_and_large};
+    use crate::storage::at_once_within;
 
-    use super::{listing_dir, small_files, weighed};
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn items_in_flight_stay_within_the_budget_and_a_heavy_one_runs_alone() {
-        // (in flight now, the largest sum seen, what ran beside the heavy item)
-        let seen = Mutex::new((0u64, 0u64, Vec::new()));
-        let kib = |n: u64| n * 1024;
-        let items: Vec<(u64, u64)> = [3, 5, 4, 40, 6, 2, 7, 1, 8]
-            .into_iter()
-            .map(|w| (kib(w), kib(w)))
-            .collect();
-        let done: Vec<u64> = weighed(items, 4, kib(16), |w| {
-            let seen = &seen;
-            async move {
-                {
-                    let mut s = seen.lock().unwrap();
-                    s.0 += w;
-                    s.1 = s.1.max(s.0);
-                    if s.0 > w && (w == kib(40) || s.0 >= kib(40)) {
-                        let now = s.0;
-                        s.2.push(now);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                seen.lock().unwrap().0 -= w;
-                Ok::<_, ()>(w)
-            }
-        })
-        .await
-        .unwrap();
-        assert_eq!(done.len(), 9);
-        let (_, most, beside_heavy) = seen.into_inner().unwrap();
-        assert!(most <= kib(40), "{most}");
-        assert!(
-            beside_heavy.is_empty(),
-            "the heavy item had company: {beside_heavy:?}"
+    #[test]
+    fn partitions_in_flight_hold_at_most_the_budget_and_a_larger_one_goes_alone() {
+        let mib = |n: u64| ((), n << 20);
+        // Small partitions (a night's update window): as many as allowed.
+        assert_eq!(
+            at_once_within(&[mib(1), mib(2)], IN_FLIGHT_BYTES, PARTITIONS_AT_ONCE),
+            PARTITIONS_AT_ONCE
         );
-        // Without the heavy one, the light ones never exceed the budget.
-        let seen = Mutex::new((0u64, 0u64));
-        let light: Vec<(u64, u64)> = [9, 7, 8, 6, 5, 9, 3]
-            .iter()
-            .map(|w| (kib(*w), kib(*w)))
-            .collect();
-        weighed(light, 4, kib(16), |w| {
-            let seen = &seen;
-            async move {
-                {
-                    let mut s = seen.lock().unwrap();
-                    s.0 += w;
-                    s.1 = s.1.max(s.0);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                seen.lock().unwrap().0 -= w;
-                Ok::<_, ()>(())
-            }
-        })
-        .await
-        .unwrap();
-        let most = seen.into_inner().unwrap().1;
-        assert!(most <= kib(16), "{most}");
-        assert!(most > kib(9), "more than one at a time: {most}");
+        // Larger ones (a customers region): fewer, within the budget together.
+        let n = at_once_within(&[mib(1), mib(7)], IN_FLIGHT_BYTES, PARTITIONS_AT_ONCE);
+        assert_eq!(n, 2);
+        assert!(n as u64 * (7 << 20) <= IN_FLIGHT_BYTES);
+        // One larger than the budget: alone.
+        assert_eq!(
+            at_once_within(&[mib(1), mib(40)], IN_FLIGHT_BYTES, PARTITIONS_AT_ONCE),
+            1
+        );
     }
 
     fn sizes(files: &[u64]) -> Vec<u64> {
@@ -794,7 +715,11 @@ mod tests {
             .enumerate()
             .map(|(i, size)| (format!("f{i}"), *size))
             .collect();
-        small_files(&fetches).into_iter().map(|(_, s)| s).collect()
+        small_and_large(&fetches)
+            .0
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
     }
 
     #[test]

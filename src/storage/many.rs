@@ -52,15 +52,22 @@ pub type Fetch = (String, u64);
 /// How many of `objects` [`get_many`] fetches at once: [`AT_ONCE`], or fewer when the largest
 /// would take the bytes in flight past [`BYTES_IN_FLIGHT`] (at least one).
 pub fn get_at_once(objects: &[Fetch]) -> usize {
-    let largest = objects
+    at_once_within(objects, BYTES_IN_FLIGHT, AT_ONCE)
+}
+
+/// How many of `items` (each with its size in bytes) to have in flight at once so that they
+/// hold at most `budget` bytes together: `most`, or fewer when the largest would take them past
+/// the budget (at least one, so an item larger than the budget goes alone).
+pub fn at_once_within<K>(items: &[(K, u64)], budget: u64, most: usize) -> usize {
+    let largest = items
         .iter()
         .map(|(_, size)| *size)
         .max()
         .unwrap_or(0)
         .max(1);
-    usize::try_from(BYTES_IN_FLIGHT / largest)
-        .unwrap_or(AT_ONCE)
-        .clamp(1, AT_ONCE)
+    usize::try_from(budget / largest)
+        .unwrap_or(most)
+        .clamp(1, most.max(1))
 }
 
 /// The objects `objects` name (key and size), with their bytes, in the order given, fetched
