@@ -72,9 +72,15 @@ impl Lake {
     /// updating earlier orders and adding new ones; all gated and loaded. Then one more batch,
     /// ingested but not gated (so not loaded). Returns the lake and that batch's id.
     async fn build() -> (Lake, String) {
+        Lake::build_in(&["EU"]).await
+    }
+
+    /// As [`Lake::build`], the orders spread over `regions` (order `i` in region `i` modulo
+    /// their number): a partition per region, every batch writing to each.
+    async fn build_in(regions: &[&str]) -> (Lake, String) {
         let lake = Lake::empty();
         for n in 1..=BATCHES {
-            let batch = lake.ingest(n).await;
+            let batch = lake.ingest_in(n, regions).await;
             let now = Utc.from_utc_datetime(&day(n).and_hms_opt(2, 0, 0).unwrap());
             QualityGate::new(lake.local.clone(), lake.registry.clone())
                 .evaluate("orders", &batch, now)
@@ -93,11 +99,15 @@ impl Lake {
                 .count(),
             BATCHES as usize
         );
-        let late = lake.ingest(BATCHES + 1).await;
+        let late = lake.ingest_in(BATCHES + 1, regions).await;
         (lake, late)
     }
 
     async fn ingest(&self, n: i64) -> String {
+        self.ingest_in(n, &["EU"]).await
+    }
+
+    async fn ingest_in(&self, n: i64, regions: &[&str]) -> String {
         let mut body = String::from(
             "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
         );
@@ -107,8 +117,9 @@ impl Lake {
             if i >= 5 * (n - 1) || (i % 3 == (n % 3) && i % 2 == 0) {
                 let status =
                     ["placed", "paid", "shipped", "delivered"][(n as usize + i as usize) % 4];
+                let region = regions[i as usize % regions.len()];
                 body += &format!(
-                    "O{i},C{i},2026-03-01T09:00:00Z,{status},EU,EUR,{i}.50,1,{}T0{}:00:00Z\n",
+                    "O{i},C{i},2026-03-01T09:00:00Z,{status},{region},EUR,{i}.50,1,{}T0{}:00:00Z\n",
                     day(n),
                     i % 10
                 );
@@ -540,6 +551,48 @@ async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_fini
             );
             let rows = lake.rows();
             let compacted: Vec<_> = rows.iter().filter(|r| r.4 != late).collect();
+            let keys: std::collections::BTreeSet<&String> =
+                compacted.iter().map(|r| &r.0).collect();
+            assert_eq!(keys.len(), compacted.len(), "every row exactly once");
+            assert!(
+                crate::support::files(&lake.dir.path().join("runs/compact")).is_empty(),
+                "no compaction record left"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_rewritten_together_and_killed_at_any_write_leave_every_row_once() {
+    // Three partitions rewritten at once: a kill stops the others where they are.
+    let regions = ["EU", "NA", "APAC"];
+    for nth in [2, 3, 4, 6, 9, 14, 22, 30, 38] {
+        for fault in [Fault::Fail, Fault::Abort] {
+            let (lake, late) = Lake::build_in(&regions).await;
+            let before = lake.view();
+            let faulty = Arc::new(FaultyStore::failing(lake.local.clone(), nth, fault));
+            let killed = Compactor::new(faulty.clone(), lake.registry.clone())
+                .compact("orders", Utc::now())
+                .await;
+            assert!(killed.is_err(), "write {nth} ({fault:?}) ends the run");
+            assert_eq!(
+                lake.view(),
+                before,
+                "after a kill at write {nth} ({fault:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let rerun = Compactor::new(lake.local.clone(), lake.registry.clone());
+            if let Err(e) = rerun.compact("orders", Utc::now()).await {
+                panic!("re-run after write {nth} ({fault:?}): {e}");
+            }
+            assert_eq!(lake.view(), before, "after the re-run ({nth}, {fault:?})");
+            let files = lake.files();
+            assert_eq!(
+                files.len(),
+                2 * regions.len(),
+                "per region one compacted file and the late batch's: {files:?}"
+            );
+            let compacted: Vec<_> = lake.rows().into_iter().filter(|r| r.4 != late).collect();
             let keys: std::collections::BTreeSet<&String> =
                 compacted.iter().map(|r| &r.0).collect();
             assert_eq!(keys.len(), compacted.len(), "every row exactly once");
