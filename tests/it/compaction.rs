@@ -103,10 +103,6 @@ impl Lake {
         (lake, late)
     }
 
-    async fn ingest(&self, n: i64) -> String {
-        self.ingest_in(n, &["EU"]).await
-    }
-
     async fn ingest_in(&self, n: i64, regions: &[&str]) -> String {
         let mut body = String::from(
             "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
