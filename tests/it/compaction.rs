@@ -513,12 +513,13 @@ async fn a_settle_period_longer_than_the_input_age_looks_back_as_far_for_its_inp
     assert_eq!(lake.view(), before);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_finishes_it() {
-    // Writes of a run: claim, record, output, BATCHES deletes, record delete, claim release.
-    for nth in [2, 3, 4, 8, BATCHES as usize + 4] {
+/// Kills a compaction of [`Lake::build_in`]`(regions)` at each of `writes` (refused, then
+/// aborted), then re-runs it: readers see every row once throughout, and the re-run leaves one
+/// compacted file per region beside the late batch's, each row once, no record.
+async fn killed_at_each_write_and_rerun(regions: &[&str], writes: &[usize]) {
+    for &nth in writes {
         for fault in [Fault::Fail, Fault::Abort] {
-            let (lake, late) = Lake::build().await;
+            let (lake, late) = Lake::build_in(regions).await;
             let before = lake.view();
             let faulty = Arc::new(FaultyStore::failing(lake.local.clone(), nth, fault));
             let killed = Compactor::new(faulty.clone(), lake.registry.clone())
@@ -542,8 +543,8 @@ async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_fini
             let files = lake.files();
             assert_eq!(
                 files.len(),
-                2,
-                "one compacted file and the late batch's: {files:?} {report:?}"
+                2 * regions.len(),
+                "per region one compacted file and the late batch's: {files:?} {report:?}"
             );
             let rows = lake.rows();
             let compacted: Vec<_> = rows.iter().filter(|r| r.4 != late).collect();
@@ -559,45 +560,15 @@ async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_fini
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_finishes_it() {
+    // Writes of a run: claim, record, output, BATCHES deletes, record delete, claim release.
+    killed_at_each_write_and_rerun(&["EU"], &[2, 3, 4, 8, BATCHES as usize + 4]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_rewritten_together_and_killed_at_any_write_leave_every_row_once() {
     // Three partitions rewritten at once: a kill stops the others where they are.
-    let regions = ["EU", "NA", "APAC"];
-    for nth in [2, 3, 4, 6, 9, 14, 22, 30, 38] {
-        for fault in [Fault::Fail, Fault::Abort] {
-            let (lake, late) = Lake::build_in(&regions).await;
-            let before = lake.view();
-            let faulty = Arc::new(FaultyStore::failing(lake.local.clone(), nth, fault));
-            let killed = Compactor::new(faulty.clone(), lake.registry.clone())
-                .compact("orders", Utc::now())
-                .await;
-            assert!(killed.is_err(), "write {nth} ({fault:?}) ends the run");
-            assert_eq!(
-                lake.view(),
-                before,
-                "after a kill at write {nth} ({fault:?})"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let rerun = Compactor::new(lake.local.clone(), lake.registry.clone());
-            if let Err(e) = rerun.compact("orders", Utc::now()).await {
-                panic!("re-run after write {nth} ({fault:?}): {e}");
-            }
-            assert_eq!(lake.view(), before, "after the re-run ({nth}, {fault:?})");
-            let files = lake.files();
-            assert_eq!(
-                files.len(),
-                2 * regions.len(),
-                "per region one compacted file and the late batch's: {files:?}"
-            );
-            let compacted: Vec<_> = lake.rows().into_iter().filter(|r| r.4 != late).collect();
-            let keys: std::collections::BTreeSet<&String> =
-                compacted.iter().map(|r| &r.0).collect();
-            assert_eq!(keys.len(), compacted.len(), "every row exactly once");
-            assert!(
-                crate::support::files(&lake.dir.path().join("runs/compact")).is_empty(),
-                "no compaction record left"
-            );
-        }
-    }
+    killed_at_each_write_and_rerun(&["EU", "NA", "APAC"], &[2, 3, 4, 6, 9, 14, 22, 30, 38]).await;
 }
 
 /// The gold KPIs of March as a backfill computes them from the lake now.
