@@ -60,8 +60,16 @@ fn place(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let made = std::fs::create_dir_all(parent);
-        match made.and_then(|()| op(temp, target)) {
+        // `create_dir_all` also fails with "exists" when a directory it found existing was
+        // pruned before it could check it is one: made again, as after a vanished directory.
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            let pruned = not_found(&e) || e.kind() == std::io::ErrorKind::AlreadyExists;
+            if pruned && attempt < 16 {
+                continue;
+            }
+            return Err(e);
+        }
+        match op(temp, target) {
             Err(e) if not_found(&e) && temp.exists() && attempt < 16 => continue,
             other => return other,
         }
@@ -492,5 +500,39 @@ impl ObjectStore for LocalStore {
 
     fn local_root(&self) -> Option<&Path> {
         Some(&self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::LocalStore;
+    use crate::storage::ObjectStore;
+
+    /// A delete prunes the directory it empties while another task puts into it: the put makes
+    /// the directory again, whichever step of making it the pruning lands on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn puts_beside_deletes_that_prune_their_directory_never_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..3000 {
+                        let key = format!("runs/compact/orders/{t}-{i}.json");
+                        store.put(&key, Bytes::from_static(b"{}")).await?;
+                        store.delete(&key).await?;
+                    }
+                    Ok::<_, crate::storage::StorageError>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
     }
 }
