@@ -51,7 +51,7 @@ use crate::error::Retryable;
 use crate::layout;
 use crate::offload;
 use crate::scratch::Scratch;
-use crate::silver::{BATCH_ID, INGESTED_AT};
+use crate::silver::latest::latest_rows;
 use crate::state::{BatchCursor, LakeState, StateError};
 use crate::storage::{self, Fetch, ObjectMeta, ObjectStore, StorageError};
 
@@ -596,9 +596,7 @@ fn rewrite(
     all.rechunk_mut();
     let rows_in = all.height() as u64;
     let winners = latest_rows(&all, contract).map_err(parquet)?;
-    let mut out = all
-        .take(&IdxCa::from_vec("rows".into(), winners))
-        .map_err(parquet)?;
+    let mut out = all.filter(&winners).map_err(parquet)?;
     drop(all);
     let rows_out = out.height() as u64;
     let file = std::fs::File::create(path).map_err(CompactError::WorkDir)?;
@@ -653,36 +651,6 @@ fn batch_of(key: &str) -> Option<&str> {
     layout::file_name(key)
         .strip_prefix("part-")
         .and_then(|n| n.strip_suffix(".parquet"))
-}
-
-/// The row of each key that every reader keeps: greatest version, then the later ingestion
-/// (`_ingested_at`, then `_batch_id`), as gold and the warehouse MERGE decide.
-fn latest_rows(df: &DataFrame, contract: &Contract) -> PolarsResult<Vec<IdxSize>> {
-    let key_name = contract.key_column().name.as_str();
-    let version_name = contract.columns[contract.version].name.as_str();
-    let as_i64 = |name: &str| -> PolarsResult<Vec<Option<i64>>> {
-        let c = df.column(name)?.cast(&DataType::Int64)?;
-        let ca = c.i64()?;
-        Ok((0..ca.len()).map(|i| ca.get(i)).collect())
-    };
-    let (key_ca, batch_ca) = (df.column(key_name)?.str()?, df.column(BATCH_ID)?.str()?);
-    let keys: Vec<Option<&str>> = key_ca.iter().collect();
-    let versions = as_i64(version_name)?;
-    let ingested = as_i64(INGESTED_AT)?;
-    let batches: Vec<Option<&str>> = batch_ca.iter().collect();
-    let rank = |i: usize| (versions[i], ingested[i], batches[i]);
-    let mut winner: HashMap<Option<&str>, usize> = HashMap::with_capacity(keys.len());
-    for (i, key) in keys.iter().enumerate() {
-        match winner.get(key) {
-            Some(&j) if rank(j) >= rank(i) => {}
-            _ => {
-                winner.insert(*key, i);
-            }
-        }
-    }
-    let mut rows: Vec<IdxSize> = winner.into_values().map(|i| i as IdxSize).collect();
-    rows.sort_unstable();
-    Ok(rows)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@
 //! [`super::kpis`] and [`super::methods`] share with the full recompute, so the two cannot
 //! disagree; a property test checks they agree row for row.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::BuildHasher;
 use std::path::PathBuf;
 
@@ -1072,18 +1072,10 @@ impl Nightly<'_> {
             let base = self.first_orders.read(bucket).await?;
             base_rows.push(base.height());
             let delta = self.first_orders.read_delta(bucket).await?;
-            let previous = if delta.height() == 0 {
-                base
-            } else {
-                collect(applied(base.lazy(), delta.lazy())?).await?
-            };
-            customers += previous.height();
             let dates = dates.clone();
-            decided.push(
-                off_runtime(move || decide(&previous, &night, &dates))
-                    .await?
-                    .lazy(),
-            );
+            let (rows, walked) = off_runtime(move || decide(&base, &delta, &night, &dates)).await?;
+            customers += walked;
+            decided.push(rows.lazy());
         }
         let decided = collect(concat(decided, UnionArgs::default())?).await?;
         phase.done("first_orders_decided");
@@ -1391,20 +1383,24 @@ fn earlier(a: Expr, b: Expr) -> Expr {
         .otherwise(b)
 }
 
-/// The decisions of [`Nightly::first_orders`] for one bucket: `previous` (`customer_id`,
-/// `first_order_date`: the state) and `night` (the same, the first days among the recomputed
-/// days' non-cancelled orders, a row per customer) give `customer_id`, `first_order_date` (old),
-/// `_m`, `_new` (null where a search decides) and `_needy`, for the night's customers and those
-/// whose old first day is recomputed.
+/// The decisions of [`Nightly::first_orders`] for one bucket: the state (`customer_id`,
+/// `first_order_date`: `base` with `delta` applied, as [`applied`]) and `night` (the same, the
+/// first days among the recomputed days' non-cancelled orders, a row per customer) give
+/// `customer_id`, `first_order_date` (old), `_m`, `_new` (null where a search decides) and
+/// `_needy`, for the night's customers and those whose old first day is recomputed; and the
+/// number of customers in the state.
 ///
 /// One pass over the bucket probing a table of the night's customers, rather than joins: a
 /// join hashed every customer of the bucket into a table of its own (about 60 ms a bucket of
-/// 578 k customers at H=365, the most of deciding a night).
+/// 578 k customers at H=365, the most of deciding a night). The delta is applied as the pass
+/// goes (a base row whose customer the delta holds is passed over), not by building the
+/// bucket's state anew, which copied every customer id of the bucket each night.
 fn decide(
-    previous: &DataFrame,
+    base: &DataFrame,
+    delta: &DataFrame,
     night: &DataFrame,
     dates: &BTreeSet<NaiveDate>,
-) -> PolarsResult<DataFrame> {
+) -> PolarsResult<(DataFrame, usize)> {
     let recomputed: BTreeSet<i32> = dates.iter().map(|d| values::epoch_days(*d)).collect();
     let rec = |s: Option<i32>| s.is_some_and(|s| recomputed.contains(&s));
     let night_ids = night.column("customer_id")?.str()?;
@@ -1427,13 +1423,26 @@ fn decide(
         .physical()
         .iter()
         .collect();
-    let previous_days = previous.column(FIRST_ORDER_DATE)?.date()?.physical();
-    for (id, s) in previous
-        .column("customer_id")?
-        .str()?
+    let rows = |df: &DataFrame| -> PolarsResult<_> {
+        Ok((
+            df.column("customer_id")?.str()?.clone(),
+            df.column(FIRST_ORDER_DATE)?.date()?.physical().clone(),
+        ))
+    };
+    let ((base_ids, base_days), (delta_ids, delta_days)) = (rows(base)?, rows(delta)?);
+    let replaced: HashSet<&str, foldhash::fast::FixedState> = delta_ids.iter().flatten().collect();
+    let from_base = base_ids
         .iter()
-        .zip(previous_days.iter())
-    {
+        .zip(base_days.iter())
+        .filter(|(id, _)| replaced.is_empty() || !id.is_some_and(|id| replaced.contains(id)));
+    // A delta row without a day: the customer has no non-cancelled order left.
+    let from_delta = delta_ids
+        .iter()
+        .zip(delta_days.iter())
+        .filter(|(_, s)| s.is_some());
+    let mut walked = 0;
+    for (id, s) in from_base.chain(from_delta) {
+        walked += 1;
         match id.and_then(|id| at.get(id)) {
             Some(&i) => old[i] = s,
             None if rec(s) => {
@@ -1466,7 +1475,7 @@ fn decide(
             .into_series()
             .into_column())
     };
-    DataFrame::new(
+    let decided = DataFrame::new(
         ids.len(),
         vec![
             StringChunked::new("customer_id".into(), ids).into_column(),
@@ -1475,7 +1484,8 @@ fn decide(
             date("_new", new)?,
             BooleanChunked::new("_needy".into(), needy).into_column(),
         ],
-    )
+    )?;
+    Ok((decided, walked))
 }
 
 /// The first-order rows of `base` with `delta`'s applied: a customer in `delta` has its date
@@ -1606,6 +1616,52 @@ mod tests {
             .collect();
         rows.sort();
         rows
+    }
+
+    /// Every row of `df` (any column order), sorted: frames compared regardless of row order.
+    fn all_rows(df: &DataFrame) -> Vec<String> {
+        let mut rows: Vec<String> = (0..df.height())
+            .map(|i| format!("{:?}", df.get_row(i).unwrap().0))
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn deciding_applies_the_delta_as_the_state_with_the_delta_applied() {
+        // The base, and a delta that moves B, removes C (no order left) and adds D.
+        let base = firsts(&[
+            (Some("A"), Some(1)),
+            (Some("B"), Some(2)),
+            (Some("C"), Some(3)),
+            (None, Some(10)),
+            (Some("E"), Some(10)),
+        ]);
+        let delta = firsts(&[
+            (Some("B"), Some(5)),
+            (Some("C"), None),
+            (Some("D"), Some(4)),
+        ]);
+        let night = firsts(&[
+            (Some("A"), Some(3)),
+            (Some("B"), Some(3)),
+            (Some("C"), Some(6)),
+            (Some("F"), Some(4)),
+        ]);
+        let day =
+            |n: i64| NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Days::new(n as u64);
+        let dates: BTreeSet<NaiveDate> = [day(3), day(4), day(5), day(6)].into();
+        let (walking, customers) = decide(&base, &delta, &night, &dates).unwrap();
+        let state = applied(base.clone().lazy(), delta.clone().lazy())
+            .unwrap()
+            .collect()
+            .unwrap();
+        let (built, all) = decide(&state, &empty_first_orders().unwrap(), &night, &dates).unwrap();
+        assert_eq!(all_rows(&walking), all_rows(&built));
+        assert_eq!((customers, all), (state.height(), state.height()));
+        // D's old first day (4) is recomputed and D has no order on the night's days: searched.
+        let needy = walking.column("_needy").unwrap().bool().unwrap().sum();
+        assert_eq!(needy, Some(1));
     }
 
     /// [`first_order_dates`] of (customer, order day) rows, every order delivered.
@@ -1803,8 +1859,9 @@ mod tests {
             first_orders.schema(),
             empty_first_orders().unwrap().schema()
         );
-        let decided = decide(
+        let (decided, _) = decide(
             &first_orders,
+            &empty_first_orders().unwrap(),
             &empty_first_orders().unwrap(),
             &BTreeSet::from([day]),
         )

@@ -92,22 +92,18 @@ pub(crate) fn version_order(contract: &Contract) -> [Expr; 3] {
     ]
 }
 
-/// Latest version of every key of `contract` ([`version_order`]).
-///
-/// Most keys have one version, and those rows are latest as they are: only the keys with
-/// several are sorted by version, not every row by three columns (one a string). The input is
-/// evaluated once (polars caches the subplan both branches share). The output's row order is
-/// not defined.
+/// Latest version of every key of `contract` ([`version_order`]): the rows
+/// [`latest_rows`](crate::silver::latest::latest_rows) keeps, in their order. Nothing is pushed
+/// through it: a filter or a projection after it applies to the latest versions, not to the
+/// versions they are chosen from.
 pub(crate) fn latest(silver: LazyFrame, contract: &Contract) -> PolarsResult<LazyFrame> {
-    const VERSIONS: &str = "_versions";
-    let key = contract.key_column().name.as_str();
-    let counted = silver.with_column(len().over([col(key)])?.alias(VERSIONS));
-    let single = counted.clone().filter(col(VERSIONS).eq(lit(1u32)));
-    let several = counted
-        .filter(col(VERSIONS).gt(lit(1u32)))
-        .sort_by_exprs(version_order(contract), SortMultipleOptions::default())
-        .unique_stable(Some(cols([key])), UniqueKeepStrategy::Last);
-    Ok(concat([single, several], UnionArgs::default())?.drop(cols([VERSIONS])))
+    let contract = contract.clone();
+    Ok(silver.map(
+        move |df| crate::silver::latest::latest_of(df, &contract),
+        OptFlags::schema_only(),
+        None,
+        Some("latest"),
+    ))
 }
 
 pub(crate) fn count(e: Expr) -> Expr {
