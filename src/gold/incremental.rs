@@ -276,6 +276,16 @@ fn read_columns(columns: &[&str], contract: &Contract) -> Vec<Expr> {
     read
 }
 
+/// What the KPIs read of silver orders and payments: [`ORDER_COLUMNS`] and [`PAYMENT_COLUMNS`]
+/// with the version columns. A full recompute selects them from its scans, as polars cannot
+/// prune columns through [`latest`] (a function of whole frames).
+pub(crate) fn kpi_columns(contracts: &KpiContracts) -> (Vec<Expr>, Vec<Expr>) {
+    (
+        read_columns(&ORDER_COLUMNS, &contracts.orders),
+        read_columns(&PAYMENT_COLUMNS, &contracts.payments),
+    )
+}
+
 /// `contract`'s version columns ([`version_order`]) strictly after the tombstone's version.
 fn newer_than_tombstone(contract: &Contract) -> Expr {
     let [a, b, c] = version_order(contract);
@@ -1246,7 +1256,9 @@ impl Nightly<'_> {
             .collect();
         collect(first_order_dates(
             latest(
-                self.rows(&self.contracts.orders, &days, state).await?,
+                self.rows(&self.contracts.orders, &days, state)
+                    .await?
+                    .select(read_columns(&FIRST_ORDER_COLUMNS, &self.contracts.orders)),
                 &self.contracts.orders,
             )?
             .join(

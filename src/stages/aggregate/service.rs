@@ -123,8 +123,9 @@ async fn kpis_from_local_silver(
     crate::offload::on_own_thread(move || {
         type Out = (DataFrame, DataFrame, Option<(DataFrame, KpiState)>);
         let compute = || -> Result<Out, GoldError> {
-            let orders = scan_dataset(&root, &contracts.orders)?;
-            let payments = scan_dataset(&root, &contracts.payments)?;
+            let (order_columns, payment_columns) = incremental::kpi_columns(&contracts);
+            let orders = scan_dataset(&root, &contracts.orders)?.select(order_columns);
+            let payments = scan_dataset(&root, &contracts.payments)?.select(payment_columns);
             let kpis = gold::daily_kpis(orders.clone(), payments.clone(), &contracts)?;
             let methods =
                 gold::payment_methods_daily(orders.clone(), payments.clone(), &contracts)?;
