@@ -271,7 +271,8 @@ pub fn daily_kpis(
     payments: LazyFrame,
     contracts: &KpiContracts,
 ) -> PolarsResult<DataFrame> {
-    let orders = latest(orders, &contracts.orders)?;
+    // Read three times below: collected once, not left to polars to find the shared plan.
+    let orders = latest(orders, &contracts.orders)?.collect()?.lazy();
     let payments = with_regions(
         latest(payments, &contracts.payments)?,
         orders.clone(),
