@@ -589,15 +589,17 @@ fn rewrite(
             }
         }
     }
-    let Some(mut all) = all else {
+    let Some(all) = all else {
         // No inputs: nothing written (the caller does not get here).
         return Ok((0, 0));
     };
-    all.rechunk_mut();
     let rows_in = all.height() as u64;
+    // The latest versions are picked across the inputs' chunks; only what is kept is made one
+    // chunk for the writer, not every input row first.
     let winners = latest_rows(&all, contract).map_err(parquet)?;
     let mut out = all.filter(&winners).map_err(parquet)?;
     drop(all);
+    out.rechunk_mut();
     let rows_out = out.height() as u64;
     let file = std::fs::File::create(path).map_err(CompactError::WorkDir)?;
     ParquetWriter::new(std::io::BufWriter::new(file))
