@@ -138,7 +138,7 @@ pub fn split_by_bucket(df: &DataFrame, count: usize) -> PolarsResult<Vec<DataFra
 
 /// The rows of `df` in `parts` frames: row `i` in the part `part_of` names for it (none: in no
 /// part), in row order.
-fn split_rows(
+pub(super) fn split_rows(
     df: &DataFrame,
     parts: usize,
     part_of: impl Iterator<Item = Option<usize>>,
@@ -236,7 +236,7 @@ pub struct NightResult {
 }
 
 /// Runs polars work on a thread of its own ([`crate::offload`]).
-async fn off_runtime<T: Send + 'static>(
+pub(super) async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> PolarsResult<T> + Send + 'static,
 ) -> Result<T, GoldError> {
     crate::offload::on_own_thread(work)
@@ -249,15 +249,15 @@ async fn off_runtime<T: Send + 'static>(
         .map_err(GoldError::from)
 }
 
-async fn collect(lf: LazyFrame) -> Result<DataFrame, GoldError> {
+pub(super) async fn collect(lf: LazyFrame) -> Result<DataFrame, GoldError> {
     off_runtime(move || lf.collect()).await
 }
 
-fn key_of(c: &Contract) -> String {
+pub(super) fn key_of(c: &Contract) -> String {
     c.key_column().name.clone()
 }
 
-fn date_of(c: &Contract) -> Result<String, GoldError> {
+pub(super) fn date_of(c: &Contract) -> Result<String, GoldError> {
     c.window_partition().map(|p| p.name.clone()).ok_or_else(|| {
         GoldError::Polars(PolarsError::ComputeError(
             format!(
@@ -270,7 +270,7 @@ fn date_of(c: &Contract) -> Result<String, GoldError> {
 }
 
 /// `columns` of `contract` and its version columns ([`version_order`]), to pick latest versions.
-fn read_columns(columns: &[&str], contract: &Contract) -> Vec<Expr> {
+pub(super) fn read_columns(columns: &[&str], contract: &Contract) -> Vec<Expr> {
     let mut read: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
     read.extend(version_order(contract));
     read
@@ -421,7 +421,7 @@ fn to_polars(e: GoldError) -> PolarsError {
 /// Tombstones of `versions` of `contract`'s keys (key, date and version columns): every (key,
 /// day) holding a version of a key whose latest version lies on another day, stamped with that
 /// latest.
-fn stale_days(contract: &Contract, versions: LazyFrame) -> PolarsResult<LazyFrame> {
+pub(super) fn stale_days(contract: &Contract, versions: LazyFrame) -> PolarsResult<LazyFrame> {
     let (key, date) = (key_of(contract), date_of(contract).map_err(to_polars)?);
     let (key, date) = (key.as_str(), date.as_str());
     let versions = versions.select(read_columns(&[key, date], contract));
@@ -708,6 +708,20 @@ impl Nightly<'_> {
         }
 
         phase.done("payment_days");
+        self.recompute(dates, state, moved).await
+    }
+
+    /// Recomputes `dates` from their silver, stale versions left out by `state`'s tombstones:
+    /// each customer's first order day is decided against the first-order state (and written
+    /// back), then every day's measures. `moved` is reported as [`NightResult::moved_keys`].
+    pub(crate) async fn recompute(
+        &self,
+        mut dates: BTreeSet<NaiveDate>,
+        state: KpiState,
+        moved: usize,
+    ) -> Result<NightResult, GoldError> {
+        let window = self.contracts.window_days().unwrap_or(0);
+        let mut phase = Phase::start();
         // The days are recomputed in groups of at most `group_bytes` of silver each, so a
         // night's memory is one group's rows plus one first-order bucket, however many days a
         // night touches (a backfill of late updates, a re-export of a month).
@@ -1060,11 +1074,19 @@ impl Nightly<'_> {
         let mut phase = Phase::start();
         let id = || col("customer_id");
         let (s, m, new) = (col(FIRST_ORDER_DATE), col("_m"), col("_new"));
+        // No state before (a full recompute): every bucket is written as a base, none kept.
+        let fresh = self.first_orders.count() == 0;
         let buckets = self.first_orders.count().max(1);
         if dates.is_empty() {
             // Nothing recomputed (no new batch): nothing to decide, every bucket kept.
             for bucket in 0..buckets {
-                self.first_orders.keep(bucket).await?;
+                if fresh {
+                    self.first_orders
+                        .write(bucket, buckets, empty_first_orders()?)
+                        .await?;
+                } else {
+                    self.first_orders.keep(bucket).await?;
+                }
             }
             return Ok(FirstOrders {
                 on_days: empty_first_orders()?,
@@ -1150,7 +1172,7 @@ impl Nightly<'_> {
             ))
         };
         for (bucket, changes) in split_by_bucket(&changed, buckets)?.into_iter().enumerate() {
-            let unchanged = changes.height() == 0 && count == buckets;
+            let unchanged = changes.height() == 0 && count == buckets && !fresh;
             if unchanged && extra.is_empty() {
                 self.first_orders.keep(bucket).await?;
                 continue;
@@ -1158,10 +1180,19 @@ impl Nightly<'_> {
             // The night's changes merged into the bucket's delta: a customer's new first day
             // (null: none left). Not sorted: nothing reads it in order, and its object is named
             // by what it was computed from, not by its bytes.
-            let delta = self.first_orders.read_delta(bucket).await?;
-            let delta = if changes.height() == 0 {
-                delta
+            let delta = if fresh {
+                // No state before: every customer is a change, and the base is the changes.
+                collect(
+                    changes
+                        .lazy()
+                        .filter(new.clone().is_not_null())
+                        .select([id(), new.clone().alias(FIRST_ORDER_DATE)]),
+                )
+                .await?
+            } else if changes.height() == 0 {
+                self.first_orders.read_delta(bucket).await?
             } else {
+                let delta = self.first_orders.read_delta(bucket).await?;
                 let changes = changes
                     .lazy()
                     .select([id(), new.clone().alias(FIRST_ORDER_DATE)]);
@@ -1173,10 +1204,15 @@ impl Nightly<'_> {
             };
             // Doubling the buckets, or a delta grown past its share, writes whole bases.
             if count != buckets
+                || fresh
                 || (!unchanged && folds(delta.height(), base_rows[bucket], self.delta_share))
             {
-                let base = self.first_orders.read(bucket).await?;
-                let next = collect(applied(base.lazy(), delta.lazy())?).await?;
+                let next = if fresh {
+                    delta
+                } else {
+                    let base = self.first_orders.read(bucket).await?;
+                    collect(applied(base.lazy(), delta.lazy())?).await?
+                };
                 if !extra.is_empty() {
                     firsts_on_extra.push(collect(on_extra(next.clone().lazy())?).await?.lazy());
                 }
@@ -1526,19 +1562,19 @@ fn without(rows: LazyFrame, other: LazyFrame, key: &str) -> LazyFrame {
 
 /// Debug-level timing of the nightly run's phases (`RUST_LOG=shoplake=debug`), for finding
 /// where a night's time goes without a profiler.
-struct Phase(std::time::Instant);
+pub(super) struct Phase(std::time::Instant);
 
 impl Phase {
-    fn start() -> Self {
+    pub(super) fn start() -> Self {
         Phase(std::time::Instant::now())
     }
 
-    fn done(&mut self, phase: &'static str) {
+    pub(super) fn done(&mut self, phase: &'static str) {
         self.done_in(phase, None);
     }
 
     /// A phase of one day group's work (`group`: its index in day order).
-    fn done_in(&mut self, phase: &'static str, group: Option<usize>) {
+    pub(super) fn done_in(&mut self, phase: &'static str, group: Option<usize>) {
         tracing::debug!(
             phase,
             group,
@@ -1561,7 +1597,10 @@ fn near_peak(now_mib: u64, peak_mib: u64) -> bool {
 /// alone), about equal: as few groups as the limit allows, each closed once it reaches an equal
 /// share (greedy filling up to the limit would leave the first group as large as before and a
 /// small rest). No day at all is one empty group, whose measures are the empty frames.
-fn consecutive_groups(sizes: BTreeMap<NaiveDate, u64>, limit: u64) -> Vec<BTreeSet<NaiveDate>> {
+pub(super) fn consecutive_groups(
+    sizes: BTreeMap<NaiveDate, u64>,
+    limit: u64,
+) -> Vec<BTreeSet<NaiveDate>> {
     let total: u64 = sizes.values().sum();
     let limit = limit.max(1);
     // At least a byte: days without silver are grouped with the next, not one group each.

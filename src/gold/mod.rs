@@ -2,6 +2,7 @@
 //! object per month per table. The stage that
 //! runs them is `stages::aggregate`.
 
+pub mod full;
 pub mod incremental;
 pub mod kpis;
 pub mod methods;

@@ -504,7 +504,40 @@ async fn scenario(seed: u64) -> Result<(), TestCaseError> {
             "every changed bucket folded: no delta is left ({state})"
         );
     }
-    compare(&registry, &reference, store.as_ref(), seed).await
+    compare(&registry, &reference, store.as_ref(), seed).await?;
+    full_in_groups(
+        &registry,
+        &reference,
+        dir.path(),
+        group_bytes,
+        bucket_customers,
+        seed,
+    )
+    .await
+}
+
+/// A full recompute (`{"full": true}`) of every version in `reference`, a group of days at a
+/// time, equals the definition over all of them at once; and the state it leaves has the
+/// first-order buckets its customers call for.
+async fn full_in_groups(
+    registry: &Arc<Registry>,
+    reference: &Path,
+    scratch: &Path,
+    group_bytes: u64,
+    bucket_customers: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let lake = scratch.join("full");
+    copy_tree(&reference.join("processed"), &lake.join("processed"));
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&lake).unwrap());
+    let run = Aggregator::new(store.clone(), registry.clone(), scratch.join("full-work"))
+        .with_group_bytes(group_bytes)
+        .with_bucket_customers(bucket_customers)
+        .aggregate(AggregateRequest::Full {})
+        .await
+        .unwrap();
+    prop_assert_eq!(&run.report.mode, "full");
+    compare(registry, reference, store.as_ref(), seed).await
 }
 
 /// Gold as the nightly runs left it against a full recompute over every version in `reference`.
@@ -839,4 +872,75 @@ async fn a_first_order_found_on_an_extra_day_counts_in_its_regrouped_day() {
         }
         compare(registry, lake, store.as_ref(), 0).await.unwrap();
     }
+}
+
+/// A full recompute does not rely on the contracts' move window, so it is the way back from a
+/// key moved further than its contract allows. Order A moves from day 0 to day 9 (the contract
+/// allows `MOVE` = 3), with a day per group and the versions spilled in many parts: it counts
+/// once, on day 9, as in the definition over every version; and so do the nightly runs that
+/// continue from the state the full recompute left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_recompute_counts_a_key_moved_beyond_its_contract_once() {
+    let (dir, contracts) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let orders = OrdersLake::new(dir.path(), contracts.path());
+    let (registry, lake, store) = (&orders.registry, &orders.lake, &orders.store);
+    let row = order_row;
+    orders
+        .ingest_night(
+            0,
+            &[row("A", "C1", 0, "paid", 0), row("B", "C2", 1, "paid", 1)].concat(),
+        )
+        .await;
+    orders
+        .ingest_night(
+            1,
+            &[
+                row("A", "C1", 9, "shipped", 9),
+                row("C", "C1", 5, "paid", 5),
+            ]
+            .concat(),
+        )
+        .await;
+    let aggregator = Aggregator::new(store.clone(), registry.clone(), dir.path().join("work"))
+        .with_group_bytes(1)
+        .with_bucket_customers(1);
+    let run = aggregator
+        .aggregate(AggregateRequest::Full {})
+        .await
+        .unwrap();
+    assert_eq!(run.report.mode, "full");
+    let orders_on = |kpis: &DataFrame, d: i64| -> (i64, i64) {
+        let days = kpis
+            .column("kpi_date")
+            .unwrap()
+            .date()
+            .unwrap()
+            .physical()
+            .clone();
+        let placed = kpis.column("orders_placed").unwrap().i64().unwrap().clone();
+        let new = kpis.column("new_customers").unwrap().i64().unwrap().clone();
+        (0..kpis.height())
+            .filter(|&i| days.get(i) == Some(shoplake::values::epoch_days(day(d))))
+            .map(|i| (placed.get(i).unwrap(), new.get(i).unwrap()))
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    };
+    let kpis = gold_table(store.as_ref(), layout::DAILY_KPIS)
+        .await
+        .unwrap();
+    assert_eq!(
+        orders_on(&kpis, 0),
+        (0, 0),
+        "A's old version on day 0 is stale"
+    );
+    assert_eq!(orders_on(&kpis, 5), (1, 1), "C1 is first on day 5 now");
+    assert_eq!(orders_on(&kpis, 9), (1, 0));
+    compare(registry, lake, store.as_ref(), 0).await.unwrap();
+    // A later night continues from that state.
+    orders.ingest_night(2, &row("D", "C2", 9, "paid", 10)).await;
+    let run = aggregator
+        .aggregate(AggregateRequest::Scheduled {})
+        .await
+        .unwrap();
+    assert_eq!(run.report.mode, "nightly");
+    compare(registry, lake, store.as_ref(), 0).await.unwrap();
 }

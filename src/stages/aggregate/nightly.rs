@@ -407,6 +407,8 @@ pub struct StoreSilver {
     work_dir: PathBuf,
     /// Days already downloaded by this run: a run asks for the same days several times.
     prepared: std::sync::Mutex<BTreeSet<(String, NaiveDate)>>,
+    /// Datasets downloaded whole ([`StoreSilver::mirror_all`]).
+    mirrored: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl StoreSilver {
@@ -415,7 +417,23 @@ impl StoreSilver {
             store,
             work_dir,
             prepared: Default::default(),
+            mirrored: Default::default(),
         }
+    }
+
+    /// Downloads every day of `contract` at once (one listing of the dataset, not one per day),
+    /// for a run that reads all of them.
+    pub async fn mirror_all(&self, contract: &Contract) -> Result<(), GoldError> {
+        if self.store.local_root().is_some() {
+            return Ok(());
+        }
+        let prefix = layout::processed_prefix(&contract.name);
+        mirror_prefix(&self.store, &self.work_dir, &prefix).await?;
+        self.mirrored
+            .lock()
+            .expect("not poisoned")
+            .insert(contract.name.clone());
+        Ok(())
     }
 }
 
@@ -488,6 +506,14 @@ impl SilverDates for StoreSilver {
     ) -> Result<PathBuf, GoldError> {
         if let Some(root) = self.store.local_root() {
             return Ok(root.to_owned());
+        }
+        if self
+            .mirrored
+            .lock()
+            .expect("not poisoned")
+            .contains(&contract.name)
+        {
+            return Ok(self.work_dir.clone());
         }
         for day in dates {
             let Some(prefix) = date_prefix(contract, *day) else {

@@ -5,9 +5,11 @@
 //! after its watermark, recomputes only the days their batches changed from those days'
 //! partitions and its own state, and merges those days into their gold months. Its first run
 //! (no state yet) and `{"full": true}` recompute everything and rebuild the state; a range
-//! backfill recomputes everything and writes the range's months, leaving the state alone.
-//! Silver in S3 is downloaded into a local work directory first (kept across warm Lambda
-//! invocations, so only new files are downloaded); a local lake is read in place.
+//! backfill recomputes everything and writes the range's months, leaving the state alone. Both
+//! recompute every day a group of days at a time ([`Full`]), so they need the memory of a
+//! night, not of all of silver. Silver in S3 is downloaded by day into a local work directory
+//! (kept across warm Lambda invocations, so only new files are downloaded); a local lake is
+//! read in place.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -22,7 +24,8 @@ use super::request::AggregateRequest;
 use crate::catalog::{self, Catalog, CatalogError};
 use crate::contract::Registry;
 use crate::error::Retryable;
-use crate::gold::incremental::{self, KpiState, Night, Nightly};
+use crate::gold::full::{Full, NoFirstOrders};
+use crate::gold::incremental::{self, FirstOrderBuckets, KpiState, Night, Nightly};
 use crate::gold::{self, GoldError, KpiContracts, kpis};
 use crate::layout;
 use crate::report::{self, ReportError};
@@ -112,9 +115,11 @@ impl Retryable for AggregateError {
     }
 }
 
-/// Computes `daily_kpis` and `payment_methods_daily` from the silver under `root` on a thread of
-/// its own: polars is CPU-bound and blocks, so it must not run on (or need) the async runtime's
-/// threads.
+/// Computes `daily_kpis` and `payment_methods_daily` from all the silver under `root` at once,
+/// on a thread of its own (polars is CPU-bound and blocks, so it must not run on, or need, the
+/// async runtime's threads). Only for contracts whose payments reference orders without a
+/// window: then no day bounds where a payment's order (its region) lies, and neither the
+/// nightly run nor [`Full`] can recompute a day on its own.
 async fn kpis_from_local_silver(
     root: PathBuf,
     contracts: KpiContracts,
@@ -333,8 +338,15 @@ impl Aggregator {
         let rebuild = !matches!(request, AggregateRequest::Range { .. });
         // Listed before silver is read: a batch landing meanwhile is left for the next run.
         let (new, cursors) = self.new_batches(None).await?;
-        let root = self.silver_root().await?;
-        let (kpis, methods, state) = kpis_from_local_silver(root, contracts, rebuild).await?;
+        let (kpis, methods, state) = if contracts.window_days().is_some() {
+            self.recompute_all_by_days(&contracts, rebuild, current.as_ref(), &cursors)
+                .await?
+        } else {
+            let root = self.silver_root().await?;
+            let (kpis, methods, state) = kpis_from_local_silver(root, contracts, rebuild).await?;
+            let state = state.map(|(table, kpi)| (FirstOrdersOut::Table(table), kpi));
+            (kpis, methods, state)
+        };
         let keep: Box<dyn Fn(&str) -> bool + Send + Sync> = match request {
             AggregateRequest::Range { from, to } => {
                 let (lo, hi) = (
@@ -356,7 +368,7 @@ impl Aggregator {
         let save = state.map(|(first_orders, kpi)| StateToSave {
             previous: current,
             cursors,
-            first_orders: FirstOrdersOut::Table(first_orders),
+            first_orders,
             kpi,
         });
         Ok(Computed {
@@ -370,6 +382,51 @@ impl Aggregator {
             save,
             keep: None,
         })
+    }
+
+    /// Every day of silver recomputed as a night recomputes its days, a group at a time
+    /// ([`Full`]); with `rebuild`, the first-order state is written under the generation the
+    /// state after the run takes (that of `current` and `cursors`).
+    async fn recompute_all_by_days(
+        &self,
+        contracts: &KpiContracts,
+        rebuild: bool,
+        current: Option<&RunState>,
+        cursors: &BTreeMap<String, SeenCursor>,
+    ) -> Result<(DataFrame, DataFrame, Option<(FirstOrdersOut, KpiState)>), AggregateError> {
+        let _reuse = crate::alloc::ReuseFreedMemory::new(crate::alloc::Keep::NIGHTLY_KPIS);
+        let source = StoreSilver::new(self.store.clone(), self.work_dir.clone());
+        // Every day is read: one listing per dataset, not one per day.
+        for contract in [&contracts.orders, &contracts.payments] {
+            source.mirror_all(contract).await?;
+        }
+        let buckets = StoreFirstOrders::new(
+            self.store.clone(),
+            nightly::BucketKeys::default(),
+            nightly::generation(current, cursors),
+        );
+        let first_orders: &dyn FirstOrderBuckets = if rebuild { &buckets } else { &NoFirstOrders };
+        let result = Full {
+            source: &source,
+            contracts,
+            first_orders,
+            bucket_customers: self.bucket_customers,
+            group_bytes: self.group_bytes,
+            work_dir: &self.work_dir,
+        }
+        .run()
+        .await?;
+        info!(
+            days = result.dates.len(),
+            moved_keys = result.moved_keys,
+            "every day recomputed"
+        );
+        let state = if rebuild {
+            Some((FirstOrdersOut::Written(buckets.keys()?), result.state))
+        } else {
+            None
+        };
+        Ok((result.kpis, result.methods, state))
     }
 
     /// The scheduled run with a state: only the days the new batches changed.
