@@ -4,11 +4,11 @@
 //! It is the nightly recompute ([`Nightly::recompute`]) of every day with data, from an empty
 //! first-order state and the tombstones of every key whose latest version lies on another
 //! day. Those tombstones are found without the contracts' move window (a full recompute is
-//! the way back from a key moved further than its contract allows), so every version of every
-//! key must meet every other: the versions' key and version columns are read a group of days
-//! at a time, split by a hash of the key into parts spilled to the work directory, and each
-//! part (every version of its keys) is then read on its own. A run holds one group of days,
-//! one part of the versions, and an entry per customer for the first orders (about 30 bytes
+//! the way back from a key moved further than its contract allows), so every key's days must
+//! meet: every version's key and day are read a group of days at a time and spilled to the
+//! work directory in parts by a hash of the key; each part is searched on its own for keys on
+//! several days, and only those (rare) keys' versions are read again. A run holds one group of
+//! days, one part of the keys, and an entry per customer for the first orders (about 30 bytes
 //! each, [`Nightly::recompute`]'s first pass), not every row of silver: holding it all took
 //! 6.2 GiB at 365 days of this shop's history, over the 3008 MB of the aggregate Lambda.
 
@@ -21,11 +21,12 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 use super::incremental::{
-    FirstOrderBuckets, KpiState, NightResult, Nightly, Phase, SilverDates, collect,
+    self, FirstOrderBuckets, KpiState, NightResult, Nightly, Phase, SilverDates, collect,
     consecutive_groups, date_of, empty_first_orders, empty_tombstones, key_of, off_runtime,
     read_columns, split_rows, stale_days,
 };
 use super::kpis::KpiContracts;
+use super::probe::one_of;
 use super::writer::GoldError;
 use crate::contract::Contract;
 use crate::scratch::Scratch;
@@ -135,8 +136,12 @@ impl Full<'_> {
             .await
     }
 
-    /// The tombstones of `contract` over `days` ([`stale_days`] of every version), one part of
-    /// the keys at a time.
+    /// The tombstones of `contract` over `days` ([`stale_days`] of every version). A key needs
+    /// one only if its versions lie on more than one day, which is rare: every version's key and
+    /// day are spilled in parts by a hash of the key, each part is searched for keys on several
+    /// days on its own, and only those keys' versions are then read again, for their version
+    /// columns. Finding them by [`stale_days`] over every version's version columns took twice
+    /// as long on the 365-day lake of `make bench-history` (20 of 45 s), which has none.
     async fn tombstones(
         &self,
         contract: &Contract,
@@ -151,30 +156,79 @@ impl Full<'_> {
             .collect();
         let parts = parts_for(sizes.values().sum(), self.group_bytes);
         let spill = Scratch::create_in(self.work_dir, "kpi-versions-").map_err(spill_error)?;
-        let columns = read_columns(&[&key, &date], contract);
-        for (group, group_days) in consecutive_groups(sizes, self.group_bytes)
-            .into_iter()
-            .enumerate()
-        {
+        let groups = consecutive_groups(sizes, self.group_bytes);
+        for (group, group_days) in groups.iter().enumerate() {
             let versions =
-                collect(scan_dates(&root, contract, &group_days)?.select(columns.clone())).await?;
+                collect(scan_dates(&root, contract, group_days)?.select([col(&key), col(&date)]))
+                    .await?;
             let (dir, key) = (spill.path().to_owned(), key.clone());
             off_runtime(move || spill_parts(&versions, &key, parts, &dir, group)).await?;
         }
         phase.done("full_versions_spilled");
-        let mut found = vec![empty_tombstones()?.lazy()];
+        // The keys on several days, and those days.
+        let mut moved = Vec::new();
         for part in 0..parts {
             let dir = part_dir(spill.path(), part);
             if !dir.is_dir() {
                 continue;
             }
-            let versions = LazyFrame::scan_parquet(
+            let versions = collect(LazyFrame::scan_parquet(
                 PlRefPath::new(format!("{}/*.parquet", dir.display())),
                 ScanArgsParquet::default(),
-            )?;
-            found.push(collect(stale_days(contract, versions)?).await?.lazy());
+            )?)
+            .await?;
+            // On several days: its earliest and latest day differ.
+            let several = collect(
+                versions
+                    .clone()
+                    .lazy()
+                    .group_by([col(&key)])
+                    .agg([
+                        col(&date).min().alias("_first"),
+                        col(&date).max().alias("_last"),
+                    ])
+                    .filter(col("_first").neq(col("_last")))
+                    .select([col(&key)]),
+            )
+            .await?;
+            if several.height() == 0 {
+                continue;
+            }
+            let found = versions
+                .lazy()
+                .join(
+                    several.lazy(),
+                    [col(&key)],
+                    [col(&key)],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .unique(None, UniqueKeepStrategy::First);
+            moved.push(collect(found).await?.lazy());
         }
-        collect(concat(found, UnionArgs::default())?).await
+        drop(spill);
+        if moved.is_empty() {
+            return Ok(empty_tombstones()?);
+        }
+        let moved = collect(concat(moved, UnionArgs::default())?).await?;
+        let on = incremental::days_of(&moved, &date)?;
+        let wanted = one_of(&key, moved.column(&key)?)?;
+        let columns = read_columns(&[&key, &date], contract);
+        let sizes = on
+            .iter()
+            .map(|d| (*d, day_bytes(&root, contract, *d)))
+            .collect();
+        let mut versions = Vec::new();
+        for group_days in consecutive_groups(sizes, self.group_bytes) {
+            let rows = scan_dates(&root, contract, &group_days)?
+                .filter(wanted.clone())
+                .select(columns.clone());
+            versions.push(collect(rows).await?.lazy());
+        }
+        collect(stale_days(
+            contract,
+            concat(versions, UnionArgs::default())?,
+        )?)
+        .await
     }
 }
 

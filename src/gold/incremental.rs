@@ -310,7 +310,7 @@ fn date_frame(name: &str, dates: &BTreeSet<NaiveDate>) -> PolarsResult<LazyFrame
     .lazy())
 }
 
-fn days_of(df: &DataFrame, column: &str) -> PolarsResult<BTreeSet<NaiveDate>> {
+pub(super) fn days_of(df: &DataFrame, column: &str) -> PolarsResult<BTreeSet<NaiveDate>> {
     let ca = df.column(column)?.date()?.physical().clone();
     Ok((0..ca.len())
         .filter_map(|i| ca.get(i))
