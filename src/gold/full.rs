@@ -8,9 +8,10 @@
 //! meet: every version's key and day are read a group of days at a time and spilled to the
 //! work directory in parts by a hash of the key; each part is searched on its own for keys on
 //! several days, and only those (rare) keys' versions are read again. A run holds one group of
-//! days, one part of the keys, and an entry per customer for the first orders (about 30 bytes
-//! each, [`Nightly::recompute`]'s first pass), not every row of silver: holding it all took
-//! 6.2 GiB at 365 days of this shop's history, over the 3008 MB of the aggregate Lambda.
+//! days, one part of the keys, and every customer's first day (the first pass's entry, about
+//! 30 bytes each, then the state's rows as they are written), not every row of silver: holding
+//! it all took 6.2 GiB at 365 days of this shop's history, over the 3008 MB of the aggregate
+//! Lambda.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
@@ -120,20 +121,19 @@ impl Full<'_> {
                 .sort(["dataset", "key", "date"], SortMultipleOptions::default()),
         )
         .await?;
+        let state = KpiState { tombstones };
+        // `recompute` reads only the state it is given; the nightly run's own `state` and
+        // `delta_share` serve its planning and its writes over a state before it.
         let nightly = Nightly {
             source: self.source,
             contracts: self.contracts,
-            state: &KpiState {
-                tombstones: tombstones.clone(),
-            },
+            state: &state,
             first_orders: self.first_orders,
             bucket_customers: self.bucket_customers,
             delta_share: usize::MAX,
             group_bytes: self.group_bytes,
         };
-        nightly
-            .recompute(dates, KpiState { tombstones }, moved)
-            .await
+        nightly.recompute(dates, state.clone(), moved).await
     }
 
     /// The tombstones of `contract` over `days` ([`stale_days`] of every version). A key needs

@@ -74,7 +74,8 @@ pub trait SilverDates: Send + Sync {
 /// customers of all history (its time does: every base is read to decide the night).
 #[async_trait::async_trait]
 pub trait FirstOrderBuckets: Send + Sync {
-    /// Buckets of the state before the night (a power of two, at least one).
+    /// Buckets of the state before the night (a power of two), or 0: no state before (a full
+    /// recompute writes every bucket anew).
     fn count(&self) -> usize;
     /// The base of bucket `bucket` before the night.
     async fn read(&self, bucket: usize) -> Result<DataFrame, GoldError>;
@@ -1074,19 +1075,14 @@ impl Nightly<'_> {
         let mut phase = Phase::start();
         let id = || col("customer_id");
         let (s, m, new) = (col(FIRST_ORDER_DATE), col("_m"), col("_new"));
-        // No state before (a full recompute): every bucket is written as a base, none kept.
-        let fresh = self.first_orders.count() == 0;
-        let buckets = self.first_orders.count().max(1);
+        if self.first_orders.count() == 0 {
+            return self.first_orders_anew(on_days).await;
+        }
+        let buckets = self.first_orders.count();
         if dates.is_empty() {
             // Nothing recomputed (no new batch): nothing to decide, every bucket kept.
             for bucket in 0..buckets {
-                if fresh {
-                    self.first_orders
-                        .write(bucket, buckets, empty_first_orders()?)
-                        .await?;
-                } else {
-                    self.first_orders.keep(bucket).await?;
-                }
+                self.first_orders.keep(bucket).await?;
             }
             return Ok(FirstOrders {
                 on_days: empty_first_orders()?,
@@ -1172,7 +1168,7 @@ impl Nightly<'_> {
             ))
         };
         for (bucket, changes) in split_by_bucket(&changed, buckets)?.into_iter().enumerate() {
-            let unchanged = changes.height() == 0 && count == buckets && !fresh;
+            let unchanged = changes.height() == 0 && count == buckets;
             if unchanged && extra.is_empty() {
                 self.first_orders.keep(bucket).await?;
                 continue;
@@ -1180,19 +1176,10 @@ impl Nightly<'_> {
             // The night's changes merged into the bucket's delta: a customer's new first day
             // (null: none left). Not sorted: nothing reads it in order, and its object is named
             // by what it was computed from, not by its bytes.
-            let delta = if fresh {
-                // No state before: every customer is a change, and the base is the changes.
-                collect(
-                    changes
-                        .lazy()
-                        .filter(new.clone().is_not_null())
-                        .select([id(), new.clone().alias(FIRST_ORDER_DATE)]),
-                )
-                .await?
-            } else if changes.height() == 0 {
-                self.first_orders.read_delta(bucket).await?
+            let delta = self.first_orders.read_delta(bucket).await?;
+            let delta = if changes.height() == 0 {
+                delta
             } else {
-                let delta = self.first_orders.read_delta(bucket).await?;
                 let changes = changes
                     .lazy()
                     .select([id(), new.clone().alias(FIRST_ORDER_DATE)]);
@@ -1204,15 +1191,10 @@ impl Nightly<'_> {
             };
             // Doubling the buckets, or a delta grown past its share, writes whole bases.
             if count != buckets
-                || fresh
                 || (!unchanged && folds(delta.height(), base_rows[bucket], self.delta_share))
             {
-                let next = if fresh {
-                    delta
-                } else {
-                    let base = self.first_orders.read(bucket).await?;
-                    collect(applied(base.lazy(), delta.lazy())?).await?
-                };
+                let base = self.first_orders.read(bucket).await?;
+                let next = collect(applied(base.lazy(), delta.lazy())?).await?;
                 if !extra.is_empty() {
                     firsts_on_extra.push(collect(on_extra(next.clone().lazy())?).await?.lazy());
                 }
@@ -1264,6 +1246,22 @@ impl Nightly<'_> {
             on_days,
             extra,
             searched,
+        })
+    }
+
+    /// [`Self::first_orders`] with no state before (a full recompute of every day): the first
+    /// pass's first days are the state, written in the buckets their customers call for, and
+    /// every customer is first on a recomputed day. Deciding them against empty buckets held
+    /// every customer several times over (the decisions, the changes, the delta, the base).
+    async fn first_orders_anew(&self, on_days: DataFrame) -> Result<FirstOrders, GoldError> {
+        let count = bucket_count(on_days.height(), self.bucket_customers, 1);
+        for (bucket, rows) in split_by_bucket(&on_days, count)?.into_iter().enumerate() {
+            self.first_orders.write(bucket, count, rows).await?;
+        }
+        Ok(FirstOrders {
+            on_days,
+            extra: BTreeSet::new(),
+            searched: 0,
         })
     }
 
