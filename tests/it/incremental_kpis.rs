@@ -390,6 +390,22 @@ fn expire(lake: &Path, before: NaiveDate) {
     }
 }
 
+/// The sum of the int64 KPI `column` over day `d`'s rows (every region and currency).
+fn kpi_on(kpis: &DataFrame, column: &str, d: i64) -> i64 {
+    let days = kpis
+        .column("kpi_date")
+        .unwrap()
+        .date()
+        .unwrap()
+        .physical()
+        .clone();
+    let values = kpis.column(column).unwrap().i64().unwrap().clone();
+    (0..kpis.height())
+        .filter(|&i| days.get(i) == Some(shoplake::values::epoch_days(day(d))))
+        .map(|i| values.get(i).unwrap())
+        .sum()
+}
+
 /// Every row as text, for a readable difference.
 fn row_texts(df: &DataFrame) -> BTreeSet<String> {
     (0..df.height())
@@ -850,20 +866,7 @@ async fn a_cancelled_first_order_makes_the_next_order_the_first() {
     let kpis = gold_table(store.as_ref(), layout::DAILY_KPIS)
         .await
         .unwrap();
-    let new_on = |d: i64| -> i64 {
-        let days = kpis
-            .column("kpi_date")
-            .unwrap()
-            .date()
-            .unwrap()
-            .physical()
-            .clone();
-        let new = kpis.column("new_customers").unwrap().i64().unwrap().clone();
-        (0..kpis.height())
-            .filter(|&i| days.get(i) == Some(shoplake::values::epoch_days(day(d))))
-            .map(|i| new.get(i).unwrap())
-            .sum()
-    };
+    let new_on = |d: i64| kpi_on(&kpis, "new_customers", d);
     assert_eq!(
         new_on(0),
         0,
@@ -955,20 +958,11 @@ async fn a_full_recompute_counts_a_key_moved_beyond_its_contract_once() {
         .await
         .unwrap();
     assert_eq!(run.report.mode, "full");
-    let orders_on = |kpis: &DataFrame, d: i64| -> (i64, i64) {
-        let days = kpis
-            .column("kpi_date")
-            .unwrap()
-            .date()
-            .unwrap()
-            .physical()
-            .clone();
-        let placed = kpis.column("orders_placed").unwrap().i64().unwrap().clone();
-        let new = kpis.column("new_customers").unwrap().i64().unwrap().clone();
-        (0..kpis.height())
-            .filter(|&i| days.get(i) == Some(shoplake::values::epoch_days(day(d))))
-            .map(|i| (placed.get(i).unwrap(), new.get(i).unwrap()))
-            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    let orders_on = |kpis: &DataFrame, d: i64| {
+        (
+            kpi_on(kpis, "orders_placed", d),
+            kpi_on(kpis, "new_customers", d),
+        )
     };
     let kpis = gold_table(store.as_ref(), layout::DAILY_KPIS)
         .await
