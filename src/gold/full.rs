@@ -13,7 +13,7 @@
 //! it all took 6.2 GiB at 365 days of this shop's history, over the 3008 MB of the aggregate
 //! Lambda.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -27,11 +27,10 @@ use super::incremental::{
     read_columns, split_rows, stale_days,
 };
 use super::kpis::KpiContracts;
-use super::probe::one_of;
 use super::writer::GoldError;
 use crate::contract::Contract;
 use crate::scratch::Scratch;
-use crate::silver::read::{day_bytes, scan_dates};
+use crate::silver::read::scan_dates;
 use crate::storage::StorageError;
 
 /// The most parts the versions are split into. With a group's worth of silver per part, 64
@@ -150,10 +149,7 @@ impl Full<'_> {
         let mut phase = Phase::start();
         let (key, date) = (key_of(contract), date_of(contract)?);
         let root = self.source.prepare(contract, days).await?;
-        let sizes: BTreeMap<NaiveDate, u64> = days
-            .iter()
-            .map(|d| (*d, day_bytes(&root, contract, *d)))
-            .collect();
+        let sizes = incremental::day_sizes(&root, contract, days);
         let parts = parts_for(sizes.values().sum(), self.group_bytes);
         let spill = Scratch::create_in(self.work_dir, "kpi-versions-").map_err(spill_error)?;
         let groups = consecutive_groups(sizes, self.group_bytes);
@@ -210,25 +206,16 @@ impl Full<'_> {
             return Ok(empty_tombstones()?);
         }
         let moved = collect(concat(moved, UnionArgs::default())?).await?;
-        let on = incremental::days_of(&moved, &date)?;
-        let wanted = one_of(&key, moved.column(&key)?)?;
-        let columns = read_columns(&[&key, &date], contract);
-        let sizes = on
-            .iter()
-            .map(|d| (*d, day_bytes(&root, contract, *d)))
-            .collect();
-        let mut versions = Vec::new();
-        for group_days in consecutive_groups(sizes, self.group_bytes) {
-            let rows = scan_dates(&root, contract, &group_days)?
-                .filter(wanted.clone())
-                .select(columns.clone());
-            versions.push(collect(rows).await?.lazy());
-        }
-        collect(stale_days(
+        let versions = incremental::rows_of_keys(
+            &root,
             contract,
-            concat(versions, UnionArgs::default())?,
-        )?)
-        .await
+            &incremental::days_of(&moved, &date)?,
+            moved.column(&key)?,
+            &read_columns(&[&key, &date], contract),
+            self.group_bytes,
+        )
+        .await?;
+        collect(stale_days(contract, versions.lazy())?).await
     }
 }
 

@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::BuildHasher;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{Duration, NaiveDate};
 use polars::prelude::*;
@@ -419,6 +419,39 @@ fn to_polars(e: GoldError) -> PolarsError {
     }
 }
 
+/// The bytes on disk of each of `days`' partitions of `contract` under `root`.
+pub(super) fn day_sizes(
+    root: &Path,
+    contract: &Contract,
+    days: &BTreeSet<NaiveDate>,
+) -> BTreeMap<NaiveDate, u64> {
+    days.iter()
+        .map(|d| (*d, day_bytes(root, contract, *d)))
+        .collect()
+}
+
+/// `columns` of the rows of `contract` on `days` whose key is one of `keys`, read in groups of
+/// days of at most `group_bytes` (as the recompute): the key filter is pushed into the reader
+/// ([`one_of`]), so only the rows found are held across groups.
+pub(super) async fn rows_of_keys(
+    root: &Path,
+    contract: &Contract,
+    days: &BTreeSet<NaiveDate>,
+    keys: &Column,
+    columns: &[Expr],
+    group_bytes: u64,
+) -> Result<DataFrame, GoldError> {
+    let wanted = one_of(&key_of(contract), keys)?;
+    let mut found = Vec::new();
+    for group in consecutive_groups(day_sizes(root, contract, days), group_bytes) {
+        let part = scan_dates(root, contract, &group)?
+            .filter(wanted.clone())
+            .select(columns);
+        found.push(collect(part).await?.lazy());
+    }
+    collect(concat(found, UnionArgs::default())?).await
+}
+
 /// Tombstones of `versions` of `contract`'s keys (key, date and version columns): every (key,
 /// day) holding a version of a key whose latest version lies on another day, stamped with that
 /// latest.
@@ -607,19 +640,15 @@ impl Nightly<'_> {
         columns.extend(extra.iter().map(|c| col(*c)));
         // In groups of days, as the recompute: the window's rows are read to keep only the
         // night's keys, so only the versions found (of the night's size) are held across groups.
-        let sizes = window
-            .iter()
-            .map(|d| (*d, day_bytes(&root, contract, *d)))
-            .collect();
-        let mut found = Vec::new();
-        let wanted = one_of(&key, keys.column(&key)?)?;
-        for days in consecutive_groups(sizes, self.group_bytes) {
-            let part = scan_dates(&root, contract, &days)?
-                .filter(wanted.clone())
-                .select(columns.clone());
-            found.push(collect(part).await?.lazy());
-        }
-        collect(concat(found, UnionArgs::default())?).await
+        rows_of_keys(
+            &root,
+            contract,
+            &window,
+            keys.column(&key)?,
+            &columns,
+            self.group_bytes,
+        )
+        .await
     }
 
     /// Recomputes the days `night` changed.

@@ -400,8 +400,8 @@ pub async fn prune(
 }
 
 /// Silver by day from any store: a local lake is read in place; otherwise the requested days'
-/// partitions (or whole datasets, [`StoreSilver::mirror_all`]) are downloaded into `work_dir` (files already there with the same size are
-/// kept, files no longer in the lake removed).
+/// partitions (or whole datasets, [`StoreSilver::mirror_all`]) are downloaded into `work_dir`
+/// (files already there with the same size are kept, files no longer in the lake removed).
 pub struct StoreSilver {
     store: Arc<dyn ObjectStore>,
     work_dir: PathBuf,

@@ -7,9 +7,9 @@
 //! (no state yet) and `{"full": true}` recompute everything and rebuild the state; a range
 //! backfill recomputes everything and writes the range's months, leaving the state alone. Both
 //! recompute every day a group of days at a time ([`Full`]), so they need the memory of a
-//! night, not of all of silver. Silver in S3 is downloaded by day into a local work directory
-//! (kept across warm Lambda invocations, so only new files are downloaded); a local lake is
-//! read in place.
+//! night, not of all of silver. Silver in S3 is downloaded into a local work directory (by day
+//! for a night, whole for a full recompute; kept across warm Lambda invocations, so only new
+//! files are downloaded); a local lake is read in place.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -396,16 +396,21 @@ impl Aggregator {
     ) -> Result<(DataFrame, DataFrame, Option<(FirstOrdersOut, KpiState)>), AggregateError> {
         let _reuse = crate::alloc::ReuseFreedMemory::new(crate::alloc::Keep::NIGHTLY_KPIS);
         let source = StoreSilver::new(self.store.clone(), self.work_dir.clone());
-        // Every day is read: one listing per dataset, not one per day.
+        // Every day is read: each dataset downloaded after one listing, not a listing per day.
         for contract in [&contracts.orders, &contracts.payments] {
             source.mirror_all(contract).await?;
         }
-        let buckets = StoreFirstOrders::new(
-            self.store.clone(),
-            nightly::BucketKeys::default(),
-            nightly::generation(current, cursors),
-        );
-        let first_orders: &dyn FirstOrderBuckets = if rebuild { &buckets } else { &NoFirstOrders };
+        let buckets = rebuild.then(|| {
+            StoreFirstOrders::new(
+                self.store.clone(),
+                nightly::BucketKeys::default(),
+                nightly::generation(current, cursors),
+            )
+        });
+        let first_orders: &dyn FirstOrderBuckets = match &buckets {
+            Some(buckets) => buckets,
+            None => &NoFirstOrders,
+        };
         let result = Full {
             source: &source,
             contracts,
@@ -421,10 +426,9 @@ impl Aggregator {
             moved_keys = result.moved_keys,
             "every day recomputed"
         );
-        let state = if rebuild {
-            Some((FirstOrdersOut::Written(buckets.keys()?), result.state))
-        } else {
-            None
+        let state = match buckets {
+            Some(buckets) => Some((FirstOrdersOut::Written(buckets.keys()?), result.state)),
+            None => None,
         };
         Ok((result.kpis, result.methods, state))
     }
