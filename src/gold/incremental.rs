@@ -21,15 +21,15 @@
 //! order is searched for among the other days after the old first (rare; the one read not
 //! bounded by the night's data). The state outlives silver's expiry, so KPIs do not change when
 //! old files expire. It holds a row per customer ever, so it is kept in buckets by customer hash
-//! ([`FirstOrderBuckets`], doubled as customers arrive) and a night holds one bucket at a time:
-//! its memory stays bounded however many customers a shop has had, while its time still grows
+//! ([`FirstOrderBuckets`], doubled as customers arrive) and a night holds at most two buckets at
+//! a time (the next is read while one is decided): its memory stays bounded however many customers a shop has had, while its time still grows
 //! with them (each bucket is read twice, and rewritten when it changed).
 //!
 //! Everything else (which version is latest, every measure) is the definition
 //! [`super::kpis`] and [`super::methods`] share with the full recompute, so the two cannot
 //! disagree; a property test checks they agree row for row.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 
@@ -70,8 +70,8 @@ pub trait SilverDates: Send + Sync {
 /// rewrites only a changed bucket's delta, the night's changes merged into it, and folds the
 /// delta into a new base once it holds more than a share of the base's rows
 /// ([`DELTA_SHARE`]), so what a night writes follows the night's customers, not every
-/// customer ever. A night holds one bucket at a time, so its memory does not grow with the
-/// customers of all history (its time does: every base is read to decide the night).
+/// customer ever. A night holds at most two buckets at a time, so its memory does not grow with
+/// the customers of all history (its time does: every base is read to decide the night).
 #[async_trait::async_trait]
 pub trait FirstOrderBuckets: Send + Sync {
     /// Buckets of the state before the night (a power of two), or 0: no state before (a full
@@ -596,18 +596,18 @@ impl Nightly<'_> {
         // not there, and then the days are scanned for the batch ids (the compacted file keeps
         // each row's `_batch_id`).
         let keys = if !files.is_empty() && files.iter().all(|f| f.is_file()) {
-            let scans = files
+            // One scan of them all: a scan per file (a batch writes a file per partition, 160
+            // orders files on the H=365 night) spent 250 ms setting up 160 pipelines.
+            let paths = files
                 .iter()
-                .map(|f| {
-                    Ok(LazyFrame::scan_parquet(
-                        PlRefPath::new(f.display().to_string()),
-                        ScanArgsParquet::default(),
-                    )?
-                    .select([col(&key)]))
-                })
-                .collect::<PolarsResult<Vec<_>>>()?;
-            collect(concat(scans, UnionArgs::default())?.unique(None, UniqueKeepStrategy::First))
-                .await?
+                .map(|f| PlRefPath::new(f.display().to_string()))
+                .collect();
+            collect(
+                LazyFrame::scan_parquet_files(paths, ScanArgsParquet::default())?
+                    .select([col(&key)])
+                    .unique(None, UniqueKeepStrategy::First),
+            )
+            .await?
         } else {
             let batches: Vec<String> = night
                 .new_batches
@@ -651,6 +651,22 @@ impl Nightly<'_> {
         .await
     }
 
+    /// [`Self::changed_keys`] of `contract` and their tombstones ([`stale_days`]).
+    async fn stale_versions(
+        &self,
+        contract: &Contract,
+        night: &Night,
+        extra: &[&str],
+    ) -> Result<(DataFrame, DataFrame), GoldError> {
+        let versions = self.changed_keys(contract, night, extra).await?;
+        let stale = collect(stale_days(
+            contract,
+            versions.clone().lazy().drop(cols(extra.iter().copied())),
+        )?)
+        .await?;
+        Ok((versions, stale))
+    }
+
     /// Recomputes the days `night` changed.
     pub async fn run(&self, night: &Night) -> Result<NightResult, GoldError> {
         let (orders_c, payments_c) = (&self.contracts.orders, &self.contracts.payments);
@@ -664,25 +680,19 @@ impl Nightly<'_> {
         let mut state = self.state.clone();
         let mut new_tombs = Vec::new();
         let mut moved = 0;
-        let mut order_changes = None;
-        for contract in [orders_c, payments_c] {
-            let is_orders = contract.name == orders_c.name;
-            let extra: &[&str] = if is_orders { &[REGION] } else { &[] };
-            let versions = self.changed_keys(contract, night, extra).await?;
-            let stale = collect(stale_days(
-                contract,
-                versions.clone().lazy().drop(cols(extra.iter().copied())),
-            )?)
-            .await?;
+        // Both datasets at once: each search is mostly one thread's work (a filtered scan, then
+        // a sort of what it found), so together they fill both cores, and on S3 their
+        // downloads overlap.
+        let ((order_changes, order_stale), (_, payment_stale)) = tokio::try_join!(
+            self.stale_versions(orders_c, night, &[REGION]),
+            self.stale_versions(payments_c, night, &[]),
+        )?;
+        for stale in [order_stale, payment_stale] {
             moved += stale.column("key")?.n_unique()?;
             dates.extend(days_of(&stale, "date")?);
             new_tombs.push(stale);
-            if is_orders {
-                order_changes = Some(versions);
-            }
-            // One line per dataset: orders, then payments.
-            phase.done("changed_keys");
         }
+        phase.done("changed_keys");
         let mut all = vec![state.tombstones.clone().lazy()];
         all.extend(new_tombs.into_iter().map(|t| t.lazy()));
         state.tombstones = collect(
@@ -708,9 +718,9 @@ impl Nightly<'_> {
         phase.done("tombstones");
         // Payments whose order's region or date changed may change region: they lie within the
         // reference window after the order's old and new day.
-        if let Some(versions) = order_changes {
+        {
             let moved = self
-                .region_changes(versions, night.new_batches.get(&orders_c.name))
+                .region_changes(order_changes, night.new_batches.get(&orders_c.name))
                 .await?;
             if moved.height() > 0 {
                 let order_days = days_of(&moved, "order_date")?;
@@ -917,8 +927,11 @@ impl Nightly<'_> {
         done("payments_and_regions");
         let first = first.lazy();
         let (o, p) = (orders.lazy(), payments.clone().lazy());
-        let kpis = off_runtime(move || kpis::kpis_of(o, first, p)).await?;
-        let methods = off_runtime(move || methods::methods_of(payments.lazy())).await?;
+        // On two threads: each query has long stretches on one core.
+        let (kpis, methods) = tokio::try_join!(
+            off_runtime(move || kpis::kpis_of(o, first, p)),
+            off_runtime(move || methods::methods_of(payments.lazy())),
+        )?;
         done("group_measures");
         Ok((kpis, methods))
     }
@@ -1091,8 +1104,8 @@ impl Nightly<'_> {
     ///   customer's next order is searched for on the other days after `s` (rare; the one read
     ///   not bounded by the night's data).
     ///
-    /// The state is passed over twice, one bucket at a time: to decide (a join with the night's
-    /// customers of the bucket, a filter by day), then, once the searches are done, to apply the
+    /// The state is passed over twice, a bucket at a time: to decide (a walk of the bucket
+    /// probing a table of the night's customers, while the next bucket is read), then, once the searches are done, to apply the
     /// changes (an anti-join) and write the bucket. Everything held across buckets is of the
     /// night's size.
     async fn first_orders(
@@ -1125,12 +1138,26 @@ impl Nightly<'_> {
         // Split, the night's customers are held once, not twice.
         let nights = split_by_bucket(&on_days, buckets)?;
         drop(on_days);
-        for (bucket, night) in nights.into_iter().enumerate() {
+        let read = |bucket: usize| async move {
             let base = self.first_orders.read(bucket).await?;
-            base_rows.push(base.height());
             let delta = self.first_orders.read_delta(bucket).await?;
+            Ok::<_, GoldError>((base, delta))
+        };
+        // The next bucket is read (fetched and decoded) while this one is decided, on another
+        // thread: both steps are one thread's work each. So two buckets are held at once.
+        let mut next = Some(read(0).await?);
+        for (bucket, night) in nights.into_iter().enumerate() {
+            let (base, delta) = next.take().expect("read before");
+            base_rows.push(base.height());
             let dates = dates.clone();
-            let (rows, walked) = off_runtime(move || decide(&base, &delta, &night, &dates)).await?;
+            let deciding = off_runtime(move || decide(&base, &delta, &night, &dates));
+            let ((rows, walked), read_next) = if bucket + 1 < buckets {
+                let (decided, read_next) = tokio::try_join!(deciding, read(bucket + 1))?;
+                (decided, Some(read_next))
+            } else {
+                (deciding.await?, None)
+            };
+            next = read_next;
             customers += walked;
             decided.push(rows.lazy());
         }
@@ -1476,16 +1503,15 @@ fn decide(
     night: &DataFrame,
     dates: &BTreeSet<NaiveDate>,
 ) -> PolarsResult<(DataFrame, usize)> {
-    let recomputed: BTreeSet<i32> = dates.iter().map(|d| values::epoch_days(*d)).collect();
-    let rec = |s: Option<i32>| s.is_some_and(|s| recomputed.contains(&s));
+    let rec = recomputed_days(dates);
     let night_ids = night.column("customer_id")?.str()?;
-    let mut at = std::collections::HashMap::with_capacity_and_hasher(
-        night_ids.len(),
-        foldhash::fast::FixedState::default(),
-    );
+    // One table for both questions a base row asks, so each row is hashed once: is its
+    // customer among the night's (at which row), and does the delta replace it.
+    let mut seen: HashMap<&str, Seen, foldhash::fast::FixedState> =
+        HashMap::with_capacity_and_hasher(night_ids.len(), foldhash::fast::FixedState::default());
     for (i, id) in night_ids.iter().enumerate() {
         if let Some(id) = id {
-            at.insert(id, i);
+            seen.entry(id).or_default().night = Some(i);
         }
     }
     // The night's customers, with their old first day (none for a new customer), then the
@@ -1505,21 +1531,25 @@ fn decide(
         ))
     };
     let ((base_ids, base_days), (delta_ids, delta_days)) = (rows(base)?, rows(delta)?);
-    let replaced: HashSet<&str, foldhash::fast::FixedState> = delta_ids.iter().flatten().collect();
-    let from_base = base_ids
-        .iter()
-        .zip(base_days.iter())
-        .filter(|(id, _)| replaced.is_empty() || !id.is_some_and(|id| replaced.contains(id)));
-    // A delta row without a day: the customer has no non-cancelled order left.
+    for id in delta_ids.iter().flatten() {
+        seen.entry(id).or_default().replaced = true;
+    }
+    // A base row whose customer the delta holds is passed over (the delta's row stands); a
+    // delta row without a day: the customer has no non-cancelled order left.
+    let from_base = base_ids.iter().zip(base_days.iter()).filter_map(|(id, s)| {
+        let found = id.and_then(|id| seen.get(id));
+        (!found.is_some_and(|f| f.replaced)).then(|| (id, s, found.and_then(|f| f.night)))
+    });
     let from_delta = delta_ids
         .iter()
         .zip(delta_days.iter())
-        .filter(|(_, s)| s.is_some());
+        .filter(|(_, s)| s.is_some())
+        .map(|(id, s)| (id, s, id.and_then(|id| seen.get(id)).and_then(|f| f.night)));
     let mut walked = 0;
-    for (id, s) in from_base.chain(from_delta) {
+    for (id, s, at) in from_base.chain(from_delta) {
         walked += 1;
-        match id.and_then(|id| at.get(id)) {
-            Some(&i) => old[i] = s,
+        match at {
+            Some(i) => old[i] = s,
             None if rec(s) => {
                 ids.push(id);
                 old.push(s);
@@ -1561,6 +1591,30 @@ fn decide(
         ],
     )?;
     Ok((decided, walked))
+}
+
+/// What [`decide`] knows of a customer id before walking a bucket.
+#[derive(Default)]
+struct Seen {
+    /// Its row among the night's customers.
+    night: Option<usize>,
+    /// The bucket's delta holds it (its base row is out of date).
+    replaced: bool,
+}
+
+/// Whether a day (days since the epoch) is one of `dates`: a table over their span, as every
+/// row of a bucket asks.
+fn recomputed_days(dates: &BTreeSet<NaiveDate>) -> impl Fn(Option<i32>) -> bool {
+    let days: Vec<i32> = dates.iter().map(|d| values::epoch_days(*d)).collect();
+    let first = days.first().copied().unwrap_or(0);
+    let last = days.last().copied().unwrap_or(-1);
+    let mut on = vec![false; usize::try_from(last - first + 1).unwrap_or(0)];
+    for d in &days {
+        on[(d - first) as usize] = true;
+    }
+    move |s: Option<i32>| {
+        s.is_some_and(|s| s >= first && s <= last && on[usize::try_from(s - first).unwrap_or(0)])
+    }
 }
 
 /// The first-order rows of `base` with `delta`'s applied: a customer in `delta` has its date
