@@ -182,6 +182,25 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
         "nothing new since the last run: {again:?}"
     );
     let d = |s: &str| s.parse().unwrap();
+    // What the nightly state is, object by object (a rewrite changes the ETag or the time).
+    let state = || async {
+        let mut objects: Vec<_> = store
+            .list(shoplake::layout::AGGREGATE_STATE_PREFIX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key, o.etag, o.last_modified))
+            .collect();
+        objects.sort();
+        objects
+    };
+    let state_before = state().await;
+    assert!(
+        state_before
+            .iter()
+            .any(|(k, _, _)| k.contains("first_orders")),
+        "{state_before:?}"
+    );
     let backfill = aggregator
         .aggregate(AggregateRequest::Range {
             from: d("2026-11-01"),
@@ -195,6 +214,8 @@ async fn the_aggregate_stage_on_s3_writes_touched_months_and_backfills() {
         backfill.kpi_rows, first.kpi_rows,
         "the same silver gives the same KPIs"
     );
+    // A backfill leaves the nightly state alone: no object written, none removed.
+    assert_eq!(state().await, state_before);
 
     // A late October order: the nightly run recomputes its day and the days its customer's
     // first order moves between (both in October here), and only their month is rewritten.
