@@ -718,33 +718,31 @@ impl Nightly<'_> {
         phase.done("tombstones");
         // Payments whose order's region or date changed may change region: they lie within the
         // reference window after the order's old and new day.
-        {
-            let moved = self
-                .region_changes(order_changes, night.new_batches.get(&orders_c.name))
-                .await?;
-            if moved.height() > 0 {
-                let order_days = days_of(&moved, "order_date")?;
-                let pay_days = around(&order_days, 0, i64::from(window));
-                let root = self.source.prepare(payments_c, &pay_days).await?;
-                let pay_date = date_of(payments_c)?;
-                let hit = collect(
-                    scan_dates(&root, payments_c, &pay_days)?
-                        .select([col("order_id"), col(&pay_date)])
-                        .join(
-                            moved
-                                .lazy()
-                                .select([col("order_id")])
-                                .unique(None, UniqueKeepStrategy::First),
-                            [col("order_id")],
-                            [col("order_id")],
-                            JoinArgs::new(JoinType::Inner),
-                        )
-                        .select([col(&pay_date)])
-                        .unique(None, UniqueKeepStrategy::First),
-                )
-                .await?;
-                dates.extend(days_of(&hit, &pay_date)?);
-            }
+        let changed = self
+            .region_changes(order_changes, night.new_batches.get(&orders_c.name))
+            .await?;
+        if changed.height() > 0 {
+            let order_days = days_of(&changed, "order_date")?;
+            let pay_days = around(&order_days, 0, i64::from(window));
+            let root = self.source.prepare(payments_c, &pay_days).await?;
+            let pay_date = date_of(payments_c)?;
+            let hit = collect(
+                scan_dates(&root, payments_c, &pay_days)?
+                    .select([col("order_id"), col(&pay_date)])
+                    .join(
+                        changed
+                            .lazy()
+                            .select([col("order_id")])
+                            .unique(None, UniqueKeepStrategy::First),
+                        [col("order_id")],
+                        [col("order_id")],
+                        JoinArgs::new(JoinType::Inner),
+                    )
+                    .select([col(&pay_date)])
+                    .unique(None, UniqueKeepStrategy::First),
+            )
+            .await?;
+            dates.extend(days_of(&hit, &pay_date)?);
         }
 
         phase.done("payment_days");
@@ -1151,13 +1149,14 @@ impl Nightly<'_> {
             base_rows.push(base.height());
             let dates = dates.clone();
             let deciding = off_runtime(move || decide(&base, &delta, &night, &dates));
-            let ((rows, walked), read_next) = if bucket + 1 < buckets {
-                let (decided, read_next) = tokio::try_join!(deciding, read(bucket + 1))?;
-                (decided, Some(read_next))
-            } else {
-                (deciding.await?, None)
+            let read_next = async {
+                match bucket + 1 < buckets {
+                    true => read(bucket + 1).await.map(Some),
+                    false => Ok(None),
+                }
             };
-            next = read_next;
+            let ((rows, walked), following) = tokio::try_join!(deciding, read_next)?;
+            next = following;
             customers += walked;
             decided.push(rows.lazy());
         }
@@ -1612,8 +1611,11 @@ fn recomputed_days(dates: &BTreeSet<NaiveDate>) -> impl Fn(Option<i32>) -> bool 
     for d in &days {
         on[(d - first) as usize] = true;
     }
+    // A day before the first fails the conversion, one after the last the look-up.
     move |s: Option<i32>| {
-        s.is_some_and(|s| s >= first && s <= last && on[usize::try_from(s - first).unwrap_or(0)])
+        s.and_then(|s| usize::try_from(s - first).ok())
+            .and_then(|i| on.get(i).copied())
+            .unwrap_or(false)
     }
 }
 
