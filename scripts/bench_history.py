@@ -10,7 +10,8 @@ stage as its own `lake` process:
   ingest     one process per file (the Lambda runs per object); summed time, largest RSS
   quality    one process per batch (`--batch`), as the quality Lambda runs per manifest
   aggregate  `lake aggregate` without a range: the nightly run
-  DuckDB     the same KPIs recomputed by DuckDB over the same silver (the peer), then gold is
+  DuckDB     the same KPIs recomputed by DuckDB over the same silver (the peer; also in each
+             interleaved round at the longest history), then gold is
              compared with it row for row (not timed)
 
 Each measured process reports wall time, user/system CPU and peak RSS (wait4 of that very child)
@@ -579,28 +580,39 @@ def set_aside(snapshot, work, day):
 def interleave(args, work, functions, points, rounds):
     """Runs the measured nights again, `rounds` times, from the lakes kept before them: round i
     runs H=7, then 90, then 365 (every other round in reverse), each night's stages as in the
-    timed runs (no DuckDB). The growth's runs of H=7 and H=365 are tens of minutes apart, and on
-    this shared machine the same binary's 0.2 s stage moved by half between such runs; within a
-    round the nights are seconds apart, so a round's ratio H=365 / H=7 compares like with like.
-    Adds `interleaved` (medians) and `interleaved_runs` to each point."""
+    timed runs. The growth's runs of H=7 and H=365 are tens of minutes apart, and on this shared
+    machine the same binary's 0.2 s stage moved by half between such runs; within a round the
+    nights are seconds apart, so a round's ratio H=365 / H=7 compares like with like. The
+    longest history's night also runs the DuckDB peer, between its aggregate and its compaction
+    as in the growth, so each round pairs the aggregate with the peer seconds apart
+    (`duckdb_ratios`). Adds `interleaved` (medians) and `interleaved_runs` to each point."""
     lake_dir = work / "interleaved"
     stages = Stages(args, lake_dir, work / "scratch-interleaved", functions)
     results = {id(p): [] for p in points}
+    longest = points[-1]
     for i in range(rounds):
         order = points if i % 2 == 0 else points[::-1]
         for p in order:
             restore(p["before_night"], lake_dir)
             day = {"date": p["date"],
                    "files": {ds: str(lake_dir / rel) for ds, rel in p["files"].items()}}
-            r = night(stages, day, measured=True)
+            if p is longest:
+                r = night(stages, day, measured=True, compact=False)
+                r["duckdb"] = duckdb_peer(lake_dir, work / "duckdb-interleaved", args.threads)
+                r["duckdb"].pop("stdout", None)
+                compact_night(stages, r, measured=True)
+            else:
+                r = night(stages, day, measured=True)
             for ds in DATASETS:
                 for step in ("ingest", "quality"):
                     r[step][ds].pop("stdout", None)
             r["aggregate"].pop("stdout", None)
             results[id(p)].append(r)
+        peer = results[id(longest)][-1]["duckdb"]["wall_s"]
         print(f"  round {i + 1}/{rounds}: " + ", ".join(
             f"H={p['history_days']} aggregate {results[id(p)][-1]['aggregate']['wall_s']:.2f} s"
-            for p in points), flush=True)
+            for p in points) + f", DuckDB at H={longest['history_days']} {peer:.2f} s",
+            flush=True)
     shutil.rmtree(lake_dir, ignore_errors=True)
     for p in points:
         runs = results[id(p)]
@@ -812,6 +824,18 @@ def target_ratios(report, key):
             ratio(last["peak_rss_mib"], first["peak_rss_mib"]))
 
 
+def duckdb_ratios(report):
+    """DuckDB's time over the aggregate's at the longest history, a ratio per pair measured
+    together: per interleaved round when they ran (each round runs both, seconds apart), else
+    per growth run. Returns (the median, the ratios, which pairs)."""
+    last = report["horizons"][-1]
+    rounds = [r for r in last.get("interleaved_runs", []) if "duckdb" in r]
+    pairs, basis = (rounds, "interleaved rounds") if rounds else (last["runs"], "growth runs")
+    ratios = [ratio(x["duckdb"]["wall_s"], x["aggregate"]["wall_s"]) for x in pairs]
+    ratios = [x for x in ratios if x is not None]
+    return (statistics.median(ratios) if ratios else None), ratios, basis
+
+
 def fx(x, digits=2):
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -893,10 +917,12 @@ def print_report(r):
         t, mm = target_ratios(r, key)
         ok = t is not None and mm is not None and t <= 1.5 and mm <= 1.5
         print(f"   {STAGES[key][0]:<40} time {fx(t)}×, RSS {fx(mm)}×  {'ok' if ok else 'MISSED'}")
-    speed = ratio(last["stages"]["duckdb"]["wall_s"], last["stages"]["aggregate"]["wall_s"])
-    per_run = [ratio(x["duckdb"]["wall_s"], x["aggregate"]["wall_s"]) for x in last["runs"]]
-    print(f"   aggregate vs DuckDB at H={hs[-1]}: {fx(speed)}× (runs: "
-          f"{', '.join(f'{x:.2f}×' for x in per_run)})  "
+    speed, per_pair, basis = duckdb_ratios(r)
+    growth = [ratio(x["duckdb"]["wall_s"], x["aggregate"]["wall_s"]) for x in last["runs"]]
+    also = ("" if basis == "growth runs" else
+            f"; growth runs: {', '.join(f'{x:.2f}×' for x in growth if x is not None)}")
+    print(f"   aggregate vs DuckDB at H={hs[-1]}: {fx(speed)}× (the median of the {basis}' "
+          f"ratios: {', '.join(f'{x:.2f}×' for x in per_pair)}{also})  "
           f"{'ok' if speed and speed >= 10 else 'MISSED'}")
     probe = r.get("volume_probe")
     if probe:

@@ -171,6 +171,20 @@ class InterleavedTest(unittest.TestCase):
             h["stages"]["aggregate"]["peak_rss_mib"] = rss
         self.assertEqual(bench_history.target_ratios(r, "aggregate"), (1.5, 2.5))
 
+    def test_the_duckdb_target_takes_the_median_of_the_pairs_measured_together(self):
+        def pair(ours, peer):
+            return {"aggregate": {"wall_s": ours}, "duckdb": {"wall_s": peer}}
+        r = report(400.0, 0.5, 0.0, probe=None)
+        last = r["horizons"][-1]
+        # The growth's runs: 8×, 12× and 9× (a slow DuckDB run in the middle).
+        last["runs"] = [pair(3.0, 24.0), pair(2.0, 24.0), pair(3.0, 27.0)]
+        self.assertEqual(bench_history.duckdb_ratios(r), (9.0, [8.0, 12.0, 9.0], "growth runs"))
+        # Rounds that paired them: 10×, 11×, 14×; only the longest history runs the peer.
+        last["interleaved_runs"] = [pair(3.0, 30.0), pair(2.0, 22.0), pair(2.0, 28.0)]
+        r["horizons"][0]["interleaved_runs"] = [night_run(100, 1.0)] * 3
+        self.assertEqual(bench_history.duckdb_ratios(r),
+                         (11.0, [10.0, 11.0, 14.0], "interleaved rounds"))
+
 
 class FakeStages:
     """The stages as `night` calls them, recording the calls (no `lake` process)."""
