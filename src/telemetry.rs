@@ -56,6 +56,20 @@ pub fn peak_rss_mib() -> u64 {
     status_mib("VmHWM:")
 }
 
+/// CPU time the process has used so far (user and system, every thread) in milliseconds (0
+/// where the platform does not say).
+pub fn cpu_ms() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given and reads nothing else.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return 0;
+    }
+    // SAFETY: it succeeded, so it filled the struct (and zeroed is a valid rusage anyway).
+    let usage = unsafe { usage.assume_init() };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
 /// A kB `field` of `/proc/self/status` in MiB (0 where it does not say).
 fn status_mib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -1645,11 +1645,12 @@ fn without(rows: LazyFrame, other: LazyFrame, key: &str) -> LazyFrame {
 
 /// Debug-level timing of the nightly run's phases (`RUST_LOG=shoplake=debug`), for finding
 /// where a night's time goes without a profiler.
-pub(super) struct Phase(std::time::Instant);
+/// A phase's start: its wall clock and the process's CPU time then.
+pub(super) struct Phase(std::time::Instant, u64);
 
 impl Phase {
     pub(super) fn start() -> Self {
-        Phase(std::time::Instant::now())
+        Phase(std::time::Instant::now(), crate::telemetry::cpu_ms())
     }
 
     pub(super) fn done(&mut self, phase: &'static str) {
@@ -1658,15 +1659,19 @@ impl Phase {
 
     /// A phase of one day group's work (`group`: its index in day order).
     pub(super) fn done_in(&mut self, phase: &'static str, group: Option<usize>) {
+        let cpu = crate::telemetry::cpu_ms();
+        // CPU time over wall time shows how many cores a phase kept busy (phases that overlap
+        // another's work count its CPU too).
         tracing::debug!(
             phase,
             group,
             ms = self.0.elapsed().as_millis() as u64,
+            cpu_ms = cpu.saturating_sub(self.1),
             rss_mib = crate::telemetry::rss_mib(),
             peak_rss_mib = crate::telemetry::peak_rss_mib(),
             "nightly phase"
         );
-        self.0 = std::time::Instant::now();
+        *self = Phase(std::time::Instant::now(), cpu);
     }
 }
 

@@ -37,23 +37,33 @@ impl Retryable for ReadError {
 /// over it still type-checks.
 pub fn scan_dataset(root: &Path, contract: &Contract) -> PolarsResult<LazyFrame> {
     let dir = root.join(layout::processed_prefix(&contract.name));
-    let partitions = partition_schema(contract);
     if std::fs::read_dir(&dir).is_err() {
-        let mut schema = silver_schema(contract)?;
-        for (name, dtype) in partitions.iter() {
-            schema.with_column(name.clone(), dtype.clone());
-        }
-        return Ok(DataFrame::empty_with_schema(&schema).lazy());
+        return no_rows(contract);
     }
-    let args = ScanArgsParquet {
+    let glob = format!("{}/**/*.parquet", dir.display());
+    LazyFrame::scan_parquet(PlRefPath::new(glob), hive_args(contract))
+}
+
+/// No rows, in the columns a scan of `contract`'s silver gives: its silver columns, then its
+/// partition columns.
+fn no_rows(contract: &Contract) -> PolarsResult<LazyFrame> {
+    let mut schema = silver_schema(contract)?;
+    for (name, dtype) in partition_schema(contract).iter() {
+        schema.with_column(name.clone(), dtype.clone());
+    }
+    Ok(DataFrame::empty_with_schema(&schema).lazy())
+}
+
+/// A scan that takes `contract`'s partition columns from the hive path, typed as its contract
+/// says.
+fn hive_args(contract: &Contract) -> ScanArgsParquet {
+    ScanArgsParquet {
         hive_options: HiveOptions {
-            schema: Some(Arc::new(partitions)),
+            schema: Some(Arc::new(partition_schema(contract))),
             ..HiveOptions::new_enabled()
         },
         ..Default::default()
-    };
-    let glob = format!("{}/**/*.parquet", dir.display());
-    LazyFrame::scan_parquet(PlRefPath::new(glob), args)
+    }
 }
 
 /// The files of a dataset's date partitions `dates` under `root`, as one lazy frame with every
@@ -77,29 +87,18 @@ pub fn scan_dates(
         });
     }
     if files.is_empty() {
-        let mut schema = silver_schema(contract)?;
-        for (name, dtype) in partition_schema(contract).iter() {
-            schema.with_column(name.clone(), dtype.clone());
-        }
-        return Ok(DataFrame::empty_with_schema(&schema).lazy());
+        return no_rows(contract);
     }
     // In path order, as a glob lists them. One scan of every file, not a scan per day: each
     // scan is a pipeline of its own to set up, which cost about 1.5 ms, as much as reading a
     // small file.
     files.sort();
-    let args = ScanArgsParquet {
-        hive_options: HiveOptions {
-            schema: Some(Arc::new(partition_schema(contract))),
-            ..HiveOptions::new_enabled()
-        },
-        ..Default::default()
-    };
     LazyFrame::scan_parquet_files(
         files
             .iter()
             .map(|f| PlRefPath::new(f.display().to_string()))
             .collect(),
-        args,
+        hive_args(contract),
     )
 }
 
