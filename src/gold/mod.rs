@@ -7,6 +7,7 @@ pub mod incremental;
 pub mod kpis;
 pub mod methods;
 mod probe;
+pub mod scans;
 pub mod writer;
 
 pub use kpis::{KpiContracts, UNKNOWN_REGION, daily_kpis};

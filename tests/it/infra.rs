@@ -482,3 +482,19 @@ fn the_compact_role_reaches_silver_and_its_records_only_and_the_load_role_its_fa
         "LoadRole cannot read, write and list runs/load_failures/"
     );
 }
+
+#[test]
+fn the_aggregate_function_scans_as_lake_aggregate_does() {
+    // `lake aggregate` sets these itself (`shoplake::gold::scans`); the Lambda gets them from
+    // its environment, so the bench's figures are the deployed function's.
+    let template = template();
+    let lines = &resources(&template)["AggregateFunction"];
+    for (name, wanted) in shoplake::gold::scans::SCAN_ENV {
+        let set = value(lines, name).map(|v| v.trim_matches('"'));
+        assert_eq!(
+            set,
+            Some(wanted),
+            "AggregateFunction must set {name}: {wanted}"
+        );
+    }
+}

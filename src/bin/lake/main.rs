@@ -285,11 +285,29 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Aggregate { .. } | Command::Run { .. }) {
+        // The aggregate's scan settings, as its Lambda has them in its environment.
+        // SAFETY: no other thread has started yet (the runtime is built below).
+        unsafe { shoplake::gold::scans::set_scan_env() };
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(cli_main(cli)),
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn cli_main(cli: Cli) -> ExitCode {
     shoplake::telemetry::init_cli();
     shoplake::alloc::limit_arenas();
-    match run(Cli::parse()).await {
+    match run(cli).await {
         Ok(code) => code,
         // A closed pipe (`lake … | head`) is the reader's choice, not a failure.
         Err(e)
