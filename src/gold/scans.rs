@@ -9,7 +9,11 @@
 //! - the H=365 night of `make bench-history`: 3.23 → 2.99 s (medians of 7 runs each), peak
 //!   RSS 423 → 423 MiB;
 //! - a night of 300 k orders a day after 31 days (`--scale 10`): 24.85 → 23.61 s (3 runs
-//!   each), peak 741 → 727 MiB.
+//!   each), peak 741 → 727 MiB;
+//! - a full recompute (`--full`) of the H=365 lake, which the same Lambda runs as a backfill:
+//!   34.49 → 34.39 s (3 runs each), peak 718 → 781 MiB (731-748 against 721-833): no faster,
+//!   and a little more memory in two runs of three. Kept for it too, as one Lambda runs both
+//!   and the nightly run is the one that runs every night.
 //!
 //! Only the aggregate was measured, so only it has them: its Lambda in its template
 //! environment, and `lake` for the commands that aggregate ([`set_scan_env`]). polars reads the
