@@ -831,9 +831,14 @@ def duckdb_ratios(report):
     last = report["horizons"][-1]
     rounds = [r for r in last.get("interleaved_runs", []) if "duckdb" in r]
     pairs, basis = (rounds, "interleaved rounds") if rounds else (last["runs"], "growth runs")
-    ratios = [ratio(x["duckdb"]["wall_s"], x["aggregate"]["wall_s"]) for x in pairs]
-    ratios = [x for x in ratios if x is not None]
+    ratios = pair_ratios(pairs)
     return (statistics.median(ratios) if ratios else None), ratios, basis
+
+
+def pair_ratios(pairs):
+    """DuckDB's time over the aggregate's, per night that ran both (those with a ratio)."""
+    ratios = [ratio(x["duckdb"]["wall_s"], x["aggregate"]["wall_s"]) for x in pairs]
+    return [x for x in ratios if x is not None]
 
 
 def fx(x, digits=2):
@@ -918,9 +923,8 @@ def print_report(r):
         ok = t is not None and mm is not None and t <= 1.5 and mm <= 1.5
         print(f"   {STAGES[key][0]:<40} time {fx(t)}×, RSS {fx(mm)}×  {'ok' if ok else 'MISSED'}")
     speed, per_pair, basis = duckdb_ratios(r)
-    growth = [ratio(x["duckdb"]["wall_s"], x["aggregate"]["wall_s"]) for x in last["runs"]]
     also = ("" if basis == "growth runs" else
-            f"; growth runs: {', '.join(f'{x:.2f}×' for x in growth if x is not None)}")
+            f"; growth runs: {', '.join(f'{x:.2f}×' for x in pair_ratios(last['runs']))}")
     print(f"   aggregate vs DuckDB at H={hs[-1]}: {fx(speed)}× (the median of the {basis}' "
           f"ratios: {', '.join(f'{x:.2f}×' for x in per_pair)}{also})  "
           f"{'ok' if speed and speed >= 10 else 'MISSED'}")

@@ -1150,9 +1150,10 @@ impl Nightly<'_> {
             let dates = dates.clone();
             let deciding = off_runtime(move || decide(&base, &delta, &night, &dates));
             let read_next = async {
-                match bucket + 1 < buckets {
-                    true => read(bucket + 1).await.map(Some),
-                    false => Ok(None),
+                if bucket + 1 < buckets {
+                    read(bucket + 1).await.map(Some)
+                } else {
+                    Ok(None)
                 }
             };
             let ((rows, walked), following) = tokio::try_join!(deciding, read_next)?;
@@ -1644,8 +1645,8 @@ fn without(rows: LazyFrame, other: LazyFrame, key: &str) -> LazyFrame {
 }
 
 /// Debug-level timing of the nightly run's phases (`RUST_LOG=shoplake=debug`), for finding
-/// where a night's time goes without a profiler.
-/// A phase's start: its wall clock and the process's CPU time then.
+/// where a night's time goes without a profiler. Holds the phase's start: the wall clock and the
+/// process's CPU time then.
 pub(super) struct Phase(std::time::Instant, u64);
 
 impl Phase {
