@@ -51,6 +51,7 @@ use crate::error::Retryable;
 use crate::layout;
 use crate::offload;
 use crate::scratch::Scratch;
+use crate::silver::file_keys;
 use crate::silver::latest::latest_rows;
 use crate::state::{BatchCursor, LakeState, StateError};
 use crate::storage::{self, Fetch, ObjectMeta, ObjectStore, StorageError};
@@ -472,14 +473,39 @@ impl Compactor {
         Ok(())
     }
 
-    /// The end of a compaction whose output is in place: its inputs deleted, then its record.
+    /// The end of a compaction whose output is in place: its inputs deleted, then their key
+    /// lists ([`file_keys`]; a list whose file is gone is never read, so a run killed between
+    /// the two leaves nothing wrong), then its record.
     async fn complete(
         &self,
         record_key: &str,
         record: &CompactionRecord,
     ) -> Result<(), CompactError> {
-        let inputs = record.inputs.iter().filter(|k| **k != record.output);
-        storage::delete_many(&self.store, inputs.cloned().collect()).await?;
+        let inputs: Vec<String> = record
+            .inputs
+            .iter()
+            .filter(|k| **k != record.output)
+            .cloned()
+            .collect();
+        storage::delete_many(&self.store, inputs.clone()).await?;
+        if file_keys::is_kept(&self.registry, &record.dataset) {
+            let prefix = file_keys::list_prefix(&format!(
+                "{}{}/",
+                layout::processed_prefix(&record.dataset),
+                record.partition
+            ));
+            if let Some(prefix) = prefix {
+                let lists = self
+                    .store
+                    .list(&prefix)
+                    .await?
+                    .into_iter()
+                    .map(|m| m.key)
+                    .filter(|list| inputs.iter().any(|k| file_keys::is_list_of(list, k)))
+                    .collect();
+                storage::delete_many(&self.store, lists).await?;
+            }
+        }
         self.state.delete(record_key).await?;
         Ok(())
     }
@@ -503,12 +529,13 @@ impl Compactor {
         let work = Scratch::create_in(&std::env::temp_dir(), "shoplake-compact-")
             .map_err(CompactError::WorkDir)?;
         let path = work.path().join("compacted.parquet");
+        let listed = file_keys::is_kept(&self.registry, dataset);
         let job = {
             let (contract, partition, path) =
                 (contract.clone(), partition.to_owned(), path.clone());
-            move || rewrite(&contract, &partition, fetched, &path)
+            move || rewrite(&contract, &partition, fetched, &path, listed)
         };
-        let (rows_in, rows_out) =
+        let (rows_in, rows_out, list) =
             offload::on_own_thread(job)
                 .await
                 .ok_or_else(|| CompactError::Parquet {
@@ -538,6 +565,15 @@ impl Compactor {
         // The record before the output: a run killed after the output's PUT is finished by the
         // next one, which the record tells what to delete.
         self.state.put_json(&record_key, &record).await?;
+        // The key list before the file it lists ([`file_keys`]).
+        if let Some(list) = list {
+            let size = std::fs::metadata(&path)
+                .map_err(CompactError::WorkDir)?
+                .len();
+            if let Some(list_key) = file_keys::list_key(&output, size) {
+                self.store.put(&list_key, list.into()).await?;
+            }
+        }
         self.store.put_file_moving(&output, &path).await?;
         drop(work);
         self.complete(&record_key, &record).await?;
@@ -566,13 +602,15 @@ pub const PARTITIONS_AT_ONCE: usize = 4;
 pub const IN_FLIGHT_BYTES: u64 = 16 << 20;
 
 /// One partition's files (`inputs`, Parquet bytes) rewritten into one latest-wins file at
-/// `path`: how many rows went in and how many came out.
+/// `path`: how many rows went in and how many came out, and the file's key list when `listed`
+/// ([`file_keys`]).
 fn rewrite(
     contract: &Contract,
     partition: &str,
     inputs: Vec<Bytes>,
     path: &std::path::Path,
-) -> Result<(u64, u64), CompactError> {
+    listed: bool,
+) -> Result<Rewritten, CompactError> {
     let parquet = |source| CompactError::Parquet {
         partition: partition.to_owned(),
         source,
@@ -591,7 +629,7 @@ fn rewrite(
     }
     let Some(all) = all else {
         // No inputs: nothing written (the caller does not get here).
-        return Ok((0, 0));
+        return Ok((0, 0, None));
     };
     let rows_in = all.height() as u64;
     // The latest versions are picked across the inputs' chunks; only what is kept is made one
@@ -607,8 +645,15 @@ fn rewrite(
         .with_statistics(StatisticsOptions::default())
         .finish(&mut out)
         .map_err(parquet)?;
-    Ok((rows_in, rows_out))
+    let list = listed
+        .then(|| file_keys::encode(&out, contract))
+        .transpose()
+        .map_err(parquet)?;
+    Ok((rows_in, rows_out, list))
 }
+
+/// What [`rewrite`] did: rows in, rows out, and the output's key list if it keeps one.
+type Rewritten = (u64, u64, Option<Vec<u8>>);
 
 /// The files of a partition still being updated that a rewrite takes, and the large ones it
 /// leaves: a file is large when it is larger than all the smaller ones together (in bytes). A

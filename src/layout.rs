@@ -10,6 +10,7 @@
 //! manifests/<dataset>/_pending/<batch_id>.json               outputs of an ingest in progress
 //! quality/<dataset>/<batch_id>.json                          the quality gate's report
 //! index/<dataset>/keys-<nnn>.json                            distinct keys of a referenced parent
+//! keys/<dataset>/<k>=<v>/…/<silver file name>-<size>.keys     a silver file's keys (window parents)
 //! gold/daily_kpis/month=YYYY-MM/daily_kpis.parquet           gold, one object per month
 //! gold/payment_methods_daily/month=YYYY-MM/….parquet         gold per payment method, the same way
 //! gold/report/index.html, gold/report/month=YYYY-MM/index.html  the HTML KPI report
@@ -44,6 +45,8 @@ pub const LOADS: &str = "loads";
 pub const RUNS: &str = "runs";
 pub const CATALOG: &str = "catalog";
 pub const INDEX: &str = "index";
+/// Key lists of silver files ([`crate::silver::file_keys`]).
+pub const KEYS: &str = "keys";
 
 /// One shard of a dataset's key index (see `quality::key_index`).
 pub fn key_index_shard_key(dataset: &str, shard: usize) -> String {

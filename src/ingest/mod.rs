@@ -14,7 +14,7 @@ pub mod row_validator;
 mod writer;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::Retryable;
@@ -28,11 +28,13 @@ pub use process::{
 };
 pub use quarantine::{LINE_COLUMN, REASON_COLUMN};
 
-use crate::contract::Registry;
+use crate::contract::{Contract, Registry};
 use crate::layout;
 use crate::manifest::SchemaDrift;
 use crate::manifest::{BatchStatus, MANIFEST_VERSION, Manifest, PendingOutputs, SourceObject};
 use crate::scratch::Scratch;
+use crate::silver::file_keys;
+use crate::silver::read::ReadError;
 use crate::state::{LakeState, StateError};
 use crate::storage::{ObjectMeta, ObjectStore, StorageError};
 use crate::values;
@@ -140,6 +142,9 @@ pub enum IngestError {
     SourceMissing { uri: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Reading back a silver file just written (for its key list).
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("processing {uri}: {source}")]
     Process {
         uri: String,
@@ -174,6 +179,7 @@ impl Retryable for IngestError {
             IngestError::Storage(e) => e.is_retryable(),
             IngestError::State(e) => e.is_retryable(),
             IngestError::KeyIndex(e) => e.is_retryable(),
+            IngestError::Read(e) => e.is_retryable(),
             IngestError::Process { source, .. } => !matches!(source, ProcessError::Parquet(_)),
             IngestError::WorkDir(_) | IngestError::Task { .. } => true,
             IngestError::UnknownPrefix { .. }
@@ -528,6 +534,10 @@ impl Ingestor {
         // bounds many small PUTs. A failure drops (and so aborts) the others; the pending record
         // lets the retry clean up.
         let mut in_flight = tokio::task::JoinSet::new();
+        // A dataset referenced within a window has each file's key list written before it.
+        let listed = file_keys::is_kept(&self.registry, &manifest.dataset)
+            .then(|| self.registry.get(&manifest.dataset).cloned())
+            .flatten();
         for upload in uploads {
             match upload {
                 Upload::File { key, path } => {
@@ -535,7 +545,8 @@ impl Ingestor {
                         join_upload(&mut in_flight, manifest).await?;
                     }
                     let store = self.store.clone();
-                    in_flight.spawn(async move { store.put_file_moving(&key, &path).await });
+                    let listed = listed.clone();
+                    in_flight.spawn(async move { upload_file(store, &key, &path, listed).await });
                 }
                 Upload::CopySource { key } => self.store.copy(source_key, &key).await?,
             }
@@ -585,11 +596,37 @@ impl Ingestor {
     }
 }
 
+/// Uploads the file at `path` as `key`, after its key list when it is a silver file and
+/// `listed` (its contract) keeps them.
+async fn upload_file(
+    store: Arc<dyn ObjectStore>,
+    key: &str,
+    path: &Path,
+    listed: Option<Contract>,
+) -> Result<(), IngestError> {
+    if let Some(contract) = listed {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(IngestError::WorkDir)?
+            .len();
+        // Silver files only (not the batch's quarantined rows).
+        if let Some(list_key) = file_keys::list_key(key, size) {
+            let list =
+                file_keys::of_file(path, &contract).map_err(|source| ReadError::Parquet {
+                    key: key.to_owned(),
+                    source,
+                })?;
+            store.put(&list_key, list.into()).await?;
+        }
+    }
+    Ok(store.put_file_moving(key, path).await?)
+}
+
 /// Silver files uploaded at once by one ingest.
 const CONCURRENT_UPLOADS: usize = 8;
 
 async fn join_upload(
-    in_flight: &mut tokio::task::JoinSet<Result<(), StorageError>>,
+    in_flight: &mut tokio::task::JoinSet<Result<(), IngestError>>,
     manifest: &Manifest,
 ) -> Result<(), IngestError> {
     match in_flight.join_next().await {

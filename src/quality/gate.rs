@@ -2,7 +2,7 @@
 //! keys in silver, runs the checks, and writes the report. Used by the `quality` Lambda (on
 //! manifest arrival) and by `lake quality`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -17,6 +17,7 @@ use crate::error::Retryable;
 use crate::layout;
 use crate::manifest::{BatchStatus, Manifest};
 use crate::partition::parse_partition_path;
+use crate::silver::file_keys;
 use crate::silver::read::{self, ReadError};
 use crate::state::{BatchCursor, LakeState, StateError, batch_time, manifests_from};
 use crate::storage::{self, ObjectStore, StorageError};
@@ -66,6 +67,27 @@ struct BatchFile {
     date: Option<NaiveDate>,
     keys: Vec<Option<String>>,
     refs: Vec<Vec<Option<String>>>,
+}
+
+/// What a reference check found of a batch's references.
+enum Found<'a> {
+    /// The references the parent holds (a rule without a window: anywhere in the parent).
+    Held(Set<String>),
+    /// The references the parent does not hold within their rows' windows, by the rows' dates
+    /// (a rule with a window); a date not here was not searched.
+    MissingOn(BTreeMap<NaiveDate, Set<&'a str>>),
+}
+
+impl Found<'_> {
+    /// Whether the reference `r` of a row dated `date` was found.
+    fn holds(&self, date: Option<NaiveDate>, r: &str) -> bool {
+        match self {
+            Found::Held(keys) => keys.contains(r),
+            Found::MissingOn(missing) => date
+                .and_then(|d| missing.get(&d))
+                .is_some_and(|m| !m.contains(r)),
+        }
+    }
 }
 
 /// How long a claim on a batch's report lasts: longer than the quality function may run (300 s
@@ -165,87 +187,147 @@ impl QualityGate {
         Ok(index.found(&rule.dataset, wanted).await?)
     }
 
-    /// Which of `wanted` the parent's date partitions `dates` hold (one listing per date, under
-    /// `processed/<parent>/<date partition>=<date>/`, projected to the key column). Only the
-    /// wanted keys are kept: memory follows the batch, not the partitions read.
+    /// Which keys the parent's date partitions hold of those wanted on each date of `wanted`
+    /// (one listing per date, under `processed/<parent>/<date partition>=<date>/`). A file is
+    /// searched in its key list when it has one ([`file_keys`]), or else its key column is
+    /// read. Only wanted keys are kept: memory follows the batch, not the partitions read.
     async fn window_keys(
         &self,
         parent: &Contract,
-        dates: &BTreeSet<NaiveDate>,
-        wanted: &Set<&str>,
-        found: &mut Set<String>,
-    ) -> Result<(), QualityError> {
+        wanted: &BTreeMap<NaiveDate, Vec<&str>>,
+    ) -> Result<HashMap<NaiveDate, Set<String>>, QualityError> {
         let key = parent.key_column().name.as_str();
+        let mut held: HashMap<NaiveDate, Set<String>> = HashMap::new();
         let Some(partition) = parent.window_partition() else {
-            return Ok(());
+            return Ok(held);
         };
-        let prefixes: Vec<String> = dates
-            .iter()
-            .map(|date| {
-                format!(
-                    "{}{}={}/",
-                    layout::processed_prefix(&parent.name),
-                    partition.name,
-                    date.format("%Y-%m-%d")
-                )
-            })
-            .collect();
-        // Listed and fetched many at a time (`storage::get_many`), parsed one at a time.
-        let files = storage::fetches(
+        let prefix_of = |date: &NaiveDate| {
+            format!(
+                "{}{}={}/",
+                layout::processed_prefix(&parent.name),
+                partition.name,
+                date.format("%Y-%m-%d")
+            )
+        };
+        // Each date's files, listed many at a time (`storage::list_many`).
+        let mut files: Vec<(NaiveDate, storage::ObjectMeta)> = Vec::new();
+        for (date, metas) in wanted.keys().zip(
+            stream::iter(wanted.keys().map(prefix_of))
+                .map(|prefix| {
+                    let store = self.store.clone();
+                    async move { store.list(&prefix).await }
+                })
+                .buffered(storage::AT_ONCE)
+                .try_collect::<Vec<_>>()
+                .await?,
+        ) {
+            files.extend(
+                metas
+                    .into_iter()
+                    .filter(|m| m.key.ends_with(".parquet"))
+                    .map(|m| (*date, m)),
+            );
+        }
+        // The key lists there are, then the files without one.
+        let lists: HashSet<String> = if file_keys::is_kept(&self.registry, &parent.name) {
+            let prefixes = wanted
+                .keys()
+                .filter_map(|d| file_keys::list_prefix(&prefix_of(d)))
+                .collect();
             storage::list_many(&self.store, prefixes)
                 .await?
                 .into_iter()
-                .filter(|meta| meta.key.ends_with(".parquet")),
-        );
-        let mut frames = storage::get_many(&self.store, files);
-        while let Some((file, bytes)) = frames.try_next().await? {
+                .map(|m| m.key)
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut listed = Vec::new();
+        let mut unlisted = Vec::new();
+        for (date, meta) in files {
+            match file_keys::list_key(&meta.key, meta.size).filter(|k| lists.contains(k)) {
+                Some(list) => listed.push((date, meta, list)),
+                None => unlisted.push((date, meta)),
+            }
+        }
+        let fetch = listed
+            .iter()
+            .map(|(_, meta, list)| (list.clone(), meta.size))
+            .collect();
+        let mut lists = storage::get_many(&self.store, fetch).zip(stream::iter(listed));
+        while let Some((got, (date, meta, _))) = lists.next().await {
+            let (_, bytes) = got?;
+            let found = held.entry(date).or_default();
+            match file_keys::held(&bytes, wanted[&date].clone()).await {
+                Some(keys) => found.extend(keys.into_iter().map(str::to_owned)),
+                // Not a key list after all: the file itself is read.
+                None => unlisted.push((date, meta)),
+            }
+        }
+        let fetch = unlisted
+            .iter()
+            .map(|(_, meta)| (meta.key.clone(), meta.size))
+            .collect();
+        let sets: HashMap<NaiveDate, Set<&str>> = wanted
+            .iter()
+            .map(|(d, keys)| (*d, keys.iter().copied().collect()))
+            .collect();
+        // Fetched many at a time (`storage::get_many`), parsed one at a time.
+        let mut frames = storage::get_many(&self.store, fetch).zip(stream::iter(unlisted));
+        while let Some((got, (date, _))) = frames.next().await {
+            let (file, bytes) = got?;
             let df = read::columns_of(bytes, &file, &[key])?;
+            let (wanted, found) = (&sets[&date], held.entry(date).or_default());
             for k in read::str_column(&df, key, &file)?.iter().flatten() {
                 if wanted.contains(k) && !found.contains(k) {
                     found.insert(k.to_owned());
                 }
             }
         }
-        Ok(())
+        Ok(held)
     }
 
-    /// The references of a windowed rule that the parent holds within their rows' windows,
-    /// searched nearest days first: for the rows of date `d` still unresolved, the parent's
-    /// dates `d`, then `d-1`, then `d-2..d-3`, `d-4..d-7`, … down to `d - days` (never before
-    /// `retained_from`), each date read once. A batch whose parents are all near its rows (the
-    /// common case: a payment of today's or a recent order) reads a few days, not the window;
-    /// only a reference that is not there (an orphan) makes it read the whole window of its row.
-    async fn window_search(
+    /// The references of a windowed rule that the parent does not hold within their rows'
+    /// windows, by the rows' dates. Searched nearest days first: for the rows of date `d`
+    /// still unresolved, the parent's dates `d`, then `d-1`, then `d-2..d-3`, `d-4..d-7`, … down
+    /// to `d - days` (never before `retained_from`). On each parent date only the keys of the
+    /// rows whose step reaches it are looked for: a key held on a date outside its row's window
+    /// is not within the window, as the rule says, even when another row's search reads that
+    /// date. A batch whose parents are all near its rows (the common case: a payment of today's
+    /// or a recent order) reads a few days, not the window; only a reference that is not there
+    /// (an orphan) makes it read the whole window of its row.
+    async fn window_search<'a>(
         &self,
         parent: &Contract,
         days: i64,
         retained_from: NaiveDate,
-        mut unresolved: BTreeMap<NaiveDate, Set<&str>>,
-    ) -> Result<Set<String>, QualityError> {
-        let mut found = Set::default();
-        let mut read: BTreeSet<NaiveDate> = BTreeSet::new();
+        mut unresolved: BTreeMap<NaiveDate, Set<&'a str>>,
+    ) -> Result<BTreeMap<NaiveDate, Set<&'a str>>, QualityError> {
+        let mut read = 0usize;
         let (mut near, mut width) = (0i64, 1i64);
         while near <= days {
             let far = (near + width - 1).min(days);
-            let mut dates = BTreeSet::new();
+            let mut wanted: BTreeMap<NaiveDate, Vec<&str>> = BTreeMap::new();
             for (d, refs) in &unresolved {
                 if refs.is_empty() {
                     continue;
                 }
                 for back in near..=far {
                     let x = *d - Duration::days(back);
-                    if x >= retained_from && !read.contains(&x) {
-                        dates.insert(x);
+                    if x >= retained_from {
+                        wanted.entry(x).or_default().extend(refs.iter().copied());
                     }
                 }
             }
-            if !dates.is_empty() {
-                let wanted: Set<&str> = unresolved.values().flatten().copied().collect();
-                self.window_keys(parent, &dates, &wanted, &mut found)
-                    .await?;
-                read.extend(dates);
-                for refs in unresolved.values_mut() {
-                    refs.retain(|r| !found.contains(*r));
+            if !wanted.is_empty() {
+                read += wanted.len();
+                let held = self.window_keys(parent, &wanted).await?;
+                for (d, refs) in unresolved.iter_mut() {
+                    for back in near..=far {
+                        if let Some(held) = held.get(&(*d - Duration::days(back))) {
+                            refs.retain(|r| !held.contains(*r));
+                        }
+                    }
                 }
             }
             if unresolved.values().all(Set::is_empty) {
@@ -257,10 +339,10 @@ impl QualityGate {
         info!(
             parent = %parent.name,
             window_days = days,
-            parent_dates_read = read.len(),
+            parent_dates_read = read,
             "reference window searched"
         );
-        Ok(found)
+        Ok(unresolved)
     }
 
     async fn references(
@@ -292,20 +374,22 @@ impl QualityGate {
                                 .extend(f.refs[i].iter().flatten().map(String::as_str));
                         }
                     }
-                    self.window_search(
-                        self.contract(&rule.dataset)?,
-                        days,
-                        retained_from,
-                        unresolved,
+                    Found::MissingOn(
+                        self.window_search(
+                            self.contract(&rule.dataset)?,
+                            days,
+                            retained_from,
+                            unresolved,
+                        )
+                        .await?,
                     )
-                    .await?
                 }
                 None => {
                     let wanted: Set<&str> = files
                         .iter()
                         .flat_map(|f| f.refs[i].iter().flatten().map(String::as_str))
                         .collect();
-                    self.indexed_keys(rule, &wanted).await?
+                    Found::Held(self.indexed_keys(rule, &wanted).await?)
                 }
             };
             let mut facts = ReferenceFacts {
@@ -327,7 +411,7 @@ impl QualityGate {
                 };
                 for (k, r) in f.keys.iter().zip(&f.refs[i]) {
                     facts.checked += 1;
-                    if r.as_ref().is_some_and(|r| target.contains(r)) {
+                    if r.as_ref().is_some_and(|r| target.holds(f.date, r)) {
                         continue;
                     }
                     if !verifiable && r.is_some() {

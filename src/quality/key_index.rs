@@ -188,7 +188,7 @@ fn shard_of_bytes(key: &[u8]) -> usize {
     usize::from(u16::from_be_bytes([d[0], d[1]])) % SHARDS
 }
 
-mod keyset;
+pub(crate) mod keyset;
 
 /// A key file with keys added: its new bytes and the condition of writing them.
 struct Grown {

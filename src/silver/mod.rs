@@ -2,6 +2,7 @@
 //! columns; money as decimal(p,s), timestamps as UTC microseconds. Ingest builds its frames here
 //! and writes them; gold, quality and the catalogs read them through [`read`] and the schema.
 
+pub mod file_keys;
 pub(crate) mod latest;
 pub mod read;
 

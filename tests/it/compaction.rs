@@ -208,6 +208,58 @@ impl Lake {
         }
     }
 
+    /// Asserts that every orders silver file has its key list, holding exactly its keys, and
+    /// that no list outlives its file (`silver::file_keys`).
+    async fn assert_key_lists_match_the_files(&self, context: &str) {
+        let root = self.dir.path();
+        let relative =
+            |p: &std::path::Path| p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let mut expected = BTreeMap::new();
+        for path in crate::support::files(&root.join("processed/orders")) {
+            let key = relative(&path);
+            let size = std::fs::metadata(&path).unwrap().len();
+            let list = shoplake::silver::file_keys::list_key(&key, size).unwrap();
+            let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
+                .finish()
+                .unwrap();
+            let keys: std::collections::BTreeSet<String> = df
+                .column("order_id")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect();
+            expected.insert(list, keys);
+        }
+        let lists: Vec<String> = crate::support::files(&root.join("keys/orders"))
+            .iter()
+            .map(|p| relative(p))
+            .collect();
+        let mut listed: Vec<&String> = lists.iter().collect();
+        listed.sort();
+        assert_eq!(
+            listed,
+            expected.keys().collect::<Vec<_>>(),
+            "{context}: one key list per silver file, none left of a deleted one"
+        );
+        for (list, keys) in &expected {
+            let bytes = std::fs::read(root.join(list)).unwrap();
+            // Every key of the file, and one it does not hold, looked for.
+            let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+            wanted.push("O-none");
+            let held = shoplake::silver::file_keys::held(&bytes, wanted).await;
+            let held: Option<std::collections::BTreeSet<String>> =
+                held.map(|h| h.into_iter().map(str::to_owned).collect());
+            assert_eq!(
+                held.as_ref(),
+                Some(keys),
+                "{context}: {list} holds its file's keys"
+            );
+        }
+    }
+
     fn files(&self) -> Vec<String> {
         crate::support::files(&self.dir.path().join("processed/orders"))
             .into_iter()
@@ -228,6 +280,8 @@ async fn a_partition_of_many_files_becomes_one_latest_wins_file_and_the_late_bat
     assert_eq!((report.partitions, report.files_in), (1, BATCHES as usize));
     assert!(report.rows_out < report.rows_in, "{report:?}");
     assert_eq!(lake.view(), before, "readers see the same latest rows");
+    lake.assert_key_lists_match_the_files("after compaction")
+        .await;
     let mut files = lake.files();
     files.sort();
     assert_eq!(files.len(), 2, "{files:?}");
@@ -555,20 +609,28 @@ async fn killed_at_each_write_and_rerun(regions: &[&str], writes: &[usize]) {
                 crate::support::files(&lake.dir.path().join("runs/compact")).is_empty(),
                 "no compaction record left"
             );
+            lake.assert_key_lists_match_the_files(&format!("re-run after write {nth} ({fault:?})"))
+                .await;
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_finishes_it() {
-    // Writes of a run: claim, record, output, BATCHES deletes, record delete, claim release.
-    killed_at_each_write_and_rerun(&["EU"], &[2, 3, 4, 8, BATCHES as usize + 4]).await;
+    // Writes of a run: claim, record, the output's key list, output, BATCHES deletes, their
+    // BATCHES key lists' deletes, record delete, claim release.
+    let b = BATCHES as usize;
+    killed_at_each_write_and_rerun(&["EU"], &[2, 3, 4, 8, b + 4, b + 10, 2 * b + 5]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_rewritten_together_and_killed_at_any_write_leave_every_row_once() {
     // Three partitions rewritten at once: a kill stops the others where they are.
-    killed_at_each_write_and_rerun(&["EU", "NA", "APAC"], &[2, 3, 4, 6, 9, 14, 22, 30, 38]).await;
+    killed_at_each_write_and_rerun(
+        &["EU", "NA", "APAC"],
+        &[2, 3, 4, 6, 9, 14, 22, 30, 38, 50, 66],
+    )
+    .await;
 }
 
 /// The gold KPIs of March as a backfill computes them from the lake now.

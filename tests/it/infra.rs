@@ -382,7 +382,7 @@ fn ingest_and_quality_can_reach_the_key_index_and_ingest_reads_back_its_silver()
         assert!(
             p.contains("Action: [s3:GetObject, s3:PutObject, s3:DeleteObject]")
                 && p.contains("/index/*\"")
-                && p.contains("index/*] }"),
+                && p.contains("index/*, keys/*] }"),
             "{name} must list, read, write and delete index/* (merging the waiting keys): {p}"
         );
     }
@@ -394,6 +394,58 @@ fn ingest_and_quality_can_reach_the_key_index_and_ingest_reads_back_its_silver()
     assert!(
         !policy(&template, "aggregate").contains("/index/*"),
         "only the stages that use the index reach it"
+    );
+}
+
+/// Silver files' key lists (`keys/`): ingest and compaction write them with their files,
+/// compaction deletes its inputs' lists, the reference checks list and read them; they expire
+/// with silver, so a list never outlives its file by a lifecycle's length.
+#[test]
+fn the_key_lists_of_silver_files_are_reachable_where_used_and_expire_with_silver() {
+    let template = template();
+    let bucket =
+        "arn:${AWS::Partition}:s3:::shoplake-${StageName}-data-${AWS::AccountId}-${AWS::Region}";
+    let lists = format!("- !Sub \"{bucket}/keys/*\"");
+    let ingest = policy(&template, "ingest");
+    assert!(
+        ingest.contains(&format!(
+            "Action: s3:PutObject\n                Resource:\n                  {lists}"
+        )),
+        "ingest writes its files' key lists: {ingest}"
+    );
+    let quality = policy(&template, "quality");
+    assert!(
+        quality.contains(&lists) && quality.contains("index/*, keys/*] }"),
+        "the quality checks list and read the key lists: {quality}"
+    );
+    let compact = policy(&template, "compact");
+    assert!(
+        compact.contains(&format!(
+            "Action: [s3:PutObject, s3:DeleteObject]\n                Resource:\n                  {lists}"
+        )) && compact.contains("index/*, keys/*] }"),
+        "compaction lists, writes and deletes key lists: {compact}"
+    );
+    assert!(
+        !policy(&template, "aggregate").contains("/keys/*"),
+        "only the stages that use the key lists reach them"
+    );
+    let days = |prefix: &str| {
+        let line = template
+            .lines()
+            .find(|l| l.contains(&format!("Prefix: {prefix}, ExpirationInDays:")))
+            .unwrap_or_else(|| panic!("no lifecycle rule for {prefix}"));
+        line.split("ExpirationInDays:")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .trim_end_matches('}')
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        days("keys/"),
+        days("processed/"),
+        "key lists expire with silver"
     );
 }
 

@@ -132,11 +132,36 @@ fn payments_with(n: i64, defects: bool) -> String {
 /// Builds `history` days of orders and payments, then checks one more payments batch; returns
 /// the bytes that check downloaded and its referential facts.
 async fn check_after(history: i64) -> (u64, f64, usize, String) {
-    check_with(history, WINDOW_DAYS, true).await
+    let (bytes, rate, keys, message, _) = check_with(history, WINDOW_DAYS, true).await;
+    (bytes, rate, keys, message)
 }
 
-/// `check_after` with the contract's window `window` and a last batch with or without defects.
-async fn check_with(history: i64, window: u32, defects: bool) -> (u64, f64, usize, String) {
+/// `check_after` with the contract's window `window` and a last batch with or without defects;
+/// also how many silver files the check listed.
+async fn check_with(history: i64, window: u32, defects: bool) -> (u64, f64, usize, String, usize) {
+    let (lake, registry) = lake_with(history, window).await;
+    let last = history + 1;
+    let key = format!("raw/payments/{}.csv", day(last));
+    let batch = lake
+        .ingest(&key, payments_with(last, defects), last)
+        .await
+        .batch_id;
+    let counting = Arc::new(FaultyStore::counting(lake.store.clone()));
+    let (rate, keys, message) = referential(counting.clone(), registry, &batch, last)
+        .await
+        .unwrap();
+    (
+        counting.bytes_read(),
+        rate,
+        keys,
+        message,
+        counting.processed_listed(),
+    )
+}
+
+/// A lake of `history` days of orders (and payments from the second day), payments
+/// referencing orders at most `window` days older.
+async fn lake_with(history: i64, window: u32) -> (Lake, Arc<Registry>) {
     let contracts = tempfile::tempdir().unwrap();
     let registry = registry(contracts.path(), window);
     let lake = Lake::new(registry.clone());
@@ -148,29 +173,116 @@ async fn check_with(history: i64, window: u32, defects: bool) -> (u64, f64, usiz
             lake.ingest(&key, payments_csv(n, false), n).await;
         }
     }
-    let last = history + 1;
-    let key = format!("raw/payments/{}.csv", day(last));
-    let batch = lake
-        .ingest(&key, payments_with(last, defects), last)
-        .await
-        .batch_id;
+    (lake, registry)
+}
 
-    let counting = Arc::new(FaultyStore::counting(lake.store.clone()));
-    let gate = QualityGate::new(counting.clone(), registry);
+/// The referential check of the payments batch `batch`, evaluated at the end of day `last`
+/// through `store`: its observed rate, offending keys and message.
+async fn referential(
+    store: Arc<dyn ObjectStore>,
+    registry: Arc<Registry>,
+    batch: &str,
+    last: i64,
+) -> Result<(f64, usize, String), shoplake::quality::QualityError> {
+    let gate = QualityGate::new(store, registry);
     let now = Utc.from_utc_datetime(&day(last).and_hms_opt(23, 30, 0).unwrap());
-    let report = gate.evaluate("payments", &batch, now).await.unwrap();
+    let report = gate.evaluate("payments", batch, now).await?;
     let check = report
         .checks
         .iter()
         .find(|c| c.check == "referential_integrity")
         .unwrap()
         .clone();
-    (
-        counting.bytes_read(),
+    Ok((
         check.observed.unwrap(),
         check.offending_keys.len(),
         check.message,
-    )
+    ))
+}
+
+/// A windowed check searches the order files' key lists, not the files: with every orders file
+/// overwritten by as many zero bytes, the check finds the same. A list of another size than
+/// its file's is not its file's (a file rewritten since): the file is read then, here garbage,
+/// so the check fails rather than trust the list.
+#[tokio::test]
+async fn a_windowed_check_searches_the_order_files_key_lists_not_the_files() {
+    let (lake, registry) = lake_with(10, WINDOW_DAYS).await;
+    let last = 11;
+    let key = format!("raw/payments/{}.csv", day(last));
+    let batch = lake
+        .ingest(&key, payments_with(last, true), last)
+        .await
+        .batch_id;
+    let root = lake.dir.path();
+    let orders = crate::support::files(&root.join("processed/orders"));
+    let lists = crate::support::files(&root.join("keys/orders"));
+    assert_eq!(
+        lists.len(),
+        orders.len(),
+        "ingest wrote a key list per orders file"
+    );
+    assert!(
+        crate::support::files(&root.join("keys")).len() == lists.len(),
+        "only orders, the parent of a windowed rule, keeps key lists"
+    );
+
+    let expected = referential(lake.store.clone(), registry.clone(), &batch, last)
+        .await
+        .unwrap();
+    // 42 rows: 40 found in the window, one orphan, one unverifiable.
+    assert_eq!((expected.1, expected.0), (1, 1.0 / 42.0), "{}", expected.2);
+    for path in &orders {
+        let size = std::fs::metadata(path).unwrap().len() as usize;
+        std::fs::write(path, vec![0u8; size]).unwrap();
+    }
+    let from_lists = referential(lake.store.clone(), registry.clone(), &batch, last)
+        .await
+        .unwrap();
+    assert_eq!(from_lists, expected, "the lists alone give the same facts");
+
+    for list in &lists {
+        let name = list.to_string_lossy().into_owned();
+        let (stem, size) = name.trim_end_matches(".keys").rsplit_once('-').unwrap();
+        let other: u64 = size.parse::<u64>().unwrap() + 1;
+        std::fs::rename(list, format!("{stem}-{other}.keys")).unwrap();
+    }
+    let err = referential(lake.store.clone(), registry, &batch, last)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("processed/orders/"),
+        "the files themselves were read: {err}"
+    );
+}
+
+/// Each row's reference is looked for in its own window: a payment whose order is dated after
+/// it is an orphan, even when another row's search reads the order's day.
+#[tokio::test]
+async fn a_reference_is_found_only_within_its_own_row_s_window() {
+    let (lake, registry) = lake_with(10, WINDOW_DAYS).await;
+    let last = 11;
+    let mut body =
+        String::from("payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n");
+    // Paid today for yesterday's order: the search reads yesterday's orders.
+    body += &format!(
+        "PA,O{}-0,{d}T10:00:00Z,card,succeeded,10.00,EUR,{d}T10:00:00Z\n",
+        last - 1,
+        d = day(last)
+    );
+    // Dated five days ago, naming an order of yesterday: outside its window [-7, -5].
+    body += &format!(
+        "PB,O{}-1,{d}T10:00:00Z,card,succeeded,10.00,EUR,{e}T10:00:00Z\n",
+        last - 1,
+        d = day(last - 5),
+        e = day(last)
+    );
+    let key = format!("raw/payments/{}.csv", day(last));
+    let batch = lake.ingest(&key, body, last).await.batch_id;
+    let (rate, keys, message) = referential(lake.store.clone(), registry, &batch, last)
+        .await
+        .unwrap();
+    assert_eq!((rate, keys), (0.5, 1), "{message}");
+    assert!(message.contains("1 of 2 rows"), "{message}");
 }
 
 #[tokio::test]
@@ -202,8 +314,8 @@ async fn a_referential_check_reads_the_same_bytes_against_ten_times_the_history(
 /// its row's window, and is still found.
 #[tokio::test]
 async fn a_referential_check_reads_the_days_its_parents_are_on_not_the_whole_window() {
-    let (narrow, rate_narrow, _, msg_narrow) = check_with(80, 2, false).await;
-    let (wide, rate_wide, _, msg_wide) = check_with(80, 90, false).await;
+    let (narrow, rate_narrow, _, msg_narrow, _) = check_with(80, 2, false).await;
+    let (wide, rate_wide, _, msg_wide, wide_files) = check_with(80, 90, false).await;
     assert_eq!(
         (rate_narrow, rate_wide),
         (0.0, 0.0),
@@ -213,11 +325,13 @@ async fn a_referential_check_reads_the_days_its_parents_are_on_not_the_whole_win
         wide <= narrow + narrow / 10,
         "a 90-day window read {wide} bytes, a 2-day one {narrow}: the search did not stop"
     );
-    let (with_orphan, rate, keys, msg) = check_with(80, 90, true).await;
+    let (with_orphan, rate, keys, msg, orphan_files) = check_with(80, 90, true).await;
     assert_eq!((keys, rate), (1, 1.0 / 42.0), "{msg}");
+    // Counted in order files listed: each is searched in its key list, a few hundred bytes.
     assert!(
-        with_orphan > 5 * wide,
-        "the orphan's row is looked for in its whole window ({with_orphan} vs {wide} bytes)"
+        orphan_files > 5 * wide_files && with_orphan > wide,
+        "the orphan's row is looked for in its whole window ({orphan_files} vs {wide_files} \
+         order files listed, {with_orphan} vs {wide} bytes)"
     );
 }
 
