@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, StreamExt};
 use tracing::info;
 
 use super::checks::{self, Facts, ReferenceFacts};
@@ -209,18 +209,11 @@ impl QualityGate {
                 date.format("%Y-%m-%d")
             )
         };
-        // Each date's files, listed many at a time (`storage::list_many`).
+        // Each date's files, listed many at a time.
         let mut files: Vec<(NaiveDate, storage::ObjectMeta)> = Vec::new();
-        for (date, metas) in wanted.keys().zip(
-            stream::iter(wanted.keys().map(prefix_of))
-                .map(|prefix| {
-                    let store = self.store.clone();
-                    async move { store.list(&prefix).await }
-                })
-                .buffered(storage::AT_ONCE)
-                .try_collect::<Vec<_>>()
-                .await?,
-        ) {
+        let listings =
+            storage::list_each(&self.store, wanted.keys().map(prefix_of).collect()).await?;
+        for (date, metas) in wanted.keys().zip(listings) {
             files.extend(
                 metas
                     .into_iter()
@@ -263,6 +256,9 @@ impl QualityGate {
                 // Not a key list after all: the file itself is read.
                 None => unlisted.push((date, meta)),
             }
+        }
+        if unlisted.is_empty() {
+            return Ok(held);
         }
         let fetch = unlisted
             .iter()
@@ -318,6 +314,11 @@ impl QualityGate {
                         wanted.entry(x).or_default().extend(refs.iter().copied());
                     }
                 }
+            }
+            // Sorted once here: a key list's look-up walks them in order, file by file.
+            for keys in wanted.values_mut() {
+                keys.sort_unstable();
+                keys.dedup();
             }
             if !wanted.is_empty() {
                 read += wanted.len();

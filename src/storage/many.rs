@@ -22,17 +22,28 @@ pub async fn list_many(
     store: &Arc<dyn ObjectStore>,
     prefixes: Vec<String>,
 ) -> StorageResult<Vec<ObjectMeta>> {
+    Ok(list_each(store, prefixes)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// As [`list_many`], each prefix's objects apart: one listing per prefix, in their order.
+pub async fn list_each(
+    store: &Arc<dyn ObjectStore>,
+    prefixes: Vec<String>,
+) -> StorageResult<Vec<Vec<ObjectMeta>>> {
     // Owned values in the stream: its futures are then `Send` whatever the caller's lifetimes,
     // as the Lambda runtime's spawned handlers need.
-    let listings: Vec<Vec<ObjectMeta>> = stream::iter(prefixes)
+    stream::iter(prefixes)
         .map(|prefix| {
             let store = Arc::clone(store);
             async move { store.list(&prefix).await }
         })
         .buffered(AT_ONCE)
         .try_collect()
-        .await?;
-    Ok(listings.into_iter().flatten().collect())
+        .await
 }
 
 /// Deletes `keys`, up to [`AT_ONCE`] at a time, in no particular order: a caller that must

@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
 pub use local::{LocalStore, TEMP_DIR, TEMP_PREFIX};
-pub use many::{AT_ONCE, Fetch, at_once_within, delete_many, fetches, get_many, list_many};
+pub use many::{
+    AT_ONCE, Fetch, at_once_within, delete_many, fetches, get_many, list_each, list_many,
+};
 pub use prefixed::PrefixedStore;
 pub use s3::{MULTIPART_PART_BYTES, S3Store};
 
