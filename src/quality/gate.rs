@@ -90,6 +90,33 @@ impl Found<'_> {
     }
 }
 
+/// What a window search has read of the parent so far: each date's files (with their key
+/// lists', when they have one), and the key lists fetched, up to [`KEPT_LIST_BYTES`]. A row
+/// unresolved on its own date is looked for on the days before it in later steps, and those
+/// days were mostly read for their own rows already: without this they were listed and fetched
+/// again (62 date reads for the 32 dates of the H=90 night of `make bench-history`).
+#[derive(Default)]
+struct WindowReads {
+    files: HashMap<NaiveDate, Vec<(storage::ObjectMeta, Option<String>)>>,
+    lists: HashMap<String, bytes::Bytes>,
+    bytes: u64,
+}
+
+/// The most key list bytes a window search keeps for its later steps: a key list takes about
+/// 4 bytes a key, so this holds the 32 days a night's payments are dated on up to about 500 k
+/// orders a day; beyond that the later steps fetch what did not fit again.
+const KEPT_LIST_BYTES: u64 = 64 << 20;
+
+impl WindowReads {
+    fn keep(&mut self, list: String, bytes: bytes::Bytes) {
+        let size = bytes.len() as u64;
+        if self.bytes + size <= KEPT_LIST_BYTES {
+            self.bytes += size;
+            self.lists.insert(list, bytes);
+        }
+    }
+}
+
 /// How long a claim on a batch's report lasts: longer than the quality function may run (300 s
 /// in the template).
 const CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 60);
@@ -191,10 +218,12 @@ impl QualityGate {
     /// (one listing per date, under `processed/<parent>/<date partition>=<date>/`). A file is
     /// searched in its key list when it has one ([`file_keys`]), or else its key column is
     /// read. Only wanted keys are kept: memory follows the batch, not the partitions read.
+    /// What an earlier step of the same search listed or fetched is taken from `reads`.
     async fn window_keys(
         &self,
         parent: &Contract,
         wanted: &BTreeMap<NaiveDate, Vec<&str>>,
+        reads: &mut WindowReads,
     ) -> Result<HashMap<NaiveDate, Set<String>>, QualityError> {
         let key = parent.key_column().name.as_str();
         let mut held: HashMap<NaiveDate, Set<String>> = HashMap::new();
@@ -209,22 +238,16 @@ impl QualityGate {
                 date.format("%Y-%m-%d")
             )
         };
-        // Each date's files, listed many at a time.
-        let mut files: Vec<(NaiveDate, storage::ObjectMeta)> = Vec::new();
-        let listings =
-            storage::list_each(&self.store, wanted.keys().map(prefix_of).collect()).await?;
-        for (date, metas) in wanted.keys().zip(listings) {
-            files.extend(
-                metas
-                    .into_iter()
-                    .filter(|m| m.key.ends_with(".parquet"))
-                    .map(|m| (*date, m)),
-            );
-        }
-        // The key lists there are, then the files without one.
+        // The dates not listed yet: their files and the key lists there are, many at a time.
+        let new: Vec<NaiveDate> = wanted
+            .keys()
+            .filter(|d| !reads.files.contains_key(*d))
+            .copied()
+            .collect();
+        let listings = storage::list_each(&self.store, new.iter().map(prefix_of).collect()).await?;
         let lists: HashSet<String> = if file_keys::is_kept(&self.registry, &parent.name) {
-            let prefixes = wanted
-                .keys()
+            let prefixes = new
+                .iter()
                 .filter_map(|d| file_keys::list_prefix(&prefix_of(d)))
                 .collect();
             storage::list_many(&self.store, prefixes)
@@ -235,26 +258,60 @@ impl QualityGate {
         } else {
             HashSet::new()
         };
-        let mut listed = Vec::new();
+        for (date, metas) in new.into_iter().zip(listings) {
+            let files = metas
+                .into_iter()
+                .filter(|m| m.key.ends_with(".parquet"))
+                .map(|m| {
+                    let list = file_keys::list_key(&m.key, m.size).filter(|k| lists.contains(k));
+                    (m, list)
+                })
+                .collect();
+            reads.files.insert(date, files);
+        }
+
         let mut unlisted = Vec::new();
-        for (date, meta) in files {
-            match file_keys::list_key(&meta.key, meta.size).filter(|k| lists.contains(k)) {
-                Some(list) => listed.push((date, meta, list)),
-                None => unlisted.push((date, meta)),
+        let mut fetch = Vec::new();
+        for date in wanted.keys() {
+            for (meta, list) in &reads.files[date] {
+                match list {
+                    Some(list) if reads.lists.contains_key(list) => {
+                        // Decoded once already, so it decodes again.
+                        match file_keys::held(&reads.lists[list], wanted[date].clone()).await {
+                            Some(found) => held
+                                .entry(*date)
+                                .or_default()
+                                .extend(found.into_iter().map(str::to_owned)),
+                            None => unlisted.push((*date, meta.clone())),
+                        }
+                    }
+                    Some(list) => fetch.push((*date, meta.clone(), list.clone())),
+                    None => unlisted.push((*date, meta.clone())),
+                }
             }
         }
-        let fetch = listed
+        let keys = fetch
             .iter()
             .map(|(_, meta, list)| (list.clone(), meta.size))
             .collect();
-        let mut lists = storage::get_many(&self.store, fetch).zip(stream::iter(listed));
-        while let Some((got, (date, meta, _))) = lists.next().await {
+        let mut fetched = storage::get_many(&self.store, keys).zip(stream::iter(fetch));
+        while let Some((got, (date, meta, list))) = fetched.next().await {
             let (_, bytes) = got?;
-            let found = held.entry(date).or_default();
             match file_keys::held(&bytes, wanted[&date].clone()).await {
-                Some(keys) => found.extend(keys.into_iter().map(str::to_owned)),
-                // Not a key list after all: the file itself is read.
-                None => unlisted.push((date, meta)),
+                Some(found) => {
+                    let held = held.entry(date).or_default();
+                    held.extend(found.into_iter().map(str::to_owned));
+                    reads.keep(list, bytes);
+                }
+                None => {
+                    // Not a key list after all: the file itself is read, now and later.
+                    for (m, l) in reads.files.get_mut(&date).into_iter().flatten() {
+                        if m.key == meta.key {
+                            *l = None;
+                        }
+                    }
+                    unlisted.push((date, meta));
+                }
             }
         }
         if unlisted.is_empty() {
@@ -300,6 +357,7 @@ impl QualityGate {
         mut unresolved: BTreeMap<NaiveDate, Set<&'a str>>,
     ) -> Result<BTreeMap<NaiveDate, Set<&'a str>>, QualityError> {
         let mut read = 0usize;
+        let mut reads = WindowReads::default();
         let (mut near, mut width) = (0i64, 1i64);
         while near <= days {
             let far = (near + width - 1).min(days);
@@ -322,7 +380,7 @@ impl QualityGate {
             }
             if !wanted.is_empty() {
                 read += wanted.len();
-                let held = self.window_keys(parent, &wanted).await?;
+                let held = self.window_keys(parent, &wanted, &mut reads).await?;
                 for (d, refs) in unresolved.iter_mut() {
                     for back in near..=far {
                         if let Some(held) = held.get(&(*d - Duration::days(back))) {

@@ -255,6 +255,45 @@ async fn a_windowed_check_searches_the_order_files_key_lists_not_the_files() {
     );
 }
 
+/// A day searched at two steps of one check, for its own rows and then for the next day's
+/// (paid the day after their orders), has its order files' key lists fetched once.
+#[tokio::test]
+async fn a_day_searched_again_for_the_next_day_s_rows_is_fetched_once() {
+    let (lake, registry) = lake_with(10, WINDOW_DAYS).await;
+    let last = 11;
+    let mut body =
+        String::from("payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n");
+    for (n, prefix) in [(last, "PX"), (last - 1, "PY")] {
+        for i in 0..5 {
+            body += &format!(
+                "{prefix}{i},O{}-{i},{d}T10:00:00Z,card,succeeded,10.00,EUR,{e}T10:00:00Z\n",
+                n - 1,
+                d = day(n),
+                e = day(last)
+            );
+        }
+    }
+    let key = format!("raw/payments/{}.csv", day(last));
+    let batch = lake.ingest(&key, body, last).await.batch_id;
+    let counting = Arc::new(FaultyStore::counting(lake.store.clone()));
+    let (rate, _, message) = referential(counting.clone(), registry, &batch, last)
+        .await
+        .unwrap();
+    assert_eq!(rate, 0.0, "{message}");
+    let root = lake.dir.path();
+    let twice_searched = root.join(format!("keys/orders/order_date={}", day(last - 1)));
+    let lists = crate::support::files(&twice_searched);
+    assert!(!lists.is_empty());
+    for list in lists {
+        let key = list
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(counting.gets_of(&key), 1, "{key} fetched once");
+    }
+}
+
 /// Each row's reference is looked for in its own window: a payment whose order is dated after
 /// it is an orphan, even when another row's search reads the order's day.
 #[tokio::test]
