@@ -277,7 +277,7 @@ impl QualityGate {
                 match list {
                     Some(list) if reads.lists.contains_key(list) => {
                         // Decoded once already, so it decodes again.
-                        match file_keys::held(&reads.lists[list], wanted[date].clone()).await {
+                        match file_keys::held(&reads.lists[list], wanted[date].clone()) {
                             Some(found) => held
                                 .entry(*date)
                                 .or_default()
@@ -297,7 +297,7 @@ impl QualityGate {
         let mut fetched = storage::get_many(&self.store, keys).zip(stream::iter(fetch));
         while let Some((got, (date, meta, list))) = fetched.next().await {
             let (_, bytes) = got?;
-            match file_keys::held(&bytes, wanted[&date].clone()).await {
+            match file_keys::held(&bytes, wanted[&date].clone()) {
                 Some(found) => {
                     let held = held.entry(date).or_default();
                     held.extend(found.into_iter().map(str::to_owned));

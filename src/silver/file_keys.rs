@@ -97,11 +97,8 @@ pub fn of_file(path: &Path, contract: &Contract) -> PolarsResult<Vec<u8>> {
 
 /// The keys of `wanted` that the key list `list` holds; `None` when `list` is not a readable
 /// key list (the caller then reads the file itself).
-pub async fn held<'w>(list: &[u8], wanted: Vec<&'w str>) -> Option<Vec<&'w str>> {
-    keyset::lookup(list, wanted)
-        .await
-        .ok()
-        .map(|(held, _)| held)
+pub fn held<'w>(list: &[u8], wanted: Vec<&'w str>) -> Option<Vec<&'w str>> {
+    keyset::lookup_in(list, wanted).ok().map(|(held, _)| held)
 }
 
 #[cfg(test)]
@@ -128,14 +125,16 @@ mod tests {
         assert_eq!(list_key("processed/orders/a.csv", 1), None);
     }
 
-    #[tokio::test]
-    async fn a_list_holds_the_distinct_keys_and_a_broken_one_is_none() {
+    #[test]
+    fn a_list_holds_the_distinct_keys_and_a_broken_one_is_none() {
         let df = df!("order_id" => [Some("O2"), Some("O1"), None, Some("O2")]).unwrap();
         let registry = Registry::builtin();
         let list = encode(&df, registry.get("orders").unwrap()).unwrap();
-        let held = held(&list, vec!["O3", "O1", "O2"]).await.unwrap();
+        let held = held(&list, vec!["O3", "O1", "O2"]).unwrap();
         assert_eq!(held, ["O1", "O2"]);
-        assert_eq!(super::held(b"not a key list", vec!["O1"]).await, None);
+        assert_eq!(super::held(b"not a key list", vec!["O1"]), None);
+        // A list cut short is no list.
+        assert_eq!(super::held(&list[..list.len() - 1], vec!["O1"]), None);
     }
 
     #[test]

@@ -249,7 +249,7 @@ impl Lake {
             // Every key of the file, and one it does not hold, looked for.
             let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
             wanted.push("O-none");
-            let held = shoplake::silver::file_keys::held(&bytes, wanted).await;
+            let held = shoplake::silver::file_keys::held(&bytes, wanted);
             let held: Option<std::collections::BTreeSet<String>> =
                 held.map(|h| h.into_iter().map(str::to_owned).collect());
             assert_eq!(

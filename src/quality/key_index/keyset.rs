@@ -655,6 +655,35 @@ pub async fn lookup(
     }
 }
 
+/// [`lookup`] of a file already in memory: walked where it lies, without a reader's buffer
+/// (zeroing 256 KiB for each of the 775 small key lists of a payments check at a year of history
+/// was 7% of its time, `perf`).
+pub fn lookup_in<'w>(
+    bytes: &[u8],
+    mut wanted: Vec<&'w str>,
+) -> Result<(Vec<&'w str>, Vec<&'w str>), LookupError> {
+    wanted.sort_unstable();
+    wanted.dedup();
+    if bytes.len() < MAGIC.len() {
+        return Err(LookupError::Format("not a key index file"));
+    }
+    let mut walk = Walk {
+        format: format_of(&bytes[..MAGIC.len()]).map_err(LookupError::Format)?,
+        search: Search::new(wanted),
+        last: Last::default(),
+        block: Last::default(),
+        same: 0,
+        pos: Pos::Header,
+    };
+    let (at, straddles) = walk
+        .walk(bytes, MAGIC.len(), bytes.len())
+        .map_err(LookupError::Format)?;
+    match (at == bytes.len(), walk.pos) {
+        (true, Pos::Header) => Ok(walk.search.finish()),
+        _ => Err(LookupError::Format(straddles)),
+    }
+}
+
 /// A file of the older format, as `encode` wrote it before v3.
 #[cfg(test)]
 pub(super) fn encode_v2<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
@@ -894,6 +923,34 @@ mod tests {
         let v2 = encode_v2(keys.iter().map(String::as_bytes));
         // 11-byte keys: two varints and the last 1-4 digits, against a u32 and the whole key.
         assert!(body.len() * 2 < v2.len(), "{} vs {}", body.len(), v2.len());
+    }
+
+    /// A look-up of a file in memory gives what one through a reader gives, for every format,
+    /// every length the file may be cut to, and wanted keys held, missing or none.
+    #[tokio::test]
+    async fn a_lookup_in_memory_agrees_with_one_through_a_reader() {
+        let keys: Vec<Vec<u8>> = (0..100)
+            .map(|i| format!("O{:05}", i * 7).into_bytes())
+            .collect();
+        let wanted_sets = [
+            vec![],
+            vec!["O00000", "O00350", "O00693", "O00694", "Z"],
+            vec!["O00001", "A"],
+        ];
+        for body in every(&keys.iter().map(Vec::as_slice).collect::<Vec<_>>()) {
+            for cut in 0..=body.len() {
+                for wanted in &wanted_sets {
+                    let through = lookup(&body[..cut], wanted.clone()).await;
+                    let in_memory = lookup_in(&body[..cut], wanted.clone());
+                    assert_eq!(
+                        format!("{in_memory:?}"),
+                        format!("{through:?}"),
+                        "cut at {cut} of {}",
+                        body.len()
+                    );
+                }
+            }
+        }
     }
 
     #[tokio::test]
