@@ -16,6 +16,10 @@ use crate::support::faulty::FaultyStore;
 
 const WINDOW_DAYS: u32 = 2;
 
+/// The header of a payments export.
+const PAYMENTS_HEADER: &str =
+    "payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n";
+
 /// The built-in contracts, payments referencing orders at most `window` days older.
 fn registry(dir: &std::path::Path, window: u32) -> Arc<Registry> {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
@@ -104,8 +108,7 @@ fn payments_csv(n: i64, last: bool) -> String {
 /// Payments of day `n` for that day's orders, with (`defects`) one orphan and one payment too
 /// old to verify.
 fn payments_with(n: i64, defects: bool) -> String {
-    let mut s =
-        String::from("payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n");
+    let mut s = String::from(PAYMENTS_HEADER);
     for i in 0..40 {
         // Paid the day after the order, within the window.
         s += &format!(
@@ -261,8 +264,7 @@ async fn a_windowed_check_searches_the_order_files_key_lists_not_the_files() {
 async fn a_day_searched_again_for_the_next_day_s_rows_is_fetched_once() {
     let (lake, registry) = lake_with(10, WINDOW_DAYS).await;
     let last = 11;
-    let mut body =
-        String::from("payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n");
+    let mut body = String::from(PAYMENTS_HEADER);
     for (n, prefix) in [(last, "PX"), (last - 1, "PY")] {
         for i in 0..5 {
             body += &format!(
@@ -300,8 +302,7 @@ async fn a_day_searched_again_for_the_next_day_s_rows_is_fetched_once() {
 async fn a_reference_is_found_only_within_its_own_row_s_window() {
     let (lake, registry) = lake_with(10, WINDOW_DAYS).await;
     let last = 11;
-    let mut body =
-        String::from("payment_id,order_id,payment_ts,method,status,amount,currency,updated_at\n");
+    let mut body = String::from(PAYMENTS_HEADER);
     // Paid today for yesterday's order: the search reads yesterday's orders.
     body += &format!(
         "PA,O{}-0,{d}T10:00:00Z,card,succeeded,10.00,EUR,{d}T10:00:00Z\n",
