@@ -102,6 +102,11 @@ pub struct CompactionRecord {
     pub partition: String,
     pub output: String,
     pub inputs: Vec<String>,
+    /// The inputs' key lists ([`file_keys`], named by each input's size when it was taken), so
+    /// that finishing deletes them by name. Absent from records written before key lists were
+    /// named here: then the partition's lists are listed to find them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_lists: Option<Vec<String>>,
 }
 
 /// What one run did.
@@ -475,7 +480,8 @@ impl Compactor {
 
     /// The end of a compaction whose output is in place: its inputs deleted, then their key
     /// lists ([`file_keys`]; a list whose file is gone is never read, so a run killed between
-    /// the two leaves nothing wrong), then its record.
+    /// the two leaves nothing wrong), then its record. The lists are deleted by the names the
+    /// record gives (a record older than those names: found by listing the partition's lists).
     async fn complete(
         &self,
         record_key: &str,
@@ -488,7 +494,9 @@ impl Compactor {
             .cloned()
             .collect();
         storage::delete_many(&self.store, inputs.clone()).await?;
-        if file_keys::is_kept(&self.registry, &record.dataset) {
+        if let Some(lists) = &record.input_lists {
+            storage::delete_many(&self.store, lists.clone()).await?;
+        } else if file_keys::is_kept(&self.registry, &record.dataset) {
             let prefix = file_keys::list_prefix(&format!(
                 "{}{}/",
                 layout::processed_prefix(&record.dataset),
@@ -561,6 +569,14 @@ impl Compactor {
             partition: partition.to_owned(),
             output: output.clone(),
             inputs: inputs.iter().map(|(key, _)| key.clone()).collect(),
+            input_lists: Some(
+                inputs
+                    .iter()
+                    .filter(|_| listed)
+                    .filter(|(key, _)| *key != output)
+                    .filter_map(|(key, size)| file_keys::list_key(key, *size))
+                    .collect(),
+            ),
         };
         // The record before the output: a run killed after the output's PUT is finished by the
         // next one, which the record tells what to delete.

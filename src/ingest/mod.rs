@@ -536,7 +536,7 @@ impl Ingestor {
         let mut in_flight = tokio::task::JoinSet::new();
         // A dataset referenced within a window has each file's key list written before it.
         let listed = file_keys::is_kept(&self.registry, &manifest.dataset)
-            .then(|| self.registry.get(&manifest.dataset).cloned())
+            .then(|| self.registry.get(&manifest.dataset).cloned().map(Arc::new))
             .flatten();
         for upload in uploads {
             match upload {
@@ -602,7 +602,7 @@ async fn upload_file(
     store: Arc<dyn ObjectStore>,
     key: &str,
     path: &Path,
-    listed: Option<Contract>,
+    listed: Option<Arc<Contract>>,
 ) -> Result<(), IngestError> {
     if let Some(contract) = listed {
         let size = tokio::fs::metadata(path)
@@ -611,8 +611,16 @@ async fn upload_file(
             .len();
         // Silver files only (not the batch's quarantined rows).
         if let Some(list_key) = file_keys::list_key(key, size) {
-            let list =
-                file_keys::of_file(path, &contract).map_err(|source| ReadError::Parquet {
+            // Decoding and sorting the keys is polars work: off the runtime's threads, which
+            // carry the other uploads ([`crate::offload`]).
+            let owned = path.to_owned();
+            let list = crate::offload::on_own_thread(move || file_keys::of_file(&owned, &contract))
+                .await
+                .ok_or_else(|| IngestError::Task {
+                    uri: key.to_owned(),
+                    message: "reading the file's keys back stopped unexpectedly".into(),
+                })?
+                .map_err(|source| ReadError::Parquet {
                     key: key.to_owned(),
                     source,
                 })?;

@@ -108,6 +108,56 @@ struct WindowReads {
 const KEPT_LIST_BYTES: u64 = 64 << 20;
 
 impl WindowReads {
+    /// Lists the dates of `dates` not listed yet (their parent files under `prefix_of(date)`,
+    /// and, when the parent keeps key lists (`listed`), the lists there are), many at a time.
+    async fn list_new<'d>(
+        &mut self,
+        store: &Arc<dyn ObjectStore>,
+        listed: bool,
+        dates: impl Iterator<Item = &'d NaiveDate>,
+        prefix_of: impl Fn(&NaiveDate) -> String,
+    ) -> Result<(), QualityError> {
+        let new: Vec<NaiveDate> = dates
+            .filter(|d| !self.files.contains_key(*d))
+            .copied()
+            .collect();
+        let listings = storage::list_each(store, new.iter().map(&prefix_of).collect()).await?;
+        let lists: HashSet<String> = if listed {
+            let prefixes = new
+                .iter()
+                .filter_map(|d| file_keys::list_prefix(&prefix_of(d)))
+                .collect();
+            storage::list_many(store, prefixes)
+                .await?
+                .into_iter()
+                .map(|m| m.key)
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        for (date, metas) in new.into_iter().zip(listings) {
+            let files = metas
+                .into_iter()
+                .filter(|m| m.key.ends_with(".parquet"))
+                .map(|m| {
+                    let list = file_keys::list_key(&m.key, m.size).filter(|k| lists.contains(k));
+                    (m, list)
+                })
+                .collect();
+            self.files.insert(date, files);
+        }
+        Ok(())
+    }
+
+    /// Reads the file `key` of `date` itself from now on: its list is no key list.
+    fn forget_list(&mut self, date: NaiveDate, key: &str) {
+        for (m, l) in self.files.get_mut(&date).into_iter().flatten() {
+            if m.key == key {
+                *l = None;
+            }
+        }
+    }
+
     fn keep(&mut self, list: String, bytes: bytes::Bytes) {
         let size = bytes.len() as u64;
         if self.bytes + size <= KEPT_LIST_BYTES {
@@ -238,51 +288,30 @@ impl QualityGate {
                 date.format("%Y-%m-%d")
             )
         };
-        // The dates not listed yet: their files and the key lists there are, many at a time.
-        let new: Vec<NaiveDate> = wanted
-            .keys()
-            .filter(|d| !reads.files.contains_key(*d))
-            .copied()
-            .collect();
-        let listings = storage::list_each(&self.store, new.iter().map(prefix_of).collect()).await?;
-        let lists: HashSet<String> = if file_keys::is_kept(&self.registry, &parent.name) {
-            let prefixes = new
-                .iter()
-                .filter_map(|d| file_keys::list_prefix(&prefix_of(d)))
-                .collect();
-            storage::list_many(&self.store, prefixes)
-                .await?
-                .into_iter()
-                .map(|m| m.key)
-                .collect()
-        } else {
-            HashSet::new()
-        };
-        for (date, metas) in new.into_iter().zip(listings) {
-            let files = metas
-                .into_iter()
-                .filter(|m| m.key.ends_with(".parquet"))
-                .map(|m| {
-                    let list = file_keys::list_key(&m.key, m.size).filter(|k| lists.contains(k));
-                    (m, list)
-                })
-                .collect();
-            reads.files.insert(date, files);
-        }
+        let listed = file_keys::is_kept(&self.registry, &parent.name);
+        reads
+            .list_new(&self.store, listed, wanted.keys(), prefix_of)
+            .await?;
 
+        // Adds the keys of `date`'s wanted that `list` holds; false when it is no key list.
+        let search = |held: &mut HashMap<NaiveDate, Set<String>>, date: NaiveDate, list: &[u8]| {
+            file_keys::held(list, wanted[&date].clone())
+                .map(|found| {
+                    held.entry(date)
+                        .or_default()
+                        .extend(found.into_iter().map(str::to_owned))
+                })
+                .is_some()
+        };
         let mut unlisted = Vec::new();
         let mut fetch = Vec::new();
         for date in wanted.keys() {
             for (meta, list) in &reads.files[date] {
                 match list {
+                    // A kept list decoded once already; should it not, the file is read.
                     Some(list) if reads.lists.contains_key(list) => {
-                        // Decoded once already, so it decodes again.
-                        match file_keys::held(&reads.lists[list], wanted[date].clone()) {
-                            Some(found) => held
-                                .entry(*date)
-                                .or_default()
-                                .extend(found.into_iter().map(str::to_owned)),
-                            None => unlisted.push((*date, meta.clone())),
+                        if !search(&mut held, *date, &reads.lists[list]) {
+                            unlisted.push((*date, meta.clone()));
                         }
                     }
                     Some(list) => fetch.push((*date, meta.clone(), list.clone())),
@@ -297,21 +326,12 @@ impl QualityGate {
         let mut fetched = storage::get_many(&self.store, keys).zip(stream::iter(fetch));
         while let Some((got, (date, meta, list))) = fetched.next().await {
             let (_, bytes) = got?;
-            match file_keys::held(&bytes, wanted[&date].clone()) {
-                Some(found) => {
-                    let held = held.entry(date).or_default();
-                    held.extend(found.into_iter().map(str::to_owned));
-                    reads.keep(list, bytes);
-                }
-                None => {
-                    // Not a key list after all: the file itself is read, now and later.
-                    for (m, l) in reads.files.get_mut(&date).into_iter().flatten() {
-                        if m.key == meta.key {
-                            *l = None;
-                        }
-                    }
-                    unlisted.push((date, meta));
-                }
+            if search(&mut held, date, &bytes) {
+                reads.keep(list, bytes);
+            } else {
+                // Not a key list after all: the file itself is read, now and later.
+                reads.forget_list(date, &meta.key);
+                unlisted.push((date, meta));
             }
         }
         if unlisted.is_empty() {

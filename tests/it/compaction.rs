@@ -624,6 +624,47 @@ async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_fini
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_written_before_it_named_the_key_lists_still_has_them_deleted() {
+    // Killed after the output and the inputs' deletes, before their lists' deletes: the record
+    // names the lists. Rewritten as a release before `input_lists` wrote it, the re-run finds
+    // them by listing the partition.
+    let b = BATCHES as usize;
+    let (lake, _) = Lake::build_in(&["EU"]).await;
+    let before = lake.view();
+    let faulty = Arc::new(FaultyStore::failing(
+        lake.local.clone(),
+        b + 6,
+        Fault::Abort,
+    ));
+    let killed = Compactor::new(faulty.clone(), lake.registry.clone())
+        .compact("orders", Utc::now())
+        .await;
+    assert!(killed.is_err(), "the kill ends the run");
+    let records = crate::support::files(&lake.dir.path().join("runs/compact"));
+    let [record] = records.as_slice() else {
+        panic!("one compaction record is left: {records:?}");
+    };
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    let named = json
+        .as_object_mut()
+        .unwrap()
+        .remove("input_lists")
+        .expect("the record names its inputs' key lists");
+    assert_eq!(named.as_array().unwrap().len(), b, "one list per input");
+    std::fs::write(record, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Compactor::new(lake.local.clone(), lake.registry.clone())
+        .compact("orders", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(lake.view(), before);
+    lake.assert_key_lists_match_the_files("re-run of a record without input_lists")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_rewritten_together_and_killed_at_any_write_leave_every_row_once() {
     // Three partitions rewritten at once: a kill stops the others where they are.
     killed_at_each_write_and_rerun(
