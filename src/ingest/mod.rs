@@ -36,7 +36,7 @@ use crate::scratch::Scratch;
 use crate::silver::file_keys;
 use crate::silver::read::ReadError;
 use crate::state::{LakeState, StateError};
-use crate::storage::{ObjectMeta, ObjectStore, StorageError};
+use crate::storage::{self, ObjectMeta, ObjectStore, StorageError};
 use crate::values;
 
 /// How long an ingest's claim on its batch lasts: longer than a Lambda may run, so only a dead
@@ -538,6 +538,13 @@ impl Ingestor {
         let listed = file_keys::is_kept(&self.registry, &manifest.dataset)
             .then(|| self.registry.get(&manifest.dataset).cloned().map(Arc::new))
             .flatten();
+        // Every name an earlier attempt wrote loses its key lists first: a name written again
+        // may come back at the same size with other keys, and its old list must not describe
+        // the new file (nor outlive a file dropped below). A kill from here on leaves files
+        // without lists, which are read as files.
+        if listed.is_some() {
+            self.delete_key_lists(&stale).await?;
+        }
         for upload in uploads {
             match upload {
                 Upload::File { key, path } => {
@@ -565,6 +572,22 @@ impl Ingestor {
 }
 
 impl Ingestor {
+    /// Deletes the key lists of the silver files `keys` ([`file_keys`]), at whatever size they
+    /// were written: one listing per file, only for the names an earlier attempt wrote.
+    async fn delete_key_lists(&self, keys: &BTreeSet<String>) -> Result<(), IngestError> {
+        let prefixes = keys
+            .iter()
+            .filter_map(|k| file_keys::lists_prefix_of(k))
+            .collect::<BTreeSet<_>>();
+        let found = storage::list_many(&self.store, prefixes.into_iter().collect()).await?;
+        let lists = found
+            .into_iter()
+            .map(|m| m.key)
+            .filter(|list| keys.iter().any(|k| file_keys::is_list_of(list, k)))
+            .collect();
+        Ok(storage::delete_many(&self.store, lists).await?)
+    }
+
     /// Adds the batch's keys to its dataset's key index when a reference checks against it
     /// (before the manifest, so a committed batch's keys are always in the index).
     async fn index_keys(&self, manifest: &Manifest) -> Result<(), IngestError> {
@@ -596,14 +619,15 @@ impl Ingestor {
     }
 }
 
-/// Uploads the file at `path` as `key`, after its key list when it is a silver file and
-/// `listed` (its contract) keeps them.
+/// Uploads the file at `path` as `key`, then its key list when it is a silver file and
+/// `listed` (its contract) keeps them (made before the upload, which moves the file).
 async fn upload_file(
     store: Arc<dyn ObjectStore>,
     key: &str,
     path: &Path,
     listed: Option<Arc<Contract>>,
 ) -> Result<(), IngestError> {
+    let mut list = None;
     if let Some(contract) = listed {
         let size = tokio::fs::metadata(path)
             .await
@@ -614,20 +638,25 @@ async fn upload_file(
             // Decoding and sorting the keys is polars work: off the runtime's threads, which
             // carry the other uploads ([`crate::offload`]).
             let owned = path.to_owned();
-            let list = crate::offload::on_own_thread(move || file_keys::of_file(&owned, &contract))
-                .await
-                .ok_or_else(|| IngestError::Task {
-                    uri: key.to_owned(),
-                    message: "reading the file's keys back stopped unexpectedly".into(),
-                })?
-                .map_err(|source| ReadError::Parquet {
-                    key: key.to_owned(),
-                    source,
-                })?;
-            store.put(&list_key, list.into()).await?;
+            let bytes =
+                crate::offload::on_own_thread(move || file_keys::of_file(&owned, &contract))
+                    .await
+                    .ok_or_else(|| IngestError::Task {
+                        uri: key.to_owned(),
+                        message: "reading the file's keys back stopped unexpectedly".into(),
+                    })?
+                    .map_err(|source| ReadError::Parquet {
+                        key: key.to_owned(),
+                        source,
+                    })?;
+            list = Some((list_key, bytes));
         }
     }
-    Ok(store.put_file_moving(key, path).await?)
+    store.put_file_moving(key, path).await?;
+    if let Some((list_key, bytes)) = list {
+        store.put(&list_key, bytes.into()).await?;
+    }
+    Ok(())
 }
 
 /// Silver files uploaded at once by one ingest.

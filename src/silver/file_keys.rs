@@ -14,10 +14,14 @@
 //! A key list is a cache, never the truth. It names its file's size, and a check uses it only
 //! for a file listed at that size; a file without one (a lake older than key lists, a write
 //! killed between the two objects, a list that does not decode) is read as before. Whoever
-//! writes a silver file writes its list first, from the same rows: ingest before the batch's
-//! manifest, compaction before its output. Compaction deletes its inputs' lists after the
-//! inputs; a list whose file is gone is never read, and the bucket's lifecycle rule expires
-//! `keys/` with `processed/`.
+//! writes a silver file writes its list from the same rows: compaction before its output (whose
+//! name is a digest of its inputs, so the same name always holds the same keys), ingest after
+//! each file and before the batch's manifest. Ingest may write a name again (a retry, a forced
+//! re-ingest after a contract change), possibly at the same size with other keys, so it first
+//! deletes the lists of every name an earlier attempt wrote: a list never stands beside a file
+//! it was not made from. Compaction deletes its inputs' lists after the inputs, ingest the lists
+//! of the files it drops; a list whose file is gone is never read, and the bucket's lifecycle
+//! rule expires `keys/` with `processed/`.
 
 use std::path::Path;
 
@@ -45,6 +49,12 @@ pub fn is_kept(registry: &Registry, dataset: &str) -> bool {
 /// outside `processed/` or not a Parquet file.
 pub fn list_key(silver_key: &str, size: u64) -> Option<String> {
     Some(format!("{}{size}.keys", list_stem(silver_key)?))
+}
+
+/// Where the key lists of `silver_key` (at any size) are listed: the lists under this prefix
+/// that [`is_list_of`] it are its lists (others may be of a file whose name starts the same).
+pub fn lists_prefix_of(silver_key: &str) -> Option<String> {
+    list_stem(silver_key)
 }
 
 /// Whether `list_key` is a key list of `silver_key`, at whatever size.

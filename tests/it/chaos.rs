@@ -505,6 +505,7 @@ async fn a_forced_rewrite_crashed_at_any_write_then_delivered_again_loses_no_row
                 assert_eq!(in_silver as u64, rows, "{what}: {dataset}");
                 assert_eq!(m["rows_written"].as_u64(), Some(rows), "{what}");
             }
+            crate::support::assert_key_lists_match_the_files(&lake, &what);
             assert_clean(&lake, &what);
         }
     }

@@ -126,6 +126,12 @@ impl Lake {
 
     /// Ingests `body` as the orders export of day `n` (arrived at 01:00 that day).
     async fn ingest_csv(&self, n: i64, body: String) -> String {
+        let key = self.put_export(n, body).await;
+        self.ingest_file(&key, false).await
+    }
+
+    /// Puts `body` as the orders export of day `n`, arrived at 01:00 that day; its key.
+    async fn put_export(&self, n: i64, body: String) -> String {
         let key = format!("raw/orders/{}.csv", day(n));
         self.local.put(&key, Bytes::from(body)).await.unwrap();
         let at = SystemTime::UNIX_EPOCH
@@ -139,7 +145,7 @@ impl Lake {
             .unwrap()
             .set_modified(at)
             .unwrap();
-        self.ingest_file(&key, false).await
+        key
     }
 
     /// Every silver row as a reader scans it: (order_id, status, updated_at, _ingested_at,
@@ -211,53 +217,7 @@ impl Lake {
     /// Asserts that every orders silver file has its key list, holding exactly its keys, and
     /// that no list outlives its file (`silver::file_keys`).
     async fn assert_key_lists_match_the_files(&self, context: &str) {
-        let root = self.dir.path();
-        let relative =
-            |p: &std::path::Path| p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        let mut expected = BTreeMap::new();
-        for path in crate::support::files(&root.join("processed/orders")) {
-            let key = relative(&path);
-            let size = std::fs::metadata(&path).unwrap().len();
-            let list = shoplake::silver::file_keys::list_key(&key, size).unwrap();
-            let df = ParquetReader::new(std::fs::File::open(&path).unwrap())
-                .finish()
-                .unwrap();
-            let keys: std::collections::BTreeSet<String> = df
-                .column("order_id")
-                .unwrap()
-                .str()
-                .unwrap()
-                .iter()
-                .flatten()
-                .map(str::to_owned)
-                .collect();
-            expected.insert(list, keys);
-        }
-        let lists: Vec<String> = crate::support::files(&root.join("keys/orders"))
-            .iter()
-            .map(|p| relative(p))
-            .collect();
-        let mut listed: Vec<&String> = lists.iter().collect();
-        listed.sort();
-        assert_eq!(
-            listed,
-            expected.keys().collect::<Vec<_>>(),
-            "{context}: one key list per silver file, none left of a deleted one"
-        );
-        for (list, keys) in &expected {
-            let bytes = std::fs::read(root.join(list)).unwrap();
-            // Every key of the file, and one it does not hold, looked for.
-            let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
-            wanted.push("O-none");
-            let held = shoplake::silver::file_keys::held(&bytes, wanted);
-            let held: Option<std::collections::BTreeSet<String>> =
-                held.map(|h| h.into_iter().map(str::to_owned).collect());
-            assert_eq!(
-                held.as_ref(),
-                Some(keys),
-                "{context}: {list} holds its file's keys"
-            );
-        }
+        crate::support::assert_key_lists_match_the_files(self.dir.path(), context);
     }
 
     fn files(&self) -> Vec<String> {
@@ -661,6 +621,65 @@ async fn a_record_written_before_it_named_the_key_lists_still_has_them_deleted()
         .unwrap();
     assert_eq!(lake.view(), before);
     lake.assert_key_lists_match_the_files("re-run of a record without input_lists")
+        .await;
+}
+
+/// A forced re-ingest after a contract change writes its batch's names again: one with other
+/// keys, and one partition's file dropped. Each file keeps a list made from it and none
+/// outlives a dropped file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_re_ingest_leaves_each_file_its_own_key_list_and_none_of_a_dropped_one() {
+    let lake = Lake::empty();
+    let mut body = String::from(
+        "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
+    );
+    for (id, status, region) in [
+        ("O1", "paid", "EU"),
+        ("O2", "placed", "EU"),
+        ("O3", "placed", "NA"),
+    ] {
+        body += &format!(
+            "{id},C1,2026-03-01T09:00:00Z,{status},{region},EUR,1.50,1,2026-03-01T10:00:00Z\n"
+        );
+    }
+    let key = lake.put_export(1, body).await;
+    let first = lake.ingest_file(&key, false).await;
+    assert_eq!(lake.files().len(), 2);
+    lake.assert_key_lists_match_the_files("first ingest").await;
+
+    // The contract stops accepting `placed`: the same export (so the same batch id and file
+    // names) forced again keeps O1 alone in EU's file and drops NA's.
+    let contracts = tempfile::tempdir().unwrap();
+    for name in ["customers", "orders", "payments"] {
+        let path = format!("{}/contracts/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let mut text = std::fs::read_to_string(path).unwrap();
+        if name == "orders" {
+            text = text.replace("values = [\"placed\", ", "values = [");
+        }
+        std::fs::write(contracts.path().join(format!("{name}.toml")), text).unwrap();
+    }
+    let changed = Arc::new(Registry::from_dir(contracts.path()).unwrap());
+    let settings = IngestSettings {
+        force: true,
+        ..IngestSettings::default()
+    };
+    let forced = Ingestor::new(lake.local.clone(), changed, settings)
+        .ingest(&key)
+        .await
+        .unwrap()
+        .manifest;
+    assert_eq!(
+        forced.batch_id, first,
+        "a forced re-ingest keeps its batch id"
+    );
+    assert_eq!(forced.rows_written, 1, "{forced:?}");
+    assert_eq!(
+        lake.files().len(),
+        1,
+        "NA's file dropped: {:?}",
+        lake.files()
+    );
+    lake.assert_key_lists_match_the_files("forced re-ingest")
         .await;
 }
 

@@ -40,6 +40,52 @@ pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Asserts that every orders silver file of the lake at `root` has its key list, holding
+/// exactly its keys, and that no list outlives its file (`silver::file_keys`).
+pub fn assert_key_lists_match_the_files(root: &Path, context: &str) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let relative = |p: &Path| p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+    let mut expected = BTreeMap::new();
+    for path in files(&root.join("processed/orders")) {
+        let key = relative(&path);
+        let size = std::fs::metadata(&path).unwrap().len();
+        let list = shoplake::silver::file_keys::list_key(&key, size).unwrap();
+        let keys: BTreeSet<String> = read_parquet(&path)
+            .column("order_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect();
+        expected.insert(list, keys);
+    }
+    let mut listed: Vec<String> = files(&root.join("keys/orders"))
+        .iter()
+        .map(|p| relative(p))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed.iter().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{context}: one key list per silver file, none left of a deleted one"
+    );
+    for (list, keys) in &expected {
+        let bytes = std::fs::read(root.join(list)).unwrap();
+        // Every key of the file, and one it does not hold, looked for.
+        let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+        wanted.push("O-none");
+        let held: Option<BTreeSet<String>> = shoplake::silver::file_keys::held(&bytes, wanted)
+            .map(|h| h.into_iter().map(str::to_owned).collect());
+        assert_eq!(
+            held.as_ref(),
+            Some(keys),
+            "{context}: {list} holds its file's keys"
+        );
+    }
+}
+
 /// Reads one Parquet file into a DataFrame.
 pub fn read_parquet(path: &Path) -> DataFrame {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
