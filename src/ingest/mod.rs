@@ -534,7 +534,7 @@ impl Ingestor {
         // bounds many small PUTs. A failure drops (and so aborts) the others; the pending record
         // lets the retry clean up.
         let mut in_flight = tokio::task::JoinSet::new();
-        // A dataset referenced within a window has each file's key list written before it.
+        // A dataset referenced within a window has each file's key list written after it.
         let listed = file_keys::is_kept(&self.registry, &manifest.dataset)
             .then(|| self.registry.get(&manifest.dataset).cloned().map(Arc::new))
             .flatten();

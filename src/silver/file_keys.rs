@@ -14,9 +14,9 @@
 //! A key list is a cache, never the truth. It names its file's size, and a check uses it only
 //! for a file listed at that size; a file without one (a lake older than key lists, a write
 //! killed between the two objects, a list that does not decode) is read as before. Whoever
-//! writes a silver file writes its list from the same rows: compaction before its output (whose
-//! name is a digest of its inputs, so the same name always holds the same keys), ingest after
-//! each file and before the batch's manifest. Ingest may write a name again (a retry, a forced
+//! writes a silver file writes its list from the same rows: compaction before its output (named
+//! by a digest of its inputs' names, and written once for them: a resumed run finishes, it does
+//! not rewrite), ingest after each file and before the batch's manifest. Ingest may write a name again (a retry, a forced
 //! re-ingest after a contract change), possibly at the same size with other keys, so it first
 //! deletes the lists of every name an earlier attempt wrote: a list never stands beside a file
 //! it was not made from. Compaction deletes its inputs' lists after the inputs, ingest the lists
