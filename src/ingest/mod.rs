@@ -540,11 +540,10 @@ impl Ingestor {
             .flatten();
         // Every name an earlier attempt wrote loses its key lists first: a name written again
         // may come back at the same size with other keys, and its old list must not describe
-        // the new file (nor outlive a file dropped below). A kill from here on leaves files
-        // without lists, which are read as files.
-        if listed.is_some() {
-            self.delete_key_lists(&stale).await?;
-        }
+        // the new file (nor outlive a file dropped below). Whether or not the dataset keeps
+        // lists now: a contract that stopped keeping them may keep them again. A kill from here
+        // on leaves files without lists, which are read as files.
+        self.delete_key_lists(&stale).await?;
         for upload in uploads {
             match upload {
                 Upload::File { key, path } => {

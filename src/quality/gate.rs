@@ -325,7 +325,17 @@ impl QualityGate {
             .collect();
         let mut fetched = storage::get_many(&self.store, keys).zip(stream::iter(fetch));
         while let Some((got, (date, meta, list))) = fetched.next().await {
-            let (_, bytes) = got?;
+            let bytes = match got {
+                Ok((_, bytes)) => bytes,
+                // Deleted since it was listed (an ingest retry clears a name's lists before it
+                // writes the name again): the file itself is read.
+                Err(StorageError::NotFound { .. }) => {
+                    reads.forget_list(date, &meta.key);
+                    unlisted.push((date, meta));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if search(&mut held, date, &bytes) {
                 reads.keep(list, bytes);
             } else {

@@ -585,22 +585,20 @@ async fn a_compaction_killed_at_any_write_leaves_every_row_once_and_a_rerun_fini
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_written_before_it_named_the_key_lists_still_has_them_deleted() {
-    // Killed after the output and the inputs' deletes, before their lists' deletes: the record
-    // names the lists. Rewritten as a release before `input_lists` wrote it, the re-run finds
-    // them by listing the partition.
+    // Killed at the first of the inputs' deletes (writes: claim, record, the output's list,
+    // the output, then the deletes): the record names the inputs' lists, all still there.
+    // Rewritten as a release before `input_lists` wrote it, the re-run must find them by
+    // listing the partition.
     let b = BATCHES as usize;
     let (lake, _) = Lake::build_in(&["EU"]).await;
     let before = lake.view();
-    let faulty = Arc::new(FaultyStore::failing(
-        lake.local.clone(),
-        b + 6,
-        Fault::Abort,
-    ));
+    let faulty = Arc::new(FaultyStore::failing(lake.local.clone(), 5, Fault::Fail));
     let killed = Compactor::new(faulty.clone(), lake.registry.clone())
         .compact("orders", Utc::now())
         .await;
     assert!(killed.is_err(), "the kill ends the run");
-    let records = crate::support::files(&lake.dir.path().join("runs/compact"));
+    let root = lake.dir.path();
+    let records = crate::support::files(&root.join("runs/compact"));
     let [record] = records.as_slice() else {
         panic!("one compaction record is left: {records:?}");
     };
@@ -611,7 +609,12 @@ async fn a_record_written_before_it_named_the_key_lists_still_has_them_deleted()
         .unwrap()
         .remove("input_lists")
         .expect("the record names its inputs' key lists");
-    assert_eq!(named.as_array().unwrap().len(), b, "one list per input");
+    let named = named.as_array().unwrap();
+    assert_eq!(named.len(), b, "one list per input");
+    for list in named {
+        let list = list.as_str().unwrap();
+        assert!(root.join(list).is_file(), "{list} is still there");
+    }
     std::fs::write(record, serde_json::to_vec(&json).unwrap()).unwrap();
 
     tokio::time::sleep(Duration::from_millis(10)).await;

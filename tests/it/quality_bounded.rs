@@ -234,6 +234,18 @@ async fn a_windowed_check_searches_the_order_files_key_lists_not_the_files() {
         .unwrap();
     // 42 rows: 40 found in the window, one orphan, one unverifiable.
     assert_eq!((expected.1, expected.0), (1, 1.0 / 42.0), "{}", expected.2);
+    // Lists deleted between the listing and their fetch (an ingest retry clears a name's
+    // lists before writing it again): the files are read instead.
+    let gone: Arc<dyn ObjectStore> = Arc::new(
+        crate::support::faulty::FaultyStore::gone_when_fetched(lake.store.clone(), "keys/"),
+    );
+    let without = referential(gone, registry.clone(), &batch, last)
+        .await
+        .unwrap();
+    assert_eq!(
+        without, expected,
+        "lists gone when fetched: the files give the same facts"
+    );
     for path in &orders {
         let size = std::fs::metadata(path).unwrap().len() as usize;
         std::fs::write(path, vec![0u8; size]).unwrap();

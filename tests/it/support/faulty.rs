@@ -34,6 +34,8 @@ pub struct FaultyStore {
     processed_listed: AtomicUsize,
     /// `get` and `get_range` calls per key.
     gets: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Objects under this prefix are listed but gone when fetched (deleted in between).
+    gone: Option<String>,
 }
 
 impl FaultyStore {
@@ -49,6 +51,16 @@ impl FaultyStore {
             manifests_listed: AtomicUsize::new(0),
             processed_listed: AtomicUsize::new(0),
             gets: Default::default(),
+            gone: None,
+        }
+    }
+
+    /// Lists the objects under `prefix` but finds none of them when they are fetched, as when
+    /// another process deletes them between the listing and the fetch.
+    pub fn gone_when_fetched(inner: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        FaultyStore {
+            gone: Some(prefix.to_owned()),
+            ..Self::counting(inner)
         }
     }
 
@@ -144,6 +156,9 @@ impl ObjectStore for FaultyStore {
         self.inner.head(key).await
     }
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        if self.gone.as_deref().is_some_and(|p| key.starts_with(p)) {
+            return Ok(None);
+        }
         let got = self.inner.get(key).await?;
         self.fetched(key, got.as_ref().map_or(0, |b| b.len()));
         Ok(got)
