@@ -576,7 +576,7 @@ impl Ingestor {
     async fn delete_key_lists(&self, keys: &BTreeSet<String>) -> Result<(), IngestError> {
         let prefixes = keys
             .iter()
-            .filter_map(|k| file_keys::lists_prefix_of(k))
+            .filter_map(|k| file_keys::list_stem(k))
             .collect::<BTreeSet<_>>();
         let found = storage::list_many(&self.store, prefixes.into_iter().collect()).await?;
         let lists = found

@@ -16,10 +16,10 @@
 //! killed between the two objects, a list that does not decode) is read as before. Whoever
 //! writes a silver file writes its list from the same rows: compaction before its output (named
 //! by a digest of its inputs' names, and written once for them: a resumed run finishes, it does
-//! not rewrite), ingest after each file and before the batch's manifest. Ingest may write a name again (a retry, a forced
-//! re-ingest after a contract change), possibly at the same size with other keys, so it first
-//! deletes the lists of every name an earlier attempt wrote: a list never stands beside a file
-//! it was not made from. Compaction deletes its inputs' lists after the inputs, ingest the lists
+//! not rewrite), ingest after each file and before the batch's manifest. Ingest may write a
+//! name again (a retry, a forced re-ingest after a contract change), possibly at the same size
+//! with other keys, so it first deletes the lists of every name an earlier attempt wrote: a
+//! list never stands beside a file it was not made from. Compaction deletes its inputs' lists after the inputs, ingest the lists
 //! of the files it drops; a list whose file is gone is never read, and the bucket's lifecycle
 //! rule expires `keys/` with `processed/`.
 
@@ -51,12 +51,6 @@ pub fn list_key(silver_key: &str, size: u64) -> Option<String> {
     Some(format!("{}{size}.keys", list_stem(silver_key)?))
 }
 
-/// Where the key lists of `silver_key` (at any size) are listed: the lists under this prefix
-/// that [`is_list_of`] it are its lists (others may be of a file whose name starts the same).
-pub fn lists_prefix_of(silver_key: &str) -> Option<String> {
-    list_stem(silver_key)
-}
-
 /// Whether `list_key` is a key list of `silver_key`, at whatever size.
 pub fn is_list_of(list_key: &str, silver_key: &str) -> bool {
     list_stem(silver_key)
@@ -71,8 +65,10 @@ pub fn is_list_of(list_key: &str, silver_key: &str) -> bool {
         .is_some_and(|size| !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// What the key lists of `silver_key` start with: its list key up to the size.
-fn list_stem(silver_key: &str) -> Option<String> {
+/// What the key lists of `silver_key` start with (its list key up to the size), so where they
+/// are listed: the lists under it that [`is_list_of`] it are its lists (others may be of a file
+/// whose name starts the same).
+pub fn list_stem(silver_key: &str) -> Option<String> {
     let rest = silver_key
         .strip_prefix(layout::PROCESSED)?
         .strip_prefix('/')?
