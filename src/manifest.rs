@@ -95,8 +95,9 @@ impl Manifest {
     }
 }
 
-/// Files an ingest is about to write, recorded before the first upload so that a retry after a
-/// crash can remove whatever the crashed attempt left that the retry does not rewrite.
+/// Files an ingest is about to write, and those earlier attempts may have left, recorded before
+/// the first upload so that a retry after a crash can remove whatever the crashed attempts left
+/// that the retry does not rewrite.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingOutputs {
     pub keys: Vec<String>,

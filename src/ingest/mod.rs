@@ -320,9 +320,17 @@ impl Ingestor {
             .filter(|_| !self.settings.force && !rewrite_cut_short)
         {
             if let Some(pending) = pending {
-                // The manifest is the commit point: finish what came after it.
+                // The manifest is the commit point: finish what came after it. The names to
+                // remove may be an earlier attempt's, whose lists are still there.
                 let kept: BTreeSet<String> = output_keys(manifest).collect();
-                for key in pending.outputs.keys.iter().filter(|k| !kept.contains(*k)) {
+                let gone: BTreeSet<String> = pending
+                    .outputs
+                    .keys
+                    .into_iter()
+                    .filter(|k| !kept.contains(k))
+                    .collect();
+                self.delete_key_lists(&gone).await?;
+                for key in &gone {
                     self.store.delete(key).await?;
                 }
                 self.state.delete(&pending_key).await?;
@@ -522,10 +530,13 @@ impl Ingestor {
         let new_keys: BTreeSet<String> = output_keys(manifest).collect();
         let mut stale: BTreeSet<String> = previous.map(output_keys).into_iter().flatten().collect();
         stale.extend(pending.into_iter().flat_map(|p| p.outputs.keys));
+        // The record names what this attempt writes and every name an earlier one may have
+        // left: should this attempt die too, the next still finds them to remove (recording only
+        // its own names lost a killed attempt's files, left as silver no manifest names).
         let record = PendingRecord {
             ingested_at: manifest.ingested_at.clone(),
             outputs: PendingOutputs {
-                keys: new_keys.iter().cloned().collect(),
+                keys: new_keys.union(&stale).cloned().collect(),
             },
             manifest_sha256: Some(manifest_digest(manifest)),
         };

@@ -90,6 +90,9 @@ impl Found<'_> {
     }
 }
 
+/// A key list as listed: its key and size (which bounds its fetch).
+type ListedList = (String, u64);
+
 /// What a window search has read of the parent so far: each date's files (with their key
 /// lists', when they have one), and the key lists fetched, up to [`KEPT_LIST_BYTES`]. A row
 /// unresolved on its own date is looked for on the days before it in later steps, and those
@@ -97,7 +100,8 @@ impl Found<'_> {
 /// again (62 date reads for the 32 dates of the H=90 night of `make bench-history`).
 #[derive(Default)]
 struct WindowReads {
-    files: HashMap<NaiveDate, Vec<(storage::ObjectMeta, Option<String>)>>,
+    /// Each listed date's parent files, with the key list beside each.
+    files: HashMap<NaiveDate, Vec<(storage::ObjectMeta, Option<ListedList>)>>,
     lists: HashMap<String, bytes::Bytes>,
     bytes: u64,
 }
@@ -122,7 +126,7 @@ impl WindowReads {
             .copied()
             .collect();
         let listings = storage::list_each(store, new.iter().map(&prefix_of).collect()).await?;
-        let lists: HashSet<String> = if listed {
+        let lists: HashMap<String, u64> = if listed {
             let prefixes = new
                 .iter()
                 .filter_map(|d| file_keys::list_prefix(&prefix_of(d)))
@@ -130,17 +134,19 @@ impl WindowReads {
             storage::list_many(store, prefixes)
                 .await?
                 .into_iter()
-                .map(|m| m.key)
+                .map(|m| (m.key, m.size))
                 .collect()
         } else {
-            HashSet::new()
+            HashMap::new()
         };
         for (date, metas) in new.into_iter().zip(listings) {
             let files = metas
                 .into_iter()
                 .filter(|m| m.key.ends_with(".parquet"))
                 .map(|m| {
-                    let list = file_keys::list_key(&m.key, m.size).filter(|k| lists.contains(k));
+                    // With the list's own size, which bounds its fetch.
+                    let list = file_keys::list_key(&m.key, m.size)
+                        .and_then(|k| lists.get(&k).map(|size| (k, *size)));
                     (m, list)
                 })
                 .collect();
@@ -309,7 +315,7 @@ impl QualityGate {
             for (meta, list) in &reads.files[date] {
                 match list {
                     // A kept list decoded once already; should it not, the file is read.
-                    Some(list) if reads.lists.contains_key(list) => {
+                    Some((list, _)) if reads.lists.contains_key(list) => {
                         if !search(&mut held, *date, &reads.lists[list]) {
                             unlisted.push((*date, meta.clone()));
                         }
@@ -319,12 +325,9 @@ impl QualityGate {
                 }
             }
         }
-        let keys = fetch
-            .iter()
-            .map(|(_, meta, list)| (list.clone(), meta.size))
-            .collect();
+        let keys = fetch.iter().map(|(_, _, list)| list.clone()).collect();
         let mut fetched = storage::get_many(&self.store, keys).zip(stream::iter(fetch));
-        while let Some((got, (date, meta, list))) = fetched.next().await {
+        while let Some((got, (date, meta, (list, _)))) = fetched.next().await {
             let bytes = match got {
                 Ok((_, bytes)) => bytes,
                 // Deleted since it was listed (an ingest retry clears a name's lists before it

@@ -632,6 +632,28 @@ async fn a_record_written_before_it_named_the_key_lists_still_has_them_deleted()
 /// outlives a dropped file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_re_ingest_leaves_each_file_its_own_key_list_and_none_of_a_dropped_one() {
+    let lake = forced_re_ingest_after_a_contract_change(true).await;
+    lake.assert_key_lists_match_the_files("forced re-ingest")
+        .await;
+}
+
+/// The same, under a contract that no longer keeps key lists for orders (no reference window
+/// names them): the earlier attempt's lists go too, so none is left to be read as the list of
+/// a rewritten file should the window come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_re_ingest_that_keeps_no_key_lists_leaves_none_of_the_earlier_attempt() {
+    let lake = forced_re_ingest_after_a_contract_change(false).await;
+    let left = crate::support::files(&lake.dir.path().join("keys/orders"));
+    assert!(
+        left.is_empty(),
+        "no key list outlives the re-ingest: {left:?}"
+    );
+}
+
+/// A lake with one orders export (three orders, EU and NA) ingested, then forced again under a
+/// contract that stops accepting `placed` (so O1 alone is left, in EU's file, and NA's file is
+/// dropped), keeping key lists or not (`keeps_lists`: the payments → orders reference window).
+async fn forced_re_ingest_after_a_contract_change(keeps_lists: bool) -> Lake {
     let lake = Lake::empty();
     let mut body = String::from(
         "order_id,customer_id,order_ts,status,customer_region,currency,total_amount,item_count,updated_at\n",
@@ -650,8 +672,7 @@ async fn a_forced_re_ingest_leaves_each_file_its_own_key_list_and_none_of_a_drop
     assert_eq!(lake.files().len(), 2);
     lake.assert_key_lists_match_the_files("first ingest").await;
 
-    // The contract stops accepting `placed`: the same export (so the same batch id and file
-    // names) forced again keeps O1 alone in EU's file and drops NA's.
+    // The same export (so the same batch id and file names) forced again.
     let contracts = tempfile::tempdir().unwrap();
     for name in ["customers", "orders", "payments"] {
         let path = format!("{}/contracts/{name}.toml", env!("CARGO_MANIFEST_DIR"));
@@ -659,9 +680,21 @@ async fn a_forced_re_ingest_leaves_each_file_its_own_key_list_and_none_of_a_drop
         if name == "orders" {
             text = text.replace("values = [\"placed\", ", "values = [");
         }
+        if name == "payments" && !keeps_lists {
+            let window = ", window_days = 90 }";
+            assert!(
+                text.contains(window),
+                "payments reference orders within a window"
+            );
+            text = text.replace(window, " }");
+        }
         std::fs::write(contracts.path().join(format!("{name}.toml")), text).unwrap();
     }
     let changed = Arc::new(Registry::from_dir(contracts.path()).unwrap());
+    assert_eq!(
+        shoplake::silver::file_keys::is_kept(&changed, "orders"),
+        keeps_lists
+    );
     let settings = IngestSettings {
         force: true,
         ..IngestSettings::default()
@@ -682,8 +715,7 @@ async fn a_forced_re_ingest_leaves_each_file_its_own_key_list_and_none_of_a_drop
         "NA's file dropped: {:?}",
         lake.files()
     );
-    lake.assert_key_lists_match_the_files("forced re-ingest")
-        .await;
+    lake
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -509,6 +509,20 @@ struct Walk<'w> {
 }
 
 impl<'w> Walk<'w> {
+    /// A walk from a file's first entry, after its `magic`, looking for `wanted`.
+    fn start(magic: &[u8], mut wanted: Vec<&'w str>) -> Result<Self, LookupError> {
+        wanted.sort_unstable();
+        wanted.dedup();
+        Ok(Walk {
+            format: format_of(magic).map_err(LookupError::Format)?,
+            search: Search::new(wanted),
+            last: Last::default(),
+            block: Last::default(),
+            same: 0,
+            pos: Pos::Header,
+        })
+    }
+
     /// Walks what it can of `buf[at..end]` (the bytes past `end` are stale but allocated:
     /// `advance` may copy some past the key, never into it): returns where it stopped and why
     /// (the reason, should the file end there).
@@ -609,23 +623,14 @@ impl<'w> Walk<'w> {
 /// customers: `perf` put the look-up's polls, copies and compares at about 60% of its time).
 pub async fn lookup(
     file: impl AsyncRead + Unpin,
-    mut wanted: Vec<&str>,
+    wanted: Vec<&str>,
 ) -> Result<(Vec<&str>, Vec<&str>), LookupError> {
-    wanted.sort_unstable();
-    wanted.dedup();
     let mut file = file;
     let mut magic = [0u8; MAGIC.len()];
     if read_up_to(&mut file, &mut magic).await? < MAGIC.len() {
         return Err(LookupError::Format("not a key index file"));
     }
-    let mut walk = Walk {
-        format: format_of(&magic).map_err(LookupError::Format)?,
-        search: Search::new(wanted),
-        last: Last::default(),
-        block: Last::default(),
-        same: 0,
-        pos: Pos::Header,
-    };
+    let mut walk = Walk::start(&magic, wanted)?;
     // `buf[at..end]` has arrived and is not walked yet. The buffer is zeroed once, not per
     // read: a store's reader may return a few KiB a time.
     let mut buf = vec![0u8; READ_BYTES];
@@ -660,21 +665,12 @@ pub async fn lookup(
 /// was 7% of its time, `perf`).
 pub fn lookup_in<'w>(
     bytes: &[u8],
-    mut wanted: Vec<&'w str>,
+    wanted: Vec<&'w str>,
 ) -> Result<(Vec<&'w str>, Vec<&'w str>), LookupError> {
-    wanted.sort_unstable();
-    wanted.dedup();
     if bytes.len() < MAGIC.len() {
         return Err(LookupError::Format("not a key index file"));
     }
-    let mut walk = Walk {
-        format: format_of(&bytes[..MAGIC.len()]).map_err(LookupError::Format)?,
-        search: Search::new(wanted),
-        last: Last::default(),
-        block: Last::default(),
-        same: 0,
-        pos: Pos::Header,
-    };
+    let mut walk = Walk::start(&bytes[..MAGIC.len()], wanted)?;
     let (at, straddles) = walk
         .walk(bytes, MAGIC.len(), bytes.len())
         .map_err(LookupError::Format)?;
