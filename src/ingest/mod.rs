@@ -311,8 +311,16 @@ impl Ingestor {
         // A pending record beside a manifest other than the one it commits: a forced rewrite
         // died before its commit point, with some of the old files already replaced or gone.
         // Replaying the old manifest would point at them; the batch is processed again.
+        // So is one beside the very manifest its commit would write when that manifest was
+        // already there as it began: seeing it there says nothing about how far it got (a
+        // forced rewrite back to an earlier contract, after one that died having deleted the
+        // files that manifest names).
         let rewrite_cut_short = match (&previous, &pending) {
-            (Some(m), Some(p)) => p.manifest_sha256.as_deref() != Some(&manifest_digest(m)),
+            (Some(m), Some(p)) => {
+                let there = manifest_digest(m);
+                p.manifest_sha256.as_deref() != Some(&there)
+                    || p.previous_manifest_sha256.as_deref() == Some(&there)
+            }
             _ => false,
         };
         if let Some(manifest) = previous
@@ -320,17 +328,10 @@ impl Ingestor {
             .filter(|_| !self.settings.force && !rewrite_cut_short)
         {
             if let Some(pending) = pending {
-                // The manifest is the commit point: finish what came after it. The names to
-                // remove may be an earlier attempt's, whose lists are still there.
+                // The manifest is the commit point: finish what came after it (the names'
+                // key lists went before it).
                 let kept: BTreeSet<String> = output_keys(manifest).collect();
-                let gone: BTreeSet<String> = pending
-                    .outputs
-                    .keys
-                    .into_iter()
-                    .filter(|k| !kept.contains(k))
-                    .collect();
-                self.delete_key_lists(&gone).await?;
-                for key in &gone {
+                for key in pending.outputs.keys.iter().filter(|k| !kept.contains(*k)) {
                     self.store.delete(key).await?;
                 }
                 self.state.delete(&pending_key).await?;
@@ -539,6 +540,7 @@ impl Ingestor {
                 keys: new_keys.union(&stale).cloned().collect(),
             },
             manifest_sha256: Some(manifest_digest(manifest)),
+            previous_manifest_sha256: previous.map(manifest_digest),
         };
         self.state.put_json(pending_key, &record).await?;
         // One file per partition: uploaded several at a time, as S3 latency, not bandwidth,
@@ -696,6 +698,10 @@ struct PendingRecord {
     /// versions, which are treated as the latter.
     #[serde(default)]
     manifest_sha256: Option<String>,
+    /// The manifest that was there when the commit began (its SHA-256), if one was: when it is
+    /// the one the commit writes, finding it does not show the commit got that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_manifest_sha256: Option<String>,
 }
 
 /// The digest a pending record keeps of the manifest its commit writes.

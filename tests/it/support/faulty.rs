@@ -25,6 +25,9 @@ pub struct FaultyStore {
     writes: AtomicUsize,
     fault: Option<(usize, Fault)>,
     faulted: std::sync::Mutex<Option<String>>,
+    /// The key of each write, the `n`th at `n - 1` (writes run concurrently are numbered as
+    /// they start).
+    written: std::sync::Mutex<Vec<String>>,
     /// Bytes returned by `get` and `get_range` (what a stage downloads whole).
     bytes_read: AtomicU64,
     /// HEAD requests, and keys returned by `list`/`list_after` under `manifests/`.
@@ -46,6 +49,7 @@ impl FaultyStore {
             writes: AtomicUsize::new(0),
             fault: None,
             faulted: Default::default(),
+            written: Default::default(),
             bytes_read: AtomicU64::new(0),
             heads: AtomicUsize::new(0),
             manifests_listed: AtomicUsize::new(0),
@@ -114,6 +118,12 @@ impl FaultyStore {
         self.writes.load(Ordering::SeqCst)
     }
 
+    /// The number (1-based) of the first write to a key `matches` accepts, if one was.
+    pub fn first_write(&self, matches: impl Fn(&str) -> bool) -> Option<usize> {
+        let written = self.written.lock().unwrap();
+        written.iter().position(|k| matches(k)).map(|i| i + 1)
+    }
+
     /// The key of the write that was faulted, if one was.
     pub fn faulted(&self) -> Option<String> {
         self.faulted.lock().unwrap().clone()
@@ -134,7 +144,12 @@ impl FaultyStore {
         key: &str,
         run: impl Future<Output = StorageResult<T>>,
     ) -> StorageResult<T> {
-        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = {
+            // Numbered and logged together, so the log's order is the numbers'.
+            let mut written = self.written.lock().unwrap();
+            written.push(key.to_owned());
+            self.writes.fetch_add(1, Ordering::SeqCst) + 1
+        };
         if self.fault.is_some_and(|(nth, _)| nth == n) {
             *self.faulted.lock().unwrap() = Some(key.to_owned());
         }

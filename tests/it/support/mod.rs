@@ -43,16 +43,6 @@ pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
 /// Asserts that every orders silver file of the lake at `root` has its key list, holding
 /// exactly its keys, and that no list outlives its file (`silver::file_keys`).
 pub fn assert_key_lists_match_the_files(root: &Path, context: &str) {
-    assert_key_lists(root, context, true);
-}
-
-/// As [`assert_key_lists_match_the_files`], but a file may lack its list (a killed attempt's
-/// file that a replayed manifest kept: read as a file, listed again by compaction).
-pub fn assert_no_key_list_is_wrong(root: &Path, context: &str) {
-    assert_key_lists(root, context, false);
-}
-
-fn assert_key_lists(root: &Path, context: &str, every_file: bool) {
     use std::collections::{BTreeMap, BTreeSet};
     let relative = |p: &Path| p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
     let mut expected = BTreeMap::new();
@@ -76,26 +66,12 @@ fn assert_key_lists(root: &Path, context: &str, every_file: bool) {
         .map(|p| relative(p))
         .collect();
     listed.sort();
-    if every_file {
-        assert_eq!(
-            listed.iter().collect::<Vec<_>>(),
-            expected.keys().collect::<Vec<_>>(),
-            "{context}: one key list per silver file, none left of a deleted one"
-        );
-    } else {
-        let orphans: Vec<&String> = listed
-            .iter()
-            .filter(|l| !expected.contains_key(*l))
-            .collect();
-        assert!(
-            orphans.is_empty(),
-            "{context}: lists of no file: {orphans:?}"
-        );
-    }
-    for (list, keys) in expected
-        .iter()
-        .filter(|(l, _)| every_file || listed.contains(l))
-    {
+    assert_eq!(
+        listed.iter().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "{context}: one key list per silver file, none left of a deleted one"
+    );
+    for (list, keys) in &expected {
         let bytes = std::fs::read(root.join(list)).unwrap();
         // Every key of the file, and one it does not hold, looked for.
         let mut wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
