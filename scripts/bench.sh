@@ -14,8 +14,11 @@ echo "== release build (native, for the timed runs and the init measurement)"
 cargo build --release --workspace --bins
 echo "== release build (arm64 zips, as deployed: make build)"
 # Its own target dir: a cross build shares host artifacts with the native one and would
-# otherwise wait on (and invalidate) its lock.
-make --no-print-directory build
+# otherwise wait on (and invalidate) its lock. Built with the repository's release profile
+# whatever the caller's CARGO_PROFILE_* variables say (a debug-info build for `perf` of the
+# native binaries, say): the zip sizes and init times describe what is deployed.
+mapfile -t profile_vars < <(compgen -e | grep '^CARGO_PROFILE_' || true)
+env "${profile_vars[@]/#/--unset=}" make --no-print-directory build
 
 # Cached exports and scratch output live outside the clone's sources (the 10M export is ~880 MB).
 DATA=${BENCH_DATA:-$TARGET/bench/data}
