@@ -19,9 +19,9 @@
 //! not rewrite), ingest after each file and before the batch's manifest. Ingest may write a
 //! name again (a retry, a forced re-ingest after a contract change), possibly at the same size
 //! with other keys, so it first deletes the lists of every name an earlier attempt wrote: a
-//! list never stands beside a file it was not made from. Compaction deletes its inputs' lists after the inputs, ingest the lists
-//! of the files it drops; a list whose file is gone is never read, and the bucket's lifecycle
-//! rule expires `keys/` with `processed/`.
+//! list never stands beside a file it was not made from. Compaction deletes its inputs' lists
+//! after the inputs, ingest the lists of the files it drops; a list whose file is gone is never
+//! read, and the bucket's lifecycle rule expires `keys/` with `processed/`.
 
 use std::path::Path;
 

@@ -22,11 +22,10 @@ pub enum Fault {
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
-    writes: AtomicUsize,
     fault: Option<(usize, Fault)>,
     faulted: std::sync::Mutex<Option<String>>,
     /// The key of each write, the `n`th at `n - 1` (writes run concurrently are numbered as
-    /// they start).
+    /// they start): their count is the number of writes.
     written: std::sync::Mutex<Vec<String>>,
     /// Bytes returned by `get` and `get_range` (what a stage downloads whole).
     bytes_read: AtomicU64,
@@ -46,7 +45,6 @@ impl FaultyStore {
     pub fn counting(inner: Arc<dyn ObjectStore>) -> Self {
         FaultyStore {
             inner,
-            writes: AtomicUsize::new(0),
             fault: None,
             faulted: Default::default(),
             written: Default::default(),
@@ -115,7 +113,7 @@ impl FaultyStore {
     }
 
     pub fn writes(&self) -> usize {
-        self.writes.load(Ordering::SeqCst)
+        self.written.lock().unwrap().len()
     }
 
     /// The number (1-based) of the first write to a key `matches` accepts, if one was.
@@ -145,10 +143,9 @@ impl FaultyStore {
         run: impl Future<Output = StorageResult<T>>,
     ) -> StorageResult<T> {
         let n = {
-            // Numbered and logged together, so the log's order is the numbers'.
             let mut written = self.written.lock().unwrap();
             written.push(key.to_owned());
-            self.writes.fetch_add(1, Ordering::SeqCst) + 1
+            written.len()
         };
         if self.fault.is_some_and(|(nth, _)| nth == n) {
             *self.faulted.lock().unwrap() = Some(key.to_owned());

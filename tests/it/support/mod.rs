@@ -40,6 +40,20 @@ pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The built-in contracts (`contracts/`) written to `dir`, each passed through
+/// `edit(name, text)`, and read back as a registry: a test's contract change.
+pub fn edited_contracts(
+    dir: &Path,
+    edit: impl Fn(&str, String) -> String,
+) -> shoplake::contract::Registry {
+    let builtin = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
+    for name in ["customers", "orders", "payments"] {
+        let text = std::fs::read_to_string(builtin.join(format!("{name}.toml"))).unwrap();
+        std::fs::write(dir.join(format!("{name}.toml")), edit(name, text)).unwrap();
+    }
+    shoplake::contract::Registry::from_dir(dir).unwrap()
+}
+
 /// Asserts that every orders silver file of the lake at `root` has its key list, holding
 /// exactly its keys, and that no list outlives its file (`silver::file_keys`).
 pub fn assert_key_lists_match_the_files(root: &Path, context: &str) {
