@@ -316,11 +316,7 @@ impl Ingestor {
         // forced rewrite back to an earlier contract, after one that died having deleted the
         // files that manifest names).
         let rewrite_cut_short = match (&previous, &pending) {
-            (Some(m), Some(p)) => {
-                let there = manifest_digest(m);
-                p.manifest_sha256.as_deref() != Some(&there)
-                    || p.previous_manifest_sha256.as_deref() == Some(&there)
-            }
+            (Some(m), Some(p)) => p.cut_short_beside(&manifest_digest(m)),
             _ => false,
         };
         if let Some(manifest) = previous
@@ -704,6 +700,16 @@ struct PendingRecord {
     previous_manifest_sha256: Option<String>,
 }
 
+impl PendingRecord {
+    /// Whether this record, found beside the manifest whose digest is `there`, belongs to a
+    /// commit that did not reach its commit point (so the batch is processed again, not
+    /// replayed): it writes another manifest, or that manifest was already there as it began.
+    fn cut_short_beside(&self, there: &str) -> bool {
+        self.manifest_sha256.as_deref() != Some(there)
+            || self.previous_manifest_sha256.as_deref() == Some(there)
+    }
+}
+
 /// The digest a pending record keeps of the manifest its commit writes.
 fn manifest_digest(m: &Manifest) -> String {
     use sha2::{Digest, Sha256};
@@ -809,5 +815,42 @@ impl ManifestBase<'_> {
         m.source_columns = r.source_columns;
         m.quarantined_source = Some(key.clone());
         (m, vec![Upload::CopySource { key }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PendingRecord;
+
+    fn record(json: &str) -> PendingRecord {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_pending_record_of_an_older_version_is_read_and_judged_as_before() {
+        let outputs = r#""ingested_at":"2026-11-22T03:00:00Z","outputs":{"keys":["a"]}"#;
+        // The first records named no manifest: always before the commit point.
+        let oldest = record(&format!("{{{outputs}}}"));
+        assert!(oldest.cut_short_beside("m1"));
+        // Then the manifest it writes, but not the one there as it began.
+        let older = record(&format!(r#"{{{outputs},"manifest_sha256":"m1"}}"#));
+        assert_eq!(older.previous_manifest_sha256, None);
+        assert!(
+            !older.cut_short_beside("m1"),
+            "beside its own manifest: committed"
+        );
+        assert!(older.cut_short_beside("m0"), "beside another: cut short");
+        // Now also that one: beside it, finding it proves nothing.
+        let now = record(&format!(
+            r#"{{{outputs},"manifest_sha256":"m1","previous_manifest_sha256":"m1"}}"#
+        ));
+        assert!(now.cut_short_beside("m1"));
+        let moved = record(&format!(
+            r#"{{{outputs},"manifest_sha256":"m1","previous_manifest_sha256":"m0"}}"#
+        ));
+        assert!(!moved.cut_short_beside("m1"));
+        // And a record without one is written as the older versions wrote it.
+        let json = serde_json::to_value(&older).unwrap();
+        assert!(json.get("previous_manifest_sha256").is_none(), "{json}");
     }
 }

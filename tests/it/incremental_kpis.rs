@@ -42,20 +42,15 @@ const VERSION_COLUMNS: [[&str; 2]; 2] =
 /// The built-in contracts with payments referencing orders at most `WINDOW` days older and
 /// the orders and payments version columns named `versions`.
 fn registry(dir: &Path, versions: [&str; 2]) -> Arc<Registry> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
-    for name in ["customers", "orders", "payments"] {
-        let text = std::fs::read_to_string(src.join(format!("{name}.toml"))).unwrap();
+    let registry = crate::support::edited_contracts(dir, |name, text| {
         let version = match name {
             "orders" => versions[0],
             "payments" => versions[1],
             _ => "updated_at",
         };
-        let text = text
-            .replace("window_days = 90", &format!("window_days = {WINDOW}"))
-            .replace("\"updated_at\"", &format!("\"{version}\""));
-        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
-    }
-    let registry = Registry::from_dir(dir).unwrap();
+        text.replace("window_days = 90", &format!("window_days = {WINDOW}"))
+            .replace("\"updated_at\"", &format!("\"{version}\""))
+    });
     let payments = registry.get("payments").unwrap();
     assert_eq!(
         payments.quality.references[0].window_days,

@@ -304,26 +304,21 @@ async fn a_missing_export_pages_once_and_its_late_arrival_once_on_sns() {
     // payments not expected at all.
     let contracts = tempfile::tempdir().unwrap();
     let due = "[arrival]\nby = \"01:30\"\ngrace_minutes = 15\n";
-    for (name, arrival) in [
-        ("orders", "[arrival]\nby = \"23:59\"\ngrace_minutes = 1\n"),
-        ("customers", "[arrival]\nby = \"00:00\"\n"),
-        ("payments", ""),
-    ] {
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("contracts/{name}.toml")),
-        )
-        .unwrap();
-        assert!(
-            text.contains(due),
-            "{name}.toml declares its arrival as expected"
-        );
-        std::fs::write(
-            contracts.path().join(format!("{name}.toml")),
-            text.replace(due, arrival),
-        )
-        .unwrap();
-    }
-    let registry = Arc::new(shoplake::contract::Registry::from_dir(contracts.path()).unwrap());
+    let registry = Arc::new(crate::support::edited_contracts(
+        contracts.path(),
+        |name, text| {
+            let arrival = match name {
+                "orders" => "[arrival]\nby = \"23:59\"\ngrace_minutes = 1\n",
+                "customers" => "[arrival]\nby = \"00:00\"\n",
+                _ => "",
+            };
+            assert!(
+                text.contains(due),
+                "{name}.toml declares its arrival as expected"
+            );
+            text.replace(due, arrival)
+        },
+    ));
     let sns = shoplake::aws::sns_client(&moto::server().sdk_config());
     let alerts = AlertService::new(
         Arc::new(env.store.clone()),

@@ -22,13 +22,9 @@ const PAYMENTS_HEADER: &str =
 
 /// The built-in contracts, payments referencing orders at most `window` days older.
 fn registry(dir: &std::path::Path, window: u32) -> Arc<Registry> {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
-    for name in ["customers", "orders", "payments"] {
-        let text = std::fs::read_to_string(src.join(format!("{name}.toml"))).unwrap();
-        let text = text.replace("window_days = 90", &format!("window_days = {window}"));
-        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
-    }
-    let registry = Registry::from_dir(dir).unwrap();
+    let registry = crate::support::edited_contracts(dir, |_, text| {
+        text.replace("window_days = 90", &format!("window_days = {window}"))
+    });
     assert_eq!(
         registry.get("payments").unwrap().quality.references[0].window_days,
         Some(window),

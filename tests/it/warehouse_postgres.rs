@@ -735,15 +735,13 @@ async fn a_batch_that_cannot_load_is_recorded_alerted_once_retried_and_never_blo
 /// The built-in contracts in a directory, with `change` applied to customers.toml.
 fn contracts_with(dir: &Path, change: impl Fn(String) -> String) -> Registry {
     std::fs::create_dir_all(dir).unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contracts");
-    for name in ["customers", "orders", "payments"] {
-        let mut text = std::fs::read_to_string(root.join(format!("{name}.toml"))).unwrap();
+    crate::support::edited_contracts(dir, |name, text| {
         if name == "customers" {
-            text = change(text);
+            change(text)
+        } else {
+            text
         }
-        std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
-    }
-    Registry::from_dir(dir).unwrap()
+    })
 }
 
 #[tokio::test]
