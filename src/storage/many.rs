@@ -83,24 +83,62 @@ pub fn at_once_within<K>(items: &[(K, u64)], budget: u64, most: usize) -> usize 
 
 /// The objects `objects` name (key and size), with their bytes, in the order given, fetched
 /// [`get_at_once`] at a time. An object that is gone is [`StorageError::NotFound`].
+///
+/// A store that reads in batches ([`ObjectStore::batch_reads`], a local directory) is handed
+/// them in runs of up to that many objects and half [`BYTES_IN_FLIGHT`], two runs in flight.
 pub fn get_many(
     store: &Arc<dyn ObjectStore>,
     objects: Vec<Fetch>,
 ) -> impl Stream<Item = StorageResult<(String, Bytes)>> + Send + 'static {
-    let at_once = get_at_once(&objects);
+    let batch = store.batch_reads();
     let store = Arc::clone(store);
+    if batch > 1 {
+        return runs(objects, batch, BYTES_IN_FLIGHT / 2)
+            .map(move |keys| {
+                let store = Arc::clone(&store);
+                async move {
+                    let got = store.get_batch(keys.clone()).await;
+                    stream::iter(keys.into_iter().zip(got).map(|(k, g)| found(k, g)))
+                }
+            })
+            .buffered(2)
+            .flatten()
+            .boxed();
+    }
+    let at_once = get_at_once(&objects);
     stream::iter(objects)
         .map(move |(key, _)| {
             let store = Arc::clone(&store);
-            async move {
-                let bytes = store
-                    .get(&key)
-                    .await?
-                    .ok_or_else(|| StorageError::NotFound { key: key.clone() })?;
-                Ok((key, bytes))
-            }
+            async move { found(key.clone(), store.get(&key).await) }
         })
         .buffered(at_once)
+        .boxed()
+}
+
+/// A fetched object's key and bytes; an absent one is [`StorageError::NotFound`].
+fn found(key: String, got: StorageResult<Option<Bytes>>) -> StorageResult<(String, Bytes)> {
+    let bytes = got?.ok_or_else(|| StorageError::NotFound { key: key.clone() })?;
+    Ok((key, bytes))
+}
+
+/// `objects`' keys in order, in runs of at most `most` objects and `bytes` together (an object
+/// larger than `bytes` alone).
+fn runs(objects: Vec<Fetch>, most: usize, bytes: u64) -> impl Stream<Item = Vec<String>> {
+    let mut runs: Vec<Vec<String>> = Vec::new();
+    let mut held = 0;
+    for (key, size) in objects {
+        match runs.last_mut() {
+            Some(run) if run.len() < most && held + size <= bytes => {
+                held += size;
+                run.push(key);
+            }
+            _ => {
+                held = size;
+                runs.push(vec![key]);
+            }
+        }
+    }
+    stream::iter(runs)
 }
 
 /// The keys and sizes of `metas`, as [`get_many`] takes them.
@@ -126,6 +164,19 @@ mod tests {
         );
         assert_eq!(get_at_once(&[object("a", 1), object("b", 16 << 20)]), 4);
         assert_eq!(get_at_once(&[object("a", 1 << 30)]), 1);
+    }
+
+    #[tokio::test]
+    async fn batched_reads_come_in_runs_bounded_by_count_and_bytes() {
+        let objects = vec![
+            object("a", 10),
+            object("b", 10),
+            object("c", 10),
+            object("big", 100),
+            object("d", 1),
+        ];
+        let runs: Vec<Vec<String>> = runs(objects, 2, 25).collect().await;
+        assert_eq!(runs, [vec!["a", "b"], vec!["c"], vec!["big"], vec!["d"]]);
     }
 
     #[tokio::test]

@@ -128,6 +128,22 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         start_after: &str,
         limit: Option<usize>,
     ) -> StorageResult<Vec<ObjectMeta>>;
+    /// How many objects [`get_many`] hands [`Self::get_batch`] at once. A store whose calls
+    /// each cost a hand-off to another thread rather than a round trip (a local directory)
+    /// reads many in one call; the default, 1, fetches each on its own, many in flight.
+    fn batch_reads(&self) -> usize {
+        1
+    }
+    /// The contents of `keys` (`None`: absent), each with its own result, in their order. The
+    /// default gets them one after another; a store with [`Self::batch_reads`] above 1 reads
+    /// them together.
+    async fn get_batch(&self, keys: Vec<String>) -> Vec<StorageResult<Option<Bytes>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in &keys {
+            out.push(self.get(key).await);
+        }
+        out
+    }
     /// How to point a person or another system at the object (`s3://…` or `file://…`).
     fn uri(&self, key: &str) -> String;
     /// The directory holding the objects when they are plain local files (readers can then

@@ -51,6 +51,24 @@ impl ObjectStore for PrefixedStore {
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
         self.inner.get(&self.key(key)?).await
     }
+    fn batch_reads(&self) -> usize {
+        self.inner.batch_reads()
+    }
+    async fn get_batch(&self, keys: Vec<String>) -> Vec<StorageResult<Option<Bytes>>> {
+        let inner: Vec<StorageResult<String>> = keys.iter().map(|k| self.key(k)).collect();
+        let valid: Vec<String> = inner
+            .iter()
+            .filter_map(|k| k.as_ref().ok().cloned())
+            .collect();
+        let mut got = self.inner.get_batch(valid).await.into_iter();
+        inner
+            .into_iter()
+            .map(|k| match k {
+                Ok(_) => got.next().expect("one result per key"),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
     async fn reader(&self, key: &str) -> StorageResult<ObjectReader> {
         self.inner.reader(&self.key(key)?).await
     }

@@ -14,6 +14,39 @@ pub async fn run(store: &dyn ObjectStore) {
     keys_with_spaces_and_unicode(store).await;
     unsafe_keys_are_refused(store).await;
     conditional_writes(store).await;
+    batched_reads(store).await;
+}
+
+/// `get_batch` (what `get_many` hands a store that reads in batches) gives each key its own
+/// result, in the order asked: the contents, `None` for a missing object, an error for a key
+/// the store refuses, whatever the store's batch size.
+async fn batched_reads(store: &dyn ObjectStore) {
+    assert!(store.batch_reads() >= 1);
+    for (key, body) in [("batch/b.txt", "bee"), ("batch/a.txt", "ay")] {
+        store.put(key, Bytes::from(body)).await.unwrap();
+    }
+    let keys = [
+        "batch/b.txt",
+        "batch/missing.txt",
+        "../escape.txt",
+        "batch/a.txt",
+    ];
+    let got = store
+        .get_batch(keys.iter().map(|k| k.to_string()).collect())
+        .await;
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0].as_ref().unwrap().as_deref(), Some(&b"bee"[..]));
+    assert!(got[1].as_ref().unwrap().is_none());
+    assert!(
+        matches!(got[2], Err(StorageError::InvalidKey { .. })),
+        "{:?}",
+        got[2]
+    );
+    assert_eq!(got[3].as_ref().unwrap().as_deref(), Some(&b"ay"[..]));
+    assert!(store.get_batch(Vec::new()).await.is_empty());
+    for key in ["batch/a.txt", "batch/b.txt"] {
+        store.delete(key).await.unwrap();
+    }
 }
 
 /// `put_if` is the compare-and-swap claims and state are built on: the check and the write are
