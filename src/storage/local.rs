@@ -278,7 +278,8 @@ fn meta_from(key: String, md: &std::fs::Metadata) -> ObjectMeta {
 /// The whole walk is one blocking call, not a hop to tokio's blocking pool per directory read
 /// and per stat: a payments check at a year of history lists 64 date prefixes holding about
 /// 2,400 files, and its hops (a thread woken and a task woken back, each a few futex calls)
-/// had grown to 27,700 futex calls against 3,600 at a week of history.
+/// made about 25,000 futex calls against about 3,100 at a week of history (with the batched
+/// reads of `get_batch`, about 1,000 and 450).
 fn walk_dir(
     root: &Path,
     prefix: &str,

@@ -93,15 +93,19 @@ pub fn get_many(
     let batch = store.batch_reads();
     let store = Arc::clone(store);
     if batch > 1 {
-        return runs(objects, batch, BYTES_IN_FLIGHT / 2)
-            .map(move |keys| {
+        let runs = runs(objects, batch, BYTES_IN_FLIGHT / 2);
+        // Two runs at once, or one when a run of one large object would take them past the
+        // budget, as `get_at_once` bounds single objects.
+        let in_flight = at_once_within(&runs, BYTES_IN_FLIGHT, 2);
+        return stream::iter(runs)
+            .map(move |(keys, _)| {
                 let store = Arc::clone(&store);
                 async move {
                     let got = store.get_batch(keys.clone()).await;
                     stream::iter(keys.into_iter().zip(got).map(|(k, g)| found(k, g)))
                 }
             })
-            .buffered(2)
+            .buffered(in_flight)
             .flatten()
             .boxed();
     }
@@ -122,23 +126,19 @@ fn found(key: String, got: StorageResult<Option<Bytes>>) -> StorageResult<(Strin
 }
 
 /// `objects`' keys in order, in runs of at most `most` objects and `bytes` together (an object
-/// larger than `bytes` alone).
-fn runs(objects: Vec<Fetch>, most: usize, bytes: u64) -> impl Stream<Item = Vec<String>> {
-    let mut runs: Vec<Vec<String>> = Vec::new();
-    let mut held = 0;
+/// larger than `bytes` alone), each with its bytes.
+fn runs(objects: Vec<Fetch>, most: usize, bytes: u64) -> Vec<(Vec<String>, u64)> {
+    let mut runs: Vec<(Vec<String>, u64)> = Vec::new();
     for (key, size) in objects {
         match runs.last_mut() {
-            Some(run) if run.len() < most && held + size <= bytes => {
-                held += size;
+            Some((run, held)) if run.len() < most && *held + size <= bytes => {
+                *held += size;
                 run.push(key);
             }
-            _ => {
-                held = size;
-                runs.push(vec![key]);
-            }
+            _ => runs.push((vec![key], size)),
         }
     }
-    stream::iter(runs)
+    runs
 }
 
 /// The keys and sizes of `metas`, as [`get_many`] takes them.
@@ -166,8 +166,8 @@ mod tests {
         assert_eq!(get_at_once(&[object("a", 1 << 30)]), 1);
     }
 
-    #[tokio::test]
-    async fn batched_reads_come_in_runs_bounded_by_count_and_bytes() {
+    #[test]
+    fn batched_reads_come_in_runs_bounded_by_count_and_bytes() {
         let objects = vec![
             object("a", 10),
             object("b", 10),
@@ -175,8 +175,14 @@ mod tests {
             object("big", 100),
             object("d", 1),
         ];
-        let runs: Vec<Vec<String>> = runs(objects, 2, 25).collect().await;
-        assert_eq!(runs, [vec!["a", "b"], vec!["c"], vec!["big"], vec!["d"]]);
+        let runs = runs(objects, 2, 25);
+        let keys: Vec<Vec<String>> = runs.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, [vec!["a", "b"], vec!["c"], vec!["big"], vec!["d"]]);
+        let bytes: Vec<u64> = runs.iter().map(|(_, b)| *b).collect();
+        assert_eq!(bytes, [20, 10, 100, 1]);
+        // A run of one object over half the budget is fetched alone.
+        assert_eq!(at_once_within(&runs, 150, 2), 1);
+        assert_eq!(at_once_within(&runs, 200, 2), 2);
     }
 
     #[tokio::test]
