@@ -503,7 +503,7 @@ impl ObjectStore for LocalStore {
         64
     }
     async fn get_batch(&self, keys: Vec<String>) -> Vec<StorageResult<Option<Bytes>>> {
-        let count = keys.len();
+        let named = keys.clone();
         let paths: Vec<StorageResult<PathBuf>> = keys.iter().map(|k| self.path_of(k)).collect();
         let read = tokio::task::spawn_blocking(move || {
             paths
@@ -520,12 +520,9 @@ impl ObjectStore for LocalStore {
         // Only a panic in the read gets here: every key then fails alike.
         read.unwrap_or_else(|e| {
             let message = e.to_string();
-            (0..count)
-                .map(|_| {
-                    Err(io_err("get", "a batch")(std::io::Error::other(
-                        message.clone(),
-                    )))
-                })
+            named
+                .iter()
+                .map(|key| Err(io_err("get", key)(std::io::Error::other(message.clone()))))
                 .collect()
         })
     }

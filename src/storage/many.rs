@@ -101,7 +101,7 @@ pub fn get_many(
             .map(move |(keys, _)| {
                 let store = Arc::clone(&store);
                 async move {
-                    let got = store.get_batch(keys.clone()).await;
+                    let got = super::one_result_each(&keys, store.get_batch(keys.clone()).await);
                     stream::iter(keys.into_iter().zip(got).map(|(k, g)| found(k, g)))
                 }
             })
@@ -164,6 +164,21 @@ mod tests {
         );
         assert_eq!(get_at_once(&[object("a", 1), object("b", 16 << 20)]), 4);
         assert_eq!(get_at_once(&[object("a", 1 << 30)]), 1);
+    }
+
+    #[test]
+    fn a_batch_with_a_result_missing_fails_every_key_rather_than_leave_a_gap() {
+        let keys = vec!["a".to_owned(), "b".to_owned()];
+        let whole = crate::storage::one_result_each(&keys, vec![Ok(None), Ok(None)]);
+        assert!(whole.iter().all(|r| matches!(r, Ok(None))));
+        let short = crate::storage::one_result_each(&keys, vec![Ok(None)]);
+        assert_eq!(short.len(), 2);
+        assert!(
+            short
+                .iter()
+                .zip(&keys)
+                .all(|(r, k)| matches!(r, Err(StorageError::Io { key, .. }) if key == k))
+        );
     }
 
     #[test]

@@ -160,6 +160,31 @@ pub fn root_uri(store: &dyn ObjectStore) -> String {
 }
 
 /// Rejects keys that could escape the store's root or are not plain relative paths.
+/// `got` when it holds one result per key of `keys`, as [`ObjectStore::get_batch`] promises;
+/// else an error for every key (a store that broke the promise), never a silent gap.
+pub(crate) fn one_result_each(
+    keys: &[String],
+    got: Vec<StorageResult<Option<Bytes>>>,
+) -> Vec<StorageResult<Option<Bytes>>> {
+    if got.len() == keys.len() {
+        return got;
+    }
+    let message = format!(
+        "a batched read gave {} results for {} keys",
+        got.len(),
+        keys.len()
+    );
+    keys.iter()
+        .map(|key| {
+            Err(StorageError::Io {
+                operation: "get",
+                key: key.clone(),
+                source: std::io::Error::other(message.clone()),
+            })
+        })
+        .collect()
+}
+
 pub fn check_key(key: &str) -> StorageResult<()> {
     let reason = if key.is_empty() {
         Some("empty")

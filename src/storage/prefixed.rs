@@ -60,12 +60,14 @@ impl ObjectStore for PrefixedStore {
             .iter()
             .filter_map(|k| k.as_ref().ok().cloned())
             .collect();
-        let mut got = self.inner.get_batch(valid).await.into_iter();
+        let got = self.inner.get_batch(valid.clone()).await;
+        // One result per valid key (or an error for each), so `next` never runs dry.
+        let mut got = super::one_result_each(&valid, got).into_iter();
         inner
             .into_iter()
-            .map(|k| match k {
-                Ok(_) => got.next().expect("one result per key"),
-                Err(e) => Err(e),
+            .filter_map(|k| match k {
+                Ok(_) => got.next(),
+                Err(e) => Some(Err(e)),
             })
             .collect()
     }
