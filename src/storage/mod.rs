@@ -159,7 +159,6 @@ pub fn root_uri(store: &dyn ObjectStore) -> String {
     store.uri("").trim_end_matches('/').to_owned()
 }
 
-/// Rejects keys that could escape the store's root or are not plain relative paths.
 /// `got` when it holds one result per key of `keys`, as [`ObjectStore::get_batch`] promises;
 /// else an error for every key (a store that broke the promise), never a silent gap.
 pub(crate) fn one_result_each(
@@ -185,6 +184,7 @@ pub(crate) fn one_result_each(
         .collect()
 }
 
+/// Rejects keys that could escape the store's root or are not plain relative paths.
 pub fn check_key(key: &str) -> StorageResult<()> {
     let reason = if key.is_empty() {
         Some("empty")
