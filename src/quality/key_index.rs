@@ -756,6 +756,16 @@ mod tests {
         (dir, store, index)
     }
 
+    /// Adds customers `0..n` as batch `b000` and merges them: the first merge writes the
+    /// bases (every shard folds).
+    async fn with_bases(index: &KeyIndex, n: usize) -> IndexMerge {
+        index
+            .add("customers", "b000", customers(0, n))
+            .await
+            .unwrap();
+        index.merge("customers").await.unwrap()
+    }
+
     /// `n` customer ids numbered from `from`, as a shop numbers them.
     fn customers(from: usize, n: usize) -> Vec<String> {
         (from..from + n).map(|i| format!("C{i:09}")).collect()
@@ -778,11 +788,7 @@ mod tests {
      {
         let (_dir, store, index) = local_index();
         // The first merge has no base to add to: it writes the bases (every shard folds).
-        index
-            .add("customers", "b000", customers(0, 16_000))
-            .await
-            .unwrap();
-        let first = index.merge("customers").await.unwrap();
+        let first = with_bases(&index, 16_000).await;
         assert_eq!((first.shards_written, first.shards_folded), (16, 16));
         let bases = files_named(&store, "keys-").await;
         assert_eq!(bases.len(), 16);
@@ -849,11 +855,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn look_ups_beside_concurrent_merges_and_folds_miss_no_key() {
         let (_dir, _, index) = local_index();
-        index
-            .add("customers", "b000", customers(0, 4_000))
-            .await
-            .unwrap();
-        index.merge("customers").await.unwrap();
+        with_bases(&index, 4_000).await;
         let mut added = customers(0, 4_000);
         let mut folds = 0;
         for night in 1..=30 {
@@ -1022,11 +1024,7 @@ mod tests {
     #[tokio::test]
     async fn a_merge_reads_a_base_only_when_it_would_fold() {
         let (_dir, local, index) = local_index();
-        index
-            .add("customers", "b000", customers(0, 16_000))
-            .await
-            .unwrap();
-        index.merge("customers").await.unwrap();
+        with_bases(&index, 16_000).await;
         let store = Arc::new(FoldAfterBaseRead {
             inner: local.clone(),
             hook: tokio::sync::Mutex::new(None),
