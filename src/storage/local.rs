@@ -138,8 +138,7 @@ impl LocalStore {
 
     /// The file that holds `key`.
     pub fn path_of(&self, key: &str) -> StorageResult<PathBuf> {
-        check_key(key)?;
-        Ok(self.root.join(key))
+        path_under(&self.root, key)
     }
 
     /// The objects under `prefix` (after `start_after`, when given), sorted by key, walked on
@@ -247,6 +246,21 @@ impl LocalStore {
     }
 }
 
+/// The file of `key` in the store rooted at `root` (a key that could escape it is refused).
+fn path_under(root: &Path, key: &str) -> StorageResult<PathBuf> {
+    check_key(key)?;
+    Ok(root.join(key))
+}
+
+/// A whole-file read of `key` as an object: absent when the file is not there.
+fn object_read(key: &str, read: std::io::Result<Vec<u8>>) -> StorageResult<Option<Bytes>> {
+    match read {
+        Ok(data) => Ok(Some(Bytes::from(data))),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(io_err("get", key)(e)),
+    }
+}
+
 /// The key of `path` in the store rooted at `root`, if it is inside.
 fn key_under(root: &Path, path: &Path) -> Option<String> {
     let abs = std::path::absolute(path).ok()?;
@@ -289,8 +303,7 @@ fn walk_dir(
     let start = if dir_part.is_empty() {
         root.to_path_buf()
     } else {
-        check_key(dir_part)?;
-        root.join(dir_part)
+        path_under(root, dir_part)?
     };
     let scratch = root.join(TEMP_DIR);
     let mut out = Vec::new();
@@ -368,11 +381,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
-        match tokio::fs::read(self.path_of(key)?).await {
-            Ok(data) => Ok(Some(Bytes::from(data))),
-            Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(io_err("get", key)(e)),
-        }
+        object_read(key, tokio::fs::read(self.path_of(key)?).await)
     }
 
     async fn reader(&self, key: &str) -> StorageResult<ObjectReader> {
@@ -509,11 +518,7 @@ impl ObjectStore for LocalStore {
             paths
                 .into_iter()
                 .zip(keys)
-                .map(|(path, key)| match std::fs::read(path?) {
-                    Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-                    Err(e) if not_found(&e) => Ok(None),
-                    Err(e) => Err(io_err("get", &key)(e)),
-                })
+                .map(|(path, key)| object_read(&key, std::fs::read(path?)))
                 .collect()
         })
         .await;
