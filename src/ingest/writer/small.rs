@@ -112,22 +112,37 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// `page` compressed as polars-parquet's `compress` does (same codec, level and bytes: zstd's
-/// output depends only on the level and the input), zstd with this thread's context.
+/// The highest zstd level whose pages a kept context compresses. Up to level 3 (zstd's default,
+/// what silver uses) zstd's strategies are `fast` and `dfast`, whose output depends only on the
+/// level and the input, so a kept context writes a fresh one's bytes. From the `greedy`
+/// strategies on, zstd 1.5.5+ may use its row match finder, whose hash salt a reused context
+/// advances at every reset: still valid zstd, but not polars' bytes.
+const KEPT_CONTEXT_MAX_LEVEL: i32 = 3;
+
+/// `page` compressed as polars-parquet's `compress` does (same codec, level and bytes), zstd up
+/// to [`KEPT_CONTEXT_MAX_LEVEL`] with this thread's context.
 fn compressed(page: Page, compression: CompressionOptions) -> Result<CompressedPage, ParquetError> {
-    let CompressionOptions::Zstd(level) = compression else {
-        return compress(page, vec![], compression);
+    // As polars-parquet: no level is zstd's default (0, which zstd reads as 3).
+    let level = match compression {
+        CompressionOptions::Zstd(level) => level.map(|l| l.compression_level()).unwrap_or_default(),
+        _ => return compress(page, vec![], compression),
     };
-    // As polars-parquet: no level is zstd's default.
-    let level = level.map(|l| l.compression_level()).unwrap_or_default();
+    if level > KEPT_CONTEXT_MAX_LEVEL {
+        return compress(page, vec![], compression);
+    }
+    // Appends to `out`, as polars-parquet does: zstd writes from the start of the buffer it is
+    // given, so it is given the space after what `out` holds (a v2 page's levels).
     let zstd = |input: &[u8], out: &mut Vec<u8>| -> Result<(), ParquetError> {
         ZSTD.with_borrow_mut(|slot| {
             if slot.as_ref().is_none_or(|(l, _)| *l != level) {
                 *slot = Some((level, zstd::bulk::Compressor::new(level)?));
             }
             let (_, context) = slot.as_mut().expect("made above");
-            out.reserve(zstd::zstd_safe::compress_bound(input.len()));
-            context.compress_to_buffer(input, out).map(|_| ())
+            let start = out.len();
+            out.resize(start + zstd::zstd_safe::compress_bound(input.len()), 0);
+            let written = context.compress_to_buffer(input, &mut out[start..])?;
+            out.truncate(start + written);
+            Ok::<_, std::io::Error>(())
         })
         .map_err(ParquetError::from)
     };
@@ -419,6 +434,59 @@ mod tests {
             let df = frame(&schema, 300, 7, 2, 50);
             assert!(our_bytes(&df, 3) == polars_bytes(&df, 3), "{schema:?}");
         }
+    }
+
+    /// Each page compressed here is the page polars-parquet's `compress` gives: v1 and v2
+    /// pages (a v2 page keeps its levels ahead of the compressed values), zstd's default and
+    /// other levels (above [`super::KEPT_CONTEXT_MAX_LEVEL`], polars' own call), one thread's
+    /// context kept from page to page and level to level.
+    #[test]
+    fn compressed_pages_are_polars_own_for_every_page_version_and_level() {
+        use polars_parquet::write::{
+            CompressionOptions, Encoding, Version, WriteOptions, ZstdLevel, array_to_columns,
+            compress, to_parquet_type,
+        };
+        let schema = schemas().pop().unwrap();
+        let df = frame(&schema, 100, 11, 3, 3);
+        let arrow = df.schema().to_arrow(CompatLevel::newest());
+        let levels = [None, Some(1), Some(3), Some(9)];
+        let mut pages = 0;
+        for batch in df.iter_chunks(CompatLevel::newest(), false) {
+            for (array, field) in batch.columns().iter().zip(arrow.iter_values()) {
+                let type_ = to_parquet_type(field).unwrap();
+                for version in [Version::V1, Version::V2] {
+                    for level in levels {
+                        let compression =
+                            CompressionOptions::Zstd(level.map(|l| ZstdLevel::try_new(l).unwrap()));
+                        let options = WriteOptions {
+                            statistics: StatisticsOptions::default(),
+                            version,
+                            compression,
+                            data_page_size: None,
+                        };
+                        let encoded = || {
+                            array_to_columns(array, type_.clone(), options, &[Encoding::Plain])
+                                .unwrap()
+                                .into_iter()
+                                .flatten()
+                                .map(Result::unwrap)
+                        };
+                        for (ours, theirs) in encoded().zip(encoded()) {
+                            let ours = super::compressed(ours, compression).unwrap();
+                            let theirs = compress(theirs, vec![], compression).unwrap();
+                            assert_eq!(
+                                format!("{ours:?}"),
+                                format!("{theirs:?}"),
+                                "{} {version:?} {level:?}",
+                                field.name
+                            );
+                            pages += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(pages >= schema.len() * 2 * levels.len(), "{pages} pages");
     }
 
     #[test]
