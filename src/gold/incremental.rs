@@ -533,10 +533,16 @@ impl Nightly<'_> {
     ///   55-61 s instead of 43-46 s for no lower peak; with the condition, 41.2 s and 1671 MiB
     ///   against 41.5 s and 1729 MiB (nothing given back in the measures).
     fn release_freed_if_large(&self) {
-        let budget = self.group_bytes.saturating_mul(2 * SILVER_EXPANSION);
-        if crate::telemetry::rss_mib() << 20 > budget / 2 {
+        if self.over_half_budget() {
             crate::alloc::release_freed();
         }
+    }
+
+    /// True when the process holds more than half the memory budget `group_bytes` was planned
+    /// for.
+    fn over_half_budget(&self) -> bool {
+        let budget = self.group_bytes.saturating_mul(2 * SILVER_EXPANSION);
+        crate::telemetry::rss_mib() << 20 > budget / 2
     }
 
     /// The rows of `contract` on `dates`, stale versions (tombstoned in `tombs`) left out.
@@ -790,11 +796,32 @@ impl Nightly<'_> {
         // The groups' frames are free now, but a heap keeps them.
         self.release_freed_if_large();
         phase.done("orders_latest");
-        let FirstOrders {
-            on_days: first,
-            extra,
-            searched,
-        } = self.first_orders(on_days, &dates, &state).await?;
+        // The first group's payments and their regions need its orders, not the first orders:
+        // they are read while the first orders are decided. Each side is mostly one thread's
+        // work, so the night fills both cores there (on the H=365 night of `make
+        // bench-history`, about 0.5 s each). They are that group's silver, which its measures
+        // hold anyway, so the night still holds one group plus the state's buckets; but a night
+        // already past half its budget after the first pass (the first days of millions of
+        // customers, as at 1 M orders a day) decides first and reads them after, as before.
+        let (kept_days, kept_orders) = kept.expect("a night has at least one day group");
+        let early = !self.over_half_budget();
+        let (
+            FirstOrders {
+                on_days: first,
+                extra,
+                searched,
+            },
+            kept_payments,
+        ) = tokio::try_join!(self.first_orders(on_days, &dates, &state), async {
+            if early {
+                self.regional_payments(&kept_orders, &kept_days, window, &state, 0)
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        })?;
+        let mut kept = Some((kept_days, kept_orders, kept_payments));
         let groups = if extra.is_empty() {
             groups
         } else {
@@ -811,15 +838,23 @@ impl Nightly<'_> {
         let mut kpis = Vec::with_capacity(groups.len());
         let mut methods = Vec::with_capacity(groups.len());
         for ((group, days), first) in groups.iter().enumerate().zip(firsts) {
-            // The kept orders serve only the very same days (a searched customer's extra day
-            // may have regrouped them).
-            let orders = match kept.take() {
-                Some((kept_days, orders)) if kept_days == *days => orders,
-                _ => self.latest_orders(days, &state, &ORDER_COLUMNS).await?,
+            // The kept orders and payments serve only the very same days (a searched
+            // customer's extra day may have regrouped them).
+            let (orders, payments) = match kept.take() {
+                Some((kept_days, orders, payments)) if kept_days == *days => (orders, payments),
+                _ => (
+                    self.latest_orders(days, &state, &ORDER_COLUMNS).await?,
+                    None,
+                ),
             };
-            let (k, m) = self
-                .measures(orders, first, days, window, &state, group)
-                .await?;
+            let payments = match payments {
+                Some(payments) => payments,
+                None => {
+                    self.regional_payments(&orders, days, window, &state, group)
+                        .await?
+                }
+            };
+            let (k, m) = self.measures(orders, first, payments, group).await?;
             kpis.push(k.lazy());
             methods.push(m.lazy());
             // A group's frames are free now, but the next group's do not fit in the holes
@@ -890,21 +925,18 @@ impl Nightly<'_> {
         .await
     }
 
-    /// `daily_kpis` and `payment_methods_daily` rows of `days`, from those days' latest
-    /// `orders`, the first order days `first` of (at least) the customers first on one of
-    /// `days`, and their payments, read here with the regions of their orders.
-    async fn measures(
+    /// The latest payments on `days` with the region each counts under ([`kpis::with_regions`]):
+    /// their orders are the days' latest `orders`, and those not among them are looked for on
+    /// the other days of the reference window ([`Self::other_orders`]).
+    async fn regional_payments(
         &self,
-        orders: DataFrame,
-        first: DataFrame,
+        orders: &DataFrame,
         days: &BTreeSet<NaiveDate>,
         window: u32,
         state: &KpiState,
         group: usize,
-    ) -> Result<(DataFrame, DataFrame), GoldError> {
+    ) -> Result<DataFrame, GoldError> {
         let mut phase = Phase::start();
-        let mut done = |name| phase.done_in(name, Some(group));
-        // Regions of the payments on those days: their orders within the reference window.
         // Only the orders these payments name are sorted for their latest version.
         let payments_c = &self.contracts.payments;
         let payments = collect(latest(
@@ -914,7 +946,7 @@ impl Nightly<'_> {
             payments_c,
         )?)
         .await?;
-        done("payments_latest");
+        phase.done_in("payments_latest", Some(group));
         let joined = collect(kpis::join_orders(payments.lazy(), orders.clone().lazy())).await?;
         let joined = self.other_orders(joined, days, window, state).await?;
         let payments = collect(kpis::region_in_window(
@@ -922,7 +954,21 @@ impl Nightly<'_> {
             self.contracts.window_days(),
         ))
         .await?;
-        done("payments_and_regions");
+        phase.done_in("payments_and_regions", Some(group));
+        Ok(payments)
+    }
+
+    /// `daily_kpis` and `payment_methods_daily` rows of a group's days, from those days' latest
+    /// `orders`, the first order days `first` of (at least) the customers first on one of the
+    /// days, and the days' `payments` with their regions ([`Self::regional_payments`]).
+    async fn measures(
+        &self,
+        orders: DataFrame,
+        first: DataFrame,
+        payments: DataFrame,
+        group: usize,
+    ) -> Result<(DataFrame, DataFrame), GoldError> {
+        let mut phase = Phase::start();
         let first = first.lazy();
         let (o, p) = (orders.lazy(), payments.clone().lazy());
         // On two threads: each query has long stretches on one core.
@@ -930,7 +976,7 @@ impl Nightly<'_> {
             off_runtime(move || kpis::kpis_of(o, first, p)),
             off_runtime(move || methods::methods_of(payments.lazy())),
         )?;
-        done("group_measures");
+        phase.done_in("group_measures", Some(group));
         Ok((kpis, methods))
     }
 
